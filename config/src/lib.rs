@@ -1,0 +1,620 @@
+//! centrum's cluster config: one TOML file declares the master, every front and every back,
+//! their channels and the shared limits. [`Config::parse`] and [`Config::load`] read and
+//! validate it; [`Config::embedded_default`] is a one-machine cluster for trying things out.
+
+mod validate;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The default cluster, also shipped as an example config users can copy.
+///
+/// It must parse and validate: [`Config::embedded_default`] relies on it and a test proves it.
+pub const DEFAULT_TOML: &str = r#"# centrum cluster config: one file for every process in the cluster.
+# Each process is started with this file and the id of its role. `host` names the machine
+# a process runs on (default "127.0.0.1"); it is only used to spot two processes on one
+# port. Port 0 asks the OS for a free port.
+
+[master]
+# host = "127.0.0.1"
+http = "127.0.0.1:7300"    # the master's HTTP endpoint
+nodes = "127.0.0.1:7301"   # fronts and backs connect and heartbeat here
+
+# One [[fronts]] table per front. Clients connect to a front over WebSocket.
+[[fronts]]
+id = "front-1"             # 1-64 characters of a-z, A-Z, 0-9, '-' or '_'; unique over fronts and backs
+# host = "127.0.0.1"
+listen = "127.0.0.1:7310"
+# public_url = "wss://play.example.com/front-1"   # the URL clients dial; default ws://<listen>
+
+# One [[backs]] table per back. A back runs the simulation of the channels it owns.
+[[backs]]
+id = "back-1"
+# host = "127.0.0.1"
+listen = "127.0.0.1:7320"
+tick_hz = 20               # ticks per second, 1-240
+# Each channel is owned by exactly one back; `app` names the game logic it runs.
+channels = [{ name = "arena", app = "arena" }]
+
+# Every limit may be omitted; the values shown are the defaults.
+# [limits]
+# max_frame_bytes = 1048576      # largest frame between processes (1024-67108864)
+# max_message_bytes = 65536      # largest WebSocket message from a client (64-16777216, <= max_frame_bytes)
+# client_queue = 256             # messages queued per client before slow_client applies (1-65536)
+# link_queue = 4096              # frames queued per front<->back link (1-1048576)
+# channel_inputs = 65536         # inputs queued per channel between two ticks (1-16777216)
+# max_connections = 10000        # client connections per front (1-1000000)
+# handshake_timeout_ms = 5000    # (100-120000)
+# heartbeat_ms = 1000            # node -> master heartbeat period (50-60000)
+# link_grace_ms = 10000          # how long a back keeps a dropped front's sessions (0-600000)
+# slow_client = "resync"         # "resync" or "disconnect" a client whose queue is full
+"#;
+
+/// A whole cluster: one master, at least one front and at least one back.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub master: MasterConfig,
+    // Omitted lists parse as empty so validation can say what is missing, not serde.
+    #[serde(default)]
+    pub fronts: Vec<FrontConfig>,
+    #[serde(default)]
+    pub backs: Vec<BackConfig>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterConfig {
+    /// The machine the master runs on.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// HTTP endpoint.
+    pub http: SocketAddr,
+    /// Where fronts and backs connect and heartbeat.
+    pub nodes: SocketAddr,
+}
+
+/// A process that accepts client WebSocket connections.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontConfig {
+    pub id: String,
+    #[serde(default = "default_host")]
+    pub host: String,
+    pub listen: SocketAddr,
+    /// The URL clients are told to dial, when it differs from `ws://{listen}` (a proxy, TLS,
+    /// or a wildcard listen address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+}
+
+/// A process that owns channels and ticks their simulation.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackConfig {
+    pub id: String,
+    #[serde(default = "default_host")]
+    pub host: String,
+    pub listen: SocketAddr,
+    pub tick_hz: u32,
+    #[serde(default)]
+    pub channels: Vec<ChannelConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub name: String,
+    /// The game logic the channel runs; which apps exist is checked by the back, not here.
+    pub app: String,
+}
+
+/// Sizes, queue depths and timeouts shared by every process. Each field may be omitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest length-prefixed frame between processes.
+    pub max_frame_bytes: u32,
+    /// Largest WebSocket message accepted from a client; at most `max_frame_bytes`.
+    pub max_message_bytes: u32,
+    /// Outbound messages queued per client before `slow_client` applies.
+    pub client_queue: u32,
+    /// Outbound frames queued per front<->back link.
+    pub link_queue: u32,
+    /// Inputs queued per channel between two ticks.
+    pub channel_inputs: u32,
+    /// Client connections per front.
+    pub max_connections: u32,
+    pub handshake_timeout_ms: u32,
+    /// Node -> master heartbeat period.
+    pub heartbeat_ms: u32,
+    /// How long a back keeps a dropped front's sessions.
+    pub link_grace_ms: u32,
+    pub slow_client: SlowClientPolicy,
+}
+
+/// What a front does with a client whose outbound queue is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowClientPolicy {
+    /// Drop the queued messages and send the client a fresh snapshot.
+    #[default]
+    Resync,
+    /// Close the client's connection.
+    Disconnect,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// TOML syntax, a wrong type or an unknown field; toml's text with line and column.
+    #[error("{0}")]
+    Parse(String),
+    /// Every problem validation found.
+    #[error("invalid config:\n{}", bullet_list(.0))]
+    Invalid(Vec<FieldError>),
+}
+
+/// One validation problem: `field` is a path such as `backs[1].channels[0].name`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl Config {
+    /// Parses a TOML cluster config and validates it.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] if the text is not TOML of the right shape (including unknown
+    /// fields), [`ConfigError::Invalid`] listing every rule it breaks.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses the config file at `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] if the file cannot be read; otherwise as [`Config::parse`], with
+    /// parse errors prefixed by the path.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse(message) => {
+                ConfigError::Parse(format!("{}: {message}", path.display()))
+            }
+            other => other,
+        })
+    }
+
+    /// The cluster in [`DEFAULT_TOML`]: a master, `front-1` and `back-1` owning `arena`.
+    pub fn embedded_default() -> Config {
+        // DEFAULT_TOML is a constant, and `tests::embedded_default_is_valid` proves it parses
+        // and validates, so this cannot fail at run time.
+        Config::parse(DEFAULT_TOML).expect("DEFAULT_TOML is a valid config")
+    }
+
+    /// Checks every rule, collecting all problems rather than stopping at the first.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] with one [`FieldError`] per problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let problems = validate::problems(self);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Writes the config back out as TOML that [`Config::parse`] reads back unchanged.
+    pub fn to_toml(&self) -> String {
+        // Every field is a string, number, address, enum or table of those, all of which
+        // TOML can represent, so serialization cannot fail.
+        toml::to_string(self).expect("a Config is always representable as TOML")
+    }
+
+    pub fn front(&self, id: &str) -> Option<&FrontConfig> {
+        self.fronts.iter().find(|front| front.id == id)
+    }
+
+    pub fn back(&self, id: &str) -> Option<&BackConfig> {
+        self.backs.iter().find(|back| back.id == id)
+    }
+
+    /// The back that owns `channel`.
+    pub fn channel_owner(&self, channel: &str) -> Option<&BackConfig> {
+        self.backs
+            .iter()
+            .find(|back| back.channels.iter().any(|c| c.name == channel))
+    }
+}
+
+impl FrontConfig {
+    /// The URL clients dial: `public_url` if set, else `ws://{listen}`.
+    pub fn client_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.clone(),
+            None => format!("ws://{}", self.listen),
+        }
+    }
+}
+
+impl BackConfig {
+    /// Time between two ticks.
+    pub fn tick_period(&self) -> Duration {
+        // Validation rejects 0; the `max` only keeps an unvalidated config from panicking.
+        Duration::from_secs(1) / self.tick_hz.max(1)
+    }
+}
+
+impl Limits {
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms.into())
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms.into())
+    }
+
+    pub fn link_grace(&self) -> Duration {
+        Duration::from_millis(self.link_grace_ms.into())
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: 1_048_576,
+            max_message_bytes: 65_536,
+            client_queue: 256,
+            link_queue: 4096,
+            channel_inputs: 65_536,
+            max_connections: 10_000,
+            handshake_timeout_ms: 5_000,
+            heartbeat_ms: 1_000,
+            link_grace_ms: 10_000,
+            slow_client: SlowClientPolicy::Resync,
+        }
+    }
+}
+
+fn default_host() -> String {
+    "127.0.0.1".to_owned()
+}
+
+fn bullet_list(problems: &[FieldError]) -> String {
+    let mut out = String::new();
+    for (i, problem) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(out, "  - {problem}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL_TOML: &str = r#"
+[master]
+host = "10.0.0.1"
+http = "10.0.0.1:7300"
+nodes = "10.0.0.1:7301"
+
+[[fronts]]
+id = "front-1"
+host = "10.0.0.2"
+listen = "0.0.0.0:7310"
+public_url = "wss://play.example.com/front-1"
+
+[[fronts]]
+id = "front-2"
+host = "10.0.0.3"
+listen = "0.0.0.0:7310"
+
+[[backs]]
+id = "back-1"
+host = "10.0.0.4"
+listen = "10.0.0.4:7320"
+tick_hz = 30
+channels = [{ name = "arena", app = "arena" }, { name = "lobby", app = "chat" }]
+
+[[backs]]
+id = "back-2"
+host = "10.0.0.5"
+listen = "10.0.0.5:7320"
+tick_hz = 60
+channels = [{ name = "race_1", app = "race" }]
+
+[limits]
+max_frame_bytes = 2097152
+max_message_bytes = 131072
+client_queue = 512
+link_queue = 8192
+channel_inputs = 1024
+max_connections = 500
+handshake_timeout_ms = 2000
+heartbeat_ms = 250
+link_grace_ms = 0
+slow_client = "disconnect"
+"#;
+
+    fn temp_path(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("centrum-config-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let config = Config::parse(DEFAULT_TOML).expect("DEFAULT_TOML must validate");
+        assert_eq!(config, Config::embedded_default());
+        assert_eq!(config.master.host, "127.0.0.1");
+        assert_eq!(config.master.http, "127.0.0.1:7300".parse().unwrap());
+        assert_eq!(config.master.nodes, "127.0.0.1:7301".parse().unwrap());
+        let front = config.front("front-1").expect("front-1");
+        assert_eq!(front.listen, "127.0.0.1:7310".parse().unwrap());
+        assert_eq!(front.client_url(), "ws://127.0.0.1:7310");
+        let back = config.back("back-1").expect("back-1");
+        assert_eq!(back.listen, "127.0.0.1:7320".parse().unwrap());
+        assert_eq!(back.tick_hz, 20);
+        assert_eq!(back.tick_period(), Duration::from_millis(50));
+        assert_eq!(
+            config.channel_owner("arena").map(|b| b.id.as_str()),
+            Some("back-1")
+        );
+        assert_eq!(config.fronts.len(), 1);
+        assert_eq!(config.backs.len(), 1);
+        assert_eq!(config.limits, Limits::default());
+    }
+
+    /// The commented-out examples in DEFAULT_TOML must be valid and show the real defaults.
+    #[test]
+    fn default_toml_comments_show_the_defaults() {
+        let uncommented: String = DEFAULT_TOML
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if rest.starts_with('[') || looks_like_key_value(rest) => rest,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert!(uncommented.contains("\n[limits]\n"), "{uncommented}");
+        let config = Config::parse(&uncommented).expect("uncommented DEFAULT_TOML");
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(
+            config.fronts[0].public_url.as_deref(),
+            Some("wss://play.example.com/front-1")
+        );
+    }
+
+    fn looks_like_key_value(line: &str) -> bool {
+        line.split_once(" = ").is_some_and(|(key, _)| {
+            !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        })
+    }
+
+    #[test]
+    fn full_example_round_trips() {
+        let config = Config::parse(FULL_TOML).expect("full example");
+        assert_eq!(config.master.host, "10.0.0.1");
+        assert_eq!(config.fronts.len(), 2);
+        assert_eq!(config.fronts[1].public_url, None);
+        assert_eq!(config.backs[0].channels[1].app, "chat");
+        assert_eq!(config.limits.slow_client, SlowClientPolicy::Disconnect);
+        assert_eq!(config.limits.link_grace(), Duration::ZERO);
+        assert_eq!(config.limits.heartbeat(), Duration::from_millis(250));
+        assert_eq!(config.limits.handshake_timeout(), Duration::from_secs(2));
+
+        let written = config.to_toml();
+        assert_eq!(Config::parse(&written).expect(&written), config);
+    }
+
+    #[test]
+    fn omitted_limits_and_hosts_get_defaults() {
+        let config = Config::parse(
+            r#"
+            [master]
+            http = "127.0.0.1:0"
+            nodes = "127.0.0.1:0"
+            [[fronts]]
+            id = "f"
+            listen = "127.0.0.1:0"
+            [[backs]]
+            id = "b"
+            listen = "127.0.0.1:0"
+            tick_hz = 1
+            channels = [{ name = "c", app = "a" }]
+            "#,
+        )
+        .expect("minimal config");
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.master.host, "127.0.0.1");
+        assert_eq!(config.fronts[0].host, "127.0.0.1");
+        assert_eq!(config.backs[0].host, "127.0.0.1");
+        assert_eq!(config.backs[0].tick_period(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn omitted_limit_fields_get_defaults() {
+        let text = format!("{DEFAULT_TOML}\n[limits]\nclient_queue = 8\n");
+        let config = Config::parse(&text).expect("partial limits");
+        assert_eq!(
+            config.limits,
+            Limits {
+                client_queue: 8,
+                ..Limits::default()
+            }
+        );
+    }
+
+    #[test]
+    fn default_limit_values() {
+        let limits = Limits::default();
+        assert_eq!(limits.max_frame_bytes, 1_048_576);
+        assert_eq!(limits.max_message_bytes, 65_536);
+        assert_eq!(limits.client_queue, 256);
+        assert_eq!(limits.link_queue, 4096);
+        assert_eq!(limits.channel_inputs, 65_536);
+        assert_eq!(limits.max_connections, 10_000);
+        assert_eq!(limits.handshake_timeout(), Duration::from_secs(5));
+        assert_eq!(limits.heartbeat(), Duration::from_secs(1));
+        assert_eq!(limits.link_grace(), Duration::from_secs(10));
+        assert_eq!(limits.slow_client, SlowClientPolicy::Resync);
+    }
+
+    #[test]
+    fn unknown_field_is_a_parse_error_naming_it() {
+        let text = DEFAULT_TOML.replace("tick_hz = 20", "tick_rate = 20");
+        let err = Config::parse(&text).unwrap_err();
+        let ConfigError::Parse(message) = &err else {
+            panic!("expected a parse error, got {err:?}");
+        };
+        assert!(message.contains("unknown field `tick_rate`"), "{message}");
+        assert!(message.contains("line "), "{message}");
+    }
+
+    #[test]
+    fn unknown_slow_client_policy_is_a_parse_error() {
+        let text = format!("{DEFAULT_TOML}\n[limits]\nslow_client = \"drop\"\n");
+        let err = Config::parse(&text).unwrap_err();
+        assert!(matches!(&err, ConfigError::Parse(m) if m.contains("unknown variant `drop`")));
+    }
+
+    #[test]
+    fn bad_address_is_a_parse_error() {
+        let text = DEFAULT_TOML.replace("127.0.0.1:7310", "localhost:7310");
+        let line = 1 + text
+            .lines()
+            .position(|l| l.contains("localhost:7310"))
+            .expect("the front's listen line");
+        let err = Config::parse(&text).unwrap_err();
+        let expected = format!("line {line}, column");
+        assert!(
+            matches!(&err, ConfigError::Parse(m) if m.contains(&expected)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error_naming_the_path() {
+        let path = temp_path("does-not-exist.toml");
+        let err = Config::load(&path).unwrap_err();
+        let ConfigError::Read { path: named, .. } = &err else {
+            panic!("expected a read error, got {err:?}");
+        };
+        assert_eq!(named, &path);
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot read {}: ", path.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn load_reads_a_written_config() {
+        let path = temp_path("round-trip.toml");
+        let config = Config::parse(FULL_TOML).expect("full example");
+        std::fs::write(&path, config.to_toml()).expect("write temp config");
+        let loaded = Config::load(&path);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(loaded.expect("load"), config);
+    }
+
+    #[test]
+    fn load_prefixes_parse_errors_with_the_path() {
+        let path = temp_path("broken.toml");
+        std::fs::write(&path, "[master\n").expect("write temp config");
+        let err = Config::load(&path).unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        let ConfigError::Parse(message) = &err else {
+            panic!("expected a parse error, got {err:?}");
+        };
+        assert!(
+            message.starts_with(&format!("{}: ", path.display())),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn invalid_lists_every_problem_one_per_line() {
+        let mut config = Config::embedded_default();
+        config.backs[0].tick_hz = 0;
+        config.fronts[0].id = String::new();
+        config.limits.client_queue = 0;
+        let err = config.validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid config:\n\
+             \x20 - fronts[0].id: must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'\n\
+             \x20 - backs[0].tick_hz: must be between 1 and 240\n\
+             \x20 - limits.client_queue: must be between 1 and 65536"
+        );
+    }
+
+    #[test]
+    fn parse_runs_validation() {
+        let text = DEFAULT_TOML.replace("tick_hz = 20", "tick_hz = 241");
+        let err = Config::parse(&text).unwrap_err();
+        let ConfigError::Invalid(problems) = &err else {
+            panic!("expected invalid, got {err:?}");
+        };
+        assert_eq!(
+            problems,
+            &[FieldError {
+                field: "backs[0].tick_hz".into(),
+                reason: "must be between 1 and 240".into(),
+            }]
+        );
+    }
+
+    #[test]
+    fn lookups_by_id_and_channel() {
+        let config = Config::parse(FULL_TOML).expect("full example");
+        assert_eq!(
+            config.front("front-2").map(|f| f.host.as_str()),
+            Some("10.0.0.3")
+        );
+        assert_eq!(config.front("back-1"), None);
+        assert_eq!(config.back("back-2").map(|b| b.tick_hz), Some(60));
+        assert_eq!(config.back("front-1"), None);
+        assert_eq!(
+            config.channel_owner("lobby").map(|b| b.id.as_str()),
+            Some("back-1")
+        );
+        assert_eq!(
+            config.channel_owner("race_1").map(|b| b.id.as_str()),
+            Some("back-2")
+        );
+        assert_eq!(config.channel_owner("nowhere"), None);
+    }
+
+    #[test]
+    fn client_url_prefers_public_url() {
+        let config = Config::parse(FULL_TOML).expect("full example");
+        assert_eq!(
+            config.fronts[0].client_url(),
+            "wss://play.example.com/front-1"
+        );
+        assert_eq!(config.fronts[1].client_url(), "ws://0.0.0.0:7310");
+    }
+}

@@ -1,0 +1,545 @@
+//! The rules a parsed [`Config`] must satisfy. Every problem is collected, each naming its
+//! field path (`backs[1].channels[0].name`), so one run of `centrum` shows them all.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::{BackConfig, Config, FieldError, FrontConfig, Limits};
+
+const NAME_RULE: &str = "must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'";
+
+/// Problems found so far, plus what earlier fields claimed, to report duplicates against.
+#[derive(Debug, Default)]
+struct Checker<'a> {
+    problems: Vec<FieldError>,
+    /// Front and back id -> the field that declared it first.
+    ids: HashMap<&'a str, String>,
+    /// Channel name -> the back that owns it first (`backs[0]`).
+    channels: HashMap<&'a str, String>,
+    /// Every address that binds a socket, with its field and the host it is bound on.
+    addresses: Vec<(String, &'a str, SocketAddr)>,
+}
+
+impl<'a> Checker<'a> {
+    fn push(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(FieldError {
+            field: field.into(),
+            reason: reason.into(),
+        });
+    }
+
+    fn master(&mut self, config: &'a Config) {
+        let master = &config.master;
+        self.host("master.host", &master.host);
+        self.addresses
+            .push(("master.http".into(), &master.host, master.http));
+        self.addresses
+            .push(("master.nodes".into(), &master.host, master.nodes));
+    }
+
+    fn front(&mut self, i: usize, front: &'a FrontConfig) {
+        let at = format!("fronts[{i}]");
+        self.id(&at, &front.id);
+        self.host(&format!("{at}.host"), &front.host);
+        self.addresses
+            .push((format!("{at}.listen"), &front.host, front.listen));
+        if let Some(url) = &front.public_url
+            && !(url.starts_with("ws://") || url.starts_with("wss://"))
+        {
+            self.push(
+                format!("{at}.public_url"),
+                "must start with ws:// or wss://",
+            );
+        }
+    }
+
+    fn back(&mut self, i: usize, back: &'a BackConfig) {
+        let at = format!("backs[{i}]");
+        self.id(&at, &back.id);
+        self.host(&format!("{at}.host"), &back.host);
+        self.addresses
+            .push((format!("{at}.listen"), &back.host, back.listen));
+        if !(1..=240).contains(&back.tick_hz) {
+            self.push(format!("{at}.tick_hz"), "must be between 1 and 240");
+        }
+        if back.channels.is_empty() {
+            self.push(format!("{at}.channels"), "at least one channel is required");
+        }
+        for (j, channel) in back.channels.iter().enumerate() {
+            let field = format!("{at}.channels[{j}]");
+            if !is_name(&channel.name) {
+                self.push(format!("{field}.name"), NAME_RULE);
+            } else if let Some(owner) = self.channels.get(channel.name.as_str()) {
+                let reason = format!("channel {:?} is already owned by {owner}", channel.name);
+                self.push(format!("{field}.name"), reason);
+            } else {
+                self.channels.insert(&channel.name, at.clone());
+            }
+            if channel.app.is_empty() {
+                self.push(format!("{field}.app"), "must not be empty");
+            }
+        }
+    }
+
+    /// `at` is the front or back (`fronts[0]`); ids are unique over fronts and backs together
+    /// because a node registers with the master by id alone.
+    fn id(&mut self, at: &str, id: &'a str) {
+        let field = format!("{at}.id");
+        // A malformed id is reported once, not again as a duplicate.
+        if !is_name(id) {
+            self.push(field, NAME_RULE);
+        } else if let Some(first) = self.ids.get(id) {
+            let reason = format!("duplicate id {id:?} (also {first})");
+            self.push(field, reason);
+        } else {
+            self.ids.insert(id, field);
+        }
+    }
+
+    fn host(&mut self, field: &str, host: &str) {
+        if host.is_empty() {
+            self.push(field, "must not be empty");
+        }
+    }
+
+    /// Two sockets on one machine cannot bind the same port on the same or an overlapping
+    /// (wildcard) address. Port 0 is never a clash: the OS picks a free port for each.
+    fn address_clashes(&mut self) {
+        let mut clashes = Vec::new();
+        for (later, (field, host, addr)) in self.addresses.iter().enumerate() {
+            let earlier = self.addresses[..later]
+                .iter()
+                .find(|(_, other_host, other)| {
+                    other_host == host && addr.port() != 0 && overlaps(*addr, *other)
+                });
+            if let Some((other_field, _, other)) = earlier {
+                let reason = if addr == other {
+                    format!("address {addr} is already used by {other_field} on host {host:?}")
+                } else {
+                    format!("address {addr} overlaps {other_field} ({other}) on host {host:?}")
+                };
+                clashes.push((field.clone(), reason));
+            }
+        }
+        for (field, reason) in clashes {
+            self.push(field, reason);
+        }
+    }
+
+    fn limits(&mut self, limits: &Limits) {
+        // Destructured so that a new limit is a compile error here until it has a rule.
+        let Limits {
+            max_frame_bytes,
+            max_message_bytes,
+            client_queue,
+            link_queue,
+            channel_inputs,
+            max_connections,
+            handshake_timeout_ms,
+            heartbeat_ms,
+            link_grace_ms,
+            slow_client: _,
+        } = *limits;
+        let ranges = [
+            ("max_frame_bytes", max_frame_bytes, 1024, 67_108_864),
+            ("max_message_bytes", max_message_bytes, 64, 16_777_216),
+            ("client_queue", client_queue, 1, 65_536),
+            ("link_queue", link_queue, 1, 1_048_576),
+            ("channel_inputs", channel_inputs, 1, 16_777_216),
+            ("max_connections", max_connections, 1, 1_000_000),
+            ("handshake_timeout_ms", handshake_timeout_ms, 100, 120_000),
+            ("heartbeat_ms", heartbeat_ms, 50, 60_000),
+            ("link_grace_ms", link_grace_ms, 0, 600_000),
+        ];
+        for (name, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                self.push(
+                    format!("limits.{name}"),
+                    format!("must be between {min} and {max}"),
+                );
+            }
+        }
+        // A client message travels to the back inside one frame.
+        if max_message_bytes > max_frame_bytes {
+            self.push(
+                "limits.max_message_bytes",
+                format!("must not exceed limits.max_frame_bytes ({max_frame_bytes})"),
+            );
+        }
+    }
+}
+
+/// Every rule `config` breaks, in file order; empty if it is valid.
+pub(crate) fn problems(config: &Config) -> Vec<FieldError> {
+    let mut checker = Checker::default();
+    checker.master(config);
+    if config.fronts.is_empty() {
+        checker.push("fronts", "at least one front is required");
+    }
+    for (i, front) in config.fronts.iter().enumerate() {
+        checker.front(i, front);
+    }
+    if config.backs.is_empty() {
+        checker.push("backs", "at least one back is required");
+    }
+    for (i, back) in config.backs.iter().enumerate() {
+        checker.back(i, back);
+    }
+    checker.address_clashes();
+    checker.limits(&config.limits);
+    checker.problems
+}
+
+/// Ids and channel names appear in logs, URLs and metrics labels, so keep them plain.
+fn is_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whether two addresses with the same port would clash when bound on one machine.
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && (a.ip() == b.ip()
+            || (a.is_ipv4() == b.is_ipv4() && (a.ip().is_unspecified() || b.ip().is_unspecified())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ChannelConfig;
+
+    /// The embedded default after `change`, and the problems found in it, as displayed.
+    fn problems_after(change: impl FnOnce(&mut Config)) -> Vec<String> {
+        let mut config = Config::embedded_default();
+        change(&mut config);
+        problems(&config).iter().map(ToString::to_string).collect()
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("test address")
+    }
+
+    fn channel(name: &str, app: &str) -> ChannelConfig {
+        ChannelConfig {
+            name: name.into(),
+            app: app.into(),
+        }
+    }
+
+    /// A second back, `back-2` on 127.0.0.1:7321, owning `lobby`.
+    fn add_back(config: &mut Config) -> &mut BackConfig {
+        let mut back = config.backs[0].clone();
+        back.id = "back-2".into();
+        back.listen = addr("127.0.0.1:7321");
+        back.channels = vec![channel("lobby", "chat")];
+        config.backs.push(back);
+        config.backs.last_mut().expect("just pushed")
+    }
+
+    #[test]
+    fn embedded_default_has_no_problems() {
+        assert_eq!(problems_after(|_| {}), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_limit_out_of_range() {
+        let found = problems_after(|c| {
+            c.limits = Limits {
+                max_frame_bytes: 1023,
+                max_message_bytes: 63,
+                client_queue: 0,
+                link_queue: 1_048_577,
+                channel_inputs: 0,
+                max_connections: 1_000_001,
+                handshake_timeout_ms: 99,
+                heartbeat_ms: 60_001,
+                link_grace_ms: 600_001,
+                ..Limits::default()
+            }
+        });
+        assert_eq!(
+            found,
+            [
+                "limits.max_frame_bytes: must be between 1024 and 67108864",
+                "limits.max_message_bytes: must be between 64 and 16777216",
+                "limits.client_queue: must be between 1 and 65536",
+                "limits.link_queue: must be between 1 and 1048576",
+                "limits.channel_inputs: must be between 1 and 16777216",
+                "limits.max_connections: must be between 1 and 1000000",
+                "limits.handshake_timeout_ms: must be between 100 and 120000",
+                "limits.heartbeat_ms: must be between 50 and 60000",
+                "limits.link_grace_ms: must be between 0 and 600000",
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_at_their_bounds_are_valid() {
+        let low = Limits {
+            max_frame_bytes: 1024,
+            max_message_bytes: 64,
+            client_queue: 1,
+            link_queue: 1,
+            channel_inputs: 1,
+            max_connections: 1,
+            handshake_timeout_ms: 100,
+            heartbeat_ms: 50,
+            link_grace_ms: 0,
+            ..Limits::default()
+        };
+        let high = Limits {
+            max_frame_bytes: 67_108_864,
+            max_message_bytes: 16_777_216,
+            client_queue: 65_536,
+            link_queue: 1_048_576,
+            channel_inputs: 16_777_216,
+            max_connections: 1_000_000,
+            handshake_timeout_ms: 120_000,
+            heartbeat_ms: 60_000,
+            link_grace_ms: 600_000,
+            ..Limits::default()
+        };
+        assert_eq!(problems_after(|c| c.limits = low), Vec::<String>::new());
+        assert_eq!(problems_after(|c| c.limits = high), Vec::<String>::new());
+    }
+
+    #[test]
+    fn message_larger_than_frame() {
+        let found = problems_after(|c| {
+            c.limits.max_message_bytes = c.limits.max_frame_bytes + 1;
+        });
+        assert_eq!(
+            found,
+            ["limits.max_message_bytes: must not exceed limits.max_frame_bytes (1048576)"]
+        );
+    }
+
+    #[test]
+    fn malformed_ids() {
+        let found = problems_after(|c| {
+            c.fronts[0].id = String::new();
+            c.backs[0].id = "back 1".into();
+            add_back(c).id = "b".repeat(65);
+        });
+        assert_eq!(
+            found,
+            [
+                "fronts[0].id: must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'",
+                "backs[0].id: must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'",
+                "backs[1].id: must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'",
+            ]
+        );
+        assert_eq!(
+            problems_after(|c| add_back(c).id = format!("B_-9{}", "x".repeat(60))),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn duplicate_ids_across_fronts_and_backs() {
+        let found = problems_after(|c| {
+            add_back(c).id = "front-1".into();
+        });
+        assert_eq!(
+            found,
+            [r#"backs[1].id: duplicate id "front-1" (also fronts[0].id)"#]
+        );
+        let found = problems_after(|c| {
+            add_back(c).id = "back-1".into();
+        });
+        assert_eq!(
+            found,
+            [r#"backs[1].id: duplicate id "back-1" (also backs[0].id)"#]
+        );
+    }
+
+    #[test]
+    fn empty_hosts() {
+        let found = problems_after(|c| {
+            c.master.host = String::new();
+            c.fronts[0].host = String::new();
+            c.backs[0].host = String::new();
+        });
+        assert_eq!(
+            found,
+            [
+                "master.host: must not be empty",
+                "fronts[0].host: must not be empty",
+                "backs[0].host: must not be empty",
+            ]
+        );
+    }
+
+    #[test]
+    fn no_fronts_or_backs() {
+        let found = problems_after(|c| {
+            c.fronts.clear();
+            c.backs.clear();
+        });
+        assert_eq!(
+            found,
+            [
+                "fronts: at least one front is required",
+                "backs: at least one back is required",
+            ]
+        );
+    }
+
+    #[test]
+    fn tick_hz_out_of_range() {
+        let found = problems_after(|c| {
+            c.backs[0].tick_hz = 0;
+            add_back(c).tick_hz = 241;
+        });
+        assert_eq!(
+            found,
+            [
+                "backs[0].tick_hz: must be between 1 and 240",
+                "backs[1].tick_hz: must be between 1 and 240",
+            ]
+        );
+        assert_eq!(
+            problems_after(|c| c.backs[0].tick_hz = 240),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn back_without_channels() {
+        let found = problems_after(|c| c.backs[0].channels.clear());
+        assert_eq!(
+            found,
+            ["backs[0].channels: at least one channel is required"]
+        );
+    }
+
+    #[test]
+    fn malformed_channel_names_and_empty_apps() {
+        let found = problems_after(|c| {
+            c.backs[0].channels = vec![channel("", "arena"), channel("a/b", ""), channel("ok", "")];
+        });
+        assert_eq!(
+            found,
+            [
+                "backs[0].channels[0].name: must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'",
+                "backs[0].channels[1].name: must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'",
+                "backs[0].channels[1].app: must not be empty",
+                "backs[0].channels[2].app: must not be empty",
+            ]
+        );
+    }
+
+    #[test]
+    fn channel_owned_twice() {
+        let found = problems_after(|c| {
+            add_back(c).channels.push(channel("arena", "arena"));
+        });
+        assert_eq!(
+            found,
+            [r#"backs[1].channels[1].name: channel "arena" is already owned by backs[0]"#]
+        );
+        let found = problems_after(|c| {
+            c.backs[0].channels.push(channel("arena", "other"));
+        });
+        assert_eq!(
+            found,
+            [r#"backs[0].channels[1].name: channel "arena" is already owned by backs[0]"#]
+        );
+    }
+
+    #[test]
+    fn public_url_scheme() {
+        let found = problems_after(|c| {
+            c.fronts[0].public_url = Some("http://play.example.com".into());
+        });
+        assert_eq!(
+            found,
+            ["fronts[0].public_url: must start with ws:// or wss://"]
+        );
+        for url in ["ws://play.example.com:80/x", "wss://play.example.com"] {
+            let found = problems_after(|c| c.fronts[0].public_url = Some(url.into()));
+            assert_eq!(found, Vec::<String>::new(), "{url}");
+        }
+    }
+
+    #[test]
+    fn duplicate_addresses_on_one_host() {
+        let found = problems_after(|c| {
+            c.master.nodes = c.master.http;
+            c.fronts[0].listen = addr("127.0.0.1:7320");
+        });
+        assert_eq!(
+            found,
+            [
+                r#"master.nodes: address 127.0.0.1:7300 is already used by master.http on host "127.0.0.1""#,
+                r#"backs[0].listen: address 127.0.0.1:7320 is already used by fronts[0].listen on host "127.0.0.1""#,
+            ]
+        );
+    }
+
+    #[test]
+    fn wildcard_address_overlaps_a_specific_one() {
+        let found = problems_after(|c| c.fronts[0].listen = addr("0.0.0.0:7300"));
+        assert_eq!(
+            found,
+            [
+                r#"fronts[0].listen: address 0.0.0.0:7300 overlaps master.http (127.0.0.1:7300) on host "127.0.0.1""#
+            ]
+        );
+        // IPv4 and IPv6 sockets are told apart here; dual-stack binding is the OS's business.
+        let found = problems_after(|c| c.fronts[0].listen = addr("[::]:7300"));
+        assert_eq!(found, Vec::<String>::new());
+    }
+
+    #[test]
+    fn same_address_on_different_hosts_is_fine() {
+        let found = problems_after(|c| {
+            c.fronts[0].host = "game-1".into();
+            c.fronts[0].listen = c.master.http;
+            add_back(c).host = "game-2".into();
+            c.backs[1].listen = c.backs[0].listen;
+        });
+        assert_eq!(found, Vec::<String>::new());
+    }
+
+    #[test]
+    fn port_zero_is_never_a_duplicate() {
+        let any = addr("127.0.0.1:0");
+        let found = problems_after(|c| {
+            c.master.http = any;
+            c.master.nodes = any;
+            c.fronts[0].listen = any;
+            c.backs[0].listen = any;
+            add_back(c).listen = any;
+        });
+        assert_eq!(found, Vec::<String>::new());
+        // The same config with a real port does clash, so the above is not vacuous.
+        let found = problems_after(|c| {
+            c.master.http = addr("127.0.0.1:9");
+            c.master.nodes = addr("127.0.0.1:9");
+        });
+        assert_eq!(found.len(), 1, "{found:?}");
+    }
+
+    #[test]
+    fn several_problems_are_all_reported() {
+        let found = problems_after(|c| {
+            c.master.host = String::new();
+            c.fronts[0].public_url = Some("front-1".into());
+            c.backs[0].channels.push(channel("arena", ""));
+            c.limits.heartbeat_ms = 0;
+        });
+        assert_eq!(
+            found,
+            [
+                "master.host: must not be empty",
+                "fronts[0].public_url: must start with ws:// or wss://",
+                r#"backs[0].channels[1].name: channel "arena" is already owned by backs[0]"#,
+                "backs[0].channels[1].app: must not be empty",
+                "limits.heartbeat_ms: must be between 50 and 60000",
+            ]
+        );
+    }
+}

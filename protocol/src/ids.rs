@@ -1,0 +1,98 @@
+//! Tick and sequence numbers: `u32` newtypes whose ordering survives wrap-around,
+//! plus the small integer ids that travel on the wire.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The number of a channel's simulation step. Tick 0 is the state before the first step.
+///
+/// Compared with serial-number arithmetic (RFC 1982): `a` is after `b` when
+/// `a - b` (wrapping) is in `1..2^31`, so a channel may run past `u32::MAX`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Tick(pub u32);
+
+/// A client's input sequence number within one channel. 0 means "no input yet";
+/// compared like [`Tick`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Seq(pub u32);
+
+/// The position of an entity in a channel's state; small and reused, so it encodes short.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EntityId(pub u32);
+
+/// The index of a kind in the channel's [`Schema`](crate::Schema).
+pub type KindId = u16;
+
+/// The index of a field within its kind; at most [`MAX_FIELDS`](crate::MAX_FIELDS) per kind.
+pub type FieldId = u8;
+
+fn serial_cmp(a: u32, b: u32) -> Ordering {
+    match a.wrapping_sub(b) {
+        0 => Ordering::Equal,
+        d if d < 1 << 31 => Ordering::Greater,
+        _ => Ordering::Less,
+    }
+}
+
+macro_rules! serial_number {
+    ($name:ident) => {
+        impl $name {
+            /// The number that follows this one, wrapping at `u32::MAX`.
+            pub fn next(self) -> Self {
+                Self(self.0.wrapping_add(1))
+            }
+
+            /// True when `self` comes after `other` in wrap-around order.
+            pub fn is_after(self, other: Self) -> bool {
+                serial_cmp(self.0, other.0) == Ordering::Greater
+            }
+        }
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        // Not a total order over all of u32 (no order is, with wrap-around), but a
+        // consistent one for any two numbers less than 2^31 apart, which is all that
+        // live ticks and sequence numbers ever are.
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> Ordering {
+                serial_cmp(self.0, other.0)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+serial_number!(Tick);
+serial_number!(Seq);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_survives_wrap_around() {
+        let last = Tick(u32::MAX);
+        let first = last.next();
+        assert_eq!(first, Tick(0));
+        assert!(first.is_after(last));
+        assert!(first > last);
+        assert!(Seq(5) > Seq(4));
+        assert!(Seq(4) < Seq(5));
+        assert!(!Seq(4).is_after(Seq(4)));
+        assert!(Seq(2).is_after(Seq(u32::MAX - 3)));
+    }
+}

@@ -1,0 +1,30 @@
+//! centrum's wire protocol: every message between client and front, front and back,
+//! node and master; the channel state with change tracking and its encodings; the
+//! client-side mirror. No I/O: everything here is plain data and bytes.
+//!
+//! PROTOCOL.md at the repository root is the specification this crate implements.
+
+mod client;
+mod codec;
+mod control;
+mod ids;
+mod link;
+mod mirror;
+mod schema;
+mod state;
+mod wire;
+
+pub use client::*;
+pub use codec::{DecodeError, decode, encode, encode_into};
+pub use control::*;
+pub use ids::{EntityId, FieldId, KindId, Seq, Tick};
+pub use link::*;
+pub use mirror::{Mirror, MirrorEntity, MirrorError, WireValue};
+pub use schema::{FieldDef, FieldType, KindDef, MAX_FIELDS, Schema, SchemaError, Value};
+pub use state::{State, StateError};
+
+/// The protocol version carried in every hello; peers with another version are refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+#[cfg(test)]
+mod tests;

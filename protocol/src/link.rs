@@ -1,0 +1,139 @@
+//! Messages on a link between a front and a back: length-prefixed frames over TCP
+//! (or an in-memory pipe), each frame one message.
+//!
+//! A front opens the link with `LinkHello`; the back answers `LinkWelcome`, then one
+//! `State` per channel before any `Patch` of that channel.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::tagged_enum;
+use crate::{Seq, Tick};
+
+/// A front's own number for one of its client connections; unique within that front.
+pub type SessionKey = u64;
+
+/// A channel's position in the back's `LinkWelcome::channels`.
+pub type ChannelIndex = u16;
+
+tagged_enum! {
+    /// Front to back.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum FrontToBack {
+        Hello(LinkHello) = 0,
+        Join(LinkJoin) = 1,
+        Leave(LinkLeave) = 2,
+        Input(LinkInput) = 3,
+        Resync(LinkResync) = 4,
+    }
+}
+
+tagged_enum! {
+    /// Back to front.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum BackToFront {
+        Welcome(LinkWelcome) = 0,
+        Refused(LinkRefused) = 1,
+        State(LinkState) = 2,
+        Patch(LinkPatch) = 3,
+        JoinRejected(LinkJoinRejected) = 4,
+        Notice(LinkNotice) = 5,
+    }
+}
+
+/// Opens a link. `sessions` are the front's clients already in channels of this back
+/// (after a relink): the back keeps, restores or re-joins exactly these and removes
+/// any other session of this front.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkHello {
+    pub version: u32,
+    pub front: String,
+    pub sessions: Vec<LinkSession>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkSession {
+    pub session: SessionKey,
+    pub channel: String,
+    /// The data of the client's original join, for a back that must join it again.
+    pub data: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkWelcome {
+    pub version: u32,
+    pub back: String,
+    /// The channels this back serves; their index is their `ChannelIndex`.
+    pub channels: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkRefused {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkJoin {
+    pub session: SessionKey,
+    pub channel: ChannelIndex,
+    pub data: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkLeave {
+    pub session: SessionKey,
+    pub channel: ChannelIndex,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkInput {
+    pub session: SessionKey,
+    pub channel: ChannelIndex,
+    pub seq: Seq,
+    pub data: Bytes,
+}
+
+/// Asks for a fresh full state for `sessions` (clients that fell behind).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkResync {
+    pub channel: ChannelIndex,
+    pub sessions: Vec<SessionKey>,
+}
+
+/// A channel's full state at `tick`, for the listed sessions with their acks (joiners,
+/// resyncs, and after a link opens every session of the front in that channel).
+/// `body` is the shared body of a client `State` message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkState {
+    pub channel: ChannelIndex,
+    pub tick: Tick,
+    pub sessions: Vec<(SessionKey, Seq)>,
+    pub body: Bytes,
+}
+
+/// A channel's changes at `tick`, the same `body` for every front; `acks` lists this
+/// front's sessions whose last applied input changed at this tick. `body` is empty
+/// when only acks changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkPatch {
+    pub channel: ChannelIndex,
+    pub tick: Tick,
+    pub acks: Vec<(SessionKey, Seq)>,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkJoinRejected {
+    pub session: SessionKey,
+    pub channel: ChannelIndex,
+    pub reason: String,
+}
+
+/// Something about one session's message that its client should hear (an input
+/// dropped because the channel's queue was full, or refused by the application).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkNotice {
+    pub session: SessionKey,
+    pub code: String,
+    pub message: String,
+}

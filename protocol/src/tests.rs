@@ -1,0 +1,341 @@
+//! Wire-level tests: golden bytes that pin the encoding, the shared-body messages a
+//! front assembles, refusal of bad input, and the convergence property.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use crate::*;
+
+const LIMIT: usize = 1 << 20;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The schema of the bench-arena app: the example of PROTOCOL.md.
+fn arena_schema() -> Schema {
+    Schema::new().kind_with(
+        "player",
+        vec![
+            FieldDef::fixed("x", 1000),
+            FieldDef::fixed("y", 1000),
+            FieldDef::new("seq", FieldType::Uint),
+        ],
+    )
+}
+
+/// Assembles what a front sends: the per-client prefix, then the shared body.
+fn assemble(kind: SharedKind, ack: Seq, body: &[u8]) -> Vec<u8> {
+    let mut msg = SharedPrefix::new(kind, ack).as_bytes().to_vec();
+    msg.extend_from_slice(body);
+    msg
+}
+
+#[test]
+fn golden_client_hello() {
+    let hello = ClientMsg::Hello(Hello {
+        version: 1,
+        token: String::new(),
+        resume: None,
+    });
+    let bytes = encode(&hello);
+    assert_eq!(hex(&bytes), "92 00 93 01 a0 c0");
+    assert_eq!(decode::<ClientMsg>(&bytes, LIMIT).unwrap(), hello);
+}
+
+#[test]
+fn golden_client_join_and_input() {
+    let join = ClientMsg::Join(Join {
+        channel: "arena".into(),
+        data: Bytes::new(),
+    });
+    assert_eq!(hex(&encode(&join)), "92 01 92 a5 61 72 65 6e 61 c4 00");
+    // Input data is the application's MessagePack: here the map {"dx": 0.25, "dy": -0.25}
+    // written with float32 values.
+    let data = [
+        0x82, 0xa2, b'd', b'x', 0xca, 0x3e, 0x80, 0, 0, 0xa2, b'd', b'y', 0xca, 0xbe, 0x80, 0, 0,
+    ];
+    let input = ClientMsg::Input(Input {
+        channel: "arena".into(),
+        seq: Seq(7),
+        data: Bytes::copy_from_slice(&data),
+    });
+    assert_eq!(
+        hex(&encode(&input)),
+        "92 03 93 a5 61 72 65 6e 61 07 c4 11 82 a2 64 78 ca 3e 80 00 00 a2 64 79 ca be 80 00 00"
+    );
+}
+
+#[test]
+fn golden_state_and_patch() {
+    let mut state = State::new(arena_schema());
+    let a = state.spawn(0).unwrap();
+    state.set_number(a, 0, 0.1).unwrap();
+    state.set_number(a, 1, 0.1).unwrap();
+    let b = state.spawn(0).unwrap();
+    state.set_number(b, 0, 0.1).unwrap();
+    state.set_number(b, 1, 0.1).unwrap();
+    state.commit();
+
+    let mut body = Vec::new();
+    state.encode_full("arena", Tick(41), &mut body);
+    let joined = assemble(SharedKind::State, Seq(0), &body);
+    assert_eq!(
+        hex(&joined),
+        "92 01 95 00 a5 61 72 65 6e 61 29 91 92 a6 70 6c 61 79 65 72 93 93 a1 78 a5 66 69 78 65 64 cd 03 e8 \
+         93 a1 79 a5 66 69 78 65 64 cd 03 e8 93 a3 73 65 71 a4 75 69 6e 74 00 9a 00 00 64 64 00 01 00 64 64 00"
+    );
+    let FrontMsg::State(msg) = decode(&joined, LIMIT).unwrap() else {
+        panic!("not a state")
+    };
+    assert_eq!(
+        (msg.channel.as_str(), msg.tick, msg.ack),
+        ("arena", Tick(41), Seq(0))
+    );
+
+    // Tick 42: player b moved by (+0.25, -0.25) and applied its input 1.
+    state.set_number(b, 0, 0.35).unwrap();
+    state.set_number(b, 1, -0.15).unwrap();
+    state.set(b, 2, Value::Uint(1)).unwrap();
+    let mut body = Vec::new();
+    assert!(state.commit_patch("arena", Tick(42), &mut body));
+    let patch = assemble(SharedKind::Patch, Seq(1), &body);
+    assert_eq!(
+        hex(&patch),
+        "92 02 96 01 a5 61 72 65 6e 61 2a 90 90 95 01 07 cd 01 5e d1 ff 6a 01"
+    );
+    let FrontMsg::Patch(msg) = decode(&patch, LIMIT).unwrap() else {
+        panic!("not a patch")
+    };
+    assert_eq!(msg.updated.len(), 5);
+    assert!(
+        !state.commit_patch("arena", Tick(43), &mut Vec::new()),
+        "no change, no patch"
+    );
+}
+
+#[test]
+fn unknown_type_and_garbage_are_refused() {
+    let err = decode::<ClientMsg>(&[0x92, 0x09, 0x90], LIMIT).unwrap_err();
+    assert!(err.to_string().contains("unknown message type 9"), "{err}");
+    assert!(matches!(
+        decode::<ClientMsg>(&[0xc1, 0xff], LIMIT),
+        Err(DecodeError::Malformed(_))
+    ));
+    assert!(matches!(
+        decode::<ClientMsg>(&[], LIMIT),
+        Err(DecodeError::Malformed(_))
+    ));
+    let big = vec![0u8; 100];
+    assert!(matches!(
+        decode::<ClientMsg>(&big, 99),
+        Err(DecodeError::TooLarge {
+            size: 100,
+            limit: 99
+        })
+    ));
+    let mut two = encode(&ClientMsg::Ping(Ping { nonce: 1 }));
+    two.push(0xc0);
+    assert!(matches!(
+        decode::<ClientMsg>(&two, LIMIT),
+        Err(DecodeError::Trailing(1))
+    ));
+}
+
+#[test]
+fn every_message_round_trips() {
+    let msgs = vec![
+        encode(&FrontToBack::Hello(LinkHello {
+            version: 1,
+            front: "f".into(),
+            sessions: vec![LinkSession {
+                session: 3,
+                channel: "c".into(),
+                data: Bytes::from_static(b"x"),
+            }],
+        })),
+        encode(&BackToFront::Patch(LinkPatch {
+            channel: 1,
+            tick: Tick(9),
+            acks: vec![(3, Seq(4))],
+            body: Bytes::from_static(b"\x01"),
+        })),
+        encode(&NodeToMaster::Register(Register {
+            version: 1,
+            role: Role::Back,
+            id: "b".into(),
+            pid: 7,
+            listen: "127.0.0.1:1".into(),
+            client_url: String::new(),
+        })),
+    ];
+    assert!(
+        matches!(decode::<FrontToBack>(&msgs[0], LIMIT).unwrap(), FrontToBack::Hello(h) if h.sessions[0].session == 3)
+    );
+    assert!(
+        matches!(decode::<BackToFront>(&msgs[1], LIMIT).unwrap(), BackToFront::Patch(p) if p.acks == vec![(3, Seq(4))])
+    );
+    assert!(
+        matches!(decode::<NodeToMaster>(&msgs[2], LIMIT).unwrap(), NodeToMaster::Register(r) if r.role == Role::Back)
+    );
+}
+
+#[test]
+fn schema_limits_are_checked() {
+    let fields: Vec<_> = (0..65)
+        .map(|i| FieldDef::new(&format!("f{i}"), FieldType::Bool))
+        .collect();
+    assert!(matches!(
+        Schema::new().kind_with("k", fields).validate(),
+        Err(SchemaError::TooManyFields { count: 65, .. })
+    ));
+    let zero = Schema::new().kind_with("k", vec![FieldDef::fixed("x", 0)]);
+    assert!(matches!(
+        zero.validate(),
+        Err(SchemaError::ZeroScale { .. })
+    ));
+    let mut state = State::new(arena_schema());
+    let id = state.spawn(0).unwrap();
+    assert_eq!(
+        state.set(id, 2, Value::Str("no".into())),
+        Err(StateError::WrongType { kind: 0, field: 2 })
+    );
+    assert_eq!(
+        state.set(id, 9, Value::Uint(1)),
+        Err(StateError::NoField { kind: 0, field: 9 })
+    );
+    assert_eq!(state.spawn(3), Err(StateError::NoKind(3)));
+}
+
+/// One step of a random history of a channel's state.
+#[derive(Debug, Clone)]
+enum Op {
+    Spawn(KindId),
+    Set {
+        pick: usize,
+        field: FieldId,
+        value: i64,
+    },
+    Remove {
+        pick: usize,
+    },
+    Commit,
+}
+
+fn mixed_schema() -> Schema {
+    Schema::new()
+        .kind_with(
+            "player",
+            vec![
+                FieldDef::fixed("x", 100),
+                FieldDef::new("name", FieldType::Str),
+                FieldDef::new("score", FieldType::Uint),
+                FieldDef::new("alive", FieldType::Bool),
+            ],
+        )
+        .kind_with(
+            "shot",
+            vec![
+                FieldDef::new("v", FieldType::F32),
+                FieldDef::new("w", FieldType::F64),
+                FieldDef::new("t", FieldType::Int),
+                FieldDef::new("b", FieldType::Bytes),
+            ],
+        )
+}
+
+fn value_for(def: &FieldDef, v: i64) -> Value {
+    match def.ty {
+        FieldType::Bool => Value::Bool(v % 2 == 0),
+        FieldType::Int => Value::Int(v * 1_000_003),
+        FieldType::Uint => Value::Uint(v.unsigned_abs()),
+        FieldType::F32 => Value::F32(v as f32 / 3.0),
+        FieldType::F64 => Value::F64(v as f64 / 7.0),
+        FieldType::Fixed => Value::Fixed(v),
+        FieldType::Str => Value::Str(format!("p{v}")),
+        FieldType::Bytes => {
+            Value::Bytes(v.to_le_bytes()[..(v.unsigned_abs() % 9) as usize].to_vec())
+        }
+    }
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..2u16).prop_map(Op::Spawn),
+        6 => (any::<usize>(), 0..4u8, -70_000i64..70_000).prop_map(|(pick, field, value)| Op::Set { pick, field, value }),
+        2 => any::<usize>().prop_map(|pick| Op::Remove { pick }),
+        2 => Just(Op::Commit),
+    ]
+}
+
+fn full_mirror(state: &State, tick: Tick) -> Mirror {
+    let mut body = Vec::new();
+    state.encode_full("c", tick, &mut body);
+    let FrontMsg::State(msg) = decode(&assemble(SharedKind::State, Seq(0), &body), LIMIT).unwrap()
+    else {
+        panic!("not a state")
+    };
+    let mut mirror = Mirror::new();
+    mirror.apply_state(&msg).unwrap();
+    mirror
+}
+
+proptest! {
+    /// A mirror built from a full state plus every later patch equals a full state
+    /// encoded at the same tick, and both equal the authoritative state.
+    #[test]
+    fn mirror_converges(ops in proptest::collection::vec(op(), 1..200), join_at in 0usize..200) {
+        let schema = mixed_schema();
+        let mut state = State::new(schema.clone());
+        let mut tick = Tick(u32::MAX - 5); // exercise wrap-around too
+        let mut mirror: Option<Mirror> = None;
+        for (i, op) in ops.iter().enumerate() {
+            if i == join_at.min(ops.len() - 1) && mirror.is_none() {
+                state.commit_patch("c", tick, &mut Vec::new());
+                mirror = Some(full_mirror(&state, tick));
+            }
+            let live: Vec<_> = state.entities().map(|(id, _, _)| id).collect();
+            match *op {
+                Op::Spawn(kind) => { state.spawn(kind).unwrap(); }
+                Op::Set { pick, field, value } if !live.is_empty() => {
+                    let id = live[pick % live.len()];
+                    let kind = state.kind_of(id).unwrap();
+                    let def = schema.kinds[usize::from(kind)].fields[usize::from(field)].clone();
+                    state.set(id, field, value_for(&def, value)).unwrap();
+                }
+                Op::Remove { pick } if !live.is_empty() => { state.remove(live[pick % live.len()]); }
+                Op::Commit => {
+                    tick = tick.next();
+                    let mut body = Vec::new();
+                    if state.commit_patch("c", tick, &mut body) {
+                        if let Some(m) = mirror.as_mut() {
+                            let FrontMsg::Patch(p) = decode(&assemble(SharedKind::Patch, Seq(1), &body), LIMIT).unwrap() else {
+                                panic!("not a patch")
+                            };
+                            m.apply_patch(&p).unwrap();
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        tick = tick.next();
+        let mut body = Vec::new();
+        if state.commit_patch("c", tick, &mut body) {
+            if let Some(m) = mirror.as_mut() {
+                let FrontMsg::Patch(p) = decode(&assemble(SharedKind::Patch, Seq(1), &body), LIMIT).unwrap() else { panic!() };
+                m.apply_patch(&p).unwrap();
+            }
+        }
+        let mirror = mirror.unwrap_or_else(|| full_mirror(&state, tick));
+        let fresh = full_mirror(&state, mirror.tick());
+        prop_assert_eq!(mirror.entities(), fresh.entities());
+        let authoritative: Vec<_> = state.entities().map(|(id, kind, v)| (id, kind, v.to_vec())).collect();
+        let mirrored: Vec<_> = mirror.entities().iter().map(|(id, e)| (*id, e.kind, e.values.clone())).collect();
+        prop_assert_eq!(authoritative, mirrored);
+    }
+}
