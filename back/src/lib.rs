@@ -1,1 +1,211 @@
+//! A centrum back: the single authoritative owner of its channels' state. It accepts
+//! links from fronts, queues what they forward, ticks each channel on its own fixed
+//! schedule through the hosted [`App`], and sends one patch per tick to every front.
+//!
+//! Layers: `link` (accept loop, per-link tasks) -> `inbox` (per-channel queue) ->
+//! `channel` (tick loop, sessions, patch and full-state fan-out) -> `app` (the game).
 
+mod app;
+pub mod apps;
+mod channel;
+mod inbox;
+mod link;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tracing::{error, info};
+
+use centrum_config::Config;
+use centrum_net::{Registration, Shutdown};
+use centrum_protocol::{NodeStats, PROTOCOL_VERSION, Register, Role, Tick};
+
+pub use app::{App, ClientId, Ctx, InputError, Rejection};
+
+use channel::{Channel, ChannelShared};
+use inbox::{Event, Inbox};
+use metrics::{BackMetrics, ChannelMetrics};
+
+/// Why a back could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum BackError {
+    #[error("no back with id {0:?} in the config")]
+    UnknownId(String),
+    #[error("channel {channel:?}: unknown application {app:?} (built in: {known})", known = apps::BUILT_IN.join(", "))]
+    UnknownApp { channel: String, app: String },
+    #[error("channel {channel:?}: application schema: {source}")]
+    Schema { channel: String, source: centrum_protocol::SchemaError },
+    #[error("channel index overflow: a back serves at most 65536 channels")]
+    TooManyChannels,
+    #[error(transparent)]
+    Refused(#[from] centrum_net::RegisterError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What the back's tasks share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) id: String,
+    pub(crate) config: Arc<Config>,
+    pub(crate) channels: Vec<Arc<ChannelShared>>,
+    pub(crate) metrics: Arc<BackMetrics>,
+}
+
+/// A running back.
+#[derive(Debug)]
+pub struct Back {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    tasks: JoinSet<Result<(), BackError>>,
+    shutdown: Shutdown,
+}
+
+impl Back {
+    /// Starts back `id` of `config` on `listener`: its channels start ticking, links
+    /// are accepted, and it registers with the master (retrying while it is away).
+    ///
+    /// # Errors
+    /// [`BackError`] when the id, an application or a schema is unknown or invalid.
+    pub fn start(config: Arc<Config>, id: &str, listener: TcpListener, shutdown: Shutdown) -> Result<Back, BackError> {
+        let me = config.back(id).ok_or_else(|| BackError::UnknownId(id.to_owned()))?.clone();
+        let local_addr = listener.local_addr()?;
+        let mut channels = Vec::new();
+        let mut runners = Vec::new();
+        for (i, ch) in me.channels.iter().enumerate() {
+            let app = apps::create(&ch.app).ok_or_else(|| BackError::UnknownApp { channel: ch.name.clone(), app: ch.app.clone() })?;
+            app.schema().validate().map_err(|source| BackError::Schema { channel: ch.name.clone(), source })?;
+            let shared = Arc::new(ChannelShared {
+                name: ch.name.clone(),
+                app_name: ch.app.clone(),
+                index: u16::try_from(i).map_err(|_| BackError::TooManyChannels)?,
+                inbox: Inbox::new(config.limits.channel_inputs as usize),
+                metrics: ChannelMetrics::default(),
+            });
+            runners.push(Channel::new(shared.clone(), app, me.tick_period(), config.limits.link_grace()));
+            channels.push(shared);
+        }
+        let shared = Arc::new(Shared { id: id.to_owned(), config: config.clone(), channels, metrics: Arc::default() });
+        let mut tasks = JoinSet::new();
+        for runner in runners {
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                runner.run(stop).await;
+                Ok(())
+            });
+        }
+        tasks.spawn({
+            let (shared, stop) = (shared.clone(), shutdown.clone());
+            async move {
+                link::accept_loop(listener, shared, stop).await;
+                Ok(())
+            }
+        });
+        tasks.spawn(register(shared.clone(), local_addr, me.tick_hz, shutdown.clone()));
+        info!(back = id, listen = %local_addr, channels = me.channels.len(), "back started");
+        Ok(Back { shared, local_addr, tasks, shutdown })
+    }
+
+    /// The address links are accepted on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The full state of `channel` right after its next tick, as the shared body of a
+    /// client `State` message. For tests and tools; `None` for an unknown channel.
+    pub async fn snapshot(&self, channel: &str) -> Option<(Tick, Bytes)> {
+        let ch = self.shared.channels.iter().find(|c| c.name == channel)?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        ch.inbox.push(Event::Snapshot { reply }).ok()?;
+        rx.await.ok()
+    }
+
+    /// Serves a link over an in-process stream, exactly as one accepted over TCP.
+    pub fn link_stream<S>(&self, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        tokio::spawn(link::serve_link(stream, self.shared.clone(), self.shutdown.child_token()));
+    }
+
+    /// Waits until the back stops (shutdown, or refusal by the master), and for every
+    /// task it started, at most 5 s after the signal.
+    ///
+    /// # Errors
+    /// [`BackError::Refused`] when the master refused this back (e.g. its id is live elsewhere).
+    pub async fn wait(mut self) -> Result<(), BackError> {
+        let mut result = Ok(());
+        loop {
+            tokio::select! {
+                joined = self.tasks.join_next() => match joined {
+                    None => break,
+                    Some(Ok(Err(e))) => {
+                        error!(error = %e, "back stopping");
+                        self.shutdown.cancel();
+                        result = Err(e);
+                    }
+                    Some(_) => {}
+                },
+                _ = self.shutdown.cancelled() => {
+                    if tokio::time::timeout(Duration::from_secs(5), async { while self.tasks.join_next().await.is_some() {} }).await.is_err() {
+                        error!("tasks did not stop within 5 s; abandoning them");
+                    }
+                    break;
+                }
+            }
+        }
+        result
+    }
+}
+
+/// Runs back `id` until `shutdown`.
+///
+/// # Errors
+/// As [`Back::start`] and [`Back::wait`].
+pub async fn run(config: Arc<Config>, id: &str, listener: TcpListener, shutdown: Shutdown) -> Result<(), BackError> {
+    Back::start(config, id, listener, shutdown)?.wait().await
+}
+
+async fn register(shared: Arc<Shared>, listen: SocketAddr, tick_hz: u32, shutdown: Shutdown) -> Result<(), BackError> {
+    let limits = &shared.config.limits;
+    let reg = Registration {
+        master: shared.config.master.nodes,
+        register: Register {
+            version: PROTOCOL_VERSION,
+            role: Role::Back,
+            id: shared.id.clone(),
+            pid: std::process::id(),
+            listen: listen.to_string(),
+            client_url: String::new(),
+        },
+        heartbeat: limits.heartbeat(),
+        max_frame_bytes: limits.max_frame_bytes,
+    };
+    let stats_source = shared.clone();
+    let stats = move || {
+        let s = &stats_source;
+        let mut metrics = Vec::new();
+        s.metrics.metrics(&mut metrics);
+        let channels = s
+            .channels
+            .iter()
+            .map(|c| {
+                c.metrics.metrics(&c.name, &mut metrics);
+                c.metrics.stats(&c.name, &c.app_name, tick_hz)
+            })
+            .collect::<Vec<_>>();
+        NodeStats {
+            clients: channels.iter().map(|c| c.clients).sum(),
+            links: s.metrics.links.load(std::sync::atomic::Ordering::Relaxed) as u32,
+            channels,
+            metrics,
+        }
+    };
+    centrum_net::register_and_heartbeat(reg, stats, shutdown).await?;
+    Ok(())
+}

@@ -1,1 +1,183 @@
+//! A centrum front: the WebSocket server game clients connect to. It forwards their
+//! joins and inputs to the back that owns each channel, and fans every patch out to
+//! the channel's clients as the same bytes. It keeps no game state.
+//!
+//! Layers: accept loop (here) -> `connection` (one task per client, `ws` framing) ->
+//! `hub` (routing and fan-out) <- `link` (one task per back).
 
+mod connection;
+mod hub;
+mod link;
+mod metrics;
+mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use centrum_config::Config;
+use centrum_net::{Registration, Shutdown};
+use centrum_protocol::{NodeStats, PROTOCOL_VERSION, Register, Role};
+
+use hub::Hub;
+
+/// Why a front could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontError {
+    #[error("no front with id {0:?} in the config")]
+    UnknownId(String),
+    #[error(transparent)]
+    Refused(#[from] centrum_net::RegisterError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running front.
+#[derive(Debug)]
+pub struct Front {
+    hub: Arc<Hub>,
+    local_addr: SocketAddr,
+    client_url: String,
+    tasks: JoinSet<Result<(), FrontError>>,
+    shutdown: Shutdown,
+}
+
+impl Front {
+    /// Starts front `id` of `config` on `listener`: it accepts clients at once, links
+    /// to every back (retrying until each is up) and registers with the master.
+    ///
+    /// # Errors
+    /// [`FrontError::UnknownId`] when `id` is not a front of the config.
+    pub fn start(config: Arc<Config>, id: &str, listener: TcpListener, shutdown: Shutdown) -> Result<Front, FrontError> {
+        let me = config.front(id).ok_or_else(|| FrontError::UnknownId(id.to_owned()))?.clone();
+        let local_addr = listener.local_addr()?;
+        // With port 0 in the config, the URL must name the port actually bound.
+        let client_url = if me.public_url.is_none() && me.listen.port() == 0 { format!("ws://{local_addr}") } else { me.client_url() };
+        let hub = Arc::new(Hub::new(id, config.clone()));
+        let mut tasks = JoinSet::new();
+        for back in 0..config.backs.len() {
+            let (hub, stop) = (hub.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                link::maintain(hub, back, stop).await;
+                Ok(())
+            });
+        }
+        tasks.spawn({
+            let (hub, stop) = (hub.clone(), shutdown.clone());
+            async move {
+                accept_loop(listener, hub, stop).await;
+                Ok(())
+            }
+        });
+        tasks.spawn(register(hub.clone(), local_addr, client_url.clone(), shutdown.clone()));
+        info!(front = id, listen = %local_addr, url = %client_url, "front started");
+        Ok(Front { hub, local_addr, client_url, tasks, shutdown })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The URL clients use to reach this front.
+    pub fn client_url(&self) -> &str {
+        &self.client_url
+    }
+
+    /// Connected clients.
+    pub fn clients(&self) -> usize {
+        self.hub.client_count()
+    }
+
+    /// Waits until the front stops, and for its tasks (at most 5 s after the signal).
+    ///
+    /// # Errors
+    /// [`FrontError::Refused`] when the master refused this front.
+    pub async fn wait(mut self) -> Result<(), FrontError> {
+        let mut result = Ok(());
+        loop {
+            tokio::select! {
+                joined = self.tasks.join_next() => match joined {
+                    None => break,
+                    Some(Ok(Err(e))) => {
+                        error!(error = %e, "front stopping");
+                        self.shutdown.cancel();
+                        result = Err(e);
+                    }
+                    Some(_) => {}
+                },
+                _ = self.shutdown.cancelled() => {
+                    if tokio::time::timeout(Duration::from_secs(5), async { while self.tasks.join_next().await.is_some() {} }).await.is_err() {
+                        error!("tasks did not stop within 5 s; abandoning them");
+                    }
+                    break;
+                }
+            }
+        }
+        result
+    }
+}
+
+/// Runs front `id` until `shutdown`.
+///
+/// # Errors
+/// As [`Front::start`] and [`Front::wait`].
+pub async fn run(config: Arc<Config>, id: &str, listener: TcpListener, shutdown: Shutdown) -> Result<(), FrontError> {
+    Front::start(config, id, listener, shutdown)?.wait().await
+}
+
+/// Accepts clients up to `limits.max_connections`: a permit is taken before each
+/// accept and moved into the connection's task.
+async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
+    let permits = Arc::new(Semaphore::new(hub.config.limits.max_connections as usize));
+    let mut tasks = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            p = permits.clone().acquire_owned() => p,
+        };
+        let Ok(permit) = permit else { break };
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                hub.metrics.connections_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let (hub, stop) = (hub.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    connection::serve(stream, peer, hub, stop).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => warn!(error = %e, "accept failed"),
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn register(hub: Arc<Hub>, listen: SocketAddr, client_url: String, shutdown: Shutdown) -> Result<(), FrontError> {
+    let limits = hub.config.limits;
+    let reg = Registration {
+        master: hub.config.master.nodes,
+        register: Register { version: PROTOCOL_VERSION, role: Role::Front, id: hub.id.clone(), pid: std::process::id(), listen: listen.to_string(), client_url },
+        heartbeat: limits.heartbeat(),
+        max_frame_bytes: limits.max_frame_bytes,
+    };
+    let stats = move || {
+        let clients = hub.client_count();
+        NodeStats {
+            clients: clients as u32,
+            links: hub.metrics.links.load(std::sync::atomic::Ordering::Relaxed) as u32,
+            channels: Vec::new(),
+            metrics: hub.metrics.metrics(clients),
+        }
+    };
+    centrum_net::register_and_heartbeat(reg, stats, shutdown).await?;
+    Ok(())
+}

@@ -21,7 +21,7 @@ pub use ids::{EntityId, FieldId, KindId, Seq, Tick};
 pub use link::*;
 pub use mirror::{Mirror, MirrorEntity, MirrorError, WireValue};
 pub use schema::{FieldDef, FieldType, KindDef, MAX_FIELDS, Schema, SchemaError, Value};
-pub use state::{State, StateError};
+pub use state::{State, StateError, encode_empty_patch};
 
 /// The protocol version carried in every hello; peers with another version are refused.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -112,12 +112,14 @@ pub struct LinkState {
 }
 
 /// A channel's changes at `tick`, the same `body` for every front; `acks` lists this
-/// front's sessions whose last applied input changed at this tick. `body` is empty
-/// when only acks changed.
+/// front's sessions whose last applied input changed at this tick. When `changed` is
+/// false the body is an empty patch that only carries acks: a front sends it only to
+/// the sessions in `acks`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkPatch {
     pub channel: ChannelIndex,
     pub tick: Tick,
+    pub changed: bool,
     pub acks: Vec<(SessionKey, Seq)>,
     pub body: Bytes,
 }

@@ -341,6 +341,13 @@ impl State {
     }
 }
 
+/// Appends a patch body with no changes, for a tick where only acks moved.
+pub fn encode_empty_patch(channel: &str, tick: Tick, out: &mut Vec<u8>) {
+    wire::str(out, channel);
+    wire::uint(out, u64::from(tick.0));
+    out.extend_from_slice(&[0x90, 0x90, 0x90]);
+}
+
 fn live(slots: &[Option<Entity>], id: u32) -> Option<&Entity> {
     slots[id as usize].as_ref()
 }

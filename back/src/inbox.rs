@@ -1,0 +1,80 @@
+//! A channel's queue of everything its linked fronts forwarded since the last tick.
+//! Link readers push; the channel takes the whole batch at its tick, so there is no
+//! wake-up per message. Bounded: see [`Inbox::push`].
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use centrum_protocol::{Seq, SessionKey};
+
+use crate::link::LinkHandle;
+
+/// One thing for a channel to do at its next tick, in arrival order.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A front (re)linked; `sessions` are the ones it holds in this channel.
+    Attach { link: LinkHandle, sessions: Vec<(SessionKey, Bytes)> },
+    /// A front's link closed.
+    Detach { link: LinkHandle },
+    Join { link: LinkHandle, session: SessionKey, data: Bytes },
+    Leave { link: LinkHandle, session: SessionKey },
+    Input { link: LinkHandle, session: SessionKey, seq: Seq, data: Bytes },
+    Resync { link: LinkHandle, sessions: Vec<SessionKey> },
+    /// A test or tool asks for the full state after the next tick.
+    Snapshot { reply: tokio::sync::oneshot::Sender<(centrum_protocol::Tick, Bytes)> },
+}
+
+/// The queue was full; the event was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Full;
+
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    inner: Mutex<Queue>,
+    /// At most this many inputs and as many joins wait between two ticks.
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    events: Vec<Event>,
+    inputs: usize,
+    joins: usize,
+}
+
+impl Inbox {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self { inner: Mutex::new(Queue::default()), capacity }
+    }
+
+    /// Queues an event. Inputs and joins are refused with [`Full`] past the capacity
+    /// (the caller tells the client). Leaves and resyncs are refused only past three
+    /// times the capacity, which only a misbehaving front reaches (its link is then
+    /// closed, and relinking reconciles its sessions). A link's attach and detach are
+    /// always queued: there is one of each per link connection.
+    pub(crate) fn push(&self, event: Event) -> Result<(), Full> {
+        let mut q = self.inner.lock();
+        let control = matches!(event, Event::Attach { .. } | Event::Detach { .. } | Event::Snapshot { .. });
+        if !control && q.events.len() >= self.capacity.saturating_mul(3) {
+            return Err(Full);
+        }
+        match event {
+            Event::Input { .. } if q.inputs >= self.capacity => return Err(Full),
+            Event::Join { .. } if q.joins >= self.capacity => return Err(Full),
+            Event::Input { .. } => q.inputs += 1,
+            Event::Join { .. } => q.joins += 1,
+            _ => {}
+        }
+        q.events.push(event);
+        Ok(())
+    }
+
+    /// Takes every queued event, swapping in `spare` (an empty Vec with capacity) so
+    /// the steady state allocates nothing.
+    pub(crate) fn take(&self, spare: Vec<Event>) -> Vec<Event> {
+        let mut q = self.inner.lock();
+        q.inputs = 0;
+        q.joins = 0;
+        std::mem::replace(&mut q.events, spare)
+    }
+}

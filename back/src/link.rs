@@ -1,0 +1,230 @@
+//! Links from fronts: the accept loop and one task per link. The reader checks the
+//! hello, then routes each forwarded message into its channel's inbox; the writer
+//! drains the link's bounded queue, coalescing frames into few writes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use centrum_net::{FrameError, Shutdown, framed, recv, send};
+use centrum_protocol::{BackToFront, FrontToBack, LinkRefused, LinkWelcome, PROTOCOL_VERSION, SessionKey, decode};
+
+use crate::Shared;
+use crate::inbox::{Event, Full};
+
+/// A link as the channels see it: where to send frames, and how to close it.
+#[derive(Clone, Debug)]
+pub(crate) struct LinkHandle(Arc<LinkInner>);
+
+#[derive(Debug)]
+struct LinkInner {
+    id: u64,
+    front: Arc<str>,
+    /// Bounded by `limits.link_queue`. When full the front is too slow to keep up
+    /// with the ticks: the link is closed (never waited on), and the front relinks
+    /// and resynchronises its clients with full states.
+    tx: mpsc::Sender<Bytes>,
+    close: Shutdown,
+    overflows: Arc<crate::metrics::BackMetrics>,
+}
+
+static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
+
+impl LinkHandle {
+    pub(crate) fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    pub(crate) fn front(&self) -> &str {
+        &self.0.front
+    }
+
+    pub(crate) fn front_arc(&self) -> Arc<str> {
+        self.0.front.clone()
+    }
+
+    /// Queues a frame without waiting; closes the link when its queue is full.
+    pub(crate) fn send(&self, frame: Bytes) {
+        match self.0.tx.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.0.close.is_cancelled() {
+                    self.0.overflows.link_overflows.fetch_add(1, Relaxed);
+                    warn!(front = %self.0.front, "link queue full; closing the link so the front resyncs");
+                    self.0.close.cancel();
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+/// Accepts links until shutdown; waits for every link task before returning.
+pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Shutdown) {
+    let mut tasks = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let span = info_span!("link", %peer, front = tracing::field::Empty);
+                tasks.spawn(serve_link(stream, shared.clone(), shutdown.child_token()).instrument(span));
+            }
+            // Accept errors (e.g. out of file descriptors) are transient; keep serving.
+            Err(e) => warn!(error = %e, "accept failed"),
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Serves one link over any byte stream (TCP between processes, a duplex in one).
+pub(crate) async fn serve_link<S>(stream: S, shared: Arc<Shared>, shutdown: Shutdown)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = &shared.config.limits;
+    let mut link = framed(stream, limits.max_frame_bytes);
+    let hello = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        h = tokio::time::timeout(limits.handshake_timeout(), recv::<_, FrontToBack>(&mut link)) => h,
+    };
+    let hello = match hello {
+        Ok(Ok(Some(FrontToBack::Hello(h)))) => h,
+        Ok(Ok(Some(other))) => return refuse(&mut link, format!("expected a hello, got {}", other.name())).await,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => return debug!(error = %e, "link failed before hello"),
+        Err(_) => return debug!("link hello timed out"),
+    };
+    tracing::Span::current().record("front", hello.front.as_str());
+    if hello.version != PROTOCOL_VERSION {
+        let reason = format!("protocol version {} is not supported; this back speaks {PROTOCOL_VERSION}", hello.version);
+        return refuse(&mut link, reason).await;
+    }
+    if shared.config.front(&hello.front).is_none() {
+        return refuse(&mut link, format!("unknown front id {:?}", hello.front)).await;
+    }
+    let welcome = BackToFront::Welcome(LinkWelcome {
+        version: PROTOCOL_VERSION,
+        back: shared.id.clone(),
+        channels: shared.channels.iter().map(|c| c.name.clone()).collect(),
+    });
+    if send(&mut link, &welcome).await.is_err() {
+        return;
+    }
+
+    let (tx, mut rx) = mpsc::channel::<Bytes>(limits.link_queue as usize);
+    let close = shutdown.child_token();
+    let handle = LinkHandle(Arc::new(LinkInner {
+        id: NEXT_LINK.fetch_add(1, Relaxed),
+        front: Arc::from(hello.front.as_str()),
+        tx,
+        close: close.clone(),
+        overflows: shared.metrics.clone(),
+    }));
+    // Every channel learns of the link, with the sessions the front holds in it; each
+    // answers with its full state at its next tick, before any patch.
+    for channel in &shared.channels {
+        let sessions: Vec<(SessionKey, Bytes)> =
+            hello.sessions.iter().filter(|s| s.channel == channel.name).map(|s| (s.session, s.data.clone())).collect();
+        let _ = channel.inbox.push(Event::Attach { link: handle.clone(), sessions });
+    }
+    shared.metrics.links.fetch_add(1, Relaxed);
+    shared.metrics.links_opened.fetch_add(1, Relaxed);
+    info!(sessions = hello.sessions.len(), "front linked");
+
+    let (mut sink, mut stream) = link.split();
+    let writer = async {
+        while let Some(frame) = rx.recv().await {
+            sink.feed(frame).await?;
+            // Coalesce whatever else is queued into the same write.
+            while let Ok(frame) = rx.try_recv() {
+                sink.feed(frame).await?;
+            }
+            sink.flush().await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let reader = async {
+        while let Some(frame) = stream.next().await {
+            let frame = frame?;
+            dispatch(&shared, &handle, &frame)?;
+        }
+        Ok::<_, FrameError>(())
+    };
+    let result = tokio::select! {
+        _ = close.cancelled() => Ok(()),
+        r = writer => r.map_err(FrameError::from),
+        r = reader => r,
+    };
+    if let Err(e) = result {
+        shared.metrics.link_errors.fetch_add(1, Relaxed);
+        warn!(error = %e, "link closed on error");
+    } else {
+        info!("link closed");
+    }
+    shared.metrics.links.fetch_sub(1, Relaxed);
+    for channel in &shared.channels {
+        let _ = channel.inbox.push(Event::Detach { link: handle.clone() });
+    }
+}
+
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(link: &mut centrum_net::Framed<S>, reason: String) {
+    warn!(%reason, "refusing link");
+    let _ = send(link, &BackToFront::Refused(LinkRefused { reason })).await;
+}
+
+/// Routes one frame from a front to its channel's inbox.
+fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), FrameError> {
+    let msg: FrontToBack = decode(frame, usize::MAX)?;
+    let channel_of = |index: u16| {
+        shared.channels.get(usize::from(index)).ok_or_else(|| {
+            FrameError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("no channel with index {index}")))
+        })
+    };
+    match msg {
+        FrontToBack::Hello(_) => {
+            return Err(FrameError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, "second hello on a link")));
+        }
+        FrontToBack::Join(j) => {
+            let channel = channel_of(j.channel)?;
+            if channel.inbox.push(Event::Join { link: link.clone(), session: j.session, data: j.data }) == Err(Full) {
+                channel.metrics.joins_rejected.fetch_add(1, Relaxed);
+                let reason = format!("channel {:?} is too busy to take joins; try again", channel.name);
+                let msg = centrum_protocol::LinkJoinRejected { session: j.session, channel: j.channel, reason };
+                link.send(Bytes::from(centrum_protocol::encode(&BackToFront::JoinRejected(msg))));
+            }
+        }
+        FrontToBack::Leave(l) => {
+            channel_of(l.channel)?.inbox.push(Event::Leave { link: link.clone(), session: l.session }).map_err(|_| overloaded())?;
+        }
+        FrontToBack::Input(i) => {
+            let channel = channel_of(i.channel)?;
+            let event = Event::Input { link: link.clone(), session: i.session, seq: i.seq, data: i.data };
+            if channel.inbox.push(event) == Err(Full) {
+                channel.metrics.inputs_dropped_full.fetch_add(1, Relaxed);
+                let message = format!("input {} dropped: channel {:?} has {} inputs queued", i.seq, channel.name, shared.config.limits.channel_inputs);
+                let notice = centrum_protocol::LinkNotice { session: i.session, code: "input_dropped".into(), message };
+                link.send(Bytes::from(centrum_protocol::encode(&BackToFront::Notice(notice))));
+            }
+        }
+        FrontToBack::Resync(r) => {
+            channel_of(r.channel)?.inbox.push(Event::Resync { link: link.clone(), sessions: r.sessions }).map_err(|_| overloaded())?;
+        }
+    }
+    Ok(())
+}
+
+fn overloaded() -> FrameError {
+    FrameError::Io(std::io::Error::other("the front sends more leaves than its channel can queue"))
+}

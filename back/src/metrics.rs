@@ -1,0 +1,99 @@
+//! Counters a back keeps for the master's /status and /metrics: atomics written by
+//! the tick loop and link tasks, read by the heartbeat.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use centrum_protocol::{ChannelStats, Metric, MetricKind};
+
+/// One channel's counters.
+#[derive(Debug, Default)]
+pub(crate) struct ChannelMetrics {
+    pub(crate) clients: AtomicU64,
+    pub(crate) entities: AtomicU64,
+    pub(crate) tick: AtomicU64,
+    /// Tick durations since the last heartbeat: sum, count, max (microseconds).
+    tick_us_sum: AtomicU64,
+    tick_count: AtomicU64,
+    tick_us_max: AtomicU64,
+    pub(crate) ticks: AtomicU64,
+    pub(crate) overruns: AtomicU64,
+    pub(crate) inputs: AtomicU64,
+    pub(crate) inputs_dropped_full: AtomicU64,
+    pub(crate) inputs_dropped_left: AtomicU64,
+    pub(crate) inputs_refused: AtomicU64,
+    pub(crate) joins: AtomicU64,
+    pub(crate) joins_rejected: AtomicU64,
+    pub(crate) leaves: AtomicU64,
+    pub(crate) patches: AtomicU64,
+    pub(crate) patch_bytes: AtomicU64,
+    pub(crate) full_states: AtomicU64,
+}
+
+/// The back's counters across channels.
+#[derive(Debug, Default)]
+pub(crate) struct BackMetrics {
+    pub(crate) links: AtomicU64,
+    pub(crate) links_opened: AtomicU64,
+    pub(crate) link_overflows: AtomicU64,
+    pub(crate) link_errors: AtomicU64,
+}
+
+impl ChannelMetrics {
+    pub(crate) fn record_tick(&self, us: u64) {
+        self.tick_us_sum.fetch_add(us, Relaxed);
+        self.tick_count.fetch_add(1, Relaxed);
+        self.tick_us_max.fetch_max(us, Relaxed);
+        self.ticks.fetch_add(1, Relaxed);
+    }
+
+    /// The channel's stats; resets the per-heartbeat tick timing.
+    pub(crate) fn stats(&self, name: &str, app: &str, tick_hz: u32) -> ChannelStats {
+        let sum = self.tick_us_sum.swap(0, Relaxed);
+        let count = self.tick_count.swap(0, Relaxed);
+        ChannelStats {
+            name: name.to_owned(),
+            app: app.to_owned(),
+            clients: self.clients.load(Relaxed) as u32,
+            entities: self.entities.load(Relaxed) as u32,
+            tick: self.tick.load(Relaxed) as u32,
+            tick_hz,
+            tick_us_avg: sum.checked_div(count).unwrap_or(0),
+            tick_us_max: self.tick_us_max.swap(0, Relaxed),
+            overruns: self.overruns.load(Relaxed),
+        }
+    }
+
+    pub(crate) fn metrics(&self, channel: &str, out: &mut Vec<Metric>) {
+        let labels = vec![("channel".to_owned(), channel.to_owned())];
+        let mut push = |name: &str, help: &str, kind, v: &AtomicU64| {
+            out.push(Metric { name: name.into(), help: help.into(), kind, labels: labels.clone(), value: v.load(Relaxed) as f64 });
+        };
+        use MetricKind::{Counter, Gauge};
+        push("centrum_back_ticks_total", "Ticks run.", Counter, &self.ticks);
+        push("centrum_back_tick_overruns_total", "Ticks that took longer than the tick period.", Counter, &self.overruns);
+        push("centrum_back_inputs_total", "Inputs applied.", Counter, &self.inputs);
+        push("centrum_back_inputs_dropped_queue_full_total", "Inputs dropped because the channel's queue was full.", Counter, &self.inputs_dropped_full);
+        push("centrum_back_inputs_dropped_left_total", "Inputs dropped because their client had left.", Counter, &self.inputs_dropped_left);
+        push("centrum_back_inputs_refused_total", "Inputs the application refused.", Counter, &self.inputs_refused);
+        push("centrum_back_joins_total", "Joins accepted.", Counter, &self.joins);
+        push("centrum_back_joins_rejected_total", "Joins rejected.", Counter, &self.joins_rejected);
+        push("centrum_back_leaves_total", "Clients that left.", Counter, &self.leaves);
+        push("centrum_back_patches_total", "Patches produced (each sent to every linked front with clients).", Counter, &self.patches);
+        push("centrum_back_patch_bytes_total", "Bytes of patch bodies produced.", Counter, &self.patch_bytes);
+        push("centrum_back_full_states_total", "Full states encoded (joins, relinks, resyncs).", Counter, &self.full_states);
+        push("centrum_back_clients", "Clients joined to the channel.", Gauge, &self.clients);
+        push("centrum_back_entities", "Entities in the channel's state.", Gauge, &self.entities);
+    }
+}
+
+impl BackMetrics {
+    pub(crate) fn metrics(&self, out: &mut Vec<Metric>) {
+        let mut push = |name: &str, help: &str, kind, v: &AtomicU64| {
+            out.push(Metric { name: name.into(), help: help.into(), kind, labels: Vec::new(), value: v.load(Relaxed) as f64 });
+        };
+        push("centrum_back_links", "Open links from fronts.", MetricKind::Gauge, &self.links);
+        push("centrum_back_links_opened_total", "Links accepted from fronts.", MetricKind::Counter, &self.links_opened);
+        push("centrum_back_link_overflows_total", "Links closed because their outbound queue was full.", MetricKind::Counter, &self.link_overflows);
+        push("centrum_back_link_errors_total", "Links closed on a protocol or i/o error.", MetricKind::Counter, &self.link_errors);
+    }
+}

@@ -1,0 +1,326 @@
+//! The front's shared routing state: connected clients, and per channel the members,
+//! their acks and the link to the channel's back. The front keeps no game state: it
+//! moves bytes, and fans each patch out to the channel's members as the same bytes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+use centrum_config::{Config, SlowClientPolicy};
+use centrum_net::Shutdown;
+use centrum_protocol::{
+    ChannelIndex, ErrorMsg, FrontMsg, FrontToBack, Left, LinkInput, LinkJoin, LinkLeave, LinkPatch, LinkResync, LinkSession,
+    LinkState, Rejected, Seq, SessionKey, SharedKind, Unavailable, encode,
+};
+
+use crate::metrics::FrontMetrics;
+
+/// What a client connection's writer sends: whole messages, or a shared body behind
+/// this client's prefix.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    Message(Bytes),
+    Shared { kind: SharedKind, ack: Seq, body: Bytes },
+}
+
+/// How the rest of the front reaches one client connection.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientHandle {
+    /// Bounded by `limits.client_queue`; when full, the slow-client policy applies
+    /// (never a wait, so one slow client cannot stall a fan-out).
+    pub(crate) tx: mpsc::Sender<Outbound>,
+    /// Cancelled to close the connection from outside (slow client, policy).
+    pub(crate) kill: Shutdown,
+}
+
+/// Where a channel's members stand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    /// Join sent to the back; waiting for its State or rejection.
+    Joining,
+    /// Receiving patches.
+    Active,
+    /// Fell behind or the back was away; waiting for a fresh State, patches skipped.
+    Waiting,
+}
+
+#[derive(Debug)]
+struct Member {
+    client: ClientHandle,
+    ack: Seq,
+    status: Status,
+    /// The join data, replayed if the back must join this client again.
+    data: Bytes,
+}
+
+/// One channel's members and the link to its back.
+#[derive(Debug)]
+struct ChannelRoute {
+    back: usize,
+    /// The link's outbound queue and this channel's index on it; None while unlinked.
+    link: Option<(mpsc::Sender<Bytes>, ChannelIndex, Shutdown)>,
+    members: HashMap<SessionKey, Member>,
+}
+
+/// Shared by every task of a front.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    pub(crate) id: String,
+    pub(crate) config: Arc<Config>,
+    pub(crate) metrics: FrontMetrics,
+    clients: RwLock<HashMap<SessionKey, ClientHandle>>,
+    /// Fixed at start from the config: one lock per channel, never nested.
+    channels: HashMap<String, Mutex<ChannelRoute>>,
+}
+
+/// A client request refused on the spot.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Reply `Rejected{channel, reason}`.
+    Reject(String),
+    /// Reply `Error{code, message}`.
+    Error(&'static str, String),
+}
+
+impl Hub {
+    pub(crate) fn new(id: &str, config: Arc<Config>) -> Self {
+        let mut channels = HashMap::new();
+        for (b, back) in config.backs.iter().enumerate() {
+            for ch in &back.channels {
+                channels.insert(ch.name.clone(), Mutex::new(ChannelRoute { back: b, link: None, members: HashMap::new() }));
+            }
+        }
+        Self { id: id.to_owned(), config, metrics: FrontMetrics::default(), clients: RwLock::new(HashMap::new()), channels }
+    }
+
+    pub(crate) fn client_count(&self) -> usize {
+        self.clients.read().len()
+    }
+
+    pub(crate) fn add_client(&self, key: SessionKey, handle: ClientHandle) {
+        self.clients.write().insert(key, handle);
+    }
+
+    /// Removes a closed connection from every channel, telling the backs.
+    pub(crate) fn remove_client(&self, key: SessionKey) {
+        self.clients.write().remove(&key);
+        for route in self.channels.values() {
+            let mut route = route.lock();
+            if route.members.remove(&key).is_some() {
+                if let Some((tx, channel, close)) = &route.link {
+                    send_or_close(tx, close, encode(&FrontToBack::Leave(LinkLeave { session: key, channel: *channel })));
+                }
+            }
+        }
+    }
+
+    /// Starts a join; the back's State or rejection arrives later through the link.
+    pub(crate) fn join(&self, key: SessionKey, client: &ClientHandle, channel: &str, data: Bytes) -> Result<(), Refusal> {
+        let route = self.channels.get(channel).ok_or_else(|| Refusal::Reject(format!("unknown channel {channel:?}")))?;
+        let mut route = route.lock();
+        if route.members.contains_key(&key) {
+            return Err(Refusal::Error("already_joined", format!("already in channel {channel:?}")));
+        }
+        let Some((tx, index, _)) = &route.link else {
+            return Err(Refusal::Reject(format!("channel {channel:?} is unavailable")));
+        };
+        let frame = encode(&FrontToBack::Join(LinkJoin { session: key, channel: *index, data: data.clone() }));
+        if tx.try_send(Bytes::from(frame)).is_err() {
+            return Err(Refusal::Reject(format!("channel {channel:?} is overloaded; try again")));
+        }
+        route.members.insert(key, Member { client: client.clone(), ack: Seq(0), status: Status::Joining, data });
+        Ok(())
+    }
+
+    pub(crate) fn leave(&self, key: SessionKey, channel: &str) -> Result<(), Refusal> {
+        let not_joined = || Refusal::Error("not_joined", format!("not in channel {channel:?}"));
+        let route = self.channels.get(channel).ok_or_else(not_joined)?;
+        let mut route = route.lock();
+        route.members.remove(&key).ok_or_else(not_joined)?;
+        if let Some((tx, index, close)) = &route.link {
+            send_or_close(tx, close, encode(&FrontToBack::Leave(LinkLeave { session: key, channel: *index })));
+        }
+        Ok(())
+    }
+
+    /// Forwards an input to the channel's back.
+    pub(crate) fn input(&self, key: SessionKey, channel: &str, seq: Seq, data: Bytes) -> Result<(), Refusal> {
+        let not_joined = || Refusal::Error("not_joined", format!("input for channel {channel:?}, which this client has not joined"));
+        let route = self.channels.get(channel).ok_or_else(not_joined)?;
+        let (tx, index) = {
+            let route = route.lock();
+            match route.members.get(&key).map(|m| m.status) {
+                None | Some(Status::Joining) => return Err(not_joined()),
+                Some(_) => {}
+            }
+            match &route.link {
+                Some((tx, index, _)) => (tx.clone(), *index),
+                None => return Err(Refusal::Error("unavailable", format!("channel {channel:?} is unavailable; input {seq} dropped"))),
+            }
+        };
+        let frame = encode(&FrontToBack::Input(LinkInput { session: key, channel: index, seq, data }));
+        tx.try_send(Bytes::from(frame)).map_err(|_| {
+            self.metrics.inputs_dropped.fetch_add(1, Relaxed);
+            Refusal::Error("overloaded", format!("the link to channel {channel:?} is full; input {seq} dropped"))
+        })?;
+        self.metrics.inputs.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// The sessions this front holds in the channels of back `back`, for a LinkHello.
+    pub(crate) fn sessions_of_back(&self, back: usize) -> Vec<LinkSession> {
+        let mut out = Vec::new();
+        for (name, route) in &self.channels {
+            let route = route.lock();
+            if route.back != back {
+                continue;
+            }
+            for (key, m) in &route.members {
+                if m.status != Status::Joining {
+                    out.push(LinkSession { session: *key, channel: name.clone(), data: m.data.clone() });
+                }
+            }
+        }
+        out
+    }
+
+    /// A link to back `back` is up: its channels become available at their indices.
+    pub(crate) fn link_up(&self, back: usize, channels: &[String], tx: &mpsc::Sender<Bytes>, close: &Shutdown) {
+        for (i, name) in channels.iter().enumerate() {
+            if let (Some(route), Ok(index)) = (self.channels.get(name), ChannelIndex::try_from(i)) {
+                let mut route = route.lock();
+                if route.back == back {
+                    route.link = Some((tx.clone(), index, close.clone()));
+                }
+            }
+        }
+    }
+
+    /// The link to back `back` is down: its channels' members are told, joins in
+    /// flight are rejected, and everyone waits for a fresh State after the relink.
+    pub(crate) fn link_down(&self, back: usize) {
+        for (name, route) in &self.channels {
+            let mut route = route.lock();
+            if route.back != back || route.link.is_none() {
+                continue;
+            }
+            route.link = None;
+            let unavailable = Bytes::from(encode(&FrontMsg::Unavailable(Unavailable { channel: name.clone() })));
+            route.members.retain(|_, m| {
+                if m.status == Status::Joining {
+                    let reason = format!("channel {name:?} became unavailable");
+                    let msg = encode(&FrontMsg::Rejected(Rejected { channel: name.clone(), reason }));
+                    let _ = m.client.tx.try_send(Outbound::Message(Bytes::from(msg)));
+                    return false;
+                }
+                m.status = Status::Waiting;
+                let _ = m.client.tx.try_send(Outbound::Message(unavailable.clone()));
+                true
+            });
+        }
+    }
+
+    /// A full state for the listed sessions: they become active from this tick on.
+    pub(crate) fn on_state(&self, channel: &str, msg: LinkState) {
+        let Some(route) = self.channels.get(channel) else { return };
+        let mut route = route.lock();
+        for (key, ack) in msg.sessions {
+            let Some(m) = route.members.get_mut(&key) else { continue };
+            m.ack = ack;
+            let item = Outbound::Shared { kind: SharedKind::State, ack, body: msg.body.clone() };
+            match m.client.tx.try_send(item) {
+                Ok(()) => m.status = Status::Active,
+                // Not even a full state fits: this client cannot keep up at all.
+                Err(TrySendError::Full(_)) => self.drop_slow(&m.client),
+                Err(TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+
+    /// Fans one patch out: the same body to every active member, each behind its own ack.
+    pub(crate) fn on_patch(&self, channel: &str, msg: LinkPatch) {
+        let Some(route) = self.channels.get(channel) else { return };
+        let mut guard = route.lock();
+        let route = &mut *guard;
+        for (key, ack) in &msg.acks {
+            if let Some(m) = route.members.get_mut(key) {
+                m.ack = *ack;
+            }
+        }
+        let mut behind = Vec::new();
+        let mut send = |key: SessionKey, m: &mut Member| {
+            if m.status != Status::Active {
+                return;
+            }
+            match m.client.tx.try_send(Outbound::Shared { kind: SharedKind::Patch, ack: m.ack, body: msg.body.clone() }) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => match self.config.limits.slow_client {
+                    SlowClientPolicy::Resync => {
+                        m.status = Status::Waiting;
+                        behind.push(key);
+                    }
+                    SlowClientPolicy::Disconnect => self.drop_slow(&m.client),
+                },
+                Err(TrySendError::Closed(_)) => {}
+            }
+        };
+        if msg.changed {
+            for (key, m) in route.members.iter_mut() {
+                send(*key, m);
+            }
+        } else {
+            for (key, _) in &msg.acks {
+                if let Some(m) = route.members.get_mut(key) {
+                    send(*key, m);
+                }
+            }
+        }
+        self.metrics.patches.fetch_add(1, Relaxed);
+        if !behind.is_empty() {
+            self.metrics.slow_client_resyncs.fetch_add(behind.len() as u64, Relaxed);
+            if let Some((tx, index, close)) = &route.link {
+                send_or_close(tx, close, encode(&FrontToBack::Resync(LinkResync { channel: *index, sessions: behind })));
+            }
+        }
+    }
+
+    pub(crate) fn on_join_rejected(&self, channel: &str, key: SessionKey, reason: String) {
+        let Some(route) = self.channels.get(channel) else { return };
+        let mut route = route.lock();
+        if let Some(m) = route.members.remove(&key) {
+            let msg = encode(&FrontMsg::Rejected(Rejected { channel: channel.to_owned(), reason }));
+            let _ = m.client.tx.try_send(Outbound::Message(Bytes::from(msg)));
+        }
+    }
+
+    pub(crate) fn on_notice(&self, key: SessionKey, code: String, message: String) {
+        if let Some(client) = self.clients.read().get(&key) {
+            let msg = encode(&FrontMsg::Error(ErrorMsg { code, message }));
+            let _ = client.tx.try_send(Outbound::Message(Bytes::from(msg)));
+        }
+    }
+
+    /// The reply to a leave, queued behind anything already queued for that channel.
+    pub(crate) fn left(channel: &str) -> Outbound {
+        Outbound::Message(Bytes::from(encode(&FrontMsg::Left(Left { channel: channel.to_owned(), reason: "left".into() }))))
+    }
+
+    fn drop_slow(&self, client: &ClientHandle) {
+        if !client.kill.is_cancelled() {
+            self.metrics.slow_client_disconnects.fetch_add(1, Relaxed);
+            client.kill.cancel();
+        }
+    }
+}
+
+/// Queues a frame that must not be lost (a leave, a resync); if the link's queue is
+/// full the link is closed instead, and relinking reconciles the sessions.
+fn send_or_close(tx: &mpsc::Sender<Bytes>, close: &Shutdown, frame: Vec<u8>) {
+    if let Err(TrySendError::Full(_)) = tx.try_send(Bytes::from(frame)) {
+        close.cancel();
+    }
+}

@@ -1,0 +1,133 @@
+//! The front's links to its backs: one task per configured back that connects with
+//! back-off, says hello with the sessions it still holds, then feeds patches and
+//! states to the hub while a writer drains the bounded outbound queue.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use centrum_net::{Backoff, FrameError, Shutdown, framed, recv, send};
+use centrum_protocol::{BackToFront, FrontToBack, LinkHello, PROTOCOL_VERSION, decode};
+
+use crate::hub::Hub;
+
+/// Keeps the link to back number `back` (its index in the config) up until shutdown.
+pub(crate) async fn maintain(hub: Arc<Hub>, back: usize, shutdown: Shutdown) {
+    let config = &hub.config.backs[back];
+    let span = info_span!("link", back = %config.id, addr = %config.listen);
+    async {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        loop {
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = session(&hub, back, &mut backoff, &shutdown) => r,
+            };
+            hub.link_down(back);
+            match result {
+                Ok(()) => info!("link closed"),
+                Err(e) => {
+                    hub.metrics.link_failures.fetch_add(1, Relaxed);
+                    debug!(error = %e, "link failed");
+                }
+            }
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let delay = backoff.next_delay();
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// One link, from connect to close.
+async fn session(hub: &Arc<Hub>, back: usize, backoff: &mut Backoff, shutdown: &Shutdown) -> Result<(), FrameError> {
+    let limits = hub.config.limits;
+    let addr = hub.config.backs[back].listen;
+    let stream = tokio::time::timeout(limits.handshake_timeout(), TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let _ = stream.set_nodelay(true);
+    let mut link = framed(stream, limits.max_frame_bytes);
+    let sessions = hub.sessions_of_back(back);
+    let held = sessions.len();
+    send(&mut link, &FrontToBack::Hello(LinkHello { version: PROTOCOL_VERSION, front: hub.id.clone(), sessions })).await?;
+    let welcome = match tokio::time::timeout(limits.handshake_timeout(), recv::<_, BackToFront>(&mut link)).await {
+        Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no welcome from back").into()),
+        Ok(msg) => match msg? {
+            Some(BackToFront::Welcome(w)) => w,
+            Some(BackToFront::Refused(r)) => {
+                warn!(reason = %r.reason, "back refused the link");
+                return Ok(());
+            }
+            Some(other) => return Err(invalid(format!("expected a welcome, got {}", other.name()))),
+            None => return Ok(()),
+        },
+    };
+    backoff.reset();
+    let expected: Vec<&str> = hub.config.backs[back].channels.iter().map(|c| c.name.as_str()).collect();
+    if welcome.channels.iter().map(String::as_str).collect::<Vec<_>>() != expected {
+        warn!(serves = ?welcome.channels, configured = ?expected, "back serves other channels than the config says");
+    }
+
+    let (tx, mut rx) = mpsc::channel::<Bytes>(limits.link_queue as usize);
+    let close = shutdown.child_token();
+    hub.link_up(back, &welcome.channels, &tx, &close);
+    hub.metrics.links.fetch_add(1, Relaxed);
+    info!(back = %welcome.back, sessions = held, "linked");
+
+    let (mut sink, mut stream) = link.split();
+    let writer = async {
+        while let Some(frame) = rx.recv().await {
+            sink.feed(frame).await?;
+            // Inputs from many clients coalesce into one write.
+            while let Ok(frame) = rx.try_recv() {
+                sink.feed(frame).await?;
+            }
+            sink.flush().await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let reader = async {
+        while let Some(frame) = stream.next().await {
+            let msg: BackToFront = decode(&frame?, usize::MAX)?;
+            route(hub, &welcome.channels, msg)?;
+        }
+        Ok::<_, FrameError>(())
+    };
+    let result = tokio::select! {
+        _ = close.cancelled() => Ok(()),
+        r = writer => r.map_err(FrameError::from),
+        r = reader => r,
+    };
+    hub.metrics.links.fetch_sub(1, Relaxed);
+    drop(tx);
+    result
+}
+
+/// Hands one message from the back to the hub.
+fn route(hub: &Hub, channels: &[String], msg: BackToFront) -> Result<(), FrameError> {
+    let name = |index: u16| channels.get(usize::from(index)).ok_or_else(|| invalid(format!("no channel with index {index}")));
+    match msg {
+        BackToFront::Patch(p) => hub.on_patch(name(p.channel)?, p),
+        BackToFront::State(s) => hub.on_state(name(s.channel)?, s),
+        BackToFront::JoinRejected(r) => hub.on_join_rejected(name(r.channel)?, r.session, r.reason),
+        BackToFront::Notice(n) => hub.on_notice(n.session, n.code, n.message),
+        BackToFront::Welcome(_) | BackToFront::Refused(_) => return Err(invalid("a second welcome on a link".into())),
+    }
+    Ok(())
+}
+
+fn invalid(message: String) -> FrameError {
+    FrameError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, message))
+}

@@ -1,0 +1,11 @@
+//! What every centrum process shares on the network: length-prefixed framed links,
+//! reconnect back-off, the shutdown signal, and a node's registration with the master.
+
+mod backoff;
+mod frame;
+mod register;
+
+pub use backoff::Backoff;
+pub use frame::{FrameError, Framed, framed, recv, send, send_bytes};
+pub use register::{RegisterError, Registration, register_and_heartbeat};
+pub use tokio_util::sync::CancellationToken as Shutdown;
