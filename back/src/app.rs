@@ -49,7 +49,13 @@ pub trait App: Send + 'static {
     ///
     /// # Errors
     /// An [`InputError`] tells the client the input was refused; it is still acked.
-    fn input(&mut self, ctx: &mut Ctx<'_>, client: ClientId, seq: Seq, data: &[u8]) -> Result<(), InputError>;
+    fn input(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        client: ClientId,
+        seq: Seq,
+        data: &[u8],
+    ) -> Result<(), InputError>;
 
     /// Advances the simulation by one period, after this tick's inputs.
     fn tick(&mut self, ctx: &mut Ctx<'_>);

@@ -29,9 +29,24 @@ pub fn check(config: &centrum_config::Config) -> Result<(), String> {
         .backs
         .iter()
         .enumerate()
-        .flat_map(|(b, back)| back.channels.iter().enumerate().map(move |(c, ch)| (b, c, ch)))
+        .flat_map(|(b, back)| {
+            back.channels
+                .iter()
+                .enumerate()
+                .map(move |(c, ch)| (b, c, ch))
+        })
         .filter(|(_, _, ch)| !BUILT_IN.contains(&ch.app.as_str()))
-        .map(|(b, c, ch)| format!("backs[{b}].channels[{c}].app: unknown application {:?} (built in: {})", ch.app, BUILT_IN.join(", ")))
+        .map(|(b, c, ch)| {
+            format!(
+                "backs[{b}].channels[{c}].app: unknown application {:?} (built in: {})",
+                ch.app,
+                BUILT_IN.join(", ")
+            )
+        })
         .collect();
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n")) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
 }

@@ -12,7 +12,8 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 
 use centrum_protocol::{
-    BackToFront, ChannelIndex, LinkJoinRejected, LinkNotice, LinkPatch, LinkState, Seq, SessionKey, State, Tick, encode,
+    BackToFront, ChannelIndex, LinkJoinRejected, LinkNotice, LinkPatch, LinkState, Seq, SessionKey,
+    State, Tick, encode,
 };
 
 use crate::inbox::{Event, Inbox};
@@ -62,14 +63,32 @@ struct Session {
 
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Channel").field("name", &self.shared.name).field("tick", &self.tick).finish_non_exhaustive()
+        f.debug_struct("Channel")
+            .field("name", &self.shared.name)
+            .field("tick", &self.tick)
+            .finish_non_exhaustive()
     }
 }
 
 impl Channel {
-    pub(crate) fn new(shared: Arc<ChannelShared>, app: Box<dyn App>, period: Duration, link_grace: Duration) -> Self {
+    pub(crate) fn new(
+        shared: Arc<ChannelShared>,
+        app: Box<dyn App>,
+        period: Duration,
+        link_grace: Duration,
+    ) -> Self {
         let state = State::new(app.schema());
-        Self { shared, app, state, tick: Tick(0), period, link_grace, fronts: HashMap::new(), next_client: 1, events: Vec::new() }
+        Self {
+            shared,
+            app,
+            state,
+            tick: Tick(0),
+            period,
+            link_grace,
+            fronts: HashMap::new(),
+            next_client: 1,
+            events: Vec::new(),
+        }
     }
 
     /// Ticks every period until `shutdown`. A tick that overruns is counted and the
@@ -105,12 +124,25 @@ impl Channel {
             match event {
                 Event::Attach { link, sessions } => self.attach(link, sessions),
                 Event::Detach { link } => self.detach(&link),
-                Event::Join { link, session, data } => self.join(&link, session, data),
+                Event::Join {
+                    link,
+                    session,
+                    data,
+                } => self.join(&link, session, data),
                 Event::Leave { link, session } => self.leave(&link, session),
-                Event::Input { link, session, seq, data } => self.input(&link, session, seq, &data),
+                Event::Input {
+                    link,
+                    session,
+                    seq,
+                    data,
+                } => self.input(&link, session, seq, &data),
                 Event::Resync { link, sessions } => {
                     if let Some(front) = self.current(&link) {
-                        front.want_state.extend(sessions.into_iter().filter(|s| front.sessions.contains_key(s)));
+                        front.want_state.extend(
+                            sessions
+                                .into_iter()
+                                .filter(|s| front.sessions.contains_key(s)),
+                        );
                     }
                 }
                 Event::Snapshot { reply } => snapshots.push(reply),
@@ -119,7 +151,11 @@ impl Channel {
         self.events = events;
         self.expire_away_fronts();
 
-        let mut ctx = Ctx { state: &mut self.state, tick: self.tick, period: self.period };
+        let mut ctx = Ctx {
+            state: &mut self.state,
+            tick: self.tick,
+            period: self.period,
+        };
         self.app.tick(&mut ctx);
 
         self.send_patch();
@@ -133,31 +169,48 @@ impl Channel {
         let m = &self.shared.metrics;
         m.tick.store(u64::from(self.tick.0), Relaxed);
         m.entities.store(self.state.len() as u64, Relaxed);
-        m.clients.store(self.fronts.values().map(|f| f.sessions.len() as u64).sum(), Relaxed);
+        m.clients.store(
+            self.fronts.values().map(|f| f.sessions.len() as u64).sum(),
+            Relaxed,
+        );
     }
 
     /// The entry of the front that owns `link`, if `link` is still its current link.
     /// Events from a replaced link are stale and ignored.
     fn current(&mut self, link: &LinkHandle) -> Option<&mut FrontSessions> {
-        self.fronts.get_mut(link.front()).filter(|f| f.link.as_ref().is_some_and(|l| l.id() == link.id()))
+        self.fronts
+            .get_mut(link.front())
+            .filter(|f| f.link.as_ref().is_some_and(|l| l.id() == link.id()))
     }
 
     fn attach(&mut self, link: LinkHandle, listed: Vec<(SessionKey, Bytes)>) {
-        let front = self.fronts.entry(link.front_arc()).or_insert_with(|| FrontSessions {
-            link: None,
-            away_since: None,
-            sessions: HashMap::new(),
-            want_state: Vec::new(),
-        });
+        let front = self
+            .fronts
+            .entry(link.front_arc())
+            .or_insert_with(|| FrontSessions {
+                link: None,
+                away_since: None,
+                sessions: HashMap::new(),
+                want_state: Vec::new(),
+            });
         front.link = Some(link.clone());
         front.away_since = None;
-        let listed_keys: std::collections::HashSet<SessionKey> = listed.iter().map(|(s, _)| *s).collect();
-        let gone: Vec<SessionKey> = front.sessions.keys().filter(|s| !listed_keys.contains(s)).copied().collect();
+        let listed_keys: std::collections::HashSet<SessionKey> =
+            listed.iter().map(|(s, _)| *s).collect();
+        let gone: Vec<SessionKey> = front
+            .sessions
+            .keys()
+            .filter(|s| !listed_keys.contains(s))
+            .copied()
+            .collect();
         for session in gone {
             self.remove_session(link.front(), session);
         }
         for (session, data) in listed {
-            let known = self.fronts.get(link.front()).is_some_and(|f| f.sessions.contains_key(&session));
+            let known = self
+                .fronts
+                .get(link.front())
+                .is_some_and(|f| f.sessions.contains_key(&session));
             if !known {
                 // The back lost this session (it restarted, or the grace ran out): join again.
                 self.join(&link, session, data);
@@ -179,8 +232,12 @@ impl Channel {
 
     fn expire_away_fronts(&mut self) {
         let grace = self.link_grace;
-        let expired: Vec<Arc<str>> =
-            self.fronts.iter().filter(|(_, f)| f.away_since.is_some_and(|t| t.elapsed() >= grace)).map(|(id, _)| id.clone()).collect();
+        let expired: Vec<Arc<str>> = self
+            .fronts
+            .iter()
+            .filter(|(_, f)| f.away_since.is_some_and(|t| t.elapsed() >= grace))
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in expired {
             let sessions: Vec<SessionKey> = self.fronts[&id].sessions.keys().copied().collect();
             info!(channel = %self.shared.name, front = %id, sessions = sessions.len(), "front did not return; its clients leave");
@@ -195,7 +252,10 @@ impl Channel {
         if self.current(link).is_none() {
             return;
         }
-        if self.current(link).is_some_and(|f| f.sessions.contains_key(&session)) {
+        if self
+            .current(link)
+            .is_some_and(|f| f.sessions.contains_key(&session))
+        {
             if let Some(f) = self.current(link) {
                 f.want_state.push(session);
             }
@@ -203,18 +263,33 @@ impl Channel {
         }
         let client = ClientId(self.next_client);
         self.next_client += 1;
-        let mut ctx = Ctx { state: &mut self.state, tick: self.tick, period: self.period };
+        let mut ctx = Ctx {
+            state: &mut self.state,
+            tick: self.tick,
+            period: self.period,
+        };
         match self.app.join(&mut ctx, client, &data) {
             Ok(()) => {
                 self.shared.metrics.joins.fetch_add(1, Relaxed);
                 if let Some(f) = self.current(link) {
-                    f.sessions.insert(session, Session { client, ack: Seq(0), ack_moved: false });
+                    f.sessions.insert(
+                        session,
+                        Session {
+                            client,
+                            ack: Seq(0),
+                            ack_moved: false,
+                        },
+                    );
                     f.want_state.push(session);
                 }
             }
             Err(rejection) => {
                 self.shared.metrics.joins_rejected.fetch_add(1, Relaxed);
-                let msg = BackToFront::JoinRejected(LinkJoinRejected { session, channel: self.shared.index, reason: rejection.0 });
+                let msg = BackToFront::JoinRejected(LinkJoinRejected {
+                    session,
+                    channel: self.shared.index,
+                    reason: rejection.0,
+                });
                 link.send(Bytes::from(encode(&msg)));
             }
         }
@@ -227,28 +302,56 @@ impl Channel {
     }
 
     fn remove_session(&mut self, front: &str, session: SessionKey) {
-        let Some(s) = self.fronts.get_mut(front).and_then(|f| f.sessions.remove(&session)) else { return };
+        let Some(s) = self
+            .fronts
+            .get_mut(front)
+            .and_then(|f| f.sessions.remove(&session))
+        else {
+            return;
+        };
         self.shared.metrics.leaves.fetch_add(1, Relaxed);
-        let mut ctx = Ctx { state: &mut self.state, tick: self.tick, period: self.period };
+        let mut ctx = Ctx {
+            state: &mut self.state,
+            tick: self.tick,
+            period: self.period,
+        };
         self.app.leave(&mut ctx, s.client);
     }
 
     fn input(&mut self, link: &LinkHandle, session: SessionKey, seq: Seq, data: &[u8]) {
-        let Some(client) = self.current(link).and_then(|f| f.sessions.get(&session)).map(|s| s.client) else {
+        let Some(client) = self
+            .current(link)
+            .and_then(|f| f.sessions.get(&session))
+            .map(|s| s.client)
+        else {
             // Inputs of clients that left are dropped, as the workload specifies.
-            self.shared.metrics.inputs_dropped_left.fetch_add(1, Relaxed);
+            self.shared
+                .metrics
+                .inputs_dropped_left
+                .fetch_add(1, Relaxed);
             return;
         };
-        let mut ctx = Ctx { state: &mut self.state, tick: self.tick, period: self.period };
+        let mut ctx = Ctx {
+            state: &mut self.state,
+            tick: self.tick,
+            period: self.period,
+        };
         let result = self.app.input(&mut ctx, client, seq, data);
         self.shared.metrics.inputs.fetch_add(1, Relaxed);
-        if let Some(s) = self.current(link).and_then(|f| f.sessions.get_mut(&session)) {
+        if let Some(s) = self
+            .current(link)
+            .and_then(|f| f.sessions.get_mut(&session))
+        {
             s.ack = seq;
             s.ack_moved = true;
         }
         if let Err(e) = result {
             self.shared.metrics.inputs_refused.fetch_add(1, Relaxed);
-            let notice = BackToFront::Notice(LinkNotice { session, code: "input_refused".into(), message: e.0 });
+            let notice = BackToFront::Notice(LinkNotice {
+                session,
+                code: "input_refused".into(),
+                message: e.0,
+            });
             link.send(Bytes::from(encode(&notice)));
         }
     }
@@ -257,10 +360,15 @@ impl Channel {
     /// has clients here, each with the acks of its own clients.
     fn send_patch(&mut self) {
         let mut body = Vec::new();
-        let changed = self.state.commit_patch(&self.shared.name, self.tick, &mut body);
+        let changed = self
+            .state
+            .commit_patch(&self.shared.name, self.tick, &mut body);
         if changed {
             self.shared.metrics.patches.fetch_add(1, Relaxed);
-            self.shared.metrics.patch_bytes.fetch_add(body.len() as u64, Relaxed);
+            self.shared
+                .metrics
+                .patch_bytes
+                .fetch_add(body.len() as u64, Relaxed);
         }
         let mut body = Bytes::from(body);
         for front in self.fronts.values_mut() {
@@ -286,14 +394,24 @@ impl Channel {
                 centrum_protocol::encode_empty_patch(&self.shared.name, self.tick, &mut empty);
                 body = Bytes::from(empty);
             }
-            let msg = BackToFront::Patch(LinkPatch { channel: self.shared.index, tick: self.tick, changed, acks, body: body.clone() });
+            let msg = BackToFront::Patch(LinkPatch {
+                channel: self.shared.index,
+                tick: self.tick,
+                changed,
+                acks,
+                body: body.clone(),
+            });
             link.send(Bytes::from(encode(&msg)));
         }
     }
 
     /// One full-state encoding, shared by every session that needs it at this tick.
     fn send_states(&mut self) {
-        if self.fronts.values().all(|f| f.want_state.is_empty() || f.link.is_none()) {
+        if self
+            .fronts
+            .values()
+            .all(|f| f.want_state.is_empty() || f.link.is_none())
+        {
             return;
         }
         let body = self.full_state();
@@ -304,16 +422,25 @@ impl Channel {
             }
             front.want_state.sort_unstable();
             front.want_state.dedup();
-            let sessions: Vec<(SessionKey, Seq)> =
-                front.want_state.drain(..).filter_map(|k| front.sessions.get(&k).map(|s| (k, s.ack))).collect();
-            let msg = BackToFront::State(LinkState { channel: self.shared.index, tick: self.tick, sessions, body: body.clone() });
+            let sessions: Vec<(SessionKey, Seq)> = front
+                .want_state
+                .drain(..)
+                .filter_map(|k| front.sessions.get(&k).map(|s| (k, s.ack)))
+                .collect();
+            let msg = BackToFront::State(LinkState {
+                channel: self.shared.index,
+                tick: self.tick,
+                sessions,
+                body: body.clone(),
+            });
             link.send(Bytes::from(encode(&msg)));
         }
     }
 
     fn full_state(&self) -> Bytes {
         let mut body = Vec::new();
-        self.state.encode_full(&self.shared.name, self.tick, &mut body);
+        self.state
+            .encode_full(&self.shared.name, self.tick, &mut body);
         self.shared.metrics.full_states.fetch_add(1, Relaxed);
         Bytes::from(body)
     }

@@ -13,15 +13,35 @@ use crate::link::LinkHandle;
 #[derive(Debug)]
 pub(crate) enum Event {
     /// A front (re)linked; `sessions` are the ones it holds in this channel.
-    Attach { link: LinkHandle, sessions: Vec<(SessionKey, Bytes)> },
+    Attach {
+        link: LinkHandle,
+        sessions: Vec<(SessionKey, Bytes)>,
+    },
     /// A front's link closed.
     Detach { link: LinkHandle },
-    Join { link: LinkHandle, session: SessionKey, data: Bytes },
-    Leave { link: LinkHandle, session: SessionKey },
-    Input { link: LinkHandle, session: SessionKey, seq: Seq, data: Bytes },
-    Resync { link: LinkHandle, sessions: Vec<SessionKey> },
+    Join {
+        link: LinkHandle,
+        session: SessionKey,
+        data: Bytes,
+    },
+    Leave {
+        link: LinkHandle,
+        session: SessionKey,
+    },
+    Input {
+        link: LinkHandle,
+        session: SessionKey,
+        seq: Seq,
+        data: Bytes,
+    },
+    Resync {
+        link: LinkHandle,
+        sessions: Vec<SessionKey>,
+    },
     /// A test or tool asks for the full state after the next tick.
-    Snapshot { reply: tokio::sync::oneshot::Sender<(centrum_protocol::Tick, Bytes)> },
+    Snapshot {
+        reply: tokio::sync::oneshot::Sender<(centrum_protocol::Tick, Bytes)>,
+    },
 }
 
 /// The queue was full; the event was not queued.
@@ -44,7 +64,10 @@ struct Queue {
 
 impl Inbox {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { inner: Mutex::new(Queue::default()), capacity }
+        Self {
+            inner: Mutex::new(Queue::default()),
+            capacity,
+        }
     }
 
     /// Queues an event. Inputs and joins are refused with [`Full`] past the capacity
@@ -54,7 +77,10 @@ impl Inbox {
     /// always queued: there is one of each per link connection.
     pub(crate) fn push(&self, event: Event) -> Result<(), Full> {
         let mut q = self.inner.lock();
-        let control = matches!(event, Event::Attach { .. } | Event::Detach { .. } | Event::Snapshot { .. });
+        let control = matches!(
+            event,
+            Event::Attach { .. } | Event::Detach { .. } | Event::Snapshot { .. }
+        );
         if !control && q.events.len() >= self.capacity.saturating_mul(3) {
             return Err(Full);
         }

@@ -39,7 +39,10 @@ pub enum BackError {
     #[error("channel {channel:?}: unknown application {app:?} (built in: {known})", known = apps::BUILT_IN.join(", "))]
     UnknownApp { channel: String, app: String },
     #[error("channel {channel:?}: application schema: {source}")]
-    Schema { channel: String, source: centrum_protocol::SchemaError },
+    Schema {
+        channel: String,
+        source: centrum_protocol::SchemaError,
+    },
     #[error("channel index overflow: a back serves at most 65536 channels")]
     TooManyChannels,
     #[error(transparent)]
@@ -72,14 +75,30 @@ impl Back {
     ///
     /// # Errors
     /// [`BackError`] when the id, an application or a schema is unknown or invalid.
-    pub fn start(config: Arc<Config>, id: &str, listener: TcpListener, shutdown: Shutdown) -> Result<Back, BackError> {
-        let me = config.back(id).ok_or_else(|| BackError::UnknownId(id.to_owned()))?.clone();
+    pub fn start(
+        config: Arc<Config>,
+        id: &str,
+        listener: TcpListener,
+        shutdown: Shutdown,
+    ) -> Result<Back, BackError> {
+        let me = config
+            .back(id)
+            .ok_or_else(|| BackError::UnknownId(id.to_owned()))?
+            .clone();
         let local_addr = listener.local_addr()?;
         let mut channels = Vec::new();
         let mut runners = Vec::new();
         for (i, ch) in me.channels.iter().enumerate() {
-            let app = apps::create(&ch.app).ok_or_else(|| BackError::UnknownApp { channel: ch.name.clone(), app: ch.app.clone() })?;
-            app.schema().validate().map_err(|source| BackError::Schema { channel: ch.name.clone(), source })?;
+            let app = apps::create(&ch.app).ok_or_else(|| BackError::UnknownApp {
+                channel: ch.name.clone(),
+                app: ch.app.clone(),
+            })?;
+            app.schema()
+                .validate()
+                .map_err(|source| BackError::Schema {
+                    channel: ch.name.clone(),
+                    source,
+                })?;
             let shared = Arc::new(ChannelShared {
                 name: ch.name.clone(),
                 app_name: ch.app.clone(),
@@ -87,10 +106,20 @@ impl Back {
                 inbox: Inbox::new(config.limits.channel_inputs as usize),
                 metrics: ChannelMetrics::default(),
             });
-            runners.push(Channel::new(shared.clone(), app, me.tick_period(), config.limits.link_grace()));
+            runners.push(Channel::new(
+                shared.clone(),
+                app,
+                me.tick_period(),
+                config.limits.link_grace(),
+            ));
             channels.push(shared);
         }
-        let shared = Arc::new(Shared { id: id.to_owned(), config: config.clone(), channels, metrics: Arc::default() });
+        let shared = Arc::new(Shared {
+            id: id.to_owned(),
+            config: config.clone(),
+            channels,
+            metrics: Arc::default(),
+        });
         let mut tasks = JoinSet::new();
         for runner in runners {
             let stop = shutdown.clone();
@@ -106,9 +135,19 @@ impl Back {
                 Ok(())
             }
         });
-        tasks.spawn(register(shared.clone(), local_addr, me.tick_hz, shutdown.clone()));
+        tasks.spawn(register(
+            shared.clone(),
+            local_addr,
+            me.tick_hz,
+            shutdown.clone(),
+        ));
         info!(back = id, listen = %local_addr, channels = me.channels.len(), "back started");
-        Ok(Back { shared, local_addr, tasks, shutdown })
+        Ok(Back {
+            shared,
+            local_addr,
+            tasks,
+            shutdown,
+        })
     }
 
     /// The address links are accepted on.
@@ -130,7 +169,11 @@ impl Back {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        tokio::spawn(link::serve_link(stream, self.shared.clone(), self.shutdown.child_token()));
+        tokio::spawn(link::serve_link(
+            stream,
+            self.shared.clone(),
+            self.shutdown.child_token(),
+        ));
     }
 
     /// Waits until the back stops (shutdown, or refusal by the master), and for every
@@ -167,11 +210,21 @@ impl Back {
 ///
 /// # Errors
 /// As [`Back::start`] and [`Back::wait`].
-pub async fn run(config: Arc<Config>, id: &str, listener: TcpListener, shutdown: Shutdown) -> Result<(), BackError> {
+pub async fn run(
+    config: Arc<Config>,
+    id: &str,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<(), BackError> {
     Back::start(config, id, listener, shutdown)?.wait().await
 }
 
-async fn register(shared: Arc<Shared>, listen: SocketAddr, tick_hz: u32, shutdown: Shutdown) -> Result<(), BackError> {
+async fn register(
+    shared: Arc<Shared>,
+    listen: SocketAddr,
+    tick_hz: u32,
+    shutdown: Shutdown,
+) -> Result<(), BackError> {
     let limits = &shared.config.limits;
     let reg = Registration {
         master: shared.config.master.nodes,

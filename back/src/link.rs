@@ -14,7 +14,9 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use centrum_net::{FrameError, Shutdown, framed, recv, send};
-use centrum_protocol::{BackToFront, FrontToBack, LinkRefused, LinkWelcome, PROTOCOL_VERSION, SessionKey, decode};
+use centrum_protocol::{
+    BackToFront, FrontToBack, LinkRefused, LinkWelcome, PROTOCOL_VERSION, SessionKey, decode,
+};
 
 use crate::Shared;
 use crate::inbox::{Event, Full};
@@ -79,7 +81,9 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shut
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let span = info_span!("link", %peer, front = tracing::field::Empty);
-                tasks.spawn(serve_link(stream, shared.clone(), shutdown.child_token()).instrument(span));
+                tasks.spawn(
+                    serve_link(stream, shared.clone(), shutdown.child_token()).instrument(span),
+                );
             }
             // Accept errors (e.g. out of file descriptors) are transient; keep serving.
             Err(e) => warn!(error = %e, "accept failed"),
@@ -101,14 +105,19 @@ where
     };
     let hello = match hello {
         Ok(Ok(Some(FrontToBack::Hello(h)))) => h,
-        Ok(Ok(Some(other))) => return refuse(&mut link, format!("expected a hello, got {}", other.name())).await,
+        Ok(Ok(Some(other))) => {
+            return refuse(&mut link, format!("expected a hello, got {}", other.name())).await;
+        }
         Ok(Ok(None)) => return,
         Ok(Err(e)) => return debug!(error = %e, "link failed before hello"),
         Err(_) => return debug!("link hello timed out"),
     };
     tracing::Span::current().record("front", hello.front.as_str());
     if hello.version != PROTOCOL_VERSION {
-        let reason = format!("protocol version {} is not supported; this back speaks {PROTOCOL_VERSION}", hello.version);
+        let reason = format!(
+            "protocol version {} is not supported; this back speaks {PROTOCOL_VERSION}",
+            hello.version
+        );
         return refuse(&mut link, reason).await;
     }
     if shared.config.front(&hello.front).is_none() {
@@ -135,9 +144,16 @@ where
     // Every channel learns of the link, with the sessions the front holds in it; each
     // answers with its full state at its next tick, before any patch.
     for channel in &shared.channels {
-        let sessions: Vec<(SessionKey, Bytes)> =
-            hello.sessions.iter().filter(|s| s.channel == channel.name).map(|s| (s.session, s.data.clone())).collect();
-        let _ = channel.inbox.push(Event::Attach { link: handle.clone(), sessions });
+        let sessions: Vec<(SessionKey, Bytes)> = hello
+            .sessions
+            .iter()
+            .filter(|s| s.channel == channel.name)
+            .map(|s| (s.session, s.data.clone()))
+            .collect();
+        let _ = channel.inbox.push(Event::Attach {
+            link: handle.clone(),
+            sessions,
+        });
     }
     shared.metrics.links.fetch_add(1, Relaxed);
     shared.metrics.links_opened.fetch_add(1, Relaxed);
@@ -175,11 +191,16 @@ where
     }
     shared.metrics.links.fetch_sub(1, Relaxed);
     for channel in &shared.channels {
-        let _ = channel.inbox.push(Event::Detach { link: handle.clone() });
+        let _ = channel.inbox.push(Event::Detach {
+            link: handle.clone(),
+        });
     }
 }
 
-async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(link: &mut centrum_net::Framed<S>, reason: String) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    link: &mut centrum_net::Framed<S>,
+    reason: String,
+) {
     warn!(%reason, "refusing link");
     let _ = send(link, &BackToFront::Refused(LinkRefused { reason })).await;
 }
@@ -189,42 +210,90 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Fram
     let msg: FrontToBack = decode(frame, usize::MAX)?;
     let channel_of = |index: u16| {
         shared.channels.get(usize::from(index)).ok_or_else(|| {
-            FrameError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("no channel with index {index}")))
+            FrameError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("no channel with index {index}"),
+            ))
         })
     };
     match msg {
         FrontToBack::Hello(_) => {
-            return Err(FrameError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, "second hello on a link")));
+            return Err(FrameError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "second hello on a link",
+            )));
         }
         FrontToBack::Join(j) => {
             let channel = channel_of(j.channel)?;
-            if channel.inbox.push(Event::Join { link: link.clone(), session: j.session, data: j.data }) == Err(Full) {
+            if channel.inbox.push(Event::Join {
+                link: link.clone(),
+                session: j.session,
+                data: j.data,
+            }) == Err(Full)
+            {
                 channel.metrics.joins_rejected.fetch_add(1, Relaxed);
-                let reason = format!("channel {:?} is too busy to take joins; try again", channel.name);
-                let msg = centrum_protocol::LinkJoinRejected { session: j.session, channel: j.channel, reason };
-                link.send(Bytes::from(centrum_protocol::encode(&BackToFront::JoinRejected(msg))));
+                let reason = format!(
+                    "channel {:?} is too busy to take joins; try again",
+                    channel.name
+                );
+                let msg = centrum_protocol::LinkJoinRejected {
+                    session: j.session,
+                    channel: j.channel,
+                    reason,
+                };
+                link.send(Bytes::from(centrum_protocol::encode(
+                    &BackToFront::JoinRejected(msg),
+                )));
             }
         }
         FrontToBack::Leave(l) => {
-            channel_of(l.channel)?.inbox.push(Event::Leave { link: link.clone(), session: l.session }).map_err(|_| overloaded())?;
+            channel_of(l.channel)?
+                .inbox
+                .push(Event::Leave {
+                    link: link.clone(),
+                    session: l.session,
+                })
+                .map_err(|_| overloaded())?;
         }
         FrontToBack::Input(i) => {
             let channel = channel_of(i.channel)?;
-            let event = Event::Input { link: link.clone(), session: i.session, seq: i.seq, data: i.data };
+            let event = Event::Input {
+                link: link.clone(),
+                session: i.session,
+                seq: i.seq,
+                data: i.data,
+            };
             if channel.inbox.push(event) == Err(Full) {
                 channel.metrics.inputs_dropped_full.fetch_add(1, Relaxed);
-                let message = format!("input {} dropped: channel {:?} has {} inputs queued", i.seq, channel.name, shared.config.limits.channel_inputs);
-                let notice = centrum_protocol::LinkNotice { session: i.session, code: "input_dropped".into(), message };
-                link.send(Bytes::from(centrum_protocol::encode(&BackToFront::Notice(notice))));
+                let message = format!(
+                    "input {} dropped: channel {:?} has {} inputs queued",
+                    i.seq, channel.name, shared.config.limits.channel_inputs
+                );
+                let notice = centrum_protocol::LinkNotice {
+                    session: i.session,
+                    code: "input_dropped".into(),
+                    message,
+                };
+                link.send(Bytes::from(centrum_protocol::encode(&BackToFront::Notice(
+                    notice,
+                ))));
             }
         }
         FrontToBack::Resync(r) => {
-            channel_of(r.channel)?.inbox.push(Event::Resync { link: link.clone(), sessions: r.sessions }).map_err(|_| overloaded())?;
+            channel_of(r.channel)?
+                .inbox
+                .push(Event::Resync {
+                    link: link.clone(),
+                    sessions: r.sessions,
+                })
+                .map_err(|_| overloaded())?;
         }
     }
     Ok(())
 }
 
 fn overloaded() -> FrameError {
-    FrameError::Io(std::io::Error::other("the front sends more leaves than its channel can queue"))
+    FrameError::Io(std::io::Error::other(
+        "the front sends more leaves than its channel can queue",
+    ))
 }

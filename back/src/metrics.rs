@@ -66,34 +66,136 @@ impl ChannelMetrics {
     pub(crate) fn metrics(&self, channel: &str, out: &mut Vec<Metric>) {
         let labels = vec![("channel".to_owned(), channel.to_owned())];
         let mut push = |name: &str, help: &str, kind, v: &AtomicU64| {
-            out.push(Metric { name: name.into(), help: help.into(), kind, labels: labels.clone(), value: v.load(Relaxed) as f64 });
+            out.push(Metric {
+                name: name.into(),
+                help: help.into(),
+                kind,
+                labels: labels.clone(),
+                value: v.load(Relaxed) as f64,
+            });
         };
         use MetricKind::{Counter, Gauge};
-        push("centrum_back_ticks_total", "Ticks run.", Counter, &self.ticks);
-        push("centrum_back_tick_overruns_total", "Ticks that took longer than the tick period.", Counter, &self.overruns);
-        push("centrum_back_inputs_total", "Inputs applied.", Counter, &self.inputs);
-        push("centrum_back_inputs_dropped_queue_full_total", "Inputs dropped because the channel's queue was full.", Counter, &self.inputs_dropped_full);
-        push("centrum_back_inputs_dropped_left_total", "Inputs dropped because their client had left.", Counter, &self.inputs_dropped_left);
-        push("centrum_back_inputs_refused_total", "Inputs the application refused.", Counter, &self.inputs_refused);
-        push("centrum_back_joins_total", "Joins accepted.", Counter, &self.joins);
-        push("centrum_back_joins_rejected_total", "Joins rejected.", Counter, &self.joins_rejected);
-        push("centrum_back_leaves_total", "Clients that left.", Counter, &self.leaves);
-        push("centrum_back_patches_total", "Patches produced (each sent to every linked front with clients).", Counter, &self.patches);
-        push("centrum_back_patch_bytes_total", "Bytes of patch bodies produced.", Counter, &self.patch_bytes);
-        push("centrum_back_full_states_total", "Full states encoded (joins, relinks, resyncs).", Counter, &self.full_states);
-        push("centrum_back_clients", "Clients joined to the channel.", Gauge, &self.clients);
-        push("centrum_back_entities", "Entities in the channel's state.", Gauge, &self.entities);
+        push(
+            "centrum_back_ticks_total",
+            "Ticks run.",
+            Counter,
+            &self.ticks,
+        );
+        push(
+            "centrum_back_tick_overruns_total",
+            "Ticks that took longer than the tick period.",
+            Counter,
+            &self.overruns,
+        );
+        push(
+            "centrum_back_inputs_total",
+            "Inputs applied.",
+            Counter,
+            &self.inputs,
+        );
+        push(
+            "centrum_back_inputs_dropped_queue_full_total",
+            "Inputs dropped because the channel's queue was full.",
+            Counter,
+            &self.inputs_dropped_full,
+        );
+        push(
+            "centrum_back_inputs_dropped_left_total",
+            "Inputs dropped because their client had left.",
+            Counter,
+            &self.inputs_dropped_left,
+        );
+        push(
+            "centrum_back_inputs_refused_total",
+            "Inputs the application refused.",
+            Counter,
+            &self.inputs_refused,
+        );
+        push(
+            "centrum_back_joins_total",
+            "Joins accepted.",
+            Counter,
+            &self.joins,
+        );
+        push(
+            "centrum_back_joins_rejected_total",
+            "Joins rejected.",
+            Counter,
+            &self.joins_rejected,
+        );
+        push(
+            "centrum_back_leaves_total",
+            "Clients that left.",
+            Counter,
+            &self.leaves,
+        );
+        push(
+            "centrum_back_patches_total",
+            "Patches produced (each sent to every linked front with clients).",
+            Counter,
+            &self.patches,
+        );
+        push(
+            "centrum_back_patch_bytes_total",
+            "Bytes of patch bodies produced.",
+            Counter,
+            &self.patch_bytes,
+        );
+        push(
+            "centrum_back_full_states_total",
+            "Full states encoded (joins, relinks, resyncs).",
+            Counter,
+            &self.full_states,
+        );
+        push(
+            "centrum_back_clients",
+            "Clients joined to the channel.",
+            Gauge,
+            &self.clients,
+        );
+        push(
+            "centrum_back_entities",
+            "Entities in the channel's state.",
+            Gauge,
+            &self.entities,
+        );
     }
 }
 
 impl BackMetrics {
     pub(crate) fn metrics(&self, out: &mut Vec<Metric>) {
         let mut push = |name: &str, help: &str, kind, v: &AtomicU64| {
-            out.push(Metric { name: name.into(), help: help.into(), kind, labels: Vec::new(), value: v.load(Relaxed) as f64 });
+            out.push(Metric {
+                name: name.into(),
+                help: help.into(),
+                kind,
+                labels: Vec::new(),
+                value: v.load(Relaxed) as f64,
+            });
         };
-        push("centrum_back_links", "Open links from fronts.", MetricKind::Gauge, &self.links);
-        push("centrum_back_links_opened_total", "Links accepted from fronts.", MetricKind::Counter, &self.links_opened);
-        push("centrum_back_link_overflows_total", "Links closed because their outbound queue was full.", MetricKind::Counter, &self.link_overflows);
-        push("centrum_back_link_errors_total", "Links closed on a protocol or i/o error.", MetricKind::Counter, &self.link_errors);
+        push(
+            "centrum_back_links",
+            "Open links from fronts.",
+            MetricKind::Gauge,
+            &self.links,
+        );
+        push(
+            "centrum_back_links_opened_total",
+            "Links accepted from fronts.",
+            MetricKind::Counter,
+            &self.links_opened,
+        );
+        push(
+            "centrum_back_link_overflows_total",
+            "Links closed because their outbound queue was full.",
+            MetricKind::Counter,
+            &self.link_overflows,
+        );
+        push(
+            "centrum_back_link_errors_total",
+            "Links closed on a protocol or i/o error.",
+            MetricKind::Counter,
+            &self.link_errors,
+        );
     }
 }

@@ -16,7 +16,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{debug, trace};
 
 use centrum_net::Shutdown;
-use centrum_protocol::{ClientMsg, ErrorMsg, FrontMsg, PROTOCOL_VERSION, Pong, Rejected, SessionKey, SharedPrefix, Welcome, decode, encode};
+use centrum_protocol::{
+    ClientMsg, ErrorMsg, FrontMsg, PROTOCOL_VERSION, Pong, Rejected, SessionKey, SharedPrefix,
+    Welcome, decode, encode,
+};
 
 use crate::hub::{ClientHandle, Hub, Outbound, Refusal};
 use crate::ws::{self, FrameReader, MAX_HEADER, WsEvent};
@@ -31,7 +34,10 @@ enum End {
     /// The peer closed or the socket failed: nothing more to say.
     Gone,
     /// Close with a WebSocket close code, after an optional Error message.
-    Close { code: u16, error: Option<(&'static str, String)> },
+    Close {
+        code: u16,
+        error: Option<(&'static str, String)>,
+    },
 }
 
 /// Serves one accepted TCP connection to the end.
@@ -43,7 +49,9 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
         let mut config = WebSocketConfig::default();
         config.max_message_size = Some(max_message);
         config.max_frame_size = Some(max_message);
-        let ws = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await.ok()?;
+        let ws = tokio_tungstenite::accept_async_with_config(stream, Some(config))
+            .await
+            .ok()?;
         // After the 101 response the stream carries plain frames, which we read and
         // write ourselves. A client may not send frames before the 101 (RFC 6455
         // §4.1), so tungstenite holds no buffered frame bytes here.
@@ -61,7 +69,9 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
         };
         Some((stream, reader, first))
     };
-    let Ok(Some((mut stream, mut reader, first))) = tokio::time::timeout(limits.handshake_timeout(), handshake).await else {
+    let Ok(Some((mut stream, mut reader, first))) =
+        tokio::time::timeout(limits.handshake_timeout(), handshake).await
+    else {
         hub.metrics.handshake_failures.fetch_add(1, Relaxed);
         debug!(%peer, "handshake failed or timed out");
         return;
@@ -70,19 +80,40 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
     let hello = match first {
         Ok(WsEvent::Binary(bytes)) => match decode::<ClientMsg>(&bytes, max_message) {
             Ok(ClientMsg::Hello(h)) => Ok(h),
-            Ok(other) => Err(End::Close { code: 1002, error: Some(("hello_required", format!("the first message must be Hello, not {}", other.name()))) }),
-            Err(e) => Err(End::Close { code: 1007, error: Some(("malformed", e.to_string())) }),
+            Ok(other) => Err(End::Close {
+                code: 1002,
+                error: Some((
+                    "hello_required",
+                    format!("the first message must be Hello, not {}", other.name()),
+                )),
+            }),
+            Err(e) => Err(End::Close {
+                code: 1007,
+                error: Some(("malformed", e.to_string())),
+            }),
         },
         Ok(WsEvent::Text) => Err(binary_only()),
-        Ok(_) => Err(End::Close { code: 1002, error: Some(("hello_required", "the first message must be Hello".into())) }),
-        Err(e) => Err(End::Close { code: e.close_code(), error: Some((ws_code(&e), e.to_string())) }),
+        Ok(_) => Err(End::Close {
+            code: 1002,
+            error: Some(("hello_required", "the first message must be Hello".into())),
+        }),
+        Err(e) => Err(End::Close {
+            code: e.close_code(),
+            error: Some((ws_code(&e), e.to_string())),
+        }),
     };
     let hello = match hello.and_then(|h| {
         if h.version == PROTOCOL_VERSION {
             Ok(h)
         } else {
-            let message = format!("protocol version {} is not supported; this server speaks {PROTOCOL_VERSION}", h.version);
-            Err(End::Close { code: 1002, error: Some(("version", message)) })
+            let message = format!(
+                "protocol version {} is not supported; this server speaks {PROTOCOL_VERSION}",
+                h.version
+            );
+            Err(End::Close {
+                code: 1002,
+                error: Some(("version", message)),
+            })
         }
     }) {
         Ok(h) => h,
@@ -98,12 +129,37 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
     let span = tracing::info_span!("client", %peer, %session);
     let _entered = span.enter();
     // Version 1 does not resume sessions: any resume token starts a new session.
-    let welcome = FrontMsg::Welcome(Welcome { version: PROTOCOL_VERSION, session: session.clone(), resume: resume_token(key), front: hub.id.clone() });
-    debug!(resumed = false, asked_resume = hello.resume.is_some(), "welcome");
+    let welcome = FrontMsg::Welcome(Welcome {
+        version: PROTOCOL_VERSION,
+        session: session.clone(),
+        resume: resume_token(key),
+        front: hub.id.clone(),
+    });
+    debug!(
+        resumed = false,
+        asked_resume = hello.resume.is_some(),
+        "welcome"
+    );
     let (tx, mut rx) = mpsc::channel(limits.client_queue as usize);
-    let handle = ClientHandle { tx, kill: shutdown.child_token() };
-    let mut conn = Conn { hub: hub.clone(), key, handle: handle.clone(), heads: Vec::with_capacity(BATCH * 20), batch: Vec::with_capacity(BATCH) };
-    if conn.write(&mut stream, &[Outbound::Message(Bytes::from(encode(&welcome)))]).await.is_err() {
+    let handle = ClientHandle {
+        tx,
+        kill: shutdown.child_token(),
+    };
+    let mut conn = Conn {
+        hub: hub.clone(),
+        key,
+        handle: handle.clone(),
+        heads: Vec::with_capacity(BATCH * 20),
+        batch: Vec::with_capacity(BATCH),
+    };
+    if conn
+        .write(
+            &mut stream,
+            &[Outbound::Message(Bytes::from(encode(&welcome)))],
+        )
+        .await
+        .is_err()
+    {
         return;
     }
     hub.add_client(key, handle.clone());
@@ -148,7 +204,13 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
 }
 
 fn binary_only() -> End {
-    End::Close { code: 1003, error: Some(("binary_only", "messages must be binary MessagePack, not text".into())) }
+    End::Close {
+        code: 1003,
+        error: Some((
+            "binary_only",
+            "messages must be binary MessagePack, not text".into(),
+        )),
+    }
 }
 
 fn ws_code(e: &ws::WsError) -> &'static str {
@@ -160,17 +222,25 @@ fn ws_code(e: &ws::WsError) -> &'static str {
 
 /// A token for a later Hello; unguessable enough to not collide, not a secret yet.
 fn resume_token(key: SessionKey) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{key:x}.{:x}", (nanos as u64) ^ key.rotate_left(32))
 }
 
 /// Says why (best effort) and closes.
 async fn finish(stream: &mut TcpStream, end: End) {
-    let End::Close { code, error } = end else { return };
+    let End::Close { code, error } = end else {
+        return;
+    };
     let mut out = Vec::new();
     let mut reason = "";
     if let Some((code_name, message)) = &error {
-        let msg = encode(&FrontMsg::Error(ErrorMsg { code: (*code_name).into(), message: message.clone() }));
+        let msg = encode(&FrontMsg::Error(ErrorMsg {
+            code: (*code_name).into(),
+            message: message.clone(),
+        }));
         let mut head = [0; MAX_HEADER];
         let n = ws::header(ws::OP_BINARY, msg.len(), &mut head);
         out.extend_from_slice(&head[..n]);
@@ -206,16 +276,24 @@ impl Conn {
             let mut head = [0; MAX_HEADER];
             let (prefix, body): (Option<SharedPrefix>, &Bytes) = match item {
                 Outbound::Message(m) => (None, m),
-                Outbound::Shared { kind, ack, body } => (Some(SharedPrefix::new(*kind, *ack)), body),
+                Outbound::Shared { kind, ack, body } => {
+                    (Some(SharedPrefix::new(*kind, *ack)), body)
+                }
             };
             let prefix_bytes = prefix.as_ref().map(SharedPrefix::as_bytes).unwrap_or(&[]);
             let n = ws::header(ws::OP_BINARY, prefix_bytes.len() + body.len(), &mut head);
             self.heads.extend_from_slice(&head[..n]);
             self.heads.extend_from_slice(prefix_bytes);
             spans.push((start..self.heads.len(), body));
-            self.hub.metrics.bytes_out.fetch_add((prefix_bytes.len() + body.len()) as u64, Relaxed);
+            self.hub
+                .metrics
+                .bytes_out
+                .fetch_add((prefix_bytes.len() + body.len()) as u64, Relaxed);
         }
-        self.hub.metrics.messages_out.fetch_add(batch.len() as u64, Relaxed);
+        self.hub
+            .metrics
+            .messages_out
+            .fetch_add(batch.len() as u64, Relaxed);
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(spans.len() * 2);
         for (range, body) in &spans {
             slices.push(IoSlice::new(&self.heads[range.clone()]));
@@ -236,14 +314,21 @@ impl Conn {
     }
 
     /// Handles every complete frame in the read buffer.
-    async fn drain_frames(&mut self, reader: &mut FrameReader, stream: &mut TcpStream) -> Result<(), End> {
+    async fn drain_frames(
+        &mut self,
+        reader: &mut FrameReader,
+        stream: &mut TcpStream,
+    ) -> Result<(), End> {
         loop {
             let event = match reader.next_event() {
                 Ok(Some(e)) => e,
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     self.hub.metrics.protocol_errors.fetch_add(1, Relaxed);
-                    return Err(End::Close { code: e.close_code(), error: Some((ws_code(&e), e.to_string())) });
+                    return Err(End::Close {
+                        code: e.close_code(),
+                        error: Some((ws_code(&e), e.to_string())),
+                    });
                 }
             };
             match event {
@@ -260,7 +345,12 @@ impl Conn {
                     stream.write_all(&pong).await.map_err(|_| End::Gone)?;
                 }
                 WsEvent::Pong => {}
-                WsEvent::Close => return Err(End::Close { code: 1000, error: None }),
+                WsEvent::Close => {
+                    return Err(End::Close {
+                        code: 1000,
+                        error: None,
+                    });
+                }
             }
         }
     }
@@ -273,11 +363,20 @@ impl Conn {
             Ok(m) => m,
             Err(e) => {
                 hub.metrics.protocol_errors.fetch_add(1, Relaxed);
-                return Err(End::Close { code: 1007, error: Some(("malformed", e.to_string())) });
+                return Err(End::Close {
+                    code: 1007,
+                    error: Some(("malformed", e.to_string())),
+                });
             }
         };
         let (channel, result) = match msg {
-            ClientMsg::Hello(_) => (String::new(), Err(Refusal::Error("already_welcomed", "this connection already has a session".into()))),
+            ClientMsg::Hello(_) => (
+                String::new(),
+                Err(Refusal::Error(
+                    "already_welcomed",
+                    "this connection already has a session".into(),
+                )),
+            ),
             ClientMsg::Join(j) => {
                 let r = hub.join(self.key, &self.handle, &j.channel, j.data);
                 (j.channel, r)
@@ -290,14 +389,25 @@ impl Conn {
                 let r = hub.input(self.key, &i.channel, i.seq, i.data);
                 (i.channel, r)
             }
-            ClientMsg::Ping(p) => return self.reply(Outbound::Message(Bytes::from(encode(&FrontMsg::Pong(Pong { nonce: p.nonce }))))),
+            ClientMsg::Ping(p) => {
+                return self.reply(Outbound::Message(Bytes::from(encode(&FrontMsg::Pong(
+                    Pong { nonce: p.nonce },
+                )))));
+            }
         };
         match result {
             Ok(()) => Ok(()),
-            Err(Refusal::Reject(reason)) => self.reply(Outbound::Message(Bytes::from(encode(&FrontMsg::Rejected(Rejected { channel, reason }))))),
+            Err(Refusal::Reject(reason)) => self.reply(Outbound::Message(Bytes::from(encode(
+                &FrontMsg::Rejected(Rejected { channel, reason }),
+            )))),
             Err(Refusal::Error(code, message)) => {
                 hub.metrics.protocol_errors.fetch_add(1, Relaxed);
-                self.reply(Outbound::Message(Bytes::from(encode(&FrontMsg::Error(ErrorMsg { code: code.into(), message })))))
+                self.reply(Outbound::Message(Bytes::from(encode(&FrontMsg::Error(
+                    ErrorMsg {
+                        code: code.into(),
+                        message,
+                    },
+                )))))
             }
         }
     }
@@ -308,8 +418,14 @@ impl Conn {
         match self.handle.tx.try_send(item) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.hub.metrics.slow_client_disconnects.fetch_add(1, Relaxed);
-                Err(End::Close { code: 1008, error: None })
+                self.hub
+                    .metrics
+                    .slow_client_disconnects
+                    .fetch_add(1, Relaxed);
+                Err(End::Close {
+                    code: 1008,
+                    error: None,
+                })
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(End::Gone),
         }

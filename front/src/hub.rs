@@ -13,8 +13,8 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use centrum_config::{Config, SlowClientPolicy};
 use centrum_net::Shutdown;
 use centrum_protocol::{
-    ChannelIndex, ErrorMsg, FrontMsg, FrontToBack, Left, LinkInput, LinkJoin, LinkLeave, LinkPatch, LinkResync, LinkSession,
-    LinkState, Rejected, Seq, SessionKey, SharedKind, Unavailable, encode,
+    ChannelIndex, ErrorMsg, FrontMsg, FrontToBack, Left, LinkInput, LinkJoin, LinkLeave, LinkPatch,
+    LinkResync, LinkSession, LinkState, Rejected, Seq, SessionKey, SharedKind, Unavailable, encode,
 };
 
 use crate::metrics::FrontMetrics;
@@ -24,7 +24,11 @@ use crate::metrics::FrontMetrics;
 #[derive(Debug)]
 pub(crate) enum Outbound {
     Message(Bytes),
-    Shared { kind: SharedKind, ack: Seq, body: Bytes },
+    Shared {
+        kind: SharedKind,
+        ack: Seq,
+        body: Bytes,
+    },
 }
 
 /// How the rest of the front reaches one client connection.
@@ -91,10 +95,23 @@ impl Hub {
         let mut channels = HashMap::new();
         for (b, back) in config.backs.iter().enumerate() {
             for ch in &back.channels {
-                channels.insert(ch.name.clone(), Mutex::new(ChannelRoute { back: b, link: None, members: HashMap::new() }));
+                channels.insert(
+                    ch.name.clone(),
+                    Mutex::new(ChannelRoute {
+                        back: b,
+                        link: None,
+                        members: HashMap::new(),
+                    }),
+                );
             }
         }
-        Self { id: id.to_owned(), config, metrics: FrontMetrics::default(), clients: RwLock::new(HashMap::new()), channels }
+        Self {
+            id: id.to_owned(),
+            config,
+            metrics: FrontMetrics::default(),
+            clients: RwLock::new(HashMap::new()),
+            channels,
+        }
     }
 
     pub(crate) fn client_count(&self) -> usize {
@@ -110,29 +127,61 @@ impl Hub {
         self.clients.write().remove(&key);
         for route in self.channels.values() {
             let mut route = route.lock();
-            if route.members.remove(&key).is_some() {
-                if let Some((tx, channel, close)) = &route.link {
-                    send_or_close(tx, close, encode(&FrontToBack::Leave(LinkLeave { session: key, channel: *channel })));
-                }
+            if route.members.remove(&key).is_some()
+                && let Some((tx, channel, close)) = &route.link
+            {
+                let leave = FrontToBack::Leave(LinkLeave {
+                    session: key,
+                    channel: *channel,
+                });
+                send_or_close(tx, close, encode(&leave));
             }
         }
     }
 
     /// Starts a join; the back's State or rejection arrives later through the link.
-    pub(crate) fn join(&self, key: SessionKey, client: &ClientHandle, channel: &str, data: Bytes) -> Result<(), Refusal> {
-        let route = self.channels.get(channel).ok_or_else(|| Refusal::Reject(format!("unknown channel {channel:?}")))?;
+    pub(crate) fn join(
+        &self,
+        key: SessionKey,
+        client: &ClientHandle,
+        channel: &str,
+        data: Bytes,
+    ) -> Result<(), Refusal> {
+        let route = self
+            .channels
+            .get(channel)
+            .ok_or_else(|| Refusal::Reject(format!("unknown channel {channel:?}")))?;
         let mut route = route.lock();
         if route.members.contains_key(&key) {
-            return Err(Refusal::Error("already_joined", format!("already in channel {channel:?}")));
+            return Err(Refusal::Error(
+                "already_joined",
+                format!("already in channel {channel:?}"),
+            ));
         }
         let Some((tx, index, _)) = &route.link else {
-            return Err(Refusal::Reject(format!("channel {channel:?} is unavailable")));
+            return Err(Refusal::Reject(format!(
+                "channel {channel:?} is unavailable"
+            )));
         };
-        let frame = encode(&FrontToBack::Join(LinkJoin { session: key, channel: *index, data: data.clone() }));
+        let frame = encode(&FrontToBack::Join(LinkJoin {
+            session: key,
+            channel: *index,
+            data: data.clone(),
+        }));
         if tx.try_send(Bytes::from(frame)).is_err() {
-            return Err(Refusal::Reject(format!("channel {channel:?} is overloaded; try again")));
+            return Err(Refusal::Reject(format!(
+                "channel {channel:?} is overloaded; try again"
+            )));
         }
-        route.members.insert(key, Member { client: client.clone(), ack: Seq(0), status: Status::Joining, data });
+        route.members.insert(
+            key,
+            Member {
+                client: client.clone(),
+                ack: Seq(0),
+                status: Status::Joining,
+                data,
+            },
+        );
         Ok(())
     }
 
@@ -142,14 +191,32 @@ impl Hub {
         let mut route = route.lock();
         route.members.remove(&key).ok_or_else(not_joined)?;
         if let Some((tx, index, close)) = &route.link {
-            send_or_close(tx, close, encode(&FrontToBack::Leave(LinkLeave { session: key, channel: *index })));
+            send_or_close(
+                tx,
+                close,
+                encode(&FrontToBack::Leave(LinkLeave {
+                    session: key,
+                    channel: *index,
+                })),
+            );
         }
         Ok(())
     }
 
     /// Forwards an input to the channel's back.
-    pub(crate) fn input(&self, key: SessionKey, channel: &str, seq: Seq, data: Bytes) -> Result<(), Refusal> {
-        let not_joined = || Refusal::Error("not_joined", format!("input for channel {channel:?}, which this client has not joined"));
+    pub(crate) fn input(
+        &self,
+        key: SessionKey,
+        channel: &str,
+        seq: Seq,
+        data: Bytes,
+    ) -> Result<(), Refusal> {
+        let not_joined = || {
+            Refusal::Error(
+                "not_joined",
+                format!("input for channel {channel:?}, which this client has not joined"),
+            )
+        };
         let route = self.channels.get(channel).ok_or_else(not_joined)?;
         let (tx, index) = {
             let route = route.lock();
@@ -159,13 +226,26 @@ impl Hub {
             }
             match &route.link {
                 Some((tx, index, _)) => (tx.clone(), *index),
-                None => return Err(Refusal::Error("unavailable", format!("channel {channel:?} is unavailable; input {seq} dropped"))),
+                None => {
+                    return Err(Refusal::Error(
+                        "unavailable",
+                        format!("channel {channel:?} is unavailable; input {seq} dropped"),
+                    ));
+                }
             }
         };
-        let frame = encode(&FrontToBack::Input(LinkInput { session: key, channel: index, seq, data }));
+        let frame = encode(&FrontToBack::Input(LinkInput {
+            session: key,
+            channel: index,
+            seq,
+            data,
+        }));
         tx.try_send(Bytes::from(frame)).map_err(|_| {
             self.metrics.inputs_dropped.fetch_add(1, Relaxed);
-            Refusal::Error("overloaded", format!("the link to channel {channel:?} is full; input {seq} dropped"))
+            Refusal::Error(
+                "overloaded",
+                format!("the link to channel {channel:?} is full; input {seq} dropped"),
+            )
         })?;
         self.metrics.inputs.fetch_add(1, Relaxed);
         Ok(())
@@ -181,7 +261,11 @@ impl Hub {
             }
             for (key, m) in &route.members {
                 if m.status != Status::Joining {
-                    out.push(LinkSession { session: *key, channel: name.clone(), data: m.data.clone() });
+                    out.push(LinkSession {
+                        session: *key,
+                        channel: name.clone(),
+                        data: m.data.clone(),
+                    });
                 }
             }
         }
@@ -189,7 +273,13 @@ impl Hub {
     }
 
     /// A link to back `back` is up: its channels become available at their indices.
-    pub(crate) fn link_up(&self, back: usize, channels: &[String], tx: &mpsc::Sender<Bytes>, close: &Shutdown) {
+    pub(crate) fn link_up(
+        &self,
+        back: usize,
+        channels: &[String],
+        tx: &mpsc::Sender<Bytes>,
+        close: &Shutdown,
+    ) {
         for (i, name) in channels.iter().enumerate() {
             if let (Some(route), Ok(index)) = (self.channels.get(name), ChannelIndex::try_from(i)) {
                 let mut route = route.lock();
@@ -209,11 +299,16 @@ impl Hub {
                 continue;
             }
             route.link = None;
-            let unavailable = Bytes::from(encode(&FrontMsg::Unavailable(Unavailable { channel: name.clone() })));
+            let unavailable = Bytes::from(encode(&FrontMsg::Unavailable(Unavailable {
+                channel: name.clone(),
+            })));
             route.members.retain(|_, m| {
                 if m.status == Status::Joining {
                     let reason = format!("channel {name:?} became unavailable");
-                    let msg = encode(&FrontMsg::Rejected(Rejected { channel: name.clone(), reason }));
+                    let msg = encode(&FrontMsg::Rejected(Rejected {
+                        channel: name.clone(),
+                        reason,
+                    }));
                     let _ = m.client.tx.try_send(Outbound::Message(Bytes::from(msg)));
                     return false;
                 }
@@ -226,12 +321,20 @@ impl Hub {
 
     /// A full state for the listed sessions: they become active from this tick on.
     pub(crate) fn on_state(&self, channel: &str, msg: LinkState) {
-        let Some(route) = self.channels.get(channel) else { return };
+        let Some(route) = self.channels.get(channel) else {
+            return;
+        };
         let mut route = route.lock();
         for (key, ack) in msg.sessions {
-            let Some(m) = route.members.get_mut(&key) else { continue };
+            let Some(m) = route.members.get_mut(&key) else {
+                continue;
+            };
             m.ack = ack;
-            let item = Outbound::Shared { kind: SharedKind::State, ack, body: msg.body.clone() };
+            let item = Outbound::Shared {
+                kind: SharedKind::State,
+                ack,
+                body: msg.body.clone(),
+            };
             match m.client.tx.try_send(item) {
                 Ok(()) => m.status = Status::Active,
                 // Not even a full state fits: this client cannot keep up at all.
@@ -243,7 +346,9 @@ impl Hub {
 
     /// Fans one patch out: the same body to every active member, each behind its own ack.
     pub(crate) fn on_patch(&self, channel: &str, msg: LinkPatch) {
-        let Some(route) = self.channels.get(channel) else { return };
+        let Some(route) = self.channels.get(channel) else {
+            return;
+        };
         let mut guard = route.lock();
         let route = &mut *guard;
         for (key, ack) in &msg.acks {
@@ -256,7 +361,11 @@ impl Hub {
             if m.status != Status::Active {
                 return;
             }
-            match m.client.tx.try_send(Outbound::Shared { kind: SharedKind::Patch, ack: m.ack, body: msg.body.clone() }) {
+            match m.client.tx.try_send(Outbound::Shared {
+                kind: SharedKind::Patch,
+                ack: m.ack,
+                body: msg.body.clone(),
+            }) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => match self.config.limits.slow_client {
                     SlowClientPolicy::Resync => {
@@ -281,18 +390,32 @@ impl Hub {
         }
         self.metrics.patches.fetch_add(1, Relaxed);
         if !behind.is_empty() {
-            self.metrics.slow_client_resyncs.fetch_add(behind.len() as u64, Relaxed);
+            self.metrics
+                .slow_client_resyncs
+                .fetch_add(behind.len() as u64, Relaxed);
             if let Some((tx, index, close)) = &route.link {
-                send_or_close(tx, close, encode(&FrontToBack::Resync(LinkResync { channel: *index, sessions: behind })));
+                send_or_close(
+                    tx,
+                    close,
+                    encode(&FrontToBack::Resync(LinkResync {
+                        channel: *index,
+                        sessions: behind,
+                    })),
+                );
             }
         }
     }
 
     pub(crate) fn on_join_rejected(&self, channel: &str, key: SessionKey, reason: String) {
-        let Some(route) = self.channels.get(channel) else { return };
+        let Some(route) = self.channels.get(channel) else {
+            return;
+        };
         let mut route = route.lock();
         if let Some(m) = route.members.remove(&key) {
-            let msg = encode(&FrontMsg::Rejected(Rejected { channel: channel.to_owned(), reason }));
+            let msg = encode(&FrontMsg::Rejected(Rejected {
+                channel: channel.to_owned(),
+                reason,
+            }));
             let _ = m.client.tx.try_send(Outbound::Message(Bytes::from(msg)));
         }
     }
@@ -306,7 +429,10 @@ impl Hub {
 
     /// The reply to a leave, queued behind anything already queued for that channel.
     pub(crate) fn left(channel: &str) -> Outbound {
-        Outbound::Message(Bytes::from(encode(&FrontMsg::Left(Left { channel: channel.to_owned(), reason: "left".into() }))))
+        Outbound::Message(Bytes::from(encode(&FrontMsg::Left(Left {
+            channel: channel.to_owned(),
+            reason: "left".into(),
+        }))))
     }
 
     fn drop_slow(&self, client: &ClientHandle) {

@@ -53,11 +53,23 @@ impl Front {
     ///
     /// # Errors
     /// [`FrontError::UnknownId`] when `id` is not a front of the config.
-    pub fn start(config: Arc<Config>, id: &str, listener: TcpListener, shutdown: Shutdown) -> Result<Front, FrontError> {
-        let me = config.front(id).ok_or_else(|| FrontError::UnknownId(id.to_owned()))?.clone();
+    pub fn start(
+        config: Arc<Config>,
+        id: &str,
+        listener: TcpListener,
+        shutdown: Shutdown,
+    ) -> Result<Front, FrontError> {
+        let me = config
+            .front(id)
+            .ok_or_else(|| FrontError::UnknownId(id.to_owned()))?
+            .clone();
         let local_addr = listener.local_addr()?;
         // With port 0 in the config, the URL must name the port actually bound.
-        let client_url = if me.public_url.is_none() && me.listen.port() == 0 { format!("ws://{local_addr}") } else { me.client_url() };
+        let client_url = if me.public_url.is_none() && me.listen.port() == 0 {
+            format!("ws://{local_addr}")
+        } else {
+            me.client_url()
+        };
         let hub = Arc::new(Hub::new(id, config.clone()));
         let mut tasks = JoinSet::new();
         for back in 0..config.backs.len() {
@@ -74,9 +86,20 @@ impl Front {
                 Ok(())
             }
         });
-        tasks.spawn(register(hub.clone(), local_addr, client_url.clone(), shutdown.clone()));
+        tasks.spawn(register(
+            hub.clone(),
+            local_addr,
+            client_url.clone(),
+            shutdown.clone(),
+        ));
         info!(front = id, listen = %local_addr, url = %client_url, "front started");
-        Ok(Front { hub, local_addr, client_url, tasks, shutdown })
+        Ok(Front {
+            hub,
+            local_addr,
+            client_url,
+            tasks,
+            shutdown,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -126,7 +149,12 @@ impl Front {
 ///
 /// # Errors
 /// As [`Front::start`] and [`Front::wait`].
-pub async fn run(config: Arc<Config>, id: &str, listener: TcpListener, shutdown: Shutdown) -> Result<(), FrontError> {
+pub async fn run(
+    config: Arc<Config>,
+    id: &str,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<(), FrontError> {
     Front::start(config, id, listener, shutdown)?.wait().await
 }
 
@@ -148,7 +176,9 @@ async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
         };
         match accepted {
             Ok((stream, peer)) => {
-                hub.metrics.connections_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                hub.metrics
+                    .connections_total
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (hub, stop) = (hub.clone(), shutdown.clone());
                 tasks.spawn(async move {
                     connection::serve(stream, peer, hub, stop).await;
@@ -161,11 +191,23 @@ async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
     while tasks.join_next().await.is_some() {}
 }
 
-async fn register(hub: Arc<Hub>, listen: SocketAddr, client_url: String, shutdown: Shutdown) -> Result<(), FrontError> {
+async fn register(
+    hub: Arc<Hub>,
+    listen: SocketAddr,
+    client_url: String,
+    shutdown: Shutdown,
+) -> Result<(), FrontError> {
     let limits = hub.config.limits;
     let reg = Registration {
         master: hub.config.master.nodes,
-        register: Register { version: PROTOCOL_VERSION, role: Role::Front, id: hub.id.clone(), pid: std::process::id(), listen: listen.to_string(), client_url },
+        register: Register {
+            version: PROTOCOL_VERSION,
+            role: Role::Front,
+            id: hub.id.clone(),
+            pid: std::process::id(),
+            listen: listen.to_string(),
+            client_url,
+        },
         heartbeat: limits.heartbeat(),
         max_frame_bytes: limits.max_frame_bytes,
     };

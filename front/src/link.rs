@@ -51,7 +51,12 @@ pub(crate) async fn maintain(hub: Arc<Hub>, back: usize, shutdown: Shutdown) {
 }
 
 /// One link, from connect to close.
-async fn session(hub: &Arc<Hub>, back: usize, backoff: &mut Backoff, shutdown: &Shutdown) -> Result<(), FrameError> {
+async fn session(
+    hub: &Arc<Hub>,
+    back: usize,
+    backoff: &mut Backoff,
+    shutdown: &Shutdown,
+) -> Result<(), FrameError> {
     let limits = hub.config.limits;
     let addr = hub.config.backs[back].listen;
     let stream = tokio::time::timeout(limits.handshake_timeout(), TcpStream::connect(addr))
@@ -61,22 +66,51 @@ async fn session(hub: &Arc<Hub>, back: usize, backoff: &mut Backoff, shutdown: &
     let mut link = framed(stream, limits.max_frame_bytes);
     let sessions = hub.sessions_of_back(back);
     let held = sessions.len();
-    send(&mut link, &FrontToBack::Hello(LinkHello { version: PROTOCOL_VERSION, front: hub.id.clone(), sessions })).await?;
-    let welcome = match tokio::time::timeout(limits.handshake_timeout(), recv::<_, BackToFront>(&mut link)).await {
-        Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no welcome from back").into()),
+    send(
+        &mut link,
+        &FrontToBack::Hello(LinkHello {
+            version: PROTOCOL_VERSION,
+            front: hub.id.clone(),
+            sessions,
+        }),
+    )
+    .await?;
+    let welcome = match tokio::time::timeout(
+        limits.handshake_timeout(),
+        recv::<_, BackToFront>(&mut link),
+    )
+    .await
+    {
+        Err(_) => {
+            return Err(
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "no welcome from back").into(),
+            );
+        }
         Ok(msg) => match msg? {
             Some(BackToFront::Welcome(w)) => w,
             Some(BackToFront::Refused(r)) => {
                 warn!(reason = %r.reason, "back refused the link");
                 return Ok(());
             }
-            Some(other) => return Err(invalid(format!("expected a welcome, got {}", other.name()))),
+            Some(other) => {
+                return Err(invalid(format!("expected a welcome, got {}", other.name())));
+            }
             None => return Ok(()),
         },
     };
     backoff.reset();
-    let expected: Vec<&str> = hub.config.backs[back].channels.iter().map(|c| c.name.as_str()).collect();
-    if welcome.channels.iter().map(String::as_str).collect::<Vec<_>>() != expected {
+    let expected: Vec<&str> = hub.config.backs[back]
+        .channels
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    if welcome
+        .channels
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        != expected
+    {
         warn!(serves = ?welcome.channels, configured = ?expected, "back serves other channels than the config says");
     }
 
@@ -117,17 +151,26 @@ async fn session(hub: &Arc<Hub>, back: usize, backoff: &mut Backoff, shutdown: &
 
 /// Hands one message from the back to the hub.
 fn route(hub: &Hub, channels: &[String], msg: BackToFront) -> Result<(), FrameError> {
-    let name = |index: u16| channels.get(usize::from(index)).ok_or_else(|| invalid(format!("no channel with index {index}")));
+    let name = |index: u16| {
+        channels
+            .get(usize::from(index))
+            .ok_or_else(|| invalid(format!("no channel with index {index}")))
+    };
     match msg {
         BackToFront::Patch(p) => hub.on_patch(name(p.channel)?, p),
         BackToFront::State(s) => hub.on_state(name(s.channel)?, s),
         BackToFront::JoinRejected(r) => hub.on_join_rejected(name(r.channel)?, r.session, r.reason),
         BackToFront::Notice(n) => hub.on_notice(n.session, n.code, n.message),
-        BackToFront::Welcome(_) | BackToFront::Refused(_) => return Err(invalid("a second welcome on a link".into())),
+        BackToFront::Welcome(_) | BackToFront::Refused(_) => {
+            return Err(invalid("a second welcome on a link".into()));
+        }
     }
     Ok(())
 }
 
 fn invalid(message: String) -> FrameError {
-    FrameError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, message))
+    FrameError::Io(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        message,
+    ))
 }

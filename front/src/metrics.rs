@@ -26,26 +26,108 @@ impl FrontMetrics {
     pub(crate) fn metrics(&self, clients: usize) -> Vec<Metric> {
         use MetricKind::{Counter, Gauge};
         let all: [(&str, &str, MetricKind, &AtomicU64); 14] = [
-            ("centrum_front_connections_total", "Client connections accepted.", Counter, &self.connections_total),
-            ("centrum_front_connections_refused_total", "Connections refused at the connection limit.", Counter, &self.connections_refused),
-            ("centrum_front_handshake_failures_total", "Connections that failed the WebSocket handshake or hello.", Counter, &self.handshake_failures),
-            ("centrum_front_protocol_errors_total", "Client messages refused as malformed or out of place.", Counter, &self.protocol_errors),
-            ("centrum_front_messages_in_total", "Client messages received.", Counter, &self.messages_in),
-            ("centrum_front_inputs_total", "Inputs forwarded to backs.", Counter, &self.inputs),
-            ("centrum_front_inputs_dropped_total", "Inputs dropped because the link to the back was full.", Counter, &self.inputs_dropped),
-            ("centrum_front_patches_total", "Patches received from backs and fanned out.", Counter, &self.patches),
-            ("centrum_front_messages_out_total", "Messages written to clients.", Counter, &self.messages_out),
-            ("centrum_front_bytes_out_total", "WebSocket payload bytes written to clients.", Counter, &self.bytes_out),
-            ("centrum_front_slow_client_resyncs_total", "Slow-client events resolved by a full-state resync.", Counter, &self.slow_client_resyncs),
-            ("centrum_front_slow_client_disconnects_total", "Slow clients disconnected.", Counter, &self.slow_client_disconnects),
-            ("centrum_front_links", "Open links to backs.", Gauge, &self.links),
-            ("centrum_front_link_failures_total", "Link attempts or links to backs that failed.", Counter, &self.link_failures),
+            (
+                "centrum_front_connections_total",
+                "Client connections accepted.",
+                Counter,
+                &self.connections_total,
+            ),
+            (
+                "centrum_front_connections_refused_total",
+                "Connections refused at the connection limit.",
+                Counter,
+                &self.connections_refused,
+            ),
+            (
+                "centrum_front_handshake_failures_total",
+                "Connections that failed the WebSocket handshake or hello.",
+                Counter,
+                &self.handshake_failures,
+            ),
+            (
+                "centrum_front_protocol_errors_total",
+                "Client messages refused as malformed or out of place.",
+                Counter,
+                &self.protocol_errors,
+            ),
+            (
+                "centrum_front_messages_in_total",
+                "Client messages received.",
+                Counter,
+                &self.messages_in,
+            ),
+            (
+                "centrum_front_inputs_total",
+                "Inputs forwarded to backs.",
+                Counter,
+                &self.inputs,
+            ),
+            (
+                "centrum_front_inputs_dropped_total",
+                "Inputs dropped because the link to the back was full.",
+                Counter,
+                &self.inputs_dropped,
+            ),
+            (
+                "centrum_front_patches_total",
+                "Patches received from backs and fanned out.",
+                Counter,
+                &self.patches,
+            ),
+            (
+                "centrum_front_messages_out_total",
+                "Messages written to clients.",
+                Counter,
+                &self.messages_out,
+            ),
+            (
+                "centrum_front_bytes_out_total",
+                "WebSocket payload bytes written to clients.",
+                Counter,
+                &self.bytes_out,
+            ),
+            (
+                "centrum_front_slow_client_resyncs_total",
+                "Slow-client events resolved by a full-state resync.",
+                Counter,
+                &self.slow_client_resyncs,
+            ),
+            (
+                "centrum_front_slow_client_disconnects_total",
+                "Slow clients disconnected.",
+                Counter,
+                &self.slow_client_disconnects,
+            ),
+            (
+                "centrum_front_links",
+                "Open links to backs.",
+                Gauge,
+                &self.links,
+            ),
+            (
+                "centrum_front_link_failures_total",
+                "Link attempts or links to backs that failed.",
+                Counter,
+                &self.link_failures,
+            ),
         ];
         let mut out: Vec<Metric> = all
             .into_iter()
-            .map(|(name, help, kind, v)| Metric { name: name.into(), help: help.into(), kind, labels: Vec::new(), value: v.load(Relaxed) as f64 })
+            .map(|(name, help, kind, v)| Metric {
+                name: name.into(),
+                help: help.into(),
+                kind,
+                labels: Vec::new(),
+                value: v.load(Relaxed) as f64,
+            })
             .collect();
-        out.push(Metric { name: "centrum_front_clients".into(), help: "Connected clients.".into(), kind: Gauge, labels: Vec::new(), value: clients as f64 });
+        out.push(Metric {
+            name: "centrum_front_clients".into(),
+            help: "Connected clients.".into(),
+            kind: Gauge,
+            labels: Vec::new(),
+            value: clients as f64,
+        });
         out
     }
 }

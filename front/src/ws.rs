@@ -54,7 +54,11 @@ pub(crate) struct FrameReader {
 
 impl FrameReader {
     pub(crate) fn new(max_message: usize) -> Self {
-        Self { buf: BytesMut::with_capacity(512), max_message, partial: None }
+        Self {
+            buf: BytesMut::with_capacity(512),
+            max_message,
+            partial: None,
+        }
     }
 
     /// The next complete event in the buffer, `Ok(None)` when more bytes are needed.
@@ -64,7 +68,9 @@ impl FrameReader {
     /// length is checked from the header, before the payload is buffered.
     pub(crate) fn next_event(&mut self) -> Result<Option<WsEvent>, WsError> {
         loop {
-            let Some((fin, opcode, header_len, len, mask)) = self.header()? else { return Ok(None) };
+            let Some((fin, opcode, header_len, len, mask)) = self.header()? else {
+                return Ok(None);
+            };
             let total = header_len + len as usize;
             if self.buf.len() < total {
                 self.buf.reserve(total - self.buf.len());
@@ -79,7 +85,9 @@ impl FrameReader {
                 OP_CLOSE => return Ok(Some(WsEvent::Close)),
                 OP_PING => return Ok(Some(WsEvent::Ping(payload.freeze()))),
                 OP_PONG => return Ok(Some(WsEvent::Pong)),
-                OP_TEXT | OP_BINARY if self.partial.is_some() => return Err(WsError::Protocol("new message inside a fragmented one")),
+                OP_TEXT | OP_BINARY if self.partial.is_some() => {
+                    return Err(WsError::Protocol("new message inside a fragmented one"));
+                }
                 OP_TEXT | OP_BINARY if fin => return Ok(Some(complete(opcode, payload))),
                 OP_TEXT | OP_BINARY => self.partial = Some((opcode, payload)),
                 OP_CONTINUATION => {
@@ -88,7 +96,10 @@ impl FrameReader {
                     };
                     if so_far.len() + payload.len() > self.max_message {
                         let size = (so_far.len() + payload.len()) as u64;
-                        return Err(WsError::TooLarge { size, limit: self.max_message });
+                        return Err(WsError::TooLarge {
+                            size,
+                            limit: self.max_message,
+                        });
                     }
                     so_far.extend_from_slice(&payload);
                     if fin {
@@ -101,16 +112,17 @@ impl FrameReader {
         }
     }
 
-    /// Parses the header at the front of the buffer: (fin, opcode, header length,
-    /// payload length, mask), or None when it is not all there yet.
-    fn header(&self) -> Result<Option<(bool, u8, usize, u64, [u8; 4])>, WsError> {
+    /// Parses the header at the front of the buffer, or None when it is not all there yet.
+    fn header(&self) -> Result<Option<Header>, WsError> {
         let b = &self.buf[..];
         if b.len() < 2 {
             return Ok(None);
         }
         let fin = b[0] & 0x80 != 0;
         if b[0] & 0x70 != 0 {
-            return Err(WsError::Protocol("reserved bits set (no extension was negotiated)"));
+            return Err(WsError::Protocol(
+                "reserved bits set (no extension was negotiated)",
+            ));
         }
         let opcode = b[0] & 0x0F;
         if b[1] & 0x80 == 0 {
@@ -120,14 +132,22 @@ impl FrameReader {
             126 if b.len() < 4 => return Ok(None),
             126 => (u64::from(u16::from_be_bytes([b[2], b[3]])), 4),
             127 if b.len() < 10 => return Ok(None),
-            127 => (u64::from_be_bytes([b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9]]), 10),
+            127 => (
+                u64::from_be_bytes([b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9]]),
+                10,
+            ),
             n => (u64::from(n), 2),
         };
         if opcode >= OP_CLOSE && (len > 125 || !fin) {
-            return Err(WsError::Protocol("control frames must be short and unfragmented"));
+            return Err(WsError::Protocol(
+                "control frames must be short and unfragmented",
+            ));
         }
         if len > self.max_message as u64 {
-            return Err(WsError::TooLarge { size: len, limit: self.max_message });
+            return Err(WsError::TooLarge {
+                size: len,
+                limit: self.max_message,
+            });
         }
         if b.len() < at + 4 {
             return Ok(None);
@@ -137,8 +157,15 @@ impl FrameReader {
     }
 }
 
+/// A parsed frame header: (fin, opcode, header length, payload length, mask).
+type Header = (bool, u8, usize, u64, [u8; 4]);
+
 fn complete(opcode: u8, payload: BytesMut) -> WsEvent {
-    if opcode == OP_TEXT { WsEvent::Text } else { WsEvent::Binary(payload.freeze()) }
+    if opcode == OP_TEXT {
+        WsEvent::Text
+    } else {
+        WsEvent::Binary(payload.freeze())
+    }
 }
 
 /// Writes the header of an unmasked, final server frame into `out`; returns its length.
@@ -195,12 +222,22 @@ mod tests {
         r.buf.extend_from_slice(&frame[..3]);
         assert_eq!(r.next_event(), Ok(None));
         r.buf.extend_from_slice(&frame[3..]);
-        assert_eq!(r.next_event(), Ok(Some(WsEvent::Binary(Bytes::from(vec![9; 300])))));
+        assert_eq!(
+            r.next_event(),
+            Ok(Some(WsEvent::Binary(Bytes::from(vec![9; 300]))))
+        );
         r.buf.extend_from_slice(&masked(OP_BINARY, false, b"ab"));
         r.buf.extend_from_slice(&masked(OP_PING, true, b"p"));
-        r.buf.extend_from_slice(&masked(OP_CONTINUATION, true, b"cd"));
-        assert_eq!(r.next_event(), Ok(Some(WsEvent::Ping(Bytes::from_static(b"p")))));
-        assert_eq!(r.next_event(), Ok(Some(WsEvent::Binary(Bytes::from_static(b"abcd")))));
+        r.buf
+            .extend_from_slice(&masked(OP_CONTINUATION, true, b"cd"));
+        assert_eq!(
+            r.next_event(),
+            Ok(Some(WsEvent::Ping(Bytes::from_static(b"p"))))
+        );
+        assert_eq!(
+            r.next_event(),
+            Ok(Some(WsEvent::Binary(Bytes::from_static(b"abcd"))))
+        );
         r.buf.extend_from_slice(&masked(OP_TEXT, true, b"hi"));
         assert_eq!(r.next_event(), Ok(Some(WsEvent::Text)));
     }
@@ -208,18 +245,39 @@ mod tests {
     #[test]
     fn refuses_oversized_unmasked_and_stray_frames() {
         let mut r = FrameReader::new(100);
-        r.buf.extend_from_slice(&masked(OP_BINARY, true, &[0; 101])[..4]);
-        assert_eq!(r.next_event(), Err(WsError::TooLarge { size: 101, limit: 100 }));
+        r.buf
+            .extend_from_slice(&masked(OP_BINARY, true, &[0; 101])[..4]);
+        assert_eq!(
+            r.next_event(),
+            Err(WsError::TooLarge {
+                size: 101,
+                limit: 100
+            })
+        );
         let mut r = FrameReader::new(100);
         r.buf.extend_from_slice(&[0x82, 0x01, 0x00]);
-        assert_eq!(r.next_event(), Err(WsError::Protocol("client frames must be masked")));
+        assert_eq!(
+            r.next_event(),
+            Err(WsError::Protocol("client frames must be masked"))
+        );
         let mut r = FrameReader::new(100);
-        r.buf.extend_from_slice(&masked(OP_CONTINUATION, true, b"x"));
-        assert_eq!(r.next_event(), Err(WsError::Protocol("continuation without a message")));
+        r.buf
+            .extend_from_slice(&masked(OP_CONTINUATION, true, b"x"));
+        assert_eq!(
+            r.next_event(),
+            Err(WsError::Protocol("continuation without a message"))
+        );
         let mut r = FrameReader::new(100);
         r.buf.extend_from_slice(&masked(OP_BINARY, false, &[0; 60]));
-        r.buf.extend_from_slice(&masked(OP_CONTINUATION, true, &[0; 60]));
-        assert_eq!(r.next_event(), Err(WsError::TooLarge { size: 120, limit: 100 }));
+        r.buf
+            .extend_from_slice(&masked(OP_CONTINUATION, true, &[0; 60]));
+        assert_eq!(
+            r.next_event(),
+            Err(WsError::TooLarge {
+                size: 120,
+                limit: 100
+            })
+        );
     }
 
     #[test]

@@ -15,7 +15,12 @@ pub struct Backoff {
 impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Self {
         let seed = u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15;
-        Self { min, max, current: min, seed }
+        Self {
+            min,
+            max,
+            current: min,
+            seed,
+        }
     }
 
     /// The delay before the next attempt: the current step plus up to 25 % jitter.

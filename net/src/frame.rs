@@ -25,7 +25,10 @@ pub enum FrameError {
 
 /// Wraps `stream` in the length-prefixed codec with a maximum frame size.
 pub fn framed<S: AsyncRead + AsyncWrite>(stream: S, max_frame_bytes: u32) -> Framed<S> {
-    let codec = LengthDelimitedCodec::builder().length_field_length(4).max_frame_length(max_frame_bytes as usize).new_codec();
+    let codec = LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .max_frame_length(max_frame_bytes as usize)
+        .new_codec();
     tokio_util::codec::Framed::new(stream, codec)
 }
 
@@ -45,7 +48,10 @@ where
 ///
 /// # Errors
 /// [`FrameError::Io`] when the link is broken or the message exceeds the frame limit.
-pub async fn send_bytes<S: AsyncRead + AsyncWrite + Unpin>(link: &mut Framed<S>, frame: Bytes) -> Result<(), FrameError> {
+pub async fn send_bytes<S: AsyncRead + AsyncWrite + Unpin>(
+    link: &mut Framed<S>,
+    frame: Bytes,
+) -> Result<(), FrameError> {
     link.send(frame).await?;
     Ok(())
 }
@@ -79,7 +85,9 @@ mod tests {
     async fn frames_round_trip_and_oversized_is_refused() {
         let (a, b) = tokio::io::duplex(1 << 16);
         let (mut a, mut b) = (framed(a, 64), framed(b, 64));
-        send(&mut a, &ClientMsg::Ping(Ping { nonce: 5 })).await.unwrap();
+        send(&mut a, &ClientMsg::Ping(Ping { nonce: 5 }))
+            .await
+            .unwrap();
         let got: ClientMsg = recv(&mut b).await.unwrap().unwrap();
         assert_eq!(got, ClientMsg::Ping(Ping { nonce: 5 }));
 
@@ -97,6 +105,9 @@ mod tests {
         let mut raw = raw;
         let mut b = framed(b, 64);
         raw.write_all(&[0, 0, 0, 2, 0xc1, 0xc1]).await.unwrap();
-        assert!(matches!(recv::<_, ClientMsg>(&mut b).await, Err(FrameError::Decode(_))));
+        assert!(matches!(
+            recv::<_, ClientMsg>(&mut b).await,
+            Err(FrameError::Decode(_))
+        ));
     }
 }

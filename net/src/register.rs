@@ -31,7 +31,11 @@ pub struct Registration {
 ///
 /// # Errors
 /// [`RegisterError`] with the master's reason.
-pub async fn register_and_heartbeat<F>(reg: Registration, stats: F, shutdown: Shutdown) -> Result<(), RegisterError>
+pub async fn register_and_heartbeat<F>(
+    reg: Registration,
+    stats: F,
+    shutdown: Shutdown,
+) -> Result<(), RegisterError>
 where
     F: Fn() -> NodeStats + Send,
 {
@@ -56,12 +60,18 @@ where
 
 /// One connection to the master. `Ok(Some(reason))` when refused, `Ok(None)` when the
 /// master went away.
-async fn session<F: Fn() -> NodeStats>(reg: &Registration, stats: &F, backoff: &mut Backoff) -> Result<Option<String>, FrameError> {
+async fn session<F: Fn() -> NodeStats>(
+    reg: &Registration,
+    stats: &F,
+    backoff: &mut Backoff,
+) -> Result<Option<String>, FrameError> {
     let stream = TcpStream::connect(reg.master).await?;
     let mut link = framed(stream, reg.max_frame_bytes);
     send(&mut link, &NodeToMaster::Register(reg.register.clone())).await?;
     match recv::<_, MasterToNode>(&mut link).await? {
-        Some(MasterToNode::Registered(r)) => info!(master = %r.master, id = %reg.register.id, "registered with master"),
+        Some(MasterToNode::Registered(r)) => {
+            info!(master = %r.master, id = %reg.register.id, "registered with master")
+        }
         Some(MasterToNode::Refused(r)) => return Ok(Some(r.reason)),
         None => return Ok(None),
     }

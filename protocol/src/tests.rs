@@ -148,7 +148,7 @@ fn unknown_type_and_garbage_are_refused() {
 
 #[test]
 fn every_message_round_trips() {
-    let msgs = vec![
+    let msgs = [
         encode(&FrontToBack::Hello(LinkHello {
             version: 1,
             front: "f".into(),
@@ -161,6 +161,7 @@ fn every_message_round_trips() {
         encode(&BackToFront::Patch(LinkPatch {
             channel: 1,
             tick: Tick(9),
+            changed: true,
             acks: vec![(3, Seq(4))],
             body: Bytes::from_static(b"\x01"),
         })),
@@ -284,6 +285,16 @@ fn full_mirror(state: &State, tick: Tick) -> Mirror {
     mirror
 }
 
+fn apply_patch(mirror: Option<&mut Mirror>, body: &[u8]) {
+    if let Some(m) = mirror {
+        let FrontMsg::Patch(p) = decode(&assemble(SharedKind::Patch, Seq(1), body), LIMIT).unwrap()
+        else {
+            panic!("not a patch")
+        };
+        m.apply_patch(&p).unwrap();
+    }
+}
+
 proptest! {
     /// A mirror built from a full state plus every later patch equals a full state
     /// encoded at the same tick, and both equal the authoritative state.
@@ -312,12 +323,7 @@ proptest! {
                     tick = tick.next();
                     let mut body = Vec::new();
                     if state.commit_patch("c", tick, &mut body) {
-                        if let Some(m) = mirror.as_mut() {
-                            let FrontMsg::Patch(p) = decode(&assemble(SharedKind::Patch, Seq(1), &body), LIMIT).unwrap() else {
-                                panic!("not a patch")
-                            };
-                            m.apply_patch(&p).unwrap();
-                        }
+                        apply_patch(mirror.as_mut(), &body);
                     }
                 }
                 _ => {}
@@ -326,10 +332,7 @@ proptest! {
         tick = tick.next();
         let mut body = Vec::new();
         if state.commit_patch("c", tick, &mut body) {
-            if let Some(m) = mirror.as_mut() {
-                let FrontMsg::Patch(p) = decode(&assemble(SharedKind::Patch, Seq(1), &body), LIMIT).unwrap() else { panic!() };
-                m.apply_patch(&p).unwrap();
-            }
+            apply_patch(mirror.as_mut(), &body);
         }
         let mirror = mirror.unwrap_or_else(|| full_mirror(&state, tick));
         let fresh = full_mirror(&state, mirror.tick());

@@ -1,1 +1,240 @@
+//! Test harness: a whole cluster in-process on 127.0.0.1:0 ([`TestCluster`]), and a
+//! TCP proxy that can cut a link on demand ([`Proxy`]).
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use centrum_back::Back;
+use centrum_config::{BackConfig, ChannelConfig, Config, FrontConfig, Limits, MasterConfig};
+use centrum_front::Front;
+use centrum_net::Shutdown;
+
+/// Every network await in a test is bounded by this.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Awaits `f` for at most [`TIMEOUT`], failing the test with `what` otherwise.
+pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    match tokio::time::timeout(TIMEOUT, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out: {what}"),
+    }
+}
+
+/// What cluster to start.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub fronts: usize,
+    /// `(channel, app)` per back; each back serves one channel.
+    pub backs: Vec<(String, String)>,
+    pub tick_hz: u32,
+    pub limits: Limits,
+    /// Route front->back links through a [`Proxy`], so tests can cut them.
+    pub proxied_links: bool,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        Self {
+            fronts: 1,
+            backs: vec![("arena".into(), "arena".into())],
+            tick_hz: 20,
+            limits: Limits::default(),
+            proxied_links: false,
+        }
+    }
+}
+
+/// A running cluster: master, fronts and backs as tasks of this test.
+#[derive(Debug)]
+pub struct TestCluster {
+    pub config: Arc<Config>,
+    pub fronts: Vec<Front>,
+    pub backs: Vec<Back>,
+    pub master_http: SocketAddr,
+    /// One per back when the links are proxied.
+    pub proxies: Vec<Proxy>,
+    shutdown: Shutdown,
+    master: JoinHandle<()>,
+}
+
+impl TestCluster {
+    /// Starts master, backs and fronts. Returns once every front has linked to every back.
+    pub async fn start(spec: ClusterSpec) -> TestCluster {
+        let shutdown = Shutdown::new();
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let nodes = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut back_listeners = Vec::new();
+        for _ in &spec.backs {
+            back_listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+        }
+        let mut proxies = Vec::new();
+        let mut back_addrs = Vec::new();
+        for l in &back_listeners {
+            let real = l.local_addr().expect("addr");
+            if spec.proxied_links {
+                let proxy = Proxy::start(real).await;
+                back_addrs.push(proxy.addr);
+                proxies.push(proxy);
+            } else {
+                back_addrs.push(real);
+            }
+        }
+        let mut front_listeners = Vec::new();
+        for _ in 0..spec.fronts {
+            front_listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+        }
+        let config = Arc::new(Config {
+            master: MasterConfig {
+                host: "127.0.0.1".into(),
+                http: http.local_addr().expect("addr"),
+                nodes: nodes.local_addr().expect("addr"),
+            },
+            fronts: front_listeners
+                .iter()
+                .enumerate()
+                .map(|(i, l)| FrontConfig {
+                    id: format!("front-{}", i + 1),
+                    host: "127.0.0.1".into(),
+                    listen: l.local_addr().expect("addr"),
+                    public_url: None,
+                })
+                .collect(),
+            backs: spec
+                .backs
+                .iter()
+                .enumerate()
+                .map(|(i, (channel, app))| BackConfig {
+                    id: format!("back-{}", i + 1),
+                    host: "127.0.0.1".into(),
+                    listen: back_addrs[i],
+                    tick_hz: spec.tick_hz,
+                    channels: vec![ChannelConfig {
+                        name: channel.clone(),
+                        app: app.clone(),
+                    }],
+                })
+                .collect(),
+            limits: spec.limits,
+        });
+        config.validate().expect("test config is valid");
+        let master_http = config.master.http;
+        let master = tokio::spawn({
+            let (config, stop) = (config.clone(), shutdown.clone());
+            async move {
+                centrum_master::run(
+                    config,
+                    centrum_master::MasterListeners { http, nodes },
+                    stop,
+                )
+                .await
+                .expect("master runs");
+            }
+        });
+        let backs = back_listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                Back::start(
+                    config.clone(),
+                    &format!("back-{}", i + 1),
+                    l,
+                    shutdown.child_token(),
+                )
+                .expect("back starts")
+            })
+            .collect();
+        let fronts = front_listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                Front::start(
+                    config.clone(),
+                    &format!("front-{}", i + 1),
+                    l,
+                    shutdown.child_token(),
+                )
+                .expect("front starts")
+            })
+            .collect();
+        TestCluster {
+            config,
+            fronts,
+            backs,
+            master_http,
+            proxies,
+            shutdown,
+            master,
+        }
+    }
+
+    /// The WebSocket URL of front `i`.
+    pub fn front_url(&self, i: usize) -> String {
+        self.fronts[i].client_url().to_owned()
+    }
+
+    /// Stops everything and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for f in self.fronts {
+            let _ = within("front stops", f.wait()).await;
+        }
+        for b in self.backs {
+            let _ = within("back stops", b.wait()).await;
+        }
+        let _ = within("master stops", self.master).await;
+    }
+}
+
+/// A TCP proxy to one address; [`Proxy::cut`] drops every connection through it.
+#[derive(Debug)]
+pub struct Proxy {
+    pub addr: SocketAddr,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = tokio::spawn({
+            let conns = conns.clone();
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    conns.lock().push(task);
+                }
+            }
+        });
+        Proxy {
+            addr,
+            conns,
+            accept,
+        }
+    }
+
+    /// Drops every open connection (both ends see the link break). New ones still pass.
+    pub fn cut(&self) {
+        for task in self.conns.lock().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}

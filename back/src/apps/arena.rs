@@ -60,7 +60,12 @@ struct Steer {
 
 impl Arena {
     pub fn new() -> Self {
-        Self { players: HashMap::new(), coins: Vec::new(), rng: 0x2545_f491_4f6c_dd1d, joined: 0 }
+        Self {
+            players: HashMap::new(),
+            coins: Vec::new(),
+            rng: 0x2545_f491_4f6c_dd1d,
+            joined: 0,
+        }
     }
 
     /// A pseudo-random number in [0, 1): xorshift64*, deterministic for a given history.
@@ -99,30 +104,51 @@ impl App for Arena {
                     FieldDef::new("score", FieldType::Uint),
                 ],
             )
-            .kind_with("coin", vec![FieldDef::fixed("x", 100), FieldDef::fixed("y", 100)])
+            .kind_with(
+                "coin",
+                vec![FieldDef::fixed("x", 100), FieldDef::fixed("y", 100)],
+            )
     }
 
     fn join(&mut self, ctx: &mut Ctx<'_>, client: ClientId, data: &[u8]) -> Result<(), Rejection> {
         if self.players.len() >= MAX_PLAYERS {
-            return Err(Rejection(format!("the arena is full ({MAX_PLAYERS} players)")));
+            return Err(Rejection(format!(
+                "the arena is full ({MAX_PLAYERS} players)"
+            )));
         }
         let join: JoinData = if data.is_empty() {
             JoinData::default()
         } else {
-            rmp_serde::from_slice(data).map_err(|e| Rejection(format!("join data must be a map {{name}}: {e}")))?
+            rmp_serde::from_slice(data)
+                .map_err(|e| Rejection(format!("join data must be a map {{name}}: {e}")))?
         };
         self.joined += 1;
-        let mut name: String = join.name.chars().filter(|c| !c.is_control()).take(MAX_NAME).collect();
+        let mut name: String = join
+            .name
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_NAME)
+            .collect();
         if name.trim().is_empty() {
             name = format!("player {}", self.joined);
         }
-        let entity = ctx.state.spawn(PLAYER).map_err(|e| Rejection(e.to_string()))?;
+        let entity = ctx
+            .state
+            .spawn(PLAYER)
+            .map_err(|e| Rejection(e.to_string()))?;
         self.place(ctx, entity);
         // Golden-angle hues keep successive players' colours far apart.
         let hue = (self.joined * 137) % 360;
         let _ = ctx.state.set(entity, NAME, Value::Str(name));
         let _ = ctx.state.set(entity, HUE, Value::Uint(hue));
-        self.players.insert(client, Player { entity, dx: 0.0, dy: 0.0 });
+        self.players.insert(
+            client,
+            Player {
+                entity,
+                dx: 0.0,
+                dy: 0.0,
+            },
+        );
         Ok(())
     }
 
@@ -132,8 +158,15 @@ impl App for Arena {
         }
     }
 
-    fn input(&mut self, _ctx: &mut Ctx<'_>, client: ClientId, _seq: Seq, data: &[u8]) -> Result<(), InputError> {
-        let steer: Steer = rmp_serde::from_slice(data).map_err(|e| InputError(format!("expected {{dx, dy}}: {e}")))?;
+    fn input(
+        &mut self,
+        _ctx: &mut Ctx<'_>,
+        client: ClientId,
+        _seq: Seq,
+        data: &[u8],
+    ) -> Result<(), InputError> {
+        let steer: Steer = rmp_serde::from_slice(data)
+            .map_err(|e| InputError(format!("expected {{dx, dy}}: {e}")))?;
         if !steer.dx.is_finite() || !steer.dy.is_finite() {
             return Err(InputError("dx and dy must be finite numbers".into()));
         }
@@ -161,13 +194,19 @@ impl App for Arena {
             if p.dx == 0.0 && p.dy == 0.0 {
                 continue;
             }
-            let (Some(x), Some(y)) = (ctx.state.number(p.entity, X), ctx.state.number(p.entity, Y)) else { continue };
+            let (Some(x), Some(y)) = (ctx.state.number(p.entity, X), ctx.state.number(p.entity, Y))
+            else {
+                continue;
+            };
             let x = (x + p.dx * step).clamp(0.0, WIDTH);
             let y = (y + p.dy * step).clamp(0.0, HEIGHT);
             let _ = ctx.state.set_number(p.entity, X, x);
             let _ = ctx.state.set_number(p.entity, Y, y);
             for (i, &coin) in self.coins.iter().enumerate() {
-                let (Some(cx), Some(cy)) = (ctx.state.number(coin, X), ctx.state.number(coin, Y)) else { continue };
+                let (Some(cx), Some(cy)) = (ctx.state.number(coin, X), ctx.state.number(coin, Y))
+                else {
+                    continue;
+                };
                 if (cx - x).hypot(cy - y) <= REACH {
                     scored.push((p.entity, i));
                 }
@@ -200,7 +239,11 @@ mod tests {
     use super::*;
 
     fn ctx(state: &mut State) -> Ctx<'_> {
-        Ctx { state, tick: Tick(1), period: Duration::from_millis(50) }
+        Ctx {
+            state,
+            tick: Tick(1),
+            period: Duration::from_millis(50),
+        }
     }
 
     #[test]
@@ -214,7 +257,9 @@ mod tests {
         assert_eq!(state.value(id, NAME), Some(&Value::Str("ana".into())));
         let x0 = state.number(id, X).unwrap();
         let input = rmp_serde::to_vec_named(&Steer2 { dx: 1.0, dy: 0.0 }).unwrap();
-        arena.input(&mut ctx(&mut state), me, Seq(1), &input).unwrap();
+        arena
+            .input(&mut ctx(&mut state), me, Seq(1), &input)
+            .unwrap();
         arena.tick(&mut ctx(&mut state));
         let x1 = state.number(id, X).unwrap();
         assert!((x1 - (x0 + 0.7).min(WIDTH)).abs() < 0.011, "{x0} -> {x1}");
@@ -222,7 +267,11 @@ mod tests {
             arena.tick(&mut ctx(&mut state));
         }
         assert_eq!(state.number(id, X), Some(WIDTH));
-        assert!(arena.input(&mut ctx(&mut state), me, Seq(2), b"\xc1").is_err());
+        assert!(
+            arena
+                .input(&mut ctx(&mut state), me, Seq(2), b"\xc1")
+                .is_err()
+        );
     }
 
     #[derive(serde::Serialize)]

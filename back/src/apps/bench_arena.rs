@@ -39,15 +39,26 @@ impl App for BenchArena {
     fn schema(&self) -> Schema {
         Schema::new().kind_with(
             "player",
-            vec![FieldDef::fixed("x", SCALE), FieldDef::fixed("y", SCALE), FieldDef::new("seq", FieldType::Uint)],
+            vec![
+                FieldDef::fixed("x", SCALE),
+                FieldDef::fixed("y", SCALE),
+                FieldDef::new("seq", FieldType::Uint),
+            ],
         )
     }
 
     fn join(&mut self, ctx: &mut Ctx<'_>, client: ClientId, _data: &[u8]) -> Result<(), Rejection> {
-        let id = ctx.state.spawn(PLAYER).map_err(|e| Rejection(e.to_string()))?;
+        let id = ctx
+            .state
+            .spawn(PLAYER)
+            .map_err(|e| Rejection(e.to_string()))?;
         let start = f64::from(SCALE) / 10.0; // 0.1, exactly
-        ctx.state.set(id, X, Value::Fixed(start as i64)).map_err(|e| Rejection(e.to_string()))?;
-        ctx.state.set(id, Y, Value::Fixed(start as i64)).map_err(|e| Rejection(e.to_string()))?;
+        ctx.state
+            .set(id, X, Value::Fixed(start as i64))
+            .map_err(|e| Rejection(e.to_string()))?;
+        ctx.state
+            .set(id, Y, Value::Fixed(start as i64))
+            .map_err(|e| Rejection(e.to_string()))?;
         self.players.insert(client, id);
         Ok(())
     }
@@ -58,9 +69,18 @@ impl App for BenchArena {
         }
     }
 
-    fn input(&mut self, ctx: &mut Ctx<'_>, client: ClientId, seq: Seq, data: &[u8]) -> Result<(), InputError> {
-        let Some(&id) = self.players.get(&client) else { return Ok(()) };
-        let m: Move = rmp_serde::from_slice(data).map_err(|e| InputError(format!("expected {{dx, dy}}: {e}")))?;
+    fn input(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        client: ClientId,
+        seq: Seq,
+        data: &[u8],
+    ) -> Result<(), InputError> {
+        let Some(&id) = self.players.get(&client) else {
+            return Ok(());
+        };
+        let m: Move = rmp_serde::from_slice(data)
+            .map_err(|e| InputError(format!("expected {{dx, dy}}: {e}")))?;
         let x = ctx.state.number(id, X).unwrap_or(0.0) + m.dx;
         let y = ctx.state.number(id, Y).unwrap_or(0.0) + m.dy;
         // The fields exist and are fixed-point (schema above), so these cannot fail.
