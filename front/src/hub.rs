@@ -450,3 +450,171 @@ fn send_or_close(tx: &mpsc::Sender<Bytes>, close: &Shutdown, frame: Vec<u8>) {
         close.cancel();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use centrum_protocol::{LinkState, Tick, decode};
+
+    use super::*;
+
+    fn hub(policy: SlowClientPolicy) -> Hub {
+        let mut config = Config::embedded_default();
+        config.limits.slow_client = policy;
+        Hub::new("front-1", Arc::new(config))
+    }
+
+    fn client(capacity: usize) -> (ClientHandle, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (
+            ClientHandle {
+                tx,
+                kill: Shutdown::new(),
+            },
+            rx,
+        )
+    }
+
+    fn patch(tick: u32) -> LinkPatch {
+        LinkPatch {
+            channel: 0,
+            tick: Tick(tick),
+            changed: true,
+            acks: vec![(2, Seq(tick))],
+            body: Bytes::from_static(b"p"),
+        }
+    }
+
+    /// Sets up a linked channel with a slow client (queue of 1) and a fast one.
+    fn linked(
+        policy: SlowClientPolicy,
+    ) -> (
+        Hub,
+        mpsc::Receiver<Bytes>,
+        ClientHandle,
+        mpsc::Receiver<Outbound>,
+        mpsc::Receiver<Outbound>,
+    ) {
+        let hub = hub(policy);
+        let (link_tx, mut link_rx) = mpsc::channel(16);
+        hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
+        let (slow, slow_rx) = client(1);
+        let (fast, fast_rx) = client(16);
+        hub.join(1, &slow, "arena", Bytes::new()).unwrap();
+        hub.join(2, &fast, "arena", Bytes::new()).unwrap();
+        for _ in 0..2 {
+            let frame = link_rx.try_recv().unwrap();
+            assert!(matches!(
+                decode::<FrontToBack>(&frame, usize::MAX).unwrap(),
+                FrontToBack::Join(_)
+            ));
+        }
+        let state = LinkState {
+            channel: 0,
+            tick: Tick(1),
+            sessions: vec![(1, Seq(0)), (2, Seq(0))],
+            body: Bytes::from_static(b"s"),
+        };
+        hub.on_state("arena", state);
+        (hub, link_rx, slow, slow_rx, fast_rx)
+    }
+
+    #[test]
+    fn a_slow_client_is_resynced_and_never_holds_up_the_others() {
+        let (hub, mut link_rx, _slow, mut slow_rx, mut fast_rx) = linked(SlowClientPolicy::Resync);
+        for tick in 2..6 {
+            hub.on_patch("arena", patch(tick));
+        }
+        // The fast client got the state and every patch, with its own acks.
+        let acks: Vec<Seq> = std::iter::from_fn(|| fast_rx.try_recv().ok())
+            .map(|o| match o {
+                Outbound::Shared { ack, .. } => ack,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(acks, vec![Seq(0), Seq(2), Seq(3), Seq(4), Seq(5)]);
+        // The slow one was asked a resync for once, and skipped patches meanwhile.
+        let frame = link_rx.try_recv().unwrap();
+        let FrontToBack::Resync(r) = decode(&frame, usize::MAX).unwrap() else {
+            panic!("expected a resync")
+        };
+        assert_eq!(r.sessions, vec![1]);
+        assert!(
+            link_rx.try_recv().is_err(),
+            "one resync request, not one per patch"
+        );
+        assert_eq!(hub.metrics.slow_client_resyncs.load(Relaxed), 1);
+        // Once it has drained its queue, the fresh state makes it active again.
+        assert!(matches!(
+            slow_rx.try_recv().unwrap(),
+            Outbound::Shared {
+                kind: SharedKind::State,
+                ..
+            }
+        ));
+        hub.on_state(
+            "arena",
+            LinkState {
+                channel: 0,
+                tick: Tick(6),
+                sessions: vec![(1, Seq(0))],
+                body: Bytes::from_static(b"s"),
+            },
+        );
+        assert!(matches!(
+            slow_rx.try_recv().unwrap(),
+            Outbound::Shared {
+                kind: SharedKind::State,
+                ..
+            }
+        ));
+        let _ = slow_rx.try_recv();
+        hub.on_patch("arena", patch(7));
+        assert!(matches!(
+            slow_rx.try_recv().unwrap(),
+            Outbound::Shared {
+                kind: SharedKind::Patch,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_disconnect_policy_closes_a_slow_client() {
+        let (hub, _link_rx, slow, _slow_rx, _fast_rx) = linked(SlowClientPolicy::Disconnect);
+        assert!(!slow.kill.is_cancelled());
+        hub.on_patch("arena", patch(2));
+        assert!(slow.kill.is_cancelled());
+        assert_eq!(hub.metrics.slow_client_disconnects.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn a_dropped_link_tells_members_and_rejects_joins_in_flight() {
+        let (hub, _link_rx, _slow, _slow_rx, mut fast_rx) = linked(SlowClientPolicy::Resync);
+        let (late, mut late_rx) = client(4);
+        hub.join(3, &late, "arena", Bytes::new()).unwrap();
+        hub.link_down(0);
+        let _state = fast_rx.try_recv().unwrap();
+        let Outbound::Message(m) = fast_rx.try_recv().unwrap() else {
+            panic!("expected a message")
+        };
+        assert!(
+            matches!(decode::<FrontMsg>(&m, usize::MAX).unwrap(), FrontMsg::Unavailable(u) if u.channel == "arena")
+        );
+        let Outbound::Message(m) = late_rx.try_recv().unwrap() else {
+            panic!("expected a message")
+        };
+        assert!(matches!(
+            decode::<FrontMsg>(&m, usize::MAX).unwrap(),
+            FrontMsg::Rejected(_)
+        ));
+        assert_eq!(
+            hub.sessions_of_back(0).len(),
+            2,
+            "the members stay for the relink"
+        );
+        assert!(matches!(
+            hub.input(2, "arena", Seq(1), Bytes::new()),
+            Err(Refusal::Error("unavailable", _))
+        ));
+    }
+}
