@@ -53,6 +53,9 @@ struct FrontSessions {
     sessions: HashMap<SessionKey, Session>,
     /// Sessions that need a full state after this tick (joined, resync, relinked).
     want_state: Vec<SessionKey>,
+    /// The link is new: its first frame for this channel is a full state, even when
+    /// the front has no session here.
+    just_attached: bool,
 }
 
 struct Session {
@@ -192,8 +195,10 @@ impl Channel {
                 away_since: None,
                 sessions: HashMap::new(),
                 want_state: Vec::new(),
+                just_attached: false,
             });
         front.link = Some(link.clone());
+        front.just_attached = true;
         front.away_since = None;
         let listed_keys: std::collections::HashSet<SessionKey> =
             listed.iter().map(|(s, _)| *s).collect();
@@ -410,16 +415,17 @@ impl Channel {
         if self
             .fronts
             .values()
-            .all(|f| f.want_state.is_empty() || f.link.is_none())
+            .all(|f| (f.want_state.is_empty() && !f.just_attached) || f.link.is_none())
         {
             return;
         }
         let body = self.full_state();
         for front in self.fronts.values_mut() {
             let Some(link) = &front.link else { continue };
-            if front.want_state.is_empty() {
+            if front.want_state.is_empty() && !front.just_attached {
                 continue;
             }
+            front.just_attached = false;
             front.want_state.sort_unstable();
             front.want_state.dedup();
             let sessions: Vec<(SessionKey, Seq)> = front
@@ -443,5 +449,252 @@ impl Channel {
             .encode_full(&self.shared.name, self.tick, &mut body);
         self.shared.metrics.full_states.fetch_add(1, Relaxed);
         Bytes::from(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use centrum_protocol::{BackToFront, decode};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::apps::BenchArena;
+
+    fn channel() -> Channel {
+        let shared = Arc::new(ChannelShared {
+            name: "arena".into(),
+            app_name: "bench-arena".into(),
+            index: 0,
+            inbox: Inbox::new(4),
+            metrics: ChannelMetrics::default(),
+        });
+        Channel::new(
+            shared,
+            Box::new(BenchArena::new()),
+            Duration::from_millis(50),
+            Duration::from_secs(10),
+        )
+    }
+
+    fn frames(rx: &mut mpsc::Receiver<Bytes>) -> Vec<BackToFront> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|f| decode(&f, usize::MAX).unwrap())
+            .collect()
+    }
+
+    fn input(dx: f64) -> Bytes {
+        #[derive(serde::Serialize)]
+        struct Move {
+            dx: f64,
+            dy: f64,
+        }
+        Bytes::from(rmp_serde::to_vec_named(&Move { dx, dy: 0.0 }).unwrap())
+    }
+
+    #[test]
+    fn joins_get_a_shared_state_after_the_patch_and_inputs_are_acked() {
+        let mut ch = channel();
+        let (link, mut rx) = LinkHandle::for_test("front-1", 64);
+        let inbox = &ch.shared.inbox;
+        inbox
+            .push(Event::Attach {
+                link: link.clone(),
+                sessions: vec![],
+            })
+            .unwrap();
+        inbox
+            .push(Event::Join {
+                link: link.clone(),
+                session: 1,
+                data: Bytes::new(),
+            })
+            .unwrap();
+        inbox
+            .push(Event::Join {
+                link: link.clone(),
+                session: 2,
+                data: Bytes::new(),
+            })
+            .unwrap();
+        ch.step();
+        let out = frames(&mut rx);
+        // One full state, after the patch: the link's first, shared by both joiners.
+        let [BackToFront::Patch(p), BackToFront::State(s)] = &out[..] else {
+            panic!("got {out:?}")
+        };
+        assert_eq!((p.tick, s.tick), (Tick(1), Tick(1)));
+        assert_eq!(s.sessions, vec![(1, Seq(0)), (2, Seq(0))]);
+
+        ch.shared
+            .inbox
+            .push(Event::Input {
+                link: link.clone(),
+                session: 1,
+                seq: Seq(7),
+                data: input(0.25),
+            })
+            .unwrap();
+        ch.shared
+            .inbox
+            .push(Event::Input {
+                link: link.clone(),
+                session: 9,
+                seq: Seq(1),
+                data: input(0.25),
+            })
+            .unwrap();
+        ch.step();
+        let out = frames(&mut rx);
+        let [BackToFront::Patch(p)] = &out[..] else {
+            panic!("got {out:?}")
+        };
+        assert!(p.changed);
+        assert_eq!(p.acks, vec![(1, Seq(7))]);
+        assert_eq!(
+            ch.shared.metrics.inputs_dropped_left.load(Relaxed),
+            1,
+            "input of an unknown session is dropped"
+        );
+
+        // Nothing happened: no patch at all.
+        ch.step();
+        assert!(frames(&mut rx).is_empty());
+    }
+
+    #[test]
+    fn a_new_link_gets_the_full_state_first_even_without_sessions() {
+        let mut ch = channel();
+        let (link, mut rx) = LinkHandle::for_test("front-2", 64);
+        ch.shared
+            .inbox
+            .push(Event::Attach {
+                link,
+                sessions: vec![],
+            })
+            .unwrap();
+        ch.step();
+        let out = frames(&mut rx);
+        let [BackToFront::State(s)] = &out[..] else {
+            panic!("got {out:?}")
+        };
+        assert!(s.sessions.is_empty());
+        assert!(!s.body.is_empty());
+    }
+
+    #[test]
+    fn the_inbox_refuses_inputs_past_its_capacity() {
+        let ch = channel();
+        let (link, _rx) = LinkHandle::for_test("front-1", 64);
+        for seq in 0..4 {
+            ch.shared
+                .inbox
+                .push(Event::Input {
+                    link: link.clone(),
+                    session: 1,
+                    seq: Seq(seq),
+                    data: Bytes::new(),
+                })
+                .unwrap();
+        }
+        assert_eq!(
+            ch.shared.inbox.push(Event::Input {
+                link: link.clone(),
+                session: 1,
+                seq: Seq(5),
+                data: Bytes::new()
+            }),
+            Err(crate::inbox::Full)
+        );
+        assert!(
+            ch.shared
+                .inbox
+                .push(Event::Leave { link, session: 1 })
+                .is_ok(),
+            "leaves are still queued"
+        );
+    }
+
+    #[test]
+    fn a_relinking_front_keeps_listed_sessions_and_loses_the_rest() {
+        let mut ch = channel();
+        let (old, _old_rx) = LinkHandle::for_test("front-1", 64);
+        ch.shared
+            .inbox
+            .push(Event::Attach {
+                link: old.clone(),
+                sessions: vec![],
+            })
+            .unwrap();
+        for session in [1, 2] {
+            ch.shared
+                .inbox
+                .push(Event::Join {
+                    link: old.clone(),
+                    session,
+                    data: Bytes::new(),
+                })
+                .unwrap();
+        }
+        ch.shared
+            .inbox
+            .push(Event::Detach { link: old.clone() })
+            .unwrap();
+        ch.step();
+        assert_eq!(
+            ch.state.len(),
+            2,
+            "sessions outlive the link for the grace period"
+        );
+
+        let (new, mut rx) = LinkHandle::for_test("front-1", 64);
+        // Session 1 is still held by the front; 3 is one the back never saw (re-joined).
+        ch.shared
+            .inbox
+            .push(Event::Attach {
+                link: new.clone(),
+                sessions: vec![(1, Bytes::new()), (3, Bytes::new())],
+            })
+            .unwrap();
+        // A stale event from the old link is ignored.
+        ch.shared
+            .inbox
+            .push(Event::Leave {
+                link: old,
+                session: 1,
+            })
+            .unwrap();
+        ch.step();
+        assert_eq!(ch.state.len(), 2);
+        let out = frames(&mut rx);
+        let Some(BackToFront::State(s)) = out.last() else {
+            panic!("got {out:?}")
+        };
+        assert_eq!(
+            s.sessions.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            vec![1, 3]
+        );
+    }
+
+    #[test]
+    fn a_full_link_queue_closes_the_link_instead_of_waiting() {
+        let mut ch = channel();
+        let (link, _rx) = LinkHandle::for_test("front-1", 1);
+        ch.shared
+            .inbox
+            .push(Event::Attach {
+                link: link.clone(),
+                sessions: vec![],
+            })
+            .unwrap();
+        ch.shared
+            .inbox
+            .push(Event::Join {
+                link: link.clone(),
+                session: 1,
+                data: Bytes::new(),
+            })
+            .unwrap();
+        ch.step();
+        assert!(link.is_closed());
     }
 }

@@ -52,6 +52,25 @@ impl LinkHandle {
         self.0.front.clone()
     }
 
+    /// A link whose frames land in the returned receiver, for tests of the tick loop.
+    #[cfg(test)]
+    pub(crate) fn for_test(front: &str, capacity: usize) -> (LinkHandle, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let inner = LinkInner {
+            id: NEXT_LINK.fetch_add(1, Relaxed),
+            front: Arc::from(front),
+            tx,
+            close: Shutdown::new(),
+            overflows: Arc::default(),
+        };
+        (LinkHandle(Arc::new(inner)), rx)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.0.close.is_cancelled()
+    }
+
     /// Queues a frame without waiting; closes the link when its queue is full.
     pub(crate) fn send(&self, frame: Bytes) {
         match self.0.tx.try_send(frame) {
