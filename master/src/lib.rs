@@ -1,1 +1,134 @@
+//! The centrum master: the cluster's control plane. It keeps the registry of live nodes
+//! (at most one live instance per id), tells clients which front to use, serves
+//! `/status` and Prometheus `/metrics`, and supervises the processes of its host.
+//!
+//! Layers: `nodes` (control links) -> `registry` <- `http` (`metrics` renders text);
+//! `supervise` is independent of the rest. The master is never in the data path.
 
+mod http;
+mod metrics;
+mod nodes;
+mod registry;
+mod supervise;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{error, info};
+
+use centrum_config::Config;
+use centrum_net::Shutdown;
+
+pub use supervise::{
+    ChildSpec, SuperviseError, Supervisor, SupervisorHandle, SupervisorOptions, supervise,
+};
+
+use http::HttpState;
+use nodes::NodesContext;
+use registry::Registry;
+
+/// How long [`run`] waits for its tasks after the shutdown signal.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A node silent for this many heartbeat periods is dropped.
+const MISSED_HEARTBEATS: u32 = 3;
+
+/// The sockets the master serves, bound by the caller (so tests can use port 0).
+#[derive(Debug)]
+pub struct MasterListeners {
+    /// The HTTP API: `/gate`, `/status`, `/metrics`.
+    pub http: TcpListener,
+    /// Control links from fronts and backs.
+    pub nodes: TcpListener,
+}
+
+/// Why the master stopped other than by shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("a master task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Serves node links and the HTTP API until `shutdown`, then stops accepting, closes
+/// every node link and waits (at most 5 s) for every task it started.
+///
+/// # Errors
+/// [`MasterError::Io`] when a listener's address cannot be read or the HTTP server fails;
+/// [`MasterError::Task`] when one of its tasks panicked. Either stops the master.
+pub async fn run(
+    config: Arc<Config>,
+    listeners: MasterListeners,
+    shutdown: Shutdown,
+) -> Result<(), MasterError> {
+    let http_addr = listeners.http.local_addr()?;
+    let nodes_addr = listeners.nodes.local_addr()?;
+    let registry = Registry::new(config.limits.heartbeat() * MISSED_HEARTBEATS);
+    // A failing task stops the master's own tasks, not whatever else the caller's
+    // signal governs (e.g. the nodes of `centrum up --in-process`).
+    let stop = shutdown.child_token();
+    let mut tasks: JoinSet<Result<(), MasterError>> = JoinSet::new();
+    let ctx = NodesContext {
+        config: config.clone(),
+        registry: registry.clone(),
+        http: http_addr,
+    };
+    tasks.spawn({
+        let stop = stop.clone();
+        async move {
+            nodes::accept_loop(listeners.nodes, ctx, stop).await;
+            Ok(())
+        }
+    });
+    let state = HttpState {
+        config,
+        registry,
+        http: http_addr,
+        nodes: nodes_addr,
+        started: Instant::now(),
+    };
+    tasks.spawn({
+        let stop = stop.clone();
+        async move { Ok(http::serve(listeners.http, state, stop).await?) }
+    });
+    info!(http = %http_addr, nodes = %nodes_addr, "master started");
+
+    let mut result = Ok(());
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        Some(joined) = tasks.join_next() => {
+            // Every task runs until the signal, so one ending early is a failure.
+            result = flatten(joined);
+            if let Err(e) = &result {
+                error!(error = %e, "master stopping");
+            }
+        }
+    }
+    stop.cancel();
+    let drained = tokio::time::timeout(STOP_TIMEOUT, async {
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = flatten(joined) {
+                error!(error = %e, "master task failed while stopping");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        error!(
+            timeout_s = STOP_TIMEOUT.as_secs(),
+            "master tasks did not stop in time; aborting them"
+        );
+    }
+    info!("master stopped");
+    result
+}
+
+fn flatten(
+    joined: Result<Result<(), MasterError>, tokio::task::JoinError>,
+) -> Result<(), MasterError> {
+    joined?
+}

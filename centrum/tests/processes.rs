@@ -1,0 +1,168 @@
+//! The real binary: `centrum check` on good and bad files, and `centrum up` running a
+//! two-front cluster as separate supervised processes that clients play through.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use centrum_client::{Client, ClientError, ClientOptions, Event};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+fn centrum() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_centrum"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("centrum-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// A port free right now. The child binds it a moment later; another process taking
+/// it in between would fail the test loudly, not wrongly.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+#[test]
+fn check_accepts_a_good_config_and_names_every_problem_in_a_bad_one() {
+    let dir = scratch("check");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        r#"
+[master]
+http = "127.0.0.1:7300"
+nodes = "127.0.0.1:7301"
+[[fronts]]
+id = "front-1"
+listen = "127.0.0.1:7310"
+[[backs]]
+id = "back-1"
+listen = "127.0.0.1:7320"
+tick_hz = 500
+channels = [{ name = "arena", app = "arena" }]
+[[backs]]
+id = "back-2"
+listen = "127.0.0.1:7321"
+tick_hz = 20
+channels = [{ name = "arena", app = "arena" }]
+"#,
+    )
+    .expect("write");
+    let out = centrum().arg("check").arg(&bad).output().expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("backs[0].tick_hz: must be between 1 and 240"), "{stderr}");
+    assert!(stderr.contains("backs[1].channels[0].name: channel \"arena\" is already owned by backs[0]"), "{stderr}");
+
+    let unknown_app = dir.join("app.toml");
+    std::fs::write(&unknown_app, std::fs::read_to_string(&bad).expect("read").replace("tick_hz = 500", "tick_hz = 20").replace("name = \"arena\", app = \"arena\" }]\n[[backs]]", "name = \"x\", app = \"chess\" }]\n[[backs]]")).expect("write");
+    let out = centrum().arg("check").arg(&unknown_app).output().expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown application \"chess\""));
+
+    let missing = centrum().args(["check", "/nonexistent/centrum.toml"]).output().expect("runs");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/centrum.toml"));
+}
+
+/// Kills the `up` process (and so its children) when the test ends, pass or fail.
+struct Up(std::process::Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_runs_a_cluster_of_processes_that_clients_play_through() {
+    let dir = scratch("up");
+    let (http, nodes, f1, f2, b1) = (free_port(), free_port(), free_port(), free_port(), free_port());
+    let config = dir.join("cluster.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[master]\nhttp = \"127.0.0.1:{http}\"\nnodes = \"127.0.0.1:{nodes}\"\n\
+             [[fronts]]\nid = \"front-1\"\nlisten = \"127.0.0.1:{f1}\"\n\
+             [[fronts]]\nid = \"front-2\"\nlisten = \"127.0.0.1:{f2}\"\n\
+             [[backs]]\nid = \"back-1\"\nlisten = \"127.0.0.1:{b1}\"\ntick_hz = 30\n\
+             channels = [{{ name = \"arena\", app = \"bench-arena\" }}]\n"
+        ),
+    )
+    .expect("write config");
+    let up = Up(centrum().arg("up").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn up"));
+
+    let gate = format!("127.0.0.1:{http}");
+    let deadline = Instant::now() + TIMEOUT;
+    // The gate answers once a front process has registered with the master.
+    let first = loop {
+        assert!(Instant::now() < deadline, "cluster did not come up");
+        match Client::connect_via_gate(&gate, "arena", ClientOptions::default()).await {
+            Ok(c) => break c,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    drop(first);
+    // One client on each front process.
+    let mut clients = Vec::new();
+    for port in [f1, f2] {
+        let mut c = loop {
+            assert!(Instant::now() < deadline, "front on port {port} did not come up");
+            match Client::connect(&format!("ws://127.0.0.1:{port}"), ClientOptions::default()).await {
+                Ok(c) => break c,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        loop {
+            assert!(Instant::now() < deadline, "join through port {port} failed");
+            match c.join("arena", &[]).await {
+                Ok(()) => break,
+                // The front is still linking to the back process.
+                Err(ClientError::Rejected { .. }) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => panic!("join: {e}"),
+            }
+        }
+        clients.push(c);
+    }
+    let (mut a, mut b) = (clients.remove(0), clients.remove(0));
+
+    #[derive(serde::Serialize)]
+    struct Move {
+        dx: f64,
+        dy: f64,
+    }
+    let data = rmp_serde::to_vec_named(&Move { dx: 0.25, dy: -0.25 }).expect("encode");
+    let seq = a.send_input("arena", &data).await.expect("input");
+    tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let event = a.next_event().await.expect("event");
+            if matches!(event, Event::Patch { .. }) && a.ack("arena") == seq {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("own input acked");
+    // a's own player moved: find it as the entity b does not own... both mirrors agree.
+    let moved = |c: &Client| c.mirror("arena").is_some_and(|m| m.entities().keys().any(|&id| m.number(id, "x").is_some_and(|x| (x - 0.35).abs() < 1e-9)));
+    assert!(moved(&a), "a sees its own player at x = 0.35");
+    tokio::time::timeout(TIMEOUT, async {
+        while !moved(&b) {
+            b.next_event().await.expect("event");
+        }
+    })
+    .await
+    .expect("b sees a's move");
+    drop(up);
+}

@@ -1,0 +1,372 @@
+//! The master's HTTP API (axum): `/gate` sends a client to the least-loaded live front,
+//! `/status` describes the cluster as JSON, `/metrics` serves Prometheus text. New
+//! routes (admin, dashboard) go in [`router`]; errors are JSON `{"error": "..."}`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use centrum_config::Config;
+use centrum_net::Shutdown;
+use centrum_protocol::Role;
+
+use crate::metrics;
+use crate::registry::{Node, Registry, role_name};
+
+/// HTTP connections served at once; more wait in the kernel's backlog.
+pub(crate) const MAX_HTTP_CONNECTIONS: usize = 1024;
+
+/// What every handler reads.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpState {
+    pub(crate) config: Arc<Config>,
+    pub(crate) registry: Registry,
+    /// The addresses actually bound (the config may say port 0).
+    pub(crate) http: SocketAddr,
+    pub(crate) nodes: SocketAddr,
+    pub(crate) started: Instant,
+}
+
+#[derive(Debug, Deserialize)]
+struct GateQuery {
+    channel: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct GateReply {
+    url: String,
+    front: String,
+    channel: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    master: MasterStatus,
+    nodes: Vec<NodeStatus>,
+    channels: Vec<ChannelStatus>,
+    /// Clients connected to live fronts.
+    clients: u64,
+    configured: Configured,
+}
+
+#[derive(Debug, Serialize)]
+struct MasterStatus {
+    http: String,
+    nodes: String,
+    uptime_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct NodeStatus {
+    id: String,
+    role: &'static str,
+    pid: u32,
+    listen: String,
+    client_url: String,
+    registered_s_ago: f64,
+    last_heartbeat_ms_ago: u64,
+    clients: u32,
+    links: u32,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct ChannelStatus {
+    name: String,
+    app: String,
+    back: String,
+    /// The owning back is live; the numbers below are from its latest heartbeat.
+    live: bool,
+    clients: u32,
+    entities: u32,
+    tick: u32,
+    tick_hz: u32,
+    tick_us_avg: u64,
+    tick_us_max: u64,
+    overruns: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Configured {
+    fronts: Vec<String>,
+    backs: Vec<String>,
+}
+
+/// A listener that holds a permit per open connection, so at most
+/// [`MAX_HTTP_CONNECTIONS`] are served at once.
+#[derive(Debug)]
+struct LimitedListener {
+    inner: TcpListener,
+    limit: Arc<Semaphore>,
+}
+
+/// A connection and the permit it releases when dropped.
+#[derive(Debug)]
+struct LimitedIo {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Serves the API on `listener` until `shutdown`, then finishes the requests in flight.
+///
+/// # Errors
+/// None in practice: axum retries failed accepts itself.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    state: HttpState,
+    shutdown: Shutdown,
+) -> io::Result<()> {
+    let listener = LimitedListener {
+        inner: listener,
+        limit: Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS)),
+    };
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Every route of the API.
+pub(crate) fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/gate", get(gate))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// `GET /gate?channel=C`: the live front with the fewest clients. Every front serves
+/// every channel (fronts link to every back), so any live front qualifies.
+async fn gate(
+    State(state): State<HttpState>,
+    query: Result<Query<GateQuery>, QueryRejection>,
+) -> Response {
+    let channel = match query {
+        Ok(Query(GateQuery {
+            channel: Some(channel),
+        })) if !channel.is_empty() => channel,
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "missing query parameter \"channel\": use GET /gate?channel=NAME".into(),
+            );
+        }
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("bad query string: {}", rejection.body_text()),
+            );
+        }
+    };
+    if state.config.channel_owner(&channel).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("unknown channel {channel:?}"),
+        );
+    }
+    let Some(front) = state.registry.least_loaded_front(Instant::now()) else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no live front".into());
+    };
+    let url = client_url(&state.config, &front);
+    Json(GateReply {
+        url,
+        front: front.id,
+        channel,
+    })
+    .into_response()
+}
+
+/// `GET /status`: the master, the live nodes, and every configured channel.
+async fn status(State(state): State<HttpState>) -> Json<Status> {
+    let now = Instant::now();
+    let live = state.registry.live(now);
+    let nodes = live
+        .iter()
+        .map(|node| NodeStatus {
+            id: node.id.clone(),
+            role: role_name(node.role),
+            pid: node.pid,
+            listen: node.listen.clone(),
+            client_url: match node.role {
+                Role::Front => client_url(&state.config, node),
+                Role::Back => String::new(),
+            },
+            registered_s_ago: now.saturating_duration_since(node.registered).as_secs_f64(),
+            last_heartbeat_ms_ago: u64::try_from(
+                now.saturating_duration_since(node.last_seen).as_millis(),
+            )
+            .unwrap_or(u64::MAX),
+            clients: node.stats.clients,
+            links: node.stats.links,
+        })
+        .collect();
+    let mut channels = Vec::new();
+    for back in &state.config.backs {
+        let owner = live
+            .iter()
+            .find(|node| node.role == Role::Back && node.id == back.id);
+        for channel in &back.channels {
+            let mut entry = ChannelStatus {
+                name: channel.name.clone(),
+                app: channel.app.clone(),
+                back: back.id.clone(),
+                live: owner.is_some(),
+                ..ChannelStatus::default()
+            };
+            let reported = owner.and_then(|node| {
+                node.stats
+                    .channels
+                    .iter()
+                    .find(|stats| stats.name == channel.name)
+            });
+            if let Some(stats) = reported {
+                entry.clients = stats.clients;
+                entry.entities = stats.entities;
+                entry.tick = stats.tick;
+                entry.tick_hz = stats.tick_hz;
+                entry.tick_us_avg = stats.tick_us_avg;
+                entry.tick_us_max = stats.tick_us_max;
+                entry.overruns = stats.overruns;
+            }
+            channels.push(entry);
+        }
+    }
+    let clients = live
+        .iter()
+        .filter(|node| node.role == Role::Front)
+        .map(|node| u64::from(node.stats.clients))
+        .sum();
+    Json(Status {
+        master: MasterStatus {
+            http: state.http.to_string(),
+            nodes: state.nodes.to_string(),
+            uptime_s: now.saturating_duration_since(state.started).as_secs_f64(),
+        },
+        nodes,
+        channels,
+        clients,
+        configured: Configured {
+            fronts: state.config.fronts.iter().map(|f| f.id.clone()).collect(),
+            backs: state.config.backs.iter().map(|b| b.id.clone()).collect(),
+        },
+    })
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let live = state.registry.live(Instant::now());
+    let text = metrics::render(&state.config, &live);
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route for {method} {}; the master serves /gate?channel=NAME, /status and /metrics",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not accept {method}", uri.path()),
+    )
+}
+
+/// The URL a front registered with; the config's when the front sent none.
+fn client_url(config: &Config, front: &Node) -> String {
+    if !front.client_url.is_empty() {
+        return front.client_url.clone();
+    }
+    config
+        .front(&front.id)
+        .map(|f| f.client_url())
+        .unwrap_or_default()
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = LimitedIo;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (LimitedIo, SocketAddr) {
+        // Invariant: this semaphore is never closed, so acquiring only waits.
+        let permit = self
+            .limit
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the HTTP connection semaphore is never closed");
+        // TcpListener's own impl logs and retries failed accepts.
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        let io = LimitedIo {
+            stream,
+            _permit: permit,
+        };
+        (io, addr)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+impl AsyncRead for LimitedIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LimitedIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}

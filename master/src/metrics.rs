@@ -1,0 +1,399 @@
+//! The Prometheus text exposition (format 0.0.4) of /metrics: the master's own gauges,
+//! per-channel numbers from the backs' heartbeats, and every metric the live nodes
+//! report, labelled with the node's id. Pure rendering: no I/O, no locks.
+
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::fmt::Write as _;
+
+use centrum_config::Config;
+use centrum_protocol::{Metric, MetricKind, Role};
+
+use crate::registry::Node;
+
+/// The content type of the text exposition format.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The samples of one metric name, with its one HELP and TYPE.
+#[derive(Debug)]
+struct Family {
+    help: String,
+    kind: MetricKind,
+    /// Families the master writes itself; nodes cannot add samples to them.
+    master_owned: bool,
+    /// `{labels} value` of each sample, the name left out.
+    samples: Vec<String>,
+}
+
+/// Families by name, so each name gets one HELP and one TYPE and its samples together.
+#[derive(Debug, Default)]
+struct Exposition {
+    families: BTreeMap<String, Family>,
+}
+
+/// Renders /metrics from the config and the live nodes.
+pub(crate) fn render(config: &Config, nodes: &[Node]) -> String {
+    let mut exp = Exposition::default();
+    exp.master_sample(
+        "centrum_master_up",
+        "Whether the master is up.",
+        MetricKind::Gauge,
+        &[],
+        1.0,
+    );
+    for role in [Role::Front, Role::Back] {
+        let live = nodes.iter().filter(|node| node.role == role).count();
+        exp.master_sample(
+            "centrum_master_nodes",
+            "Live nodes registered with the master, by role.",
+            MetricKind::Gauge,
+            &[("role", crate::registry::role_name(role))],
+            live as f64,
+        );
+    }
+    for back in &config.backs {
+        let Some(node) = nodes
+            .iter()
+            .find(|node| node.role == Role::Back && node.id == back.id)
+        else {
+            continue;
+        };
+        for channel in &back.channels {
+            let Some(stats) = node.stats.channels.iter().find(|c| c.name == channel.name) else {
+                continue;
+            };
+            let labels = [("channel", channel.name.as_str()), ("back", back.id.as_str())];
+            exp.master_sample(
+                "centrum_channel_clients",
+                "Clients joined to the channel, from its back's latest heartbeat.",
+                MetricKind::Gauge,
+                &labels,
+                f64::from(stats.clients),
+            );
+            exp.master_sample(
+                "centrum_channel_tick_us_avg",
+                "Mean tick duration in microseconds between the back's last two heartbeats.",
+                MetricKind::Gauge,
+                &labels,
+                stats.tick_us_avg as f64,
+            );
+            exp.master_sample(
+                "centrum_channel_overruns_total",
+                "Ticks of the channel that took longer than the tick period.",
+                MetricKind::Counter,
+                &labels,
+                stats.overruns as f64,
+            );
+        }
+    }
+    for node in nodes {
+        for metric in &node.stats.metrics {
+            exp.node_sample(&node.id, metric);
+        }
+    }
+    exp.render()
+}
+
+impl Exposition {
+    fn master_sample(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricKind,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        let family = self
+            .families
+            .entry(name.to_owned())
+            .or_insert_with(|| Family {
+                help: help.to_owned(),
+                kind,
+                master_owned: true,
+                samples: Vec::new(),
+            });
+        family.samples.push(sample(labels, value));
+    }
+
+    /// Adds a node's metric with `node="<id>"` first among its labels. A metric that
+    /// would make the exposition invalid (a bad name or label, a kind that contradicts
+    /// an earlier sample, a name the master owns) is left out.
+    fn node_sample(&mut self, node: &str, metric: &Metric) {
+        if !valid_metric_name(&metric.name) {
+            return;
+        }
+        let mut labels = vec![("node", node)];
+        for (key, value) in &metric.labels {
+            if !valid_label_name(key) || labels.iter().any(|(seen, _)| seen == key) {
+                return;
+            }
+            labels.push((key.as_str(), value.as_str()));
+        }
+        let family = match self.families.entry(metric.name.clone()) {
+            Entry::Occupied(entry) => {
+                let family = entry.into_mut();
+                if family.master_owned || family.kind != metric.kind {
+                    return;
+                }
+                family
+            }
+            Entry::Vacant(entry) => entry.insert(Family {
+                help: metric.help.clone(),
+                kind: metric.kind,
+                master_owned: false,
+                samples: Vec::new(),
+            }),
+        };
+        family.samples.push(sample(&labels, metric.value));
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, family) in &self.families {
+            let kind = match family.kind {
+                MetricKind::Counter => "counter",
+                MetricKind::Gauge => "gauge",
+            };
+            // Writing to a String cannot fail.
+            let _ = writeln!(out, "# HELP {name} {}", escape_help(&family.help));
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for s in &family.samples {
+                let _ = writeln!(out, "{name}{s}");
+            }
+        }
+        out
+    }
+}
+
+/// `{k="v",...} value`, or ` value` without labels.
+fn sample(labels: &[(&str, &str)], value: f64) -> String {
+    let mut out = String::new();
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (key, val)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{key}=\"{}\"", escape_label_value(val));
+        }
+        out.push('}');
+    }
+    let _ = write!(out, " {}", format_value(value));
+    out
+}
+
+fn format_value(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".to_owned()
+    } else if value == f64::INFINITY {
+        "+Inf".to_owned()
+    } else if value == f64::NEG_INFINITY {
+        "-Inf".to_owned()
+    } else {
+        // Rust's Display never uses an exponent and prints integers without ".0".
+        value.to_string()
+    }
+}
+
+/// HELP text escapes backslash and newline.
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape_label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`
+fn valid_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, and not `__`-prefixed (reserved for Prometheus itself).
+fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    !name.starts_with("__")
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use centrum_config::{BackConfig, ChannelConfig, FrontConfig, Limits, MasterConfig};
+    use centrum_protocol::{ChannelStats, NodeStats, PROTOCOL_VERSION, Register};
+    use tokio::time::Instant;
+
+    use crate::registry::Registry;
+
+    fn config() -> Config {
+        let addr = "127.0.0.1:0".parse().expect("addr");
+        Config {
+            master: MasterConfig {
+                host: "127.0.0.1".into(),
+                http: addr,
+                nodes: addr,
+            },
+            fronts: vec![FrontConfig {
+                id: "front-1".into(),
+                host: "127.0.0.1".into(),
+                listen: addr,
+                public_url: None,
+            }],
+            backs: vec![BackConfig {
+                id: "back-1".into(),
+                host: "127.0.0.1".into(),
+                listen: addr,
+                tick_hz: 20,
+                channels: vec![ChannelConfig {
+                    name: "arena".into(),
+                    app: "arena".into(),
+                }],
+            }],
+            limits: Limits::default(),
+        }
+    }
+
+    fn metric(name: &str, kind: MetricKind, labels: &[(&str, &str)], value: f64) -> Metric {
+        Metric {
+            name: name.into(),
+            help: format!("Help of {name}."),
+            kind,
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            value,
+        }
+    }
+
+    fn nodes(reports: Vec<(Role, &str, NodeStats)>) -> Vec<Node> {
+        let registry = Registry::new(std::time::Duration::from_secs(3));
+        let now = Instant::now();
+        for (role, id, stats) in reports {
+            let reg = Register {
+                version: PROTOCOL_VERSION,
+                role,
+                id: id.into(),
+                pid: 1,
+                listen: String::new(),
+                client_url: String::new(),
+            };
+            let link = registry.insert(&reg, now).expect("insert");
+            assert!(registry.heartbeat(id, link, stats, now));
+        }
+        registry.live(now)
+    }
+
+    #[test]
+    fn master_gauges_without_nodes() {
+        let text = render(&config(), &[]);
+        assert_eq!(
+            text,
+            "# HELP centrum_master_nodes Live nodes registered with the master, by role.\n\
+             # TYPE centrum_master_nodes gauge\n\
+             centrum_master_nodes{role=\"front\"} 0\n\
+             centrum_master_nodes{role=\"back\"} 0\n\
+             # HELP centrum_master_up Whether the master is up.\n\
+             # TYPE centrum_master_up gauge\n\
+             centrum_master_up 1\n"
+        );
+    }
+
+    #[test]
+    fn node_metrics_are_grouped_labelled_and_escaped() {
+        let back = NodeStats {
+            channels: vec![ChannelStats {
+                name: "arena".into(),
+                clients: 4,
+                tick_us_avg: 120,
+                overruns: 2,
+                ..ChannelStats::default()
+            }],
+            metrics: vec![
+                metric(
+                    "centrum_x_total",
+                    MetricKind::Counter,
+                    &[("channel", "a\"b\\c\nd")],
+                    3.0,
+                ),
+                metric("centrum_ratio", MetricKind::Gauge, &[], 0.25),
+            ],
+            ..NodeStats::default()
+        };
+        let front = NodeStats {
+            metrics: vec![metric("centrum_x_total", MetricKind::Counter, &[], 7.0)],
+            ..NodeStats::default()
+        };
+        let text = render(
+            &config(),
+            &nodes(vec![(Role::Back, "back-1", back), (Role::Front, "front-1", front)]),
+        );
+        let expected_x = "# HELP centrum_x_total Help of centrum_x_total.\n\
+             # TYPE centrum_x_total counter\n\
+             centrum_x_total{node=\"back-1\",channel=\"a\\\"b\\\\c\\nd\"} 3\n\
+             centrum_x_total{node=\"front-1\"} 7\n";
+        assert!(text.contains(expected_x), "{text}");
+        assert!(
+            text.contains("centrum_ratio{node=\"back-1\"} 0.25\n"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "# TYPE centrum_channel_overruns_total counter\n\
+             centrum_channel_overruns_total{channel=\"arena\",back=\"back-1\"} 2\n"
+        ));
+        assert!(text.contains("centrum_channel_clients{channel=\"arena\",back=\"back-1\"} 4\n"));
+        assert!(text.contains("centrum_channel_tick_us_avg{channel=\"arena\",back=\"back-1\"} 120\n"));
+        assert!(text.contains("centrum_master_nodes{role=\"front\"} 1\n"));
+        assert!(text.contains("centrum_master_nodes{role=\"back\"} 1\n"));
+        assert_eq!(text.matches("# TYPE centrum_x_total ").count(), 1);
+    }
+
+    #[test]
+    fn metrics_that_would_break_the_exposition_are_left_out() {
+        let stats = NodeStats {
+            metrics: vec![
+                metric("bad name", MetricKind::Gauge, &[], 1.0),
+                metric("centrum_ok", MetricKind::Gauge, &[("bad-label", "v")], 1.0),
+                metric("centrum_ok", MetricKind::Gauge, &[("node", "spoof")], 1.0),
+                metric("centrum_ok", MetricKind::Gauge, &[("a", "1"), ("a", "2")], 1.0),
+                metric("centrum_ok", MetricKind::Counter, &[], 1.0),
+                metric("centrum_master_up", MetricKind::Gauge, &[], 0.0),
+                metric("centrum_ok", MetricKind::Gauge, &[("k", "v")], f64::NAN),
+                metric("centrum_inf", MetricKind::Gauge, &[], f64::NEG_INFINITY),
+            ],
+            ..NodeStats::default()
+        };
+        let text = render(&config(), &nodes(vec![(Role::Front, "front-1", stats)]));
+        assert!(!text.contains("bad"), "{text}");
+        assert!(!text.contains("spoof"), "{text}");
+        assert_eq!(text.matches("centrum_master_up ").count(), 1, "{text}");
+        assert!(text.contains("# TYPE centrum_ok gauge\ncentrum_ok{node=\"front-1\",k=\"v\"} NaN\n"), "{text}");
+        assert!(text.contains("centrum_inf{node=\"front-1\"} -Inf\n"), "{text}");
+        assert_eq!(text.matches("centrum_ok{").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn help_text_is_escaped() {
+        assert_eq!(escape_help("a\\b\nc\"d"), "a\\\\b\\nc\"d");
+        let stats = NodeStats {
+            metrics: vec![Metric {
+                help: "line one\nline two".into(),
+                ..metric("centrum_h", MetricKind::Gauge, &[], 1.0)
+            }],
+            ..NodeStats::default()
+        };
+        let text = render(&config(), &nodes(vec![(Role::Front, "front-1", stats)]));
+        assert!(text.contains("# HELP centrum_h line one\\nline two\n"), "{text}");
+    }
+}
