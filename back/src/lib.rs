@@ -14,12 +14,11 @@ mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tracing::{error, info};
+use tracing::info;
 
 use centrum_config::Config;
 use centrum_net::{Registration, Shutdown};
@@ -182,27 +181,7 @@ impl Back {
     /// # Errors
     /// [`BackError::Refused`] when the master refused this back (e.g. its id is live elsewhere).
     pub async fn wait(mut self) -> Result<(), BackError> {
-        let mut result = Ok(());
-        loop {
-            tokio::select! {
-                joined = self.tasks.join_next() => match joined {
-                    None => break,
-                    Some(Ok(Err(e))) => {
-                        error!(error = %e, "back stopping");
-                        self.shutdown.cancel();
-                        result = Err(e);
-                    }
-                    Some(_) => {}
-                },
-                _ = self.shutdown.cancelled() => {
-                    if tokio::time::timeout(Duration::from_secs(5), async { while self.tasks.join_next().await.is_some() {} }).await.is_err() {
-                        error!("tasks did not stop within 5 s; abandoning them");
-                    }
-                    break;
-                }
-            }
-        }
-        result
+        centrum_net::wait_tasks(&mut self.tasks, &self.shutdown).await
     }
 }
 

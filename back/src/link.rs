@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -179,17 +179,7 @@ where
     info!(sessions = hello.sessions.len(), "front linked");
 
     let (mut sink, mut stream) = link.split();
-    let writer = async {
-        while let Some(frame) = rx.recv().await {
-            sink.feed(frame).await?;
-            // Coalesce whatever else is queued into the same write.
-            while let Ok(frame) = rx.try_recv() {
-                sink.feed(frame).await?;
-            }
-            sink.flush().await?;
-        }
-        Ok::<_, std::io::Error>(())
-    };
+    let writer = centrum_net::write_queued(&mut sink, &mut rx);
     let reader = async {
         while let Some(frame) = stream.next().await {
             let frame = frame?;

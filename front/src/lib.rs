@@ -13,12 +13,11 @@ mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use centrum_config::Config;
 use centrum_net::{Registration, Shutdown};
@@ -121,27 +120,7 @@ impl Front {
     /// # Errors
     /// [`FrontError::Refused`] when the master refused this front.
     pub async fn wait(mut self) -> Result<(), FrontError> {
-        let mut result = Ok(());
-        loop {
-            tokio::select! {
-                joined = self.tasks.join_next() => match joined {
-                    None => break,
-                    Some(Ok(Err(e))) => {
-                        error!(error = %e, "front stopping");
-                        self.shutdown.cancel();
-                        result = Err(e);
-                    }
-                    Some(_) => {}
-                },
-                _ = self.shutdown.cancelled() => {
-                    if tokio::time::timeout(Duration::from_secs(5), async { while self.tasks.join_next().await.is_some() {} }).await.is_err() {
-                        error!("tasks did not stop within 5 s; abandoning them");
-                    }
-                    break;
-                }
-            }
-        }
-        result
+        centrum_net::wait_tasks(&mut self.tasks, &self.shutdown).await
     }
 }
 

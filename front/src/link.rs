@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -121,17 +121,7 @@ async fn session(
     info!(back = %welcome.back, sessions = held, "linked");
 
     let (mut sink, mut stream) = link.split();
-    let writer = async {
-        while let Some(frame) = rx.recv().await {
-            sink.feed(frame).await?;
-            // Inputs from many clients coalesce into one write.
-            while let Ok(frame) = rx.try_recv() {
-                sink.feed(frame).await?;
-            }
-            sink.flush().await?;
-        }
-        Ok::<_, std::io::Error>(())
-    };
+    let writer = centrum_net::write_queued(&mut sink, &mut rx);
     let reader = async {
         while let Some(frame) = stream.next().await {
             let msg: BackToFront = decode(&frame?, usize::MAX)?;

@@ -87,15 +87,15 @@ impl Registry {
     pub(crate) fn insert(&self, reg: &Register, now: Instant) -> Result<LinkId, AlreadyLiveError> {
         let link = LinkId(self.inner.next_link.fetch_add(1, Ordering::Relaxed));
         let mut nodes = self.inner.nodes.lock();
-        if let Some(old) = nodes.get(&reg.id) {
-            if self.is_live(old, now) {
-                return Err(AlreadyLiveError {
-                    role: old.role,
-                    id: old.id.clone(),
-                    pid: old.pid,
-                    age: now.saturating_duration_since(old.registered),
-                });
-            }
+        if let Some(old) = nodes.get(&reg.id)
+            && self.is_live(old, now)
+        {
+            return Err(AlreadyLiveError {
+                role: old.role,
+                id: old.id.clone(),
+                pid: old.pid,
+                age: now.saturating_duration_since(old.registered),
+            });
         }
         nodes.insert(
             reg.id.clone(),
@@ -242,9 +242,15 @@ mod tests {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         assert!(registry.least_loaded_front(t0).is_none());
-        let back = registry.insert(&register(Role::Back, "a-back", 1), t0).expect("back");
-        let f1 = registry.insert(&register(Role::Front, "front-1", 2), t0).expect("front-1");
-        let f2 = registry.insert(&register(Role::Front, "front-2", 3), t0).expect("front-2");
+        let back = registry
+            .insert(&register(Role::Back, "a-back", 1), t0)
+            .expect("back");
+        let f1 = registry
+            .insert(&register(Role::Front, "front-1", 2), t0)
+            .expect("front-1");
+        let f2 = registry
+            .insert(&register(Role::Front, "front-2", 3), t0)
+            .expect("front-2");
         assert!(registry.heartbeat("a-back", back, stats(0), at(100)));
         assert!(registry.heartbeat("front-1", f1, stats(3), at(100)));
         assert!(registry.heartbeat("front-2", f2, stats(1), at(100)));
@@ -252,7 +258,11 @@ mod tests {
         assert_eq!(pick(200).as_deref(), Some("front-2"));
 
         assert!(registry.heartbeat("front-2", f2, stats(3), at(300)));
-        assert_eq!(pick(400).as_deref(), Some("front-1"), "a tie goes to the smaller id");
+        assert_eq!(
+            pick(400).as_deref(),
+            Some("front-1"),
+            "a tie goes to the smaller id"
+        );
 
         // front-1 stays silent; front-2 keeps heartbeating and is the only live front.
         assert!(registry.heartbeat("front-2", f2, stats(50), at(3000)));

@@ -206,7 +206,9 @@ async fn keep_running(
         }
         let started = Instant::now();
         match spawn(&spec) {
-            Err(e) => error!(child = name, program = %spec.program.display(), error = %e, "cannot start"),
+            Err(e) => {
+                error!(child = name, program = %spec.program.display(), error = %e, "cannot start")
+            }
             Ok(mut child) => {
                 // `id` is `None` only once the child has been reaped; it was just spawned.
                 let pid = child.id().unwrap_or_default();
@@ -295,7 +297,9 @@ async fn stop(name: &str, pid: u32, child: &mut Child, grace: Duration) {
     }
     match tokio::time::timeout(grace, child.wait()).await {
         Ok(Ok(status)) => info!(child = name, pid, status = %describe(status), "stopped"),
-        Ok(Err(e)) => warn!(child = name, pid, error = %e, "lost track of the child while stopping it"),
+        Ok(Err(e)) => {
+            warn!(child = name, pid, error = %e, "lost track of the child while stopping it")
+        }
         Err(_) => {
             warn!(
                 child = name,

@@ -4,8 +4,10 @@
 mod backoff;
 mod frame;
 mod register;
+mod tasks;
 
 pub use backoff::Backoff;
 pub use frame::{FrameError, Framed, framed, recv, send, send_bytes};
 pub use register::{RegisterError, Registration, register_and_heartbeat};
+pub use tasks::{wait_tasks, write_queued};
 pub use tokio_util::sync::CancellationToken as Shutdown;
