@@ -115,7 +115,7 @@ where
     span.record("role", role_name(reg.role));
 
     if let Err(reason) = check(&ctx.config, &reg) {
-        info!(%reason, "registration refused");
+        warn!(%reason, "registration refused");
         return refuse(&mut link, reason).await;
     }
     let registered_at = Instant::now();
@@ -149,7 +149,7 @@ where
             () = &mut silence => {
                 warn!(
                     silent_ms = stale_after.as_millis() as u64,
-                    "node missed three heartbeats; dropping it and closing its link"
+                    "node silent for three heartbeat periods; dropping it and closing its link"
                 );
                 break;
             }

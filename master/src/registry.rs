@@ -118,17 +118,18 @@ impl Registry {
     /// registration is gone (replaced after it went stale): its link should close.
     pub(crate) fn heartbeat(&self, id: &str, link: LinkId, stats: NodeStats, now: Instant) -> bool {
         let stats = Arc::new(stats);
-        let mut nodes = self.inner.nodes.lock();
-        match nodes.get_mut(id) {
-            Some(node) if node.link == link => {
-                node.stats = stats;
-                node.last_seen = now;
-                true
+        let previous = {
+            let mut nodes = self.inner.nodes.lock();
+            match nodes.get_mut(id) {
+                Some(node) if node.link == link => {
+                    node.last_seen = now;
+                    Some(std::mem::replace(&mut node.stats, stats))
+                }
+                _ => None,
             }
-            _ => false,
-        }
-        // `stats` of a replaced registration drops here, after the lock: a large
-        // heartbeat is never freed while holding it.
+        };
+        // The previous stats (or the unused new ones) are freed here, after the lock.
+        previous.is_some()
     }
 
     /// Removes the registration made over `link`, if it is still the current one.

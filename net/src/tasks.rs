@@ -30,6 +30,11 @@ pub async fn wait_tasks<E: Display + Send + 'static>(tasks: &mut JoinSet<Result<
                         result = Err(e);
                     }
                 }
+                // A panicked task is a bug; the process stops rather than limp on without it.
+                Some(Err(e)) if e.is_panic() => {
+                    error!(error = %e, "a task panicked; stopping");
+                    shutdown.cancel();
+                }
                 Some(_) => {}
             },
             _ = shutdown.cancelled() => {

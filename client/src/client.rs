@@ -1,0 +1,599 @@
+//! One WebSocket connection to a front: hello and welcome, then joins, inputs and
+//! pings out, and every server message in, applied to the per-channel mirrors and
+//! returned as an [`Event`].
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::{debug, trace};
+
+use centrum_protocol::{
+    ClientMsg, FrontMsg, Hello, Input, Join, Leave, Mirror, MirrorError, PROTOCOL_VERSION,
+    PatchMsg, Ping, Seq, StateMsg, decode, encode,
+};
+
+use crate::{ClientError, Event, gate};
+
+/// Unanswered pings remembered for their round-trip time; when full, the oldest is
+/// forgotten and its pong, should it still come, is reported as a protocol error.
+const MAX_PENDING_PINGS: usize = 64;
+
+/// Events that arrive while [`Client::join`] waits for its answer are kept for
+/// [`Client::next_event`]; when this many are waiting, `join` stops waiting and
+/// returns an error, leaving them (and the join's answer, when it comes) to be read.
+const MAX_QUEUED_EVENTS: usize = 65_536;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How a client connects.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Authentication token sent in the hello; empty when the cluster needs none.
+    pub token: String,
+    /// The largest message accepted from the server, applied by the WebSocket layer
+    /// before anything is decoded. Full states can be large.
+    pub max_message_bytes: usize,
+    /// Bounds the whole connect (gate request, TCP, WebSocket upgrade, hello and
+    /// welcome) and the close handshake.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            token: String::new(),
+            max_message_bytes: 16 << 20,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One connection to a front, with a mirror of every channel it is in.
+///
+/// Every method takes `&mut self`: a client is driven by one task, which interleaves
+/// sending with [`Client::next_event`]. Reading regularly also answers the server's
+/// WebSocket pings.
+pub struct Client {
+    ws: Ws,
+    options: ClientOptions,
+    session: String,
+    front: String,
+    channels: HashMap<String, Channel>,
+    /// The last seq [`Client::send_input`] assigned, per channel; a new membership
+    /// starts again from 1.
+    seqs: HashMap<String, Seq>,
+    /// Results that arrived during a `join`, returned first by `next_event`.
+    queue: VecDeque<Result<Event, ClientError>>,
+    pings: VecDeque<(u64, Instant)>,
+    next_nonce: u64,
+    /// Why the connection ended, once it has.
+    closed: Option<String>,
+}
+
+/// A channel this client is in: from its first `State` until `Left`.
+#[derive(Debug, Default)]
+struct Channel {
+    mirror: Mirror,
+    ack: Seq,
+    /// A state or patch did not fit: the mirror is wrong until the next full state,
+    /// so it is hidden and patches are skipped.
+    broken: bool,
+}
+
+/// What the socket delivered, once control frames are set aside.
+enum Incoming {
+    Binary(Bytes),
+    Text,
+    Ended(String),
+}
+
+impl Client {
+    /// Connects to the front at `url` (`ws://host:port`) and exchanges hello and welcome.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] when the front cannot be reached or refuses the
+    /// upgrade, [`ClientError::Handshake`] when it refuses the hello (for example an
+    /// unsupported protocol version, code `version`), [`ClientError::Timeout`] past
+    /// `options.connect_timeout`, [`ClientError::Closed`] or
+    /// [`ClientError::Protocol`] when it answers with something other than a welcome.
+    pub async fn connect(url: &str, options: ClientOptions) -> Result<Client, ClientError> {
+        let limit = options.max_message_bytes;
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(limit))
+            .max_frame_size(Some(limit));
+        tokio::time::timeout(
+            options.connect_timeout,
+            Self::handshake(url, config, options),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout("connect"))?
+    }
+
+    /// Asks the master's gate (`127.0.0.1:7300` or `http://127.0.0.1:7300`) which
+    /// front serves `channel`, then connects to it. It does not join the channel.
+    ///
+    /// # Errors
+    /// [`ClientError::Gate`] with the master's status and message when it has no front
+    /// to offer (404 unknown channel, 503 no live front, ...); otherwise as
+    /// [`Client::connect`]. The gate request has its own `connect_timeout`.
+    pub async fn connect_via_gate(
+        master_http: &str,
+        channel: &str,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let url = tokio::time::timeout(
+            options.connect_timeout,
+            gate::front_url(master_http, channel),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout("gate"))??;
+        debug!(%url, channel, "gate chose a front");
+        Self::connect(&url, options).await
+    }
+
+    async fn handshake(
+        url: &str,
+        config: WebSocketConfig,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let (ws, _response) =
+            tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+                .await
+                .map_err(|e| ClientError::Connect {
+                    url: url.to_owned(),
+                    source: e.into(),
+                })?;
+        let hello = ClientMsg::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            token: options.token.clone(),
+            resume: None,
+        });
+        let mut client = Client {
+            ws,
+            options,
+            session: String::new(),
+            front: String::new(),
+            channels: HashMap::new(),
+            seqs: HashMap::new(),
+            queue: VecDeque::new(),
+            pings: VecDeque::new(),
+            next_nonce: 1,
+            closed: None,
+        };
+        client.send(&hello).await?;
+        let bytes = match client.incoming().await {
+            Incoming::Binary(bytes) => bytes,
+            Incoming::Text => return Err(text_message()),
+            Incoming::Ended(reason) => return Err(ClientError::Closed(reason)),
+        };
+        match client.decode(&bytes)? {
+            FrontMsg::Welcome(w) if w.version == PROTOCOL_VERSION => {
+                debug!(url, session = %w.session, front = %w.front, "welcome");
+                client.session = w.session;
+                client.front = w.front;
+                Ok(client)
+            }
+            FrontMsg::Welcome(w) => Err(ClientError::Handshake {
+                code: "version".into(),
+                message: format!(
+                    "the front speaks protocol version {}, this client {PROTOCOL_VERSION}",
+                    w.version
+                ),
+            }),
+            FrontMsg::Error(e) => Err(ClientError::Handshake {
+                code: e.code,
+                message: e.message,
+            }),
+            other => Err(ClientError::Protocol(format!(
+                "expected a Welcome, got {}",
+                other.name()
+            ))),
+        }
+    }
+
+    /// The session id the front gave this connection.
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// The id of the front serving this connection.
+    pub fn front(&self) -> &str {
+        &self.front
+    }
+
+    /// Joins `channel` with the application's `data` (may be empty) and waits for the
+    /// answer: the channel's full state, applied to its mirror, or a rejection.
+    /// Anything else that arrives meanwhile is kept, in order, for
+    /// [`Client::next_event`]. If this future is dropped before the answer, the answer
+    /// comes later through `next_event` as [`Event::State`] or [`Event::Rejected`].
+    ///
+    /// # Errors
+    /// [`ClientError::Rejected`] with the server's reason, [`ClientError::AlreadyJoined`]
+    /// (nothing is sent), [`ClientError::Closed`] when the connection ends first,
+    /// [`ClientError::Protocol`] when the state does not fit or too many other events
+    /// arrive before the answer, or a send error.
+    pub async fn join(&mut self, channel: &str, data: &[u8]) -> Result<(), ClientError> {
+        if self.channels.contains_key(channel) {
+            return Err(ClientError::AlreadyJoined(channel.to_owned()));
+        }
+        self.send(&ClientMsg::Join(Join {
+            channel: channel.to_owned(),
+            data: Bytes::copy_from_slice(data),
+        }))
+        .await?;
+        loop {
+            if self.queue.len() >= MAX_QUEUED_EVENTS {
+                return Err(ClientError::Protocol(format!(
+                    "{} events arrived while waiting for the answer to joining {channel:?}; \
+                     read them with next_event",
+                    self.queue.len()
+                )));
+            }
+            match self.receive().await {
+                Ok(Event::State { channel: c, .. }) if c == channel => return Ok(()),
+                Ok(Event::Rejected { channel: c, reason }) if c == channel => {
+                    return Err(ClientError::Rejected { channel: c, reason });
+                }
+                Ok(Event::Closed { reason }) => {
+                    // next_event reports the end too, after what came before it.
+                    self.queue.push_back(Ok(Event::Closed {
+                        reason: reason.clone(),
+                    }));
+                    return Err(ClientError::Closed(reason));
+                }
+                // Only this channel's State puts it in `channels`: the state did not fit.
+                Err(e) if self.channels.contains_key(channel) => return Err(e),
+                other => self.queue.push_back(other),
+            }
+        }
+    }
+
+    /// Asks to leave `channel`. The server answers [`Event::Left`] through
+    /// [`Client::next_event`]; the mirror is kept until then, so patches already on
+    /// their way still apply.
+    ///
+    /// # Errors
+    /// [`ClientError::Closed`] or [`ClientError::Io`] when the message cannot be sent.
+    pub async fn leave(&mut self, channel: &str) -> Result<(), ClientError> {
+        self.send(&ClientMsg::Leave(Leave {
+            channel: channel.to_owned(),
+        }))
+        .await
+    }
+
+    /// Sends an input with the next seq of this channel (1, 2, 3, ...; a new
+    /// membership starts again from 1) and returns that seq. [`Client::ack`] reaches
+    /// it once the back has applied it.
+    ///
+    /// # Errors
+    /// [`ClientError::Closed`] or [`ClientError::Io`] when the message cannot be sent;
+    /// the seq is used up even so.
+    pub async fn send_input(&mut self, channel: &str, data: &[u8]) -> Result<Seq, ClientError> {
+        let seq = self.seqs.get(channel).copied().unwrap_or_default().next();
+        // Taken before sending: a send that fails or is cancelled half-way may still
+        // deliver the input, and its seq must not be reused.
+        self.seqs.insert(channel.to_owned(), seq);
+        self.send_input_with_seq(channel, seq, data).await?;
+        Ok(seq)
+    }
+
+    /// Sends an input with a seq the caller chooses. It does not move the counter of
+    /// [`Client::send_input`].
+    ///
+    /// # Errors
+    /// [`ClientError::Closed`] or [`ClientError::Io`] when the message cannot be sent.
+    pub async fn send_input_with_seq(
+        &mut self,
+        channel: &str,
+        seq: Seq,
+        data: &[u8],
+    ) -> Result<(), ClientError> {
+        self.send(&ClientMsg::Input(Input {
+            channel: channel.to_owned(),
+            seq,
+            data: Bytes::copy_from_slice(data),
+        }))
+        .await
+    }
+
+    /// Sends a ping; its [`Event::Pong`] carries the measured round-trip time.
+    ///
+    /// # Errors
+    /// [`ClientError::Closed`] or [`ClientError::Io`] when the message cannot be sent.
+    pub async fn ping(&mut self) -> Result<(), ClientError> {
+        let nonce = self.next_nonce;
+        self.next_nonce = self.next_nonce.wrapping_add(1);
+        if self.pings.len() == MAX_PENDING_PINGS {
+            self.pings.pop_front();
+        }
+        self.pings.push_back((nonce, Instant::now()));
+        self.send(&ClientMsg::Ping(Ping { nonce })).await
+    }
+
+    /// Sends `bytes` as one binary message, as-is (for testing a server's handling of
+    /// malformed input).
+    ///
+    /// # Errors
+    /// [`ClientError::Closed`] or [`ClientError::Io`] when the message cannot be sent.
+    pub async fn send_raw(&mut self, bytes: Vec<u8>) -> Result<(), ClientError> {
+        if let Some(reason) = &self.closed {
+            return Err(ClientError::Closed(reason.clone()));
+        }
+        self.ws
+            .send(Message::Binary(bytes.into()))
+            .await
+            .map_err(send_error)
+    }
+
+    /// The next event: one kept during a [`Client::join`], else the next server
+    /// message, applied to its channel's mirror first. Returns [`Event::Closed`] once
+    /// when the connection ends. Cancel-safe: dropping the future loses nothing.
+    ///
+    /// # Errors
+    /// [`ClientError::Protocol`] for a message this client cannot understand or apply
+    /// (the connection stays open; a channel whose mirror no longer fits is hidden
+    /// from [`Client::mirror`] until its next full state); [`ClientError::Closed`]
+    /// after [`Event::Closed`].
+    pub async fn next_event(&mut self) -> Result<Event, ClientError> {
+        match self.queue.pop_front() {
+            Some(queued) => queued,
+            None => self.receive().await,
+        }
+    }
+
+    /// The mirror of a channel this client is in, as of the last event returned.
+    /// `None` before its first state, after `Left`, and while a state or patch that
+    /// did not fit waits for the next full state.
+    pub fn mirror(&self, channel: &str) -> Option<&Mirror> {
+        self.channels
+            .get(channel)
+            .filter(|c| !c.broken)
+            .map(|c| &c.mirror)
+    }
+
+    /// The last of this client's inputs on `channel` the back has applied, as of the
+    /// last state or patch; `Seq(0)` when none (or not in the channel).
+    pub fn ack(&self, channel: &str) -> Seq {
+        self.channels.get(channel).map(|c| c.ack).unwrap_or_default()
+    }
+
+    /// Closes the connection with the WebSocket close handshake. Messages still
+    /// arriving are dropped.
+    ///
+    /// # Errors
+    /// [`ClientError::Timeout`] when the server does not complete the handshake within
+    /// `connect_timeout`; [`ClientError::Io`] when the close cannot be sent.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        if self.closed.is_some() {
+            return Ok(());
+        }
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        let handshake = async {
+            match self.ws.close(Some(frame)).await {
+                Ok(()) => {}
+                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return Ok(()),
+                Err(e) => return Err(send_error(e)),
+            }
+            // The server's own close frame ends the stream; an error after ours is a
+            // server that hung up without answering, which ends it just as well.
+            while let Some(Ok(_)) = self.ws.next().await {}
+            Ok(())
+        };
+        tokio::time::timeout(self.options.connect_timeout, handshake)
+            .await
+            .map_err(|_| ClientError::Timeout("close"))?
+    }
+
+    /// Reads until a message yields a result; `Ok(Event::Closed)` once at the end.
+    async fn receive(&mut self) -> Result<Event, ClientError> {
+        if let Some(reason) = &self.closed {
+            return Err(ClientError::Closed(reason.clone()));
+        }
+        loop {
+            let bytes = match self.incoming().await {
+                Incoming::Binary(bytes) => bytes,
+                Incoming::Text => return Err(text_message()),
+                Incoming::Ended(reason) => {
+                    debug!(session = %self.session, %reason, "connection ended");
+                    self.closed = Some(reason.clone());
+                    return Ok(Event::Closed { reason });
+                }
+            };
+            if let Some(event) = self.apply(&bytes)? {
+                return Ok(event);
+            }
+        }
+    }
+
+    /// The next data message, or how the connection ended. Cancel-safe.
+    async fn incoming(&mut self) -> Incoming {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Binary(bytes))) => return Incoming::Binary(bytes),
+                Some(Ok(Message::Text(_))) => return Incoming::Text,
+                Some(Ok(Message::Close(frame))) => {
+                    // tungstenite has queued the answering close frame; push it out if
+                    // the socket takes it now, without waiting on a peer that left.
+                    let _ = self.ws.flush().now_or_never();
+                    return Incoming::Ended(match frame {
+                        Some(f) if f.reason.is_empty() => {
+                            format!("closed by the server (code {})", u16::from(f.code))
+                        }
+                        Some(f) => format!(
+                            "closed by the server (code {}): {}",
+                            u16::from(f.code),
+                            f.reason
+                        ),
+                        None => "closed by the server".into(),
+                    });
+                }
+                // tungstenite answers pings itself, on the next read or write.
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) | None => {
+                    return Incoming::Ended("the connection ended".into());
+                }
+                Some(Err(e)) => return Incoming::Ended(format!("the connection failed: {e}")),
+            }
+        }
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<FrontMsg, ClientError> {
+        decode::<FrontMsg>(bytes, self.options.max_message_bytes)
+            .map_err(|e| ClientError::Protocol(format!("undecodable message: {e}")))
+    }
+
+    /// Decodes one message and applies it; `None` when it is not reported (a patch
+    /// for a mirror waiting for a full state).
+    fn apply(&mut self, bytes: &[u8]) -> Result<Option<Event>, ClientError> {
+        let msg = self.decode(bytes)?;
+        trace!(message = msg.name(), bytes = bytes.len(), "received");
+        let event = match msg {
+            FrontMsg::Welcome(_) => {
+                return Err(ClientError::Protocol(
+                    "a second Welcome on one connection".into(),
+                ));
+            }
+            FrontMsg::State(m) => self.apply_state(m)?,
+            FrontMsg::Patch(m) => return self.apply_patch(m),
+            FrontMsg::Rejected(m) => Event::Rejected {
+                channel: m.channel,
+                reason: m.reason,
+            },
+            FrontMsg::Left(m) => {
+                self.channels.remove(&m.channel);
+                self.seqs.remove(&m.channel);
+                Event::Left {
+                    channel: m.channel,
+                    reason: m.reason,
+                }
+            }
+            FrontMsg::Unavailable(m) => Event::Unavailable { channel: m.channel },
+            FrontMsg::Error(m) => Event::Error {
+                code: m.code,
+                message: m.message,
+            },
+            FrontMsg::Pong(m) => {
+                let sent = self
+                    .pings
+                    .iter()
+                    .position(|&(nonce, _)| nonce == m.nonce)
+                    .and_then(|i| self.pings.remove(i))
+                    .map(|(_, sent)| sent)
+                    .ok_or_else(|| {
+                        ClientError::Protocol(format!(
+                            "a Pong for nonce {}, which no ping of this client awaits",
+                            m.nonce
+                        ))
+                    })?;
+                Event::Pong {
+                    nonce: m.nonce,
+                    rtt: sent.elapsed(),
+                }
+            }
+        };
+        Ok(Some(event))
+    }
+
+    fn apply_state(&mut self, msg: StateMsg) -> Result<Event, ClientError> {
+        let mut mirror = Mirror::new();
+        let applied = mirror.apply_state(&msg);
+        if !self.channels.contains_key(&msg.channel) {
+            // A new membership: the back counts this client's inputs from scratch.
+            self.seqs.remove(&msg.channel);
+        }
+        let channel = self.channels.entry(msg.channel.clone()).or_default();
+        channel.ack = msg.ack;
+        match applied {
+            Ok(()) => {
+                channel.mirror = mirror;
+                channel.broken = false;
+                Ok(Event::State {
+                    channel: msg.channel,
+                    tick: msg.tick,
+                    ack: msg.ack,
+                })
+            }
+            Err(e) => {
+                channel.broken = true;
+                Err(ClientError::Protocol(format!(
+                    "the state of channel {:?} does not fit its schema: {e}",
+                    msg.channel
+                )))
+            }
+        }
+    }
+
+    fn apply_patch(&mut self, msg: PatchMsg) -> Result<Option<Event>, ClientError> {
+        let Some(channel) = self.channels.get_mut(&msg.channel) else {
+            return Err(ClientError::Protocol(format!(
+                "a patch for channel {:?}, which this client is not in",
+                msg.channel
+            )));
+        };
+        channel.ack = msg.ack;
+        if channel.broken {
+            trace!(channel = %msg.channel, tick = %msg.tick, "patch skipped until a full state");
+            return Ok(None);
+        }
+        match channel.mirror.apply_patch(&msg) {
+            Ok(()) => Ok(Some(Event::Patch {
+                channel: msg.channel,
+                tick: msg.tick,
+                ack: msg.ack,
+            })),
+            Err(e) => {
+                // A stale patch is refused before it touches the mirror; any other
+                // error may have applied part of it.
+                if !matches!(e, MirrorError::Stale { .. } | MirrorError::NoState) {
+                    channel.broken = true;
+                }
+                Err(ClientError::Protocol(format!(
+                    "a patch for channel {:?} does not fit its mirror: {e}",
+                    msg.channel
+                )))
+            }
+        }
+    }
+
+    async fn send(&mut self, msg: &ClientMsg) -> Result<(), ClientError> {
+        trace!(message = msg.name(), "sending");
+        self.send_raw(encode(msg)).await
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("session", &self.session)
+            .field("front", &self.front)
+            .field("channels", &self.channels.keys().collect::<Vec<_>>())
+            .field("queued", &self.queue.len())
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+fn text_message() -> ClientError {
+    ClientError::Protocol("a text message; centrum sends binary MessagePack only".into())
+}
+
+fn send_error(e: WsError) -> ClientError {
+    match e {
+        WsError::Io(e) => ClientError::Io(e),
+        WsError::ConnectionClosed | WsError::AlreadyClosed => {
+            ClientError::Closed("the connection is closed".into())
+        }
+        other => ClientError::Protocol(format!("cannot send: {other}")),
+    }
+}

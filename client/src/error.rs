@@ -1,0 +1,45 @@
+//! The one error type of the client library: every way connecting, joining, sending
+//! or reading can fail, with the server's own words where it gave any.
+
+/// Any cause a connection error can carry (a WebSocket, TCP or HTTP failure).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached, or the WebSocket upgrade failed.
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The front refused the hello (for example code `version`), or answered it with
+    /// something other than a welcome it could accept.
+    #[error("the front refused the hello ({code}): {message}")]
+    Handshake { code: String, message: String },
+    /// The master's gate answered with an error (`status` 404, 400, 503, ...) or with a
+    /// reply that is not a gate answer.
+    #[error("the gate answered {status}: {message}")]
+    Gate { status: u16, message: String },
+    /// The channel refused the join.
+    #[error("join of channel {channel:?} rejected: {reason}")]
+    Rejected { channel: String, reason: String },
+    /// `join` for a channel this client is already in; nothing was sent.
+    #[error("already in channel {0:?}")]
+    AlreadyJoined(String),
+    /// The connection has ended; the reason says how.
+    #[error("connection closed: {0}")]
+    Closed(String),
+    /// The named step took longer than the options allow.
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    /// The server sent something this client cannot understand: an undecodable or
+    /// text message, or a state or patch that does not fit the channel's mirror. The
+    /// connection stays open.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// Writing to the socket failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
