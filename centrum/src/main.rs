@@ -13,7 +13,11 @@ use centrum_config::Config;
 use centrum_net::Shutdown;
 
 #[derive(Parser, Debug)]
-#[command(name = "centrum", version, about = "A state hub for real-time multiplayer games")]
+#[command(
+    name = "centrum",
+    version,
+    about = "A state hub for real-time multiplayer games"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,9 +44,7 @@ enum Command {
     /// Run one back.
     Back(NodeArgs),
     /// Validate a config file and print a summary.
-    Check {
-        file: PathBuf,
-    },
+    Check { file: PathBuf },
 }
 
 #[derive(clap::Args, Debug)]
@@ -64,7 +66,9 @@ struct NodeArgs {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_target(false)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -86,7 +90,11 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Check { file } => check(&file),
-        Command::Up { file, host, in_process } => up(file.as_deref(), host, in_process).await,
+        Command::Up {
+            file,
+            host,
+            in_process,
+        } => up(file.as_deref(), host, in_process).await,
         Command::Master(args) => {
             let config = load(args.config.as_deref())?;
             let shutdown = on_signal();
@@ -99,14 +107,18 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Front(args) => {
             let config = load(args.config.as_deref())?;
-            let me = config.front(&args.id).with_context(|| format!("no front {:?} in the config", args.id))?;
+            let me = config
+                .front(&args.id)
+                .with_context(|| format!("no front {:?} in the config", args.id))?;
             let listener = bind(me.listen, &args.id).await?;
             centrum_front::run(config.clone(), &args.id, listener, on_signal()).await?;
             Ok(())
         }
         Command::Back(args) => {
             let config = load(args.config.as_deref())?;
-            let me = config.back(&args.id).with_context(|| format!("no back {:?} in the config", args.id))?;
+            let me = config
+                .back(&args.id)
+                .with_context(|| format!("no back {:?} in the config", args.id))?;
             let listener = bind(me.listen, &args.id).await?;
             centrum_back::run(config.clone(), &args.id, listener, on_signal()).await?;
             Ok(())
@@ -129,19 +141,40 @@ fn load(file: Option<&Path>) -> Result<Arc<Config>> {
 fn check(file: &Path) -> Result<()> {
     let config = load(Some(file))?;
     println!("{}: ok", file.display());
-    println!("  master  http {}  nodes {}  (host {})", config.master.http, config.master.nodes, config.master.host);
+    println!(
+        "  master  http {}  nodes {}  (host {})",
+        config.master.http, config.master.nodes, config.master.host
+    );
     for f in &config.fronts {
-        println!("  front   {:<12} {}  (host {})", f.id, f.client_url(), f.host);
+        println!(
+            "  front   {:<12} {}  (host {})",
+            f.id,
+            f.client_url(),
+            f.host
+        );
     }
     for b in &config.backs {
-        let channels: Vec<String> = b.channels.iter().map(|c| format!("{} ({})", c.name, c.app)).collect();
-        println!("  back    {:<12} {}  {} Hz  channels: {}  (host {})", b.id, b.listen, b.tick_hz, channels.join(", "), b.host);
+        let channels: Vec<String> = b
+            .channels
+            .iter()
+            .map(|c| format!("{} ({})", c.name, c.app))
+            .collect();
+        println!(
+            "  back    {:<12} {}  {} Hz  channels: {}  (host {})",
+            b.id,
+            b.listen,
+            b.tick_hz,
+            channels.join(", "),
+            b.host
+        );
     }
     Ok(())
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for {what}"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for {what}"))
 }
 
 /// A shutdown signal cancelled by Ctrl-C or SIGTERM.
@@ -149,7 +182,8 @@ fn on_signal() -> Shutdown {
     let shutdown = Shutdown::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let terminated = async {
             match term.as_mut() {
                 Some(t) => {
@@ -180,52 +214,97 @@ async fn up(file: Option<&Path>, host: Option<String>, in_process: bool) -> Resu
             http: bind(config.master.http, "master http").await?,
             nodes: bind(config.master.nodes, "master nodes").await?,
         };
-        lines.push(format!("  master   http://{}   gate: /gate?channel=C   status: /status   metrics: /metrics", config.master.http));
+        lines.push(format!(
+            "  master   http://{}   gate: /gate?channel=C   status: /status   metrics: /metrics",
+            config.master.http
+        ));
         let (config, stop) = (config.clone(), shutdown.clone());
-        tasks.spawn(async move { centrum_master::run(config, listeners, stop).await.map_err(anyhow::Error::from) });
+        tasks.spawn(async move {
+            centrum_master::run(config, listeners, stop)
+                .await
+                .map_err(anyhow::Error::from)
+        });
     }
     let fronts: Vec<_> = config.fronts.iter().filter(|f| f.host == host).collect();
     let backs: Vec<_> = config.backs.iter().filter(|b| b.host == host).collect();
     for f in &fronts {
-        lines.push(format!("  {:<8} {}   (clients connect here)", f.id, f.client_url()));
+        lines.push(format!(
+            "  {:<8} {}   (clients connect here)",
+            f.id,
+            f.client_url()
+        ));
     }
     for b in &backs {
-        let channels: Vec<String> = b.channels.iter().map(|c| format!("{} ({})", c.name, c.app)).collect();
-        lines.push(format!("  {:<8} {}   {} Hz   channels: {}", b.id, b.listen, b.tick_hz, channels.join(", ")));
+        let channels: Vec<String> = b
+            .channels
+            .iter()
+            .map(|c| format!("{} ({})", c.name, c.app))
+            .collect();
+        lines.push(format!(
+            "  {:<8} {}   {} Hz   channels: {}",
+            b.id,
+            b.listen,
+            b.tick_hz,
+            channels.join(", ")
+        ));
     }
     if lines.is_empty() {
-        bail!("nothing in the config runs on host {host:?} (hosts named: master {:?})", config.master.host);
+        bail!(
+            "nothing in the config runs on host {host:?} (hosts named: master {:?})",
+            config.master.host
+        );
     }
 
     let mut supervisor = None;
     if in_process {
         for b in &backs {
             let listener = bind(b.listen, &b.id).await?;
-            let back = centrum_back::Back::start(config.clone(), &b.id, listener, shutdown.clone())?;
+            let back =
+                centrum_back::Back::start(config.clone(), &b.id, listener, shutdown.clone())?;
             tasks.spawn(async move { back.wait().await.map_err(anyhow::Error::from) });
         }
         for f in &fronts {
             let listener = bind(f.listen, &f.id).await?;
-            let front = centrum_front::Front::start(config.clone(), &f.id, listener, shutdown.clone())?;
+            let front =
+                centrum_front::Front::start(config.clone(), &f.id, listener, shutdown.clone())?;
             tasks.spawn(async move { front.wait().await.map_err(anyhow::Error::from) });
         }
     } else {
-        let program = std::env::current_exe().context("cannot find the centrum executable to start nodes")?;
+        let program =
+            std::env::current_exe().context("cannot find the centrum executable to start nodes")?;
         let mut children = Vec::new();
         let config_args: Vec<String> = match file {
             Some(path) => vec!["--config".into(), path.display().to_string()],
             None => Vec::new(),
         };
-        for (role, id) in backs.iter().map(|b| ("back", &b.id)).chain(fronts.iter().map(|f| ("front", &f.id))) {
+        for (role, id) in backs
+            .iter()
+            .map(|b| ("back", &b.id))
+            .chain(fronts.iter().map(|f| ("front", &f.id)))
+        {
             let mut args = vec![role.to_owned(), "--id".to_owned(), id.clone()];
             args.extend(config_args.iter().cloned());
-            children.push(centrum_master::ChildSpec { name: id.clone(), program: program.clone(), args });
+            children.push(centrum_master::ChildSpec {
+                name: id.clone(),
+                program: program.clone(),
+                args,
+            });
         }
-        supervisor = Some(centrum_master::Supervisor::start(children, centrum_master::SupervisorOptions::default(), shutdown.clone()));
+        supervisor = Some(centrum_master::Supervisor::start(
+            children,
+            centrum_master::SupervisorOptions::default(),
+            shutdown.clone(),
+        ));
     }
 
-    let source = file.map(|p| p.display().to_string()).unwrap_or_else(|| "embedded default".into());
-    let mode = if in_process { "one process" } else { "one process per node" };
+    let source = file
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "embedded default".into());
+    let mode = if in_process {
+        "one process"
+    } else {
+        "one process per node"
+    };
     println!("centrum is up on host {host} ({source}, {mode}):");
     for line in &lines {
         println!("{line}");

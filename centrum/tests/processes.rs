@@ -23,7 +23,11 @@ fn scratch(name: &str) -> PathBuf {
 /// A port free right now. The child binds it a moment later; another process taking
 /// it in between would fail the test loudly, not wrongly.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 #[test]
@@ -55,17 +59,43 @@ channels = [{ name = "arena", app = "arena" }]
     let out = centrum().arg("check").arg(&bad).output().expect("runs");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("backs[0].tick_hz: must be between 1 and 240"), "{stderr}");
-    assert!(stderr.contains("backs[1].channels[0].name: channel \"arena\" is already owned by backs[0]"), "{stderr}");
+    assert!(
+        stderr.contains("backs[0].tick_hz: must be between 1 and 240"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("backs[1].channels[0].name: channel \"arena\" is already owned by backs[0]"),
+        "{stderr}"
+    );
 
     let unknown_app = dir.join("app.toml");
-    std::fs::write(&unknown_app, std::fs::read_to_string(&bad).expect("read").replace("tick_hz = 500", "tick_hz = 20").replace("name = \"arena\", app = \"arena\" }]\n[[backs]]", "name = \"x\", app = \"chess\" }]\n[[backs]]")).expect("write");
-    let out = centrum().arg("check").arg(&unknown_app).output().expect("runs");
+    std::fs::write(
+        &unknown_app,
+        std::fs::read_to_string(&bad)
+            .expect("read")
+            .replace("tick_hz = 500", "tick_hz = 20")
+            .replace(
+                "name = \"arena\", app = \"arena\" }]\n[[backs]]",
+                "name = \"x\", app = \"chess\" }]\n[[backs]]",
+            ),
+    )
+    .expect("write");
+    let out = centrum()
+        .arg("check")
+        .arg(&unknown_app)
+        .output()
+        .expect("runs");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown application \"chess\""));
 
-    let missing = centrum().args(["check", "/nonexistent/centrum.toml"]).output().expect("runs");
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/centrum.toml"));
+    let missing = centrum()
+        .args(["check", "/nonexistent/centrum.toml"])
+        .output()
+        .expect("runs");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/centrum.toml")
+    );
 }
 
 /// Kills the `up` process (and so its children) when the test ends, pass or fail.
@@ -73,7 +103,10 @@ struct Up(std::process::Child);
 
 impl Drop for Up {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
@@ -88,7 +121,13 @@ impl Drop for Up {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_a_cluster_of_processes_that_clients_play_through() {
     let dir = scratch("up");
-    let (http, nodes, f1, f2, b1) = (free_port(), free_port(), free_port(), free_port(), free_port());
+    let (http, nodes, f1, f2, b1) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
     let config = dir.join("cluster.toml");
     std::fs::write(
         &config,
@@ -101,7 +140,13 @@ async fn up_runs_a_cluster_of_processes_that_clients_play_through() {
         ),
     )
     .expect("write config");
-    let up = Up(centrum().arg("up").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn up"));
+    let up = Up(centrum()
+        .arg("up")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn up"));
 
     let gate = format!("127.0.0.1:{http}");
     let deadline = Instant::now() + TIMEOUT;
@@ -118,8 +163,12 @@ async fn up_runs_a_cluster_of_processes_that_clients_play_through() {
     let mut clients = Vec::new();
     for port in [f1, f2] {
         let mut c = loop {
-            assert!(Instant::now() < deadline, "front on port {port} did not come up");
-            match Client::connect(&format!("ws://127.0.0.1:{port}"), ClientOptions::default()).await {
+            assert!(
+                Instant::now() < deadline,
+                "front on port {port} did not come up"
+            );
+            match Client::connect(&format!("ws://127.0.0.1:{port}"), ClientOptions::default()).await
+            {
                 Ok(c) => break c,
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
@@ -129,7 +178,9 @@ async fn up_runs_a_cluster_of_processes_that_clients_play_through() {
             match c.join("arena", &[]).await {
                 Ok(()) => break,
                 // The front is still linking to the back process.
-                Err(ClientError::Rejected { .. }) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(ClientError::Rejected { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
                 Err(e) => panic!("join: {e}"),
             }
         }
@@ -142,7 +193,11 @@ async fn up_runs_a_cluster_of_processes_that_clients_play_through() {
         dx: f64,
         dy: f64,
     }
-    let data = rmp_serde::to_vec_named(&Move { dx: 0.25, dy: -0.25 }).expect("encode");
+    let data = rmp_serde::to_vec_named(&Move {
+        dx: 0.25,
+        dy: -0.25,
+    })
+    .expect("encode");
     let seq = a.send_input("arena", &data).await.expect("input");
     tokio::time::timeout(TIMEOUT, async {
         loop {
@@ -155,7 +210,13 @@ async fn up_runs_a_cluster_of_processes_that_clients_play_through() {
     .await
     .expect("own input acked");
     // a's own player moved: find it as the entity b does not own... both mirrors agree.
-    let moved = |c: &Client| c.mirror("arena").is_some_and(|m| m.entities().keys().any(|&id| m.number(id, "x").is_some_and(|x| (x - 0.35).abs() < 1e-9)));
+    let moved = |c: &Client| {
+        c.mirror("arena").is_some_and(|m| {
+            m.entities()
+                .keys()
+                .any(|&id| m.number(id, "x").is_some_and(|x| (x - 0.35).abs() < 1e-9))
+        })
+    };
     assert!(moved(&a), "a sees its own player at x = 0.35");
     tokio::time::timeout(TIMEOUT, async {
         while !moved(&b) {

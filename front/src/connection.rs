@@ -163,36 +163,42 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
         return;
     }
     hub.add_client(key, handle.clone());
+    // Messages that arrived in the same read as the Hello are already buffered.
+    let pending = conn.drain_frames(&mut reader, &mut stream).await;
 
-    let end = loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break End::Close { code: 1001, error: None },
-            _ = handle.kill.cancelled() => break End::Close { code: 1008, error: None },
-            first = rx.recv() => {
-                let Some(first) = first else { break End::Gone };
-                conn.batch.push(first);
-                while conn.batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(item) => conn.batch.push(item),
-                        Err(_) => break,
+    let end = if let Err(end) = pending {
+        end
+    } else {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break End::Close { code: 1001, error: None },
+                _ = handle.kill.cancelled() => break End::Close { code: 1008, error: None },
+                first = rx.recv() => {
+                    let Some(first) = first else { break End::Gone };
+                    conn.batch.push(first);
+                    while conn.batch.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(item) => conn.batch.push(item),
+                            Err(_) => break,
+                        }
+                    }
+                    let batch = std::mem::take(&mut conn.batch);
+                    let written = conn.write(&mut stream, &batch).await;
+                    conn.batch = batch;
+                    conn.batch.clear();
+                    if written.is_err() {
+                        break End::Gone;
                     }
                 }
-                let batch = std::mem::take(&mut conn.batch);
-                let written = conn.write(&mut stream, &batch).await;
-                conn.batch = batch;
-                conn.batch.clear();
-                if written.is_err() {
-                    break End::Gone;
-                }
-            }
-            read = stream.read_buf(&mut reader.buf) => {
-                match read {
-                    Ok(0) | Err(_) => break End::Gone,
-                    Ok(_) => {}
-                }
-                match conn.drain_frames(&mut reader, &mut stream).await {
-                    Ok(()) => {}
-                    Err(end) => break end,
+                read = stream.read_buf(&mut reader.buf) => {
+                    match read {
+                        Ok(0) | Err(_) => break End::Gone,
+                        Ok(_) => {}
+                    }
+                    match conn.drain_frames(&mut reader, &mut stream).await {
+                        Ok(()) => {}
+                        Err(end) => break end,
+                    }
                 }
             }
         }

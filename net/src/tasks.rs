@@ -17,7 +17,10 @@ use crate::Shutdown;
 ///
 /// # Errors
 /// The first error any task returned.
-pub async fn wait_tasks<E: Display + Send + 'static>(tasks: &mut JoinSet<Result<(), E>>, shutdown: &Shutdown) -> Result<(), E> {
+pub async fn wait_tasks<E: Display + Send + 'static>(
+    tasks: &mut JoinSet<Result<(), E>>,
+    shutdown: &Shutdown,
+) -> Result<(), E> {
     let mut result = Ok(());
     loop {
         tokio::select! {
