@@ -16,8 +16,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, trace};
 
 use centrum_protocol::{
-    ClientMsg, FrontMsg, Hello, Input, Join, Leave, Mirror, MirrorError, PROTOCOL_VERSION,
-    PatchMsg, Ping, Seq, StateMsg, decode, encode,
+    ClientMsg, FrontMsg, Hello, Input, Join, Leave, Mirror, PROTOCOL_VERSION, PatchMsg, Ping, Seq,
+    StateMsg, decode, encode,
 };
 
 use crate::{ClientError, Event, gate};
@@ -78,7 +78,7 @@ pub struct Client {
     closed: Option<String>,
 }
 
-/// A channel this client is in: from its first `State` until `Left`.
+/// A channel this client is in: from its first `State` until `Left` or `Rejected`.
 #[derive(Debug, Default)]
 struct Channel {
     mirror: Mirror,
@@ -86,6 +86,9 @@ struct Channel {
     /// A state or patch did not fit: the mirror is wrong until the next full state,
     /// so it is hidden and patches are skipped.
     broken: bool,
+    /// `Leave` was sent: the channel is hidden, and states and patches still on their
+    /// way are ignored until `Left` ends the membership.
+    leaving: bool,
 }
 
 /// What the socket delivered, once control frames are set aside.
@@ -144,13 +147,12 @@ impl Client {
         config: WebSocketConfig,
         options: ClientOptions,
     ) -> Result<Client, ClientError> {
-        let (ws, _response) =
-            tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-                .await
-                .map_err(|e| ClientError::Connect {
-                    url: url.to_owned(),
-                    source: e.into(),
-                })?;
+        let (ws, _response) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+            .await
+            .map_err(|e| ClientError::Connect {
+                url: url.to_owned(),
+                source: e.into(),
+            })?;
         let hello = ClientMsg::Hello(Hello {
             version: PROTOCOL_VERSION,
             token: options.token.clone(),
@@ -214,6 +216,7 @@ impl Client {
     /// Anything else that arrives meanwhile is kept, in order, for
     /// [`Client::next_event`]. If this future is dropped before the answer, the answer
     /// comes later through `next_event` as [`Event::State`] or [`Event::Rejected`].
+    /// A channel being left may be joined again at once.
     ///
     /// # Errors
     /// [`ClientError::Rejected`] with the server's reason, [`ClientError::AlreadyJoined`]
@@ -221,7 +224,7 @@ impl Client {
     /// [`ClientError::Protocol`] when the state does not fit or too many other events
     /// arrive before the answer, or a send error.
     pub async fn join(&mut self, channel: &str, data: &[u8]) -> Result<(), ClientError> {
-        if self.channels.contains_key(channel) {
+        if self.joined(channel).is_some() {
             return Err(ClientError::AlreadyJoined(channel.to_owned()));
         }
         self.send(&ClientMsg::Join(Join {
@@ -249,20 +252,23 @@ impl Client {
                     }));
                     return Err(ClientError::Closed(reason));
                 }
-                // Only this channel's State puts it in `channels`: the state did not fit.
-                Err(e) if self.channels.contains_key(channel) => return Err(e),
+                // Only this join's State makes the channel joined: it did not fit.
+                Err(e) if self.joined(channel).is_some() => return Err(e),
                 other => self.queue.push_back(other),
             }
         }
     }
 
-    /// Asks to leave `channel`. The server answers [`Event::Left`] through
-    /// [`Client::next_event`]; the mirror is kept until then, so patches already on
-    /// their way still apply.
+    /// Asks to leave `channel`. From now on its mirror and ack are gone and its states
+    /// and patches still on their way are ignored; the server's answer,
+    /// [`Event::Left`], comes through [`Client::next_event`].
     ///
     /// # Errors
     /// [`ClientError::Closed`] or [`ClientError::Io`] when the message cannot be sent.
     pub async fn leave(&mut self, channel: &str) -> Result<(), ClientError> {
+        if let Some(joined) = self.channels.get_mut(channel) {
+            joined.leaving = true;
+        }
         self.send(&ClientMsg::Leave(Leave {
             channel: channel.to_owned(),
         }))
@@ -349,12 +355,13 @@ impl Client {
         }
     }
 
-    /// The mirror of a channel this client is in, as of the last event returned.
-    /// `None` before its first state, after `Left`, and while a state or patch that
-    /// did not fit waits for the next full state.
+    /// The mirror of a channel this client is in, as of the last message received
+    /// (events kept during a [`Client::join`] are applied when they arrive, before
+    /// `next_event` returns them). `None` before its first state, once leaving or
+    /// rejected, and while a state or patch that did not fit waits for the next full
+    /// state.
     pub fn mirror(&self, channel: &str) -> Option<&Mirror> {
-        self.channels
-            .get(channel)
+        self.joined(channel)
             .filter(|c| !c.broken)
             .map(|c| &c.mirror)
     }
@@ -362,7 +369,12 @@ impl Client {
     /// The last of this client's inputs on `channel` the back has applied, as of the
     /// last state or patch; `Seq(0)` when none (or not in the channel).
     pub fn ack(&self, channel: &str) -> Seq {
-        self.channels.get(channel).map(|c| c.ack).unwrap_or_default()
+        self.joined(channel).map(|c| c.ack).unwrap_or_default()
+    }
+
+    /// A channel this client is in and not leaving.
+    fn joined(&self, channel: &str) -> Option<&Channel> {
+        self.channels.get(channel).filter(|c| !c.leaving)
     }
 
     /// Closes the connection with the WebSocket close handshake. Messages still
@@ -464,12 +476,18 @@ impl Client {
                     "a second Welcome on one connection".into(),
                 ));
             }
-            FrontMsg::State(m) => self.apply_state(m)?,
+            FrontMsg::State(m) => return self.apply_state(m),
             FrontMsg::Patch(m) => return self.apply_patch(m),
-            FrontMsg::Rejected(m) => Event::Rejected {
-                channel: m.channel,
-                reason: m.reason,
-            },
+            FrontMsg::Rejected(m) => {
+                // Outside a join: the back refused to take back a client it had lost
+                // while the channel was unavailable. Either way the client is out.
+                self.channels.remove(&m.channel);
+                self.seqs.remove(&m.channel);
+                Event::Rejected {
+                    channel: m.channel,
+                    reason: m.reason,
+                }
+            }
             FrontMsg::Left(m) => {
                 self.channels.remove(&m.channel);
                 self.seqs.remove(&m.channel);
@@ -505,7 +523,11 @@ impl Client {
         Ok(Some(event))
     }
 
-    fn apply_state(&mut self, msg: StateMsg) -> Result<Event, ClientError> {
+    fn apply_state(&mut self, msg: StateMsg) -> Result<Option<Event>, ClientError> {
+        if self.channels.get(&msg.channel).is_some_and(|c| c.leaving) {
+            trace!(channel = %msg.channel, tick = %msg.tick, "state ignored: leaving");
+            return Ok(None);
+        }
         let mut mirror = Mirror::new();
         let applied = mirror.apply_state(&msg);
         if !self.channels.contains_key(&msg.channel) {
@@ -518,11 +540,11 @@ impl Client {
             Ok(()) => {
                 channel.mirror = mirror;
                 channel.broken = false;
-                Ok(Event::State {
+                Ok(Some(Event::State {
                     channel: msg.channel,
                     tick: msg.tick,
                     ack: msg.ack,
-                })
+                }))
             }
             Err(e) => {
                 channel.broken = true;
@@ -541,6 +563,10 @@ impl Client {
                 msg.channel
             )));
         };
+        if channel.leaving {
+            trace!(channel = %msg.channel, tick = %msg.tick, "patch ignored: leaving");
+            return Ok(None);
+        }
         channel.ack = msg.ack;
         if channel.broken {
             trace!(channel = %msg.channel, tick = %msg.tick, "patch skipped until a full state");
@@ -553,11 +579,9 @@ impl Client {
                 ack: msg.ack,
             })),
             Err(e) => {
-                // A stale patch is refused before it touches the mirror; any other
-                // error may have applied part of it.
-                if !matches!(e, MirrorError::Stale { .. } | MirrorError::NoState) {
-                    channel.broken = true;
-                }
+                // Part of it may be applied, or it is out of order: either way the
+                // mirror can no longer be trusted (PROTOCOL.md 9.5).
+                channel.broken = true;
                 Err(ClientError::Protocol(format!(
                     "a patch for channel {:?} does not fit its mirror: {e}",
                     msg.channel

@@ -13,12 +13,21 @@ pub enum Event {
     /// The channel's mirror was replaced by a full state: a join was accepted, or the
     /// server resynchronised the client (after the back came back, or after the client
     /// fell behind).
-    State { channel: String, tick: Tick, ack: Seq },
+    State {
+        channel: String,
+        tick: Tick,
+        ack: Seq,
+    },
     /// The channel's mirror was updated to `tick`; `ack` is the last input of this
     /// client the back has applied.
-    Patch { channel: String, tick: Tick, ack: Seq },
-    /// A join was refused. [`Client::join`](crate::Client::join) reports its own
-    /// channel's refusal as an error; this event is for any other.
+    Patch {
+        channel: String,
+        tick: Tick,
+        ack: Seq,
+    },
+    /// A join was refused, or, after `Unavailable`, the back refused to take the
+    /// client back: either way it is not in the channel. [`Client::join`](crate::Client::join)
+    /// reports its own channel's refusal as an error; this event is for any other.
     Rejected { channel: String, reason: String },
     /// The client is no longer in the channel; its mirror and ack are forgotten.
     Left { channel: String, reason: String },

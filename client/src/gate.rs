@@ -67,17 +67,16 @@ pub(crate) async fn front_url(master_http: &str, channel: &str) -> Result<String
         Ok::<_, ClientError>((status, body))
     };
     // The connection future drives the socket; polling it beside the exchange keeps
-    // the request inside this call instead of a spawned task that outlives it.
-    tokio::pin!(connection);
+    // the request inside this call instead of a spawned task that outlives it. It may
+    // finish first (the whole answer read, `connection: close`), leaving the body to
+    // be taken from its buffer.
+    tokio::pin!(connection, exchange);
     let (status, body) = tokio::select! {
-        exchange = exchange => exchange?,
-        ended = &mut connection => {
-            let source: crate::error::BoxError = match ended {
-                Ok(()) => "the connection closed before the answer".into(),
-                Err(e) => e.into(),
-            };
-            return Err(connect_error(source));
-        }
+        exchange = &mut exchange => exchange?,
+        ended = &mut connection => match ended {
+            Ok(()) => exchange.await?,
+            Err(e) => return Err(connect_error(e.into())),
+        },
     };
     debug!(%url, status, "gate answered");
 
@@ -130,7 +129,10 @@ mod tests {
     #[test]
     fn addresses_with_and_without_scheme() {
         assert_eq!(authority("127.0.0.1:7300").unwrap(), "127.0.0.1:7300");
-        assert_eq!(authority("http://127.0.0.1:7300/").unwrap(), "127.0.0.1:7300");
+        assert_eq!(
+            authority("http://127.0.0.1:7300/").unwrap(),
+            "127.0.0.1:7300"
+        );
         assert!(matches!(
             authority("https://127.0.0.1:7300"),
             Err(ClientError::Connect { .. })

@@ -18,7 +18,7 @@ use centrum_net::Shutdown;
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Awaits `f` for at most [`TIMEOUT`], failing the test with `what` otherwise.
-pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
+pub async fn within<F: Future>(what: &str, f: F) -> F::Output {
     match tokio::time::timeout(TIMEOUT, f).await {
         Ok(v) => v,
         Err(_) => panic!("timed out: {what}"),
