@@ -34,7 +34,7 @@ const MAX_QUEUED_EVENTS: usize = 65_536;
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How a client connects.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientOptions {
     /// Authentication token sent in the hello; empty when the cluster needs none.
     pub token: String,
@@ -44,6 +44,24 @@ pub struct ClientOptions {
     /// Bounds the whole connect (gate request, TCP, WebSocket upgrade, hello and
     /// welcome) and the close handshake.
     pub connect_timeout: Duration,
+}
+
+/// The token is a secret: it is not printed.
+impl fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field(
+                "token",
+                &if self.token.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 impl Default for ClientOptions {

@@ -247,6 +247,10 @@ async fn hello_carries_version_and_token_and_welcome_names_session_and_front() {
         token: "secret".into(),
         ..ClientOptions::default()
     };
+    assert!(
+        !format!("{options:?}").contains("secret"),
+        "the token is not printed"
+    );
     let client = within("connect", Client::connect(&url, options))
         .await
         .expect("connect");
