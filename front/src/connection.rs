@@ -126,8 +126,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
 
     let key: SessionKey = NEXT_SESSION.fetch_add(1, Relaxed);
     let session = format!("{}-{key}", hub.id);
-    let span = tracing::info_span!("client", %peer, %session);
-    let _entered = span.enter();
+    tracing::Span::current().record("session", session.as_str());
     // Version 1 does not resume sessions: any resume token starts a new session.
     let welcome = FrontMsg::Welcome(Welcome {
         version: PROTOCOL_VERSION,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use centrum_config::Config;
 use centrum_net::{Registration, Shutdown};
@@ -159,10 +159,14 @@ async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
                     .connections_total
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (hub, stop) = (hub.clone(), shutdown.clone());
-                tasks.spawn(async move {
-                    connection::serve(stream, peer, hub, stop).await;
-                    drop(permit);
-                });
+                let span = tracing::info_span!("client", %peer, session = tracing::field::Empty);
+                tasks.spawn(
+                    async move {
+                        connection::serve(stream, peer, hub, stop).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
             }
             Err(e) => warn!(error = %e, "accept failed"),
         }
