@@ -366,3 +366,34 @@ async fn the_gate_points_clients_at_a_live_front() {
     }
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_works_over_an_in_process_stream_as_over_tcp() {
+    use centrum_protocol::{BackToFront, FrontToBack, LinkHello, PROTOCOL_VERSION};
+    let cluster = TestCluster::start(bench_spec(1)).await;
+    let (front_side, back_side) = tokio::io::duplex(1 << 16);
+    cluster.backs[0].link_stream(back_side);
+    let mut link = centrum_net::framed(front_side, 1 << 20);
+    let hello = FrontToBack::Hello(LinkHello {
+        version: PROTOCOL_VERSION,
+        front: "front-1".into(),
+        sessions: vec![],
+    });
+    within("hello", centrum_net::send(&mut link, &hello))
+        .await
+        .expect("send");
+    let welcome = within("welcome", centrum_net::recv::<_, BackToFront>(&mut link))
+        .await
+        .expect("recv");
+    assert!(
+        matches!(welcome, Some(BackToFront::Welcome(w)) if w.channels == vec!["arena".to_owned()])
+    );
+    // The link's first frame for the channel is its full state.
+    let state = within("state", centrum_net::recv::<_, BackToFront>(&mut link))
+        .await
+        .expect("recv");
+    assert!(
+        matches!(state, Some(BackToFront::State(s)) if s.channel == 0 && s.sessions.is_empty() && !s.body.is_empty())
+    );
+    cluster.stop().await;
+}
