@@ -197,7 +197,16 @@ impl Channel {
                 want_state: Vec::new(),
                 just_attached: false,
             });
-        front.link = Some(link.clone());
+        // A newer link from the same front supersedes the old one (a restarted front,
+        // or a half-open connection): close the old link rather than leave it open
+        // and silently ignored.
+        if let Some(old) = front
+            .link
+            .replace(link.clone())
+            .filter(|old| old.id() != link.id())
+        {
+            old.close();
+        }
         front.just_attached = true;
         front.away_since = None;
         let listed_keys: std::collections::HashSet<SessionKey> =
@@ -673,6 +682,32 @@ mod tests {
             s.sessions.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
             vec![1, 3]
         );
+    }
+
+    #[test]
+    fn a_newer_link_from_the_same_front_closes_the_older_one() {
+        let mut ch = channel();
+        let (old, _old_rx) = LinkHandle::for_test("front-1", 64);
+        let (new, mut rx) = LinkHandle::for_test("front-1", 64);
+        ch.shared
+            .inbox
+            .push(Event::Attach {
+                link: old.clone(),
+                sessions: vec![],
+            })
+            .unwrap();
+        ch.step();
+        ch.shared
+            .inbox
+            .push(Event::Attach {
+                link: new.clone(),
+                sessions: vec![],
+            })
+            .unwrap();
+        ch.step();
+        assert!(old.is_closed());
+        assert!(!new.is_closed());
+        assert!(matches!(frames(&mut rx)[..], [BackToFront::State(_)]));
     }
 
     #[test]

@@ -66,6 +66,11 @@ impl LinkHandle {
         (LinkHandle(Arc::new(inner)), rx)
     }
 
+    /// Closes the link; its task ends and every channel hears of the detach.
+    pub(crate) fn close(&self) {
+        self.0.close.cancel();
+    }
+
     #[cfg(test)]
     pub(crate) fn is_closed(&self) -> bool {
         self.0.close.is_cancelled()

@@ -371,6 +371,10 @@ async fn the_gate_points_clients_at_a_live_front() {
 async fn a_link_works_over_an_in_process_stream_as_over_tcp() {
     use centrum_protocol::{BackToFront, FrontToBack, LinkHello, PROTOCOL_VERSION};
     let cluster = TestCluster::start(bench_spec(1)).await;
+    // Let the real front-1 link first (a join through it proves it); the in-process
+    // link then takes over as front-1's newer link.
+    let mut client = connect(&cluster, 0).await;
+    join(&mut client, "arena", &[]).await;
     let (front_side, back_side) = tokio::io::duplex(1 << 16);
     cluster.backs[0].link_stream(back_side);
     let mut link = centrum_net::framed(front_side, 1 << 20);
