@@ -1,6 +1,8 @@
 //! The `centrum` command. It parses the command line, installs logging and calls the
 //! role crates; everything else lives in them.
 
+mod bench;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,6 +47,9 @@ enum Command {
     Back(NodeArgs),
     /// Validate a config file and print a summary.
     Check { file: PathBuf },
+    /// Load generators: the arena benchmark, idle connections.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[derive(clap::Args, Debug)]
@@ -92,6 +97,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Check { file } => check(&file),
+        Command::Bench(command) => bench::run(command).await,
         Command::Up {
             file,
             host,

@@ -94,6 +94,9 @@ pub struct Client {
     next_nonce: u64,
     /// Why the connection ended, once it has.
     closed: Option<String>,
+    /// Binary messages and their payload bytes received so far.
+    messages_received: u64,
+    bytes_received: u64,
 }
 
 /// A channel this client is in: from its first `State` until `Left` or `Rejected`.
@@ -187,6 +190,8 @@ impl Client {
             pings: VecDeque::new(),
             next_nonce: 1,
             closed: None,
+            messages_received: 0,
+            bytes_received: 0,
         };
         client.send(&hello).await?;
         let bytes = match client.incoming().await {
@@ -227,6 +232,16 @@ impl Client {
     /// The id of the front serving this connection.
     pub fn front(&self) -> &str {
         &self.front
+    }
+
+    /// Binary messages received on this connection so far (every server message is one).
+    pub fn messages_received(&self) -> u64 {
+        self.messages_received
+    }
+
+    /// Payload bytes of those messages, WebSocket framing excluded.
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_received
     }
 
     /// Joins `channel` with the application's `data` (may be empty) and waits for the
@@ -450,7 +465,11 @@ impl Client {
     async fn incoming(&mut self) -> Incoming {
         loop {
             match self.ws.next().await {
-                Some(Ok(Message::Binary(bytes))) => return Incoming::Binary(bytes),
+                Some(Ok(Message::Binary(bytes))) => {
+                    self.messages_received += 1;
+                    self.bytes_received += bytes.len() as u64;
+                    return Incoming::Binary(bytes);
+                }
                 Some(Ok(Message::Text(_))) => return Incoming::Text,
                 Some(Ok(Message::Close(frame))) => {
                     // tungstenite has queued the answering close frame; push it out if

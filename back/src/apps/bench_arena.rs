@@ -1,5 +1,6 @@
 //! `bench-arena`: exactly the arena benchmark workload (shared/bench/ARENA.md) and no
-//! more. Players `{x, y, seq}`; each input adds `(dx, dy)` and records its seq.
+//! more. Players `{x, y, seq}`, keyed by the `name` a client gives in its join data;
+//! each input adds `(dx, dy)` and records its seq.
 
 use std::collections::HashMap;
 
@@ -23,6 +24,14 @@ pub struct BenchArena {
     players: HashMap<ClientId, EntityId>,
 }
 
+/// Join data: `{name}`, the key a client finds its own player by (the workload keys
+/// players by client). It never changes, so it travels in full states only.
+#[derive(Deserialize, Default)]
+struct JoinData {
+    #[serde(default)]
+    name: String,
+}
+
 #[derive(Deserialize)]
 struct Move {
     dx: f64,
@@ -43,21 +52,30 @@ impl App for BenchArena {
                 FieldDef::fixed("x", SCALE),
                 FieldDef::fixed("y", SCALE),
                 FieldDef::new("seq", FieldType::Uint),
+                FieldDef::new("name", FieldType::Str),
             ],
         )
     }
 
-    fn join(&mut self, ctx: &mut Ctx<'_>, client: ClientId, _data: &[u8]) -> Result<(), Rejection> {
+    fn join(&mut self, ctx: &mut Ctx<'_>, client: ClientId, data: &[u8]) -> Result<(), Rejection> {
+        let join = if data.is_empty() {
+            JoinData::default()
+        } else {
+            rmp_serde::from_slice(data)
+                .map_err(|e| Rejection(format!("join data must be a map {{name}}: {e}")))?
+        };
+        let start = i64::from(SCALE) / 10; // 0.1, exactly
         let id = ctx
             .state
-            .spawn(PLAYER)
-            .map_err(|e| Rejection(e.to_string()))?;
-        let start = f64::from(SCALE) / 10.0; // 0.1, exactly
-        ctx.state
-            .set(id, X, Value::Fixed(start as i64))
-            .map_err(|e| Rejection(e.to_string()))?;
-        ctx.state
-            .set(id, Y, Value::Fixed(start as i64))
+            .spawn_with(
+                PLAYER,
+                vec![
+                    Value::Fixed(start),
+                    Value::Fixed(start),
+                    Value::Uint(0),
+                    Value::Str(join.name),
+                ],
+            )
             .map_err(|e| Rejection(e.to_string()))?;
         self.players.insert(client, id);
         Ok(())

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Side-by-side "arena" benchmark: centrum, the fan-out floor and Colyseus, measured in
+# one run on this machine, summarised into BENCHMARKS.md (ratios are only meaningful
+# when both sides were measured together).
+#
+#   bash bench/compare.sh                      # from any directory
+#   NS="100" WINDOW=5 WARMUP=2 NO_WRITE=1 bash bench/compare.sh   # quick check
+#
+# Environment (all optional):
+#   NS="100 500 1000 2000"  DECODE=probe:20  WARMUP=5  WINDOW=20  TAIL=2
+#   QUIET_MAX=0.15 QUIET_WAIT_S=120   the floor waits (bounded) for an idle machine
+#   NO_WRITE=1        print the tables only, leave BENCHMARKS.md alone
+#   CENTRUM_BIN=path  use this binary and skip `cargo build` (for testing the script)
+#
+# The shared benchmarks live read-only in $REPO/../shared/bench; they are copied to
+# $REPO/target/compare/{limit,colyseus} because they build and write beside themselves.
+# Raw JSON lines: $REPO/target/compare/results/{centrum,limit,colyseus}.jsonl.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SHARED="$(cd "$REPO/.." && pwd)/shared/bench"
+SCRATCH="$REPO/target/compare"
+RES="$SCRATCH/results"
+
+NS="${NS:-100 500 1000 2000}"
+DECODE="${DECODE:-probe:20}"
+WARMUP="${WARMUP:-5}"
+WINDOW="${WINDOW:-20}"
+TAIL="${TAIL:-2}"
+QUIET_MAX="${QUIET_MAX:-0.15}"
+QUIET_WAIT_S="${QUIET_WAIT_S:-120}"
+read -r -a NLIST <<<"$NS"
+
+log() { echo "[compare] $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[ -d "$SHARED/colyseus" ] && [ -d "$SHARED/limit" ] \
+  || die "$SHARED/{colyseus,limit} not found; the shared benchmarks must sit beside the repository (\$REPO/../shared/bench)"
+for tool in cargo node npm python3 timeout; do
+  command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+[ ${#NLIST[@]} -gt 0 ] || die "NS is empty"
+
+# every process holds N sockets; raise the soft limit for all children
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+rm -rf "$RES"
+mkdir -p "$RES"
+: >"$RES/centrum.jsonl"; : >"$RES/limit.jsonl"; : >"$RES/colyseus.jsonl"
+STDOUT="$RES/.stdout"   # one sub-run's stdout, sorted into JSON lines and the rest
+FAILED=()
+
+# Record what is being measured before anything runs (the tree may change meanwhile).
+commit="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+[ -n "$(git -C "$REPO" status --porcelain -- . ':!BENCHMARKS.md' 2>/dev/null)" ] && commit="$commit dirty"
+cmd="NS=\"$NS\" DECODE=$DECODE WARMUP=$WARMUP WINDOW=$WINDOW TAIL=$TAIL"
+[ -n "${CENTRUM_BIN:-}" ] && cmd="$cmd CENTRUM_BIN=$CENTRUM_BIN"
+{
+  printf 'command\t%s bash bench/compare.sh\n' "$cmd"
+  printf 'started\t%s\n' "$(date -u +%s)"
+  printf 'commit\t%s\n' "$commit"
+} >"$RES/meta.tsv"
+
+# run_one SYSTEM N DIR TIMEOUT_S CMD...: run one bounded sub-run in DIR, keep its JSON
+# lines in SYSTEM.jsonl (other stdout goes to stderr); no line or an "error" line counts
+# as a failure, recorded so the summary shows it and the script carries on.
+run_one() {
+  local sys="$1" n="$2" dir="$3" limit="$4"; shift 4
+  local out="$RES/$sys.jsonl" before rc=0
+  before="$(wc -l <"$out")"
+  (cd "$dir" && timeout --kill-after=15 "$limit" "$@") >"$STDOUT" || rc=$?
+  grep '^{' "$STDOUT" >>"$out" || true
+  grep -v '^{' "$STDOUT" >&2 || true
+  if [ "$(wc -l <"$out")" -eq "$before" ]; then
+    local why="exited with status $rc"
+    [ "$rc" -eq 124 ] && why="timed out after ${limit}s"
+    echo "{\"n\":$n,\"error\":\"$sys $why and printed no result\"}" >>"$out"
+  fi
+  if [ "$rc" -ne 0 ] || tail -n +"$((before + 1))" "$out" | grep -q '"error"'; then
+    FAILED+=("$sys N=$n")
+    log "$sys N=$n failed (exit $rc), see stderr above"
+  fi
+}
+
+# stage SRC DST: fresh copy of a shared benchmark, keeping its build caches
+# (node_modules, target) from earlier runs so that re-runs do not reinstall.
+stage() {
+  local src="$1" dst="$2"
+  mkdir -p "$dst"
+  chmod -R u+w "$dst"
+  find "$dst" -mindepth 1 -maxdepth 1 ! -name node_modules ! -name target -exec rm -rf {} +
+  tar -C "$src" --exclude=./node_modules --exclude=./target --exclude=./logs --exclude=./results -cf - . \
+    | tar -C "$dst" -xf -
+  chmod -R u+w "$dst"   # the source is read-only; the copy must stay replaceable
+}
+
+# ---- 1. centrum ------------------------------------------------------------------
+if [ -n "${CENTRUM_BIN:-}" ]; then
+  CENTRUM="$CENTRUM_BIN"
+  log "centrum: using CENTRUM_BIN=$CENTRUM (no build)"
+else
+  log "centrum: cargo build --release -p centrum"
+  (cd "$REPO" && timeout 1800 cargo build --release -p centrum) || die "centrum build failed"
+  CENTRUM="${CARGO_TARGET_DIR:-$REPO/target}/release/centrum"
+fi
+for n in "${NLIST[@]}"; do
+  log "centrum N=$n (decode $DECODE, warm-up ${WARMUP}s, window ${WINDOW}s)"
+  # join budget 180 s + phases + margin for start and stop
+  run_one centrum "$n" "$REPO" $((180 + WARMUP + WINDOW + TAIL + 120)) \
+    "$CENTRUM" bench arena --decode "$DECODE" --warmup "$WARMUP" --window "$WINDOW" --tail "$TAIL" "$n"
+done
+
+# ---- 2. the floor (limit), B = centrum's bytes per player per patch --------------
+stage "$SHARED/limit" "$SCRATCH/limit"
+# The copy sits inside this repository's workspace; an empty [workspace] table keeps
+# cargo from treating it as an undeclared member.
+printf '\n[workspace]\n' >>"$SCRATCH/limit/Cargo.toml"
+log "floor: building limit-server and limit-loadgen"
+if (cd "$SCRATCH/limit" && timeout 1800 env -u CARGO_TARGET_DIR cargo build --release --quiet); then
+  for n in "${NLIST[@]}"; do
+    # median of centrum's lines at this N, rounded up; 12 (the target) if centrum has none
+    b="$(python3 - "$RES/centrum.jsonl" "$n" <<'EOF'
+import json, math, statistics, sys
+vals = []
+for line in open(sys.argv[1]):
+    try:
+        r = json.loads(line)
+    except ValueError:
+        continue
+    v = r.get("bytes_per_player_per_patch")
+    if r.get("n") == int(sys.argv[2]) and isinstance(v, (int, float)) and v > 0:
+        vals.append(v)
+print(max(1, math.ceil(statistics.median(vals))) if vals else "")
+EOF
+)"
+    if [ -z "$b" ]; then b=12; log "floor N=$n: no centrum bytes per player, using B=12"; fi
+    log "floor N=$n B=$b (waits up to ${QUIET_WAIT_S}s for an idle machine)"
+    run_one limit "$n" "$SCRATCH/limit" $((QUIET_WAIT_S + 240 + WARMUP + WINDOW)) \
+      env -u CARGO_TARGET_DIR WARMUP="$WARMUP" WINDOW="$WINDOW" QUIET_MAX="$QUIET_MAX" \
+      QUIET_WAIT_S="$QUIET_WAIT_S" RESULTS=results/results.jsonl ./run.sh "$n:$b"
+  done
+else
+  log "floor: build failed, skipping it"
+  for n in "${NLIST[@]}"; do echo "{\"n\":$n,\"error\":\"limit build failed\"}" >>"$RES/limit.jsonl"; done
+  FAILED+=("floor build")
+fi
+
+# ---- 3. Colyseus -------------------------------------------------------------------
+stage "$SHARED/colyseus" "$SCRATCH/colyseus"
+for n in "${NLIST[@]}"; do
+  log "colyseus N=$n (decode $DECODE; the first run npm-installs)"
+  # install + server start + join budget 180 s + phases + margin
+  run_one colyseus "$n" "$SCRATCH/colyseus" $((600 + WARMUP + WINDOW + TAIL)) \
+    env DECODE="$DECODE" WARMUP="$WARMUP" WINDOW="$WINDOW" TAIL="$TAIL" \
+    RESULTS=results/results.jsonl ./run.sh "$n"
+done
+
+# ---- 4. summary ----------------------------------------------------------------------
+printf 'finished\t%s\n' "$(date -u +%s)" >>"$RES/meta.tsv"
+rm -f "$STDOUT"
+args=()
+[ "${NO_WRITE:-0}" = "1" ] && args+=(--no-write)
+python3 "$REPO/bench/compare/summarize.py" "${args[@]}"
+
+if [ ${#FAILED[@]} -gt 0 ]; then
+  log "finished with failures: ${FAILED[*]}"
+  exit 1
+fi
+log "done"

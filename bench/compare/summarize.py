@@ -1,0 +1,390 @@
+#!/usr/bin/env python3
+"""Summarise a bench/compare.sh run: target/compare/results/*.jsonl -> markdown.
+
+Prints the result, ratio and target tables to stdout and (re)writes BENCHMARKS.md
+in the repository root (unless --no-write). Standard library only. Missing data
+(a failed system, a null field) shows as "—"; several lines for one N give the median.
+
+    python3 bench/compare/summarize.py [--results DIR] [--no-write]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DASH = "—"
+# (file stem, label); the order of the rows in every table
+SYSTEMS = [("centrum", "centrum"), ("colyseus", "Colyseus"), ("limit", "floor")]
+
+
+# ---- reading and normalising ------------------------------------------------------
+
+def num(r, key):
+    v = r.get(key)
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def div(a, b):
+    return a / b if a is not None and b else None
+
+
+def pct(a, b):
+    q = div(a, b)
+    return None if q is None else 100 * q
+
+
+def hub_row(r):
+    """centrum and Colyseus print the same keys (see shared/bench/ARENA.md)."""
+    n, w = r["n"], num(r, "window_s")
+    bpp = num(r, "bytes_per_player_per_patch")
+    if bpp is None:  # Colyseus does not print it: payload bytes per message, per player
+        bpp = div(div(num(r, "client_bytes_per_s"), num(r, "client_msgs_per_s")), n)
+    row = {
+        "cpu": num(r, "server_cpu_per_wall_s"),
+        "user": div(num(r, "server_cpu_user_s"), w),
+        "sys": div(num(r, "server_cpu_sys_s"), w),
+        "rss": num(r, "server_rss_peak_mb"),
+        "bpp": bpp,
+        "p50": num(r, "latency_p50_ms"),
+        "p99": num(r, "latency_p99_ms"),
+        "max": num(r, "latency_max_ms"),
+        "inputs": pct(num(r, "inputs_sent_per_s"), num(r, "inputs_expected_per_s")),
+        "patches": num(r, "server_patches_sent_per_s"),
+        "mismatches": num(r, "state_mismatches"),
+    }
+    valid = r.get("valid")
+    if not isinstance(valid, bool):
+        # Colyseus prints no verdict: the workload counts as delivered when inputs and
+        # patches are at the N=2000 target levels and nobody failed to join or dropped.
+        if row["inputs"] is None or row["patches"] is None:
+            valid = None
+        else:
+            valid = (row["inputs"] >= 97 and row["patches"] >= 19.8
+                     and not num(r, "join_failures") and not num(r, "drops"))
+    row["valid"] = valid
+    return row
+
+
+def floor_row(r):
+    """limit-loadgen's line (shared/bench/limit/README.md); its latency is delivery delay."""
+    return {
+        "cpu": num(r, "server_cpu_per_wall_s"),
+        "user": num(r, "server_cpu_user_per_wall_s"),
+        "sys": num(r, "server_cpu_sys_per_wall_s"),
+        "rss": num(r, "server_rss_peak_mib"),
+        "bpp": num(r, "b"),
+        "p50": num(r, "delay_probe_p50_ms"),
+        "p99": num(r, "delay_probe_p99_ms"),
+        "max": num(r, "delay_probe_max_ms"),
+        "inputs": pct(num(r, "server_inputs_per_s"), 20 * r["n"]),
+        "patches": num(r, "server_ticks_per_s"),
+        "mismatches": None,  # the floor has no game state to check
+        "valid": r.get("valid") if isinstance(r.get("valid"), bool) else None,
+        "disturbed": r.get("undisturbed") is False,
+    }
+
+
+def load(results, stem):
+    """-> ({n: median row}, [(n, error)], the first line's versions and cluster)."""
+    runs, errors, extra = {}, [], {}
+    path = results / f"{stem}.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    for line in lines:
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(r, dict) or not isinstance(r.get("n"), int):
+            continue
+        if "error" in r:
+            errors.append((r["n"], str(r["error"])))
+            continue
+        runs.setdefault(r["n"], []).append(floor_row(r) if stem == "limit" else hub_row(r))
+        extra.setdefault("versions", r.get("versions"))
+        extra.setdefault("cluster", r.get("cluster"))
+    return {n: median_row(rows) for n, rows in runs.items()}, errors, extra
+
+
+def median_row(rows):
+    out = {"runs": len(rows)}
+    for key in rows[0]:
+        vals = [r[key] for r in rows if r[key] is not None]
+        if key in ("valid", "disturbed"):
+            out[key] = (vals[0] if len(rows) == 1 and vals else
+                        f"{sum(map(bool, vals))}/{len(rows)}" if vals else None)
+        else:
+            out[key] = statistics.median(vals) if vals else None
+    return out
+
+
+# ---- formatting -------------------------------------------------------------------
+
+def f(v, digits=1):
+    return DASH if v is None else f"{v:.{digits}f}"
+
+
+def yesno(v):
+    return {True: "yes", False: "**no**", None: DASH}.get(v, v)
+
+
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def results_table(data, ns):
+    rows = []
+    for n in ns:
+        for stem, label in SYSTEMS:
+            r = data[stem].get(n)
+            if r is None:
+                rows.append([n, f"{label} (no result)"] + [DASH] * 8)
+                continue
+            name = label + (f" (B={f(r['bpp'], 0)})" if stem == "limit" else "")
+            if r["runs"] > 1:
+                name += f", median of {r['runs']}"
+            lat = f"{f(r['p50'])} / {f(r['p99'])} / {f(r['max'])}"
+            rows.append([
+                n, name, yesno(r["valid"]) + (" (disturbed)" if r.get("disturbed") else ""),
+                f"{f(r['cpu'], 3)} ({f(r['user'], 3)} / {f(r['sys'], 3)})",
+                f(r["rss"]), f(r["bpp"]),
+                f"*delay* {lat}" if stem == "limit" else lat,
+                f(r["inputs"]), f(r["patches"]), f(r["mismatches"], 0),
+            ])
+    return table(["N", "system", "valid", "server CPU s/s (user / sys)", "server RSS peak MiB",
+                  "bytes / player / patch", "latency p50 / p99 / max ms", "inputs delivered %",
+                  "patches/s", "state mismatches"], rows)
+
+
+def ratio(data, n, key, other):
+    """(centrum value / other system's value, both rows valid?) or (None, _)."""
+    a, b = data["centrum"].get(n), data[other].get(n)
+    if not a or not b:
+        return None, False
+    return div(a[key], b[key]), a["valid"] is True and b["valid"] is True
+
+
+def fr(q):
+    value, like_for_like = q
+    return DASH if value is None else f"{value:.2f}×" + ("" if like_for_like else " *")
+
+
+def ratio_table(data, ns):
+    rows = [[n, fr(ratio(data, n, "cpu", "colyseus")), fr(ratio(data, n, "cpu", "limit")),
+             fr(ratio(data, n, "rss", "colyseus")), fr(ratio(data, n, "p99", "colyseus")),
+             fr(ratio(data, n, "bpp", "colyseus"))] for n in ns]
+    return table(["N", "CPU centrum / Colyseus", "CPU centrum / floor", "RSS centrum / Colyseus",
+                  "p99 centrum / Colyseus", "bytes per player centrum / Colyseus"], rows)
+
+
+def targets_table(data):
+    def c(n, key):
+        r = data["centrum"].get(n)
+        return None if r is None else r[key]
+
+    def vs(n, key, other, digits, unit):  # "0.52× (0.240 vs 0.459 s/s)"
+        q = ratio(data, n, key, other)[0]
+        o = data[other].get(n)
+        if q is None:
+            return None, DASH
+        return q, f"{q:.2f}× ({f(c(n, key), digits)} vs {f(o[key], digits)} {unit})"
+
+    def plain(n, key, digits, unit=""):
+        v = c(n, key)
+        return v, DASH if v is None else f"{f(v, digits)}{unit}"
+
+    checks = [  # (N, target, (value, shown), ok(value))
+        (1000, "server CPU ≤ 1.5× floor", vs(1000, "cpu", "limit", 3, "s/s"), lambda v: v <= 1.5),
+        (1000, "server CPU ≤ 0.6× Colyseus", vs(1000, "cpu", "colyseus", 3, "s/s"), lambda v: v <= 0.6),
+        (1000, "server RSS ≤ 1/4 of Colyseus", vs(1000, "rss", "colyseus", 1, "MiB"), lambda v: v <= 0.25),
+        (1000, "latency p99 ≤ 60 ms", plain(1000, "p99", 1, " ms"), lambda v: v <= 60),
+        (1000, "state mismatches = 0", plain(1000, "mismatches", 0), lambda v: v == 0),
+        (1000, "bytes per player per patch ≤ 12", plain(1000, "bpp", 1), lambda v: v <= 12),
+        (2000, "inputs delivered ≥ 97 %", plain(2000, "inputs", 1, " %"), lambda v: v >= 97),
+        (2000, "patches 20/s (≥ 19.8)", plain(2000, "patches", 1, "/s"), lambda v: v >= 19.8),
+        (2000, "latency p99 ≤ 100 ms", plain(2000, "p99", 1, " ms"), lambda v: v <= 100),
+    ]
+    rows = []
+    for n, target, (value, shown), ok in checks:
+        if value is None:
+            verdict = "not measured"
+        else:
+            verdict = "met" if ok(value) else "**missed**"
+            if c(n, "valid") is not True:
+                verdict += " (centrum row not valid)"
+        rows.append([n, target, shown, verdict])
+    return table(["N", "target", "measured", "result"], rows)
+
+
+# ---- the run's context ------------------------------------------------------------
+
+def sh(*cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine():
+    cpu = None
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        for line in (sh("lscpu") or "").splitlines():
+            if line.startswith("Model name:"):
+                cpu = line.split(":", 1)[1].strip()
+    mem = None
+    try:
+        kb = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal:"))
+        mem = f"{kb / 2**20:.1f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        pass
+    parts = [cpu or "unknown CPU", f"{sh('nproc') or os.cpu_count()} CPUs (nproc)", mem,
+             f"{platform.system()} {platform.release()}"]
+    return ", ".join(p for p in parts if p)
+
+
+def read_meta(results):
+    meta = {}
+    path = results / "meta.tsv"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition("\t")
+            meta[key] = value
+    return meta
+
+
+def utc(ts):
+    return datetime.datetime.fromtimestamp(int(ts), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def context(meta, extras):
+    started = meta.get("started")
+    date = utc(started) if started else utc(datetime.datetime.now().timestamp()) + " (summary time)"
+    if started and meta.get("finished"):
+        date += f", the run took {(int(meta['finished']) - int(started)) / 60:.1f} min"
+    commit = meta.get("commit") or sh("git", "-C", str(REPO), "rev-parse", "--short", "HEAD") or "unknown"
+    centrum = f"centrum {commit}"
+    cv = extras["centrum"].get("versions")
+    if isinstance(cv, dict) and cv:
+        centrum += " (" + ", ".join(f"{k} {v}" for k, v in cv.items()) + ")"
+    if extras["centrum"].get("cluster"):
+        centrum += f", cluster: {extras['centrum']['cluster']}"
+    colyseus = extras["colyseus"].get("versions") or {}
+    node = sh("node", "--version") or colyseus.get("node") or "unknown"
+    packages = ", ".join(f"{k} {v}" for k, v in colyseus.items() if k != "node") or "no result"
+    return "\n".join([
+        f"- Command: `{meta.get('command', 'bash bench/compare.sh')}`",
+        f"- Date: {date}",
+        f"- Machine: {machine()}; servers and load generators share these cores, nothing pinned",
+        "- Versions:",
+        f"  - {sh('rustc', '--version') or 'rustc unknown'}",
+        f"  - {centrum}",
+        f"  - node {node}; Colyseus: {packages}",
+    ])
+
+
+# ---- the document -----------------------------------------------------------------
+
+INTRO = """\
+The "arena" workload (defined in `shared/bench/ARENA.md`, beside this repository): N
+clients in one channel, each sends an input at 20 Hz, the server applies them at a fixed
+20 Hz tick and sends every client one patch of all changed players 20 times a second, so
+every client receives all N players 20 times a second. The same workload runs, in the
+same run of `bench/compare.sh`, on:
+
+- **centrum**: this repository's cluster (`centrum bench arena`), every process of it
+  counted as "server";
+- **Colyseus** 0.18, the reference (`shared/bench/colyseus`);
+- **floor**: a bare Rust WebSocket server that only writes one pre-framed payload of
+  N×B bytes to N sockets at 20 Hz and reads the inputs (`shared/bench/limit`), with B =
+  centrum's measured bytes per player per patch, rounded up. Nothing can be cheaper.
+"""
+
+NOTES = """\
+- Server CPU is CPU seconds per wall second (cores) over the measurement window, user /
+  sys split; RSS is the peak (VmHWM, summed over processes), join phase included. Both
+  ends run on loopback, so "server" sys time includes the receivers' TCP input path.
+- Latency for centrum and Colyseus is input to own state: from sending an input to the
+  first applied patch that shows it (including the 0–50 ms wait for the next tick), on
+  the decoding probe clients. The floor's *delay* is a different measure: tick to
+  frame received, with no input wait, so it is not comparable.
+- Inputs delivered: inputs sent / N×20 per second (floor: inputs the server received /
+  N×20). Patches/s: patches the server sent (floor: its ticks per second).
+- Valid: the load generator produced the workload (inputs delivered and 20 patches a
+  second). centrum and the floor print their own verdict; Colyseus's is computed here
+  (inputs ≥ 97 %, patches ≥ 19.8/s, no join failure or drop). CPU and RSS of a row that
+  is not valid describe less work than the workload.
+- A ratio marked * involves a row that is not valid, so it is not like for like.
+"""
+
+HOW_TO_RUN = """\
+## How to run
+
+```sh
+bash bench/compare.sh          # from any directory; rewrites this file
+```
+
+It builds centrum in release, then runs centrum, the floor and Colyseus one after the
+other for every N (each sub-run about 30–40 s with the default phases, bounded by
+`timeout`); the default N list takes about 8–10 minutes, plus the first builds (centrum,
+the floor's cargo workspace, Colyseus's `npm install`). It needs `../shared/bench` beside
+the repository, cargo, node/npm and python3; all traffic stays on 127.0.0.1. Raw JSON
+lines are kept in `target/compare/results/{centrum,limit,colyseus}.jsonl`, and
+`python3 bench/compare/summarize.py` rebuilds this file from them.
+
+Environment: `NS="100 500 1000 2000"`, `DECODE=probe:20` (`all` makes every client
+decode), `WARMUP=5`, `WINDOW=20`, `TAIL=2` (seconds), `QUIET_MAX=0.15` /
+`QUIET_WAIT_S=120` (the floor first waits, bounded, for an idle machine), `NO_WRITE=1`
+(print the tables, leave this file alone), `CENTRUM_BIN=path` (use that binary, no build).
+A quick check: `NS=100 WARMUP=2 WINDOW=5 NO_WRITE=1 bash bench/compare.sh`.
+
+The load generator alone: `centrum bench arena --help` (prints one JSON line per N).
+Micro benchmarks: `cargo bench`, for example `cargo bench -p centrum-protocol --bench patch`
+measures producing a patch with 1k and 100k entities.
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", type=Path, default=REPO / "target" / "compare" / "results")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = ap.parse_args()
+
+    data, errors, extras = {}, {}, {}
+    for stem, _ in SYSTEMS:
+        data[stem], errors[stem], extras[stem] = load(args.results, stem)
+    ns = sorted({n for d in data.values() for n in d} | {n for es in errors.values() for n, _ in es})
+
+    problems = [f"- {label} N={n}: {e}" for stem, label in SYSTEMS for n, e in errors[stem]]
+    problems += [f"- floor N={n}: another process used the machine during the window "
+                 "(`undisturbed: false`)" for n, r in data["limit"].items() if r.get("disturbed")]
+    tables = "\n\n".join(filter(None, [
+        "## Results\n\n" + results_table(data, ns),
+        NOTES.rstrip(),
+        "### Failures and disturbances\n\n" + "\n".join(problems) if problems else "",
+        "## Ratios (centrum / other, same run)\n\n" + ratio_table(data, ns),
+        "## Targets\n\n" + targets_table(data),
+    ]))
+    print(tables)
+
+    if not args.no_write:
+        doc = "\n\n".join([
+            "<!-- generated by bench/compare.sh (bench/compare/summarize.py); do not edit by hand -->\n"
+            "# Benchmarks: centrum, Colyseus and the fan-out floor",
+            INTRO.rstrip(),
+            context(read_meta(args.results), extras),
+            tables,
+            HOW_TO_RUN.rstrip(),
+        ]) + "\n"
+        (REPO / "BENCHMARKS.md").write_text(doc)
+
+
+if __name__ == "__main__":
+    main()

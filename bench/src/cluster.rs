@@ -1,0 +1,263 @@
+//! A cluster for a benchmark: a config with free loopback ports, and the `centrum`
+//! processes that run it (one per role, or all roles in one), stopped on drop.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+use centrum_client::{Client, ClientOptions};
+
+use crate::BenchError;
+use crate::procfs;
+
+/// How the cluster's roles are laid out in processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// The master, each front and each back in its own process, as in production.
+    Processes,
+    /// Every role in one process (`centrum up --in-process`).
+    OneProcess,
+}
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// The `centrum` executable.
+    pub program: PathBuf,
+    pub layout: Layout,
+    pub fronts: usize,
+    pub tick_hz: u32,
+    /// The channel to serve with the `bench-arena` application.
+    pub channel: String,
+    /// Where the config and the processes' logs go.
+    pub dir: PathBuf,
+}
+
+/// A running cluster; its processes are killed when it is dropped.
+#[derive(Debug)]
+pub struct Cluster {
+    children: Vec<(String, Child)>,
+    /// ws:// URL of each front.
+    pub fronts: Vec<String>,
+    /// The master's HTTP address (gate, /status, /metrics).
+    pub master_http: SocketAddr,
+    pub dir: PathBuf,
+}
+
+impl Cluster {
+    /// Writes the config, starts the processes and waits (at most 30 s) until a
+    /// client can join the channel on every front.
+    ///
+    /// # Errors
+    /// When no free port can be had, a process cannot start or exits, or the
+    /// cluster is not serving within the time limit.
+    pub async fn start(options: &ClusterOptions) -> Result<Cluster, BenchError> {
+        std::fs::create_dir_all(&options.dir).map_err(BenchError::io(format!(
+            "cannot create {}",
+            options.dir.display()
+        )))?;
+        let ports = free_ports(3 + options.fronts)?;
+        let master_http = ports[0];
+        let front_addrs = &ports[3..];
+        let config = config_toml(options, &ports);
+        let config_path = options.dir.join("cluster.toml");
+        std::fs::write(&config_path, config).map_err(BenchError::io(format!(
+            "cannot write {}",
+            config_path.display()
+        )))?;
+
+        let config_arg = config_path.display().to_string();
+        let mut roles: Vec<(String, Vec<String>)> = Vec::new();
+        match options.layout {
+            Layout::OneProcess => roles.push((
+                "cluster".into(),
+                vec!["up".into(), config_arg, "--in-process".into()],
+            )),
+            Layout::Processes => {
+                roles.push((
+                    "master".into(),
+                    vec!["master".into(), "--config".into(), config_arg.clone()],
+                ));
+                roles.push(("back-1".into(), args("back", "back-1", &config_arg)));
+                for i in 1..=options.fronts {
+                    let id = format!("front-{i}");
+                    roles.push((id.clone(), args("front", &id, &config_arg)));
+                }
+            }
+        }
+        let mut cluster = Cluster {
+            children: Vec::new(),
+            fronts: front_addrs.iter().map(|a| format!("ws://{a}")).collect(),
+            master_http,
+            dir: options.dir.clone(),
+        };
+        for (name, args) in roles {
+            let child = spawn(
+                &options.program,
+                &args,
+                &options.dir.join(format!("{name}.log")),
+            )?;
+            cluster.children.push((name, child));
+        }
+        cluster.wait_ready(&options.channel).await?;
+        Ok(cluster)
+    }
+
+    /// The process ids of the cluster, for CPU and memory accounting.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(|(_, c)| c.id()).collect()
+    }
+
+    /// The pid of a front's process, when each role has its own.
+    pub fn front_pid(&self, front: usize) -> Option<u32> {
+        let name = format!("front-{}", front + 1);
+        self.children
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, c)| c.id())
+    }
+
+    /// Joins the channel on every front, retrying until each front is linked to the
+    /// back, which is what "serving" means to a client.
+    async fn wait_ready(&mut self, channel: &str) -> Result<(), BenchError> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for url in self.fronts.clone() {
+            loop {
+                self.check_alive()?;
+                let options = ClientOptions {
+                    connect_timeout: Duration::from_secs(2),
+                    ..ClientOptions::default()
+                };
+                let attempt = async {
+                    let mut client = Client::connect(&url, options).await?;
+                    client.join(channel, &[]).await?;
+                    client.close().await
+                };
+                match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+                    Ok(Ok(())) => break,
+                    Ok(Err(e)) if Instant::now() > deadline => {
+                        return Err(BenchError::Setup(format!(
+                            "the cluster did not serve {channel:?} on {url} within 30 s: {e} (logs in {})",
+                            self.dir.display()
+                        )));
+                    }
+                    Err(_) if Instant::now() > deadline => {
+                        return Err(BenchError::Setup(format!(
+                            "the cluster did not answer on {url} within 30 s (logs in {})",
+                            self.dir.display()
+                        )));
+                    }
+                    // Not listening or not linked yet: processes are still starting.
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An error naming the first process that has exited, if any.
+    pub fn check_alive(&mut self) -> Result<(), BenchError> {
+        for (name, child) in &mut self.children {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(BenchError::Setup(format!(
+                    "cluster process {name} exited ({status}); see {}",
+                    self.dir.join(format!("{name}.log")).display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Peak resident memory summed over the cluster's processes, in KiB.
+    pub fn rss_peak_kib(&self) -> u64 {
+        self.pids()
+            .into_iter()
+            .filter_map(procfs::rss_peak_kib)
+            .sum()
+    }
+
+    /// Stops every process: SIGTERM, then SIGKILL after 5 s.
+    pub async fn stop(mut self) {
+        for (_, child) in &self.children {
+            if let Some(pid) = child.id() {
+                // SAFETY: kill only sends a signal to a process this cluster started
+                // and has not reaped yet, so the pid is still ours.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGTERM);
+                }
+            }
+        }
+        for (_, child) in &mut self.children {
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+        self.children.clear();
+    }
+}
+
+fn args(role: &str, id: &str, config: &str) -> Vec<String> {
+    [role, "--id", id, "--config", config]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+fn spawn(program: &Path, args: &[String], log: &Path) -> Result<Child, BenchError> {
+    let log_file = std::fs::File::create(log)
+        .map_err(BenchError::io(format!("cannot create {}", log.display())))?;
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(BenchError::io(format!(
+            "cannot start {}",
+            program.display()
+        )))
+}
+
+/// Loopback ports nobody listens on right now. They are released before the cluster
+/// binds them; another program could take one in between, which start-up reports.
+fn free_ports(n: usize) -> Result<Vec<SocketAddr>, BenchError> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()
+        .map_err(BenchError::io("cannot find a free port on 127.0.0.1"))?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<Result<_, _>>()
+        .map_err(BenchError::io("cannot read a port"))
+}
+
+/// ports: master http, master nodes, back, then one per front.
+fn config_toml(options: &ClusterOptions, ports: &[SocketAddr]) -> String {
+    let mut s = format!(
+        "# written by `centrum bench`\n\
+         [master]\nhttp = \"{}\"\nnodes = \"{}\"\n\n\
+         [[backs]]\nid = \"back-1\"\nlisten = \"{}\"\ntick_hz = {}\n\
+         channels = [{{ name = \"{}\", app = \"bench-arena\" }}]\n",
+        ports[0], ports[1], ports[2], options.tick_hz, options.channel
+    );
+    for (i, addr) in ports[3..].iter().enumerate() {
+        s.push_str(&format!(
+            "\n[[fronts]]\nid = \"front-{}\"\nlisten = \"{addr}\"\n",
+            i + 1
+        ));
+    }
+    // Room for the idle-connection measurement and the largest arena runs.
+    s.push_str("\n[limits]\nmax_connections = 100000\n");
+    s
+}

@@ -1,0 +1,209 @@
+//! `centrum bench`: the command line of the load generator (centrum-bench does the work).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Subcommand, ValueEnum};
+
+use centrum_bench::arena::{ArenaOptions, Decode, Server};
+use centrum_bench::cluster::{Cluster, ClusterOptions, Layout};
+use centrum_bench::idle::IdleOptions;
+use centrum_bench::{Target, arena_series, write_report};
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum BenchCommand {
+    /// The arena workload (shared/bench/ARENA.md): N clients move players at 20 Hz.
+    /// Prints one JSON line per N on stdout; progress goes to stderr.
+    Arena(ArenaArgs),
+    /// Opens idle client connections on one front and reports its memory per connection.
+    Idle(IdleArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct ArenaArgs {
+    /// Client counts, one run (and one fresh cluster) each.
+    #[arg(default_values_t = [100])]
+    n: Vec<usize>,
+    /// `all`: every client decodes and measures; `probe:K`: K clients do, the rest
+    /// only count bytes (the server does the same work).
+    #[arg(long, default_value = "all")]
+    decode: Decode,
+    /// Seconds of inputs before the window.
+    #[arg(long, default_value_t = 5.0)]
+    warmup: f64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 20.0)]
+    window: f64,
+    /// Seconds of inputs after the window, so late samples can still resolve.
+    #[arg(long, default_value_t = 2.0)]
+    tail: f64,
+    /// How to run the cluster this command starts.
+    #[arg(long, value_enum, default_value_t = ClusterLayout::Processes)]
+    cluster: ClusterLayout,
+    /// Fronts in the cluster this command starts; clients are spread over them.
+    #[arg(long, default_value_t = 1)]
+    fronts: usize,
+    /// Load a running cluster instead: a front's ws:// URL (repeat for several).
+    #[arg(long = "front", value_name = "URL")]
+    front_urls: Vec<String>,
+    /// With --front: the master's HTTP address, for the back's own counters.
+    #[arg(long)]
+    master: Option<SocketAddr>,
+    /// With --front: a process of the cluster to measure (repeat for each).
+    #[arg(long = "pid")]
+    pids: Vec<u32>,
+    /// The channel served by the `bench-arena` application.
+    #[arg(long, default_value = "arena")]
+    channel: String,
+    /// Joins in flight at once.
+    #[arg(long, default_value_t = 25)]
+    join_concurrency: usize,
+    /// Also write results.json and arena.svg (CPU, latency, bytes against N) here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// No progress on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct IdleArgs {
+    /// Connections to open.
+    #[arg(long, default_value_t = 10_000)]
+    connections: usize,
+    /// Connects in flight at once.
+    #[arg(long, default_value_t = 100)]
+    concurrency: usize,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ClusterLayout {
+    /// The master, the back and each front in their own process.
+    Processes,
+    /// Every role in one process.
+    OneProcess,
+}
+
+pub(crate) async fn run(command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Arena(args) => arena(args).await,
+        BenchCommand::Idle(args) => idle(args).await,
+    }
+}
+
+fn seconds(what: &str, s: f64) -> Result<Duration> {
+    if !(0.0..=3600.0).contains(&s) {
+        bail!("--{what} must be between 0 and 3600 seconds, not {s}");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+/// Where the cluster's config and logs go: under --out, or a fresh temporary folder.
+fn work_dir(out: Option<&PathBuf>) -> PathBuf {
+    match out {
+        Some(dir) => dir.join("logs"),
+        None => std::env::temp_dir().join(format!("centrum-bench-{}", std::process::id())),
+    }
+}
+
+fn cluster_options(
+    layout: Layout,
+    fronts: usize,
+    channel: &str,
+    dir: PathBuf,
+) -> Result<ClusterOptions> {
+    Ok(ClusterOptions {
+        program: std::env::current_exe().context("cannot find the centrum executable")?,
+        layout,
+        fronts,
+        tick_hz: 20,
+        channel: channel.to_owned(),
+        dir,
+    })
+}
+
+async fn arena(args: ArenaArgs) -> Result<()> {
+    if args.n.contains(&0) {
+        bail!("every N must be at least 1");
+    }
+    if !(1..=64).contains(&args.fronts) {
+        bail!("--fronts must be between 1 and 64");
+    }
+    let options = ArenaOptions {
+        decode: args.decode,
+        warmup: seconds("warmup", args.warmup)?,
+        window: seconds("window", args.window)?,
+        tail: seconds("tail", args.tail)?,
+        join_concurrency: args.join_concurrency.max(1),
+        channel: args.channel.clone(),
+        progress: !args.quiet,
+        ..ArenaOptions::new(0)
+    };
+    if options.window.is_zero() {
+        bail!("--window must be more than 0 seconds");
+    }
+    let target = if args.front_urls.is_empty() {
+        if args.master.is_some() || !args.pids.is_empty() {
+            bail!("--master and --pid describe a running cluster: give its --front too");
+        }
+        let layout = match args.cluster {
+            ClusterLayout::Processes => Layout::Processes,
+            ClusterLayout::OneProcess => Layout::OneProcess,
+        };
+        Target::Start(cluster_options(
+            layout,
+            args.fronts,
+            &args.channel,
+            work_dir(args.out.as_ref()),
+        )?)
+    } else {
+        Target::Running(Server {
+            fronts: args.front_urls.clone(),
+            master: args.master,
+            pids: args.pids.clone(),
+            layout: "external".into(),
+        })
+    };
+    let results = arena_series(&args.n, &options, &target, |result| {
+        // A result is plain data; serialising it cannot fail.
+        println!("{}", serde_json::to_string(result).unwrap_or_default());
+    })
+    .await?;
+    if let Some(dir) = &args.out {
+        for path in write_report(dir, &results)? {
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+async fn idle(args: IdleArgs) -> Result<()> {
+    if args.connections == 0 {
+        bail!("--connections must be at least 1");
+    }
+    let limit = centrum_bench::raise_open_files_limit();
+    if limit < args.connections as u64 + 64 {
+        bail!(
+            "this process may open {limit} files, too few for {} connections; raise `ulimit -n`",
+            args.connections
+        );
+    }
+    let dir = work_dir(None).join("idle");
+    let cluster = Cluster::start(&cluster_options(Layout::Processes, 1, "arena", dir)?).await?;
+    let front_pid = cluster
+        .front_pid(0)
+        .context("the front has no process id")?;
+    let options = IdleOptions {
+        connections: args.connections,
+        concurrency: args.concurrency.max(1),
+        front: cluster.fronts[0].clone(),
+        front_pid,
+        progress: true,
+    };
+    let report = centrum_bench::idle::run(&options).await;
+    cluster.stop().await;
+    println!("{}", serde_json::to_string(&report?).unwrap_or_default());
+    Ok(())
+}
