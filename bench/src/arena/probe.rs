@@ -136,3 +136,23 @@ pub(crate) async fn run(mut client: Client, me: EntityId, mut run: ClientRun) ->
     tally.unresolved = pending.iter().filter(|(_, t)| run.in_window(*t)).count() as u64;
     (client, tally)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_positions_accumulate_from_the_start() {
+        let mut e = Expected::new();
+        assert_eq!(e.at(0), Some((0.1, 0.1)));
+        for seq in 1..=25 {
+            let (dx, dy, _) = Workload::input(seq);
+            e.push(dx, dy);
+        }
+        // 19 steps of +0.25 (seq 1..19), then 6 of -0.25 (seq 20..25).
+        let (x, y) = e.at(25).expect("25 inputs");
+        assert!((x - (0.1 + 13.0 * 0.25)).abs() < 1e-9);
+        assert!((y - (0.1 - 13.0 * 0.25)).abs() < 1e-9);
+        assert_eq!(e.at(26), None);
+    }
+}

@@ -369,3 +369,123 @@ impl RawClient {
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_frame(payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x80 | OP_BINARY];
+        match payload.len() {
+            n if n < 126 => out.push(n as u8),
+            n if n <= 0xffff => {
+                out.push(126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// Walks `stream` in chunks of `chunk` bytes.
+    fn walk(stream: &[u8], chunk: usize) -> Vec<FrameSeen> {
+        let mut walker = FrameWalker::default();
+        let mut seen = Vec::new();
+        for piece in stream.chunks(chunk) {
+            walker.feed(piece, |f| seen.push(f)).expect("valid frames");
+        }
+        seen
+    }
+
+    #[test]
+    fn frames_of_every_length_class_are_walked_across_any_split() {
+        let mut stream = Vec::new();
+        let small = [0x92, PATCH, 1, 2, 3];
+        let medium: Vec<u8> = [0x92, STATE].into_iter().chain([7; 300]).collect();
+        let large: Vec<u8> = [0x92, PATCH].into_iter().chain([9; 70_000]).collect();
+        for p in [&small[..], &medium, &large, &[0x92][..], &[]] {
+            stream.extend(server_frame(p));
+        }
+        let expected = vec![
+            FrameSeen {
+                opcode: OP_BINARY,
+                len: 5,
+                kind: Some(PATCH),
+            },
+            FrameSeen {
+                opcode: OP_BINARY,
+                len: 302,
+                kind: Some(STATE),
+            },
+            FrameSeen {
+                opcode: OP_BINARY,
+                len: 70_002,
+                kind: Some(PATCH),
+            },
+            FrameSeen {
+                opcode: OP_BINARY,
+                len: 1,
+                kind: None,
+            },
+            FrameSeen {
+                opcode: OP_BINARY,
+                len: 0,
+                kind: None,
+            },
+        ];
+        for chunk in [1, 2, 3, 7, 64, 4096, stream.len()] {
+            assert_eq!(walk(&stream, chunk), expected, "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_masked_server_frame_is_refused() {
+        let mut walker = FrameWalker::default();
+        assert!(walker.feed(&[0x82, 0x81, 1, 2, 3, 4, 5], |_| {}).is_err());
+    }
+
+    #[test]
+    fn client_frames_are_masked_and_unmask_to_the_payload() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let stream = TcpStream::connect(listener.local_addr().expect("addr"))
+                .await
+                .expect("connect");
+            let mut client = RawClient {
+                stream,
+                walker: FrameWalker::default(),
+                mask_state: 7,
+                channel: String::new(),
+            };
+            for len in [3usize, 200, 70_000] {
+                let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+                let frame = client.frame(OP_BINARY, &payload);
+                assert_eq!(frame[0], 0x80 | OP_BINARY);
+                assert_ne!(frame[1] & 0x80, 0, "masked");
+                let (ext, start) = match frame[1] & 0x7f {
+                    126 => (2, 4),
+                    127 => (8, 10),
+                    _ => (0, 2),
+                };
+                assert_eq!(start, 2 + ext);
+                let mask = &frame[start..start + 4];
+                let body: Vec<u8> = frame[start + 4..]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ mask[i % 4])
+                    .collect();
+                assert_eq!(body, payload);
+            }
+        });
+    }
+}
