@@ -7,7 +7,7 @@
 #   NS="100" WINDOW=5 WARMUP=2 NO_WRITE=1 bash bench/compare.sh   # quick check
 #
 # Environment (all optional):
-#   NS="100 500 1000 2000"  DECODE=probe:20  WARMUP=5  WINDOW=20  TAIL=2
+#   NS="100 500 1000 2000"  DECODE=probe:20  WARMUP=5  WINDOW=20  TAIL=2 (whole seconds)
 #   QUIET_MAX=0.15 QUIET_WAIT_S=120   the floor waits (bounded) for an idle machine
 #   NO_WRITE=1        print the tables only, leave BENCHMARKS.md alone
 #   CENTRUM_BIN=path  use this binary and skip `cargo build` (for testing the script)
@@ -96,7 +96,9 @@ stage() {
 
 # ---- 1. centrum ------------------------------------------------------------------
 if [ -n "${CENTRUM_BIN:-}" ]; then
-  CENTRUM="$CENTRUM_BIN"
+  # absolute, because the sub-runs start in the repository root
+  CENTRUM="$(realpath -e "$CENTRUM_BIN" 2>/dev/null || command -v "$CENTRUM_BIN")" \
+    || die "CENTRUM_BIN=$CENTRUM_BIN not found"
   log "centrum: using CENTRUM_BIN=$CENTRUM (no build)"
 else
   log "centrum: cargo build --release -p centrum"
@@ -148,7 +150,7 @@ fi
 # ---- 3. Colyseus -------------------------------------------------------------------
 stage "$SHARED/colyseus" "$SCRATCH/colyseus"
 for n in "${NLIST[@]}"; do
-  log "colyseus N=$n (decode $DECODE; the first run npm-installs)"
+  log "colyseus N=$n (decode $DECODE)"
   # install + server start + join budget 180 s + phases + margin
   run_one colyseus "$n" "$SCRATCH/colyseus" $((600 + WARMUP + WINDOW + TAIL)) \
     env DECODE="$DECODE" WARMUP="$WARMUP" WINDOW="$WINDOW" TAIL="$TAIL" \

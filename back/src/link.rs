@@ -184,7 +184,8 @@ where
     info!(sessions = hello.sessions.len(), "front linked");
 
     let (mut sink, mut stream) = link.split();
-    let writer = centrum_net::write_queued(&mut sink, &mut rx);
+    // Patches and states leave as soon as a tick makes them: no linger this way.
+    let writer = centrum_net::write_queued(&mut sink, &mut rx, std::time::Duration::ZERO);
     let reader = async {
         while let Some(frame) = stream.next().await {
             let frame = frame?;

@@ -90,7 +90,7 @@ def floor_row(r):
 
 
 def load(results, stem):
-    """-> ({n: median row}, [(n, error)], the first line's versions and cluster)."""
+    """-> ({n: median row}, [(n, problem)], the first line's versions and cluster)."""
     runs, errors, extra = {}, [], {}
     path = results / f"{stem}.jsonl"
     lines = path.read_text().splitlines() if path.exists() else []
@@ -104,6 +104,8 @@ def load(results, stem):
         if "error" in r:
             errors.append((r["n"], str(r["error"])))
             continue
+        if r.get("valid") is False and r.get("invalid_reasons"):  # centrum says why
+            errors.append((r["n"], "not valid: " + "; ".join(map(str, r["invalid_reasons"]))))
         runs.setdefault(r["n"], []).append(floor_row(r) if stem == "limit" else hub_row(r))
         extra.setdefault("versions", r.get("versions"))
         extra.setdefault("cluster", r.get("cluster"))

@@ -46,6 +46,7 @@ channels = [{ name = "arena", app = "arena" }]
 # max_message_bytes = 65536      # largest WebSocket message from a client (64-16777216, <= max_frame_bytes)
 # client_queue = 256             # messages queued per client before slow_client applies (1-65536)
 # link_queue = 4096              # frames queued per front<->back link (1-1048576)
+# link_linger_us = 1000          # a front gathers inputs this long before writing them to a back (0-10000)
 # channel_inputs = 65536         # inputs queued per channel between two ticks (1-16777216)
 # max_connections = 10000        # client connections per front (1-1000000)
 # handshake_timeout_ms = 5000    # (100-120000)
@@ -127,6 +128,11 @@ pub struct Limits {
     pub client_queue: u32,
     /// Outbound frames queued per front<->back link.
     pub link_queue: u32,
+    /// How long a front holds frames for a back (inputs, joins) so that those of many
+    /// clients go in one write; 0 writes each at once. Inputs wait for the next tick
+    /// anyway, so this adds at most this much latency and saves a write per input.
+    /// Timers count whole milliseconds: any value from 1 to 1000 waits up to 1 ms.
+    pub link_linger_us: u32,
     /// Inputs queued per channel between two ticks.
     pub channel_inputs: u32,
     /// Client connections per front.
@@ -270,6 +276,10 @@ impl Limits {
         Duration::from_millis(self.handshake_timeout_ms.into())
     }
 
+    pub fn link_linger(&self) -> Duration {
+        Duration::from_micros(self.link_linger_us.into())
+    }
+
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms.into())
     }
@@ -286,6 +296,7 @@ impl Default for Limits {
             max_message_bytes: 65_536,
             client_queue: 256,
             link_queue: 4096,
+            link_linger_us: 1_000,
             channel_inputs: 65_536,
             max_connections: 10_000,
             handshake_timeout_ms: 5_000,

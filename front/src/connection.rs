@@ -168,10 +168,16 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
     let end = if let Err(end) = pending {
         end
     } else {
+        // `kill` is a child of `shutdown`, so one future covers both; it is made once,
+        // not per iteration, since each one registers with the token.
+        let killed = handle.kill.cancelled();
+        tokio::pin!(killed);
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => break End::Close { code: 1001, error: None },
-                _ = handle.kill.cancelled() => break End::Close { code: 1008, error: None },
+                _ = &mut killed => {
+                    let code = if shutdown.is_cancelled() { 1001 } else { 1008 };
+                    break End::Close { code, error: None };
+                }
                 first = rx.recv() => {
                     let Some(first) = first else { break End::Gone };
                     conn.batch.push(first);
@@ -272,41 +278,53 @@ struct Conn {
 }
 
 impl Conn {
-    /// Writes a batch of messages with vectored writes, retrying partial writes.
+    /// Writes a batch of messages with vectored writes, retrying partial writes. The
+    /// slices live on the stack: nothing is allocated per write.
     async fn write(&mut self, stream: &mut TcpStream, batch: &[Outbound]) -> std::io::Result<()> {
+        for chunk in batch.chunks(BATCH) {
+            self.write_chunk(stream, chunk).await?;
+        }
+        trace!(messages = batch.len(), "wrote batch");
+        Ok(())
+    }
+
+    async fn write_chunk(
+        &mut self,
+        stream: &mut TcpStream,
+        batch: &[Outbound],
+    ) -> std::io::Result<()> {
         self.heads.clear();
-        let mut spans = Vec::with_capacity(batch.len());
-        for item in batch {
-            let start = self.heads.len();
+        // Where each message's header and prefix end in `heads`.
+        let mut ends = [0usize; BATCH];
+        let mut payload_bytes = 0;
+        for (item, end) in batch.iter().zip(&mut ends) {
             let mut head = [0; MAX_HEADER];
-            let (prefix, body): (Option<SharedPrefix>, &Bytes) = match item {
-                Outbound::Message(m) => (None, m),
-                Outbound::Shared { kind, ack, body } => {
-                    (Some(SharedPrefix::new(*kind, *ack)), body)
-                }
-            };
+            let (prefix, body) = item.parts();
             let prefix_bytes = prefix.as_ref().map(SharedPrefix::as_bytes).unwrap_or(&[]);
             let n = ws::header(ws::OP_BINARY, prefix_bytes.len() + body.len(), &mut head);
             self.heads.extend_from_slice(&head[..n]);
             self.heads.extend_from_slice(prefix_bytes);
-            spans.push((start..self.heads.len(), body));
-            self.hub
-                .metrics
-                .bytes_out
-                .fetch_add((prefix_bytes.len() + body.len()) as u64, Relaxed);
+            *end = self.heads.len();
+            payload_bytes += prefix_bytes.len() + body.len();
         }
-        self.hub
-            .metrics
-            .messages_out
-            .fetch_add(batch.len() as u64, Relaxed);
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(spans.len() * 2);
-        for (range, body) in &spans {
-            slices.push(IoSlice::new(&self.heads[range.clone()]));
+        let metrics = &self.hub.metrics;
+        metrics.bytes_out.fetch_add(payload_bytes as u64, Relaxed);
+        metrics.messages_out.fetch_add(batch.len() as u64, Relaxed);
+
+        let mut slices = [IoSlice::new(&[]); 2 * BATCH];
+        let mut count = 0;
+        let mut start = 0;
+        for (item, &end) in batch.iter().zip(&ends) {
+            slices[count] = IoSlice::new(&self.heads[start..end]);
+            count += 1;
+            start = end;
+            let body = item.parts().1;
             if !body.is_empty() {
-                slices.push(IoSlice::new(body));
+                slices[count] = IoSlice::new(body);
+                count += 1;
             }
         }
-        let mut slices = &mut slices[..];
+        let mut slices = &mut slices[..count];
         while !slices.is_empty() {
             let n = stream.write_vectored(slices).await?;
             if n == 0 {
@@ -314,7 +332,6 @@ impl Conn {
             }
             IoSlice::advance_slices(&mut slices, n);
         }
-        trace!(messages = batch.len(), "wrote batch");
         Ok(())
     }
 

@@ -14,7 +14,8 @@ use centrum_config::{Config, SlowClientPolicy};
 use centrum_net::Shutdown;
 use centrum_protocol::{
     ChannelIndex, ErrorMsg, FrontMsg, FrontToBack, Left, LinkInput, LinkJoin, LinkLeave, LinkPatch,
-    LinkResync, LinkSession, LinkState, Rejected, Seq, SessionKey, SharedKind, Unavailable, encode,
+    LinkResync, LinkSession, LinkState, Rejected, Seq, SessionKey, SharedKind, SharedPrefix,
+    Unavailable, encode,
 };
 
 use crate::metrics::FrontMetrics;
@@ -29,6 +30,16 @@ pub(crate) enum Outbound {
         ack: Seq,
         body: Bytes,
     },
+}
+
+impl Outbound {
+    /// The per-client prefix, if any, and the bytes that follow it.
+    pub(crate) fn parts(&self) -> (Option<SharedPrefix>, &Bytes) {
+        match self {
+            Outbound::Message(m) => (None, m),
+            Outbound::Shared { kind, ack, body } => (Some(SharedPrefix::new(*kind, *ack)), body),
+        }
+    }
 }
 
 /// How the rest of the front reaches one client connection.

@@ -121,7 +121,7 @@ async fn session(
     info!(back = %welcome.back, sessions = held, "linked");
 
     let (mut sink, mut stream) = link.split();
-    let writer = centrum_net::write_queued(&mut sink, &mut rx);
+    let writer = centrum_net::write_queued(&mut sink, &mut rx, limits.link_linger());
     let reader = async {
         while let Some(frame) = stream.next().await {
             let msg: BackToFront = decode(&frame?, usize::MAX)?;
