@@ -566,10 +566,14 @@ async fn counting_run(
     let mut seq = 0u32;
     let sleep = tokio::time::sleep(Duration::from_secs(86_400));
     tokio::pin!(sleep);
+    // Made once: each `cancelled()` registers with the token, which a loop turn must not pay.
+    let stop = run.stop.clone();
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
             biased;
-            _ = run.stop.cancelled() => break,
+            _ = &mut stopped => break,
             changed = run.timeline.changed(), if !run.started() => {
                 if changed.is_err() {
                     break;

@@ -9,6 +9,7 @@ mod connection;
 mod hub;
 mod link;
 mod metrics;
+mod outbox;
 mod ws;
 
 use std::net::SocketAddr;

@@ -53,9 +53,9 @@ pub async fn wait_tasks<E: Display + Send + 'static>(
 }
 
 /// Writes every frame queued on `rx` to `sink` until the queue closes. Whatever is
-/// queued at once goes in one flush (one write); with a `linger`, the writer also
-/// waits that long after the first frame of a write for more, unless a write's worth
-/// (64 KiB) is already waiting.
+/// queued at once goes in one flush (one write); with a `linger`, the writer sleeps
+/// that long after the first frame of a write and then takes everything queued
+/// meanwhile, without waking once per frame.
 ///
 /// # Errors
 /// The sink's error when the link breaks.
@@ -67,29 +67,13 @@ pub async fn write_queued<S>(
 where
     S: Sink<Bytes> + Unpin,
 {
-    const FULL_WRITE: usize = 64 * 1024;
     while let Some(frame) = rx.recv().await {
-        let deadline = tokio::time::Instant::now() + linger;
-        let mut pending = frame.len();
         sink.feed(frame).await?;
-        loop {
-            while let Ok(frame) = rx.try_recv() {
-                pending += frame.len();
-                sink.feed(frame).await?;
-            }
-            if linger.is_zero() || pending >= FULL_WRITE {
-                break;
-            }
-            tokio::select! {
-                more = rx.recv() => match more {
-                    Some(frame) => {
-                        pending += frame.len();
-                        sink.feed(frame).await?;
-                    }
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(deadline) => break,
-            }
+        if !linger.is_zero() {
+            tokio::time::sleep(linger).await;
+        }
+        while let Ok(frame) = rx.try_recv() {
+            sink.feed(frame).await?;
         }
         sink.flush().await?;
     }
@@ -157,7 +141,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_linger_gathers_frames_that_arrive_within_it_into_one_write() {
         // 5 ms gathers the frames sent at 0, 2 and 4 ms, then those at 6, 8 and 10, ...
-        assert_eq!(flushes_with(Duration::from_millis(5)).await, vec![3, 3, 3, 1]);
+        assert_eq!(
+            flushes_with(Duration::from_millis(5)).await,
+            vec![3, 3, 3, 1]
+        );
         // Without one, every frame that finds the queue empty is written alone.
         assert_eq!(flushes_with(Duration::ZERO).await, vec![1; 10]);
     }

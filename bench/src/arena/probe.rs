@@ -50,10 +50,14 @@ pub(crate) async fn run(mut client: Client, me: EntityId, mut run: ClientRun) ->
     let (mut msgs, mut bytes) = (0, 0);
     let sleep = tokio::time::sleep(Duration::from_secs(86_400));
     tokio::pin!(sleep);
+    // Made once: each `cancelled()` registers with the token, which a loop turn must not pay.
+    let stop = run.stop.clone();
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
             biased;
-            _ = run.stop.cancelled() => break,
+            _ = &mut stopped => break,
             changed = run.timeline.changed(), if !run.started() => {
                 if changed.is_err() {
                     break;
