@@ -65,7 +65,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
         };
         Some((stream, reader, first))
     };
-    let Ok(Some((mut stream, mut reader, first))) =
+    let Ok(Some((stream, mut reader, first))) =
         tokio::time::timeout(limits.handshake_timeout(), handshake).await
     else {
         hub.metrics.handshake_failures.fetch_add(1, Relaxed);
