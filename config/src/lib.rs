@@ -45,7 +45,7 @@ channels = [{ name = "arena", app = "arena" }]
 # max_frame_bytes = 1048576      # largest frame between processes (1024-67108864)
 # max_message_bytes = 65536      # largest WebSocket message from a client (64-16777216, <= max_frame_bytes)
 # client_queue = 256             # messages queued per client before slow_client applies (1-65536)
-# link_queue = 4096              # frames queued per front<->back link (1-1048576)
+# link_queue = 65536             # frames queued per front<->back link (1-1048576)
 # link_linger_us = 1000          # a front gathers inputs this long before writing them to a back (0-10000)
 # channel_inputs = 65536         # inputs queued per channel between two ticks (1-16777216)
 # max_connections = 10000        # client connections per front (1-1000000)
@@ -295,7 +295,7 @@ impl Default for Limits {
             max_frame_bytes: 1_048_576,
             max_message_bytes: 65_536,
             client_queue: 256,
-            link_queue: 4096,
+            link_queue: 65_536,
             link_linger_us: 1_000,
             channel_inputs: 65_536,
             max_connections: 10_000,
@@ -484,7 +484,7 @@ slow_client = "disconnect"
         assert_eq!(limits.max_frame_bytes, 1_048_576);
         assert_eq!(limits.max_message_bytes, 65_536);
         assert_eq!(limits.client_queue, 256);
-        assert_eq!(limits.link_queue, 4096);
+        assert_eq!(limits.link_queue, 65_536);
         assert_eq!(limits.channel_inputs, 65_536);
         assert_eq!(limits.max_connections, 10_000);
         assert_eq!(limits.handshake_timeout(), Duration::from_secs(5));

@@ -1,27 +1,31 @@
 //! One client connection: WebSocket handshake, hello and welcome, then one task with
-//! one `select!` over shutdown, its outbox (when a queue has formed) and its socket.
-//! Outbound messages mostly bypass the task: the [`Outbox`] writes them through.
+//! one `select!` over shutdown, its outbound queue and its socket. Outbound messages
+//! are written in batches with vectored writes: header and per-client prefix from a
+//! small buffer, the shared body straight from its `Bytes`.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use bytes::Bytes;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tracing::debug;
+use tracing::{debug, trace};
 
 use centrum_net::Shutdown;
 use centrum_protocol::{
-    ClientMsg, ErrorMsg, FrontMsg, PROTOCOL_VERSION, Pong, Rejected, SessionKey, Welcome, decode,
-    encode,
+    ClientMsg, ErrorMsg, FrontMsg, PROTOCOL_VERSION, Pong, Rejected, SessionKey, SharedPrefix,
+    Welcome, decode, encode,
 };
 
 use crate::hub::{ClientHandle, Hub, Outbound, Refusal};
-use crate::outbox::Outbox;
 use crate::ws::{self, FrameReader, MAX_HEADER, WsEvent};
+
+/// At most this many queued messages go into one vectored write.
+const BATCH: usize = 32;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
@@ -65,7 +69,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
         };
         Some((stream, reader, first))
     };
-    let Ok(Some((stream, mut reader, first))) =
+    let Ok(Some((mut stream, mut reader, first))) =
         tokio::time::timeout(limits.handshake_timeout(), handshake).await
     else {
         hub.metrics.handshake_failures.fetch_add(1, Relaxed);
@@ -115,7 +119,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
         Ok(h) => h,
         Err(end) => {
             hub.metrics.handshake_failures.fetch_add(1, Relaxed);
-            finish(&stream, end).await;
+            finish(&mut stream, end).await;
             return;
         }
     };
@@ -135,59 +139,70 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
         asked_resume = hello.resume.is_some(),
         "welcome"
     );
-    let stream = Arc::new(stream);
-    let outbox = Outbox::new(limits.client_queue as usize, hub.metrics.clone());
-    outbox.attach(stream.clone());
+    let (tx, mut rx) = mpsc::channel(limits.client_queue as usize);
     let handle = ClientHandle {
-        out: outbox.clone(),
+        tx,
         kill: shutdown.child_token(),
     };
     let mut conn = Conn {
         hub: hub.clone(),
         key,
         handle: handle.clone(),
+        heads: Vec::with_capacity(BATCH * 20),
+        batch: Vec::with_capacity(BATCH),
     };
-    let welcome = Outbound::Message(Bytes::from(encode(&welcome)));
-    if outbox.try_send(welcome).is_err() || outbox.drain().await.is_err() {
+    if conn
+        .write(
+            &mut stream,
+            &[Outbound::Message(Bytes::from(encode(&welcome)))],
+        )
+        .await
+        .is_err()
+    {
         return;
     }
     hub.add_client(key, handle.clone());
     // Messages that arrived in the same read as the Hello are already buffered.
-    let pending = conn.drain_frames(&mut reader);
+    let pending = conn.drain_frames(&mut reader, &mut stream).await;
 
     let end = if let Err(end) = pending {
         end
     } else {
-        // Made once, not per turn of the loop: each registers with its token or
-        // notifier. `kill` is a child of `shutdown`, so one future covers both.
+        // `kill` is a child of `shutdown`, so one future covers both; it is made once,
+        // not per iteration, since each one registers with the token.
         let killed = handle.kill.cancelled();
         tokio::pin!(killed);
-        let queued = outbox.queued();
-        tokio::pin!(queued);
         loop {
             tokio::select! {
                 _ = &mut killed => {
                     let code = if shutdown.is_cancelled() { 1001 } else { 1008 };
                     break End::Close { code, error: None };
                 }
-                _ = &mut queued => {
-                    queued.set(outbox.queued());
-                    if outbox.drain().await.is_err() {
+                first = rx.recv() => {
+                    let Some(first) = first else { break End::Gone };
+                    conn.batch.push(first);
+                    while conn.batch.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(item) => conn.batch.push(item),
+                            Err(_) => break,
+                        }
+                    }
+                    let batch = std::mem::take(&mut conn.batch);
+                    let written = conn.write(&mut stream, &batch).await;
+                    conn.batch = batch;
+                    conn.batch.clear();
+                    if written.is_err() {
                         break End::Gone;
                     }
                 }
-                readable = stream.readable() => {
-                    if readable.is_err() {
-                        break End::Gone;
-                    }
-                    match stream.try_read_buf(&mut reader.buf) {
-                        Ok(0) => break End::Gone,
+                read = stream.read_buf(&mut reader.buf) => {
+                    match read {
+                        Ok(0) | Err(_) => break End::Gone,
                         Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                        Err(_) => break End::Gone,
                     }
-                    if let Err(end) = conn.drain_frames(&mut reader) {
-                        break end;
+                    match conn.drain_frames(&mut reader, &mut stream).await {
+                        Ok(()) => {}
+                        Err(end) => break end,
                     }
                 }
             }
@@ -195,11 +210,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
     };
     hub.remove_client(key);
     let slow = matches!(end, End::Close { code: 1008, .. });
-    // A close frame may only follow whole frames; after a half-written one, the
-    // socket is simply closed.
-    if outbox.close() {
-        finish(&stream, end).await;
-    }
+    finish(&mut stream, end).await;
     debug!(slow, "connection closed");
 }
 
@@ -230,7 +241,7 @@ fn resume_token(key: SessionKey) -> String {
 }
 
 /// Says why (best effort) and closes.
-async fn finish(stream: &TcpStream, end: End) {
+async fn finish(stream: &mut TcpStream, end: End) {
     let End::Close { code, error } = end else {
         return;
     };
@@ -251,21 +262,9 @@ async fn finish(stream: &TcpStream, end: End) {
         reason = "slow client";
     }
     out.extend_from_slice(&ws::close_frame(code, reason));
-    // The peer may be gone or stuck; neither may hold the task. Dropping the socket
-    // afterwards closes it.
-    let write = async {
-        let mut rest = &out[..];
-        while !rest.is_empty() {
-            stream.writable().await?;
-            match stream.try_write(rest) {
-                Ok(n) => rest = &rest[n..],
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok::<_, std::io::Error>(())
-    };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), write).await;
+    // The peer may be gone or stuck; neither may hold the task.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(&out)).await;
+    let _ = stream.shutdown().await;
 }
 
 /// A connection's working state.
@@ -273,11 +272,75 @@ struct Conn {
     hub: Arc<Hub>,
     key: SessionKey,
     handle: ClientHandle,
+    /// Frame headers and per-client prefixes for the batch being written.
+    heads: Vec<u8>,
+    batch: Vec<Outbound>,
 }
 
 impl Conn {
+    /// Writes a batch of messages with vectored writes, retrying partial writes. The
+    /// slices live on the stack: nothing is allocated per write.
+    async fn write(&mut self, stream: &mut TcpStream, batch: &[Outbound]) -> std::io::Result<()> {
+        for chunk in batch.chunks(BATCH) {
+            self.write_chunk(stream, chunk).await?;
+        }
+        trace!(messages = batch.len(), "wrote batch");
+        Ok(())
+    }
+
+    async fn write_chunk(
+        &mut self,
+        stream: &mut TcpStream,
+        batch: &[Outbound],
+    ) -> std::io::Result<()> {
+        self.heads.clear();
+        // Where each message's header and prefix end in `heads`.
+        let mut ends = [0usize; BATCH];
+        let mut payload_bytes = 0;
+        for (item, end) in batch.iter().zip(&mut ends) {
+            let mut head = [0; MAX_HEADER];
+            let (prefix, body) = item.parts();
+            let prefix_bytes = prefix.as_ref().map(SharedPrefix::as_bytes).unwrap_or(&[]);
+            let n = ws::header(ws::OP_BINARY, prefix_bytes.len() + body.len(), &mut head);
+            self.heads.extend_from_slice(&head[..n]);
+            self.heads.extend_from_slice(prefix_bytes);
+            *end = self.heads.len();
+            payload_bytes += prefix_bytes.len() + body.len();
+        }
+        let metrics = &self.hub.metrics;
+        metrics.bytes_out.fetch_add(payload_bytes as u64, Relaxed);
+        metrics.messages_out.fetch_add(batch.len() as u64, Relaxed);
+
+        let mut slices = [IoSlice::new(&[]); 2 * BATCH];
+        let mut count = 0;
+        let mut start = 0;
+        for (item, &end) in batch.iter().zip(&ends) {
+            slices[count] = IoSlice::new(&self.heads[start..end]);
+            count += 1;
+            start = end;
+            let body = item.parts().1;
+            if !body.is_empty() {
+                slices[count] = IoSlice::new(body);
+                count += 1;
+            }
+        }
+        let mut slices = &mut slices[..count];
+        while !slices.is_empty() {
+            let n = stream.write_vectored(slices).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut slices, n);
+        }
+        Ok(())
+    }
+
     /// Handles every complete frame in the read buffer.
-    fn drain_frames(&mut self, reader: &mut FrameReader) -> Result<(), End> {
+    async fn drain_frames(
+        &mut self,
+        reader: &mut FrameReader,
+        stream: &mut TcpStream,
+    ) -> Result<(), End> {
         loop {
             let event = match reader.next_event() {
                 Ok(Some(e)) => e,
@@ -301,7 +364,7 @@ impl Conn {
                     let n = ws::header(ws::OP_PONG, payload.len(), &mut head);
                     let mut pong = head[..n].to_vec();
                     pong.extend_from_slice(&payload);
-                    self.reply(Outbound::Frame(Bytes::from(pong)))?;
+                    stream.write_all(&pong).await.map_err(|_| End::Gone)?;
                 }
                 WsEvent::Pong => {}
                 WsEvent::Close => {
@@ -374,7 +437,7 @@ impl Conn {
     /// Queues a reply behind whatever is already queued, so replies keep their order
     /// relative to patches. A client too slow to take a reply is disconnected.
     fn reply(&self, item: Outbound) -> Result<(), End> {
-        match self.handle.out.try_send(item) {
+        match self.handle.tx.try_send(item) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.hub

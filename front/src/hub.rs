@@ -19,15 +19,12 @@ use centrum_protocol::{
 };
 
 use crate::metrics::FrontMetrics;
-use crate::outbox::Outbox;
 
 /// What a client connection's writer sends: whole messages, or a shared body behind
 /// this client's prefix.
 #[derive(Debug)]
 pub(crate) enum Outbound {
     Message(Bytes),
-    /// A whole WebSocket frame, header included (a control frame such as a pong).
-    Frame(Bytes),
     Shared {
         kind: SharedKind,
         ack: Seq,
@@ -39,7 +36,7 @@ impl Outbound {
     /// The per-client prefix, if any, and the bytes that follow it.
     pub(crate) fn parts(&self) -> (Option<SharedPrefix>, &Bytes) {
         match self {
-            Outbound::Message(m) | Outbound::Frame(m) => (None, m),
+            Outbound::Message(m) => (None, m),
             Outbound::Shared { kind, ack, body } => (Some(SharedPrefix::new(*kind, *ack)), body),
         }
     }
@@ -48,10 +45,9 @@ impl Outbound {
 /// How the rest of the front reaches one client connection.
 #[derive(Clone, Debug)]
 pub(crate) struct ClientHandle {
-    /// Written through when the socket is idle, else queued up to
-    /// `limits.client_queue`; when full, the slow-client policy applies (never a
-    /// wait, so one slow client cannot stall a fan-out).
-    pub(crate) out: Outbox,
+    /// Bounded by `limits.client_queue`; when full, the slow-client policy applies
+    /// (never a wait, so one slow client cannot stall a fan-out).
+    pub(crate) tx: mpsc::Sender<Outbound>,
     /// Cancelled to close the connection from outside (slow client, policy).
     pub(crate) kill: Shutdown,
 }
@@ -90,7 +86,7 @@ struct ChannelRoute {
 pub(crate) struct Hub {
     pub(crate) id: String,
     pub(crate) config: Arc<Config>,
-    pub(crate) metrics: Arc<FrontMetrics>,
+    pub(crate) metrics: FrontMetrics,
     clients: RwLock<HashMap<SessionKey, ClientHandle>>,
     /// Fixed at start from the config: one lock per channel, never nested.
     channels: HashMap<String, Mutex<ChannelRoute>>,
@@ -123,7 +119,7 @@ impl Hub {
         Self {
             id: id.to_owned(),
             config,
-            metrics: Arc::default(),
+            metrics: FrontMetrics::default(),
             clients: RwLock::new(HashMap::new()),
             channels,
         }
@@ -324,14 +320,11 @@ impl Hub {
                         channel: name.clone(),
                         reason,
                     }));
-                    let _ = m.client.out.try_send(Outbound::Message(Bytes::from(msg)));
+                    let _ = m.client.tx.try_send(Outbound::Message(Bytes::from(msg)));
                     return false;
                 }
                 m.status = Status::Waiting;
-                let _ = m
-                    .client
-                    .out
-                    .try_send(Outbound::Message(unavailable.clone()));
+                let _ = m.client.tx.try_send(Outbound::Message(unavailable.clone()));
                 true
             });
         }
@@ -353,7 +346,7 @@ impl Hub {
                 ack,
                 body: msg.body.clone(),
             };
-            match m.client.out.try_send(item) {
+            match m.client.tx.try_send(item) {
                 Ok(()) => m.status = Status::Active,
                 // Not even a full state fits: this client cannot keep up at all.
                 Err(TrySendError::Full(_)) => self.drop_slow(&m.client),
@@ -362,77 +355,65 @@ impl Hub {
         }
     }
 
-    /// Fans one patch out: the same body to every active member, each behind its own
-    /// ack. Members are listed under the channel's lock and written to after it is
-    /// released, so inputs and joins never wait behind a fan-out's writes.
+    /// Fans one patch out: the same body to every active member, each behind its own ack.
     pub(crate) fn on_patch(&self, channel: &str, msg: LinkPatch) {
         let Some(route) = self.channels.get(channel) else {
             return;
         };
-        let targets: Vec<(SessionKey, ClientHandle, Seq)> = {
-            let mut guard = route.lock();
-            let route = &mut *guard;
-            for (key, ack) in &msg.acks {
-                if let Some(m) = route.members.get_mut(key) {
-                    m.ack = *ack;
-                }
+        let mut guard = route.lock();
+        let route = &mut *guard;
+        for (key, ack) in &msg.acks {
+            if let Some(m) = route.members.get_mut(key) {
+                m.ack = *ack;
             }
-            let active = |(key, m): (&SessionKey, &Member)| {
-                (m.status == Status::Active).then(|| (*key, m.client.clone(), m.ack))
-            };
-            if msg.changed {
-                route.members.iter().filter_map(active).collect()
-            } else {
-                // Nothing changed: only those whose ack moved need to hear of it.
-                msg.acks
-                    .iter()
-                    .filter_map(|(key, _)| route.members.get_key_value(key))
-                    .filter_map(active)
-                    .collect()
+        }
+        let mut behind = Vec::new();
+        let mut send = |key: SessionKey, m: &mut Member| {
+            if m.status != Status::Active {
+                return;
+            }
+            match m.client.tx.try_send(Outbound::Shared {
+                kind: SharedKind::Patch,
+                ack: m.ack,
+                body: msg.body.clone(),
+            }) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => match self.config.limits.slow_client {
+                    SlowClientPolicy::Resync => {
+                        m.status = Status::Waiting;
+                        behind.push(key);
+                    }
+                    SlowClientPolicy::Disconnect => self.drop_slow(&m.client),
+                },
+                Err(TrySendError::Closed(_)) => {}
             }
         };
-        let mut behind = Vec::new();
-        for (key, client, ack) in targets {
-            let item = Outbound::Shared {
-                kind: SharedKind::Patch,
-                ack,
-                body: msg.body.clone(),
-            };
-            match client.out.try_send(item) {
-                Ok(()) | Err(TrySendError::Closed(_)) => {}
-                Err(TrySendError::Full(_)) => match self.config.limits.slow_client {
-                    SlowClientPolicy::Resync => behind.push(key),
-                    SlowClientPolicy::Disconnect => self.drop_slow(&client),
-                },
+        if msg.changed {
+            for (key, m) in route.members.iter_mut() {
+                send(*key, m);
+            }
+        } else {
+            for (key, _) in &msg.acks {
+                if let Some(m) = route.members.get_mut(key) {
+                    send(*key, m);
+                }
             }
         }
         self.metrics.patches.fetch_add(1, Relaxed);
-        if behind.is_empty() {
-            return;
-        }
-        let mut route = route.lock();
-        // Those still here wait for a fresh state; patches skip them meanwhile.
-        behind.retain(|key| match route.members.get_mut(key) {
-            Some(m) if m.status == Status::Active => {
-                m.status = Status::Waiting;
-                true
+        if !behind.is_empty() {
+            self.metrics
+                .slow_client_resyncs
+                .fetch_add(behind.len() as u64, Relaxed);
+            if let Some((tx, index, close)) = &route.link {
+                send_or_close(
+                    tx,
+                    close,
+                    encode(&FrontToBack::Resync(LinkResync {
+                        channel: *index,
+                        sessions: behind,
+                    })),
+                );
             }
-            _ => false,
-        });
-        self.metrics
-            .slow_client_resyncs
-            .fetch_add(behind.len() as u64, Relaxed);
-        if let Some((tx, index, close)) = &route.link
-            && !behind.is_empty()
-        {
-            send_or_close(
-                tx,
-                close,
-                encode(&FrontToBack::Resync(LinkResync {
-                    channel: *index,
-                    sessions: behind,
-                })),
-            );
         }
     }
 
@@ -446,14 +427,14 @@ impl Hub {
                 channel: channel.to_owned(),
                 reason,
             }));
-            let _ = m.client.out.try_send(Outbound::Message(Bytes::from(msg)));
+            let _ = m.client.tx.try_send(Outbound::Message(Bytes::from(msg)));
         }
     }
 
     pub(crate) fn on_notice(&self, key: SessionKey, code: String, message: String) {
         if let Some(client) = self.clients.read().get(&key) {
             let msg = encode(&FrontMsg::Error(ErrorMsg { code, message }));
-            let _ = client.out.try_send(Outbound::Message(Bytes::from(msg)));
+            let _ = client.tx.try_send(Outbound::Message(Bytes::from(msg)));
         }
     }
 
@@ -493,16 +474,14 @@ mod tests {
         Hub::new("front-1", Arc::new(config))
     }
 
-    /// A client whose outbox has no socket: everything sent to it queues, for the
-    /// test to read back.
-    fn client(capacity: usize) -> (ClientHandle, Outbox) {
-        let out = Outbox::new(capacity, Arc::default());
+    fn client(capacity: usize) -> (ClientHandle, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(capacity);
         (
             ClientHandle {
-                out: out.clone(),
+                tx,
                 kill: Shutdown::new(),
             },
-            out,
+            rx,
         )
     }
 
@@ -519,7 +498,13 @@ mod tests {
     /// Sets up a linked channel with a slow client (queue of 1) and a fast one.
     fn linked(
         policy: SlowClientPolicy,
-    ) -> (Hub, mpsc::Receiver<Bytes>, ClientHandle, Outbox, Outbox) {
+    ) -> (
+        Hub,
+        mpsc::Receiver<Bytes>,
+        ClientHandle,
+        mpsc::Receiver<Outbound>,
+        mpsc::Receiver<Outbound>,
+    ) {
         let hub = hub(policy);
         let (link_tx, mut link_rx) = mpsc::channel(16);
         hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
@@ -546,7 +531,7 @@ mod tests {
 
     #[test]
     fn a_slow_client_is_resynced_and_never_holds_up_the_others() {
-        let (hub, mut link_rx, _slow, slow_rx, fast_rx) = linked(SlowClientPolicy::Resync);
+        let (hub, mut link_rx, _slow, mut slow_rx, mut fast_rx) = linked(SlowClientPolicy::Resync);
         for tick in 2..6 {
             hub.on_patch("arena", patch(tick));
         }
@@ -615,8 +600,8 @@ mod tests {
 
     #[test]
     fn a_dropped_link_tells_members_and_rejects_joins_in_flight() {
-        let (hub, _link_rx, _slow, _slow_rx, fast_rx) = linked(SlowClientPolicy::Resync);
-        let (late, late_rx) = client(4);
+        let (hub, _link_rx, _slow, _slow_rx, mut fast_rx) = linked(SlowClientPolicy::Resync);
+        let (late, mut late_rx) = client(4);
         hub.join(3, &late, "arena", Bytes::new()).unwrap();
         hub.link_down(0);
         let _state = fast_rx.try_recv().unwrap();

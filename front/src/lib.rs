@@ -9,7 +9,6 @@ mod connection;
 mod hub;
 mod link;
 mod metrics;
-mod outbox;
 mod ws;
 
 use std::net::SocketAddr;

@@ -121,7 +121,13 @@ async fn session(
     info!(back = %welcome.back, sessions = held, "linked");
 
     let (mut sink, mut stream) = link.split();
-    let writer = centrum_net::write_queued(&mut sink, &mut rx, limits.link_linger());
+    // The writer has a task of its own: the reader fans each patch out to every
+    // client itself, which takes a while with thousands of them, and inputs must keep
+    // flowing to the back meanwhile.
+    let linger = limits.link_linger();
+    let writer =
+        tokio::spawn(async move { centrum_net::write_queued(&mut sink, &mut rx, linger).await });
+    let abort_writer = writer.abort_handle();
     let reader = async {
         while let Some(frame) = stream.next().await {
             let msg: BackToFront = decode(&frame?, usize::MAX)?;
@@ -131,16 +137,20 @@ async fn session(
     };
     let result = tokio::select! {
         _ = close.cancelled() => Ok(()),
-        r = writer => r.map_err(FrameError::from),
+        r = writer => match r {
+            Ok(written) => written.map_err(FrameError::from),
+            Err(e) => Err(FrameError::Io(std::io::Error::other(format!("link writer failed: {e}")))),
+        },
         r = reader => r,
     };
+    abort_writer.abort();
     hub.metrics.links.fetch_sub(1, Relaxed);
     drop(tx);
     result
 }
 
 /// Hands one message from the back to the hub.
-fn route(hub: &Hub, channels: &[String], msg: BackToFront) -> Result<(), FrameError> {
+fn route(hub: &Arc<Hub>, channels: &[String], msg: BackToFront) -> Result<(), FrameError> {
     let name = |index: u16| {
         channels
             .get(usize::from(index))

@@ -16,7 +16,7 @@ fn hex(bytes: &[u8]) -> String {
         .join(" ")
 }
 
-/// The schema of the bench-arena app: the example of PROTOCOL.md.
+/// The example schema of PROTOCOL.md: bench-arena's, without its `name` field.
 fn arena_schema() -> Schema {
     Schema::new().kind_with(
         "player",
