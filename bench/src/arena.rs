@@ -7,6 +7,7 @@ mod probe;
 pub(crate) mod raw;
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -14,8 +15,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use centrum_client::{Client, ClientOptions};
 
@@ -199,26 +200,66 @@ pub(crate) struct Timeline {
     window_end: Instant,
 }
 
-/// What a client task knows about the run.
+/// What a client task knows about the run, and when its inputs are due.
 #[derive(Debug)]
 pub(crate) struct ClientRun {
     index: usize,
     n: usize,
     channel: String,
-    stop: CancellationToken,
     timeline: watch::Receiver<Option<Timeline>>,
     current: Option<Timeline>,
+    /// Inputs sent so far; the last one's seq.
+    sent: u32,
+    next_due: Pin<Box<Sleep>>,
+    /// Made once: each `cancelled()` registers with the token, which a turn of a
+    /// client's loop must not pay.
+    stopped: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl ClientRun {
-    fn started(&self) -> bool {
-        self.current.is_some()
+    fn new(
+        index: usize,
+        n: usize,
+        channel: String,
+        stop: CancellationToken,
+        timeline: watch::Receiver<Option<Timeline>>,
+    ) -> Self {
+        Self {
+            index,
+            n,
+            channel,
+            timeline,
+            current: None,
+            sent: 0,
+            // Far off until the timeline is published.
+            next_due: Box::pin(tokio::time::sleep(Duration::from_secs(86_400))),
+            stopped: Box::pin(stop.cancelled_owned()),
+        }
     }
 
-    /// Takes the timeline just published; returns this client's first send time.
-    fn on_timeline(&mut self) -> Option<Instant> {
-        self.current = *self.timeline.borrow();
-        self.current.map(|t| t.start + self.offset())
+    /// Waits until the next input is due and returns its seq; None once the run stops.
+    /// Cancel-safe: nothing changes unless it returns or the timeline arrives.
+    async fn next_input(&mut self) -> Option<u32> {
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut self.stopped => return None,
+                changed = self.timeline.changed(), if self.current.is_none() => {
+                    changed.ok()?;
+                    self.current = *self.timeline.borrow();
+                    if let Some(t) = self.current {
+                        let first = t.start + self.offset();
+                        self.next_due.as_mut().reset(first);
+                    }
+                }
+                _ = &mut self.next_due, if self.current.is_some() => {
+                    self.sent += 1;
+                    let next = self.next_send(self.sent);
+                    self.next_due.as_mut().reset(next);
+                    return Some(self.sent);
+                }
+            }
+        }
     }
 
     /// Client i's phase: `i/N` of the input period.
@@ -365,14 +406,13 @@ pub async fn run(options: &ArenaOptions, server: &Server) -> Result<ArenaResult,
         match result {
             Ok((index, Ok(conn))) => {
                 joined += 1;
-                let run = ClientRun {
+                let run = ClientRun::new(
                     index,
                     n,
-                    channel: options.channel.clone(),
-                    stop: stop.clone(),
-                    timeline: timeline_rx.clone(),
-                    current: None,
-                };
+                    options.channel.clone(),
+                    stop.clone(),
+                    timeline_rx.clone(),
+                );
                 tasks.spawn(client_task(conn, run));
             }
             Ok((_, Err(e))) => join_errors.push(e),
@@ -563,27 +603,10 @@ async fn counting_run(
     mut run: ClientRun,
 ) -> (Option<raw::RawClient>, Tally) {
     let mut tally = Tally::default();
-    let mut seq = 0u32;
-    let sleep = tokio::time::sleep(Duration::from_secs(86_400));
-    tokio::pin!(sleep);
-    // Made once: each `cancelled()` registers with the token, which a loop turn must not pay.
-    let stop = run.stop.clone();
-    let stopped = stop.cancelled();
-    tokio::pin!(stopped);
     loop {
         tokio::select! {
-            biased;
-            _ = &mut stopped => break,
-            changed = run.timeline.changed(), if !run.started() => {
-                if changed.is_err() {
-                    break;
-                }
-                if let Some(at) = run.on_timeline() {
-                    sleep.as_mut().reset(at);
-                }
-            }
-            _ = &mut sleep, if run.started() => {
-                seq += 1;
+            seq = run.next_input() => {
+                let Some(seq) = seq else { break };
                 let (_, _, data) = Workload::input(seq);
                 let now = Instant::now();
                 if let Err(e) = client.send_input(centrum_client::Seq(seq), data).await {
@@ -591,7 +614,6 @@ async fn counting_run(
                     return (None, tally);
                 }
                 tally.count_input(run.in_window(now));
-                sleep.as_mut().reset(run.next_send(seq));
             }
             readable = client.readable() => {
                 let mut got = raw::Received::default();

@@ -3,8 +3,6 @@
 //! checks its own position against the inputs it sent (correctness).
 
 use std::collections::VecDeque;
-use std::time::Duration;
-
 use tokio::time::Instant;
 
 use centrum_client::{Client, ClientError, EntityId, Event, Seq, Value};
@@ -40,34 +38,17 @@ pub(crate) fn own_player(client: &Client, channel: &str, name: &str) -> Option<E
         .find(|id| matches!(mirror.field(*id, "name"), Some((_, Value::Str(n))) if n == name))
 }
 
-/// Runs one measuring client until `run.stop`; returns the client for the leave phase.
+/// Runs one measuring client until the run stops; returns it for the leave phase.
 pub(crate) async fn run(mut client: Client, me: EntityId, mut run: ClientRun) -> (Client, Tally) {
     let mut tally = Tally::default();
     let mut pending: VecDeque<(u32, Instant)> = VecDeque::new();
     let mut expected = Expected::new();
-    let mut seq = 0u32;
     let mut resolved = 0u32;
     let (mut msgs, mut bytes) = (0, 0);
-    let sleep = tokio::time::sleep(Duration::from_secs(86_400));
-    tokio::pin!(sleep);
-    // Made once: each `cancelled()` registers with the token, which a loop turn must not pay.
-    let stop = run.stop.clone();
-    let stopped = stop.cancelled();
-    tokio::pin!(stopped);
     loop {
         tokio::select! {
-            biased;
-            _ = &mut stopped => break,
-            changed = run.timeline.changed(), if !run.started() => {
-                if changed.is_err() {
-                    break;
-                }
-                if let Some(at) = run.on_timeline() {
-                    sleep.as_mut().reset(at);
-                }
-            }
-            _ = &mut sleep, if run.started() => {
-                seq += 1;
+            seq = run.next_input() => {
+                let Some(seq) = seq else { break };
                 let (dx, dy, data) = Workload::input(seq);
                 expected.push(dx, dy);
                 let now = Instant::now();
@@ -77,7 +58,6 @@ pub(crate) async fn run(mut client: Client, me: EntityId, mut run: ClientRun) ->
                 }
                 pending.push_back((seq, now));
                 tally.count_input(run.in_window(now));
-                sleep.as_mut().reset(run.next_send(seq));
             }
             event = client.next_event() => {
                 let now = Instant::now();
