@@ -21,7 +21,8 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use centrum_client::{Client, ClientOptions};
 
 use crate::procfs::{self, CpuTime};
-use crate::{BenchError, scrape, stats};
+use crate::stats::{self, round};
+use crate::{BenchError, scrape};
 
 /// The input period of the workload (20 Hz), independent of the server's tick.
 const PERIOD: Duration = Duration::from_millis(50);
@@ -392,7 +393,7 @@ pub async fn run(options: &ArenaOptions, server: &Server) -> Result<ArenaResult,
                 joined.unwrap_or_else(|_| Err("the join took over 30 s".into())),
             )
         });
-        if options.progress && (index + 1) % 500 == 0 {
+        if (index + 1) % 500 == 0 {
             progress!(options, "{} joins started", index + 1);
         }
     }
@@ -443,11 +444,11 @@ pub async fn run(options: &ArenaOptions, server: &Server) -> Result<ArenaResult,
     );
 
     tokio::time::sleep_until(timeline.window_start).await;
-    let cpu_before = cpu_of(&server.pids);
+    let cpu_before = procfs::cpu_of(&server.pids);
     let me_before = procfs::cpu(std::process::id());
     let counters_before = server
         .master
-        .map(|m| tokio::spawn(scrape_fresh(m, options.channel.clone())));
+        .map(|m| tokio::spawn(scrape::fresh(m, options.channel.clone())));
     progress!(
         options,
         "window open ({:.0} s)",
@@ -465,25 +466,19 @@ pub async fn run(options: &ArenaOptions, server: &Server) -> Result<ArenaResult,
         );
     }
     tokio::time::sleep_until(timeline.window_end).await;
-    let cpu_after = cpu_of(&server.pids);
+    let cpu_after = procfs::cpu_of(&server.pids);
     let me_after = procfs::cpu(std::process::id());
     let wall = (Instant::now() - timeline.window_start).as_secs_f64();
     let counters_after = server
         .master
-        .map(|m| tokio::spawn(scrape_fresh(m, options.channel.clone())));
+        .map(|m| tokio::spawn(scrape::fresh(m, options.channel.clone())));
     progress!(
         options,
         "window closed; {:.0} s tail",
         options.tail.as_secs_f64()
     );
     tokio::time::sleep_until(stop_at).await;
-    let rss_peak_kib: Option<u64> = (!server.pids.is_empty()).then(|| {
-        server
-            .pids
-            .iter()
-            .filter_map(|p| procfs::rss_peak_kib(*p))
-            .sum()
-    });
+    let rss_peak_kib = procfs::rss_peak_kib_of(&server.pids);
     stop.cancel();
 
     // Collect, then everyone leaves.
@@ -502,15 +497,7 @@ pub async fn run(options: &ArenaOptions, server: &Server) -> Result<ArenaResult,
             }
         }
     }
-    let mut leaving = JoinSet::new();
-    for conn in conns {
-        leaving.spawn(conn.close());
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while leaving.join_next().await.is_some() {}
-    })
-    .await;
-    leaving.abort_all();
+    crate::settle(conns.into_iter().map(Conn::close), Duration::from_secs(5)).await;
     progress!(options, "all left");
 
     let server_cpu = match (cpu_before, cpu_after) {
@@ -647,19 +634,6 @@ fn probe_indices(n: usize, decode: Decode) -> std::collections::HashSet<usize> {
     }
 }
 
-fn cpu_of(pids: &[u32]) -> Option<CpuTime> {
-    if pids.is_empty() {
-        return None;
-    }
-    pids.iter()
-        .map(|p| procfs::cpu(*p))
-        .try_fold(CpuTime::default(), |sum, c| c.map(|c| sum + c))
-}
-
-async fn scrape_fresh(master: SocketAddr, channel: String) -> Option<scrape::BackCounters> {
-    scrape::fresh(master, &channel).await
-}
-
 struct Summary<'a> {
     options: &'a ArenaOptions,
     server: &'a Server,
@@ -784,11 +758,6 @@ fn judge(r: &mut ArenaResult) {
     }
     r.valid = reasons.is_empty();
     r.invalid_reasons = reasons;
-}
-
-fn round(v: f64, digits: i32) -> f64 {
-    let f = 10f64.powi(digits);
-    (v * f).round() / f
 }
 
 #[cfg(test)]

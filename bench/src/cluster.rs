@@ -11,7 +11,6 @@ use tokio::process::{Child, Command};
 use centrum_client::{Client, ClientOptions};
 
 use crate::BenchError;
-use crate::procfs;
 
 /// How the cluster's roles are laid out in processes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,7 +158,7 @@ impl Cluster {
     }
 
     /// An error naming the first process that has exited, if any.
-    pub fn check_alive(&mut self) -> Result<(), BenchError> {
+    fn check_alive(&mut self) -> Result<(), BenchError> {
         for (name, child) in &mut self.children {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(BenchError::Setup(format!(
@@ -169,14 +168,6 @@ impl Cluster {
             }
         }
         Ok(())
-    }
-
-    /// Peak resident memory summed over the cluster's processes, in KiB.
-    pub fn rss_peak_kib(&self) -> u64 {
-        self.pids()
-            .into_iter()
-            .filter_map(procfs::rss_peak_kib)
-            .sum()
     }
 
     /// Stops every process: SIGTERM, then SIGKILL after 5 s.

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::arena::raw::RawClient;
+use crate::stats::round;
 use crate::{BenchError, procfs};
 
 /// The front to fill.
@@ -99,25 +100,21 @@ pub async fn run(options: &IdleOptions) -> Result<IdleReport, BenchError> {
         eprintln!("[idle] {} open in {open_s:.1} s; closing", open.len());
     }
     let opened = open.len();
-    let mut closing = JoinSet::new();
-    for conn in open {
-        closing.spawn(conn.close());
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while closing.join_next().await.is_some() {}
-    })
+    crate::settle(
+        open.into_iter().map(RawClient::close),
+        Duration::from_secs(10),
+    )
     .await;
     Ok(IdleReport {
         connections: options.connections,
         opened,
         failures,
         first_error,
-        open_s: (open_s * 100.0).round() / 100.0,
+        open_s: round(open_s, 2),
         front_rss_before_kib: before,
         front_rss_after_kib: after,
         front_rss_peak_kib: peak,
-        kib_per_connection: (opened > 0).then(|| {
-            ((after.saturating_sub(before)) as f64 / opened as f64 * 100.0).round() / 100.0
-        }),
+        kib_per_connection: (opened > 0)
+            .then(|| round(after.saturating_sub(before) as f64 / opened as f64, 2)),
     })
 }

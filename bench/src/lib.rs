@@ -14,5 +14,19 @@ mod scrape;
 mod stats;
 
 pub use error::BenchError;
+
+/// Waits for every future (each on a task of its own) for at most `limit`; what is
+/// still running then is abandoned. For closing many connections at once.
+pub(crate) async fn settle<F>(futures: impl IntoIterator<Item = F>, limit: std::time::Duration)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for f in futures {
+        set.spawn(f);
+    }
+    let _ = tokio::time::timeout(limit, async { while set.join_next().await.is_some() {} }).await;
+    set.abort_all();
+}
 pub use procfs::raise_open_files_limit;
 pub use runner::{Target, arena_series, layout_name, write_report};

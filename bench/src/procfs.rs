@@ -59,6 +59,20 @@ fn parse_stat(stat: &str, ticks: f64) -> Option<CpuTime> {
     })
 }
 
+/// CPU time summed over `pids`; None when there are none or one is gone.
+pub(crate) fn cpu_of(pids: &[u32]) -> Option<CpuTime> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter()
+        .try_fold(CpuTime::default(), |sum, p| cpu(*p).map(|c| sum + c))
+}
+
+/// Peak resident memory summed over `pids`, in KiB; None when there are none.
+pub(crate) fn rss_peak_kib_of(pids: &[u32]) -> Option<u64> {
+    (!pids.is_empty()).then(|| pids.iter().filter_map(|p| rss_peak_kib(*p)).sum())
+}
+
 /// `pid`'s peak resident memory (VmHWM) in KiB.
 pub(crate) fn rss_peak_kib(pid: u32) -> Option<u64> {
     status_kib(pid, "VmHWM:")

@@ -34,7 +34,8 @@ impl BackCounters {
 
 /// Waits (at most 3 s) for the channel's tick counter to move, i.e. for a heartbeat
 /// that just arrived, and returns the counters it brought.
-pub(crate) async fn fresh(master: SocketAddr, channel: &str) -> Option<BackCounters> {
+pub(crate) async fn fresh(master: SocketAddr, channel: String) -> Option<BackCounters> {
+    let channel = channel.as_str();
     let first = read(master, channel).await?;
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {

@@ -1,4 +1,10 @@
-//! Percentiles over latency samples, nearest-rank.
+//! Percentiles over latency samples (nearest-rank), and rounding for the report.
+
+/// `v` rounded to `digits` decimals.
+pub(crate) fn round(v: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (v * f).round() / f
+}
 
 /// The `p`-th percentile (0-100) of `sorted`, which must be sorted ascending.
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> Option<f64> {

@@ -318,7 +318,7 @@ impl Conn {
             slices[count] = IoSlice::new(&self.heads[start..end]);
             count += 1;
             start = end;
-            let body = item.parts().1;
+            let body = item.body();
             if !body.is_empty() {
                 slices[count] = IoSlice::new(body);
                 count += 1;

@@ -40,6 +40,13 @@ impl Outbound {
             Outbound::Shared { kind, ack, body } => (Some(SharedPrefix::new(*kind, *ack)), body),
         }
     }
+
+    /// The bytes after the prefix.
+    pub(crate) fn body(&self) -> &Bytes {
+        match self {
+            Outbound::Message(body) | Outbound::Shared { body, .. } => body,
+        }
+    }
 }
 
 /// How the rest of the front reaches one client connection.

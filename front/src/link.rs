@@ -150,7 +150,7 @@ async fn session(
 }
 
 /// Hands one message from the back to the hub.
-fn route(hub: &Arc<Hub>, channels: &[String], msg: BackToFront) -> Result<(), FrameError> {
+fn route(hub: &Hub, channels: &[String], msg: BackToFront) -> Result<(), FrameError> {
     let name = |index: u16| {
         channels
             .get(usize::from(index))

@@ -159,7 +159,8 @@ pub enum SharedKind {
 }
 
 impl SharedPrefix {
-    /// `[type, [ack, ` followed by the shared body's remaining elements.
+    /// `[type, [ack, ` followed by the shared body's remaining elements. Built in place:
+    /// it is made once per client per patch, so it allocates nothing.
     pub fn new(kind: SharedKind, ack: Seq) -> Self {
         // The body holds the rest of the inner array: 4 more values for State
         // (channel, tick, schema, entities), 5 for Patch.
@@ -167,15 +168,13 @@ impl SharedPrefix {
             SharedKind::State => (1, 5),
             SharedKind::Patch => (2, 6),
         };
-        let mut buf = Vec::with_capacity(9);
-        buf.extend_from_slice(&[0x92, code, 0x90 | inner_len]);
-        crate::wire::uint(&mut buf, u64::from(ack.0));
         let mut bytes = [0; 9];
-        bytes[..buf.len()].copy_from_slice(&buf);
-        Self {
-            bytes,
-            len: buf.len() as u8,
-        }
+        bytes[..3].copy_from_slice(&[0x92, code, 0x90 | inner_len]);
+        let mut rest = &mut bytes[3..];
+        // A u32 takes at most 5 bytes in MessagePack and 6 are left, so this cannot fail.
+        let _ = rmp::encode::write_uint(&mut rest, u64::from(ack.0));
+        let len = (9 - rest.len()) as u8;
+        Self { bytes, len }
     }
 
     pub fn as_bytes(&self) -> &[u8] {

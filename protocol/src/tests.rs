@@ -342,3 +342,16 @@ proptest! {
         prop_assert_eq!(authoritative, mirrored);
     }
 }
+
+#[test]
+fn shared_prefixes_encode_every_ack_size_like_the_serde_encoder() {
+    for ack in [0, 127, 128, 255, 256, 65_535, 65_536, u32::MAX] {
+        for kind in [SharedKind::State, SharedKind::Patch] {
+            let prefix = SharedPrefix::new(kind, Seq(ack));
+            let code = if kind == SharedKind::State { 1 } else { 2 };
+            let mut expected = vec![0x92, code, if code == 1 { 0x95 } else { 0x96 }];
+            rmp::encode::write_uint(&mut expected, u64::from(ack)).expect("vec");
+            assert_eq!(prefix.as_bytes(), &expected[..], "ack {ack}");
+        }
+    }
+}
