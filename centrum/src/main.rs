@@ -222,9 +222,25 @@ async fn up(file: Option<&Path>, host: Option<String>, in_process: bool) -> Resu
             http: bind(config.master.http, "master http").await?,
             nodes: bind(config.master.nodes, "master nodes").await?,
         };
+        let http = config.master.http;
+        // The demo plays the first channel running the arena game.
+        let arena = config
+            .backs
+            .iter()
+            .flat_map(|b| &b.channels)
+            .find(|c| c.app == "arena");
+        if let Some(arena) = arena {
+            let query = match arena.name.as_str() {
+                "arena" => String::new(),
+                name => format!("?channel={name}"),
+            };
+            lines.push(format!(
+                "  play     http://{http}/{query}   (the arena demo: open it in two tabs)"
+            ));
+        }
+        lines.push(format!("  admin    http://{http}/admin   (the dashboard)"));
         lines.push(format!(
-            "  master   http://{}   gate: /gate?channel=C   status: /status   metrics: /metrics",
-            config.master.http
+            "  master   http://{http}   gate: /gate?channel=C   status: /status   metrics: /metrics"
         ));
         let (config, stop) = (config.clone(), shutdown.clone());
         tasks.spawn(async move {

@@ -23,6 +23,7 @@ pub const DEFAULT_TOML: &str = r#"# centrum cluster config: one file for every p
 # host = "127.0.0.1"
 http = "127.0.0.1:7300"    # the master's HTTP endpoint
 nodes = "127.0.0.1:7301"   # fronts and backs connect and heartbeat here
+# admin_token = "change-me-to-a-long-secret"   # protects /admin, /status and /metrics
 
 # One [[fronts]] table per front. Clients connect to a front over WebSocket.
 [[fronts]]
@@ -79,6 +80,11 @@ pub struct MasterConfig {
     pub http: SocketAddr,
     /// Where fronts and backs connect and heartbeat.
     pub nodes: SocketAddr,
+    /// When set, `/admin`, `/status` and `/metrics` require it (a cookie from the
+    /// dashboard's login form, or `Authorization: Bearer <token>`). `/gate` and the
+    /// demo stay public: game clients use them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
 }
 
 /// A process that accepts client WebSocket connections.

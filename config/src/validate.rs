@@ -20,6 +20,10 @@ struct Checker<'a> {
     addresses: Vec<(String, &'a str, SocketAddr)>,
 }
 
+/// Bounds of `master.admin_token`'s length.
+const MIN_ADMIN_TOKEN: usize = 12;
+const MAX_ADMIN_TOKEN: usize = 256;
+
 impl<'a> Checker<'a> {
     fn push(&mut self, field: impl Into<String>, reason: impl Into<String>) {
         self.problems.push(FieldError {
@@ -35,6 +39,27 @@ impl<'a> Checker<'a> {
             .push(("master.http".into(), &master.host, master.http));
         self.addresses
             .push(("master.nodes".into(), &master.host, master.nodes));
+        if let Some(token) = &master.admin_token {
+            // It travels in a cookie and an Authorization header, so it must be a plain
+            // token; short ones are guessable.
+            if token.len() < MIN_ADMIN_TOKEN || token.len() > MAX_ADMIN_TOKEN {
+                self.push(
+                    "master.admin_token",
+                    format!(
+                        "must be {MIN_ADMIN_TOKEN}-{MAX_ADMIN_TOKEN} characters (got {})",
+                        token.len()
+                    ),
+                );
+            } else if !token
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b';' && b != b',')
+            {
+                self.push(
+                    "master.admin_token",
+                    "must be printable ASCII without spaces, ';' or ','",
+                );
+            }
+        }
     }
 
     fn front(&mut self, i: usize, front: &'a FrontConfig) {
@@ -375,6 +400,36 @@ mod tests {
                 "fronts[0].host: must not be empty",
                 "backs[0].host: must not be empty",
             ]
+        );
+    }
+
+    #[test]
+    fn admin_tokens_that_are_short_long_or_not_plain() {
+        for (token, reason) in [
+            ("short", "must be 12-256 characters (got 5)"),
+            (&"x".repeat(257), "must be 12-256 characters (got 257)"),
+            (
+                "has a space in it",
+                "must be printable ASCII without spaces, ';' or ','",
+            ),
+            (
+                "semi;colon-token",
+                "must be printable ASCII without spaces, ';' or ','",
+            ),
+            (
+                "non-ascii-tökén",
+                "must be printable ASCII without spaces, ';' or ','",
+            ),
+        ] {
+            let found = problems_after(|c| c.master.admin_token = Some(token.to_owned()));
+            assert_eq!(
+                found,
+                [format!("master.admin_token: {reason}")],
+                "{token:?}"
+            );
+        }
+        assert!(
+            problems_after(|c| c.master.admin_token = Some("a-good-token-1234".into())).is_empty()
         );
     }
 

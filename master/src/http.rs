@@ -1,7 +1,9 @@
 //! The master's HTTP API (axum): `/gate` sends a client to the least-loaded live front,
-//! `/status` describes the cluster as JSON, `/metrics` serves Prometheus text. New
-//! routes (admin, dashboard) go in [`router`]; errors are JSON `{"error": "..."}`.
+//! `/status` describes the cluster as JSON, `/metrics` serves Prometheus text; the web
+//! pages are in [`crate::web`]. Every route is in [`router`]; errors are JSON
+//! `{"error": "..."}`.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -11,8 +13,9 @@ use std::task::{Context, Poll};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode, Uri, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -22,10 +25,10 @@ use tokio::time::Instant;
 
 use centrum_config::Config;
 use centrum_net::Shutdown;
-use centrum_protocol::Role;
+use centrum_protocol::{NodeStats, Role};
 
-use crate::metrics;
 use crate::registry::{Node, Registry, role_name};
+use crate::{metrics, web};
 
 /// HTTP connections served at once; more wait in the kernel's backlog.
 pub(crate) const MAX_HTTP_CONNECTIONS: usize = 1024;
@@ -56,7 +59,11 @@ struct GateReply {
 #[derive(Debug, Serialize)]
 struct Status {
     master: MasterStatus,
+    /// How often nodes report; rates are per second over one such interval.
+    heartbeat_ms: u32,
     nodes: Vec<NodeStatus>,
+    /// Configured fronts and backs with no live registration.
+    down: Vec<String>,
     channels: Vec<ChannelStatus>,
     /// Clients connected to live fronts.
     clients: u64,
@@ -81,6 +88,11 @@ struct NodeStatus {
     last_heartbeat_ms_ago: u64,
     clients: u32,
     links: u32,
+    /// Every metric the node reports, summed over its labels.
+    metrics: BTreeMap<String, f64>,
+    /// Each counter's change per second between the node's last two heartbeats; empty
+    /// until the second one.
+    rates: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -97,6 +109,8 @@ struct ChannelStatus {
     tick_us_avg: u64,
     tick_us_max: u64,
     overruns: u64,
+    inputs_per_s: f64,
+    patch_bytes_per_s: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -206,10 +220,22 @@ pub(crate) async fn serve(
 
 /// Every route of the API.
 pub(crate) fn router(state: HttpState) -> Router {
-    Router::new()
-        .route("/gate", get(gate))
+    // The admin API: behind the admin token when one is configured.
+    let admin_api = Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            web::require_admin,
+        ));
+    Router::new()
+        .route("/", get(web::play))
+        .route("/gate", get(gate))
+        .route("/admin", get(web::admin))
+        .route("/admin/login", post(web::login))
+        .route("/admin/logout", post(web::logout))
+        .route("/assets/{name}", get(web::asset))
+        .merge(admin_api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -278,7 +304,18 @@ async fn status(State(state): State<HttpState>) -> Json<Status> {
             .unwrap_or(u64::MAX),
             clients: node.stats.clients,
             links: node.stats.links,
+            metrics: sums(&node.stats, |_| true),
+            rates: rates(node, |_| true),
         })
+        .collect();
+    let down = state
+        .config
+        .fronts
+        .iter()
+        .map(|f| &f.id)
+        .chain(state.config.backs.iter().map(|b| &b.id))
+        .filter(|id| !live.iter().any(|node| &node.id == *id))
+        .cloned()
         .collect();
     let mut channels = Vec::new();
     for back in &state.config.backs {
@@ -308,6 +345,17 @@ async fn status(State(state): State<HttpState>) -> Json<Status> {
                 entry.tick_us_max = stats.tick_us_max;
                 entry.overruns = stats.overruns;
             }
+            if let Some(node) = owner {
+                let this_channel = |labels: &[(String, String)]| {
+                    labels
+                        .iter()
+                        .any(|(k, v)| k == "channel" && *v == channel.name)
+                };
+                let per_s = rates(node, this_channel);
+                let rate = |name: &str| per_s.get(name).copied().unwrap_or(0.0);
+                entry.inputs_per_s = rate("centrum_back_inputs_total");
+                entry.patch_bytes_per_s = rate("centrum_back_patch_bytes_total");
+            }
             channels.push(entry);
         }
     }
@@ -322,7 +370,9 @@ async fn status(State(state): State<HttpState>) -> Json<Status> {
             nodes: state.nodes.to_string(),
             uptime_s: now.saturating_duration_since(state.started).as_secs_f64(),
         },
+        heartbeat_ms: state.config.limits.heartbeat_ms,
         nodes,
+        down,
         channels,
         clients,
         configured: Configured {
@@ -339,11 +389,46 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 
+/// Each metric of `stats` whose labels pass `keep`, summed by name.
+fn sums(stats: &NodeStats, keep: impl Fn(&[(String, String)]) -> bool) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for metric in stats.metrics.iter().filter(|m| keep(&m.labels)) {
+        *out.entry(metric.name.clone()).or_insert(0.0) += metric.value;
+    }
+    out
+}
+
+/// Per-second change of each counter (`*_total`) whose labels pass `keep`, between the
+/// node's last two heartbeats. A counter that went down (the node restarted under the
+/// same registration, which cannot happen, or wrapped) reads as 0.
+fn rates(node: &Node, keep: impl Fn(&[(String, String)]) -> bool) -> BTreeMap<String, f64> {
+    let Some((then, before)) = &node.previous else {
+        return BTreeMap::new();
+    };
+    let seconds = node
+        .last_seen
+        .saturating_duration_since(*then)
+        .as_secs_f64();
+    if seconds <= 0.0 {
+        return BTreeMap::new();
+    }
+    let before = sums(before, &keep);
+    sums(&node.stats, &keep)
+        .into_iter()
+        .filter(|(name, _)| name.ends_with("_total"))
+        .map(|(name, now)| {
+            let was = before.get(&name).copied().unwrap_or(0.0);
+            let rate = ((now - was) / seconds).max(0.0);
+            (name, rate)
+        })
+        .collect()
+}
+
 async fn not_found(method: Method, uri: Uri) -> Response {
     error(
         StatusCode::NOT_FOUND,
         format!(
-            "no route for {method} {}; the master serves /gate?channel=NAME, /status and /metrics",
+            "no route for {method} {}; the master serves /, /admin, /gate?channel=NAME, /status and /metrics",
             uri.path()
         ),
     )
@@ -367,6 +452,6 @@ fn client_url(config: &Config, front: &Node) -> String {
         .unwrap_or_default()
 }
 
-fn error(status: StatusCode, message: String) -> Response {
+pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }

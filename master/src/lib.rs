@@ -10,6 +10,7 @@ mod metrics;
 mod nodes;
 mod registry;
 mod supervise;
+mod web;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -246,6 +246,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 http: addr,
                 nodes: addr,
+                admin_token: None,
             },
             fronts: vec![FrontConfig {
                 id: "front-1".into(),

@@ -46,6 +46,9 @@ pub(crate) struct Node {
     pub(crate) last_seen: Instant,
     /// Shared so that views of the registry copy a pointer, not every metric.
     pub(crate) stats: Arc<NodeStats>,
+    /// The heartbeat before `stats` and when it arrived: counters' rates are the change
+    /// between the two, so every reader sees the same rates whenever it asks.
+    pub(crate) previous: Option<(Instant, Arc<NodeStats>)>,
 }
 
 /// A live node already holds the id; the newcomer is refused with this as the reason.
@@ -109,6 +112,7 @@ impl Registry {
                 registered: now,
                 last_seen: now,
                 stats: Arc::default(),
+                previous: None,
             },
         );
         Ok(link)
@@ -118,18 +122,19 @@ impl Registry {
     /// registration is gone (replaced after it went stale): its link should close.
     pub(crate) fn heartbeat(&self, id: &str, link: LinkId, stats: NodeStats, now: Instant) -> bool {
         let stats = Arc::new(stats);
-        let previous = {
+        let replaced = {
             let mut nodes = self.inner.nodes.lock();
             match nodes.get_mut(id) {
                 Some(node) if node.link == link => {
-                    node.last_seen = now;
-                    Some(std::mem::replace(&mut node.stats, stats))
+                    let last = std::mem::replace(&mut node.stats, stats);
+                    let seen = std::mem::replace(&mut node.last_seen, now);
+                    Some(node.previous.replace((seen, last)))
                 }
                 _ => None,
             }
         };
-        // The previous stats (or the unused new ones) are freed here, after the lock.
-        previous.is_some()
+        // The stats dropped out of the window are freed here, after the lock.
+        replaced.is_some()
     }
 
     /// Removes the registration made over `link`, if it is still the current one.

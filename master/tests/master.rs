@@ -66,11 +66,17 @@ struct TestNode {
 struct Reply {
     status: u16,
     content_type: String,
+    /// Every header, names lowercased.
+    headers: Vec<(String, String)>,
     body: String,
 }
 
 impl TestMaster {
     async fn start(limits: Limits) -> TestMaster {
+        TestMaster::start_with(limits, None).await
+    }
+
+    async fn start_with(limits: Limits, admin_token: Option<&str>) -> TestMaster {
         let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let nodes = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let (http_addr, nodes_addr) = (
@@ -84,6 +90,7 @@ impl TestMaster {
                 host: "127.0.0.1".into(),
                 http: http_addr,
                 nodes: nodes_addr,
+                admin_token: admin_token.map(str::to_owned),
             },
             fronts: ["front-1", "front-2"]
                 .iter()
@@ -268,6 +275,13 @@ impl TestNode {
 }
 
 impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
@@ -321,11 +335,28 @@ fn channel_entry<'a>(status: &'a Value, name: &str) -> &'a Value {
 
 /// One HTTP/1.1 request with `Connection: close`, read to EOF.
 async fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
+    request_with(addr, method, path, &[], "").await
+}
+
+/// [`request`] with extra headers and a body.
+async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
     within(&format!("{method} {path}"), async {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
         );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        head.push_str(body);
         stream.write_all(head.as_bytes()).await.expect("write");
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.expect("read");
@@ -338,6 +369,7 @@ async fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("bad status line in {head}"));
         let mut content_type = String::new();
+        let mut headers = Vec::new();
         for line in lines {
             let (name, value) = line.split_once(':').expect("a header");
             let name = name.to_ascii_lowercase();
@@ -345,10 +377,12 @@ async fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
             if name == "content-type" {
                 content_type = value.trim().to_owned();
             }
+            headers.push((name, value.trim().to_owned()));
         }
         Reply {
             status,
             content_type,
+            headers,
             body: body.to_owned(),
         }
     })
@@ -373,7 +407,7 @@ async fn a_back_shows_up_in_status_with_its_heartbeat_and_leaves_when_its_link_c
         &serde_json::json!({
             "name": "arena", "app": "arena", "back": "back-1", "live": false, "clients": 0,
             "entities": 0, "tick": 0, "tick_hz": 0, "tick_us_avg": 0, "tick_us_max": 0,
-            "overruns": 0
+            "overruns": 0, "inputs_per_s": 0.0, "patch_bytes_per_s": 0.0
         })
     );
 
@@ -418,7 +452,7 @@ async fn a_back_shows_up_in_status_with_its_heartbeat_and_leaves_when_its_link_c
         &serde_json::json!({
             "name": "arena", "app": "arena", "back": "back-1", "live": true, "clients": 3,
             "entities": 7, "tick": 120, "tick_hz": 20, "tick_us_avg": 150, "tick_us_max": 400,
-            "overruns": 1
+            "overruns": 1, "inputs_per_s": 0.0, "patch_bytes_per_s": 0.0
         })
     );
     // Live back, but no report for this channel: live with zeros.
@@ -723,6 +757,168 @@ async fn unknown_paths_and_methods_get_json_errors() {
     let reply = request(master.http, "POST", "/status").await;
     assert_eq!(reply.status, 405);
     assert!(reply.error().contains("POST"), "{}", reply.body);
+    master.stop().await;
+}
+
+#[tokio::test]
+async fn status_reports_each_counter_and_its_rate_per_second_and_the_nodes_that_are_down() {
+    let master = TestMaster::fast().await;
+    let inputs = |value: f64| Metric {
+        name: "centrum_back_inputs_total".into(),
+        help: "Inputs applied.".into(),
+        kind: MetricKind::Counter,
+        labels: vec![("channel".into(), "arena".into())],
+        value,
+    };
+    let back = master.node(
+        Role::Back,
+        "back-1",
+        7,
+        NodeStats {
+            metrics: vec![inputs(0.0)],
+            ..NodeStats::default()
+        },
+    );
+    master
+        .node_until("back-1", |n| {
+            n["rates"].get("centrum_back_inputs_total").is_some()
+        })
+        .await;
+    let status = master.status().await;
+    assert_eq!(
+        status["down"],
+        serde_json::json!(["front-1", "front-2", "back-2"])
+    );
+
+    // 1000 more inputs within one 100 ms heartbeat period: a rate near 10,000 per second.
+    back.set(|s| s.metrics = vec![inputs(1000.0)]);
+    let entry = master
+        .node_until("back-1", |n| {
+            n["metrics"]["centrum_back_inputs_total"] == 1000.0
+        })
+        .await;
+    let rate = entry["rates"]["centrum_back_inputs_total"]
+        .as_f64()
+        .expect("a rate");
+    // Heartbeats are 100 ms apart, give or take scheduling.
+    assert!((2_000.0..=50_000.0).contains(&rate), "{rate}");
+    let status = master.status().await;
+    let per_s = channel_entry(&status, "arena")["inputs_per_s"]
+        .as_f64()
+        .expect("rate");
+    assert!(per_s > 0.0, "{per_s}");
+    assert_eq!(channel_entry(&status, "lobby")["inputs_per_s"], 0.0);
+
+    // The next heartbeat reports the same count: the rate drops to 0.
+    master
+        .node_until("back-1", |n| n["rates"]["centrum_back_inputs_total"] == 0.0)
+        .await;
+    back.stop().await;
+    master.stop().await;
+}
+
+#[tokio::test]
+async fn an_admin_token_guards_the_dashboard_status_and_metrics_but_not_the_gate_or_the_demo() {
+    const TOKEN: &str = "a-good-token-1234";
+    let master = TestMaster::start_with(Limits::default(), Some(TOKEN)).await;
+    let get = |path: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        request_with(master.http, "GET", path, headers, "")
+    };
+
+    for path in ["/status", "/metrics"] {
+        let reply = get(path, &[]).await;
+        assert_eq!(reply.status, 401, "{path}");
+        assert!(reply.error().contains("admin token"), "{}", reply.body);
+        assert_eq!(
+            reply.header("www-authenticate"),
+            Some("Bearer realm=\"centrum admin\"")
+        );
+        let wrong = get(path, &[("Authorization", "Bearer a-bad-token-12345")]).await;
+        assert_eq!(wrong.status, 401, "{path}");
+        let right = get(path, &[("Authorization", "Bearer a-good-token-1234")]).await;
+        assert_eq!(right.status, 200, "{path}: {}", right.body);
+    }
+    // Game clients need the gate and the demo without any token.
+    assert_eq!(get("/gate?channel=arena", &[]).await.status, 503);
+    let demo = get("/", &[]).await;
+    assert_eq!(
+        (demo.status, demo.content_type.as_str()),
+        (200, "text/html; charset=utf-8")
+    );
+    assert_eq!(get("/assets/centrum.js", &[]).await.status, 200);
+
+    // The dashboard answers with the login form until the form sets the cookie.
+    let form = get("/admin", &[]).await;
+    assert_eq!(form.status, 401);
+    assert!(form.body.contains("name=\"token\""), "{}", form.body);
+    let form_type = [("Content-Type", "application/x-www-form-urlencoded")];
+    let failed = request_with(
+        master.http,
+        "POST",
+        "/admin/login",
+        &form_type,
+        "token=nope",
+    )
+    .await;
+    assert_eq!(failed.status, 303);
+    assert_eq!(failed.header("location"), Some("/admin?login=failed"));
+    assert_eq!(failed.header("set-cookie"), None);
+    let login = request_with(
+        master.http,
+        "POST",
+        "/admin/login",
+        &form_type,
+        &format!("token={TOKEN}"),
+    )
+    .await;
+    assert_eq!(login.status, 303);
+    assert_eq!(login.header("location"), Some("/admin"));
+    let cookie = login.header("set-cookie").expect("a cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().expect("name=value");
+    let with_cookie = [("Cookie", pair)];
+    let dashboard = request_with(master.http, "GET", "/admin", &with_cookie, "").await;
+    assert_eq!(dashboard.status, 200);
+    assert!(
+        !dashboard.body.contains("name=\"token\""),
+        "the dashboard, not the form"
+    );
+    let status = request_with(master.http, "GET", "/status", &with_cookie, "").await;
+    assert_eq!(status.status, 200, "{}", status.body);
+
+    let logout = request_with(master.http, "POST", "/admin/logout", &with_cookie, "").await;
+    assert_eq!(logout.status, 303);
+    assert!(
+        logout
+            .header("set-cookie")
+            .is_some_and(|c| c.contains("Max-Age=0"))
+    );
+    master.stop().await;
+}
+
+#[tokio::test]
+async fn without_an_admin_token_everything_is_open_and_assets_are_served() {
+    let master = TestMaster::fast().await;
+    let dashboard = master.get("/admin").await;
+    assert_eq!(dashboard.status, 200);
+    for (path, kind) in [
+        ("/assets/centrum.js", "text/javascript; charset=utf-8"),
+        ("/assets/play.js", "text/javascript; charset=utf-8"),
+        ("/assets/admin.css", "text/css; charset=utf-8"),
+    ] {
+        let reply = master.get(path).await;
+        assert_eq!(
+            (reply.status, reply.content_type.as_str()),
+            (200, kind),
+            "{path}"
+        );
+    }
+    let missing = master.get("/assets/secret.txt").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.error().contains("secret.txt"), "{}", missing.body);
     master.stop().await;
 }
 

@@ -35,6 +35,8 @@ pub struct ClusterSpec {
     pub limits: Limits,
     /// Route front->back links through a [`Proxy`], so tests can cut them.
     pub proxied_links: bool,
+    /// `master.admin_token`.
+    pub admin_token: Option<String>,
 }
 
 impl Default for ClusterSpec {
@@ -45,6 +47,7 @@ impl Default for ClusterSpec {
             tick_hz: 20,
             limits: Limits::default(),
             proxied_links: false,
+            admin_token: None,
         }
     }
 }
@@ -93,6 +96,7 @@ impl TestCluster {
                 host: "127.0.0.1".into(),
                 http: http.local_addr().expect("addr"),
                 nodes: nodes.local_addr().expect("addr"),
+                admin_token: spec.admin_token.clone(),
             },
             fronts: front_listeners
                 .iter()
