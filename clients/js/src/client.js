@@ -1,0 +1,388 @@
+// A connection to a front (PROTOCOL.md §4–§8): Hello and Welcome, the channels it joined,
+// pings, and reconnecting. When the connection drops unexpectedly the client dials again
+// (through the gate when it came through the gate, so a dead front is avoided), presents
+// its resume token, and, when the server did not resume the session, joins every channel
+// again with the same join data; each channel's mirror is then rebuilt from the new State.
+import { appData, decodeServer, encodeHello, encodeInput, encodeJoin, encodeLeave, encodePing } from './codec.js';
+import { Channel } from './channel.js';
+import { Emitter } from './emitter.js';
+import { CentrumError } from './errors.js';
+import { askGate } from './gate.js';
+
+const DEFAULTS = {
+  token: '',
+  reconnect: true,
+  maxReconnectMs: 30_000,
+  connectTimeoutMs: 10_000,
+  WebSocket: undefined,
+};
+
+/** Server error codes after which dialling again cannot help (§10). */
+const FATAL_FOR_GOOD = new Set(['version', 'hello_required', 'malformed', 'too_large', 'binary_only']);
+
+/** Back-off between reconnection attempts: 100 ms doubling to 5 s, with jitter. */
+const FIRST_RETRY_MS = 100;
+const LONGEST_RETRY_MS = 5_000;
+
+export class Client extends Emitter {
+  /** `open`, `reconnecting` or `closed`. */
+  state = 'open';
+  /** This connection's session id and front, from Welcome. */
+  session = '';
+  front = '';
+
+  #target;
+  #options;
+  #ws = null;
+  #resume = null;
+  /** @type {Map<string, Channel>} channels joined, joining or leaving, by name */
+  #channels = new Map();
+  /** @type {Map<Channel, { resolve: Function, reject: Function }>} joins awaiting their State */
+  #joins = new Map();
+  /** @type {Map<Channel, { resolve: Function, reject: Function }>} leaves awaiting Left */
+  #leaves = new Map();
+  /** @type {Map<number, { resolve: Function, reject: Function, sentAt: number, timer: any }>} */
+  #pings = new Map();
+  #nextNonce = 1;
+  /** What `close()` said, so the close that follows is not taken for a drop. */
+  #closing = false;
+
+  /**
+   * Connects and waits for Welcome.
+   * @param {{ gate: string, channel: string } | { url: string }} target the master's HTTP
+   *   address and the channel to ask its gate about, or a front's WebSocket URL
+   * @param {Partial<typeof DEFAULTS>} [options]
+   * @returns {Promise<Client>}
+   * @throws {CentrumError} `gate_failed`, `connect_failed`, or the server's code
+   */
+  static async connect(target, options = {}) {
+    if (!target || (typeof target.url !== 'string' && (typeof target.gate !== 'string' || typeof target.channel !== 'string'))) {
+      throw new TypeError('Client.connect needs { url } or { gate, channel }');
+    }
+    const client = new Client(target, { ...DEFAULTS, ...options });
+    await client.#dial();
+    return client;
+  }
+
+  /** @private use Client.connect */
+  constructor(target, options) {
+    super();
+    this.#target = target;
+    this.#options = options;
+  }
+
+  /**
+   * Joins `name`; resolves with the Channel once its first State arrived.
+   * @param {string} name
+   * @param {unknown} [data] join data: a MessagePack-able value or encoded bytes
+   * @returns {Promise<Channel>}
+   * @throws {CentrumError} `rejected` (message: the reason), `already_joined`, `not_connected`
+   */
+  join(name, data) {
+    if (this.#channels.has(name)) {
+      return Promise.reject(new CentrumError('already_joined', `already in or joining channel ${JSON.stringify(name)}`));
+    }
+    const channel = new Channel(name, appData(data), {
+      input: (ch, seq, bytes) => this.#send(encodeInput(ch, seq, bytes)),
+      leave: (ch) => this.#leave(ch),
+    });
+    try {
+      this.#send(encodeJoin(name, channel.joinData));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.#channels.set(name, channel);
+    return new Promise((resolve, reject) => this.#joins.set(channel, { resolve, reject }));
+  }
+
+  /** A channel this client is in (or joining), by name. */
+  channel(name) {
+    return this.#channels.get(name);
+  }
+
+  /**
+   * Measures the round trip to the front, through the client's own queue there.
+   * @returns {Promise<number>} milliseconds
+   * @throws {CentrumError} `not_connected`, `timeout`, `closed`
+   */
+  ping(timeoutMs = 5_000) {
+    const nonce = this.#nextNonce++;
+    return new Promise((resolve, reject) => {
+      try {
+        this.#send(encodePing(nonce));
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      const timer = setTimeout(() => {
+        this.#pings.delete(nonce);
+        reject(new CentrumError('timeout', `no Pong within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#pings.set(nonce, { resolve, reject, sentAt: performance.now(), timer });
+    });
+  }
+
+  /** Closes the connection for good: no reconnecting. */
+  async close() {
+    if (this.state === 'closed') return;
+    this.#closing = true;
+    const ws = this.#ws;
+    if (ws && ws.readyState <= 1) {
+      const closed = new Promise((resolve) => ws.addEventListener('close', resolve, { once: true }));
+      ws.close(1000);
+      await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2_000))]);
+    }
+    this.#end('closed by the client');
+  }
+
+  // ---- connection ----------------------------------------------------------------------
+
+  /**
+   * Opens a WebSocket, sends Hello and waits for Welcome.
+   * @returns {Promise<boolean>} whether the server resumed the previous session
+   */
+  async #dial() {
+    const url = this.#target.url ?? (await askGate(this.#target.gate, this.#target.channel, this.#options.connectTimeoutMs)).url;
+    const WebSocketClass = await webSocketClass(this.#options.WebSocket);
+    const ws = new WebSocketClass(url);
+    ws.binaryType = 'arraybuffer';
+    return new Promise((resolve, reject) => {
+      let welcomed = false;
+      const fail = (err) => {
+        clearTimeout(timer);
+        if (!welcomed) reject(err);
+      };
+      const timer = setTimeout(() => {
+        fail(new CentrumError('connect_failed', `no Welcome from ${url} within ${this.#options.connectTimeoutMs} ms`));
+        ws.close();
+      }, this.#options.connectTimeoutMs);
+      ws.addEventListener('open', () => {
+        ws.send(encodeHello(this.#options.token, this.#resume));
+      });
+      ws.addEventListener('error', () => {
+        fail(new CentrumError('connect_failed', `cannot connect to ${url}`));
+      });
+      ws.addEventListener('close', (event) => {
+        if (!welcomed) {
+          fail(new CentrumError('connect_failed', `${url} closed the connection (${event.code} ${event.reason || 'no reason'})`));
+        } else if (this.#ws === ws) {
+          this.#dropped(event.code, event.reason);
+        }
+      });
+      ws.addEventListener('message', (event) => {
+        let message;
+        try {
+          message = decodeServer(event.data);
+        } catch (err) {
+          this.emit('error', err);
+          fail(err);
+          ws.close(1002);
+          return;
+        }
+        if (welcomed) {
+          this.#receive(message, ws);
+        } else if (message.type === 'welcome') {
+          welcomed = true;
+          clearTimeout(timer);
+          this.#ws = ws;
+          const resumed = this.session !== '' && message.session === this.session;
+          this.session = message.session;
+          this.front = message.front;
+          this.#resume = message.resume;
+          resolve(resumed);
+        } else if (message.type === 'error') {
+          fail(new CentrumError(message.code, message.message, true));
+        } else {
+          fail(new CentrumError('protocol', `expected Welcome, got ${message.type}`, true));
+        }
+      });
+    });
+  }
+
+  /** The connection ended without `close()`: dial again, or give up. */
+  #dropped(code, reason) {
+    this.#ws = null;
+    this.#failPings(new CentrumError('closed', `the connection closed (${code} ${reason || 'no reason'})`));
+    if (this.#closing) return;
+    if (!this.#options.reconnect || FATAL_FOR_GOOD.has(reason)) {
+      this.#end(`the connection closed (${code} ${reason || 'no reason'})`);
+      return;
+    }
+    this.#reconnect();
+  }
+
+  async #reconnect() {
+    this.state = 'reconnecting';
+    const started = performance.now();
+    for (let attempt = 1; ; attempt++) {
+      const delayMs = Math.round(Math.min(LONGEST_RETRY_MS, FIRST_RETRY_MS * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2));
+      if (performance.now() + delayMs - started > this.#options.maxReconnectMs) {
+        this.#end(`could not reconnect within ${this.#options.maxReconnectMs} ms`);
+        return;
+      }
+      this.emit('reconnecting', { attempt, delayMs });
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      if (this.#closing) return;
+      let resumed;
+      try {
+        resumed = await this.#dial();
+      } catch (err) {
+        if (FATAL_FOR_GOOD.has(err.code)) {
+          this.emit('error', err);
+          this.#end(err.message);
+          return;
+        }
+        continue;
+      }
+      this.state = 'open';
+      if (!resumed) this.#joinAgain();
+      this.emit('reconnected', { resumed });
+      return;
+    }
+  }
+
+  /** A new session knows none of our channels: join each again with its join data. */
+  #joinAgain() {
+    for (const [name, channel] of this.#channels) {
+      if (channel.state === 'leaving') {
+        // The close left the channel already.
+        this.#forget(channel, 'left');
+        continue;
+      }
+      channel.state = 'joining';
+      this.#send(encodeJoin(name, channel.joinData));
+    }
+  }
+
+  /** No more connection: every pending promise fails, every channel is out. */
+  #end(reason) {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.#ws = null;
+    const closed = new CentrumError('closed', reason, true);
+    this.#failPings(closed);
+    for (const channel of [...this.#channels.values()]) this.#forget(channel, reason, closed);
+    this.emit('closed', { reason });
+  }
+
+  #failPings(err) {
+    for (const { reject, timer } of this.#pings.values()) {
+      clearTimeout(timer);
+      reject(err);
+    }
+    this.#pings.clear();
+  }
+
+  #send(bytes) {
+    const ws = this.#ws;
+    if (!ws || ws.readyState !== 1) {
+      throw new CentrumError('not_connected', this.state === 'closed' ? 'the client is closed' : 'the connection is down; it is being re-established');
+    }
+    ws.send(bytes);
+  }
+
+  // ---- messages ------------------------------------------------------------------------
+
+  #receive(message, ws) {
+    const channel = message.channel === undefined ? undefined : this.#channels.get(message.channel);
+    switch (message.type) {
+      case 'state':
+        if (!channel || channel.state === 'leaving') return; // §8: ignore after Leave
+        this.#guard(ws, () => channel.onState(message));
+        this.#joins.get(channel)?.resolve(channel);
+        this.#joins.delete(channel);
+        return;
+      case 'patch':
+        if (!channel || channel.state === 'leaving' || channel.state === 'joining') return;
+        this.#guard(ws, () => channel.onPatch(message));
+        return;
+      case 'rejected': {
+        if (!channel) return;
+        const err = new CentrumError('rejected', message.reason);
+        const join = this.#joins.get(channel);
+        this.#forget(channel, message.reason, err);
+        if (!join) channel.emit('rejected', { reason: message.reason });
+        return;
+      }
+      case 'left':
+        if (!channel) return;
+        this.#forget(channel, message.reason);
+        return;
+      case 'unavailable':
+        if (!channel) return;
+        channel.state = 'unavailable';
+        channel.emit('unavailable');
+        return;
+      case 'error':
+        this.emit('error', new CentrumError(message.code, message.message, FATAL_FOR_GOOD.has(message.code)));
+        return;
+      case 'pong': {
+        const ping = this.#pings.get(message.nonce);
+        if (!ping) return;
+        this.#pings.delete(message.nonce);
+        clearTimeout(ping.timer);
+        ping.resolve(performance.now() - ping.sentAt);
+        return;
+      }
+      case 'welcome':
+        this.emit('error', new CentrumError('protocol', 'a second Welcome on one connection'));
+        return;
+    }
+  }
+
+  /**
+   * Applies a State or Patch; one that does not fit means the mirror cannot be trusted,
+   * so the client reports it and reconnects, which brings fresh States (§9.5).
+   */
+  #guard(ws, apply) {
+    try {
+      apply();
+    } catch (err) {
+      if (!(err instanceof CentrumError)) throw err;
+      this.emit('error', err);
+      ws.close(4000, 'mirror mismatch');
+    }
+  }
+
+  /** The channel is out: settle what waited on it and let it go. */
+  #forget(channel, reason, err) {
+    this.#channels.delete(channel.name);
+    channel.state = 'out';
+    const join = this.#joins.get(channel);
+    this.#joins.delete(channel);
+    const leave = this.#leaves.get(channel);
+    this.#leaves.delete(channel);
+    if (join) join.reject(err ?? new CentrumError('closed', reason));
+    if (leave) leave.resolve();
+    channel.emit('left', { reason });
+  }
+
+  #leave(channel) {
+    if (this.#channels.get(channel.name) !== channel || channel.state === 'out') {
+      return Promise.reject(new CentrumError('not_joined', `not in channel ${JSON.stringify(channel.name)}`));
+    }
+    if (channel.state === 'leaving') return this.#leaves.get(channel).promise;
+    try {
+      this.#send(encodeLeave(channel.name));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    channel.state = 'leaving';
+    let settle;
+    const promise = new Promise((resolve, reject) => (settle = { resolve, reject }));
+    this.#leaves.set(channel, { ...settle, promise });
+    return promise;
+  }
+}
+
+/** The WebSocket to use: the option, the platform's, or Node's `ws` package. */
+async function webSocketClass(option) {
+  if (option) return option;
+  if (globalThis.WebSocket) return globalThis.WebSocket;
+  try {
+    const module = await import('ws');
+    return module.default ?? module.WebSocket;
+  } catch {
+    throw new CentrumError('connect_failed', 'no WebSocket here: install the ws package, or pass options.WebSocket');
+  }
+}

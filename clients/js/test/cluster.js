@@ -1,0 +1,164 @@
+// Starts a real centrum cluster for a test: `centrum up` on a config of free 127.0.0.1
+// ports, one process per node (the master supervises them), with two fronts and one back
+// serving `arena` (the demo game) and `bench` (bench-arena). Ready means every node is
+// live in /status and a client can join `arena` through each front. The binary is
+// CENTRUM_BIN, or target/debug/centrum of this repository.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { Client } from '../src/index.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const BIN = process.env.CENTRUM_BIN ?? path.join(here, '../../../target/debug/centrum');
+const READY_WITHIN_MS = 30_000;
+
+/** Every cluster still running, stopped if the test process exits early. */
+const running = new Set();
+process.on('exit', () => {
+  for (const child of running) killGroup(child);
+});
+
+/**
+ * @param {{ adminToken?: string }} [options]
+ * @returns {Promise<Cluster>}
+ */
+export async function startCluster({ adminToken } = {}) {
+  if (!existsSync(BIN)) throw new Error(`no centrum binary at ${BIN}: build it first (cargo build), or set CENTRUM_BIN`);
+  const [http, nodes, front1, front2, back] = await freePorts(5);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'centrum-js-'));
+  const config = path.join(dir, 'cluster.toml');
+  writeFileSync(config, `
+[master]
+http = "127.0.0.1:${http}"
+nodes = "127.0.0.1:${nodes}"
+${adminToken ? `admin_token = "${adminToken}"` : ''}
+
+[[fronts]]
+id = "front-1"
+listen = "127.0.0.1:${front1}"
+
+[[fronts]]
+id = "front-2"
+listen = "127.0.0.1:${front2}"
+
+[[backs]]
+id = "back-1"
+listen = "127.0.0.1:${back}"
+tick_hz = 20
+channels = [{ name = "arena", app = "arena" }, { name = "bench", app = "bench-arena" }]
+
+[limits]
+heartbeat_ms = 200
+`);
+  const check = spawnSync(BIN, ['check', config], { encoding: 'utf8' });
+  if (check.status !== 0) throw new Error(`centrum check refused the test config:\n${check.stderr}`);
+
+  const child = spawn(BIN, ['up', config], { detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } });
+  running.add(child);
+  let log = '';
+  child.stderr.on('data', (chunk) => {
+    log = (log + chunk).slice(-20_000);
+  });
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve(`${code ?? signal}`)));
+
+  const masterHttp = `http://127.0.0.1:${http}`;
+  const headers = adminToken ? { Authorization: `Bearer ${adminToken}` } : {};
+  const cluster = {
+    masterHttp,
+    frontUrls: [`ws://127.0.0.1:${front1}`, `ws://127.0.0.1:${front2}`],
+    nodeIds: ['back-1', 'front-1', 'front-2'],
+    /** The master's /status, parsed. */
+    async status() {
+      const response = await fetch(`${masterHttp}/status`, { headers, signal: AbortSignal.timeout(5_000) });
+      if (!response.ok) throw new Error(`/status answered ${response.status}`);
+      return response.json();
+    },
+    /** SIGKILLs node `id` (the master will start it again). */
+    async kill(id) {
+      const node = (await cluster.status()).nodes.find((n) => n.id === id);
+      if (!node) throw new Error(`${id} is not live`);
+      process.kill(node.pid, 'SIGKILL');
+      return node.pid;
+    },
+    /** Stops every process of the cluster and removes its files. */
+    async stop() {
+      killGroup(child, 'SIGTERM');
+      const stopped = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve(null), 5_000))]);
+      if (stopped === null) killGroup(child);
+      running.delete(child);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+
+  /** Waits until every node is live and each front takes joins (after start, or a kill). */
+  cluster.ready = async () => {
+    await until('every node live in /status', async () => {
+      const status = await cluster.status();
+      return cluster.nodeIds.every((id) => status.nodes.some((n) => n.id === id));
+    }, exited, () => log);
+    for (const url of cluster.frontUrls) {
+      await until(`a client joins arena through ${url}`, async () => {
+        const client = await Client.connect({ url }, { reconnect: false });
+        try {
+          await client.join('arena', { name: 'probe' });
+          return true;
+        } finally {
+          await client.close();
+        }
+      }, exited, () => log);
+    }
+  };
+  try {
+    await cluster.ready();
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+  return cluster;
+}
+
+/** Polls `check` until it returns true; fails at the deadline or when the cluster exits. */
+async function until(what, check, exited, log) {
+  const deadline = Date.now() + READY_WITHIN_MS;
+  let last = 'not yet';
+  let gone = null;
+  exited.then((code) => (gone = code));
+  for (let wait = 20; ; wait = Math.min(wait * 2, 250)) {
+    if (gone !== null) throw new Error(`centrum up exited (${gone}) before ${what}:\n${log()}`);
+    try {
+      if (await check()) return;
+    } catch (err) {
+      last = err.message;
+    }
+    if (Date.now() > deadline) throw new Error(`cluster not ready within ${READY_WITHIN_MS} ms: ${what} (${last})\n${log()}`);
+    await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+}
+
+function killGroup(child, signal = 'SIGKILL') {
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+/** `n` distinct ports that were free a moment ago. */
+async function freePorts(n) {
+  const servers = await Promise.all(Array.from({ length: n }, () => new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve(server));
+  })));
+  const ports = servers.map((s) => s.address().port);
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  return ports;
+}
+
+/**
+ * @typedef {{ masterHttp: string, frontUrls: string[], nodeIds: string[], status(): Promise<any>, kill(id: string): Promise<number>, ready(): Promise<void>, stop(): Promise<void> }} Cluster
+ */

@@ -1,0 +1,130 @@
+// End-to-end tests of the web pages in a real browser: Debian's chromium, headless,
+// driven by playwright-core, against a real cluster of the centrum binary (CENTRUM_BIN).
+// Two tabs play the arena demo and each sees the other's player move; the admin
+// dashboard, behind its token, shows both clients. Screenshots go to CENTRUM_SCREENSHOTS
+// (default target/screenshots), and README.md shows them.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+import { startCluster } from '../../clients/js/test/cluster.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const SCREENSHOTS = process.env.CENTRUM_SCREENSHOTS ?? path.join(here, '../../target/screenshots');
+const ADMIN_TOKEN = 'browser-test-admin-token';
+/** Every wait in these tests is bounded by this. */
+const WAIT_MS = 20_000;
+
+let cluster;
+let browser;
+/** Errors the pages logged or threw; a page with any fails the test. */
+const pageErrors = [];
+
+before(async () => {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  cluster = await startCluster({ adminToken: ADMIN_TOKEN });
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await cluster?.stop();
+});
+
+/** A new tab at 1280×800 whose console errors and exceptions are collected. */
+async function newPage() {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.setDefaultTimeout(WAIT_MS);
+  page.on('pageerror', (err) => pageErrors.push(`${page.url()}: ${err.message}`));
+  page.on('console', (msg) => {
+    // The login form is the 401 answer to /admin, which chromium logs as a failed load.
+    const loginForm = /status of 401/.test(msg.text()) && new URL(page.url()).pathname === '/admin';
+    if (msg.type() === 'error' && !loginForm) pageErrors.push(`${page.url()}: ${msg.text()}`);
+  });
+  return page;
+}
+
+/** The latest server position a page shows for `name`, from its score list. */
+async function positionOf(page, name) {
+  return page.locator(`[data-testid=scores] li[data-name="${name}"]`).evaluate((li) => ({
+    x: Number(li.dataset.x),
+    y: Number(li.dataset.y),
+  }));
+}
+
+/** Holds `key` on `mover` until `watcher` sees `name` move by at least 2 units `axis`-wise. */
+async function moveAndWatch(mover, watcher, name, key, axis, sign) {
+  const start = await positionOf(watcher, name);
+  await mover.bringToFront();
+  await mover.keyboard.down(key);
+  try {
+    await watcher.waitForFunction(
+      ({ name, axis, sign, from }) => {
+        const li = document.querySelector(`[data-testid=scores] li[data-name="${name}"]`);
+        return li && sign * (Number(li.dataset[axis]) - from) >= 2;
+      },
+      { name, axis, sign, from: start[axis] },
+    );
+  } finally {
+    await mover.keyboard.up(key);
+  }
+}
+
+test('two tabs play the demo, each sees the other move, and the dashboard shows both', async () => {
+  const [ana, bob] = [await newPage(), await newPage()];
+  await ana.goto(`${cluster.masterHttp}/?name=ana`);
+  await bob.goto(`${cluster.masterHttp}/?name=bob`);
+  for (const page of [ana, bob]) {
+    await page.locator('[data-testid=state]', { hasText: 'playing' }).waitFor();
+    // Each tab lists both players: it sees the other one.
+    await page.locator('[data-testid=scores] li[data-name="ana"]').waitFor();
+    await page.locator('[data-testid=scores] li[data-name="bob"]').waitFor();
+  }
+
+  // Each player walks away from the wall it might start against; the other tab sees it.
+  const anaX = (await positionOf(ana, 'ana')).x;
+  await moveAndWatch(ana, bob, 'ana', anaX < 32 ? 'ArrowRight' : 'ArrowLeft', 'x', anaX < 32 ? 1 : -1);
+  // The header's tick is the state's: it advances with every patch, so while bob moves.
+  const tick = Number(await ana.locator('[data-testid=tick]').textContent());
+  const bobY = (await positionOf(bob, 'bob')).y;
+  await moveAndWatch(bob, ana, 'bob', bobY < 18 ? 'ArrowDown' : 'ArrowUp', 'y', bobY < 18 ? 1 : -1);
+  assert.ok(Number(await ana.locator('[data-testid=tick]').textContent()) > tick, 'the tick advanced');
+  // And it shows a ping in milliseconds.
+  await ana.waitForFunction(() => /^\d+ ms$/.test(document.querySelector('[data-testid=ping]').textContent));
+  await ana.bringToFront();
+  await ana.screenshot({ path: path.join(SCREENSHOTS, 'demo.png') });
+
+  // The dashboard asks for the token, then shows the cluster with both clients.
+  const admin = await newPage();
+  await admin.goto(`${cluster.masterHttp}/admin`);
+  await admin.locator('input[name=token]').fill(ADMIN_TOKEN);
+  await admin.locator('input[name=token]').press('Enter');
+  await admin.waitForURL(`${cluster.masterHttp}/admin`);
+  await admin.locator('[data-testid=total-clients]', { hasText: /^2$/ }).waitFor();
+  for (const id of cluster.nodeIds) {
+    await admin.locator(`[data-testid=nodes] tr[data-node="${id}"] [data-field=status]`, { hasText: 'live' }).waitFor();
+  }
+  await admin.locator('[data-testid=channels] tr[data-channel="arena"] [data-field=clients]', { hasText: /^2$/ }).waitFor();
+  // The charts draw from their history: wait for a few seconds of it for the screenshot.
+  await admin.waitForFunction(() => Number(document.querySelector('[data-testid=chart-clients] canvas, canvas[data-testid=chart-clients]')?.dataset.samples) >= 5);
+  await admin.screenshot({ path: path.join(SCREENSHOTS, 'admin.png'), fullPage: true });
+
+  assert.deepEqual(pageErrors, [], 'the pages logged errors');
+});
+
+test('the dashboard refuses a wrong token', async () => {
+  const admin = await newPage();
+  await admin.goto(`${cluster.masterHttp}/admin`);
+  await admin.locator('input[name=token]').fill('not-the-token-at-all');
+  await admin.locator('input[name=token]').press('Enter');
+  await admin.waitForURL(/login=failed/);
+  assert.match(await admin.locator('body').textContent(), /wrong token/i);
+  const status = await admin.evaluate(async () => (await fetch('/status')).status);
+  assert.equal(status, 401);
+});
