@@ -90,6 +90,22 @@ test('two tabs play the demo, each sees the other move, and the dashboard shows 
   // Each player walks away from the wall it might start against; the other tab sees it.
   const anaX = (await positionOf(ana, 'ana')).x;
   await moveAndWatch(ana, bob, 'ana', anaX < 32 ? 'ArrowRight' : 'ArrowLeft', 'x', anaX < 32 ? 1 : -1);
+  // Holding the mouse on the field steers too: ana heads for a point across the field.
+  const anaAt = await positionOf(ana, 'ana');
+  const box = await ana.locator('[data-testid=field]').boundingBox();
+  const targetX = anaAt.x < 32 ? 60 : 4;
+  await ana.bringToFront();
+  await ana.mouse.move(box.x + (targetX / 64) * box.width, box.y + (anaAt.y / 36) * box.height);
+  await ana.mouse.down();
+  try {
+    await bob.waitForFunction(
+      ({ from, sign }) => sign * (Number(document.querySelector('[data-testid=scores] li[data-name="ana"]').dataset.x) - from) >= 2,
+      { from: anaAt.x, sign: Math.sign(targetX - anaAt.x) },
+    );
+  } finally {
+    await ana.mouse.up();
+  }
+
   // The header's tick is the state's: it advances with every patch, so while bob moves.
   const tick = Number(await ana.locator('[data-testid=tick]').textContent());
   const bobY = (await positionOf(bob, 'bob')).y;
