@@ -12,8 +12,8 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 
 use centrum_protocol::{
-    BackToFront, ChannelIndex, LinkJoinRejected, LinkNotice, LinkPatch, LinkState, Seq, SessionKey,
-    State, Tick, encode,
+    BackToFront, ChannelIndex, LinkEvicted, LinkJoinRejected, LinkNotice, LinkPatch, LinkResume,
+    LinkSession, LinkState, Seq, SessionKey, State, Tick, encode,
 };
 
 use crate::inbox::{Event, Inbox};
@@ -39,8 +39,12 @@ pub(crate) struct Channel {
     tick: Tick,
     period: Duration,
     link_grace: Duration,
+    resume_grace: Duration,
     /// Keyed by front id: a front's sessions outlive one link, for `link_grace`.
     fronts: HashMap<Arc<str>, FrontSessions>,
+    /// Memberships of clients whose connection closed, by the front and key they had,
+    /// kept for `resume_grace` so that the client can resume them on any front.
+    held: HashMap<(Arc<str>, SessionKey), Held>,
     next_client: u64,
     /// Reused buffers, so that a steady tick allocates only its patch.
     events: Vec<Event>,
@@ -56,12 +60,23 @@ struct FrontSessions {
     /// The link is new: its first frame for this channel is a full state, even when
     /// the front has no session here.
     just_attached: bool,
+    /// Sessions that resumed elsewhere while this front was away: if it relinks
+    /// still listing one (a half-open client connection), that one is evicted, not
+    /// joined again.
+    moved: Vec<SessionKey>,
 }
 
 struct Session {
     client: ClientId,
     ack: Seq,
     ack_moved: bool,
+    /// What a resume of this membership must present.
+    secret: u64,
+}
+
+struct Held {
+    session: Session,
+    since: Instant,
 }
 
 impl std::fmt::Debug for Channel {
@@ -79,6 +94,7 @@ impl Channel {
         app: Box<dyn App>,
         period: Duration,
         link_grace: Duration,
+        resume_grace: Duration,
     ) -> Self {
         let state = State::new(app.schema());
         Self {
@@ -88,7 +104,9 @@ impl Channel {
             tick: Tick(0),
             period,
             link_grace,
+            resume_grace,
             fronts: HashMap::new(),
+            held: HashMap::new(),
             next_client: 1,
             events: Vec::new(),
         }
@@ -131,8 +149,11 @@ impl Channel {
                     link,
                     session,
                     data,
-                } => self.join(&link, session, data),
+                    secret,
+                    resume,
+                } => self.join(&link, session, data, secret, resume),
                 Event::Leave { link, session } => self.leave(&link, session),
+                Event::Away { link, session } => self.away(&link, session),
                 Event::Input {
                     link,
                     session,
@@ -153,6 +174,7 @@ impl Channel {
         }
         self.events = events;
         self.expire_away_fronts();
+        self.expire_held();
 
         let mut ctx = Ctx {
             state: &mut self.state,
@@ -176,6 +198,7 @@ impl Channel {
             self.fronts.values().map(|f| f.sessions.len() as u64).sum(),
             Relaxed,
         );
+        m.held.store(self.held.len() as u64, Relaxed);
     }
 
     /// The entry of the front that owns `link`, if `link` is still its current link.
@@ -186,7 +209,7 @@ impl Channel {
             .filter(|f| f.link.as_ref().is_some_and(|l| l.id() == link.id()))
     }
 
-    fn attach(&mut self, link: LinkHandle, listed: Vec<(SessionKey, Bytes)>) {
+    fn attach(&mut self, link: LinkHandle, listed: Vec<LinkSession>) {
         let front = self
             .fronts
             .entry(link.front_arc())
@@ -196,6 +219,7 @@ impl Channel {
                 sessions: HashMap::new(),
                 want_state: Vec::new(),
                 just_attached: false,
+                moved: Vec::new(),
             });
         // A newer link from the same front supersedes the old one (a restarted front,
         // or a half-open connection): close the old link rather than leave it open
@@ -209,8 +233,9 @@ impl Channel {
         }
         front.just_attached = true;
         front.away_since = None;
+        let moved = std::mem::take(&mut front.moved);
         let listed_keys: std::collections::HashSet<SessionKey> =
-            listed.iter().map(|(s, _)| *s).collect();
+            listed.iter().map(|s| s.session).collect();
         let gone: Vec<SessionKey> = front
             .sessions
             .keys()
@@ -220,14 +245,17 @@ impl Channel {
         for session in gone {
             self.remove_session(link.front(), session);
         }
-        for (session, data) in listed {
+        for listed in listed {
+            let session = listed.session;
             let known = self
                 .fronts
                 .get(link.front())
                 .is_some_and(|f| f.sessions.contains_key(&session));
-            if !known {
+            if moved.contains(&session) {
+                self.evict(&link, session);
+            } else if !known {
                 // The back lost this session (it restarted, or the grace ran out): join again.
-                self.join(&link, session, data);
+                self.join(&link, session, listed.data, listed.secret, None);
             } else if let Some(f) = self.fronts.get_mut(link.front()) {
                 f.want_state.push(session);
             }
@@ -262,7 +290,34 @@ impl Channel {
         }
     }
 
-    fn join(&mut self, link: &LinkHandle, session: SessionKey, data: Bytes) {
+    /// Memberships held for clients that never resumed leave, as if they had left.
+    fn expire_held(&mut self) {
+        let grace = self.resume_grace;
+        if self.held.is_empty() {
+            return;
+        }
+        let expired: Vec<(Arc<str>, SessionKey)> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.since.elapsed() >= grace)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            if let Some(held) = self.held.remove(&key) {
+                self.shared.metrics.resumes_expired.fetch_add(1, Relaxed);
+                self.app_leave(held.session.client);
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        link: &LinkHandle,
+        session: SessionKey,
+        data: Bytes,
+        secret: u64,
+        resume: Option<LinkResume>,
+    ) {
         if self.current(link).is_none() {
             return;
         }
@@ -271,6 +326,23 @@ impl Channel {
             .is_some_and(|f| f.sessions.contains_key(&session))
         {
             if let Some(f) = self.current(link) {
+                f.want_state.push(session);
+            }
+            return;
+        }
+        if let Some(restored) = resume.and_then(|claim| self.take_resumable(&claim)) {
+            // The same player as before, with its ack: the application sees no leave
+            // and no join, and the client gets a full state like any joiner.
+            self.shared.metrics.resumes.fetch_add(1, Relaxed);
+            if let Some(f) = self.current(link) {
+                f.sessions.insert(
+                    session,
+                    Session {
+                        secret,
+                        ack_moved: false,
+                        ..restored
+                    },
+                );
                 f.want_state.push(session);
             }
             return;
@@ -292,6 +364,7 @@ impl Channel {
                             client,
                             ack: Seq(0),
                             ack_moved: false,
+                            secret,
                         },
                     );
                     f.want_state.push(session);
@@ -309,10 +382,73 @@ impl Channel {
         }
     }
 
+    /// Takes the membership a resuming client claims, if this channel still has it
+    /// (held after a disconnect, or still with its old front) and the secret matches.
+    /// A claim that does not match is an ordinary join: telling why would help
+    /// someone guessing secrets.
+    fn take_resumable(&mut self, claim: &LinkResume) -> Option<Session> {
+        // A zero secret is what a front sends when it had no random source.
+        if claim.secret == 0 {
+            return None;
+        }
+        let key: (Arc<str>, SessionKey) = (Arc::from(claim.front.as_str()), claim.session);
+        if self
+            .held
+            .get(&key)
+            .is_some_and(|h| h.session.secret == claim.secret)
+        {
+            return self.held.remove(&key).map(|h| h.session);
+        }
+        let front = self.fronts.get_mut(claim.front.as_str())?;
+        if front
+            .sessions
+            .get(&claim.session)
+            .is_none_or(|s| s.secret != claim.secret)
+        {
+            return None;
+        }
+        let session = front.sessions.remove(&claim.session)?;
+        // The old connection may still be open (or half-open): its front is told that
+        // the membership moved, now or when it relinks.
+        match front.link.clone() {
+            Some(link) => self.evict(&link, claim.session),
+            None => front.moved.push(claim.session),
+        }
+        Some(session)
+    }
+
+    /// Tells a front that its session is no longer in this channel.
+    fn evict(&self, link: &LinkHandle, session: SessionKey) {
+        let msg = BackToFront::Evicted(LinkEvicted {
+            session,
+            channel: self.shared.index,
+            reason: "the session resumed on another connection".into(),
+        });
+        link.send(Bytes::from(encode(&msg)));
+    }
+
     fn leave(&mut self, link: &LinkHandle, session: SessionKey) {
         if self.current(link).is_some() {
             self.remove_session(link.front(), session);
         }
+    }
+
+    /// The client's connection closed without a leave: its membership is held for a
+    /// resume, or leaves at once when resuming is off.
+    fn away(&mut self, link: &LinkHandle, session: SessionKey) {
+        if self.resume_grace.is_zero() {
+            return self.leave(link, session);
+        }
+        let Some(held) = self.current(link).and_then(|f| f.sessions.remove(&session)) else {
+            return;
+        };
+        self.held.insert(
+            (link.front_arc(), session),
+            Held {
+                session: held,
+                since: Instant::now(),
+            },
+        );
     }
 
     fn remove_session(&mut self, front: &str, session: SessionKey) {
@@ -323,13 +459,17 @@ impl Channel {
         else {
             return;
         };
+        self.app_leave(s.client);
+    }
+
+    fn app_leave(&mut self, client: ClientId) {
         self.shared.metrics.leaves.fetch_add(1, Relaxed);
         let mut ctx = Ctx {
             state: &mut self.state,
             tick: self.tick,
             period: self.period,
         };
-        self.app.leave(&mut ctx, s.client);
+        self.app.leave(&mut ctx, client);
     }
 
     fn input(&mut self, link: &LinkHandle, session: SessionKey, seq: Seq, data: &[u8]) {
@@ -482,7 +622,35 @@ mod tests {
             Box::new(BenchArena::new()),
             Duration::from_millis(50),
             Duration::from_secs(10),
+            Duration::from_secs(15),
         )
+    }
+
+    /// A link attaching with no sessions listed.
+    fn attach(link: &LinkHandle) -> Event {
+        Event::Attach {
+            link: link.clone(),
+            sessions: vec![],
+        }
+    }
+
+    fn join(link: LinkHandle, session: SessionKey) -> Event {
+        Event::Join {
+            link,
+            session,
+            data: Bytes::new(),
+            secret: session * 1000,
+            resume: None,
+        }
+    }
+
+    fn listed(session: SessionKey) -> LinkSession {
+        LinkSession {
+            session,
+            channel: "arena".into(),
+            data: Bytes::new(),
+            secret: session * 1000,
+        }
     }
 
     fn frames(rx: &mut mpsc::Receiver<Bytes>) -> Vec<BackToFront> {
@@ -505,26 +673,9 @@ mod tests {
         let mut ch = channel();
         let (link, mut rx) = LinkHandle::for_test("front-1", 64);
         let inbox = &ch.shared.inbox;
-        inbox
-            .push(Event::Attach {
-                link: link.clone(),
-                sessions: vec![],
-            })
-            .unwrap();
-        inbox
-            .push(Event::Join {
-                link: link.clone(),
-                session: 1,
-                data: Bytes::new(),
-            })
-            .unwrap();
-        inbox
-            .push(Event::Join {
-                link: link.clone(),
-                session: 2,
-                data: Bytes::new(),
-            })
-            .unwrap();
+        inbox.push(attach(&link)).unwrap();
+        inbox.push(join(link.clone(), 1)).unwrap();
+        inbox.push(join(link.clone(), 2)).unwrap();
         ch.step();
         let out = frames(&mut rx);
         // One full state, after the patch: the link's first, shared by both joiners.
@@ -627,22 +778,9 @@ mod tests {
     fn a_relinking_front_keeps_listed_sessions_and_loses_the_rest() {
         let mut ch = channel();
         let (old, _old_rx) = LinkHandle::for_test("front-1", 64);
-        ch.shared
-            .inbox
-            .push(Event::Attach {
-                link: old.clone(),
-                sessions: vec![],
-            })
-            .unwrap();
+        ch.shared.inbox.push(attach(&old)).unwrap();
         for session in [1, 2] {
-            ch.shared
-                .inbox
-                .push(Event::Join {
-                    link: old.clone(),
-                    session,
-                    data: Bytes::new(),
-                })
-                .unwrap();
+            ch.shared.inbox.push(join(old.clone(), session)).unwrap();
         }
         ch.shared
             .inbox
@@ -661,7 +799,7 @@ mod tests {
             .inbox
             .push(Event::Attach {
                 link: new.clone(),
-                sessions: vec![(1, Bytes::new()), (3, Bytes::new())],
+                sessions: vec![listed(1), listed(3)],
             })
             .unwrap();
         // A stale event from the old link is ignored.
@@ -689,21 +827,9 @@ mod tests {
         let mut ch = channel();
         let (old, _old_rx) = LinkHandle::for_test("front-1", 64);
         let (new, mut rx) = LinkHandle::for_test("front-1", 64);
-        ch.shared
-            .inbox
-            .push(Event::Attach {
-                link: old.clone(),
-                sessions: vec![],
-            })
-            .unwrap();
+        ch.shared.inbox.push(attach(&old)).unwrap();
         ch.step();
-        ch.shared
-            .inbox
-            .push(Event::Attach {
-                link: new.clone(),
-                sessions: vec![],
-            })
-            .unwrap();
+        ch.shared.inbox.push(attach(&new)).unwrap();
         ch.step();
         assert!(old.is_closed());
         assert!(!new.is_closed());
@@ -714,22 +840,196 @@ mod tests {
     fn a_full_link_queue_closes_the_link_instead_of_waiting() {
         let mut ch = channel();
         let (link, _rx) = LinkHandle::for_test("front-1", 1);
+        ch.shared.inbox.push(attach(&link)).unwrap();
+        ch.shared.inbox.push(join(link.clone(), 1)).unwrap();
+        ch.step();
+        assert!(link.is_closed());
+    }
+
+    /// Front-1's client (session 1) joins, sends input 5, and its connection closes.
+    fn held_after_input() -> (Channel, LinkHandle, mpsc::Receiver<Bytes>) {
+        let mut ch = channel();
+        let (front1, rx1) = LinkHandle::for_test("front-1", 64);
+        let inbox = &ch.shared.inbox;
+        inbox.push(attach(&front1)).unwrap();
+        inbox.push(join(front1.clone(), 1)).unwrap();
+        ch.step();
+        let input = Event::Input {
+            link: front1.clone(),
+            session: 1,
+            seq: Seq(5),
+            data: input(0.5),
+        };
+        ch.shared.inbox.push(input).unwrap();
+        ch.step();
         ch.shared
             .inbox
-            .push(Event::Attach {
-                link: link.clone(),
-                sessions: vec![],
-            })
-            .unwrap();
-        ch.shared
-            .inbox
-            .push(Event::Join {
-                link: link.clone(),
+            .push(Event::Away {
+                link: front1.clone(),
                 session: 1,
-                data: Bytes::new(),
             })
             .unwrap();
         ch.step();
-        assert!(link.is_closed());
+        (ch, front1, rx1)
+    }
+
+    fn resume_on(
+        ch: &mut Channel,
+        front: &str,
+        session: SessionKey,
+        claim_secret: u64,
+    ) -> mpsc::Receiver<Bytes> {
+        let (link, rx) = LinkHandle::for_test(front, 64);
+        let inbox = &ch.shared.inbox;
+        inbox.push(attach(&link)).unwrap();
+        inbox
+            .push(Event::Join {
+                link,
+                session,
+                data: Bytes::new(),
+                secret: 77,
+                resume: Some(LinkResume {
+                    front: "front-1".into(),
+                    session: 1,
+                    secret: claim_secret,
+                }),
+            })
+            .unwrap();
+        ch.step();
+        rx
+    }
+
+    fn states(rx: &mut mpsc::Receiver<Bytes>) -> Vec<(SessionKey, Seq)> {
+        frames(rx)
+            .into_iter()
+            .filter_map(|f| match f {
+                BackToFront::State(s) => Some(s.sessions),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn a_disconnected_client_resumes_on_another_front_as_the_same_player() {
+        let (mut ch, _front1, _rx1) = held_after_input();
+        assert_eq!(
+            ch.state.len(),
+            1,
+            "the player stays while its client is away"
+        );
+        assert_eq!(ch.shared.metrics.held.load(Relaxed), 1);
+
+        let mut rx2 = resume_on(&mut ch, "front-2", 9, 1000);
+        assert_eq!(ch.state.len(), 1, "no second player");
+        assert_eq!(states(&mut rx2), vec![(9, Seq(5))], "the ack survives");
+        let m = &ch.shared.metrics;
+        assert_eq!(
+            (m.joins.load(Relaxed), m.leaves.load(Relaxed)),
+            (1, 0),
+            "the application saw neither a leave nor a second join"
+        );
+        assert_eq!(m.resumes.load(Relaxed), 1);
+        assert_eq!(m.held.load(Relaxed), 0);
+
+        // Inputs now flow from the new front's session.
+        ch.shared
+            .inbox
+            .push(Event::Input {
+                link: ch.fronts["front-2"].link.clone().unwrap(),
+                session: 9,
+                seq: Seq(6),
+                data: input(0.5),
+            })
+            .unwrap();
+        ch.step();
+        let acks: Vec<_> = frames(&mut rx2)
+            .into_iter()
+            .filter_map(|f| match f {
+                BackToFront::Patch(p) => Some(p.acks),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(acks, vec![(9, Seq(6))]);
+    }
+
+    #[test]
+    fn a_wrong_secret_joins_afresh_and_the_held_player_stays_until_the_grace_ends() {
+        let (mut ch, _front1, _rx1) = held_after_input();
+        let mut rx2 = resume_on(&mut ch, "front-2", 9, 999);
+        assert_eq!(states(&mut rx2), vec![(9, Seq(0))]);
+        assert_eq!(
+            ch.state.len(),
+            2,
+            "a new player; the held one is not handed over"
+        );
+        assert_eq!(ch.shared.metrics.resumes.load(Relaxed), 0);
+
+        // The grace runs out (moved back in time rather than waited for).
+        for held in ch.held.values_mut() {
+            held.since = Instant::now()
+                .checked_sub(ch.resume_grace)
+                .expect("the clock is past the grace");
+        }
+        ch.step();
+        assert_eq!(ch.state.len(), 1);
+        let m = &ch.shared.metrics;
+        assert_eq!(m.resumes_expired.load(Relaxed), 1);
+        assert_eq!(m.leaves.load(Relaxed), 1);
+        assert_eq!(m.held.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn resuming_while_the_old_connection_is_still_linked_evicts_it() {
+        let mut ch = channel();
+        let (front1, mut rx1) = LinkHandle::for_test("front-1", 64);
+        ch.shared.inbox.push(attach(&front1)).unwrap();
+        ch.shared.inbox.push(join(front1.clone(), 1)).unwrap();
+        ch.step();
+        let _ = frames(&mut rx1);
+
+        let mut rx2 = resume_on(&mut ch, "front-2", 9, 1000);
+        assert_eq!(states(&mut rx2), vec![(9, Seq(0))]);
+        assert_eq!(ch.state.len(), 1);
+        let evicted: Vec<_> = frames(&mut rx1)
+            .into_iter()
+            .filter_map(|f| match f {
+                BackToFront::Evicted(e) => Some(e.session),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(evicted, vec![1]);
+    }
+
+    #[test]
+    fn a_session_that_moved_while_its_front_was_away_is_evicted_when_it_relinks() {
+        let mut ch = channel();
+        let (front1, _rx1) = LinkHandle::for_test("front-1", 64);
+        ch.shared.inbox.push(attach(&front1)).unwrap();
+        ch.shared.inbox.push(join(front1.clone(), 1)).unwrap();
+        ch.shared
+            .inbox
+            .push(Event::Detach { link: front1 })
+            .unwrap();
+        ch.step();
+
+        let _rx2 = resume_on(&mut ch, "front-2", 9, 1000);
+        let (again, mut rx1) = LinkHandle::for_test("front-1", 64);
+        ch.shared
+            .inbox
+            .push(Event::Attach {
+                link: again,
+                sessions: vec![listed(1)],
+            })
+            .unwrap();
+        ch.step();
+        assert_eq!(ch.state.len(), 1, "not joined a second time");
+        let out = frames(&mut rx1);
+        assert!(
+            out.iter()
+                .any(|f| matches!(f, BackToFront::Evicted(e) if e.session == 1)),
+            "got {out:?}"
+        );
     }
 }

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use centrum_protocol::{Seq, SessionKey};
+use centrum_protocol::{LinkResume, LinkSession, Seq, SessionKey};
 
 use crate::link::LinkHandle;
 
@@ -15,7 +15,7 @@ pub(crate) enum Event {
     /// A front (re)linked; `sessions` are the ones it holds in this channel.
     Attach {
         link: LinkHandle,
-        sessions: Vec<(SessionKey, Bytes)>,
+        sessions: Vec<LinkSession>,
     },
     /// A front's link closed.
     Detach { link: LinkHandle },
@@ -23,8 +23,15 @@ pub(crate) enum Event {
         link: LinkHandle,
         session: SessionKey,
         data: Bytes,
+        secret: u64,
+        resume: Option<LinkResume>,
     },
     Leave {
+        link: LinkHandle,
+        session: SessionKey,
+    },
+    /// The client's connection closed: hold its membership for a resume.
+    Away {
         link: LinkHandle,
         session: SessionKey,
     },
@@ -71,7 +78,7 @@ impl Inbox {
     }
 
     /// Queues an event. Inputs and joins are refused with [`Full`] past the capacity
-    /// (the caller tells the client). Leaves and resyncs are refused only past three
+    /// (the caller tells the client). Leaves, aways and resyncs are refused only past three
     /// times the capacity, which only a misbehaving front reaches (its link is then
     /// closed, and relinking reconciles its sessions). A link's attach and detach are
     /// always queued: there is one of each per link connection.

@@ -110,6 +110,7 @@ impl Back {
                 app,
                 me.tick_period(),
                 config.limits.link_grace(),
+                config.limits.resume_grace(),
             ));
             channels.push(shared);
         }

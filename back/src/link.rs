@@ -15,7 +15,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use centrum_net::{FrameError, Shutdown, framed, recv, send};
 use centrum_protocol::{
-    BackToFront, FrontToBack, LinkRefused, LinkWelcome, PROTOCOL_VERSION, SessionKey, decode,
+    BackToFront, FrontToBack, LinkRefused, LinkSession, LinkWelcome, PROTOCOL_VERSION, decode,
 };
 
 use crate::Shared;
@@ -168,11 +168,11 @@ where
     // Every channel learns of the link, with the sessions the front holds in it; each
     // answers with its full state at its next tick, before any patch.
     for channel in &shared.channels {
-        let sessions: Vec<(SessionKey, Bytes)> = hello
+        let sessions: Vec<LinkSession> = hello
             .sessions
             .iter()
             .filter(|s| s.channel == channel.name)
-            .map(|s| (s.session, s.data.clone()))
+            .cloned()
             .collect();
         let _ = channel.inbox.push(Event::Attach {
             link: handle.clone(),
@@ -244,6 +244,8 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Fram
                 link: link.clone(),
                 session: j.session,
                 data: j.data,
+                secret: j.secret,
+                resume: j.resume,
             }) == Err(Full)
             {
                 channel.metrics.joins_rejected.fetch_add(1, Relaxed);
@@ -267,6 +269,15 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Fram
                 .push(Event::Leave {
                     link: link.clone(),
                     session: l.session,
+                })
+                .map_err(|_| overloaded())?;
+        }
+        FrontToBack::Away(a) => {
+            channel_of(a.channel)?
+                .inbox
+                .push(Event::Away {
+                    link: link.clone(),
+                    session: a.session,
                 })
                 .map_err(|_| overloaded())?;
         }

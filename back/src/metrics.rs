@@ -24,6 +24,10 @@ pub(crate) struct ChannelMetrics {
     pub(crate) joins: AtomicU64,
     pub(crate) joins_rejected: AtomicU64,
     pub(crate) leaves: AtomicU64,
+    /// Memberships held for a client whose connection closed, right now.
+    pub(crate) held: AtomicU64,
+    pub(crate) resumes: AtomicU64,
+    pub(crate) resumes_expired: AtomicU64,
     pub(crate) patches: AtomicU64,
     pub(crate) patch_bytes: AtomicU64,
     pub(crate) full_states: AtomicU64,
@@ -128,6 +132,24 @@ impl ChannelMetrics {
             "Clients that left.",
             Counter,
             &self.leaves,
+        );
+        push(
+            "centrum_back_held_sessions",
+            "Memberships kept for disconnected clients to resume.",
+            Gauge,
+            &self.held,
+        );
+        push(
+            "centrum_back_resumes_total",
+            "Memberships a client resumed (on any front) within limits.resume_grace_ms.",
+            Counter,
+            &self.resumes,
+        );
+        push(
+            "centrum_back_resumes_expired_total",
+            "Held memberships whose client did not resume in time (they left).",
+            Counter,
+            &self.resumes_expired,
         );
         push(
             "centrum_back_patches_total",

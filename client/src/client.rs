@@ -38,6 +38,10 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub struct ClientOptions {
     /// Authentication token sent in the hello; empty when the cluster needs none.
     pub token: String,
+    /// The [`Client::resume_token`] of an earlier connection, to resume its session:
+    /// joining a channel again then restores the membership (same player, same ack)
+    /// where the back still holds it. PROTOCOL.md §5 says how long that is.
+    pub resume: Option<String>,
     /// The largest message accepted from the server, applied by the WebSocket layer
     /// before anything is decoded. Full states can be large.
     pub max_message_bytes: usize,
@@ -46,7 +50,7 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
 }
 
-/// The token is a secret: it is not printed.
+/// The tokens are secrets: they are not printed.
 impl fmt::Debug for ClientOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientOptions")
@@ -58,6 +62,7 @@ impl fmt::Debug for ClientOptions {
                     "<redacted>"
                 },
             )
+            .field("resume", &self.resume.as_ref().map(|_| "<redacted>"))
             .field("max_message_bytes", &self.max_message_bytes)
             .field("connect_timeout", &self.connect_timeout)
             .finish()
@@ -68,6 +73,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         Self {
             token: String::new(),
+            resume: None,
             max_message_bytes: 16 << 20,
             connect_timeout: Duration::from_secs(10),
         }
@@ -83,10 +89,12 @@ pub struct Client {
     ws: Ws,
     options: ClientOptions,
     session: String,
+    resume_token: String,
     front: String,
     channels: HashMap<String, Channel>,
     /// The last seq [`Client::send_input`] assigned, per channel; a new membership
-    /// starts again from 1.
+    /// starts after the ack of its first state (0 for a fresh join, the last applied
+    /// input for a resumed one).
     seqs: HashMap<String, Seq>,
     /// Results that arrived during a `join`, returned first by `next_event`.
     queue: VecDeque<Result<Event, ClientError>>,
@@ -177,12 +185,13 @@ impl Client {
         let hello = ClientMsg::Hello(Hello {
             version: PROTOCOL_VERSION,
             token: options.token.clone(),
-            resume: None,
+            resume: options.resume.clone(),
         });
         let mut client = Client {
             ws,
             options,
             session: String::new(),
+            resume_token: String::new(),
             front: String::new(),
             channels: HashMap::new(),
             seqs: HashMap::new(),
@@ -203,6 +212,7 @@ impl Client {
             FrontMsg::Welcome(w) if w.version == PROTOCOL_VERSION => {
                 debug!(url, session = %w.session, front = %w.front, "welcome");
                 client.session = w.session;
+                client.resume_token = w.resume;
                 client.front = w.front;
                 Ok(client)
             }
@@ -224,9 +234,15 @@ impl Client {
         }
     }
 
-    /// The session id the front gave this connection.
+    /// The session id the front gave this connection; a resumed session keeps its id.
     pub fn session(&self) -> &str {
         &self.session
+    }
+
+    /// The token that resumes this session from another connection (see
+    /// [`ClientOptions::resume`]). A secret: whoever holds it can take the session.
+    pub fn resume_token(&self) -> &str {
+        &self.resume_token
     }
 
     /// The id of the front serving this connection.
@@ -568,8 +584,8 @@ impl Client {
         let mut mirror = Mirror::new();
         let applied = mirror.apply_state(&msg);
         if !self.channels.contains_key(&msg.channel) {
-            // A new membership: the back counts this client's inputs from scratch.
-            self.seqs.remove(&msg.channel);
+            // A new membership: inputs continue after the last one the back applied.
+            self.seqs.insert(msg.channel.clone(), msg.ack);
         }
         let channel = self.channels.entry(msg.channel.clone()).or_default();
         channel.ack = msg.ack;

@@ -100,7 +100,8 @@ export declare class Channel {
 export interface ClientEvents {
   error: (error: CentrumError) => void;
   reconnecting: (info: { attempt: number; delayMs: number }) => void;
-  /** `resumed` is false when the server started a new session: channels were joined again. */
+  /** `resumed`: the front kept the session (its id is unchanged), so joining again restored
+   * each membership the back still held; false: a new session, the channels were joined afresh. */
   reconnected: (info: { resumed: boolean }) => void;
   /** The end: `close()`, reconnecting off or given up, or a fatal error. */
   closed: (info: { reason: string }) => void;

@@ -53,6 +53,7 @@ channels = [{ name = "arena", app = "arena" }]
 # handshake_timeout_ms = 5000    # (100-120000)
 # heartbeat_ms = 1000            # node -> master heartbeat period (50-60000)
 # link_grace_ms = 10000          # how long a back keeps a dropped front's sessions (0-600000)
+# resume_grace_ms = 15000        # how long a back keeps a disconnected client's place for it to resume (0-600000)
 # slow_client = "resync"         # "resync" or "disconnect" a client whose queue is full
 "#;
 
@@ -148,6 +149,9 @@ pub struct Limits {
     pub heartbeat_ms: u32,
     /// How long a back keeps a dropped front's sessions.
     pub link_grace_ms: u32,
+    /// How long a back keeps the memberships of a client whose connection closed
+    /// without a leave, so that it can resume on any front; 0 makes it leave at once.
+    pub resume_grace_ms: u32,
     pub slow_client: SlowClientPolicy,
 }
 
@@ -293,6 +297,10 @@ impl Limits {
     pub fn link_grace(&self) -> Duration {
         Duration::from_millis(self.link_grace_ms.into())
     }
+
+    pub fn resume_grace(&self) -> Duration {
+        Duration::from_millis(self.resume_grace_ms.into())
+    }
 }
 
 impl Default for Limits {
@@ -308,6 +316,7 @@ impl Default for Limits {
             handshake_timeout_ms: 5_000,
             heartbeat_ms: 1_000,
             link_grace_ms: 10_000,
+            resume_grace_ms: 15_000,
             slow_client: SlowClientPolicy::Resync,
         }
     }

@@ -164,6 +164,7 @@ impl<'a> Checker<'a> {
             handshake_timeout_ms,
             heartbeat_ms,
             link_grace_ms,
+            resume_grace_ms,
             slow_client: _,
         } = *limits;
         let ranges = [
@@ -177,6 +178,7 @@ impl<'a> Checker<'a> {
             ("handshake_timeout_ms", handshake_timeout_ms, 100, 120_000),
             ("heartbeat_ms", heartbeat_ms, 50, 60_000),
             ("link_grace_ms", link_grace_ms, 0, 600_000),
+            ("resume_grace_ms", resume_grace_ms, 0, 600_000),
         ];
         for (name, value, min, max) in ranges {
             if !(min..=max).contains(&value) {

@@ -17,11 +17,12 @@ use tracing::{debug, trace};
 
 use centrum_net::Shutdown;
 use centrum_protocol::{
-    ClientMsg, ErrorMsg, FrontMsg, PROTOCOL_VERSION, Pong, Rejected, SessionKey, SharedPrefix,
-    Welcome, decode, encode,
+    ClientMsg, ErrorMsg, FrontMsg, LinkResume, PROTOCOL_VERSION, Pong, Rejected, SessionKey,
+    SharedPrefix, Welcome, decode, encode,
 };
 
 use crate::hub::{ClientHandle, Hub, Outbound, Refusal};
+use crate::resume::{ResumeToken, new_secret};
 use crate::ws::{self, FrameReader, MAX_HEADER, WsEvent};
 
 /// At most this many queued messages go into one vectored write.
@@ -125,17 +126,35 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
     };
 
     let key: SessionKey = NEXT_SESSION.fetch_add(1, Relaxed);
-    let session = format!("{}-{key}", hub.id);
+    // A well-formed token keeps its session id, and its claim goes with every join
+    // of this connection: the back holding a membership decides whether it resumes.
+    // Anything else starts a new session, as a missing token does.
+    let resumed = hello.resume.as_deref().and_then(ResumeToken::parse);
+    if resumed.is_some() {
+        hub.metrics.resume_hellos.fetch_add(1, Relaxed);
+    }
+    let session = match &resumed {
+        Some(token) => token.session_id.clone(),
+        None => format!("{}-{key}", hub.id),
+    };
     tracing::Span::current().record("session", session.as_str());
-    // Version 1 does not resume sessions: any resume token starts a new session.
+    let secret = new_secret();
+    let token = ResumeToken {
+        session_id: session.clone(),
+        claim: LinkResume {
+            front: hub.id.clone(),
+            session: key,
+            secret,
+        },
+    };
     let welcome = FrontMsg::Welcome(Welcome {
         version: PROTOCOL_VERSION,
-        session: session.clone(),
-        resume: resume_token(key),
+        session,
+        resume: token.encode(),
         front: hub.id.clone(),
     });
     debug!(
-        resumed = false,
+        resumed = resumed.is_some(),
         asked_resume = hello.resume.is_some(),
         "welcome"
     );
@@ -143,10 +162,12 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
     let handle = ClientHandle {
         tx,
         kill: shutdown.child_token(),
+        secret,
     };
     let mut conn = Conn {
         hub: hub.clone(),
         key,
+        resume: resumed.map(|t| t.claim),
         handle: handle.clone(),
         heads: Vec::with_capacity(BATCH * 20),
         batch: Vec::with_capacity(BATCH),
@@ -231,15 +252,6 @@ fn ws_code(e: &ws::WsError) -> &'static str {
     }
 }
 
-/// A token for a later Hello; unguessable enough to not collide, not a secret yet.
-fn resume_token(key: SessionKey) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{key:x}.{:x}", (nanos as u64) ^ key.rotate_left(32))
-}
-
 /// Says why (best effort) and closes.
 async fn finish(stream: &mut TcpStream, end: End) {
     let End::Close { code, error } = end else {
@@ -271,6 +283,8 @@ async fn finish(stream: &mut TcpStream, end: End) {
 struct Conn {
     hub: Arc<Hub>,
     key: SessionKey,
+    /// The session this connection resumes, claimed in each of its joins.
+    resume: Option<LinkResume>,
     handle: ClientHandle,
     /// Frame headers and per-client prefixes for the batch being written.
     heads: Vec<u8>,
@@ -400,7 +414,13 @@ impl Conn {
                 )),
             ),
             ClientMsg::Join(j) => {
-                let r = hub.join(self.key, &self.handle, &j.channel, j.data);
+                let r = hub.join(
+                    self.key,
+                    &self.handle,
+                    &j.channel,
+                    j.data,
+                    self.resume.as_ref(),
+                );
                 (j.channel, r)
             }
             ClientMsg::Leave(l) => match hub.leave(self.key, &l.channel) {

@@ -13,9 +13,9 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use centrum_config::{Config, SlowClientPolicy};
 use centrum_net::Shutdown;
 use centrum_protocol::{
-    ChannelIndex, ErrorMsg, FrontMsg, FrontToBack, Left, LinkInput, LinkJoin, LinkLeave, LinkPatch,
-    LinkResync, LinkSession, LinkState, Rejected, Seq, SessionKey, SharedKind, SharedPrefix,
-    Unavailable, encode,
+    ChannelIndex, ErrorMsg, FrontMsg, FrontToBack, Left, LinkAway, LinkInput, LinkJoin, LinkLeave,
+    LinkPatch, LinkResume, LinkResync, LinkSession, LinkState, Rejected, Seq, SessionKey,
+    SharedKind, SharedPrefix, Unavailable, encode,
 };
 
 use crate::metrics::FrontMetrics;
@@ -57,6 +57,8 @@ pub(crate) struct ClientHandle {
     pub(crate) tx: mpsc::Sender<Outbound>,
     /// Cancelled to close the connection from outside (slow client, policy).
     pub(crate) kill: Shutdown,
+    /// The session's resume secret, told to every back it joins.
+    pub(crate) secret: u64,
 }
 
 /// Where a channel's members stand.
@@ -140,7 +142,8 @@ impl Hub {
         self.clients.write().insert(key, handle);
     }
 
-    /// Removes a closed connection from every channel, telling the backs.
+    /// Removes a closed connection from every channel. The backs hold its
+    /// memberships for a resume (`limits.resume_grace_ms`) rather than end them.
     pub(crate) fn remove_client(&self, key: SessionKey) {
         self.clients.write().remove(&key);
         for route in self.channels.values() {
@@ -148,22 +151,24 @@ impl Hub {
             if route.members.remove(&key).is_some()
                 && let Some((tx, channel, close)) = &route.link
             {
-                let leave = FrontToBack::Leave(LinkLeave {
+                let away = FrontToBack::Away(LinkAway {
                     session: key,
                     channel: *channel,
                 });
-                send_or_close(tx, close, encode(&leave));
+                send_or_close(tx, close, encode(&away));
             }
         }
     }
 
     /// Starts a join; the back's State or rejection arrives later through the link.
+    /// `resume` is the session this client claims from before, if any.
     pub(crate) fn join(
         &self,
         key: SessionKey,
         client: &ClientHandle,
         channel: &str,
         data: Bytes,
+        resume: Option<&LinkResume>,
     ) -> Result<(), Refusal> {
         let route = self
             .channels
@@ -185,6 +190,8 @@ impl Hub {
             session: key,
             channel: *index,
             data: data.clone(),
+            secret: client.secret,
+            resume: resume.cloned(),
         }));
         if tx.try_send(Bytes::from(frame)).is_err() {
             return Err(Refusal::Reject(format!(
@@ -283,6 +290,7 @@ impl Hub {
                         session: *key,
                         channel: name.clone(),
                         data: m.data.clone(),
+                        secret: m.client.secret,
                     });
                 }
             }
@@ -438,6 +446,20 @@ impl Hub {
         }
     }
 
+    /// The session resumed on another connection: this one is out of the channel.
+    pub(crate) fn on_evicted(&self, channel: &str, key: SessionKey, reason: String) {
+        let Some(route) = self.channels.get(channel) else {
+            return;
+        };
+        if let Some(m) = route.lock().members.remove(&key) {
+            let msg = encode(&FrontMsg::Left(Left {
+                channel: channel.to_owned(),
+                reason,
+            }));
+            let _ = m.client.tx.try_send(Outbound::Message(Bytes::from(msg)));
+        }
+    }
+
     pub(crate) fn on_notice(&self, key: SessionKey, code: String, message: String) {
         if let Some(client) = self.clients.read().get(&key) {
             let msg = encode(&FrontMsg::Error(ErrorMsg { code, message }));
@@ -487,6 +509,7 @@ mod tests {
             ClientHandle {
                 tx,
                 kill: Shutdown::new(),
+                secret: 1,
             },
             rx,
         )
@@ -517,8 +540,8 @@ mod tests {
         hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
         let (slow, slow_rx) = client(1);
         let (fast, fast_rx) = client(16);
-        hub.join(1, &slow, "arena", Bytes::new()).unwrap();
-        hub.join(2, &fast, "arena", Bytes::new()).unwrap();
+        hub.join(1, &slow, "arena", Bytes::new(), None).unwrap();
+        hub.join(2, &fast, "arena", Bytes::new(), None).unwrap();
         for _ in 0..2 {
             let frame = link_rx.try_recv().unwrap();
             assert!(matches!(
@@ -609,7 +632,7 @@ mod tests {
     fn a_dropped_link_tells_members_and_rejects_joins_in_flight() {
         let (hub, _link_rx, _slow, _slow_rx, mut fast_rx) = linked(SlowClientPolicy::Resync);
         let (late, mut late_rx) = client(4);
-        hub.join(3, &late, "arena", Bytes::new()).unwrap();
+        hub.join(3, &late, "arena", Bytes::new(), None).unwrap();
         hub.link_down(0);
         let _state = fast_rx.try_recv().unwrap();
         let Outbound::Message(m) = fast_rx.try_recv().unwrap() else {

@@ -9,6 +9,7 @@ mod connection;
 mod hub;
 mod link;
 mod metrics;
+mod resume;
 mod ws;
 
 use std::net::SocketAddr;

@@ -161,6 +161,7 @@ fn route(hub: &Hub, channels: &[String], msg: BackToFront) -> Result<(), FrameEr
         BackToFront::State(s) => hub.on_state(name(s.channel)?, s),
         BackToFront::JoinRejected(r) => hub.on_join_rejected(name(r.channel)?, r.session, r.reason),
         BackToFront::Notice(n) => hub.on_notice(n.session, n.code, n.message),
+        BackToFront::Evicted(e) => hub.on_evicted(name(e.channel)?, e.session, e.reason),
         BackToFront::Welcome(_) | BackToFront::Refused(_) => {
             return Err(invalid("a second welcome on a link".into()));
         }

@@ -9,6 +9,7 @@ pub(crate) struct FrontMetrics {
     pub(crate) connections_total: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
     pub(crate) handshake_failures: AtomicU64,
+    pub(crate) resume_hellos: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
     pub(crate) messages_in: AtomicU64,
     pub(crate) inputs: AtomicU64,
@@ -25,7 +26,7 @@ pub(crate) struct FrontMetrics {
 impl FrontMetrics {
     pub(crate) fn metrics(&self, clients: usize) -> Vec<Metric> {
         use MetricKind::{Counter, Gauge};
-        let all: [(&str, &str, MetricKind, &AtomicU64); 14] = [
+        let all: [(&str, &str, MetricKind, &AtomicU64); 15] = [
             (
                 "centrum_front_connections_total",
                 "Client connections accepted.",
@@ -43,6 +44,12 @@ impl FrontMetrics {
                 "Connections that failed the WebSocket handshake or hello.",
                 Counter,
                 &self.handshake_failures,
+            ),
+            (
+                "centrum_front_resume_hellos_total",
+                "Hellos with a well-formed resume token (the backs decide what is restored).",
+                Counter,
+                &self.resume_hellos,
             ),
             (
                 "centrum_front_protocol_errors_total",

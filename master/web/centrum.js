@@ -2078,12 +2078,13 @@ var Client = class _Client extends Emitter {
         continue;
       }
       this.state = "open";
-      if (!resumed) this.#joinAgain();
+      this.#joinAgain();
       this.emit("reconnected", { resumed });
       return;
     }
   }
-  /** A new session knows none of our channels: join each again with its join data. */
+  /** A new connection is in no channel: join each again with its join data (a resume
+   * where the back still holds the membership, a fresh join otherwise). */
   #joinAgain() {
     for (const [name, channel] of this.#channels) {
       if (channel.state === "leaving") {

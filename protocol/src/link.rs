@@ -25,6 +25,7 @@ tagged_enum! {
         Leave(LinkLeave) = 2,
         Input(LinkInput) = 3,
         Resync(LinkResync) = 4,
+        Away(LinkAway) = 5,
     }
 }
 
@@ -38,6 +39,7 @@ tagged_enum! {
         Patch(LinkPatch) = 3,
         JoinRejected(LinkJoinRejected) = 4,
         Notice(LinkNotice) = 5,
+        Evicted(LinkEvicted) = 6,
     }
 }
 
@@ -57,6 +59,8 @@ pub struct LinkSession {
     pub channel: String,
     /// The data of the client's original join, for a back that must join it again.
     pub data: Bytes,
+    /// The session's resume secret, as in its `LinkJoin`.
+    pub secret: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,15 +76,38 @@ pub struct LinkRefused {
     pub reason: String,
 }
 
+/// A client joins a channel. `secret` is what a later resume of this session must
+/// present. With `resume`, the client had a session before (on this front or another):
+/// if the back still holds that session's membership and the secret matches, the
+/// membership moves to `session` as it was (same player, same ack) and the
+/// application's `join` is not called; otherwise this is an ordinary join.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkJoin {
     pub session: SessionKey,
     pub channel: ChannelIndex,
     pub data: Bytes,
+    pub secret: u64,
+    pub resume: Option<LinkResume>,
+}
+
+/// The session a client resumes: the front that held it, its key there, its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkResume {
+    pub front: String,
+    pub session: SessionKey,
+    pub secret: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkLeave {
+    pub session: SessionKey,
+    pub channel: ChannelIndex,
+}
+
+/// The client's connection closed without a leave: the back keeps its membership for
+/// `limits.resume_grace_ms` so that it may resume, then it leaves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkAway {
     pub session: SessionKey,
     pub channel: ChannelIndex,
 }
@@ -126,6 +153,14 @@ pub struct LinkPatch {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkJoinRejected {
+    pub session: SessionKey,
+    pub channel: ChannelIndex,
+    pub reason: String,
+}
+
+/// The back ended this session's membership: it resumed on another connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkEvicted {
     pub session: SessionKey,
     pub channel: ChannelIndex,
     pub reason: String,

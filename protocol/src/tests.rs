@@ -48,6 +48,22 @@ fn golden_client_hello() {
 }
 
 #[test]
+fn golden_welcome() {
+    let welcome = FrontMsg::Welcome(Welcome {
+        version: 1,
+        session: "front-1-42".into(),
+        resume: "front-1.2a.9f3c51e07d2a4c81.front-1-42".into(),
+        front: "front-1".into(),
+    });
+    let bytes = encode(&welcome);
+    assert_eq!(
+        hex(&bytes),
+        "92 00 94 01 aa 66 72 6f 6e 74 2d 31 2d 34 32 d9 26 66 72 6f 6e 74 2d 31 2e 32 61 2e 39 66 33 63 35 31 65 30 37 64 32 61 34 63 38 31 2e 66 72 6f 6e 74 2d 31 2d 34 32 a7 66 72 6f 6e 74 2d 31"
+    );
+    assert_eq!(decode::<FrontMsg>(&bytes, LIMIT).unwrap(), welcome);
+}
+
+#[test]
 fn golden_client_join_and_input() {
     let join = ClientMsg::Join(Join {
         channel: "arena".into(),
@@ -156,6 +172,7 @@ fn every_message_round_trips() {
                 session: 3,
                 channel: "c".into(),
                 data: Bytes::from_static(b"x"),
+                secret: 0xfeed,
             }],
         })),
         encode(&BackToFront::Patch(LinkPatch {
@@ -182,6 +199,34 @@ fn every_message_round_trips() {
     );
     assert!(
         matches!(decode::<NodeToMaster>(&msgs[2], LIMIT).unwrap(), NodeToMaster::Register(r) if r.role == Role::Back)
+    );
+    // The messages that carry a resume, compared whole.
+    let join = FrontToBack::Join(LinkJoin {
+        session: 4,
+        channel: 0,
+        data: Bytes::from_static(b"j"),
+        secret: u64::MAX,
+        resume: Some(LinkResume {
+            front: "f".into(),
+            session: 3,
+            secret: 0xfeed,
+        }),
+    });
+    let away = FrontToBack::Away(LinkAway {
+        session: 4,
+        channel: 0,
+    });
+    for msg in [join, away] {
+        assert_eq!(decode::<FrontToBack>(&encode(&msg), LIMIT).unwrap(), msg);
+    }
+    let evicted = BackToFront::Evicted(LinkEvicted {
+        session: 3,
+        channel: 0,
+        reason: "resumed".into(),
+    });
+    assert_eq!(
+        decode::<BackToFront>(&encode(&evicted), LIMIT).unwrap(),
+        evicted
     );
 }
 

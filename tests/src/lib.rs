@@ -62,6 +62,8 @@ pub struct TestCluster {
     /// One per back when the links are proxied.
     pub proxies: Vec<Proxy>,
     shutdown: Shutdown,
+    /// One per front, children of `shutdown`, for [`TestCluster::stop_front`].
+    front_stops: Vec<Shutdown>,
     master: JoinHandle<()>,
 }
 
@@ -152,17 +154,17 @@ impl TestCluster {
                 .expect("back starts")
             })
             .collect();
+        let front_stops: Vec<Shutdown> = front_listeners
+            .iter()
+            .map(|_| shutdown.child_token())
+            .collect();
         let fronts = front_listeners
             .into_iter()
+            .zip(&front_stops)
             .enumerate()
-            .map(|(i, l)| {
-                Front::start(
-                    config.clone(),
-                    &format!("front-{}", i + 1),
-                    l,
-                    shutdown.child_token(),
-                )
-                .expect("front starts")
+            .map(|(i, (l, stop))| {
+                Front::start(config.clone(), &format!("front-{}", i + 1), l, stop.clone())
+                    .expect("front starts")
             })
             .collect();
         TestCluster {
@@ -172,6 +174,7 @@ impl TestCluster {
             master_http,
             proxies,
             shutdown,
+            front_stops,
             master,
         }
     }
@@ -179,6 +182,12 @@ impl TestCluster {
     /// The WebSocket URL of front `i`.
     pub fn front_url(&self, i: usize) -> String {
         self.fronts[i].client_url().to_owned()
+    }
+
+    /// Stops front `i` (its clients are disconnected, its links close); the rest of
+    /// the cluster keeps running.
+    pub fn stop_front(&self, i: usize) {
+        self.front_stops[i].cancel();
     }
 
     /// Stops everything and waits for it.

@@ -401,3 +401,142 @@ async fn a_link_works_over_an_in_process_stream_as_over_tcp() {
     );
     cluster.stop().await;
 }
+
+/// Connects to front `front`, presenting `token` to resume an earlier session.
+async fn resume(cluster: &TestCluster, front: usize, token: &str) -> Client {
+    let options = ClientOptions {
+        resume: Some(token.to_owned()),
+        ..ClientOptions::default()
+    };
+    within(
+        "resume",
+        Client::connect(&cluster.front_url(front), options),
+    )
+    .await
+    .expect("resume")
+}
+
+/// How many arena players are called `name`.
+fn players_named(mirror: &Mirror, name: &str) -> usize {
+    mirror
+        .entities()
+        .keys()
+        .filter(|&&id| matches!(mirror.field(id, "name"), Some((_, Value::Str(n))) if n == name))
+        .count()
+}
+
+/// Ana joins on front 0, steers once and sees it acked. Returns her client, her
+/// player's entity and her resume token.
+async fn ana_plays_on_front_0(cluster: &TestCluster) -> (Client, EntityId, String) {
+    let mut ana = connect(cluster, 0).await;
+    join(&mut ana, "arena", &named("ana")).await;
+    ana.send_input("arena", &steer(1.0, 0.0))
+        .await
+        .expect("input");
+    until(&mut ana, "ana's input is acked", |c, _| {
+        c.ack("arena") == Seq(1)
+    })
+    .await;
+    let id = player(ana.mirror("arena").expect("mirror"), "ana").expect("ana's player");
+    let token = ana.resume_token().to_owned();
+    assert!(!token.is_empty());
+    (ana, id, token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_client_resumes_on_another_front_as_the_same_player() {
+    let cluster = TestCluster::start(ClusterSpec {
+        fronts: 2,
+        ..ClusterSpec::default()
+    })
+    .await;
+    let (ana, id, token) = ana_plays_on_front_0(&cluster).await;
+    let session = ana.session().to_owned();
+    drop(ana);
+
+    let mut again = resume(&cluster, 1, &token).await;
+    assert_eq!(again.front(), "front-2");
+    assert_eq!(again.session(), session, "a resumed session keeps its id");
+    join(&mut again, "arena", &named("ana")).await;
+    let mirror = again.mirror("arena").expect("mirror");
+    assert_eq!(player(mirror, "ana"), Some(id), "the same player");
+    assert_eq!(players_named(mirror, "ana"), 1, "and no second one");
+    assert_eq!(again.ack("arena"), Seq(1), "the ack survives the move");
+
+    // Inputs go on from the next seq, and are acked as such.
+    let seq = again
+        .send_input("arena", &steer(0.0, 1.0))
+        .await
+        .expect("input");
+    assert_eq!(seq, Seq(2));
+    until(
+        &mut again,
+        "the resumed session's input is acked",
+        |c, _| c.ack("arena") == Seq(2),
+    )
+    .await;
+
+    // A token used once is spent: the session now lives under the new one.
+    let mut thief = resume(&cluster, 0, &token).await;
+    join(&mut thief, "arena", &named("ana")).await;
+    let mirror = thief.mirror("arena").expect("mirror");
+    assert_ne!(player(mirror, "ana"), None);
+    assert_eq!(players_named(mirror, "ana"), 2, "a fresh player, not ana's");
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_of_a_stopped_front_resume_on_the_other() {
+    let cluster = TestCluster::start(ClusterSpec {
+        fronts: 2,
+        ..ClusterSpec::default()
+    })
+    .await;
+    let (mut ana, id, token) = ana_plays_on_front_0(&cluster).await;
+    cluster.stop_front(0);
+    // The front says goodbye (a close frame) before it goes.
+    within("ana's connection ends", async {
+        while ana.next_event().await.is_ok() {}
+    })
+    .await;
+
+    let mut again = resume(&cluster, 1, &token).await;
+    join(&mut again, "arena", &named("ana")).await;
+    let mirror = again.mirror("arena").expect("mirror");
+    assert_eq!(player(mirror, "ana"), Some(id));
+    assert_eq!(players_named(mirror, "ana"), 1);
+    assert_eq!(again.ack("arena"), Seq(1));
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_resuming_off_a_dropped_client_leaves_and_comes_back_as_a_new_player() {
+    let mut spec = ClusterSpec {
+        fronts: 2,
+        ..ClusterSpec::default()
+    };
+    spec.limits.resume_grace_ms = 0;
+    let cluster = TestCluster::start(spec).await;
+    let mut bo = connect(&cluster, 1).await;
+    join(&mut bo, "arena", &named("bo")).await;
+    let (ana, id, token) = ana_plays_on_front_0(&cluster).await;
+    until(&mut bo, "bo sees ana", |c, _| {
+        c.mirror("arena")
+            .is_some_and(|m| m.entities().contains_key(&id))
+    })
+    .await;
+    drop(ana);
+    until(&mut bo, "ana's player leaves", |c, _| {
+        c.mirror("arena")
+            .is_some_and(|m| !m.entities().contains_key(&id))
+    })
+    .await;
+
+    let mut again = resume(&cluster, 1, &token).await;
+    join(&mut again, "arena", &named("ana")).await;
+    let mirror = again.mirror("arena").expect("mirror");
+    // Entity ids are reused, so the fresh player is told apart by its ack.
+    assert_eq!(players_named(mirror, "ana"), 1);
+    assert_eq!(again.ack("arena"), Seq(0), "a new membership counts from 0");
+    cluster.stop().await;
+}

@@ -1,8 +1,9 @@
 // A connection to a front (PROTOCOL.md §4–§8): Hello and Welcome, the channels it joined,
 // pings, and reconnecting. When the connection drops unexpectedly the client dials again
 // (through the gate when it came through the gate, so a dead front is avoided), presents
-// its resume token, and, when the server did not resume the session, joins every channel
-// again with the same join data; each channel's mirror is then rebuilt from the new State.
+// its resume token and joins every channel again with the same join data. Where the back
+// still holds the session's membership (PROTOCOL.md §5) the join resumes it: the same
+// player, the same ack. Either way each channel's mirror is rebuilt from the new State.
 import { appData, decodeServer, encodeHello, encodeInput, encodeJoin, encodeLeave, encodePing } from './codec.js';
 import { Channel } from './channel.js';
 import { Emitter } from './emitter.js';
@@ -235,13 +236,14 @@ export class Client extends Emitter {
         continue;
       }
       this.state = 'open';
-      if (!resumed) this.#joinAgain();
+      this.#joinAgain();
       this.emit('reconnected', { resumed });
       return;
     }
   }
 
-  /** A new session knows none of our channels: join each again with its join data. */
+  /** A new connection is in no channel: join each again with its join data (a resume
+   * where the back still holds the membership, a fresh join otherwise). */
   #joinAgain() {
     for (const [name, channel] of this.#channels) {
       if (channel.state === 'leaving') {

@@ -1,5 +1,6 @@
 // Reconnecting: the front under a client is killed; the client dials the gate again, lands
-// on a live front, joins its channel again and carries on with the same Channel object.
+// on a live front, resumes its session and carries on as the same player with the same
+// Channel object.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -13,13 +14,19 @@ before(async () => {
 });
 after(() => cluster?.stop());
 
-test('a client whose front dies reconnects through the gate and plays on', async () => {
+test('a client whose front dies reconnects through the gate and resumes as the same player', async () => {
   const client = await within('connect', Client.connect({ gate: cluster.masterHttp, channel: 'arena' }));
   // The watcher stays on the other front, so it sees the whole story.
   const other = cluster.frontUrls[client.front === 'front-1' ? 1 : 0];
   const watcher = await within('watcher connects', Client.connect({ url: other }));
   const arena = await within('join', client.join('arena', { name: 'phoenix' }));
   const seen = await within('watcher joins', watcher.join('arena', { name: 'watcher' }));
+  const first = arena.sendInput({ dx: 0, dy: 0 });
+  await whenever('the first input is acked', arena, 'patch', () => arena.ack === first);
+  await whenever('the watcher sees phoenix', seen, 'added', () => player(seen, 'phoenix'));
+  const id = player(arena, 'phoenix').id;
+  const removed = [];
+  seen.on('removed', (entity) => removed.push(entity.id));
   const events = [];
   client.on('reconnecting', (e) => events.push(['reconnecting', e.attempt]));
   const reconnected = new Promise((resolve) => client.on('reconnected', resolve));
@@ -28,20 +35,23 @@ test('a client whose front dies reconnects through the gate and plays on', async
   assert.notEqual(watcher.front, oldFront);
   await cluster.kill(oldFront);
   const { resumed } = await within('reconnected', reconnected, 20_000);
-  assert.equal(resumed, false, 'version 1 fronts never resume');
+  assert.equal(resumed, true);
   assert.ok(events.length >= 1 && events[0][0] === 'reconnecting', JSON.stringify(events));
-  assert.notEqual(client.session, oldSession);
+  assert.equal(client.session, oldSession);
+  assert.notEqual(client.front, oldFront);
 
-  // The same Channel object, joined again, with a mirror rebuilt from the new State.
+  // The same Channel object, joined again, with a mirror rebuilt from the new State: the
+  // same player, with the ack of the input before the drop.
   await whenever('joined again', arena, 'state', () => arena.state === 'joined', 20_000);
-  assert.ok(player(arena, 'phoenix'), 'the player is back');
+  assert.equal(player(arena, 'phoenix')?.id, id, 'the same player');
+  assert.equal(arena.ack, first, 'the ack survives');
   assert.ok(player(arena, 'watcher'), 'and sees the others');
-  await whenever('the watcher sees the new player', seen, 'added', () => player(seen, 'phoenix'));
   const x = player(seen, 'phoenix').fields.x;
   const direction = x < 32 ? 1 : -1;
   const seq = arena.sendInput({ dx: direction, dy: 0 });
   await whenever('the input is acked', arena, 'patch', () => arena.ack === seq);
   await whenever('the watcher sees it move', seen, 'changed', () => direction * (player(seen, 'phoenix').fields.x - x) >= 1);
+  assert.deepEqual(removed, [], 'the watcher never saw phoenix leave');
   await Promise.all([client.close(), watcher.close()]);
 });
 
