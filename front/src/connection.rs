@@ -34,6 +34,9 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 enum End {
     /// The peer closed or the socket failed: nothing more to say.
     Gone,
+    /// The client sent a close frame: it meant to go, so it leaves its channels rather
+    /// than be held for a resume. Answered with close 1000.
+    Goodbye,
     /// Close with a WebSocket close code, after an optional Error message.
     Close {
         code: u16,
@@ -229,7 +232,8 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
             }
         }
     };
-    hub.remove_client(key);
+    // Only a client that said goodbye leaves now; a dropped one may still resume.
+    hub.remove_client(key, matches!(end, End::Goodbye));
     let slow = matches!(end, End::Close { code: 1008, .. });
     finish(&mut stream, end).await;
     debug!(slow, "connection closed");
@@ -254,8 +258,10 @@ fn ws_code(e: &ws::WsError) -> &'static str {
 
 /// Says why (best effort) and closes.
 async fn finish(stream: &mut TcpStream, end: End) {
-    let End::Close { code, error } = end else {
-        return;
+    let (code, error) = match end {
+        End::Gone => return,
+        End::Goodbye => (1000, None),
+        End::Close { code, error } => (code, error),
     };
     let mut out = Vec::new();
     let mut reason = "";
@@ -381,12 +387,7 @@ impl Conn {
                     stream.write_all(&pong).await.map_err(|_| End::Gone)?;
                 }
                 WsEvent::Pong => {}
-                WsEvent::Close => {
-                    return Err(End::Close {
-                        code: 1000,
-                        error: None,
-                    });
-                }
+                WsEvent::Close => return Err(End::Goodbye),
             }
         }
     }

@@ -142,20 +142,23 @@ impl Hub {
         self.clients.write().insert(key, handle);
     }
 
-    /// Removes a closed connection from every channel. The backs hold its
-    /// memberships for a resume (`limits.resume_grace_ms`) rather than end them.
-    pub(crate) fn remove_client(&self, key: SessionKey) {
+    /// Removes a closed connection from every channel. With `leave` (the client
+    /// closed the connection itself) its memberships end; otherwise the backs hold
+    /// them for a resume (`limits.resume_grace_ms`).
+    pub(crate) fn remove_client(&self, key: SessionKey, leave: bool) {
         self.clients.write().remove(&key);
         for route in self.channels.values() {
             let mut route = route.lock();
             if route.members.remove(&key).is_some()
                 && let Some((tx, channel, close)) = &route.link
             {
-                let away = FrontToBack::Away(LinkAway {
-                    session: key,
-                    channel: *channel,
-                });
-                send_or_close(tx, close, encode(&away));
+                let (session, channel) = (key, *channel);
+                let msg = if leave {
+                    FrontToBack::Leave(LinkLeave { session, channel })
+                } else {
+                    FrontToBack::Away(LinkAway { session, channel })
+                };
+                send_or_close(tx, close, encode(&msg));
             }
         }
     }

@@ -540,3 +540,32 @@ async fn with_resuming_off_a_dropped_client_leaves_and_comes_back_as_a_new_playe
     assert_eq!(again.ack("arena"), Seq(0), "a new membership counts from 0");
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_its_connection_leaves_at_once() {
+    let cluster = TestCluster::start(ClusterSpec {
+        fronts: 2,
+        ..ClusterSpec::default()
+    })
+    .await;
+    let mut bo = connect(&cluster, 1).await;
+    join(&mut bo, "arena", &named("bo")).await;
+    let (ana, id, token) = ana_plays_on_front_0(&cluster).await;
+    until(&mut bo, "bo sees ana", |c, _| {
+        c.mirror("arena")
+            .is_some_and(|m| m.entities().contains_key(&id))
+    })
+    .await;
+    // A close frame is a goodbye: nothing is held for a resume (limits.resume_grace_ms
+    // is 15 s here, far longer than this test waits).
+    within("close", ana.close()).await.expect("close");
+    until(&mut bo, "ana's player leaves", |c, _| {
+        c.mirror("arena")
+            .is_some_and(|m| !m.entities().contains_key(&id))
+    })
+    .await;
+    let mut again = resume(&cluster, 0, &token).await;
+    join(&mut again, "arena", &named("ana")).await;
+    assert_eq!(again.ack("arena"), Seq(0), "a new membership");
+    cluster.stop().await;
+}
