@@ -127,9 +127,28 @@ test('two tabs play the demo, each sees the other move, and the dashboard shows 
     await admin.locator(`[data-testid=nodes] tr[data-node="${id}"] [data-field=status]`, { hasText: 'live' }).waitFor();
   }
   await admin.locator('[data-testid=channels] tr[data-channel="arena"] [data-field=clients]', { hasText: /^2$/ }).waitFor();
-  // The charts draw from their history: wait for a few seconds of it for the screenshot.
-  await admin.waitForFunction(() => Number(document.querySelector('[data-testid=chart-clients] canvas, canvas[data-testid=chart-clients]')?.dataset.samples) >= 5);
-  await admin.screenshot({ path: path.join(SCREENSHOTS, 'admin.png'), fullPage: true });
+  // Ana dances left and right (two inputs a press) so that the dashboard has traffic to
+  // show: the arena's inputs and patch bytes per second rise above 0.
+  let dancing = true;
+  const dance = (async () => {
+    for (let i = 0; dancing && i < 600; i++) {
+      await ana.keyboard.press(i % 2 ? 'ArrowLeft' : 'ArrowRight', { delay: 100 });
+    }
+  })();
+  try {
+    for (const field of ['inputs_per_s', 'patch_bytes_per_s']) {
+      await admin.waitForFunction(
+        (field) => Number(document.querySelector(`[data-testid=channels] tr[data-channel="arena"] [data-field=${field}]`)?.dataset.value) > 0,
+        field,
+      );
+    }
+    // The charts draw from their history: wait for a few seconds of it for the screenshot.
+    await admin.waitForFunction(() => Number(document.querySelector('[data-testid=chart-clients] canvas, canvas[data-testid=chart-clients]')?.dataset.samples) >= 5);
+    await admin.screenshot({ path: path.join(SCREENSHOTS, 'admin.png'), fullPage: true });
+  } finally {
+    dancing = false;
+    await dance;
+  }
 
   assert.deepEqual(pageErrors, [], 'the pages logged errors');
 });
