@@ -349,7 +349,8 @@ A quick check: `NS=100 WARMUP=2 WINDOW=5 NO_WRITE=1 bash bench/compare.sh`.
 
 The load generator alone: `centrum bench arena --help` (prints one JSON line per N).
 Micro benchmarks: `cargo bench`, for example `cargo bench -p centrum-protocol --bench patch`
-measures producing a patch with 1k and 100k entities.
+measures producing a patch, and a client mirror applying it, with 1k and 100k
+entities.
 """
 
 

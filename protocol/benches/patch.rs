@@ -2,13 +2,17 @@
 //! players (x, y and seq each, ids spread over the whole id range) is measured in a state
 //! of 1,000 players and in one of 100,000, whole and as `commit_patch` alone. The times
 //! should be close; nothing here asserts a timing, the numbers are read off `cargo bench`.
+//! The client side is measured the same way: a mirror applying that patch.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use centrum_protocol::{EntityId, FieldDef, FieldId, FieldType, Schema, State, Tick, Value};
+use centrum_protocol::{
+    EntityId, FieldDef, FieldId, FieldType, FrontMsg, Mirror, Schema, Seq, SharedKind,
+    SharedPrefix, State, Tick, Value, decode,
+};
 
 /// Players changed per tick, in every state size.
 const CHANGES: u32 = 1_000;
@@ -115,5 +119,50 @@ fn commit_only(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, tick, commit_only);
+/// A client message from a shared body, as a front sends it.
+fn client_message(kind: SharedKind, body: &[u8]) -> FrontMsg {
+    let mut msg = SharedPrefix::new(kind, Seq(0)).as_bytes().to_vec();
+    msg.extend_from_slice(body);
+    // The bodies come from the state's own encoder: they decode.
+    decode(&msg, usize::MAX).expect("a client message")
+}
+
+/// `Mirror::apply_patch` alone, for the patch of one tick (decoded untimed).
+fn mirror_apply(c: &mut Criterion) {
+    let mut group = c.benchmark_group("mirror_apply/1000_changes");
+    group.throughput(Throughput::Elements(u64::from(CHANGES)));
+    for (players, name) in SIZES {
+        let mut state = state(players);
+        let stride = players / CHANGES;
+        let mut out = Vec::new();
+        state.encode_full("arena", Tick(0), &mut out);
+        let FrontMsg::State(full) = client_message(SharedKind::State, &out) else {
+            unreachable!("a State body decodes as a State")
+        };
+        let mut mirror = Mirror::new();
+        mirror.apply_state(&full).expect("the full state fits");
+        let mut tick = 0u32;
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    tick = tick.wrapping_add(1);
+                    mutate(&mut state, stride, tick);
+                    out.clear();
+                    state.commit_patch("arena", Tick(tick), &mut out);
+                    let FrontMsg::Patch(patch) = client_message(SharedKind::Patch, &out) else {
+                        unreachable!("a Patch body decodes as a Patch")
+                    };
+                    let start = Instant::now();
+                    black_box(mirror.apply_patch(&patch)).expect("the patch fits");
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, tick, commit_only, mirror_apply);
 criterion_main!(benches);

@@ -90,6 +90,8 @@ impl Mirror {
     /// [`MirrorError`] when the patch is stale or does not fit; the mirror may then be
     /// partly updated and should be replaced by a fresh full state.
     pub fn apply_patch(&mut self, msg: &PatchMsg) -> Result<(), MirrorError> {
+        /// Ids this far apart or less are walked to rather than looked up.
+        const WALK_BEFORE_SEEK: u32 = 8;
         if !self.has_state {
             return Err(MirrorError::NoState);
         }
@@ -109,16 +111,34 @@ impl Mirror {
         }
         let mut rest = msg.updated.as_slice();
         let mut id = 0u32;
+        // Updated ids come in ascending order, and in a busy channel most entities
+        // change: the next one to update is then a step or two on in the map. Ids are
+        // unique integers, so an id `delta` past the last one is at most `delta` steps
+        // on: a cursor walks there when that is short; a far one is looked up.
+        let mut cursor = None;
         while !rest.is_empty() {
-            id = id.wrapping_add(
-                u32::try_from(next_uint(&mut rest)?)
-                    .map_err(|_| MirrorError::Expected("an id delta"))?,
-            );
+            let delta = u32::try_from(next_uint(&mut rest)?)
+                .map_err(|_| MirrorError::Expected("an id delta"))?;
+            id = id.wrapping_add(delta);
             let mask = next_uint(&mut rest)?;
-            let entity = self
-                .entities
-                .get_mut(&EntityId(id))
-                .ok_or(MirrorError::NoEntity(id))?;
+            let entity = if delta > WALK_BEFORE_SEEK {
+                cursor = None;
+                self.entities.get_mut(&EntityId(id))
+            } else {
+                if cursor.is_none() {
+                    cursor = Some(self.entities.range_mut(EntityId(id)..));
+                }
+                cursor.as_mut().and_then(|walk| {
+                    loop {
+                        match walk.next() {
+                            Some((k, e)) if k.0 == id => break Some(e),
+                            Some((k, _)) if k.0 < id => {}
+                            _ => break None,
+                        }
+                    }
+                })
+            }
+            .ok_or(MirrorError::NoEntity(id))?;
             let fields = &self.schema.kinds[usize::from(entity.kind)].fields;
             if fields.len() < 64 && mask >> fields.len() != 0 {
                 return Err(MirrorError::BadMask {
