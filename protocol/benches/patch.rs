@@ -68,6 +68,14 @@ fn mutate(state: &mut State, stride: u32, tick: u32) {
     }
 }
 
+/// Advances `tick` and makes its mutations, with `out` emptied for its patch.
+fn next_tick(state: &mut State, stride: u32, tick: &mut u32, out: &mut Vec<u8>) -> u32 {
+    *tick = tick.wrapping_add(1);
+    mutate(state, stride, *tick);
+    out.clear();
+    *tick
+}
+
 /// One whole tick: the mutations, then the patch into a reused buffer.
 fn tick(c: &mut Criterion) {
     let mut group = c.benchmark_group("patch/1000_changes");
@@ -79,9 +87,7 @@ fn tick(c: &mut Criterion) {
         let mut tick = 0u32;
         group.bench_function(name, |b| {
             b.iter(|| {
-                tick = tick.wrapping_add(1);
-                mutate(&mut state, stride, tick);
-                out.clear();
+                let tick = next_tick(&mut state, stride, &mut tick, &mut out);
                 black_box(state.commit_patch("arena", Tick(tick), &mut out));
                 black_box(out.len())
             })
@@ -104,9 +110,7 @@ fn commit_only(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    tick = tick.wrapping_add(1);
-                    mutate(&mut state, stride, tick);
-                    out.clear();
+                    let tick = next_tick(&mut state, stride, &mut tick, &mut out);
                     let start = Instant::now();
                     black_box(state.commit_patch("arena", Tick(tick), &mut out));
                     total += start.elapsed();
@@ -146,9 +150,7 @@ fn mirror_apply(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    tick = tick.wrapping_add(1);
-                    mutate(&mut state, stride, tick);
-                    out.clear();
+                    let tick = next_tick(&mut state, stride, &mut tick, &mut out);
                     state.commit_patch("arena", Tick(tick), &mut out);
                     let FrontMsg::Patch(patch) = client_message(SharedKind::Patch, &out) else {
                         unreachable!("a Patch body decodes as a Patch")

@@ -509,6 +509,36 @@ async fn the_clients_of_a_stopped_front_resume_on_the_other() {
     cluster.stop().await;
 }
 
+/// Bo joins on front 1 and watches Ana play on front 0. Returns Bo, then as
+/// [`ana_plays_on_front_0`].
+async fn bo_watches_ana(cluster: &TestCluster) -> (Client, Client, EntityId, String) {
+    let mut bo = connect(cluster, 1).await;
+    join(&mut bo, "arena", &named("bo")).await;
+    let (ana, id, token) = ana_plays_on_front_0(cluster).await;
+    until(&mut bo, "bo sees ana", |c, _| {
+        c.mirror("arena")
+            .is_some_and(|m| m.entities().contains_key(&id))
+    })
+    .await;
+    (bo, ana, id, token)
+}
+
+/// Once Ana's connection is gone, Bo sees her player leave, and her token brings her
+/// back as a new player, not as the old one.
+async fn ana_left_for_good(cluster: &TestCluster, bo: &mut Client, id: EntityId, token: &str) {
+    until(bo, "ana's player leaves", |c, _| {
+        c.mirror("arena")
+            .is_some_and(|m| !m.entities().contains_key(&id))
+    })
+    .await;
+    let mut again = resume(cluster, 1, token).await;
+    join(&mut again, "arena", &named("ana")).await;
+    let mirror = again.mirror("arena").expect("mirror");
+    // Entity ids are reused, so the fresh player is told apart by its ack.
+    assert_eq!(players_named(mirror, "ana"), 1);
+    assert_eq!(again.ack("arena"), Seq(0), "a new membership counts from 0");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_resuming_off_a_dropped_client_leaves_and_comes_back_as_a_new_player() {
     let mut spec = ClusterSpec {
@@ -517,27 +547,9 @@ async fn with_resuming_off_a_dropped_client_leaves_and_comes_back_as_a_new_playe
     };
     spec.limits.resume_grace_ms = 0;
     let cluster = TestCluster::start(spec).await;
-    let mut bo = connect(&cluster, 1).await;
-    join(&mut bo, "arena", &named("bo")).await;
-    let (ana, id, token) = ana_plays_on_front_0(&cluster).await;
-    until(&mut bo, "bo sees ana", |c, _| {
-        c.mirror("arena")
-            .is_some_and(|m| m.entities().contains_key(&id))
-    })
-    .await;
+    let (mut bo, ana, id, token) = bo_watches_ana(&cluster).await;
     drop(ana);
-    until(&mut bo, "ana's player leaves", |c, _| {
-        c.mirror("arena")
-            .is_some_and(|m| !m.entities().contains_key(&id))
-    })
-    .await;
-
-    let mut again = resume(&cluster, 1, &token).await;
-    join(&mut again, "arena", &named("ana")).await;
-    let mirror = again.mirror("arena").expect("mirror");
-    // Entity ids are reused, so the fresh player is told apart by its ack.
-    assert_eq!(players_named(mirror, "ana"), 1);
-    assert_eq!(again.ack("arena"), Seq(0), "a new membership counts from 0");
+    ana_left_for_good(&cluster, &mut bo, id, &token).await;
     cluster.stop().await;
 }
 
@@ -548,24 +560,10 @@ async fn a_client_that_closes_its_connection_leaves_at_once() {
         ..ClusterSpec::default()
     })
     .await;
-    let mut bo = connect(&cluster, 1).await;
-    join(&mut bo, "arena", &named("bo")).await;
-    let (ana, id, token) = ana_plays_on_front_0(&cluster).await;
-    until(&mut bo, "bo sees ana", |c, _| {
-        c.mirror("arena")
-            .is_some_and(|m| m.entities().contains_key(&id))
-    })
-    .await;
+    let (mut bo, ana, id, token) = bo_watches_ana(&cluster).await;
     // A close frame is a goodbye: nothing is held for a resume (limits.resume_grace_ms
     // is 15 s here, far longer than this test waits).
     within("close", ana.close()).await.expect("close");
-    until(&mut bo, "ana's player leaves", |c, _| {
-        c.mirror("arena")
-            .is_some_and(|m| !m.entities().contains_key(&id))
-    })
-    .await;
-    let mut again = resume(&cluster, 0, &token).await;
-    join(&mut again, "arena", &named("ana")).await;
-    assert_eq!(again.ack("arena"), Seq(0), "a new membership");
+    ana_left_for_good(&cluster, &mut bo, id, &token).await;
     cluster.stop().await;
 }
