@@ -37,6 +37,10 @@ enum End {
     /// The client sent a close frame: it meant to go, so it leaves its channels rather
     /// than be held for a resume. Answered with close 1000.
     Goodbye,
+    /// Killed in the middle of a write: the stream may end inside a frame, so nothing
+    /// more is written and the connection is reset, which also frees the bytes the
+    /// client never read.
+    Abort,
     /// Close with a WebSocket close code, after an optional Error message.
     Close {
         code: u16,
@@ -212,11 +216,18 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
                         }
                     }
                     let batch = std::mem::take(&mut conn.batch);
-                    let written = conn.write(&mut stream, &batch).await;
+                    // A client that stops reading blocks this write for good, so the
+                    // kill (the slow-client policy, shutdown) must be able to cut it.
+                    let written = tokio::select! {
+                        written = conn.write(&mut stream, &batch) => Some(written),
+                        _ = &mut killed => None,
+                    };
                     conn.batch = batch;
                     conn.batch.clear();
-                    if written.is_err() {
-                        break End::Gone;
+                    match written {
+                        Some(Ok(())) => {}
+                        Some(Err(_)) => break End::Gone,
+                        None => break End::Abort,
                     }
                 }
                 read = stream.read_buf(&mut reader.buf) => {
@@ -234,7 +245,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
     };
     // Only a client that said goodbye leaves now; a dropped one may still resume.
     hub.remove_client(key, matches!(end, End::Goodbye));
-    let slow = matches!(end, End::Close { code: 1008, .. });
+    let slow = matches!(end, End::Close { code: 1008, .. } | End::Abort);
     finish(&mut stream, end).await;
     debug!(slow, "connection closed");
 }
@@ -260,6 +271,10 @@ fn ws_code(e: &ws::WsError) -> &'static str {
 async fn finish(stream: &mut TcpStream, end: End) {
     let (code, error) = match end {
         End::Gone => return,
+        End::Abort => {
+            let _ = stream.set_zero_linger();
+            return;
+        }
         End::Goodbye => (1000, None),
         End::Close { code, error } => (code, error),
     };
@@ -472,5 +487,119 @@ impl Conn {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(End::Gone),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::SinkExt;
+    use tokio::net::{TcpListener, TcpSocket};
+    use tokio::time::timeout;
+    use tokio_tungstenite::tungstenite::Message;
+
+    use centrum_config::{Config, SlowClientPolicy};
+    use centrum_protocol::{
+        FrontToBack, Hello, Join, LinkPatch, LinkState, Seq, Tick, decode, encode,
+    };
+
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A client that stops reading in the middle of a long write is still closed by
+    /// the disconnect policy: the kill must cut the blocked write, or the connection,
+    /// its queue and its socket buffers would be held until the peer goes away.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_stops_reading_is_cut_off_mid_write() {
+        let mut config = Config::embedded_default();
+        config.limits.client_queue = 2;
+        config.limits.slow_client = SlowClientPolicy::Disconnect;
+        let hub = Arc::new(Hub::new("front-1", Arc::new(config)));
+        let (link_tx, mut link_rx) = mpsc::channel(16);
+        hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn({
+            let hub = hub.clone();
+            async move {
+                let (stream, peer) = listener.accept().await.unwrap();
+                serve(stream, peer, hub, Shutdown::new()).await;
+            }
+        });
+
+        // A small, fixed receive buffer (no autotuning), so the state below cannot fit
+        // in the kernel's buffers on either side.
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
+            .await
+            .unwrap();
+        for msg in [
+            ClientMsg::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                token: String::new(),
+                resume: None,
+            }),
+            ClientMsg::Join(Join {
+                channel: "arena".into(),
+                data: Bytes::new(),
+            }),
+        ] {
+            ws.send(Message::Binary(encode(&msg).into())).await.unwrap();
+        }
+        let frame = timeout(WAIT, link_rx.recv()).await.unwrap().unwrap();
+        let FrontToBack::Join(join) = decode(&frame, usize::MAX).unwrap() else {
+            panic!("the front sent the back something other than the join");
+        };
+
+        // An 8 MiB state: its write starts, and blocks once the buffers are full.
+        hub.on_state(
+            "arena",
+            LinkState {
+                channel: 0,
+                tick: Tick(1),
+                sessions: vec![(join.session, Seq(0))],
+                body: Bytes::from(vec![0; 8 << 20]),
+            },
+        );
+        // Bytes of it reaching the client prove the write has begun; then the client
+        // reads nothing more.
+        let raw = ws.get_mut();
+        let mut received = 0;
+        let mut buf = vec![0; 16 << 10];
+        while received < 64 << 10 {
+            let n = timeout(WAIT, raw.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "the front closed before the state was written");
+            received += n;
+        }
+
+        // Patches fill the two queue slots behind the blocked write; the next one
+        // finds the queue full and the policy disconnects the client.
+        let metrics = &hub.metrics;
+        for tick in 2..10 {
+            hub.on_patch(
+                "arena",
+                LinkPatch {
+                    channel: 0,
+                    tick: Tick(tick),
+                    changed: true,
+                    acks: Vec::new(),
+                    body: Bytes::from_static(b"patch"),
+                },
+            );
+            if metrics.slow_client_disconnects.load(Relaxed) > 0 {
+                break;
+            }
+        }
+        assert_eq!(metrics.slow_client_disconnects.load(Relaxed), 1);
+        timeout(WAIT, server)
+            .await
+            .expect("the connection is still held in its blocked write")
+            .unwrap();
+        assert_eq!(hub.client_count(), 0);
     }
 }
