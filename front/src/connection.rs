@@ -218,7 +218,10 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
                     let batch = std::mem::take(&mut conn.batch);
                     // A client that stops reading blocks this write for good, so the
                     // kill (the slow-client policy, shutdown) must be able to cut it.
+                    // Biased: the write nearly always completes at once, and only a
+                    // pending one needs to look at the kill.
                     let written = tokio::select! {
+                        biased;
                         written = conn.write(&mut stream, &batch) => Some(written),
                         _ = &mut killed => None,
                     };
