@@ -9,6 +9,8 @@
 # Environment (all optional):
 #   NS="100 500 1000 2000"  DECODE=probe:20  WARMUP=5  WINDOW=20  TAIL=2 (whole seconds)
 #   QUIET_MAX=0.15 QUIET_WAIT_S=120   the floor waits (bounded) for an idle machine
+#   IDLE=10000        idle connections opened on one front (0 skips that measurement)
+#   MICRO=1           run the patch micro benchmarks (criterion, short); 0 skips them
 #   NO_WRITE=1        print the tables only, leave BENCHMARKS.md alone
 #   CENTRUM_BIN=path  use this binary and skip `cargo build` (for testing the script)
 #
@@ -29,6 +31,8 @@ WINDOW="${WINDOW:-20}"
 TAIL="${TAIL:-2}"
 QUIET_MAX="${QUIET_MAX:-0.15}"
 QUIET_WAIT_S="${QUIET_WAIT_S:-120}"
+IDLE="${IDLE:-10000}"
+MICRO="${MICRO:-1}"
 read -r -a NLIST <<<"$NS"
 
 log() { echo "[compare] $*" >&2; }
@@ -47,6 +51,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 rm -rf "$RES"
 mkdir -p "$RES"
 : >"$RES/centrum.jsonl"; : >"$RES/limit.jsonl"; : >"$RES/colyseus.jsonl"
+: >"$RES/idle.jsonl"; : >"$RES/micro.jsonl"
 STDOUT="$RES/.stdout"   # one sub-run's stdout, sorted into JSON lines and the rest
 FAILED=()
 
@@ -111,6 +116,33 @@ for n in "${NLIST[@]}"; do
   run_one centrum "$n" "$REPO" $((180 + WARMUP + WINDOW + TAIL + 120)) \
     "$CENTRUM" bench arena --decode "$DECODE" --warmup "$WARMUP" --window "$WINDOW" --tail "$TAIL" "$n"
 done
+
+if [ "$IDLE" -gt 0 ]; then
+  log "centrum: $IDLE idle connections on one front"
+  run_one idle "$IDLE" "$REPO" 300 "$CENTRUM" bench idle --connections "$IDLE"
+fi
+
+# Patch production and mirror application (criterion, shortened). CRITERION_HOME is
+# emptied first, so only this run's estimates are read back.
+if [ "$MICRO" = "1" ]; then
+  log "centrum: patch micro benchmarks (cargo bench -p centrum-protocol --bench patch)"
+  export CRITERION_HOME="$SCRATCH/criterion"
+  rm -rf "$CRITERION_HOME"
+  if (cd "$REPO" && timeout 1800 cargo bench -p centrum-protocol --bench patch -- \
+        --warm-up-time 1 --measurement-time 3 --noplot >&2); then
+    python3 - "$CRITERION_HOME" >"$RES/micro.jsonl" <<'EOF'
+import json, pathlib, sys
+# <group>/<bench>/new/{benchmark,estimates}.json -> one line per benchmark, mean in ns
+for est in sorted(pathlib.Path(sys.argv[1]).glob("*/*/new/estimates.json")):
+    meta = json.loads((est.parent / "benchmark.json").read_text())
+    mean = json.loads(est.read_text())["mean"]["point_estimate"]
+    print(json.dumps({"group": meta["group_id"], "bench": meta["function_id"], "mean_ns": mean}))
+EOF
+  else
+    log "micro benchmarks failed"
+    FAILED+=("micro benchmarks")
+  fi
+fi
 
 # ---- 2. the floor (limit), B = centrum's bytes per player per patch --------------
 stage "$SHARED/limit" "$SCRATCH/limit"

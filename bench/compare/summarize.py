@@ -112,6 +112,32 @@ def load(results, stem):
     return {n: median_row(rows) for n, rows in runs.items()}, errors, extra
 
 
+def load_lines(results, stem):
+    """Every JSON object of results/STEM.jsonl (the idle and micro benchmark lines)."""
+    path = results / f"{stem}.jsonl"
+    out = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(r, dict):
+            out.append(r)
+    return out
+
+
+def idle_result(lines):
+    """The idle-connection line, or None; an "error" line (run_one's) counts as none."""
+    good = [r for r in lines if "error" not in r and num(r, "kib_per_connection") is not None]
+    return good[-1] if good else None
+
+
+def micro_means(lines):
+    """{(group, bench): mean ns} from the criterion estimates of this run."""
+    return {(r.get("group"), r.get("bench")): num(r, "mean_ns") for r in lines
+            if num(r, "mean_ns") is not None}
+
+
 def median_row(rows):
     out = {"runs": len(rows)}
     for key in rows[0]:
@@ -185,7 +211,26 @@ def ratio_table(data, ns):
                   "p99 centrum / Colyseus", "bytes per player centrum / Colyseus"], rows)
 
 
-def targets_table(data):
+def micro_table(micro):
+    rows = []
+    for group in sorted({g for g, _ in micro}):
+        small, large = micro.get((group, "1k_entities")), micro.get((group, "100k_entities"))
+        rows.append([f"`{group}`", f(div(small, 1000), 1), f(div(large, 1000), 1),
+                     DASH if div(large, small) is None else f"{div(large, small):.2f}×"])
+    return table(["benchmark (1,000 changed entities)", "1k entities µs", "100k entities µs",
+                  "100k / 1k"], rows)
+
+
+def idle_text(idle):
+    return (f"`centrum bench idle --connections {idle['connections']}` opened "
+            f"{idle.get('opened')} idle WebSocket sessions (upgrade, hello, welcome) on one "
+            f"front in {f(num(idle, 'open_s'))} s, with {idle.get('failures')} failures. "
+            f"The front's RSS went from {f(div(num(idle, 'front_rss_before_kib'), 1024))} MiB "
+            f"to {f(div(num(idle, 'front_rss_after_kib'), 1024))} MiB: "
+            f"**{f(num(idle, 'kib_per_connection'))} KiB per connection**.")
+
+
+def targets_table(data, idle, micro):
     def c(n, key):
         r = data["centrum"].get(n)
         return None if r is None else r[key]
@@ -212,16 +257,45 @@ def targets_table(data):
         (2000, "patches 20/s (≥ 19.8)", plain(2000, "patches", 1, "/s"), lambda v: v >= 19.8),
         (2000, "latency p99 ≤ 100 ms", plain(2000, "p99", 1, " ms"), lambda v: v <= 100),
     ]
+    kib = num(idle, "kib_per_connection") if idle else None
+    checks.append((DASH, "10,000 idle connections: ≤ 16 KiB each",
+                   (kib, DASH if kib is None else f"{f(kib)} KiB"), lambda v: v <= 16))
+    small = micro.get(("patch/1000_changes", "1k_entities"))
+    large = micro.get(("patch/1000_changes", "100k_entities"))
+    q = div(large, small)
+    checks.append((DASH, "patch time, 100k entities ≤ 2× 1k (same 1,000 changes)",
+                   (q, DASH if q is None else
+                    f"{q:.2f}× ({f(div(large, 1000))} vs {f(div(small, 1000))} µs)"),
+                   lambda v: v <= 2))
     rows = []
     for n, target, (value, shown), ok in checks:
         if value is None:
             verdict = "not measured"
         else:
             verdict = "met" if ok(value) else "**missed**"
-            if c(n, "valid") is not True:
+            if n != DASH and c(n, "valid") is not True:
                 verdict += " (centrum row not valid)"
         rows.append([n, target, shown, verdict])
     return table(["N", "target", "measured", "result"], rows)
+
+
+def latency_floor_text(data):
+    """What the floor's delivery delay leaves of the p99 targets (an estimate, see text)."""
+    parts = []
+    for n, target in ((1000, 60), (2000, 100)):
+        r = data["limit"].get(n)
+        if r and r["p50"] is not None:
+            parts.append(f"N={n}: 47.5 + {f(r['p50'])} ≈ {f(47.5 + r['p50'])} ms "
+                         f"(target {target} ms)")
+    if not parts:
+        return ""
+    return (
+        "How far down the input-to-own-state p99 can go here: the 20 probe clients send "
+        "2.5 ms apart in the 50 ms tick period, so one of them, 1/20 of the samples, always "
+        "waits 47.5–50 ms for the next tick. The p99 is at least that wait plus the delivery "
+        "delay of that probe's slower samples, which is about the floor's median delay or "
+        "more. From this run's floor: " + "; ".join(parts) + "."
+    )
 
 
 # ---- the run's context ------------------------------------------------------------
@@ -338,14 +412,16 @@ other for every N (each sub-run about 30–40 s with the default phases, bounded
 `timeout`); the default N list takes about 8–10 minutes, plus the first builds (centrum,
 the floor's cargo workspace, Colyseus's `npm install`). It needs `../shared/bench` beside
 the repository, cargo, node/npm and python3; all traffic stays on 127.0.0.1. Raw JSON
-lines are kept in `target/compare/results/{centrum,limit,colyseus}.jsonl`, and
+lines are kept in `target/compare/results/{centrum,limit,colyseus,idle,micro}.jsonl`, and
 `python3 bench/compare/summarize.py` rebuilds this file from them.
 
 Environment: `NS="100 500 1000 2000"`, `DECODE=probe:20` (`all` makes every client
 decode), `WARMUP=5`, `WINDOW=20`, `TAIL=2` (seconds), `QUIET_MAX=0.15` /
-`QUIET_WAIT_S=120` (the floor first waits, bounded, for an idle machine), `NO_WRITE=1`
-(print the tables, leave this file alone), `CENTRUM_BIN=path` (use that binary, no build).
-A quick check: `NS=100 WARMUP=2 WINDOW=5 NO_WRITE=1 bash bench/compare.sh`.
+`QUIET_WAIT_S=120` (the floor first waits, bounded, for an idle machine), `IDLE=10000`
+(idle connections on one front; 0 skips), `MICRO=1` (the patch micro benchmarks,
+shortened; 0 skips), `NO_WRITE=1` (print the tables, leave this file alone),
+`CENTRUM_BIN=path` (use that binary, no build).
+A quick check: `NS=100 WARMUP=2 WINDOW=5 MICRO=0 NO_WRITE=1 bash bench/compare.sh`.
 
 The load generator alone: `centrum bench arena --help` (prints one JSON line per N).
 Micro benchmarks: `cargo bench`, for example `cargo bench -p centrum-protocol --bench patch`
@@ -364,6 +440,8 @@ def main():
     for stem, _ in SYSTEMS:
         data[stem], errors[stem], extras[stem] = load(args.results, stem)
     ns = sorted({n for d in data.values() for n in d} | {n for es in errors.values() for n, _ in es})
+    idle = idle_result(load_lines(args.results, "idle"))
+    micro = micro_means(load_lines(args.results, "micro"))
 
     problems = [f"- {label} N={n}: {e}" for stem, label in SYSTEMS for n, e in errors[stem]]
     problems += [f"- floor N={n}: another process used the machine during the window "
@@ -373,7 +451,14 @@ def main():
         NOTES.rstrip(),
         "### Failures and disturbances\n\n" + "\n".join(problems) if problems else "",
         "## Ratios (centrum / other, same run)\n\n" + ratio_table(data, ns),
-        "## Targets\n\n" + targets_table(data),
+        "## Idle connections\n\n" + idle_text(idle) if idle else "",
+        "## Patch production and application (criterion, same run)\n\n" + micro_table(micro)
+        + "\n\nMean time per tick for 1,000 changed entities, in a state of 1k or 100k "
+          "entities: `patch` is the application's changes to encoded patch bytes, "
+          "`commit_patch` the commit alone, `mirror_apply` a client applying the patch. "
+          "Producing a patch costs what changed, not the size of the state." if micro else "",
+        "## Targets\n\n" + targets_table(data, idle, micro),
+        latency_floor_text(data),
     ]))
     print(tables)
 
