@@ -8,7 +8,7 @@
 #
 # Environment (all optional):
 #   NS="100 500 1000 2000"  DECODE=probe:20  WARMUP=5  WINDOW=20  TAIL=2 (whole seconds)
-#   QUIET_MAX=0.15 QUIET_WAIT_S=120   the floor waits (bounded) for an idle machine
+#   QUIET_MAX=0.15 QUIET_WAIT_S=120   every sub-run first waits (bounded) for an idle machine
 #   IDLE=10000        idle connections opened on one front (0 skips that measurement)
 #   MICRO=1           run the patch micro benchmarks (criterion, short); 0 skips them
 #   NO_WRITE=1        print the tables only, leave BENCHMARKS.md alone
@@ -87,6 +87,30 @@ run_one() {
   fi
 }
 
+# wait_quiet SYSTEM N: before a sub-run, wait (bounded by QUIET_WAIT_S) until the
+# machine's busy CPU over 5 s, steal included, is below QUIET_MAX cores, so that no
+# system is measured while the previous one's processes are still winding down or
+# something else runs. The floor's run.sh does the same itself.
+busy_cores() {
+  local a b
+  read -r -a a </proc/stat; sleep 5; read -r -a b </proc/stat
+  # cpu user nice system idle iowait irq softirq steal
+  local busy=$(( (b[1]-a[1]) + (b[2]-a[2]) + (b[3]-a[3]) + (b[6]-a[6]) + (b[7]-a[7]) + (b[8]-a[8]) ))
+  awk -v u="$busy" -v t="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f", u / t / 5 }'
+}
+wait_quiet() {
+  local t0=$SECONDS busy
+  while :; do
+    busy="$(busy_cores)"
+    awk -v b="$busy" -v m="$QUIET_MAX" 'BEGIN { exit !(b < m) }' && return 0
+    if (( SECONDS - t0 >= QUIET_WAIT_S )); then
+      log "$1 N=$2: machine still busy ($busy cores) after ${QUIET_WAIT_S}s; running anyway"
+      return 0
+    fi
+    log "$1 N=$2: machine busy ($busy cores), waiting"
+  done
+}
+
 # stage SRC DST: fresh copy of a shared benchmark, keeping its build caches
 # (node_modules, target) from earlier runs so that re-runs do not reinstall.
 stage() {
@@ -111,6 +135,7 @@ else
   CENTRUM="${CARGO_TARGET_DIR:-$REPO/target}/release/centrum"
 fi
 for n in "${NLIST[@]}"; do
+  wait_quiet centrum "$n"
   log "centrum N=$n (decode $DECODE, warm-up ${WARMUP}s, window ${WINDOW}s)"
   # join budget 180 s + phases + margin for start and stop
   run_one centrum "$n" "$REPO" $((180 + WARMUP + WINDOW + TAIL + 120)) \
@@ -182,6 +207,7 @@ fi
 # ---- 3. Colyseus -------------------------------------------------------------------
 stage "$SHARED/colyseus" "$SCRATCH/colyseus"
 for n in "${NLIST[@]}"; do
+  wait_quiet colyseus "$n"
   log "colyseus N=$n (decode $DECODE)"
   # install + server start + join budget 180 s + phases + margin
   run_one colyseus "$n" "$SCRATCH/colyseus" $((600 + WARMUP + WINDOW + TAIL)) \

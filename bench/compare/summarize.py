@@ -56,6 +56,7 @@ def hub_row(r):
         "inputs": pct(num(r, "inputs_sent_per_s"), num(r, "inputs_expected_per_s")),
         "patches": num(r, "server_patches_sent_per_s"),
         "mismatches": num(r, "state_mismatches"),
+        "front_delay": num(r, "front_patch_delay_ms"),  # centrum only
     }
     valid = r.get("valid")
     if not isinstance(valid, bool):
@@ -289,13 +290,22 @@ def latency_floor_text(data):
                          f"(target {target} ms)")
     if not parts:
         return ""
-    return (
+    text = (
         "How far down the input-to-own-state p99 can go here: the 20 probe clients send "
         "2.5 ms apart in the 50 ms tick period, so one of them, 1/20 of the samples, always "
         "waits 47.5–50 ms for the next tick. The p99 is at least that wait plus the delivery "
         "delay of that probe's slower samples, which is about the floor's median delay or "
         "more. From this run's floor: " + "; ".join(parts) + "."
     )
+    fronts = [f"N={n}: {f(r['front_delay'])} ms" for n, r in sorted(data["centrum"].items())
+              if r.get("front_delay") is not None]
+    if fronts:
+        text += (
+            " centrum's front's share of its delivery delay, from a patch's arrival from "
+            "the back to its write to a client's socket (mean over the window, "
+            "`front_patch_delay_ms`): " + "; ".join(fronts) + "."
+        )
+    return text
 
 
 # ---- the run's context ------------------------------------------------------------
@@ -417,7 +427,7 @@ lines are kept in `target/compare/results/{centrum,limit,colyseus,idle,micro}.js
 
 Environment: `NS="100 500 1000 2000"`, `DECODE=probe:20` (`all` makes every client
 decode), `WARMUP=5`, `WINDOW=20`, `TAIL=2` (seconds), `QUIET_MAX=0.15` /
-`QUIET_WAIT_S=120` (the floor first waits, bounded, for an idle machine), `IDLE=10000`
+`QUIET_WAIT_S=120` (each sub-run first waits, bounded, for an idle machine), `IDLE=10000`
 (idle connections on one front; 0 skips), `MICRO=1` (the patch micro benchmarks,
 shortened; 0 skips), `NO_WRITE=1` (print the tables, leave this file alone),
 `CENTRUM_BIN=path` (use that binary, no build).

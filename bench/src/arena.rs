@@ -136,6 +136,9 @@ pub struct ArenaResult {
     pub server_inputs_applied_per_s: Option<f64>,
     pub server_ticks_per_s: Option<f64>,
     pub server_patches_sent_per_s: Option<f64>,
+    /// The fronts' mean delay from a patch's arrival from the back to its write to a
+    /// client's socket, over the window: the front's share of the latency.
+    pub front_patch_delay_ms: Option<f64>,
     pub latency_p50_ms: Option<f64>,
     pub latency_p90_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
@@ -647,7 +650,7 @@ struct Summary<'a> {
     server_cpu: Option<CpuTime>,
     rss_peak_kib: Option<u64>,
     loadgen_cpu: Option<CpuTime>,
-    rates: Option<(f64, f64, f64)>,
+    rates: Option<scrape::Rates>,
 }
 
 fn summarize(s: Summary<'_>) -> ArenaResult {
@@ -700,9 +703,13 @@ fn summarize(s: Summary<'_>) -> ArenaResult {
         client_bytes_per_s: round(sum(|t| t.bytes) / wall, 0),
         inputs_sent_per_s: round(sum(|t| t.inputs) / wall, 1),
         inputs_expected_per_s: (s.options.n as f64 * 20.0),
-        server_ticks_per_s: s.rates.map(|r| round(r.0, 2)),
-        server_inputs_applied_per_s: s.rates.map(|r| round(r.1, 1)),
-        server_patches_sent_per_s: s.rates.map(|r| round(r.2, 2)),
+        server_ticks_per_s: s.rates.map(|r| round(r.ticks_per_s, 2)),
+        server_inputs_applied_per_s: s.rates.map(|r| round(r.inputs_per_s, 1)),
+        server_patches_sent_per_s: s.rates.map(|r| round(r.patches_per_s, 2)),
+        front_patch_delay_ms: s
+            .rates
+            .and_then(|r| r.front_patch_delay_ms)
+            .map(|v| round(v, 3)),
         latency_p50_ms: stats::percentile(&latencies, 50.0).map(|v| round(v, 1)),
         latency_p90_ms: stats::percentile(&latencies, 90.0).map(|v| round(v, 1)),
         latency_p99_ms: stats::percentile(&latencies, 99.0).map(|v| round(v, 1)),

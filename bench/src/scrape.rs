@@ -1,6 +1,7 @@
-//! The back's own counters for a channel, read from the master's Prometheus text at
-//! `/metrics`. Backs report them in heartbeats, so a reading is taken right after a
-//! fresh heartbeat lands: the counters then belong to a known instant.
+//! The cluster's own counters for a channel, read from the master's Prometheus text
+//! at `/metrics`. Nodes report them in heartbeats, so a reading is taken right after a
+//! fresh heartbeat of the back lands: the back's counters then belong to a known
+//! instant (the fronts' are at most one heartbeat older).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,30 +12,52 @@ use tokio::time::Instant;
 
 /// A channel's counters at one instant.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct BackCounters {
+pub(crate) struct Counters {
     pub(crate) at: Instant,
     pub(crate) ticks: f64,
     pub(crate) inputs: f64,
     pub(crate) patches: f64,
+    /// Summed over fronts; absent when no front reports them.
+    front_patch_delay_s: Option<f64>,
+    front_patch_writes: Option<f64>,
 }
 
-impl BackCounters {
-    /// Per-second rates between two readings: (ticks, inputs, patches).
-    pub(crate) fn rates_since(&self, earlier: &BackCounters) -> Option<(f64, f64, f64)> {
+/// What the cluster did between two readings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Rates {
+    pub(crate) ticks_per_s: f64,
+    pub(crate) inputs_per_s: f64,
+    pub(crate) patches_per_s: f64,
+    /// The fronts' mean delay from a patch's arrival to its write to a client.
+    pub(crate) front_patch_delay_ms: Option<f64>,
+}
+
+impl Counters {
+    pub(crate) fn rates_since(&self, earlier: &Counters) -> Option<Rates> {
         let secs = (self.at - earlier.at).as_secs_f64();
-        (secs > 0.0).then(|| {
-            (
-                (self.ticks - earlier.ticks) / secs,
-                (self.inputs - earlier.inputs) / secs,
-                (self.patches - earlier.patches) / secs,
-            )
+        let delay = match (
+            self.front_patch_delay_s,
+            earlier.front_patch_delay_s,
+            self.front_patch_writes,
+            earlier.front_patch_writes,
+        ) {
+            (Some(d1), Some(d0), Some(w1), Some(w0)) if w1 > w0 => {
+                Some((d1 - d0) / (w1 - w0) * 1e3)
+            }
+            _ => None,
+        };
+        (secs > 0.0).then(|| Rates {
+            ticks_per_s: (self.ticks - earlier.ticks) / secs,
+            inputs_per_s: (self.inputs - earlier.inputs) / secs,
+            patches_per_s: (self.patches - earlier.patches) / secs,
+            front_patch_delay_ms: delay,
         })
     }
 }
 
 /// Waits (at most 3 s) for the channel's tick counter to move, i.e. for a heartbeat
 /// that just arrived, and returns the counters it brought.
-pub(crate) async fn fresh(master: SocketAddr, channel: String) -> Option<BackCounters> {
+pub(crate) async fn fresh(master: SocketAddr, channel: String) -> Option<Counters> {
     let channel = channel.as_str();
     let first = read(master, channel).await?;
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -49,16 +72,18 @@ pub(crate) async fn fresh(master: SocketAddr, channel: String) -> Option<BackCou
     None
 }
 
-async fn read(master: SocketAddr, channel: &str) -> Option<BackCounters> {
+async fn read(master: SocketAddr, channel: &str) -> Option<Counters> {
     let text = tokio::time::timeout(Duration::from_secs(2), get(master, "/metrics"))
         .await
         .ok()??;
     let at = Instant::now();
-    Some(BackCounters {
+    Some(Counters {
         at,
-        ticks: sample(&text, "centrum_back_ticks_total", channel)?,
-        inputs: sample(&text, "centrum_back_inputs_total", channel)?,
-        patches: sample(&text, "centrum_back_patches_total", channel)?,
+        ticks: sample(&text, "centrum_back_ticks_total", Some(channel))?,
+        inputs: sample(&text, "centrum_back_inputs_total", Some(channel))?,
+        patches: sample(&text, "centrum_back_patches_total", Some(channel))?,
+        front_patch_delay_s: sample(&text, "centrum_front_patch_delay_seconds_total", None),
+        front_patch_writes: sample(&text, "centrum_front_patch_writes_total", None),
     })
 }
 
@@ -81,9 +106,10 @@ async fn get(addr: SocketAddr, path: &str) -> Option<String> {
         .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_owned()))
 }
 
-/// The value of `name{...channel="C"...}`, summed over nodes.
-fn sample(text: &str, name: &str, channel: &str) -> Option<f64> {
-    let label = format!("channel=\"{channel}\"");
+/// The value of `name{...channel="C"...}` (any labels when `channel` is None), summed
+/// over nodes.
+fn sample(text: &str, name: &str, channel: Option<&str>) -> Option<f64> {
+    let label = channel.map_or_else(String::new, |c| format!("channel=\"{c}\""));
     let mut found = None;
     for line in text.lines() {
         let Some(rest) = line.strip_prefix(name) else {
@@ -109,9 +135,10 @@ mod tests {
             centrum_back_ticks_total{node=\"back-1\",channel=\"other\"} 7\n\
             centrum_back_ticks_total_extra{node=\"back-1\",channel=\"arena\"} 9\n";
         assert_eq!(
-            sample(text, "centrum_back_ticks_total", "arena"),
+            sample(text, "centrum_back_ticks_total", Some("arena")),
             Some(120.0)
         );
-        assert_eq!(sample(text, "centrum_back_ticks_total", "nope"), None);
+        assert_eq!(sample(text, "centrum_back_ticks_total", Some("nope")), None);
+        assert_eq!(sample(text, "centrum_back_ticks_total", None), Some(127.0));
     }
 }

@@ -7,6 +7,7 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,7 +19,7 @@ use tracing::{debug, trace};
 use centrum_net::Shutdown;
 use centrum_protocol::{
     ClientMsg, ErrorMsg, FrontMsg, LinkResume, PROTOCOL_VERSION, Pong, Rejected, SessionKey,
-    SharedPrefix, Welcome, decode, encode,
+    SharedKind, SharedPrefix, Welcome, decode, encode,
 };
 
 use crate::hub::{ClientHandle, Hub, Outbound, Refusal};
@@ -369,6 +370,20 @@ impl Conn {
                 return Err(std::io::ErrorKind::WriteZero.into());
             }
             IoSlice::advance_slices(&mut slices, n);
+        }
+        let patches = batch.iter().filter_map(|item| match item {
+            Outbound::Shared {
+                kind: SharedKind::Patch,
+                since,
+                ..
+            } => Some(since),
+            _ => None,
+        });
+        let mut now = None;
+        for since in patches {
+            let now = *now.get_or_insert_with(Instant::now);
+            let us = now.saturating_duration_since(*since).as_micros();
+            metrics.record_patch_delay(u64::try_from(us).unwrap_or(u64::MAX));
         }
         Ok(())
     }

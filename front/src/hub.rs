@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -29,6 +30,8 @@ pub(crate) enum Outbound {
         kind: SharedKind,
         ack: Seq,
         body: Bytes,
+        /// When the front received it from the back: the write measures the front's delay.
+        since: Instant,
     },
 }
 
@@ -37,7 +40,9 @@ impl Outbound {
     pub(crate) fn parts(&self) -> (Option<SharedPrefix>, &Bytes) {
         match self {
             Outbound::Message(m) => (None, m),
-            Outbound::Shared { kind, ack, body } => (Some(SharedPrefix::new(*kind, *ack)), body),
+            Outbound::Shared {
+                kind, ack, body, ..
+            } => (Some(SharedPrefix::new(*kind, *ack)), body),
         }
     }
 
@@ -353,6 +358,7 @@ impl Hub {
         let Some(route) = self.channels.get(channel) else {
             return;
         };
+        let since = Instant::now();
         let mut route = route.lock();
         for (key, ack) in msg.sessions {
             let Some(m) = route.members.get_mut(&key) else {
@@ -363,6 +369,7 @@ impl Hub {
                 kind: SharedKind::State,
                 ack,
                 body: msg.body.clone(),
+                since,
             };
             match m.client.tx.try_send(item) {
                 Ok(()) => m.status = Status::Active,
@@ -378,6 +385,7 @@ impl Hub {
         let Some(route) = self.channels.get(channel) else {
             return;
         };
+        let since = Instant::now();
         let mut guard = route.lock();
         let route = &mut *guard;
         for (key, ack) in &msg.acks {
@@ -394,6 +402,7 @@ impl Hub {
                 kind: SharedKind::Patch,
                 ack: m.ack,
                 body: msg.body.clone(),
+                since,
             }) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => match self.config.limits.slow_client {

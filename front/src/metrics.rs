@@ -21,9 +21,22 @@ pub(crate) struct FrontMetrics {
     pub(crate) slow_client_disconnects: AtomicU64,
     pub(crate) links: AtomicU64,
     pub(crate) link_failures: AtomicU64,
+    /// From a patch's arrival from the back to its write to a client's socket.
+    patch_delay_us_sum: AtomicU64,
+    patch_writes: AtomicU64,
+    /// The longest such delay since the last heartbeat.
+    patch_delay_us_max: AtomicU64,
 }
 
 impl FrontMetrics {
+    /// One patch written to one client, `us` microseconds after the back's patch arrived.
+    pub(crate) fn record_patch_delay(&self, us: u64) {
+        self.patch_delay_us_sum.fetch_add(us, Relaxed);
+        self.patch_writes.fetch_add(1, Relaxed);
+        self.patch_delay_us_max.fetch_max(us, Relaxed);
+    }
+
+    /// Every metric; called once per heartbeat, since it resets the delay maximum.
     pub(crate) fn metrics(&self, clients: usize) -> Vec<Metric> {
         use MetricKind::{Counter, Gauge};
         let all: [(&str, &str, MetricKind, &AtomicU64); 15] = [
@@ -128,6 +141,28 @@ impl FrontMetrics {
                 value: v.load(Relaxed) as f64,
             })
             .collect();
+        let seconds = |us: u64| us as f64 / 1e6;
+        out.push(Metric {
+            name: "centrum_front_patch_writes_total".into(),
+            help: "Patches written to clients (one per client per patch).".into(),
+            kind: Counter,
+            labels: Vec::new(),
+            value: self.patch_writes.load(Relaxed) as f64,
+        });
+        out.push(Metric {
+            name: "centrum_front_patch_delay_seconds_total".into(),
+            help: "Sum over patch writes of the time from the patch's arrival from the back to its write to the client's socket; divided by centrum_front_patch_writes_total it is the front's mean fan-out delay.".into(),
+            kind: Counter,
+            labels: Vec::new(),
+            value: seconds(self.patch_delay_us_sum.load(Relaxed)),
+        });
+        out.push(Metric {
+            name: "centrum_front_patch_delay_max_seconds".into(),
+            help: "The longest fan-out delay of a patch write since the previous heartbeat.".into(),
+            kind: Gauge,
+            labels: Vec::new(),
+            value: seconds(self.patch_delay_us_max.swap(0, Relaxed)),
+        });
         out.push(Metric {
             name: "centrum_front_clients".into(),
             help: "Connected clients.".into(),
