@@ -71,6 +71,11 @@ def hub_row(r):
     return row
 
 
+# The floor's own validity checks (shared/bench/limit/README.md), named in its line;
+# `undisturbed` is reported as a disturbance instead.
+FLOOR_CHECKS = ("kept_20hz_ticks", "all_frames_delivered", "all_inputs_received")
+
+
 def floor_row(r):
     """limit-loadgen's line (shared/bench/limit/README.md); its latency is delivery delay."""
     return {
@@ -107,6 +112,10 @@ def load(results, stem):
             continue
         if r.get("valid") is False and r.get("invalid_reasons"):  # centrum says why
             errors.append((r["n"], "not valid: " + "; ".join(map(str, r["invalid_reasons"]))))
+        if stem == "limit" and r.get("valid") is False:  # the floor's failed checks
+            failed = [k for k in FLOOR_CHECKS if r.get(k) is False]
+            errors.append((r["n"], "not valid: " + (", ".join(f"{k} = false" for k in failed)
+                                                     or "see its JSON line")))
         runs.setdefault(r["n"], []).append(floor_row(r) if stem == "limit" else hub_row(r))
         extra.setdefault("versions", r.get("versions"))
         extra.setdefault("cluster", r.get("cluster"))
