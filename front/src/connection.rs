@@ -371,19 +371,17 @@ impl Conn {
             }
             IoSlice::advance_slices(&mut slices, n);
         }
-        let patches = batch.iter().filter_map(|item| match item {
-            Outbound::Shared {
+        let now = Instant::now();
+        for item in batch {
+            if let Outbound::Shared {
                 kind: SharedKind::Patch,
                 since,
                 ..
-            } => Some(since),
-            _ => None,
-        });
-        let mut now = None;
-        for since in patches {
-            let now = *now.get_or_insert_with(Instant::now);
-            let us = now.saturating_duration_since(*since).as_micros();
-            metrics.record_patch_delay(u64::try_from(us).unwrap_or(u64::MAX));
+            } = item
+            {
+                let us = now.saturating_duration_since(*since).as_micros();
+                metrics.record_patch_delay(u64::try_from(us).unwrap_or(u64::MAX));
+            }
         }
         Ok(())
     }

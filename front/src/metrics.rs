@@ -39,7 +39,7 @@ impl FrontMetrics {
     /// Every metric; called once per heartbeat, since it resets the delay maximum.
     pub(crate) fn metrics(&self, clients: usize) -> Vec<Metric> {
         use MetricKind::{Counter, Gauge};
-        let all: [(&str, &str, MetricKind, &AtomicU64); 15] = [
+        let all: [(&str, &str, MetricKind, &AtomicU64); 16] = [
             (
                 "centrum_front_connections_total",
                 "Client connections accepted.",
@@ -130,46 +130,47 @@ impl FrontMetrics {
                 Counter,
                 &self.link_failures,
             ),
+            (
+                "centrum_front_patch_writes_total",
+                "Patches written to clients (one per client per patch).",
+                Counter,
+                &self.patch_writes,
+            ),
         ];
-        let mut out: Vec<Metric> = all
+        // Values that are not a plain counter load: computed, converted or reset.
+        let seconds = |us: u64| us as f64 / 1e6;
+        let computed: [(&str, &str, MetricKind, f64); 3] = [
+            (
+                "centrum_front_patch_delay_seconds_total",
+                "Sum over patch writes of the time from the patch's arrival from the back to its write to the client's socket; divided by centrum_front_patch_writes_total it is the front's mean fan-out delay.",
+                Counter,
+                seconds(self.patch_delay_us_sum.load(Relaxed)),
+            ),
+            (
+                "centrum_front_patch_delay_max_seconds",
+                "The longest fan-out delay of a patch write since the previous heartbeat.",
+                Gauge,
+                seconds(self.patch_delay_us_max.swap(0, Relaxed)),
+            ),
+            (
+                "centrum_front_clients",
+                "Connected clients.",
+                Gauge,
+                clients as f64,
+            ),
+        ];
+        let loaded = all
             .into_iter()
-            .map(|(name, help, kind, v)| Metric {
+            .map(|(name, help, kind, v)| (name, help, kind, v.load(Relaxed) as f64));
+        loaded
+            .chain(computed)
+            .map(|(name, help, kind, value)| Metric {
                 name: name.into(),
                 help: help.into(),
                 kind,
                 labels: Vec::new(),
-                value: v.load(Relaxed) as f64,
+                value,
             })
-            .collect();
-        let seconds = |us: u64| us as f64 / 1e6;
-        out.push(Metric {
-            name: "centrum_front_patch_writes_total".into(),
-            help: "Patches written to clients (one per client per patch).".into(),
-            kind: Counter,
-            labels: Vec::new(),
-            value: self.patch_writes.load(Relaxed) as f64,
-        });
-        out.push(Metric {
-            name: "centrum_front_patch_delay_seconds_total".into(),
-            help: "Sum over patch writes of the time from the patch's arrival from the back to its write to the client's socket; divided by centrum_front_patch_writes_total it is the front's mean fan-out delay.".into(),
-            kind: Counter,
-            labels: Vec::new(),
-            value: seconds(self.patch_delay_us_sum.load(Relaxed)),
-        });
-        out.push(Metric {
-            name: "centrum_front_patch_delay_max_seconds".into(),
-            help: "The longest fan-out delay of a patch write since the previous heartbeat.".into(),
-            kind: Gauge,
-            labels: Vec::new(),
-            value: seconds(self.patch_delay_us_max.swap(0, Relaxed)),
-        });
-        out.push(Metric {
-            name: "centrum_front_clients".into(),
-            help: "Connected clients.".into(),
-            kind: Gauge,
-            labels: Vec::new(),
-            value: clients as f64,
-        });
-        out
+            .collect()
     }
 }
