@@ -1,6 +1,12 @@
-//! One channel's tick loop: take the inbox, apply joins, leaves and inputs in arrival
-//! order, run the application's tick, encode ONE patch and send the same bytes to
-//! every front that has clients here, then answer joiners with one shared full state.
+//! One channel's tick loop: take the inbox, apply joins, leaves, inputs and calls in
+//! arrival order through the hosted game, run its tick, then hand everything the
+//! tick produced to `fanout` (one patch, shared full states, messages, replies).
+//! Memberships live here too: which front holds which client, and the ones held for
+//! a resume.
+
+mod fanout;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,15 +17,15 @@ use bytes::Bytes;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 
+use centrum_app::{AppError, CallFailure, ClientId, Clients, Ctx, DynApp, Outbox};
 use centrum_protocol::{
-    BackToFront, ChannelIndex, LinkEvicted, LinkJoinRejected, LinkNotice, LinkPatch, LinkResume,
-    LinkSession, LinkState, Seq, SessionKey, State, Tick, encode,
+    BackToFront, ChannelIndex, LinkEvicted, LinkJoinRejected, LinkNotice, LinkReply, LinkResume,
+    LinkSession, Seq, SessionKey, State, Tick, encode,
 };
 
 use crate::inbox::{Event, Inbox};
 use crate::link::LinkHandle;
 use crate::metrics::ChannelMetrics;
-use crate::{App, ClientId, Ctx};
 
 /// What the rest of the back shares with a channel's task.
 #[derive(Debug)]
@@ -31,24 +37,48 @@ pub(crate) struct ChannelShared {
     pub(crate) metrics: ChannelMetrics,
 }
 
+/// How a channel runs: its period, its grace periods and its message limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChannelOptions {
+    pub(crate) period: Duration,
+    pub(crate) link_grace: Duration,
+    pub(crate) resume_grace: Duration,
+    /// The largest message data a game may send: what fits a link frame.
+    pub(crate) max_message_bytes: usize,
+    /// The most messages a game may send in one tick.
+    pub(crate) max_messages: usize,
+}
+
 /// The task-owned side of a channel.
 pub(crate) struct Channel {
     shared: Arc<ChannelShared>,
-    app: Box<dyn App>,
+    app: Box<dyn DynApp>,
     state: State,
     tick: Tick,
-    period: Duration,
-    link_grace: Duration,
-    resume_grace: Duration,
+    options: ChannelOptions,
     /// Keyed by front id: a front's sessions outlive one link, for `link_grace`.
     fronts: HashMap<Arc<str>, FrontSessions>,
     /// Memberships of clients whose connection closed, by the front and key they had,
     /// kept for `resume_grace` so that the client can resume them on any front.
     held: HashMap<(Arc<str>, SessionKey), Held>,
+    /// Where each client with a session is: the way a message to it goes.
+    routes: HashMap<ClientId, Route>,
+    /// The clients as the game sees them (held ones included, not connected).
+    clients: Clients,
+    /// Messages the game sent during this tick.
+    outbox: Outbox,
+    /// Answers to this tick's calls, sent after its patch.
+    replies: Vec<(LinkHandle, LinkReply)>,
     next_client: u64,
+    /// The last time an error of the game was logged; errors are counted always,
+    /// logged at most once per [`APP_ERROR_LOG_EVERY`].
+    app_error_logged: Option<Instant>,
     /// Reused buffers, so that a steady tick allocates only its patch.
     events: Vec<Event>,
 }
+
+/// A game that fails every tick is logged this often, not every tick.
+const APP_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
 struct FrontSessions {
     /// The front's current link; None while it is away.
@@ -79,6 +109,12 @@ struct Held {
     since: Instant,
 }
 
+#[derive(Clone)]
+struct Route {
+    front: Arc<str>,
+    session: SessionKey,
+}
+
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Channel")
@@ -91,10 +127,8 @@ impl std::fmt::Debug for Channel {
 impl Channel {
     pub(crate) fn new(
         shared: Arc<ChannelShared>,
-        app: Box<dyn App>,
-        period: Duration,
-        link_grace: Duration,
-        resume_grace: Duration,
+        app: Box<dyn DynApp>,
+        options: ChannelOptions,
     ) -> Self {
         let state = State::new(app.schema());
         Self {
@@ -102,12 +136,15 @@ impl Channel {
             app,
             state,
             tick: Tick(0),
-            period,
-            link_grace,
-            resume_grace,
+            options,
             fronts: HashMap::new(),
             held: HashMap::new(),
+            routes: HashMap::new(),
+            clients: Clients::new(),
+            outbox: Outbox::new(options.max_message_bytes, options.max_messages),
+            replies: Vec::new(),
             next_client: 1,
+            app_error_logged: None,
             events: Vec::new(),
         }
     }
@@ -115,9 +152,10 @@ impl Channel {
     /// Ticks every period until `shutdown`. A tick that overruns is counted and the
     /// schedule skips ahead rather than bursting to catch up.
     pub(crate) async fn run(mut self, shutdown: centrum_net::Shutdown) {
-        let mut interval = tokio::time::interval(self.period);
+        let period = self.options.period;
+        let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        info!(channel = %self.shared.name, app = %self.shared.app_name, period_ms = self.period.as_secs_f64() * 1e3, "channel started");
+        info!(channel = %self.shared.name, app = %self.shared.app_name, period_ms = period.as_secs_f64() * 1e3, "channel started");
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -127,7 +165,7 @@ impl Channel {
             self.step();
             let took = started.elapsed();
             self.shared.metrics.record_tick(took.as_micros() as u64);
-            if took > self.period {
+            if took > period {
                 self.shared.metrics.overruns.fetch_add(1, Relaxed);
                 warn!(channel = %self.shared.name, took_ms = took.as_secs_f64() * 1e3, "tick overran its period");
             }
@@ -169,6 +207,7 @@ impl Channel {
                         );
                     }
                 }
+                Event::Call { link, call, data } => self.call(link, call, &data),
                 Event::Snapshot { reply } => snapshots.push(reply),
             }
         }
@@ -176,15 +215,16 @@ impl Channel {
         self.expire_away_fronts();
         self.expire_held();
 
-        let mut ctx = Ctx {
-            state: &mut self.state,
-            tick: self.tick,
-            period: self.period,
-        };
-        self.app.tick(&mut ctx);
+        if let Err(e) = self.with_app(|app, ctx| app.tick(ctx)) {
+            self.app_error("tick", &e);
+        }
 
+        // The order clients see: this tick's patch, the full states of its joiners,
+        // then the messages the game sent during it.
         self.send_patch();
         self.send_states();
+        self.send_messages();
+        self.send_replies();
         if !snapshots.is_empty() {
             let body = self.full_state();
             for reply in snapshots {
@@ -199,6 +239,31 @@ impl Channel {
             Relaxed,
         );
         m.held.store(self.held.len() as u64, Relaxed);
+    }
+
+    /// Calls the game with a context over this channel's state, clients and outbox.
+    fn with_app<R>(&mut self, call: impl FnOnce(&mut dyn DynApp, &mut Ctx<'_>) -> R) -> R {
+        let mut ctx = Ctx::new(
+            &mut self.state,
+            &self.shared.name,
+            self.tick,
+            self.options.period,
+            &self.clients,
+            &mut self.outbox,
+        );
+        call(self.app.as_mut(), &mut ctx)
+    }
+
+    /// An error of the game's `tick` or `leave`: counted, and logged now and then.
+    fn app_error(&mut self, during: &str, e: &AppError) {
+        self.shared.metrics.app_errors.fetch_add(1, Relaxed);
+        if self
+            .app_error_logged
+            .is_none_or(|t| t.elapsed() >= APP_ERROR_LOG_EVERY)
+        {
+            self.app_error_logged = Some(Instant::now());
+            warn!(channel = %self.shared.name, app = %self.shared.app_name, during, error = %e, "the game returned an error (counted in centrum_back_app_errors_total; logged at most every 10 s)");
+        }
     }
 
     /// The entry of the front that owns `link`, if `link` is still its current link.
@@ -250,30 +315,39 @@ impl Channel {
             let known = self
                 .fronts
                 .get(link.front())
-                .is_some_and(|f| f.sessions.contains_key(&session));
+                .and_then(|f| f.sessions.get(&session))
+                .map(|s| s.client);
             if moved.contains(&session) {
                 self.evict(&link, session);
-            } else if !known {
+            } else if let Some(client) = known {
+                self.clients.connect(client);
+                if let Some(f) = self.fronts.get_mut(link.front()) {
+                    f.want_state.push(session);
+                }
+            } else {
                 // The back lost this session (it restarted, or the grace ran out): join again.
                 self.join(&link, session, listed.data, listed.secret, None);
-            } else if let Some(f) = self.fronts.get_mut(link.front()) {
-                f.want_state.push(session);
             }
         }
         info!(channel = %self.shared.name, front = %link.front(), "front attached");
     }
 
     fn detach(&mut self, link: &LinkHandle) {
-        if let Some(front) = self.current(link) {
-            front.link = None;
-            front.away_since = Some(Instant::now());
-            front.want_state.clear();
-            info!(channel = %self.shared.name, front = %link.front(), "front detached; keeping its sessions for the grace period");
+        let Some(front) = self.current(link) else {
+            return;
+        };
+        front.link = None;
+        front.away_since = Some(Instant::now());
+        front.want_state.clear();
+        let clients: Vec<ClientId> = front.sessions.values().map(|s| s.client).collect();
+        for client in clients {
+            self.clients.disconnect(client);
         }
+        info!(channel = %self.shared.name, front = %link.front(), "front detached; keeping its sessions for the grace period");
     }
 
     fn expire_away_fronts(&mut self) {
-        let grace = self.link_grace;
+        let grace = self.options.link_grace;
         let expired: Vec<Arc<str>> = self
             .fronts
             .iter()
@@ -292,10 +366,10 @@ impl Channel {
 
     /// Memberships held for clients that never resumed leave, as if they had left.
     fn expire_held(&mut self) {
-        let grace = self.resume_grace;
         if self.held.is_empty() {
             return;
         }
+        let grace = self.options.resume_grace;
         let expired: Vec<(Arc<str>, SessionKey)> = self
             .held
             .iter()
@@ -310,6 +384,24 @@ impl Channel {
         }
     }
 
+    /// Records a membership: the session on its front, the route for messages, and
+    /// the client as connected for the game.
+    fn insert_session(&mut self, front: &Arc<str>, key: SessionKey, session: Session) {
+        let client = session.client;
+        if let Some(f) = self.fronts.get_mut(front) {
+            f.sessions.insert(key, session);
+            f.want_state.push(key);
+        }
+        self.routes.insert(
+            client,
+            Route {
+                front: front.clone(),
+                session: key,
+            },
+        );
+        self.clients.connect(client);
+    }
+
     fn join(
         &mut self,
         link: &LinkHandle,
@@ -318,64 +410,57 @@ impl Channel {
         secret: u64,
         resume: Option<LinkResume>,
     ) {
-        if self.current(link).is_none() {
+        let Some(front) = self.current(link) else {
+            return;
+        };
+        if front.sessions.contains_key(&session) {
+            front.want_state.push(session);
             return;
         }
-        if self
-            .current(link)
-            .is_some_and(|f| f.sessions.contains_key(&session))
-        {
-            if let Some(f) = self.current(link) {
-                f.want_state.push(session);
-            }
-            return;
-        }
+        let front_id = link.front_arc();
         if let Some(restored) = resume.and_then(|claim| self.take_resumable(&claim)) {
-            // The same player as before, with its ack: the application sees no leave
-            // and no join, and the client gets a full state like any joiner.
+            // The same player as before, with its ack: the game sees no leave and no
+            // join, and the client gets a full state like any joiner.
             self.shared.metrics.resumes.fetch_add(1, Relaxed);
-            if let Some(f) = self.current(link) {
-                f.sessions.insert(
-                    session,
-                    Session {
-                        secret,
-                        ack_moved: false,
-                        ..restored
-                    },
-                );
-                f.want_state.push(session);
-            }
+            let session_state = Session {
+                secret,
+                ack_moved: false,
+                ..restored
+            };
+            self.insert_session(&front_id, session, session_state);
             return;
         }
         let client = ClientId(self.next_client);
         self.next_client += 1;
-        let mut ctx = Ctx {
-            state: &mut self.state,
-            tick: self.tick,
-            period: self.period,
-        };
-        match self.app.join(&mut ctx, client, &data) {
+        // In the channel during its own join, so that the game can already message it;
+        // what it sends arrives after the joiner's first state.
+        self.clients.connect(client);
+        self.routes.insert(
+            client,
+            Route {
+                front: front_id.clone(),
+                session,
+            },
+        );
+        match self.with_app(|app, ctx| app.join(ctx, client, &data)) {
             Ok(()) => {
                 self.shared.metrics.joins.fetch_add(1, Relaxed);
-                if let Some(f) = self.current(link) {
-                    f.sessions.insert(
-                        session,
-                        Session {
-                            client,
-                            ack: Seq(0),
-                            ack_moved: false,
-                            secret,
-                        },
-                    );
-                    f.want_state.push(session);
-                }
+                let joined = Session {
+                    client,
+                    ack: Seq::NONE,
+                    ack_moved: false,
+                    secret,
+                };
+                self.insert_session(&front_id, session, joined);
             }
             Err(rejection) => {
+                self.clients.remove(client);
+                self.routes.remove(&client);
                 self.shared.metrics.joins_rejected.fetch_add(1, Relaxed);
                 let msg = BackToFront::JoinRejected(LinkJoinRejected {
                     session,
                     channel: self.shared.index,
-                    reason: rejection.0,
+                    reason: rejection.message().to_owned(),
                 });
                 link.send(Bytes::from(encode(&msg)));
             }
@@ -436,12 +521,14 @@ impl Channel {
     /// The client's connection closed without a leave: its membership is held for a
     /// resume, or leaves at once when resuming is off.
     fn away(&mut self, link: &LinkHandle, session: SessionKey) {
-        if self.resume_grace.is_zero() {
+        if self.options.resume_grace.is_zero() {
             return self.leave(link, session);
         }
         let Some(held) = self.current(link).and_then(|f| f.sessions.remove(&session)) else {
             return;
         };
+        self.routes.remove(&held.client);
+        self.clients.disconnect(held.client);
         self.held.insert(
             (link.front_arc(), session),
             Held {
@@ -459,24 +546,23 @@ impl Channel {
         else {
             return;
         };
+        self.routes.remove(&s.client);
         self.app_leave(s.client);
     }
 
     fn app_leave(&mut self, client: ClientId) {
         self.shared.metrics.leaves.fetch_add(1, Relaxed);
-        let mut ctx = Ctx {
-            state: &mut self.state,
-            tick: self.tick,
-            period: self.period,
-        };
-        self.app.leave(&mut ctx, client);
+        self.clients.remove(client);
+        if let Err(e) = self.with_app(|app, ctx| app.leave(ctx, client)) {
+            self.app_error("leave", &e);
+        }
     }
 
-    fn input(&mut self, link: &LinkHandle, session: SessionKey, seq: Seq, data: &[u8]) {
-        let Some(client) = self
+    fn input(&mut self, link: &LinkHandle, session: SessionKey, seq: Seq, data: &Bytes) {
+        let Some((client, ack)) = self
             .current(link)
             .and_then(|f| f.sessions.get(&session))
-            .map(|s| s.client)
+            .map(|s| (s.client, s.ack))
         else {
             // Inputs of clients that left are dropped, as the workload specifies.
             self.shared
@@ -485,12 +571,17 @@ impl Channel {
                 .fetch_add(1, Relaxed);
             return;
         };
-        let mut ctx = Ctx {
-            state: &mut self.state,
-            tick: self.tick,
-            period: self.period,
-        };
-        let result = self.app.input(&mut ctx, client, seq, data);
+        if !seq.may_follow(ack) {
+            // A repeated or older seq would move the ack backwards; 0 is never a seq.
+            self.shared.metrics.inputs_bad_seq.fetch_add(1, Relaxed);
+            let message = format!(
+                "input {seq} dropped: channel {:?} already applied input {ack}; a seq must come after the last one applied and is never 0",
+                self.shared.name
+            );
+            self.notice(link, session, "bad_seq", message);
+            return;
+        }
+        let result = self.with_app(|app, ctx| app.input(ctx, client, seq, data));
         self.shared.metrics.inputs.fetch_add(1, Relaxed);
         if let Some(s) = self
             .current(link)
@@ -501,535 +592,65 @@ impl Channel {
         }
         if let Err(e) = result {
             self.shared.metrics.inputs_refused.fetch_add(1, Relaxed);
-            let notice = BackToFront::Notice(LinkNotice {
-                session,
-                code: "input_refused".into(),
-                message: e.0,
-            });
-            link.send(Bytes::from(encode(&notice)));
+            self.notice(link, session, "input_refused", e.message().to_owned());
         }
     }
 
-    /// Encodes this tick's changes once and sends the same body to every front that
-    /// has clients here, each with the acks of its own clients.
-    fn send_patch(&mut self) {
-        let mut body = Vec::new();
-        let changed = self
-            .state
-            .commit_patch(&self.shared.name, self.tick, &mut body);
-        if changed {
-            self.shared.metrics.patches.fetch_add(1, Relaxed);
-            self.shared
-                .metrics
-                .patch_bytes
-                .fetch_add(body.len() as u64, Relaxed);
-        }
-        let mut body = Bytes::from(body);
-        for front in self.fronts.values_mut() {
-            let Some(link) = &front.link else { continue };
-            if front.sessions.is_empty() {
-                continue;
-            }
-            let acks: Vec<(SessionKey, Seq)> = front
-                .sessions
-                .iter_mut()
-                .filter(|(_, s)| s.ack_moved)
-                .map(|(k, s)| {
-                    s.ack_moved = false;
-                    (*k, s.ack)
-                })
-                .collect();
-            if !changed && acks.is_empty() {
-                continue;
-            }
-            if !changed && body.is_empty() {
-                // Only acks moved: clients still get a (change-free) patch carrying them.
-                let mut empty = Vec::new();
-                centrum_protocol::encode_empty_patch(&self.shared.name, self.tick, &mut empty);
-                body = Bytes::from(empty);
-            }
-            let msg = BackToFront::Patch(LinkPatch {
-                channel: self.shared.index,
-                tick: self.tick,
-                changed,
-                acks,
-                body: body.clone(),
-            });
-            link.send(Bytes::from(encode(&msg)));
-        }
+    fn notice(&self, link: &LinkHandle, session: SessionKey, code: &str, message: String) {
+        let notice = BackToFront::Notice(LinkNotice {
+            session,
+            code: code.into(),
+            message,
+        });
+        link.send(Bytes::from(encode(&notice)));
     }
 
-    /// One full-state encoding, shared by every session that needs it at this tick.
-    fn send_states(&mut self) {
-        if self
-            .fronts
-            .values()
-            .all(|f| (f.want_state.is_empty() && !f.just_attached) || f.link.is_none())
-        {
-            return;
-        }
-        let body = self.full_state();
-        for front in self.fronts.values_mut() {
-            let Some(link) = &front.link else { continue };
-            if front.want_state.is_empty() && !front.just_attached {
-                continue;
-            }
-            front.just_attached = false;
-            front.want_state.sort_unstable();
-            front.want_state.dedup();
-            let sessions: Vec<(SessionKey, Seq)> = front
-                .want_state
-                .drain(..)
-                .filter_map(|k| front.sessions.get(&k).map(|s| (k, s.ack)))
-                .collect();
-            let msg = BackToFront::State(LinkState {
-                channel: self.shared.index,
-                tick: self.tick,
-                sessions,
-                body: body.clone(),
+    /// A call from outside the game; its reply leaves after this tick's patch.
+    fn call(&mut self, link: LinkHandle, call: u64, data: &Bytes) {
+        self.shared.metrics.calls.fetch_add(1, Relaxed);
+        let limit = self.options.max_message_bytes;
+        let result = self
+            .with_app(|app, ctx| app.call(ctx, data))
+            .and_then(|reply| match reply.len() {
+                // A reply travels in one link frame, like a message.
+                size if size > limit => Err(CallFailure::Failed(format!(
+                    "the reply of {size} bytes is over the limit of {limit} bytes"
+                ))),
+                _ => Ok(reply),
             });
-            link.send(Bytes::from(encode(&msg)));
-        }
-    }
-
-    fn full_state(&self) -> Bytes {
-        let mut body = Vec::new();
-        self.state
-            .encode_full(&self.shared.name, self.tick, &mut body);
-        self.shared.metrics.full_states.fetch_add(1, Relaxed);
-        Bytes::from(body)
+        let reply = match result {
+            Ok(reply) => reply_ok(call, reply),
+            Err(failure) => {
+                self.shared.metrics.calls_failed.fetch_add(1, Relaxed);
+                let outcome = match failure {
+                    CallFailure::BadCall(_) => "bad_call",
+                    CallFailure::NoCalls => "no_calls",
+                    CallFailure::Refused(_) => "refused",
+                    CallFailure::Failed(_) => "failed",
+                };
+                reply_failed(call, outcome, failure.to_string())
+            }
+        };
+        self.replies.push((link, reply));
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use centrum_protocol::{BackToFront, decode};
-    use tokio::sync::mpsc;
-
-    use super::*;
-    use crate::apps::BenchArena;
-
-    fn channel() -> Channel {
-        let shared = Arc::new(ChannelShared {
-            name: "arena".into(),
-            app_name: "bench-arena".into(),
-            index: 0,
-            inbox: Inbox::new(4),
-            metrics: ChannelMetrics::default(),
-        });
-        Channel::new(
-            shared,
-            Box::new(BenchArena::new()),
-            Duration::from_millis(50),
-            Duration::from_secs(10),
-            Duration::from_secs(15),
-        )
+/// The game's reply to call number `call`.
+pub(crate) fn reply_ok(call: u64, data: Vec<u8>) -> LinkReply {
+    LinkReply {
+        call,
+        outcome: "ok".into(),
+        message: String::new(),
+        data: Bytes::from(data),
     }
+}
 
-    /// A link attaching with no sessions listed.
-    fn attach(link: &LinkHandle) -> Event {
-        Event::Attach {
-            link: link.clone(),
-            sessions: vec![],
-        }
-    }
-
-    fn join(link: LinkHandle, session: SessionKey) -> Event {
-        Event::Join {
-            link,
-            session,
-            data: Bytes::new(),
-            secret: session * 1000,
-            resume: None,
-        }
-    }
-
-    fn listed(session: SessionKey) -> LinkSession {
-        LinkSession {
-            session,
-            channel: "arena".into(),
-            data: Bytes::new(),
-            secret: session * 1000,
-        }
-    }
-
-    fn frames(rx: &mut mpsc::Receiver<Bytes>) -> Vec<BackToFront> {
-        std::iter::from_fn(|| rx.try_recv().ok())
-            .map(|f| decode(&f, usize::MAX).unwrap())
-            .collect()
-    }
-
-    fn input(dx: f64) -> Bytes {
-        #[derive(serde::Serialize)]
-        struct Move {
-            dx: f64,
-            dy: f64,
-        }
-        Bytes::from(rmp_serde::to_vec_named(&Move { dx, dy: 0.0 }).unwrap())
-    }
-
-    #[test]
-    fn joins_get_a_shared_state_after_the_patch_and_inputs_are_acked() {
-        let mut ch = channel();
-        let (link, mut rx) = LinkHandle::for_test("front-1", 64);
-        let inbox = &ch.shared.inbox;
-        inbox.push(attach(&link)).unwrap();
-        inbox.push(join(link.clone(), 1)).unwrap();
-        inbox.push(join(link.clone(), 2)).unwrap();
-        ch.step();
-        let out = frames(&mut rx);
-        // One full state, after the patch: the link's first, shared by both joiners.
-        let [BackToFront::Patch(p), BackToFront::State(s)] = &out[..] else {
-            panic!("got {out:?}")
-        };
-        assert_eq!((p.tick, s.tick), (Tick(1), Tick(1)));
-        assert_eq!(s.sessions, vec![(1, Seq(0)), (2, Seq(0))]);
-
-        ch.shared
-            .inbox
-            .push(Event::Input {
-                link: link.clone(),
-                session: 1,
-                seq: Seq(7),
-                data: input(0.25),
-            })
-            .unwrap();
-        ch.shared
-            .inbox
-            .push(Event::Input {
-                link: link.clone(),
-                session: 9,
-                seq: Seq(1),
-                data: input(0.25),
-            })
-            .unwrap();
-        ch.step();
-        let out = frames(&mut rx);
-        let [BackToFront::Patch(p)] = &out[..] else {
-            panic!("got {out:?}")
-        };
-        assert!(p.changed);
-        assert_eq!(p.acks, vec![(1, Seq(7))]);
-        assert_eq!(
-            ch.shared.metrics.inputs_dropped_left.load(Relaxed),
-            1,
-            "input of an unknown session is dropped"
-        );
-
-        // Nothing happened: no patch at all.
-        ch.step();
-        assert!(frames(&mut rx).is_empty());
-    }
-
-    #[test]
-    fn a_new_link_gets_the_full_state_first_even_without_sessions() {
-        let mut ch = channel();
-        let (link, mut rx) = LinkHandle::for_test("front-2", 64);
-        ch.shared
-            .inbox
-            .push(Event::Attach {
-                link,
-                sessions: vec![],
-            })
-            .unwrap();
-        ch.step();
-        let out = frames(&mut rx);
-        let [BackToFront::State(s)] = &out[..] else {
-            panic!("got {out:?}")
-        };
-        assert!(s.sessions.is_empty());
-        assert!(!s.body.is_empty());
-    }
-
-    #[test]
-    fn the_inbox_refuses_inputs_past_its_capacity() {
-        let ch = channel();
-        let (link, _rx) = LinkHandle::for_test("front-1", 64);
-        for seq in 0..4 {
-            ch.shared
-                .inbox
-                .push(Event::Input {
-                    link: link.clone(),
-                    session: 1,
-                    seq: Seq(seq),
-                    data: Bytes::new(),
-                })
-                .unwrap();
-        }
-        assert_eq!(
-            ch.shared.inbox.push(Event::Input {
-                link: link.clone(),
-                session: 1,
-                seq: Seq(5),
-                data: Bytes::new()
-            }),
-            Err(crate::inbox::Full)
-        );
-        assert!(
-            ch.shared
-                .inbox
-                .push(Event::Leave { link, session: 1 })
-                .is_ok(),
-            "leaves are still queued"
-        );
-    }
-
-    #[test]
-    fn a_relinking_front_keeps_listed_sessions_and_loses_the_rest() {
-        let mut ch = channel();
-        let (old, _old_rx) = LinkHandle::for_test("front-1", 64);
-        ch.shared.inbox.push(attach(&old)).unwrap();
-        for session in [1, 2] {
-            ch.shared.inbox.push(join(old.clone(), session)).unwrap();
-        }
-        ch.shared
-            .inbox
-            .push(Event::Detach { link: old.clone() })
-            .unwrap();
-        ch.step();
-        assert_eq!(
-            ch.state.len(),
-            2,
-            "sessions outlive the link for the grace period"
-        );
-
-        let (new, mut rx) = LinkHandle::for_test("front-1", 64);
-        // Session 1 is still held by the front; 3 is one the back never saw (re-joined).
-        ch.shared
-            .inbox
-            .push(Event::Attach {
-                link: new.clone(),
-                sessions: vec![listed(1), listed(3)],
-            })
-            .unwrap();
-        // A stale event from the old link is ignored.
-        ch.shared
-            .inbox
-            .push(Event::Leave {
-                link: old,
-                session: 1,
-            })
-            .unwrap();
-        ch.step();
-        assert_eq!(ch.state.len(), 2);
-        let out = frames(&mut rx);
-        let Some(BackToFront::State(s)) = out.last() else {
-            panic!("got {out:?}")
-        };
-        assert_eq!(
-            s.sessions.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
-            vec![1, 3]
-        );
-    }
-
-    #[test]
-    fn a_newer_link_from_the_same_front_closes_the_older_one() {
-        let mut ch = channel();
-        let (old, _old_rx) = LinkHandle::for_test("front-1", 64);
-        let (new, mut rx) = LinkHandle::for_test("front-1", 64);
-        ch.shared.inbox.push(attach(&old)).unwrap();
-        ch.step();
-        ch.shared.inbox.push(attach(&new)).unwrap();
-        ch.step();
-        assert!(old.is_closed());
-        assert!(!new.is_closed());
-        assert!(matches!(frames(&mut rx)[..], [BackToFront::State(_)]));
-    }
-
-    #[test]
-    fn a_full_link_queue_closes_the_link_instead_of_waiting() {
-        let mut ch = channel();
-        let (link, _rx) = LinkHandle::for_test("front-1", 1);
-        ch.shared.inbox.push(attach(&link)).unwrap();
-        ch.shared.inbox.push(join(link.clone(), 1)).unwrap();
-        ch.step();
-        assert!(link.is_closed());
-    }
-
-    /// Front-1's client (session 1) joins, sends input 5, and its connection closes.
-    fn held_after_input() -> (Channel, LinkHandle, mpsc::Receiver<Bytes>) {
-        let mut ch = channel();
-        let (front1, rx1) = LinkHandle::for_test("front-1", 64);
-        let inbox = &ch.shared.inbox;
-        inbox.push(attach(&front1)).unwrap();
-        inbox.push(join(front1.clone(), 1)).unwrap();
-        ch.step();
-        let input = Event::Input {
-            link: front1.clone(),
-            session: 1,
-            seq: Seq(5),
-            data: input(0.5),
-        };
-        ch.shared.inbox.push(input).unwrap();
-        ch.step();
-        ch.shared
-            .inbox
-            .push(Event::Away {
-                link: front1.clone(),
-                session: 1,
-            })
-            .unwrap();
-        ch.step();
-        (ch, front1, rx1)
-    }
-
-    fn resume_on(
-        ch: &mut Channel,
-        front: &str,
-        session: SessionKey,
-        claim_secret: u64,
-    ) -> mpsc::Receiver<Bytes> {
-        let (link, rx) = LinkHandle::for_test(front, 64);
-        let inbox = &ch.shared.inbox;
-        inbox.push(attach(&link)).unwrap();
-        inbox
-            .push(Event::Join {
-                link,
-                session,
-                data: Bytes::new(),
-                secret: 77,
-                resume: Some(LinkResume {
-                    front: "front-1".into(),
-                    session: 1,
-                    secret: claim_secret,
-                }),
-            })
-            .unwrap();
-        ch.step();
-        rx
-    }
-
-    fn states(rx: &mut mpsc::Receiver<Bytes>) -> Vec<(SessionKey, Seq)> {
-        frames(rx)
-            .into_iter()
-            .filter_map(|f| match f {
-                BackToFront::State(s) => Some(s.sessions),
-                _ => None,
-            })
-            .flatten()
-            .collect()
-    }
-
-    #[test]
-    fn a_disconnected_client_resumes_on_another_front_as_the_same_player() {
-        let (mut ch, _front1, _rx1) = held_after_input();
-        assert_eq!(
-            ch.state.len(),
-            1,
-            "the player stays while its client is away"
-        );
-        assert_eq!(ch.shared.metrics.held.load(Relaxed), 1);
-
-        let mut rx2 = resume_on(&mut ch, "front-2", 9, 1000);
-        assert_eq!(ch.state.len(), 1, "no second player");
-        assert_eq!(states(&mut rx2), vec![(9, Seq(5))], "the ack survives");
-        let m = &ch.shared.metrics;
-        assert_eq!(
-            (m.joins.load(Relaxed), m.leaves.load(Relaxed)),
-            (1, 0),
-            "the application saw neither a leave nor a second join"
-        );
-        assert_eq!(m.resumes.load(Relaxed), 1);
-        assert_eq!(m.held.load(Relaxed), 0);
-
-        // Inputs now flow from the new front's session.
-        ch.shared
-            .inbox
-            .push(Event::Input {
-                link: ch.fronts["front-2"].link.clone().unwrap(),
-                session: 9,
-                seq: Seq(6),
-                data: input(0.5),
-            })
-            .unwrap();
-        ch.step();
-        let acks: Vec<_> = frames(&mut rx2)
-            .into_iter()
-            .filter_map(|f| match f {
-                BackToFront::Patch(p) => Some(p.acks),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        assert_eq!(acks, vec![(9, Seq(6))]);
-    }
-
-    #[test]
-    fn a_wrong_secret_joins_afresh_and_the_held_player_stays_until_the_grace_ends() {
-        let (mut ch, _front1, _rx1) = held_after_input();
-        let mut rx2 = resume_on(&mut ch, "front-2", 9, 999);
-        assert_eq!(states(&mut rx2), vec![(9, Seq(0))]);
-        assert_eq!(
-            ch.state.len(),
-            2,
-            "a new player; the held one is not handed over"
-        );
-        assert_eq!(ch.shared.metrics.resumes.load(Relaxed), 0);
-
-        // The grace runs out (moved back in time rather than waited for).
-        for held in ch.held.values_mut() {
-            held.since = Instant::now()
-                .checked_sub(ch.resume_grace)
-                .expect("the clock is past the grace");
-        }
-        ch.step();
-        assert_eq!(ch.state.len(), 1);
-        let m = &ch.shared.metrics;
-        assert_eq!(m.resumes_expired.load(Relaxed), 1);
-        assert_eq!(m.leaves.load(Relaxed), 1);
-        assert_eq!(m.held.load(Relaxed), 0);
-    }
-
-    #[test]
-    fn resuming_while_the_old_connection_is_still_linked_evicts_it() {
-        let mut ch = channel();
-        let (front1, mut rx1) = LinkHandle::for_test("front-1", 64);
-        ch.shared.inbox.push(attach(&front1)).unwrap();
-        ch.shared.inbox.push(join(front1.clone(), 1)).unwrap();
-        ch.step();
-        let _ = frames(&mut rx1);
-
-        let mut rx2 = resume_on(&mut ch, "front-2", 9, 1000);
-        assert_eq!(states(&mut rx2), vec![(9, Seq(0))]);
-        assert_eq!(ch.state.len(), 1);
-        let evicted: Vec<_> = frames(&mut rx1)
-            .into_iter()
-            .filter_map(|f| match f {
-                BackToFront::Evicted(e) => Some(e.session),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(evicted, vec![1]);
-    }
-
-    #[test]
-    fn a_session_that_moved_while_its_front_was_away_is_evicted_when_it_relinks() {
-        let mut ch = channel();
-        let (front1, _rx1) = LinkHandle::for_test("front-1", 64);
-        ch.shared.inbox.push(attach(&front1)).unwrap();
-        ch.shared.inbox.push(join(front1.clone(), 1)).unwrap();
-        ch.shared
-            .inbox
-            .push(Event::Detach { link: front1 })
-            .unwrap();
-        ch.step();
-
-        let _rx2 = resume_on(&mut ch, "front-2", 9, 1000);
-        let (again, mut rx1) = LinkHandle::for_test("front-1", 64);
-        ch.shared
-            .inbox
-            .push(Event::Attach {
-                link: again,
-                sessions: vec![listed(1)],
-            })
-            .unwrap();
-        ch.step();
-        assert_eq!(ch.state.len(), 1, "not joined a second time");
-        let out = frames(&mut rx1);
-        assert!(
-            out.iter()
-                .any(|f| matches!(f, BackToFront::Evicted(e) if e.session == 1)),
-            "got {out:?}"
-        );
+/// Call number `call` got no reply from the game: `outcome` says why (PROTOCOL.md §14).
+pub(crate) fn reply_failed(call: u64, outcome: &str, message: String) -> LinkReply {
+    LinkReply {
+        call,
+        outcome: outcome.into(),
+        message,
+        data: Bytes::new(),
     }
 }

@@ -45,6 +45,12 @@ pub(crate) enum Event {
         link: LinkHandle,
         sessions: Vec<SessionKey>,
     },
+    /// A call from outside the game (HTTP, through the front), answered on `link`.
+    Call {
+        link: LinkHandle,
+        call: u64,
+        data: Bytes,
+    },
     /// A test or tool asks for the full state after the next tick.
     Snapshot {
         reply: tokio::sync::oneshot::Sender<(centrum_protocol::Tick, Bytes)>,
@@ -58,7 +64,7 @@ pub(crate) struct Full;
 #[derive(Debug)]
 pub(crate) struct Inbox {
     inner: Mutex<Queue>,
-    /// At most this many inputs and as many joins wait between two ticks.
+    /// At most this many inputs and calls, and as many joins, wait between two ticks.
     capacity: usize,
 }
 
@@ -77,8 +83,8 @@ impl Inbox {
         }
     }
 
-    /// Queues an event. Inputs and joins are refused with [`Full`] past the capacity
-    /// (the caller tells the client). Leaves, aways and resyncs are refused only past three
+    /// Queues an event. Inputs, joins and calls are refused with [`Full`] past the
+    /// capacity (the caller tells the client or caller). Leaves, aways and resyncs are refused only past three
     /// times the capacity, which only a misbehaving front reaches (its link is then
     /// closed, and relinking reconciles its sessions). A link's attach and detach are
     /// always queued: there is one of each per link connection.
@@ -92,9 +98,11 @@ impl Inbox {
             return Err(Full);
         }
         match event {
-            Event::Input { .. } if q.inputs >= self.capacity => return Err(Full),
+            Event::Input { .. } | Event::Call { .. } if q.inputs >= self.capacity => {
+                return Err(Full);
+            }
             Event::Join { .. } if q.joins >= self.capacity => return Err(Full),
-            Event::Input { .. } => q.inputs += 1,
+            Event::Input { .. } | Event::Call { .. } => q.inputs += 1,
             Event::Join { .. } => q.joins += 1,
             _ => {}
         }

@@ -1,12 +1,12 @@
 //! A centrum back: the single authoritative owner of its channels' state. It accepts
 //! links from fronts, queues what they forward, ticks each channel on its own fixed
-//! schedule through the hosted [`App`], and sends one patch per tick to every front.
+//! schedule through the hosted game (an [`App`](centrum_app::App) from the
+//! [`Registry`] it is given), and sends one patch per tick to every front.
 //!
 //! Layers: `link` (accept loop, per-link tasks) -> `inbox` (per-channel queue) ->
-//! `channel` (tick loop, sessions, patch and full-state fan-out) -> `app` (the game).
+//! `channel` (tick loop, memberships; `channel/fanout`: patches, states, messages,
+//! replies) -> the game, through `centrum_app::DynApp`.
 
-mod app;
-pub mod apps;
 mod channel;
 mod inbox;
 mod link;
@@ -20,13 +20,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::info;
 
-use centrum_config::Config;
+use centrum_app::Registry;
+use centrum_config::{Config, FieldError};
 use centrum_net::{Registration, Shutdown};
 use centrum_protocol::{NodeStats, PROTOCOL_VERSION, Register, Role, Tick};
 
-pub use app::{App, ClientId, Ctx, InputError, Rejection};
-
-use channel::{Channel, ChannelShared};
+use channel::{Channel, ChannelOptions, ChannelShared};
 use inbox::{Event, Inbox};
 use metrics::{BackMetrics, ChannelMetrics};
 
@@ -35,8 +34,12 @@ use metrics::{BackMetrics, ChannelMetrics};
 pub enum BackError {
     #[error("no back with id {0:?} in the config")]
     UnknownId(String),
-    #[error("channel {channel:?}: unknown application {app:?} (built in: {known})", known = apps::BUILT_IN.join(", "))]
-    UnknownApp { channel: String, app: String },
+    #[error("channel {channel:?}: unknown application {app:?} (this binary has: {known})")]
+    UnknownApp {
+        channel: String,
+        app: String,
+        known: String,
+    },
     #[error("channel {channel:?}: application schema: {source}")]
     Schema {
         channel: String,
@@ -69,13 +72,15 @@ pub struct Back {
 }
 
 impl Back {
-    /// Starts back `id` of `config` on `listener`: its channels start ticking, links
-    /// are accepted, and it registers with the master (retrying while it is away).
+    /// Starts back `id` of `config` on `listener`: its channels start ticking the
+    /// games of `apps` their config names, links are accepted, and it registers with
+    /// the master (retrying while it is away).
     ///
     /// # Errors
     /// [`BackError`] when the id, an application or a schema is unknown or invalid.
     pub fn start(
         config: Arc<Config>,
+        apps: &Registry,
         id: &str,
         listener: TcpListener,
         shutdown: Shutdown,
@@ -85,12 +90,23 @@ impl Back {
             .ok_or_else(|| BackError::UnknownId(id.to_owned()))?
             .clone();
         let local_addr = listener.local_addr()?;
+        let limits = &config.limits;
+        let options = ChannelOptions {
+            period: me.tick_period(),
+            link_grace: limits.link_grace(),
+            resume_grace: limits.resume_grace(),
+            // A message travels in one link frame with its channel name and a few
+            // headers around it; 1 KiB covers them.
+            max_message_bytes: (limits.max_frame_bytes as usize).saturating_sub(1024),
+            max_messages: (limits.link_queue as usize / 4).max(1),
+        };
         let mut channels = Vec::new();
         let mut runners = Vec::new();
         for (i, ch) in me.channels.iter().enumerate() {
-            let app = apps::create(&ch.app).ok_or_else(|| BackError::UnknownApp {
+            let app = apps.create(&ch.app).ok_or_else(|| BackError::UnknownApp {
                 channel: ch.name.clone(),
                 app: ch.app.clone(),
+                known: apps.names().collect::<Vec<_>>().join(", "),
             })?;
             app.schema()
                 .validate()
@@ -105,13 +121,7 @@ impl Back {
                 inbox: Inbox::new(config.limits.channel_inputs as usize),
                 metrics: ChannelMetrics::default(),
             });
-            runners.push(Channel::new(
-                shared.clone(),
-                app,
-                me.tick_period(),
-                config.limits.link_grace(),
-                config.limits.resume_grace(),
-            ));
+            runners.push(Channel::new(shared.clone(), app, options));
             channels.push(shared);
         }
         let shared = Arc::new(Shared {
@@ -192,11 +202,48 @@ impl Back {
 /// As [`Back::start`] and [`Back::wait`].
 pub async fn run(
     config: Arc<Config>,
+    apps: &Registry,
     id: &str,
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Result<(), BackError> {
-    Back::start(config, id, listener, shutdown)?.wait().await
+    Back::start(config, apps, id, listener, shutdown)?
+        .wait()
+        .await
+}
+
+/// Checks that every channel of `config` runs an application of `apps`, naming the
+/// config field of each that does not:
+/// `backs[0].channels[1].app: unknown application "tagg" (this binary has: arena, tag)`.
+///
+/// # Errors
+/// One [`FieldError`] per unknown application.
+pub fn check_apps(config: &Config, apps: &Registry) -> Result<(), Vec<FieldError>> {
+    let known = apps.names().collect::<Vec<_>>().join(", ");
+    let problems: Vec<FieldError> = config
+        .backs
+        .iter()
+        .enumerate()
+        .flat_map(|(b, back)| {
+            back.channels
+                .iter()
+                .enumerate()
+                .map(move |(c, ch)| (b, c, ch))
+        })
+        .filter(|(_, _, ch)| !apps.contains(&ch.app))
+        .map(|(b, c, ch)| FieldError {
+            field: format!("backs[{b}].channels[{c}].app"),
+            reason: format!(
+                "unknown application {:?} (this binary has: {known})",
+                ch.app
+            ),
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 async fn register(

@@ -305,6 +305,25 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Fram
                 ))));
             }
         }
+        FrontToBack::Call(c) => {
+            let channel = channel_of(c.channel)?;
+            let event = Event::Call {
+                link: link.clone(),
+                call: c.call,
+                data: c.data,
+            };
+            if channel.inbox.push(event) == Err(Full) {
+                channel.metrics.calls_failed.fetch_add(1, Relaxed);
+                let message = format!(
+                    "channel {:?} has {} inputs and calls queued; try again",
+                    channel.name, shared.config.limits.channel_inputs
+                );
+                let reply = crate::channel::reply_failed(c.call, "overloaded", message);
+                link.send(Bytes::from(centrum_protocol::encode(&BackToFront::Reply(
+                    reply,
+                ))));
+            }
+        }
         FrontToBack::Resync(r) => {
             channel_of(r.channel)?
                 .inbox

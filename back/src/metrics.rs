@@ -21,6 +21,8 @@ pub(crate) struct ChannelMetrics {
     pub(crate) inputs_dropped_full: AtomicU64,
     pub(crate) inputs_dropped_left: AtomicU64,
     pub(crate) inputs_refused: AtomicU64,
+    /// Inputs whose seq was not after their membership's ack (`bad_seq`).
+    pub(crate) inputs_bad_seq: AtomicU64,
     pub(crate) joins: AtomicU64,
     pub(crate) joins_rejected: AtomicU64,
     pub(crate) leaves: AtomicU64,
@@ -31,6 +33,16 @@ pub(crate) struct ChannelMetrics {
     pub(crate) patches: AtomicU64,
     pub(crate) patch_bytes: AtomicU64,
     pub(crate) full_states: AtomicU64,
+    /// Messages the game sent (one per `send` or `broadcast`), and their data bytes.
+    pub(crate) messages: AtomicU64,
+    pub(crate) message_bytes: AtomicU64,
+    /// Targeted messages whose client had no connection to send them on.
+    pub(crate) messages_undelivered: AtomicU64,
+    pub(crate) calls: AtomicU64,
+    /// Calls answered with anything but a reply from the game.
+    pub(crate) calls_failed: AtomicU64,
+    /// Errors the game returned from `tick` or `leave`.
+    pub(crate) app_errors: AtomicU64,
 }
 
 /// The back's counters across channels.
@@ -116,6 +128,12 @@ impl ChannelMetrics {
             &self.inputs_refused,
         );
         push(
+            "centrum_back_inputs_bad_seq_total",
+            "Inputs dropped because their seq was not after the client's ack.",
+            Counter,
+            &self.inputs_bad_seq,
+        );
+        push(
             "centrum_back_joins_total",
             "Joins accepted.",
             Counter,
@@ -168,6 +186,42 @@ impl ChannelMetrics {
             "Full states encoded (joins, relinks, resyncs).",
             Counter,
             &self.full_states,
+        );
+        push(
+            "centrum_back_messages_total",
+            "Messages the game sent to one client or to all.",
+            Counter,
+            &self.messages,
+        );
+        push(
+            "centrum_back_message_bytes_total",
+            "Bytes of the game's message data.",
+            Counter,
+            &self.message_bytes,
+        );
+        push(
+            "centrum_back_messages_undelivered_total",
+            "Messages to a client without a connection (away, or its front unlinked).",
+            Counter,
+            &self.messages_undelivered,
+        );
+        push(
+            "centrum_back_calls_total",
+            "Calls to the channel's game (HTTP, through a front).",
+            Counter,
+            &self.calls,
+        );
+        push(
+            "centrum_back_calls_failed_total",
+            "Calls not answered by the game: undecodable, refused, unsupported or overloaded.",
+            Counter,
+            &self.calls_failed,
+        );
+        push(
+            "centrum_back_app_errors_total",
+            "Errors the game returned from tick or leave.",
+            Counter,
+            &self.app_errors,
         );
         push(
             "centrum_back_clients",

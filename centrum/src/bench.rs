@@ -12,6 +12,8 @@ use centrum_bench::cluster::{Cluster, ClusterOptions, Layout};
 use centrum_bench::idle::IdleOptions;
 use centrum_bench::{Target, arena_series, write_report};
 
+use crate::cli::say;
+
 #[derive(Subcommand, Debug)]
 pub(crate) enum BenchCommand {
     /// The arena workload (shared/bench/ARENA.md): N clients move players at 20 Hz.
@@ -166,11 +168,17 @@ async fn arena(args: ArenaArgs) -> Result<()> {
             layout: "external".into(),
         })
     };
+    // A reader that goes away (`| head -1`) stops the printing; the error ends the
+    // command quietly once the series has stopped its clusters.
+    let mut printed = Ok(());
     let results = arena_series(&args.n, &options, &target, |result| {
-        // A result is plain data; serialising it cannot fail.
-        println!("{}", serde_json::to_string(result).unwrap_or_default());
+        if printed.is_ok() {
+            // A result is plain data; serialising it cannot fail.
+            printed = say(serde_json::to_string(result).unwrap_or_default());
+        }
     })
     .await?;
+    printed?;
     if let Some(dir) = &args.out {
         for path in write_report(dir, &results)? {
             eprintln!("wrote {}", path.display());
@@ -204,6 +212,5 @@ async fn idle(args: IdleArgs) -> Result<()> {
     };
     let report = centrum_bench::idle::run(&options).await;
     cluster.stop().await;
-    println!("{}", serde_json::to_string(&report?).unwrap_or_default());
-    Ok(())
+    say(serde_json::to_string(&report?).unwrap_or_default())
 }

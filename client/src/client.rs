@@ -1,13 +1,14 @@
-//! One WebSocket connection to a front: hello and welcome, then joins, inputs and
-//! pings out, and every server message in, applied to the per-channel mirrors and
-//! returned as an [`Event`].
+//! The driver of one WebSocket connection to a front: connect (directly or through
+//! the gate), hello and welcome under a timeout, then messages out and in, and the
+//! close. Everything the messages mean is the [`Session`]'s business.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
+use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -15,16 +16,10 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, trace};
 
-use centrum_protocol::{
-    ClientMsg, FrontMsg, Hello, Input, Join, Leave, Mirror, PROTOCOL_VERSION, PatchMsg, Ping, Seq,
-    StateMsg, decode, encode,
-};
+use centrum_protocol::{ClientMsg, Input, Mirror, Seq, encode};
 
-use crate::{ClientError, Event, gate};
-
-/// Unanswered pings remembered for their round-trip time; when full, the oldest is
-/// forgotten and its pong, should it still come, is reported as a protocol error.
-const MAX_PENDING_PINGS: usize = 64;
+use crate::session::Session;
+use crate::{ClientError, Event, data, gate};
 
 /// Events that arrive while [`Client::join`] waits for its answer are kept for
 /// [`Client::next_event`]; when this many are waiting, `join` stops waiting and
@@ -40,7 +35,7 @@ pub struct ClientOptions {
     pub token: String,
     /// The [`Client::resume_token`] of an earlier connection, to resume its session:
     /// joining a channel again then restores the membership (same player, same ack)
-    /// where the back still holds it. PROTOCOL.md §5 says how long that is.
+    /// where the back still holds it. PROTOCOL.md §7.8 says how long that is.
     pub resume: Option<String>,
     /// The largest message accepted from the server, applied by the WebSocket layer
     /// before anything is decoded. Full states can be large.
@@ -88,36 +83,14 @@ impl Default for ClientOptions {
 pub struct Client {
     ws: Ws,
     options: ClientOptions,
-    session: String,
-    resume_token: String,
-    front: String,
-    channels: HashMap<String, Channel>,
-    /// The last seq [`Client::send_input`] assigned, per channel; a new membership
-    /// starts after the ack of its first state (0 for a fresh join, the last applied
-    /// input for a resumed one).
-    seqs: HashMap<String, Seq>,
+    session: Session,
     /// Results that arrived during a `join`, returned first by `next_event`.
     queue: VecDeque<Result<Event, ClientError>>,
-    pings: VecDeque<(u64, Instant)>,
-    next_nonce: u64,
     /// Why the connection ended, once it has.
     closed: Option<String>,
     /// Binary messages and their payload bytes received so far.
     messages_received: u64,
     bytes_received: u64,
-}
-
-/// A channel this client is in: from its first `State` until `Left` or `Rejected`.
-#[derive(Debug, Default)]
-struct Channel {
-    mirror: Mirror,
-    ack: Seq,
-    /// A state or patch did not fit: the mirror is wrong until the next full state,
-    /// so it is hidden and patches are skipped.
-    broken: bool,
-    /// `Leave` was sent: the channel is hidden, and states and patches still on their
-    /// way are ignored until `Left` ends the membership.
-    leaving: bool,
 }
 
 /// What the socket delivered, once control frames are set aside.
@@ -137,16 +110,9 @@ impl Client {
     /// `options.connect_timeout`, [`ClientError::Closed`] or
     /// [`ClientError::Protocol`] when it answers with something other than a welcome.
     pub async fn connect(url: &str, options: ClientOptions) -> Result<Client, ClientError> {
-        let limit = options.max_message_bytes;
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(limit))
-            .max_frame_size(Some(limit));
-        tokio::time::timeout(
-            options.connect_timeout,
-            Self::handshake(url, config, options),
-        )
-        .await
-        .map_err(|_| ClientError::Timeout("connect"))?
+        tokio::time::timeout(options.connect_timeout, Self::handshake(url, options))
+            .await
+            .map_err(|_| ClientError::Timeout("connect"))?
     }
 
     /// Asks the master's gate (`127.0.0.1:7300` or `http://127.0.0.1:7300`) which
@@ -171,83 +137,65 @@ impl Client {
         Self::connect(&url, options).await
     }
 
-    async fn handshake(
-        url: &str,
-        config: WebSocketConfig,
-        options: ClientOptions,
-    ) -> Result<Client, ClientError> {
-        let (ws, _response) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-            .await
-            .map_err(|e| ClientError::Connect {
-                url: url.to_owned(),
-                source: e.into(),
-            })?;
-        let hello = ClientMsg::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            token: options.token.clone(),
-            resume: options.resume.clone(),
-        });
-        let mut client = Client {
-            ws,
-            options,
-            session: String::new(),
-            resume_token: String::new(),
-            front: String::new(),
-            channels: HashMap::new(),
-            seqs: HashMap::new(),
-            queue: VecDeque::new(),
-            pings: VecDeque::new(),
-            next_nonce: 1,
-            closed: None,
-            messages_received: 0,
-            bytes_received: 0,
-        };
-        client.send(&hello).await?;
-        let bytes = match client.incoming().await {
+    async fn handshake(url: &str, options: ClientOptions) -> Result<Client, ClientError> {
+        let limit = options.max_message_bytes;
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(limit))
+            .max_frame_size(Some(limit));
+        let (mut ws, _response) =
+            tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+                .await
+                .map_err(|e| ClientError::Connect {
+                    url: url.to_owned(),
+                    source: e.into(),
+                })?;
+        let hello = Session::hello(&options.token, options.resume.as_deref());
+        send_message(&mut ws, &hello).await?;
+        let bytes = match incoming(&mut ws).await {
             Incoming::Binary(bytes) => bytes,
             Incoming::Text => return Err(text_message()),
             Incoming::Ended(reason) => return Err(ClientError::Closed(reason)),
         };
-        match client.decode(&bytes)? {
-            FrontMsg::Welcome(w) if w.version == PROTOCOL_VERSION => {
-                debug!(url, session = %w.session, front = %w.front, "welcome");
-                client.session = w.session;
-                client.resume_token = w.resume;
-                client.front = w.front;
-                Ok(client)
-            }
-            FrontMsg::Welcome(w) => Err(ClientError::Handshake {
-                code: "version".into(),
-                message: format!(
-                    "the front speaks protocol version {}, this client {PROTOCOL_VERSION}",
-                    w.version
-                ),
-            }),
-            FrontMsg::Error(e) => Err(ClientError::Handshake {
-                code: e.code,
-                message: e.message,
-            }),
-            other => Err(ClientError::Protocol(format!(
-                "expected a Welcome, got {}",
-                other.name()
-            ))),
-        }
+        let session = Session::welcome(&bytes)?;
+        debug!(
+            url,
+            session = %session.id(),
+            front = %session.front(),
+            resumed = session.resumed(),
+            "welcome"
+        );
+        Ok(Client {
+            ws,
+            options,
+            session,
+            queue: VecDeque::new(),
+            closed: None,
+            messages_received: 1,
+            bytes_received: bytes.len() as u64,
+        })
     }
 
     /// The session id the front gave this connection; a resumed session keeps its id.
     pub fn session(&self) -> &str {
-        &self.session
+        self.session.id()
     }
 
     /// The token that resumes this session from another connection (see
     /// [`ClientOptions::resume`]). A secret: whoever holds it can take the session.
     pub fn resume_token(&self) -> &str {
-        &self.resume_token
+        self.session.resume_token()
+    }
+
+    /// Whether the front took [`ClientOptions::resume`] as a token of this cluster: the
+    /// session kept its id, and each join claims the old membership (same player,
+    /// same ack) where the channel's back still holds it. `false`: a new session.
+    pub fn resumed(&self) -> bool {
+        self.session.resumed()
     }
 
     /// The id of the front serving this connection.
     pub fn front(&self) -> &str {
-        &self.front
+        self.session.front()
     }
 
     /// Binary messages received on this connection so far (every server message is one).
@@ -260,12 +208,12 @@ impl Client {
         self.bytes_received
     }
 
-    /// Joins `channel` with the application's `data` (may be empty) and waits for the
-    /// answer: the channel's full state, applied to its mirror, or a rejection.
-    /// Anything else that arrives meanwhile is kept, in order, for
-    /// [`Client::next_event`]. If this future is dropped before the answer, the answer
-    /// comes later through `next_event` as [`Event::State`] or [`Event::Rejected`].
-    /// A channel being left may be joined again at once.
+    /// Joins `channel` with the application's `data` (MessagePack the game defines;
+    /// may be empty) and waits for the answer: the channel's full state, applied to
+    /// its mirror, or a rejection. Anything else that arrives meanwhile is kept, in
+    /// order, for [`Client::next_event`]. If this future is dropped before the answer,
+    /// the answer comes later through `next_event` as [`Event::State`] or
+    /// [`Event::Rejected`]. A channel being left may be joined again at once.
     ///
     /// # Errors
     /// [`ClientError::Rejected`] with the server's reason, [`ClientError::AlreadyJoined`]
@@ -273,14 +221,27 @@ impl Client {
     /// [`ClientError::Protocol`] when the state does not fit or too many other events
     /// arrive before the answer, or a send error.
     pub async fn join(&mut self, channel: &str, data: &[u8]) -> Result<(), ClientError> {
-        if self.joined(channel).is_some() {
-            return Err(ClientError::AlreadyJoined(channel.to_owned()));
-        }
-        self.send(&ClientMsg::Join(Join {
-            channel: channel.to_owned(),
-            data: Bytes::copy_from_slice(data),
-        }))
-        .await?;
+        self.join_bytes(channel, Bytes::copy_from_slice(data)).await
+    }
+
+    /// [`Client::join`] with join data the game reads as a serde value: `data` is
+    /// encoded with field names (a struct becomes a map), as other clients send it.
+    ///
+    /// # Errors
+    /// [`ClientError::Encode`] when `data` cannot be encoded (nothing is sent);
+    /// otherwise as [`Client::join`].
+    pub async fn join_value<T: Serialize + ?Sized>(
+        &mut self,
+        channel: &str,
+        data: &T,
+    ) -> Result<(), ClientError> {
+        let data = data::encode(data)?;
+        self.join_bytes(channel, data.into()).await
+    }
+
+    async fn join_bytes(&mut self, channel: &str, data: Bytes) -> Result<(), ClientError> {
+        let join = self.session.join(channel, data)?;
+        self.send(&join).await?;
         loop {
             if self.queue.len() >= MAX_QUEUED_EVENTS {
                 return Err(ClientError::Protocol(format!(
@@ -302,41 +263,56 @@ impl Client {
                     return Err(ClientError::Closed(reason));
                 }
                 // Only this join's State makes the channel joined: it did not fit.
-                Err(e) if self.joined(channel).is_some() => return Err(e),
+                Err(e) if self.session.is_joined(channel) => return Err(e),
                 other => self.queue.push_back(other),
             }
         }
     }
 
-    /// Asks to leave `channel`. From now on its mirror and ack are gone and its states
-    /// and patches still on their way are ignored; the server's answer,
-    /// [`Event::Left`], comes through [`Client::next_event`].
+    /// Asks to leave `channel`. From now on its mirror and ack are gone and what is
+    /// still on its way for it (states, patches, the game's messages) is ignored; the
+    /// server's answer, [`Event::Left`], comes through [`Client::next_event`].
     ///
     /// # Errors
     /// [`ClientError::Closed`] or [`ClientError::Io`] when the message cannot be sent.
     pub async fn leave(&mut self, channel: &str) -> Result<(), ClientError> {
-        if let Some(joined) = self.channels.get_mut(channel) {
-            joined.leaving = true;
-        }
-        self.send(&ClientMsg::Leave(Leave {
-            channel: channel.to_owned(),
-        }))
-        .await
+        let leave = self.session.leave(channel);
+        self.send(&leave).await
     }
 
-    /// Sends an input with the next seq of this channel (1, 2, 3, ...; a new
-    /// membership starts again from 1) and returns that seq. [`Client::ack`] reaches
-    /// it once the back has applied it.
+    /// Sends an input with the next seq of this channel (1, 2, 3, ..., skipping 0 when
+    /// it wraps past `u32::MAX`; a new membership continues after the ack of its first
+    /// state, so a fresh join starts again from 1) and returns that seq.
+    /// [`Client::ack`] reaches it once the back has applied it.
     ///
     /// # Errors
     /// [`ClientError::Closed`] or [`ClientError::Io`] when the message cannot be sent;
     /// the seq is used up even so.
     pub async fn send_input(&mut self, channel: &str, data: &[u8]) -> Result<Seq, ClientError> {
-        let seq = self.seqs.get(channel).copied().unwrap_or_default().next();
-        // Taken before sending: a send that fails or is cancelled half-way may still
-        // deliver the input, and its seq must not be reused.
-        self.seqs.insert(channel.to_owned(), seq);
-        self.send_input_with_seq(channel, seq, data).await?;
+        self.send_input_bytes(channel, Bytes::copy_from_slice(data))
+            .await
+    }
+
+    /// [`Client::send_input`] with an input the game reads as a serde value: `input` is
+    /// encoded with field names (a struct becomes a map), as other clients send it.
+    ///
+    /// # Errors
+    /// [`ClientError::Encode`] when `input` cannot be encoded (nothing is sent, no seq
+    /// is used); otherwise as [`Client::send_input`].
+    pub async fn send_value<T: Serialize + ?Sized>(
+        &mut self,
+        channel: &str,
+        input: &T,
+    ) -> Result<Seq, ClientError> {
+        let data = data::encode(input)?;
+        self.send_input_bytes(channel, data.into()).await
+    }
+
+    async fn send_input_bytes(&mut self, channel: &str, data: Bytes) -> Result<Seq, ClientError> {
+        // The seq is taken before sending: a send that fails or is cancelled half-way
+        // may still deliver the input, and its seq must not be reused.
+        let (seq, input) = self.session.input(channel, data);
+        self.send(&input).await?;
         Ok(seq)
     }
 
@@ -364,13 +340,8 @@ impl Client {
     /// # Errors
     /// [`ClientError::Closed`] or [`ClientError::Io`] when the message cannot be sent.
     pub async fn ping(&mut self) -> Result<(), ClientError> {
-        let nonce = self.next_nonce;
-        self.next_nonce = self.next_nonce.wrapping_add(1);
-        if self.pings.len() == MAX_PENDING_PINGS {
-            self.pings.pop_front();
-        }
-        self.pings.push_back((nonce, Instant::now()));
-        self.send(&ClientMsg::Ping(Ping { nonce })).await
+        let ping = self.session.ping(Instant::now());
+        self.send(&ping).await
     }
 
     /// Sends `bytes` as one binary message, as-is (for testing a server's handling of
@@ -382,10 +353,7 @@ impl Client {
         if let Some(reason) = &self.closed {
             return Err(ClientError::Closed(reason.clone()));
         }
-        self.ws
-            .send(Message::Binary(bytes.into()))
-            .await
-            .map_err(send_error)
+        send_bytes(&mut self.ws, bytes).await
     }
 
     /// The next event: one kept during a [`Client::join`], else the next server
@@ -410,20 +378,13 @@ impl Client {
     /// rejected, and while a state or patch that did not fit waits for the next full
     /// state.
     pub fn mirror(&self, channel: &str) -> Option<&Mirror> {
-        self.joined(channel)
-            .filter(|c| !c.broken)
-            .map(|c| &c.mirror)
+        self.session.mirror(channel)
     }
 
     /// The last of this client's inputs on `channel` the back has applied, as of the
-    /// last state or patch; `Seq(0)` when none (or not in the channel).
+    /// last state or patch; `Seq(0)` ([`Seq::NONE`]) when none (or not in the channel).
     pub fn ack(&self, channel: &str) -> Seq {
-        self.joined(channel).map(|c| c.ack).unwrap_or_default()
-    }
-
-    /// A channel this client is in and not leaving.
-    fn joined(&self, channel: &str) -> Option<&Channel> {
-        self.channels.get(channel).filter(|c| !c.leaving)
+        self.session.ack(channel)
     }
 
     /// Closes the connection with the WebSocket close handshake. Messages still
@@ -462,190 +423,28 @@ impl Client {
             return Err(ClientError::Closed(reason.clone()));
         }
         loop {
-            let bytes = match self.incoming().await {
+            let bytes = match incoming(&mut self.ws).await {
                 Incoming::Binary(bytes) => bytes,
                 Incoming::Text => return Err(text_message()),
                 Incoming::Ended(reason) => {
-                    debug!(session = %self.session, %reason, "connection ended");
+                    debug!(session = %self.session.id(), %reason, "connection ended");
                     self.closed = Some(reason.clone());
                     return Ok(Event::Closed { reason });
                 }
             };
-            if let Some(event) = self.apply(&bytes)? {
+            self.messages_received += 1;
+            self.bytes_received += bytes.len() as u64;
+            if let Some(event) = self.session.apply(&bytes, Instant::now())? {
                 return Ok(event);
             }
         }
     }
 
-    /// The next data message, or how the connection ended. Cancel-safe.
-    async fn incoming(&mut self) -> Incoming {
-        loop {
-            match self.ws.next().await {
-                Some(Ok(Message::Binary(bytes))) => {
-                    self.messages_received += 1;
-                    self.bytes_received += bytes.len() as u64;
-                    return Incoming::Binary(bytes);
-                }
-                Some(Ok(Message::Text(_))) => return Incoming::Text,
-                Some(Ok(Message::Close(frame))) => {
-                    // tungstenite has queued the answering close frame; push it out if
-                    // the socket takes it now, without waiting on a peer that left.
-                    let _ = self.ws.flush().now_or_never();
-                    return Incoming::Ended(match frame {
-                        Some(f) if f.reason.is_empty() => {
-                            format!("closed by the server (code {})", u16::from(f.code))
-                        }
-                        Some(f) => format!(
-                            "closed by the server (code {}): {}",
-                            u16::from(f.code),
-                            f.reason
-                        ),
-                        None => "closed by the server".into(),
-                    });
-                }
-                // tungstenite answers pings itself, on the next read or write.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) | None => {
-                    return Incoming::Ended("the connection ended".into());
-                }
-                Some(Err(e)) => return Incoming::Ended(format!("the connection failed: {e}")),
-            }
-        }
-    }
-
-    fn decode(&self, bytes: &[u8]) -> Result<FrontMsg, ClientError> {
-        decode::<FrontMsg>(bytes, self.options.max_message_bytes)
-            .map_err(|e| ClientError::Protocol(format!("undecodable message: {e}")))
-    }
-
-    /// Decodes one message and applies it; `None` when it is not reported (a patch
-    /// for a mirror waiting for a full state).
-    fn apply(&mut self, bytes: &[u8]) -> Result<Option<Event>, ClientError> {
-        let msg = self.decode(bytes)?;
-        trace!(message = msg.name(), bytes = bytes.len(), "received");
-        let event = match msg {
-            FrontMsg::Welcome(_) => {
-                return Err(ClientError::Protocol(
-                    "a second Welcome on one connection".into(),
-                ));
-            }
-            FrontMsg::State(m) => return self.apply_state(m),
-            FrontMsg::Patch(m) => return self.apply_patch(m),
-            FrontMsg::Rejected(m) => {
-                // Outside a join: the back refused to take back a client it had lost
-                // while the channel was unavailable. Either way the client is out.
-                self.channels.remove(&m.channel);
-                self.seqs.remove(&m.channel);
-                Event::Rejected {
-                    channel: m.channel,
-                    reason: m.reason,
-                }
-            }
-            FrontMsg::Left(m) => {
-                self.channels.remove(&m.channel);
-                self.seqs.remove(&m.channel);
-                Event::Left {
-                    channel: m.channel,
-                    reason: m.reason,
-                }
-            }
-            FrontMsg::Unavailable(m) => Event::Unavailable { channel: m.channel },
-            FrontMsg::Error(m) => Event::Error {
-                code: m.code,
-                message: m.message,
-            },
-            FrontMsg::Pong(m) => {
-                let sent = self
-                    .pings
-                    .iter()
-                    .position(|&(nonce, _)| nonce == m.nonce)
-                    .and_then(|i| self.pings.remove(i))
-                    .map(|(_, sent)| sent)
-                    .ok_or_else(|| {
-                        ClientError::Protocol(format!(
-                            "a Pong for nonce {}, which no ping of this client awaits",
-                            m.nonce
-                        ))
-                    })?;
-                Event::Pong {
-                    nonce: m.nonce,
-                    rtt: sent.elapsed(),
-                }
-            }
-        };
-        Ok(Some(event))
-    }
-
-    fn apply_state(&mut self, msg: StateMsg) -> Result<Option<Event>, ClientError> {
-        if self.channels.get(&msg.channel).is_some_and(|c| c.leaving) {
-            trace!(channel = %msg.channel, tick = %msg.tick, "state ignored: leaving");
-            return Ok(None);
-        }
-        let mut mirror = Mirror::new();
-        let applied = mirror.apply_state(&msg);
-        if !self.channels.contains_key(&msg.channel) {
-            // A new membership: inputs continue after the last one the back applied.
-            self.seqs.insert(msg.channel.clone(), msg.ack);
-        }
-        let channel = self.channels.entry(msg.channel.clone()).or_default();
-        channel.ack = msg.ack;
-        match applied {
-            Ok(()) => {
-                channel.mirror = mirror;
-                channel.broken = false;
-                Ok(Some(Event::State {
-                    channel: msg.channel,
-                    tick: msg.tick,
-                    ack: msg.ack,
-                }))
-            }
-            Err(e) => {
-                channel.broken = true;
-                Err(ClientError::Protocol(format!(
-                    "the state of channel {:?} does not fit its schema: {e}",
-                    msg.channel
-                )))
-            }
-        }
-    }
-
-    fn apply_patch(&mut self, msg: PatchMsg) -> Result<Option<Event>, ClientError> {
-        let Some(channel) = self.channels.get_mut(&msg.channel) else {
-            return Err(ClientError::Protocol(format!(
-                "a patch for channel {:?}, which this client is not in",
-                msg.channel
-            )));
-        };
-        if channel.leaving {
-            trace!(channel = %msg.channel, tick = %msg.tick, "patch ignored: leaving");
-            return Ok(None);
-        }
-        channel.ack = msg.ack;
-        if channel.broken {
-            trace!(channel = %msg.channel, tick = %msg.tick, "patch skipped until a full state");
-            return Ok(None);
-        }
-        match channel.mirror.apply_patch(&msg) {
-            Ok(()) => Ok(Some(Event::Patch {
-                channel: msg.channel,
-                tick: msg.tick,
-                ack: msg.ack,
-            })),
-            Err(e) => {
-                // Part of it may be applied, or it is out of order: either way the
-                // mirror can no longer be trusted (PROTOCOL.md 9.5).
-                channel.broken = true;
-                Err(ClientError::Protocol(format!(
-                    "a patch for channel {:?} does not fit its mirror: {e}",
-                    msg.channel
-                )))
-            }
-        }
-    }
-
     async fn send(&mut self, msg: &ClientMsg) -> Result<(), ClientError> {
-        trace!(message = msg.name(), "sending");
-        self.send_raw(encode(msg)).await
+        if let Some(reason) = &self.closed {
+            return Err(ClientError::Closed(reason.clone()));
+        }
+        send_message(&mut self.ws, msg).await
     }
 }
 
@@ -653,12 +452,53 @@ impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("session", &self.session)
-            .field("front", &self.front)
-            .field("channels", &self.channels.keys().collect::<Vec<_>>())
             .field("queued", &self.queue.len())
             .field("closed", &self.closed)
             .finish_non_exhaustive()
     }
+}
+
+/// The next data message, or how the connection ended. Cancel-safe.
+async fn incoming(ws: &mut Ws) -> Incoming {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(bytes))) => return Incoming::Binary(bytes),
+            Some(Ok(Message::Text(_))) => return Incoming::Text,
+            Some(Ok(Message::Close(frame))) => {
+                // tungstenite has queued the answering close frame; push it out if
+                // the socket takes it now, without waiting on a peer that left.
+                let _ = ws.flush().now_or_never();
+                return Incoming::Ended(match frame {
+                    Some(f) if f.reason.is_empty() => {
+                        format!("closed by the server (code {})", u16::from(f.code))
+                    }
+                    Some(f) => format!(
+                        "closed by the server (code {}): {}",
+                        u16::from(f.code),
+                        f.reason
+                    ),
+                    None => "closed by the server".into(),
+                });
+            }
+            // tungstenite answers pings itself, on the next read or write.
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+            Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) | None => {
+                return Incoming::Ended("the connection ended".into());
+            }
+            Some(Err(e)) => return Incoming::Ended(format!("the connection failed: {e}")),
+        }
+    }
+}
+
+async fn send_message(ws: &mut Ws, msg: &ClientMsg) -> Result<(), ClientError> {
+    trace!(message = msg.name(), "sending");
+    send_bytes(ws, encode(msg)).await
+}
+
+async fn send_bytes(ws: &mut Ws, bytes: Vec<u8>) -> Result<(), ClientError> {
+    ws.send(Message::Binary(bytes.into()))
+        .await
+        .map_err(send_error)
 }
 
 fn text_message() -> ClientError {
@@ -674,3 +514,6 @@ fn send_error(e: WsError) -> ClientError {
         other => ClientError::Protocol(format!("cannot send: {other}")),
     }
 }
+
+#[cfg(test)]
+mod tests;

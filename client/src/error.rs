@@ -39,6 +39,16 @@ pub enum ClientError {
     /// connection stays open.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A game's data did not decode as the type asked for
+    /// ([`Event::message`](crate::Event::message)): the game and this client disagree
+    /// on its shape. The connection is not affected.
+    #[error("the game's data does not decode as the type asked for: {0}")]
+    Decode(#[source] centrum_protocol::DecodeError),
+    /// A value could not be encoded as MessagePack
+    /// ([`Client::join_value`](crate::Client::join_value),
+    /// [`Client::send_value`](crate::Client::send_value)); nothing was sent.
+    #[error("cannot encode the game's data: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
     /// Writing to the socket failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),

@@ -1,11 +1,13 @@
 //! The Rust client of centrum: connect to a front (directly or through the master's
 //! gate), join channels, keep a mirror of each channel's state, send inputs and see
-//! them acknowledged. README.md shows a whole session.
+//! them acknowledged, receive the game's messages. README.md shows a whole session.
 
 mod client;
+mod data;
 mod error;
 mod event;
 mod gate;
+mod session;
 
 pub use centrum_protocol::{EntityId, Mirror, MirrorEntity, Seq, Tick, Value};
 pub use client::{Client, ClientOptions};
@@ -13,7 +15,7 @@ pub use error::{BoxError, ClientError};
 pub use event::Event;
 
 #[cfg(test)]
-mod tests;
+mod fixtures;
 
 // Compiles the README's example, so that it cannot drift from the API.
 #[cfg(doctest)]

@@ -55,6 +55,14 @@ channels = [{ name = "arena", app = "arena" }]
 # link_grace_ms = 10000          # how long a back keeps a dropped front's sessions (0-600000)
 # resume_grace_ms = 15000        # how long a back keeps a disconnected client's place for it to resume (0-600000)
 # slow_client = "resync"         # "resync" or "disconnect" a client whose queue is full
+
+# Calls to a channel's game over HTTP: POST /v1/channels/{channel}/call on any front, with
+# "Authorization: Bearer <server_key>". Without a server_key, calls are off.
+# [calls]
+# server_key = "change-me-to-a-long-secret"
+# timeout_ms = 5000              # a call not answered in time gets 504 (100-120000)
+# max_body_bytes = 65536         # largest call body (64-16777216, <= limits.max_frame_bytes - 64)
+# max_in_flight = 1024           # calls waiting for their answer on one front (1-65536)
 "#;
 
 /// A whole cluster: one master, at least one front and at least one back.
@@ -69,6 +77,8 @@ pub struct Config {
     pub backs: Vec<BackConfig>,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub calls: CallsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -153,6 +163,62 @@ pub struct Limits {
     /// without a leave, so that it can resume on any front; 0 makes it leave at once.
     pub resume_grace_ms: u32,
     pub slow_client: SlowClientPolicy,
+}
+
+/// Calls to a channel's game over HTTP (`POST /v1/channels/{channel}/call` on any
+/// front), for server-side systems: a lobby, a web back end, an admin script.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallsConfig {
+    /// What callers present as `Authorization: Bearer <key>`. Without it calls are off
+    /// (HTTP 403). Never logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_key: Option<Secret>,
+    /// A call not answered within this long gets HTTP 504.
+    pub timeout_ms: u32,
+    /// The largest call body; a larger one gets HTTP 413 unread.
+    pub max_body_bytes: u32,
+    /// Calls one front keeps waiting for their answer at once; more get HTTP 503.
+    pub max_in_flight: u32,
+}
+
+/// A secret from the config: it serializes as itself but never prints in `Debug`.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself, for comparing with what a caller presents.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl CallsConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.into())
+    }
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig {
+            server_key: None,
+            timeout_ms: 5_000,
+            max_body_bytes: 65_536,
+            max_in_flight: 1_024,
+        }
+    }
 }
 
 /// What a front does with a client whose outbound queue is full.

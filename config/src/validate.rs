@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::{BackConfig, Config, FieldError, FrontConfig, Limits};
+use crate::{BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits};
 
 const NAME_RULE: &str = "must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'";
 
@@ -20,9 +20,12 @@ struct Checker<'a> {
     addresses: Vec<(String, &'a str, SocketAddr)>,
 }
 
-/// Bounds of `master.admin_token`'s length.
-const MIN_ADMIN_TOKEN: usize = 12;
-const MAX_ADMIN_TOKEN: usize = 256;
+/// What a link frame carrying a call holds besides the call's body.
+const CALL_FRAME_OVERHEAD: u32 = 64;
+
+/// Bounds of a token's length (`master.admin_token`, `calls.server_key`).
+const MIN_TOKEN: usize = 12;
+const MAX_TOKEN: usize = 256;
 
 impl<'a> Checker<'a> {
     fn push(&mut self, field: impl Into<String>, reason: impl Into<String>) {
@@ -40,25 +43,59 @@ impl<'a> Checker<'a> {
         self.addresses
             .push(("master.nodes".into(), &master.host, master.nodes));
         if let Some(token) = &master.admin_token {
-            // It travels in a cookie and an Authorization header, so it must be a plain
-            // token; short ones are guessable.
-            if token.len() < MIN_ADMIN_TOKEN || token.len() > MAX_ADMIN_TOKEN {
+            self.token("master.admin_token", token);
+        }
+    }
+
+    /// A secret that travels in a cookie or an Authorization header must be a plain
+    /// token; short ones are guessable.
+    fn token(&mut self, field: &str, token: &str) {
+        if token.len() < MIN_TOKEN || token.len() > MAX_TOKEN {
+            self.push(
+                field,
+                format!(
+                    "must be {MIN_TOKEN}-{MAX_TOKEN} characters (got {})",
+                    token.len()
+                ),
+            );
+        } else if !token
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b';' && b != b',')
+        {
+            self.push(field, "must be printable ASCII without spaces, ';' or ','");
+        }
+    }
+
+    fn calls(&mut self, calls: &CallsConfig, limits: &Limits) {
+        let CallsConfig {
+            server_key,
+            timeout_ms,
+            max_body_bytes,
+            max_in_flight,
+        } = calls;
+        if let Some(key) = server_key {
+            self.token("calls.server_key", key.expose());
+        }
+        let ranges = [
+            ("timeout_ms", *timeout_ms, 100, 120_000),
+            ("max_body_bytes", *max_body_bytes, 64, 16_777_216),
+            ("max_in_flight", *max_in_flight, 1, 65_536),
+        ];
+        for (name, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
                 self.push(
-                    "master.admin_token",
-                    format!(
-                        "must be {MIN_ADMIN_TOKEN}-{MAX_ADMIN_TOKEN} characters (got {})",
-                        token.len()
-                    ),
-                );
-            } else if !token
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b';' && b != b',')
-            {
-                self.push(
-                    "master.admin_token",
-                    "must be printable ASCII without spaces, ';' or ','",
+                    format!("calls.{name}"),
+                    format!("must be between {min} and {max}"),
                 );
             }
+        }
+        // A call travels to the back inside one frame, with a few bytes around it.
+        let room = limits.max_frame_bytes.saturating_sub(CALL_FRAME_OVERHEAD);
+        if limits.max_frame_bytes >= 1024 && *max_body_bytes > room {
+            self.push(
+                "calls.max_body_bytes",
+                format!("must not exceed limits.max_frame_bytes - {CALL_FRAME_OVERHEAD} ({room})"),
+            );
         }
     }
 
@@ -216,6 +253,7 @@ pub(crate) fn problems(config: &Config) -> Vec<FieldError> {
     }
     checker.address_clashes();
     checker.limits(&config.limits);
+    checker.calls(&config.calls, &config.limits);
     checker.problems
 }
 
@@ -334,7 +372,13 @@ mod tests {
             link_grace_ms: 600_000,
             ..Limits::default()
         };
-        assert_eq!(problems_after(|c| c.limits = low), Vec::<String>::new());
+        assert_eq!(
+            problems_after(|c| {
+                c.limits = low;
+                c.calls.max_body_bytes = 64;
+            }),
+            Vec::<String>::new()
+        );
         assert_eq!(problems_after(|c| c.limits = high), Vec::<String>::new());
     }
 
@@ -433,6 +477,30 @@ mod tests {
         assert!(
             problems_after(|c| c.master.admin_token = Some("a-good-token-1234".into())).is_empty()
         );
+    }
+
+    #[test]
+    fn calls_settings_out_of_range_and_keys_that_are_not_plain() {
+        let found = problems_after(|c| {
+            c.calls = CallsConfig {
+                server_key: Some(crate::Secret::new("short")),
+                timeout_ms: 99,
+                max_body_bytes: 2_000_000,
+                max_in_flight: 0,
+            }
+        });
+        assert_eq!(
+            found,
+            [
+                "calls.server_key: must be 12-256 characters (got 5)",
+                "calls.timeout_ms: must be between 100 and 120000",
+                "calls.max_in_flight: must be between 1 and 65536",
+                "calls.max_body_bytes: must not exceed limits.max_frame_bytes - 64 (1048512)",
+            ]
+        );
+        let key = crate::Secret::new("a-server-key-1234");
+        assert_eq!(format!("{key:?}"), "<redacted>", "never printed");
+        assert!(problems_after(|c| c.calls.server_key = Some(key)).is_empty());
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! One client connection: WebSocket handshake, hello and welcome, then one task with
-//! one `select!` over shutdown, its outbound queue and its socket. Outbound messages
+//! One client connection after its WebSocket upgrade: hello and welcome, then one task
+//! with one `select!` over shutdown, its outbound queue and its socket. Outbound messages
 //! are written in batches with vectored writes: header and per-client prefix from a
 //! small buffer, the shared body straight from its `Bytes`.
 
@@ -9,11 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{debug, trace};
 
 use centrum_net::Shutdown;
@@ -49,40 +48,35 @@ enum End {
     },
 }
 
-/// Serves one accepted TCP connection to the end.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, shutdown: Shutdown) {
+/// Serves one client connection to the end, from right after the WebSocket upgrade
+/// (`http`); `buf` holds whatever the client sent after its upgrade request.
+pub(crate) async fn serve(
+    mut stream: TcpStream,
+    buf: BytesMut,
+    peer: SocketAddr,
+    hub: Arc<Hub>,
+    shutdown: Shutdown,
+) {
     let limits = hub.config.limits;
-    let _ = stream.set_nodelay(true);
     let max_message = limits.max_message_bytes as usize;
-    let handshake = async {
-        let mut config = WebSocketConfig::default();
-        config.max_message_size = Some(max_message);
-        config.max_frame_size = Some(max_message);
-        let ws = tokio_tungstenite::accept_async_with_config(stream, Some(config))
-            .await
-            .ok()?;
-        // After the 101 response the stream carries plain frames, which we read and
-        // write ourselves. A client may not send frames before the 101 (RFC 6455
-        // §4.1), so tungstenite holds no buffered frame bytes here.
-        let mut stream = ws.into_inner();
-        let mut reader = FrameReader::new(max_message);
-        let first = loop {
+    let mut reader = FrameReader::new(max_message);
+    reader.buf = buf;
+    let first = async {
+        loop {
             match reader.next_event() {
-                Ok(Some(event)) => break Ok(event),
+                Ok(Some(event)) => return Some(Ok(event)),
                 Ok(None) => {}
-                Err(e) => break Err(e),
+                Err(e) => return Some(Err(e)),
             }
-            if stream.read_buf(&mut reader.buf).await.ok()? == 0 {
-                return None;
+            match stream.read_buf(&mut reader.buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
             }
-        };
-        Some((stream, reader, first))
+        }
     };
-    let Ok(Some((mut stream, mut reader, first))) =
-        tokio::time::timeout(limits.handshake_timeout(), handshake).await
-    else {
+    let Ok(Some(first)) = tokio::time::timeout(limits.handshake_timeout(), first).await else {
         hub.metrics.handshake_failures.fetch_add(1, Relaxed);
-        debug!(%peer, "handshake failed or timed out");
+        debug!(%peer, "no hello before the handshake timeout");
         return;
     };
 
@@ -137,7 +131,12 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
     // A well-formed token keeps its session id, and its claim goes with every join
     // of this connection: the back holding a membership decides whether it resumes.
     // Anything else starts a new session, as a missing token does.
-    let resumed = hello.resume.as_deref().and_then(ResumeToken::parse);
+    let resumed = hello
+        .resume
+        .as_deref()
+        .and_then(ResumeToken::parse)
+        // A token naming a front this cluster does not have is not one of its tokens.
+        .filter(|token| hub.config.front(&token.claim.front).is_some());
     if resumed.is_some() {
         hub.metrics.resume_hellos.fetch_add(1, Relaxed);
     }
@@ -160,6 +159,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
         session,
         resume: token.encode(),
         front: hub.id.clone(),
+        resumed: resumed.is_some(),
     });
     debug!(
         resumed = resumed.is_some(),
@@ -542,7 +542,7 @@ mod tests {
             let hub = hub.clone();
             async move {
                 let (stream, peer) = listener.accept().await.unwrap();
-                serve(stream, peer, hub, Shutdown::new()).await;
+                crate::http::serve(stream, peer, hub, Shutdown::new()).await;
             }
         });
 

@@ -4,19 +4,20 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::oneshot;
 
 use centrum_config::{Config, SlowClientPolicy};
 use centrum_net::Shutdown;
 use centrum_protocol::{
-    ChannelIndex, ErrorMsg, FrontMsg, FrontToBack, Left, LinkAway, LinkInput, LinkJoin, LinkLeave,
-    LinkPatch, LinkResume, LinkResync, LinkSession, LinkState, Rejected, Seq, SessionKey,
-    SharedKind, SharedPrefix, Unavailable, encode,
+    ChannelIndex, ErrorMsg, FrontMsg, FrontToBack, Left, LinkAway, LinkCall, LinkInput, LinkJoin,
+    LinkLeave, LinkMessage, LinkPatch, LinkReply, LinkResume, LinkResync, LinkSession, LinkState,
+    Rejected, Seq, SessionKey, SharedKind, SharedPrefix, Unavailable, encode,
 };
 
 use crate::metrics::FrontMetrics;
@@ -84,6 +85,9 @@ struct Member {
     status: Status,
     /// The join data, replayed if the back must join this client again.
     data: Bytes,
+    /// The game's messages dropped while this client's queue was full; told to the
+    /// client (`messages_dropped`) before the next state or message that fits.
+    dropped_messages: u32,
 }
 
 /// One channel's members and the link to its back.
@@ -104,6 +108,41 @@ pub(crate) struct Hub {
     clients: RwLock<HashMap<SessionKey, ClientHandle>>,
     /// Fixed at start from the config: one lock per channel, never nested.
     channels: HashMap<String, Mutex<ChannelRoute>>,
+    /// HTTP calls sent to backs and waiting for their reply, by call number. Bounded
+    /// by `calls.max_in_flight`: more are refused (503), never queued.
+    calls: Mutex<HashMap<u64, PendingCall>>,
+    next_call: AtomicU64,
+}
+
+#[derive(Debug)]
+struct PendingCall {
+    /// The back it went to: if that link drops, the call fails at once.
+    back: usize,
+    reply: oneshot::Sender<LinkReply>,
+}
+
+/// A call waiting for its reply; dropping it (answered, timed out, caller gone)
+/// forgets the call, so a late reply is ignored.
+#[derive(Debug)]
+pub(crate) struct CallTicket<'a> {
+    hub: &'a Hub,
+    call: u64,
+}
+
+impl Drop for CallTicket<'_> {
+    fn drop(&mut self) {
+        self.hub.calls.lock().remove(&self.call);
+    }
+}
+
+/// Why a call was not sent.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CallRefusal {
+    UnknownChannel,
+    /// The link to the channel's back is down or full.
+    Unavailable,
+    /// `calls.max_in_flight` calls are waiting already.
+    Busy(u32),
 }
 
 /// A client request refused on the spot.
@@ -136,6 +175,8 @@ impl Hub {
             metrics: FrontMetrics::default(),
             clients: RwLock::new(HashMap::new()),
             channels,
+            calls: Mutex::new(HashMap::new()),
+            next_call: AtomicU64::new(1),
         }
     }
 
@@ -213,6 +254,7 @@ impl Hub {
                 ack: Seq(0),
                 status: Status::Joining,
                 data,
+                dropped_messages: 0,
             },
         );
         Ok(())
@@ -327,6 +369,8 @@ impl Hub {
     /// The link to back `back` is down: its channels' members are told, joins in
     /// flight are rejected, and everyone waits for a fresh State after the relink.
     pub(crate) fn link_down(&self, back: usize) {
+        // Their replies cannot come now: the callers hear it at once (503).
+        self.calls.lock().retain(|_, pending| pending.back != back);
         for (name, route) in &self.channels {
             let mut route = route.lock();
             if route.back != back || route.link.is_none() {
@@ -365,6 +409,7 @@ impl Hub {
                 continue;
             };
             m.ack = ack;
+            self.tell_dropped_messages(channel, m);
             let item = Outbound::Shared {
                 kind: SharedKind::State,
                 ack,
@@ -441,6 +486,120 @@ impl Hub {
                     })),
                 );
             }
+        }
+    }
+
+    /// Queues the game's message to the listed members, or to every member of the
+    /// channel on this front, as the same bytes. A member whose queue is full misses
+    /// it: under the `resync` policy it is told later (`messages_dropped`), under
+    /// `disconnect` it is disconnected, as for a patch.
+    pub(crate) fn on_message(&self, channel: &str, msg: LinkMessage) {
+        let Some(route) = self.channels.get(channel) else {
+            return;
+        };
+        let mut route = route.lock();
+        let mut deliver = |m: &mut Member| {
+            // A joiner hears the game only from its first state on.
+            if m.status == Status::Joining {
+                return;
+            }
+            self.tell_dropped_messages(channel, m);
+            match m.client.tx.try_send(Outbound::Message(msg.body.clone())) {
+                Ok(()) => {
+                    self.metrics.game_messages.fetch_add(1, Relaxed);
+                }
+                Err(TrySendError::Full(_)) => match self.config.limits.slow_client {
+                    SlowClientPolicy::Resync => {
+                        self.metrics.game_messages_dropped.fetch_add(1, Relaxed);
+                        m.dropped_messages = m.dropped_messages.saturating_add(1);
+                    }
+                    SlowClientPolicy::Disconnect => self.drop_slow(&m.client),
+                },
+                Err(TrySendError::Closed(_)) => {}
+            }
+        };
+        match &msg.to {
+            None => route.members.values_mut().for_each(&mut deliver),
+            Some(keys) => {
+                for key in keys {
+                    if let Some(m) = route.members.get_mut(key) {
+                        deliver(m);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells a member how many of the game's messages it missed while it was behind,
+    /// if any and if its queue has room now.
+    fn tell_dropped_messages(&self, channel: &str, m: &mut Member) {
+        if m.dropped_messages == 0 {
+            return;
+        }
+        let message = format!(
+            "{} messages of channel {channel:?} were dropped while this client was behind",
+            m.dropped_messages
+        );
+        let error = encode(&FrontMsg::Error(ErrorMsg {
+            code: "messages_dropped".into(),
+            message,
+        }));
+        if m.client
+            .tx
+            .try_send(Outbound::Message(Bytes::from(error)))
+            .is_ok()
+        {
+            m.dropped_messages = 0;
+        }
+    }
+
+    /// Sends a call to the back of `channel`; the reply arrives on the receiver.
+    ///
+    /// # Errors
+    /// [`CallRefusal`] when the channel is unknown, its link down or full, or too many
+    /// calls are waiting.
+    pub(crate) fn call(
+        &self,
+        channel: &str,
+        data: Bytes,
+    ) -> Result<(CallTicket<'_>, oneshot::Receiver<LinkReply>), CallRefusal> {
+        let (tx, index, back) = {
+            let route = self
+                .channels
+                .get(channel)
+                .ok_or(CallRefusal::UnknownChannel)?
+                .lock();
+            let Some((tx, index, _)) = &route.link else {
+                return Err(CallRefusal::Unavailable);
+            };
+            (tx.clone(), *index, route.back)
+        };
+        let limit = self.config.calls.max_in_flight;
+        let call = self.next_call.fetch_add(1, Relaxed);
+        let (reply, receiver) = oneshot::channel();
+        {
+            let mut calls = self.calls.lock();
+            if calls.len() >= limit as usize {
+                return Err(CallRefusal::Busy(limit));
+            }
+            calls.insert(call, PendingCall { back, reply });
+        }
+        let ticket = CallTicket { hub: self, call };
+        let frame = encode(&FrontToBack::Call(LinkCall {
+            call,
+            channel: index,
+            data,
+        }));
+        if tx.try_send(Bytes::from(frame)).is_err() {
+            return Err(CallRefusal::Unavailable);
+        }
+        Ok((ticket, receiver))
+    }
+
+    /// The back answered a call; a reply nobody waits for any more is dropped.
+    pub(crate) fn on_reply(&self, reply: LinkReply) {
+        if let Some(pending) = self.calls.lock().remove(&reply.call) {
+            let _ = pending.reply.send(reply);
         }
     }
 

@@ -162,6 +162,8 @@ fn route(hub: &Hub, channels: &[String], msg: BackToFront) -> Result<(), FrameEr
         BackToFront::JoinRejected(r) => hub.on_join_rejected(name(r.channel)?, r.session, r.reason),
         BackToFront::Notice(n) => hub.on_notice(n.session, n.code, n.message),
         BackToFront::Evicted(e) => hub.on_evicted(name(e.channel)?, e.session, e.reason),
+        BackToFront::Message(m) => hub.on_message(name(m.channel)?, m),
+        BackToFront::Reply(r) => hub.on_reply(r),
         BackToFront::Welcome(_) | BackToFront::Refused(_) => {
             return Err(invalid("a second welcome on a link".into()));
         }

@@ -21,6 +21,14 @@ pub(crate) struct FrontMetrics {
     pub(crate) slow_client_disconnects: AtomicU64,
     pub(crate) links: AtomicU64,
     pub(crate) link_failures: AtomicU64,
+    /// The games' messages queued to clients, and those dropped for a client that was
+    /// behind (it is told with `messages_dropped`).
+    pub(crate) game_messages: AtomicU64,
+    pub(crate) game_messages_dropped: AtomicU64,
+    /// HTTP calls to channels: all, answered with another status than 200, timed out.
+    pub(crate) calls: AtomicU64,
+    pub(crate) calls_failed: AtomicU64,
+    pub(crate) calls_timed_out: AtomicU64,
     /// From a patch's arrival from the back to its write to a client's socket.
     patch_delay_us_sum: AtomicU64,
     patch_writes: AtomicU64,
@@ -39,7 +47,7 @@ impl FrontMetrics {
     /// Every metric; called once per heartbeat, since it resets the delay maximum.
     pub(crate) fn metrics(&self, clients: usize) -> Vec<Metric> {
         use MetricKind::{Counter, Gauge};
-        let all: [(&str, &str, MetricKind, &AtomicU64); 16] = [
+        let all: [(&str, &str, MetricKind, &AtomicU64); 21] = [
             (
                 "centrum_front_connections_total",
                 "Client connections accepted.",
@@ -129,6 +137,36 @@ impl FrontMetrics {
                 "Link attempts or links to backs that failed.",
                 Counter,
                 &self.link_failures,
+            ),
+            (
+                "centrum_front_game_messages_total",
+                "Messages of the games (not state) queued to clients.",
+                Counter,
+                &self.game_messages,
+            ),
+            (
+                "centrum_front_game_messages_dropped_total",
+                "Messages of the games dropped for a client that was behind (told with messages_dropped).",
+                Counter,
+                &self.game_messages_dropped,
+            ),
+            (
+                "centrum_front_calls_total",
+                "HTTP calls to channels.",
+                Counter,
+                &self.calls,
+            ),
+            (
+                "centrum_front_calls_failed_total",
+                "HTTP calls answered with another status than 200.",
+                Counter,
+                &self.calls_failed,
+            ),
+            (
+                "centrum_front_calls_timed_out_total",
+                "HTTP calls whose channel did not answer within calls.timeout_ms (504).",
+                Counter,
+                &self.calls_timed_out,
             ),
             (
                 "centrum_front_patch_writes_total",

@@ -42,6 +42,8 @@ pub(crate) struct HttpState {
     pub(crate) http: SocketAddr,
     pub(crate) nodes: SocketAddr,
     pub(crate) started: Instant,
+    /// A game's own pages (`centrum::Cli::page`).
+    pub(crate) pages: Arc<Vec<web::Page>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,7 +238,7 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/admin/logout", post(web::logout))
         .route("/assets/{name}", get(web::asset))
         .merge(admin_api)
-        .fallback(not_found)
+        .fallback(web::page_or_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
@@ -424,7 +426,7 @@ fn rates(node: &Node, keep: impl Fn(&[(String, String)]) -> bool) -> BTreeMap<St
         .collect()
 }
 
-async fn not_found(method: Method, uri: Uri) -> Response {
+pub(crate) async fn not_found(method: Method, uri: Uri) -> Response {
     error(
         StatusCode::NOT_FOUND,
         format!(

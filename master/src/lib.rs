@@ -26,6 +26,7 @@ use centrum_net::Shutdown;
 pub use supervise::{
     ChildSpec, SuperviseError, Supervisor, SupervisorHandle, SupervisorOptions, supervise,
 };
+pub use web::Page;
 
 use http::HttpState;
 use nodes::NodesContext;
@@ -46,6 +47,14 @@ pub struct MasterListeners {
     pub nodes: TcpListener,
 }
 
+/// What a master serves besides its own API.
+#[derive(Debug, Clone, Default)]
+pub struct MasterOptions {
+    /// A game's own web pages: served at their path when no route of the master's
+    /// own has it, `/` included (where they replace the arena demo).
+    pub pages: Vec<Page>,
+}
+
 /// Why the master stopped other than by shutdown.
 #[derive(Debug, thiserror::Error)]
 pub enum MasterError {
@@ -64,6 +73,19 @@ pub enum MasterError {
 pub async fn run(
     config: Arc<Config>,
     listeners: MasterListeners,
+    shutdown: Shutdown,
+) -> Result<(), MasterError> {
+    run_with(config, listeners, MasterOptions::default(), shutdown).await
+}
+
+/// [`run`], serving `options.pages` too.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with(
+    config: Arc<Config>,
+    listeners: MasterListeners,
+    options: MasterOptions,
     shutdown: Shutdown,
 ) -> Result<(), MasterError> {
     let http_addr = listeners.http.local_addr()?;
@@ -91,6 +113,7 @@ pub async fn run(
         http: http_addr,
         nodes: nodes_addr,
         started: Instant::now(),
+        pages: Arc::new(options.pages),
     };
     tasks.spawn({
         let stop = stop.clone();

@@ -265,6 +265,7 @@ mod tests {
                 }],
             }],
             limits: Limits::default(),
+            calls: Default::default(),
         }
     }
 

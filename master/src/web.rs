@@ -1,10 +1,12 @@
 //! The master's web pages: the browser demo at `/`, the admin dashboard at `/admin` and
-//! their assets, all compiled into the binary from `master/web/`, and the admin token
-//! check that guards the dashboard, `/status` and `/metrics`.
+//! their assets, all compiled into the binary from `master/web/`, a game's own pages,
+//! and the admin token check that guards the dashboard, `/status` and `/metrics`.
+
+use std::borrow::Cow;
 
 use axum::Form;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -62,10 +64,66 @@ pub(crate) struct Login {
     token: String,
 }
 
-/// `GET /`: the arena demo. It asks `/gate` for a front, so it plays on any cluster
-/// that serves an `arena` channel.
-pub(crate) async fn play() -> Response {
-    html(StatusCode::OK, PLAY_HTML)
+/// A page of a game's own, served by the master (for example its web client at `/`).
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Where: `/`, `/lobby`, ... A path the master serves itself (`/gate`, `/admin`,
+    /// `/assets/...`, `/status`, `/metrics`) stays the master's.
+    pub path: String,
+    pub content_type: Cow<'static, str>,
+    pub body: Cow<'static, [u8]>,
+}
+
+impl Page {
+    /// An HTML page at `path`.
+    pub fn html(path: &str, body: &'static str) -> Self {
+        Self {
+            path: path.to_owned(),
+            content_type: Cow::Borrowed("text/html; charset=utf-8"),
+            body: Cow::Borrowed(body.as_bytes()),
+        }
+    }
+
+    /// Any file at `path`, with its content type (`text/javascript`, `image/png`, ...).
+    pub fn file(path: &str, content_type: &str, body: Vec<u8>) -> Self {
+        Self {
+            path: path.to_owned(),
+            content_type: Cow::Owned(content_type.to_owned()),
+            body: Cow::Owned(body),
+        }
+    }
+
+    fn response(&self) -> Response {
+        (
+            [
+                (header::CONTENT_TYPE, self.content_type.to_string()),
+                (header::CACHE_CONTROL, "no-cache".to_owned()),
+            ],
+            self.body.to_vec(),
+        )
+            .into_response()
+    }
+}
+
+/// `GET /`: the game's own page at `/` if it has one, else the arena demo, which asks
+/// `/gate` for a front, so it plays on any cluster that serves an `arena` channel.
+pub(crate) async fn play(State(state): State<HttpState>) -> Response {
+    match state.pages.iter().find(|p| p.path == "/") {
+        Some(page) => page.response(),
+        None => html(StatusCode::OK, PLAY_HTML),
+    }
+}
+
+/// Any other path: a game's page there, or 404.
+pub(crate) async fn page_or_not_found(
+    State(state): State<HttpState>,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    match state.pages.iter().find(|p| p.path == uri.path()) {
+        Some(page) if method == Method::GET || method == Method::HEAD => page.response(),
+        _ => crate::http::not_found(method, uri).await,
+    }
 }
 
 /// `GET /admin`: the dashboard, or the login form when a token is required and missing.

@@ -131,6 +131,7 @@ impl TestMaster {
                 },
             ],
             limits,
+            calls: Default::default(),
         });
         config.validate().expect("test config is valid");
         let shutdown = Shutdown::new();
@@ -559,7 +560,7 @@ async fn unknown_ids_and_other_protocol_versions_are_refused() {
         .await;
     assert_eq!(
         reason,
-        "protocol version 99 is not supported; this master speaks 1"
+        format!("protocol version 99 is not supported; this master speaks {PROTOCOL_VERSION}")
     );
     assert_eq!(master.status().await["nodes"], serde_json::json!([]));
     master.stop().await;

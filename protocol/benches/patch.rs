@@ -62,9 +62,9 @@ fn mutate(state: &mut State, stride: u32, tick: u32) {
     for n in 0..CHANGES {
         let id = EntityId(n * stride);
         // Live ids, declared fields, matching types: these cannot fail.
-        let _ = state.set(id, X, Value::Fixed(100_000 + step));
-        let _ = state.set(id, Y, Value::Fixed(-100_000 - step));
-        let _ = state.set(id, SEQ, Value::Uint(seq));
+        let _ = state.set_value(id, X, Value::Fixed(100_000 + step));
+        let _ = state.set_value(id, Y, Value::Fixed(-100_000 - step));
+        let _ = state.set_value(id, SEQ, Value::Uint(seq));
     }
 }
 

@@ -35,6 +35,7 @@ tagged_enum! {
         Unavailable(Unavailable) = 5,
         Error(ErrorMsg) = 6,
         Pong(Pong) = 7,
+        Message(MessageMsg) = 8,
     }
 }
 
@@ -82,6 +83,10 @@ pub struct Welcome {
     pub resume: String,
     /// The id of the front that serves this connection.
     pub front: String,
+    /// True when the `Hello` carried a resume token of this cluster: the session keeps
+    /// its id and each join on this connection claims the old membership, which the
+    /// channel's back restores if it still holds it. False: a new session.
+    pub resumed: bool,
 }
 
 /// A channel's full state: the reply to a join, and a resynchronisation later.
@@ -141,6 +146,17 @@ pub struct ErrorMsg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pong {
     pub nonce: u64,
+}
+
+/// A message from the channel's game to this client (sent to it alone, or to every
+/// client of the channel): not state, just an event such as a chat line. Sent during
+/// `tick`, it arrives after that tick's `State` or `Patch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageMsg {
+    pub channel: String,
+    pub tick: Tick,
+    /// The game's value (MessagePack the game defines).
+    pub data: Bytes,
 }
 
 /// The per-client bytes in front of a shared `State` or `Patch` body: the envelope's

@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 #[serde(transparent)]
 pub struct Tick(pub u32);
 
-/// A client's input sequence number within one channel. 0 means "no input yet";
-/// compared like [`Tick`].
+/// A client's input sequence number within one channel, compared like [`Tick`].
+/// 0 is never an input's seq: as an ack it means "no input yet" ([`Seq::NONE`]), so
+/// counting skips it when it wraps ([`Seq::next`] of `u32::MAX` is 1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Seq(pub u32);
@@ -39,14 +40,36 @@ fn serial_cmp(a: u32, b: u32) -> Ordering {
     }
 }
 
+impl Tick {
+    /// The tick that follows this one, wrapping from `u32::MAX` to 0.
+    pub fn next(self) -> Self {
+        Self(self.0.wrapping_add(1))
+    }
+}
+
+impl Seq {
+    /// The ack of a membership that has had no input applied yet.
+    pub const NONE: Seq = Seq(0);
+
+    /// The seq of the input after this one: +1, skipping 0 when it wraps.
+    pub fn next(self) -> Self {
+        match self.0.wrapping_add(1) {
+            0 => Self(1),
+            n => Self(n),
+        }
+    }
+
+    /// Whether an input with this seq may follow `ack` (the last applied input of its
+    /// membership): it is not 0, and it is after `ack` unless `ack` is [`Seq::NONE`],
+    /// which any seq may follow (a new membership continues the client's count).
+    pub fn may_follow(self, ack: Seq) -> bool {
+        self != Seq::NONE && (ack == Seq::NONE || self.is_after(ack))
+    }
+}
+
 macro_rules! serial_number {
     ($name:ident) => {
         impl $name {
-            /// The number that follows this one, wrapping at `u32::MAX`.
-            pub fn next(self) -> Self {
-                Self(self.0.wrapping_add(1))
-            }
-
             /// True when `self` comes after `other` in wrap-around order.
             pub fn is_after(self, other: Self) -> bool {
                 serial_cmp(self.0, other.0) == Ordering::Greater
@@ -94,5 +117,17 @@ mod tests {
         assert!(Seq(4) < Seq(5));
         assert!(!Seq(4).is_after(Seq(4)));
         assert!(Seq(2).is_after(Seq(u32::MAX - 3)));
+    }
+
+    #[test]
+    fn input_seqs_skip_zero_when_they_wrap() {
+        assert_eq!(Seq(u32::MAX).next(), Seq(1));
+        assert_eq!(Seq::NONE.next(), Seq(1));
+        assert_eq!(Tick(u32::MAX).next(), Tick(0));
+        assert!(Seq(1).may_follow(Seq(u32::MAX)), "across the wrap");
+        assert!(Seq(3_000_000_000).may_follow(Seq::NONE), "any first seq");
+        assert!(!Seq(5).may_follow(Seq(5)), "a repeat");
+        assert!(!Seq(3).may_follow(Seq(5)), "going back");
+        assert!(!Seq::NONE.may_follow(Seq::NONE), "0 is never a seq");
     }
 }

@@ -8,6 +8,7 @@ mod client;
 mod codec;
 mod control;
 mod ids;
+mod kind;
 mod link;
 mod mirror;
 mod schema;
@@ -18,13 +19,14 @@ pub use client::*;
 pub use codec::{DecodeError, decode, encode, encode_into};
 pub use control::*;
 pub use ids::{EntityId, FieldId, KindId, Seq, Tick};
+pub use kind::{Entity, Field, FieldValue, FixedPoint, Kind};
 pub use link::*;
 pub use mirror::{Mirror, MirrorEntity, MirrorError, WireValue};
 pub use schema::{FieldDef, FieldType, KindDef, MAX_FIELDS, Schema, SchemaError, Value};
 pub use state::{State, StateError, encode_empty_patch};
 
 /// The protocol version carried in every hello; peers with another version are refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 #[cfg(test)]
 mod tests;

@@ -26,6 +26,7 @@ tagged_enum! {
         Input(LinkInput) = 3,
         Resync(LinkResync) = 4,
         Away(LinkAway) = 5,
+        Call(LinkCall) = 6,
     }
 }
 
@@ -40,6 +41,8 @@ tagged_enum! {
         JoinRejected(LinkJoinRejected) = 4,
         Notice(LinkNotice) = 5,
         Evicted(LinkEvicted) = 6,
+        Message(LinkMessage) = 7,
+        Reply(LinkReply) = 8,
     }
 }
 
@@ -173,4 +176,38 @@ pub struct LinkNotice {
     pub session: SessionKey,
     pub code: String,
     pub message: String,
+}
+
+/// A request to a channel's game from outside the game (an HTTP call to a front),
+/// answered by one [`LinkReply`] with the same `call` number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkCall {
+    /// The front's number for this call, unique among its calls in flight.
+    pub call: u64,
+    pub channel: ChannelIndex,
+    /// The call's value (MessagePack the game defines).
+    pub data: Bytes,
+}
+
+/// Messages of a channel's game to clients of this front. `body` is a whole client
+/// `Message` (`FrontMsg::Message`), encoded once by the back and sent unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkMessage {
+    pub channel: ChannelIndex,
+    /// The sessions to send it to; `None`: every client of the channel on this front.
+    pub to: Option<Vec<SessionKey>>,
+    pub body: Bytes,
+}
+
+/// The answer to a [`LinkCall`]. `outcome` is `ok` (then `data` is the game's reply)
+/// or why not: `bad_call` (the data does not decode as the game's call type),
+/// `refused` (the game returned an error), `no_calls` (the game takes no calls),
+/// `overloaded` (the channel's queue was full), `failed` (the reply would not encode);
+/// `message` explains for people.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkReply {
+    pub call: u64,
+    pub outcome: String,
+    pub message: String,
+    pub data: Bytes,
 }

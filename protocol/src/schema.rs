@@ -77,9 +77,15 @@ impl Schema {
         Self::default()
     }
 
-    /// Adds a kind with `(name, type)` fields; use [`FieldDef::fixed`] style scales
-    /// through [`Schema::kind_with`] when a field is fixed-point.
-    pub fn kind(mut self, name: &str, fields: &[(&str, FieldType)]) -> Self {
+    /// Adds the kind `K` (a struct deriving `Kind`): its name and fields, in order.
+    /// Kinds are numbered in the order they are added.
+    pub fn kind<K: crate::Kind>(self) -> Self {
+        self.kind_with(K::NAME, K::fields())
+    }
+
+    /// Adds a kind with `(name, type)` fields and no fixed-point scale; use
+    /// [`Schema::kind_with`] for fixed-point fields.
+    pub fn kind_plain(mut self, name: &str, fields: &[(&str, FieldType)]) -> Self {
         let fields = fields
             .iter()
             .map(|&(n, ty)| FieldDef {

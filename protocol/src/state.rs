@@ -26,6 +26,8 @@ pub enum StateError {
     },
     #[error("the state holds the maximum number of entities")]
     Full,
+    #[error("the schema has no kind {0:?} (add it with Schema::kind)")]
+    UnknownKind(&'static str),
 }
 
 /// A channel's entities with change tracking. Mutate it between two commits; each
@@ -85,11 +87,12 @@ impl State {
         self.len == 0
     }
 
-    /// Creates an entity of `kind` with its fields at their zero values.
+    /// Creates an entity of kind number `kind` with its fields at their zero values.
+    /// Games usually spawn typed values instead ([`State::spawn`]).
     ///
     /// # Errors
     /// [`StateError::NoKind`] for an unknown kind, [`StateError::Full`] past `u32::MAX` entities.
-    pub fn spawn(&mut self, kind: KindId) -> Result<EntityId, StateError> {
+    pub fn spawn_kind(&mut self, kind: KindId) -> Result<EntityId, StateError> {
         let def = self.schema.kind_def(kind).ok_or(StateError::NoKind(kind))?;
         let values = def.fields.iter().map(|f| f.zero()).collect();
         self.insert(kind, values)
@@ -145,8 +148,10 @@ impl State {
         Ok(EntityId(id))
     }
 
-    /// Removes an entity. Returns false when there was none.
-    pub fn remove(&mut self, id: EntityId) -> bool {
+    /// Removes an entity (an [`EntityId`] or a typed [`Entity`](crate::Entity)).
+    /// Returns false when there was none.
+    pub fn remove(&mut self, id: impl Into<EntityId>) -> bool {
+        let id = id.into();
         let Some(entity) = self.slots.get_mut(id.0 as usize).and_then(Option::take) else {
             return false;
         };
@@ -159,11 +164,18 @@ impl State {
         true
     }
 
-    /// Sets a field. Unchanged values are not marked, so they cost nothing in the patch.
+    /// Sets field number `field` of entity `id`. Unchanged values are not marked, so
+    /// they cost nothing in the patch. Games usually set through typed handles instead
+    /// ([`State::set`]).
     ///
     /// # Errors
     /// [`StateError`] when the entity or field does not exist or the type is wrong.
-    pub fn set(&mut self, id: EntityId, field: FieldId, value: Value) -> Result<(), StateError> {
+    pub fn set_value(
+        &mut self,
+        id: EntityId,
+        field: FieldId,
+        value: Value,
+    ) -> Result<(), StateError> {
         let schema = &self.schema;
         let entity = self
             .slots
@@ -198,7 +210,7 @@ impl State {
     pub fn set_number(&mut self, id: EntityId, field: FieldId, v: f64) -> Result<(), StateError> {
         let (kind, def) = self.field_def(id, field)?;
         let value = def.number(v).ok_or(StateError::WrongType { kind, field })?;
-        self.set(id, field, value)
+        self.set_value(id, field, value)
     }
 
     /// A field's value.

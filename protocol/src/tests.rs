@@ -38,29 +38,49 @@ fn assemble(kind: SharedKind, ack: Seq, body: &[u8]) -> Vec<u8> {
 #[test]
 fn golden_client_hello() {
     let hello = ClientMsg::Hello(Hello {
-        version: 1,
+        version: PROTOCOL_VERSION,
         token: String::new(),
         resume: None,
     });
     let bytes = encode(&hello);
-    assert_eq!(hex(&bytes), "92 00 93 01 a0 c0");
+    assert_eq!(hex(&bytes), "92 00 93 02 a0 c0");
     assert_eq!(decode::<ClientMsg>(&bytes, LIMIT).unwrap(), hello);
 }
 
 #[test]
 fn golden_welcome() {
     let welcome = FrontMsg::Welcome(Welcome {
-        version: 1,
+        version: PROTOCOL_VERSION,
         session: "front-1-42".into(),
         resume: "front-1.2a.9f3c51e07d2a4c81.front-1-42".into(),
         front: "front-1".into(),
+        resumed: false,
     });
     let bytes = encode(&welcome);
     assert_eq!(
         hex(&bytes),
-        "92 00 94 01 aa 66 72 6f 6e 74 2d 31 2d 34 32 d9 26 66 72 6f 6e 74 2d 31 2e 32 61 2e 39 66 33 63 35 31 65 30 37 64 32 61 34 63 38 31 2e 66 72 6f 6e 74 2d 31 2d 34 32 a7 66 72 6f 6e 74 2d 31"
+        "92 00 95 02 aa 66 72 6f 6e 74 2d 31 2d 34 32 d9 26 66 72 6f 6e 74 2d 31 2e 32 61 2e 39 66 33 63 35 31 65 30 37 64 32 61 34 63 38 31 2e 66 72 6f 6e 74 2d 31 2d 34 32 a7 66 72 6f 6e 74 2d 31 c2"
     );
     assert_eq!(decode::<FrontMsg>(&bytes, LIMIT).unwrap(), welcome);
+}
+
+/// A game's message: `{"tagged_by": "ann"}` to one client, sent at tick 42.
+#[test]
+fn golden_message() {
+    let data = [
+        0x81, 0xa9, b't', b'a', b'g', b'g', b'e', b'd', b'_', b'b', b'y', 0xa3, b'a', b'n', b'n',
+    ];
+    let msg = FrontMsg::Message(MessageMsg {
+        channel: "tag".into(),
+        tick: Tick(42),
+        data: Bytes::copy_from_slice(&data),
+    });
+    let bytes = encode(&msg);
+    assert_eq!(
+        hex(&bytes),
+        "92 08 93 a3 74 61 67 2a c4 0f 81 a9 74 61 67 67 65 64 5f 62 79 a3 61 6e 6e"
+    );
+    assert_eq!(decode::<FrontMsg>(&bytes, LIMIT).unwrap(), msg);
 }
 
 #[test]
@@ -89,10 +109,10 @@ fn golden_client_join_and_input() {
 #[test]
 fn golden_state_and_patch() {
     let mut state = State::new(arena_schema());
-    let a = state.spawn(0).unwrap();
+    let a = state.spawn_kind(0).unwrap();
     state.set_number(a, 0, 0.1).unwrap();
     state.set_number(a, 1, 0.1).unwrap();
-    let b = state.spawn(0).unwrap();
+    let b = state.spawn_kind(0).unwrap();
     state.set_number(b, 0, 0.1).unwrap();
     state.set_number(b, 1, 0.1).unwrap();
     state.commit();
@@ -116,7 +136,7 @@ fn golden_state_and_patch() {
     // Tick 42: player b moved by (+0.25, -0.25) and applied its input 1.
     state.set_number(b, 0, 0.35).unwrap();
     state.set_number(b, 1, -0.15).unwrap();
-    state.set(b, 2, Value::Uint(1)).unwrap();
+    state.set_value(b, 2, Value::Uint(1)).unwrap();
     let mut body = Vec::new();
     assert!(state.commit_patch("arena", Tick(42), &mut body));
     let patch = assemble(SharedKind::Patch, Seq(1), &body);
@@ -216,7 +236,12 @@ fn every_message_round_trips() {
         session: 4,
         channel: 0,
     });
-    for msg in [join, away] {
+    let call = FrontToBack::Call(LinkCall {
+        call: 9,
+        channel: 1,
+        data: Bytes::from_static(b"\xc0"),
+    });
+    for msg in [join, away, call] {
         assert_eq!(decode::<FrontToBack>(&encode(&msg), LIMIT).unwrap(), msg);
     }
     let evicted = BackToFront::Evicted(LinkEvicted {
@@ -224,10 +249,25 @@ fn every_message_round_trips() {
         channel: 0,
         reason: "resumed".into(),
     });
-    assert_eq!(
-        decode::<BackToFront>(&encode(&evicted), LIMIT).unwrap(),
-        evicted
-    );
+    let message = BackToFront::Message(LinkMessage {
+        channel: 0,
+        to: Some(vec![3, 4]),
+        body: Bytes::from_static(b"m"),
+    });
+    let broadcast = BackToFront::Message(LinkMessage {
+        channel: 0,
+        to: None,
+        body: Bytes::from_static(b"m"),
+    });
+    let reply = BackToFront::Reply(LinkReply {
+        call: 9,
+        outcome: "ok".into(),
+        message: String::new(),
+        data: Bytes::from_static(b"\x01"),
+    });
+    for msg in [evicted, message, broadcast, reply] {
+        assert_eq!(decode::<BackToFront>(&encode(&msg), LIMIT).unwrap(), msg);
+    }
 }
 
 #[test]
@@ -245,16 +285,16 @@ fn schema_limits_are_checked() {
         Err(SchemaError::ZeroScale { .. })
     ));
     let mut state = State::new(arena_schema());
-    let id = state.spawn(0).unwrap();
+    let id = state.spawn_kind(0).unwrap();
     assert_eq!(
-        state.set(id, 2, Value::Str("no".into())),
+        state.set_value(id, 2, Value::Str("no".into())),
         Err(StateError::WrongType { kind: 0, field: 2 })
     );
     assert_eq!(
-        state.set(id, 9, Value::Uint(1)),
+        state.set_value(id, 9, Value::Uint(1)),
         Err(StateError::NoField { kind: 0, field: 9 })
     );
-    assert_eq!(state.spawn(3), Err(StateError::NoKind(3)));
+    assert_eq!(state.spawn_kind(3), Err(StateError::NoKind(3)));
 }
 
 /// One step of a random history of a channel's state.
@@ -356,12 +396,12 @@ proptest! {
             }
             let live: Vec<_> = state.entities().map(|(id, _, _)| id).collect();
             match *op {
-                Op::Spawn(kind) => { state.spawn(kind).unwrap(); }
+                Op::Spawn(kind) => { state.spawn_kind(kind).unwrap(); }
                 Op::Set { pick, field, value } if !live.is_empty() => {
                     let id = live[pick % live.len()];
                     let kind = state.kind_of(id).unwrap();
                     let def = schema.kinds[usize::from(kind)].fields[usize::from(field)].clone();
-                    state.set(id, field, value_for(&def, value)).unwrap();
+                    state.set_value(id, field, value_for(&def, value)).unwrap();
                 }
                 Op::Remove { pick } if !live.is_empty() => { state.remove(live[pick % live.len()]); }
                 Op::Commit => {

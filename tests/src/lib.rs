@@ -9,8 +9,11 @@ use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use centrum_app::Registry;
 use centrum_back::Back;
-use centrum_config::{BackConfig, ChannelConfig, Config, FrontConfig, Limits, MasterConfig};
+use centrum_config::{
+    BackConfig, CallsConfig, ChannelConfig, Config, FrontConfig, Limits, MasterConfig,
+};
 use centrum_front::Front;
 use centrum_net::Shutdown;
 
@@ -37,6 +40,10 @@ pub struct ClusterSpec {
     pub proxied_links: bool,
     /// `master.admin_token`.
     pub admin_token: Option<String>,
+    /// The `[calls]` table (server key off by default).
+    pub calls: CallsConfig,
+    /// The games the backs host; the built-in ones by default.
+    pub apps: Registry,
 }
 
 impl Default for ClusterSpec {
@@ -48,6 +55,8 @@ impl Default for ClusterSpec {
             limits: Limits::default(),
             proxied_links: false,
             admin_token: None,
+            calls: CallsConfig::default(),
+            apps: centrum_games::registry(),
         }
     }
 }
@@ -126,6 +135,7 @@ impl TestCluster {
                 })
                 .collect(),
             limits: spec.limits,
+            calls: spec.calls.clone(),
         });
         config.validate().expect("test config is valid");
         let master_http = config.master.http;
@@ -147,6 +157,7 @@ impl TestCluster {
             .map(|(i, l)| {
                 Back::start(
                     config.clone(),
+                    &spec.apps,
                     &format!("back-{}", i + 1),
                     l,
                     shutdown.child_token(),

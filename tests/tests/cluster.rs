@@ -328,7 +328,10 @@ async fn a_wrong_protocol_version_is_refused_with_a_reason() {
     };
     assert_eq!(err.code, "version");
     assert!(
-        err.message.contains("99") && err.message.contains("speaks 1"),
+        err.message.contains("99")
+            && err
+                .message
+                .contains(&format!("speaks {}", centrum_protocol::PROTOCOL_VERSION)),
         "{}",
         err.message
     );

@@ -1,0 +1,193 @@
+//! The contract between centrum and a game: the [`App`] trait, the id of a client
+//! in a channel, and the one error type every callback returns.
+
+use centrum_protocol::{Schema, Seq, StateError};
+use serde::Serialize;
+
+use crate::{Ctx, Payload, SendError};
+
+/// A client in a channel, as the game sees it. Unique within a back for as long as the
+/// back runs; a client that resumes after a dropped connection keeps its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u64);
+
+/// A game hosted by a back: one value per channel, called on that channel's tick, one
+/// call at a time, in arrival order: joins, leaves, inputs and calls first, then
+/// [`App::tick`].
+///
+/// A game declares what its clients and callers send as serde types. The channel
+/// decodes each message once; one that does not decode never reaches the game: a join
+/// is rejected, an input refused (`input_refused`), a call answered `400`. Use
+/// [`Raw`](crate::Raw) to get the bytes instead, `()` or `Option<T>` where a message may
+/// be empty, and [`NoCalls`](crate::NoCalls) when the game takes no calls.
+///
+/// ```
+/// use centrum_app::{App, AppError, ClientId, Ctx, Kind, NoCalls, Schema, Seq, Entity};
+/// use serde::Deserialize;
+/// use std::collections::HashMap;
+///
+/// #[derive(Kind)]
+/// struct Counter {
+///     clicks: u64,
+/// }
+///
+/// #[derive(Deserialize)]
+/// enum Input {
+///     Click,
+///     Reset,
+/// }
+///
+/// #[derive(Default)]
+/// struct Clicks {
+///     counters: HashMap<ClientId, Entity<Counter>>,
+/// }
+///
+/// impl App for Clicks {
+///     type Join = ();
+///     type Input = Input;
+///     type Call = NoCalls;
+///     type Reply = NoCalls;
+///
+///     fn schema(&self) -> Schema {
+///         Schema::new().kind::<Counter>()
+///     }
+///
+///     fn join(&mut self, ctx: &mut Ctx<'_>, client: ClientId, _: ()) -> Result<(), AppError> {
+///         let counter = ctx.state.spawn(Counter { clicks: 0 })?;
+///         self.counters.insert(client, counter);
+///         Ok(())
+///     }
+///
+///     fn leave(&mut self, ctx: &mut Ctx<'_>, client: ClientId) -> Result<(), AppError> {
+///         if let Some(counter) = self.counters.remove(&client) {
+///             ctx.state.remove(counter);
+///         }
+///         Ok(())
+///     }
+///
+///     fn input(&mut self, ctx: &mut Ctx<'_>, client: ClientId, _: Seq, input: Input) -> Result<(), AppError> {
+///         let counter = self.counters[&client];
+///         let clicks = match input {
+///             Input::Click => ctx.state.get(counter, Counter::CLICKS)? + 1,
+///             Input::Reset => 0,
+///         };
+///         ctx.state.set(counter, Counter::CLICKS, clicks)?;
+///         Ok(())
+///     }
+///
+///     fn tick(&mut self, _: &mut Ctx<'_>) -> Result<(), AppError> {
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait App: Send + 'static {
+    /// What a client sends when it joins. Empty join data decodes as MessagePack
+    /// `nil`, so `()` and `Option<T>` accept it.
+    type Join: Payload;
+    /// What a client sends as an input. Empty input data decodes as `nil`.
+    type Input: Payload;
+    /// What a server-side caller sends to the channel over HTTP
+    /// (`POST /v1/channels/{channel}/call` on a front); [`NoCalls`](crate::NoCalls) for none.
+    type Call: Payload;
+    /// The answer to a call, sent back as MessagePack (or JSON, if the caller sent JSON).
+    type Reply: Serialize;
+
+    /// The kinds and fields of this game's state; called once, before anything else.
+    fn schema(&self) -> Schema;
+
+    /// A client asks to join.
+    ///
+    /// # Errors
+    /// An [`AppError`] rejects the join; its message is the reason the client gets.
+    fn join(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        client: ClientId,
+        join: Self::Join,
+    ) -> Result<(), AppError>;
+
+    /// A client left, or its connection is gone for good (it did not resume in time).
+    ///
+    /// # Errors
+    /// An [`AppError`] is logged and counted; the client is gone either way.
+    fn leave(&mut self, ctx: &mut Ctx<'_>, client: ClientId) -> Result<(), AppError>;
+
+    /// One input of a joined client, in arrival order. `seq` is the client's number for
+    /// it, increasing per channel.
+    ///
+    /// # Errors
+    /// An [`AppError`] refuses the input: the client gets `input_refused` with the
+    /// message. The input still counts as applied (its seq is acknowledged).
+    fn input(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        client: ClientId,
+        seq: Seq,
+        input: Self::Input,
+    ) -> Result<(), AppError>;
+
+    /// Advances the game by one period, after this tick's joins, leaves, inputs and calls.
+    ///
+    /// # Errors
+    /// An [`AppError`] is logged and counted; what the tick changed before it still goes out.
+    fn tick(&mut self, ctx: &mut Ctx<'_>) -> Result<(), AppError>;
+
+    /// A call from a server-side system (a lobby, a web back end, an admin script),
+    /// answered with a reply. It runs on the channel's tick like everything else, so it
+    /// sees the same consistent state, and what it changes goes out in this tick's patch.
+    ///
+    /// # Errors
+    /// An [`AppError`] answers the caller with HTTP 422 and the message.
+    fn call(&mut self, ctx: &mut Ctx<'_>, call: Self::Call) -> Result<Self::Reply, AppError> {
+        let _ = (ctx, call);
+        Err(AppError::new("this game takes no calls"))
+    }
+}
+
+/// Why a game refused something or failed: a join (the message is the rejection
+/// reason), an input (`input_refused`), a call (HTTP 422), or a tick or leave (logged).
+///
+/// State and message errors convert into it, so `?` works in every callback.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct AppError {
+    message: String,
+}
+
+impl AppError {
+    /// An error with a message for people (a client, a caller, the log).
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<StateError> for AppError {
+    fn from(e: StateError) -> Self {
+        Self::new(e.to_string())
+    }
+}
+
+impl From<SendError> for AppError {
+    fn from(e: SendError) -> Self {
+        Self::new(e.to_string())
+    }
+}
+
+impl From<String> for AppError {
+    fn from(message: String) -> Self {
+        Self::new(message)
+    }
+}
+
+impl From<&str> for AppError {
+    fn from(message: &str) -> Self {
+        Self::new(message)
+    }
+}

@@ -1,0 +1,169 @@
+//! What a tick sends, in the order clients see it: ONE patch body shared by every
+//! front (each frame with that front's acks), one full state shared by every joiner,
+//! then the game's messages, each encoded once, and the answers to calls.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::Bytes;
+
+use centrum_app::Recipient;
+use centrum_protocol::{
+    BackToFront, FrontMsg, LinkMessage, LinkPatch, LinkState, MessageMsg, Seq, SessionKey, encode,
+};
+
+use super::Channel;
+
+impl Channel {
+    /// Encodes this tick's changes once and sends the same body to every front that
+    /// has clients here, each with the acks of its own clients.
+    pub(super) fn send_patch(&mut self) {
+        let mut body = Vec::new();
+        let changed = self
+            .state
+            .commit_patch(&self.shared.name, self.tick, &mut body);
+        if changed {
+            self.shared.metrics.patches.fetch_add(1, Relaxed);
+            self.shared
+                .metrics
+                .patch_bytes
+                .fetch_add(body.len() as u64, Relaxed);
+        }
+        let mut body = Bytes::from(body);
+        for front in self.fronts.values_mut() {
+            let Some(link) = &front.link else { continue };
+            if front.sessions.is_empty() {
+                continue;
+            }
+            let acks: Vec<(SessionKey, Seq)> = front
+                .sessions
+                .iter_mut()
+                .filter(|(_, s)| s.ack_moved)
+                .map(|(k, s)| {
+                    s.ack_moved = false;
+                    (*k, s.ack)
+                })
+                .collect();
+            if !changed && acks.is_empty() {
+                continue;
+            }
+            if !changed && body.is_empty() {
+                // Only acks moved: clients still get a (change-free) patch carrying them.
+                let mut empty = Vec::new();
+                centrum_protocol::encode_empty_patch(&self.shared.name, self.tick, &mut empty);
+                body = Bytes::from(empty);
+            }
+            let msg = BackToFront::Patch(LinkPatch {
+                channel: self.shared.index,
+                tick: self.tick,
+                changed,
+                acks,
+                body: body.clone(),
+            });
+            link.send(Bytes::from(encode(&msg)));
+        }
+    }
+
+    /// One full-state encoding, shared by every session that needs it at this tick.
+    pub(super) fn send_states(&mut self) {
+        if self
+            .fronts
+            .values()
+            .all(|f| (f.want_state.is_empty() && !f.just_attached) || f.link.is_none())
+        {
+            return;
+        }
+        let body = self.full_state();
+        for front in self.fronts.values_mut() {
+            let Some(link) = &front.link else { continue };
+            if front.want_state.is_empty() && !front.just_attached {
+                continue;
+            }
+            front.just_attached = false;
+            front.want_state.sort_unstable();
+            front.want_state.dedup();
+            let sessions: Vec<(SessionKey, Seq)> = front
+                .want_state
+                .drain(..)
+                .filter_map(|k| front.sessions.get(&k).map(|s| (k, s.ack)))
+                .collect();
+            let msg = BackToFront::State(LinkState {
+                channel: self.shared.index,
+                tick: self.tick,
+                sessions,
+                body: body.clone(),
+            });
+            link.send(Bytes::from(encode(&msg)));
+        }
+    }
+
+    pub(super) fn full_state(&self) -> Bytes {
+        let mut body = Vec::new();
+        self.state
+            .encode_full(&self.shared.name, self.tick, &mut body);
+        self.shared.metrics.full_states.fetch_add(1, Relaxed);
+        Bytes::from(body)
+    }
+
+    /// The game's messages of this tick, in the order it sent them: each becomes one
+    /// client `Message`, encoded once, which fronts send unchanged. A broadcast goes
+    /// to every linked front with clients here; a message to one client to its front.
+    pub(super) fn send_messages(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let metrics = &self.shared.metrics;
+        for out in self.outbox.drain() {
+            metrics.messages.fetch_add(1, Relaxed);
+            metrics
+                .message_bytes
+                .fetch_add(out.data.len() as u64, Relaxed);
+            let body = Bytes::from(encode(&FrontMsg::Message(MessageMsg {
+                channel: self.shared.name.clone(),
+                tick: self.tick,
+                data: out.data,
+            })));
+            match out.to {
+                Recipient::All => {
+                    for front in self.fronts.values() {
+                        let Some(link) = &front.link else { continue };
+                        if front.sessions.is_empty() {
+                            continue;
+                        }
+                        let msg = BackToFront::Message(LinkMessage {
+                            channel: self.shared.index,
+                            to: None,
+                            body: body.clone(),
+                        });
+                        link.send(Bytes::from(encode(&msg)));
+                    }
+                }
+                Recipient::One(client) => {
+                    let link = self.routes.get(&client).and_then(|route| {
+                        let front = self.fronts.get(&route.front)?;
+                        Some((front.link.as_ref()?, route.session))
+                    });
+                    let Some((link, session)) = link else {
+                        // Away (its connection dropped) or its front is unlinked: the
+                        // game was told it is not connected (`Ctx::is_connected`).
+                        metrics.messages_undelivered.fetch_add(1, Relaxed);
+                        continue;
+                    };
+                    let msg = BackToFront::Message(LinkMessage {
+                        channel: self.shared.index,
+                        to: Some(vec![session]),
+                        body,
+                    });
+                    link.send(Bytes::from(encode(&msg)));
+                }
+            }
+        }
+    }
+
+    /// Answers this tick's calls, after its patch, so that a caller that then looks at
+    /// the channel sees what its call changed.
+    pub(super) fn send_replies(&mut self) {
+        for (link, reply) in self.replies.drain(..) {
+            link.send(Bytes::from(encode(&BackToFront::Reply(reply))));
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! The command line every centrum binary has. [`Cli`] collects what the binary hosts
+//! (games, a default config, web pages), then parses the arguments and runs the
+//! command; the role crates do the work.
+
+use std::borrow::Cow;
+use std::fmt::Display;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use centrum_app::{App, Registry};
+use centrum_config::{Config, ConfigError, DEFAULT_TOML};
+use centrum_master::Page;
+use centrum_net::Shutdown;
+
+use crate::bench;
+
+/// A centrum binary: the games it hosts and its commands.
+///
+/// [`Cli::new`] starts with the built-in games (`arena` and `bench-arena`, which
+/// `centrum bench` uses); [`Cli::app`] adds yours; [`Cli::run`] runs the command the
+/// arguments name. A mistake in what the binary was given (two games with one name, a
+/// default config that does not validate) is reported when it runs, before anything
+/// starts.
+#[derive(Debug)]
+pub struct Cli {
+    apps: Registry,
+    /// Names added with [`Cli::app`], to catch one added twice.
+    added: Vec<String>,
+    default_config: Cow<'static, str>,
+    pages: Vec<Page>,
+    problems: Vec<String>,
+}
+
+/// Paths the master serves itself; a game's page cannot take them.
+const MASTER_ROUTES: &[&str] = &["/gate", "/status", "/metrics", "/admin"];
+
+#[derive(Parser, Debug)]
+#[command(version, about = "A state hub for real-time multiplayer games")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start the whole cluster of this host: the master, and every front and back the
+    /// config places on this host. Without FILE, the binary's default cluster.
+    Up {
+        /// Cluster config (TOML). Default: the one built into this binary.
+        file: Option<PathBuf>,
+        /// Which host this is; nodes whose `host` differs are left to their own host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Run every role in this process instead of one supervised process per node.
+        #[arg(long)]
+        in_process: bool,
+    },
+    /// Run the master alone.
+    Master(RoleArgs),
+    /// Run one front.
+    Front(NodeArgs),
+    /// Run one back.
+    Back(NodeArgs),
+    /// Validate a config file (application names included) and print a summary.
+    Check { file: PathBuf },
+    /// Load generators: the arena benchmark, idle connections.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(clap::Args, Debug)]
+struct RoleArgs {
+    /// Cluster config (TOML). Default: the one built into this binary.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The node's id in the config.
+    #[arg(long)]
+    id: String,
+}
+
+impl Default for Cli {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Cli {
+    /// The stock binary: every command, the built-in games, the embedded default
+    /// cluster (one master, `front-1`, `back-1` serving `arena`).
+    pub fn new() -> Self {
+        Self {
+            apps: centrum_games::registry(),
+            added: Vec::new(),
+            default_config: Cow::Borrowed(DEFAULT_TOML),
+            pages: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// Hosts game `name`: a channel whose config says `app = "name"` runs a game made
+    /// by `factory`, one per channel. A name of a built-in game replaces it.
+    pub fn app<A, F>(mut self, name: &str, factory: F) -> Self
+    where
+        A: App,
+        F: Fn() -> A + Send + Sync + 'static,
+    {
+        if self.added.iter().any(|n| n == name) {
+            self.problems
+                .push(format!("application {name:?} is added twice"));
+        } else if !is_plain_name(name) {
+            self.problems.push(format!(
+                "application name {name:?} must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'"
+            ));
+        }
+        self.added.push(name.to_owned());
+        self.apps.add(name, factory);
+        self
+    }
+
+    /// The cluster config the binary uses when no file is given (`up` without FILE,
+    /// `master`, `front` and `back` without `--config`), as TOML: usually your game's
+    /// own, with `include_str!`.
+    pub fn default_config(mut self, toml: &'static str) -> Self {
+        self.default_config = Cow::Borrowed(toml);
+        self
+    }
+
+    /// A web page of the game's own, served by the master (which also serves the
+    /// JavaScript SDK at `/assets/centrum.js`): `Page::html("/", include_str!(...))`
+    /// puts your game's client where the arena demo was.
+    pub fn page(mut self, page: Page) -> Self {
+        if !page.path.starts_with('/') {
+            self.problems
+                .push(format!("page path {:?} must start with '/'", page.path));
+        } else if MASTER_ROUTES
+            .iter()
+            .any(|r| page.path == *r || page.path.starts_with(&format!("{r}/")))
+            || page.path.starts_with("/assets/")
+        {
+            self.problems.push(format!(
+                "page path {:?} is the master's own; pick another",
+                page.path
+            ));
+        }
+        self.pages.push(page);
+        self
+    }
+
+    /// The games this binary hosts.
+    pub fn apps(&self) -> &Registry {
+        &self.apps
+    }
+
+    /// Parses the process's arguments and runs the command. Logs go to stderr
+    /// (`RUST_LOG=debug` for more); a report goes to stdout, and a closed stdout
+    /// (`centrum check FILE | head -2`) ends the command quietly.
+    pub fn run(self) -> ExitCode {
+        let args = Args::parse();
+        if !self.problems.is_empty() {
+            eprintln!("error: this binary is set up wrongly:");
+            for problem in &self.problems {
+                eprintln!("  - {problem}");
+            }
+            return ExitCode::from(2);
+        }
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info".into()),
+            )
+            .with_target(false)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+        let runtime = match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match runtime.block_on(self.command(args.command)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if stdout_closed(&e) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    async fn command(self, command: Command) -> Result<()> {
+        match command {
+            Command::Check { file } => self.check(&file),
+            Command::Bench(command) => bench::run(command).await,
+            Command::Up {
+                file,
+                host,
+                in_process,
+            } => crate::up::up(&self, file.as_deref(), host, in_process).await,
+            Command::Master(args) => {
+                let config = self.load(args.config.as_deref())?;
+                let listeners = centrum_master::MasterListeners {
+                    http: bind(config.master.http, "master http").await?,
+                    nodes: bind(config.master.nodes, "master nodes").await?,
+                };
+                let options = self.master_options();
+                centrum_master::run_with(config, listeners, options, on_signal()).await?;
+                Ok(())
+            }
+            Command::Front(args) => {
+                let config = self.load(args.config.as_deref())?;
+                let me = config
+                    .front(&args.id)
+                    .with_context(|| format!("no front {:?} in the config", args.id))?;
+                let listener = bind(me.listen, &args.id).await?;
+                centrum_front::run(config.clone(), &args.id, listener, on_signal()).await?;
+                Ok(())
+            }
+            Command::Back(args) => {
+                let config = self.load(args.config.as_deref())?;
+                let me = config
+                    .back(&args.id)
+                    .with_context(|| format!("no back {:?} in the config", args.id))?;
+                let listener = bind(me.listen, &args.id).await?;
+                centrum_back::run(config.clone(), &self.apps, &args.id, listener, on_signal())
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The config from `file`, or the binary's default; validated against the games
+    /// this binary has.
+    pub(crate) fn load(&self, file: Option<&Path>) -> Result<Arc<Config>> {
+        let config = match file {
+            Some(path) => Config::load(path)?,
+            None => Config::parse(&self.default_config)
+                .context("the default config built into this binary is invalid")?,
+        };
+        if let Err(problems) = centrum_back::check_apps(&config, &self.apps) {
+            return Err(ConfigError::Invalid(problems).into());
+        }
+        Ok(Arc::new(config))
+    }
+
+    pub(crate) fn master_options(&self) -> centrum_master::MasterOptions {
+        centrum_master::MasterOptions {
+            pages: self.pages.clone(),
+        }
+    }
+
+    pub(crate) fn pages(&self) -> &[Page] {
+        &self.pages
+    }
+
+    fn check(&self, file: &Path) -> Result<()> {
+        let config = self.load(Some(file))?;
+        say(format_args!("{}: ok", file.display()))?;
+        say(format_args!(
+            "  master  http {}  nodes {}  (host {})",
+            config.master.http, config.master.nodes, config.master.host
+        ))?;
+        for f in &config.fronts {
+            say(format_args!(
+                "  front   {:<12} {}  (host {})",
+                f.id,
+                f.client_url(),
+                f.host
+            ))?;
+        }
+        for b in &config.backs {
+            say(format_args!(
+                "  back    {:<12} {}  {} Hz  channels: {}  (host {})",
+                b.id,
+                b.listen,
+                b.tick_hz,
+                channel_list(b),
+                b.host
+            ))?;
+        }
+        let calls = match &config.calls.server_key {
+            Some(_) => format!(
+                "on (POST /v1/channels/{{channel}}/call on any front; {} ms timeout)",
+                config.calls.timeout_ms
+            ),
+            None => "off (no [calls] server_key)".into(),
+        };
+        say(format_args!("  calls   {calls}"))?;
+        Ok(())
+    }
+}
+
+/// `arena (arena), bench (bench-arena)`.
+pub(crate) fn channel_list(back: &centrum_config::BackConfig) -> String {
+    back.channels
+        .iter()
+        .map(|c| format!("{} ({})", c.name, c.app))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One line of a command's report on stdout.
+///
+/// # Errors
+/// When stdout is closed or failing; [`Cli::run`] ends quietly on a closed one.
+pub(crate) fn say(line: impl Display) -> Result<()> {
+    writeln!(std::io::stdout().lock(), "{line}").context("writing to stdout")?;
+    Ok(())
+}
+
+/// Whether `e` is stdout's reader going away (`| head`), which is not a failure.
+fn stdout_closed(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn is_plain_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+pub(crate) async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for {what}"))
+}
+
+/// A shutdown signal cancelled by Ctrl-C or SIGTERM.
+pub(crate) fn on_signal() -> Shutdown {
+    let shutdown = Shutdown::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated => {}
+        }
+        tracing::info!("stopping");
+        trigger.cancel();
+    });
+    shutdown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mistakes_in_what_the_binary_hosts_are_collected() {
+        let cli = Cli::new()
+            .app("arena", centrum_games::Arena::new)
+            .app("tag", centrum_games::Arena::new)
+            .app("tag", centrum_games::Arena::new)
+            .app("bad name", centrum_games::Arena::new)
+            .page(Page::html("/", "<p>mine</p>"))
+            .page(Page::html("/gate", "x"))
+            .page(Page::html("/assets/centrum.js", "x"))
+            .page(Page::html("lobby", "x"));
+        assert_eq!(
+            cli.problems,
+            [
+                "application \"tag\" is added twice",
+                "application name \"bad name\" must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'",
+                "page path \"/gate\" is the master's own; pick another",
+                "page path \"/assets/centrum.js\" is the master's own; pick another",
+                "page path \"lobby\" must start with '/'",
+            ]
+        );
+        assert_eq!(
+            cli.apps().names().collect::<Vec<_>>(),
+            ["arena", "bad name", "bench-arena", "tag"],
+            "a built-in name may be replaced"
+        );
+    }
+
+    #[test]
+    fn unknown_applications_are_named_by_field_with_what_the_binary_has() {
+        let dir = std::env::temp_dir().join(format!("centrum-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tagg.toml");
+        std::fs::write(
+            &path,
+            DEFAULT_TOML.replace(
+                r#"channels = [{ name = "arena", app = "arena" }]"#,
+                r#"channels = [{ name = "arena", app = "arena" }, { name = "t", app = "tagg" }]"#,
+            ),
+        )
+        .unwrap();
+        let cli = Cli::new().app("tag", centrum_games::Arena::new);
+        let err = cli.load(Some(&path)).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            err,
+            "invalid config:\n  - backs[0].channels[1].app: unknown application \"tagg\" (this binary has: arena, bench-arena, tag)"
+        );
+    }
+}

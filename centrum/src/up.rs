@@ -1,0 +1,167 @@
+//! `up`: the master and every node the config places on this host, each node in a
+//! supervised process of this same binary (or all in this process), and a banner
+//! saying where everything is.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cli::{Cli, bind, channel_list, on_signal, say};
+
+pub(crate) async fn up(
+    cli: &Cli,
+    file: Option<&Path>,
+    host: Option<String>,
+    in_process: bool,
+) -> Result<()> {
+    let config = cli.load(file)?;
+    let host = host.unwrap_or_else(|| config.master.host.clone());
+    let shutdown = on_signal();
+    let mut tasks = tokio::task::JoinSet::new();
+
+    let mut lines = Vec::new();
+    if config.master.host == host {
+        let listeners = centrum_master::MasterListeners {
+            http: bind(config.master.http, "master http").await?,
+            nodes: bind(config.master.nodes, "master nodes").await?,
+        };
+        let http = config.master.http;
+        for page in cli.pages() {
+            lines.push(format!("  page     http://{http}{}", page.path));
+        }
+        // Without a page of the game's own at `/`, the demo plays the first arena channel.
+        let arena = config
+            .backs
+            .iter()
+            .flat_map(|b| &b.channels)
+            .find(|c| c.app == "arena");
+        if let (Some(arena), false) = (arena, cli.pages().iter().any(|p| p.path == "/")) {
+            let query = match arena.name.as_str() {
+                "arena" => String::new(),
+                name => format!("?channel={name}"),
+            };
+            lines.push(format!(
+                "  play     http://{http}/{query}   (the arena demo: open it in two tabs)"
+            ));
+        }
+        lines.push(format!("  admin    http://{http}/admin   (the dashboard)"));
+        lines.push(format!(
+            "  master   http://{http}   gate: /gate?channel=C   status: /status   metrics: /metrics"
+        ));
+        let (config, stop, options) = (config.clone(), shutdown.clone(), cli.master_options());
+        tasks.spawn(async move {
+            centrum_master::run_with(config, listeners, options, stop)
+                .await
+                .map_err(anyhow::Error::from)
+        });
+    }
+    let fronts: Vec<_> = config.fronts.iter().filter(|f| f.host == host).collect();
+    let backs: Vec<_> = config.backs.iter().filter(|b| b.host == host).collect();
+    for f in &fronts {
+        lines.push(format!(
+            "  {:<8} {}   (clients connect here)",
+            f.id,
+            f.client_url()
+        ));
+    }
+    for b in &backs {
+        lines.push(format!(
+            "  {:<8} {}   {} Hz   channels: {}",
+            b.id,
+            b.listen,
+            b.tick_hz,
+            channel_list(b)
+        ));
+    }
+    if config.calls.server_key.is_some() {
+        lines.push(
+            "  calls    POST /v1/channels/{channel}/call on any front (Authorization: Bearer <calls.server_key>)"
+                .into(),
+        );
+    }
+    if lines.is_empty() {
+        bail!(
+            "nothing in the config runs on host {host:?} (hosts named: master {:?})",
+            config.master.host
+        );
+    }
+
+    let mut supervisor = None;
+    if in_process {
+        for b in &backs {
+            let listener = bind(b.listen, &b.id).await?;
+            let back = centrum_back::Back::start(
+                config.clone(),
+                cli.apps(),
+                &b.id,
+                listener,
+                shutdown.clone(),
+            )?;
+            tasks.spawn(async move { back.wait().await.map_err(anyhow::Error::from) });
+        }
+        for f in &fronts {
+            let listener = bind(f.listen, &f.id).await?;
+            let front =
+                centrum_front::Front::start(config.clone(), &f.id, listener, shutdown.clone())?;
+            tasks.spawn(async move { front.wait().await.map_err(anyhow::Error::from) });
+        }
+    } else {
+        // Every node is this same binary, so it hosts the same games.
+        let program =
+            std::env::current_exe().context("cannot find this executable to start nodes")?;
+        let mut children = Vec::new();
+        let config_args: Vec<String> = match file {
+            Some(path) => vec!["--config".into(), path.display().to_string()],
+            None => Vec::new(),
+        };
+        for (role, id) in backs
+            .iter()
+            .map(|b| ("back", &b.id))
+            .chain(fronts.iter().map(|f| ("front", &f.id)))
+        {
+            let mut args = vec![role.to_owned(), "--id".to_owned(), id.clone()];
+            args.extend(config_args.iter().cloned());
+            children.push(centrum_master::ChildSpec {
+                name: id.clone(),
+                program: program.clone(),
+                args,
+            });
+        }
+        supervisor = Some(centrum_master::Supervisor::start(
+            children,
+            centrum_master::SupervisorOptions::default(),
+            shutdown.clone(),
+        ));
+    }
+
+    let source = file
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "built-in config".into());
+    let mode = if in_process {
+        "one process"
+    } else {
+        "one process per node"
+    };
+    // The cluster serves on whether or not anyone reads this banner: a closed stdout
+    // is not a reason to stop it.
+    let _ = say(format_args!(
+        "centrum is up on host {host} ({source}, {mode}):"
+    ));
+    for line in &lines {
+        let _ = say(line);
+    }
+    let _ = say("Ctrl-C stops the cluster.");
+
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(Err(e)) = joined {
+            result = Err(e);
+            shutdown.cancel();
+        }
+    }
+    if let Some(supervisor) = supervisor {
+        shutdown.cancel();
+        supervisor.wait().await?;
+    }
+    result
+}
