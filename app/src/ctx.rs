@@ -47,6 +47,7 @@ pub struct Outbox {
 /// One message a game sent: the game's value, encoded once, and who gets it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
+    /// Who gets it.
     pub to: Recipient,
     /// The value as MessagePack (structs as maps with field names).
     pub data: Bytes,
@@ -69,10 +70,18 @@ pub enum SendError {
     NotInChannel(ClientId),
     /// Larger than a message may be.
     #[error("a message of {size} bytes is over the limit of {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
+    TooLarge {
+        /// The message's size, encoded.
+        size: usize,
+        /// The most a message may be.
+        limit: usize,
+    },
     /// The game already sent as many messages as one tick may carry.
     #[error("this tick already has {limit} messages, the most one tick may send")]
-    TooMany { limit: usize },
+    TooMany {
+        /// The most messages one tick may send.
+        limit: usize,
+    },
     /// The value's `Serialize` failed.
     #[error("the message does not encode: {0}")]
     Encode(String),

@@ -33,6 +33,8 @@
 //! state.set(ann, Player::SCORE, "three"); // a str is not a u32
 //! ```
 
+#![warn(missing_docs)]
+
 mod app;
 mod ctx;
 mod dyn_app;

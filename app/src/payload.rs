@@ -35,7 +35,12 @@ pub enum NoCalls {}
 pub enum PayloadError {
     /// Not MessagePack of that type; `reason` says why, as the decoder saw it.
     #[error("does not decode as {expected}: {reason}")]
-    Invalid { expected: String, reason: String },
+    Invalid {
+        /// The type the bytes were meant to be, without its module path.
+        expected: String,
+        /// Why they are not, as the decoder saw it.
+        reason: String,
+    },
     /// The game accepts no value here at all ([`NoCalls`]).
     #[error("this game takes no calls")]
     NotAccepted,

@@ -87,7 +87,13 @@ channels = [{ name = "arena", app = "arena" }]
         .output()
         .expect("runs");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown application \"chess\""));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "backs[0].channels[0].app: unknown application \"chess\" (this binary has: arena, bench-arena)"
+        ),
+        "{stderr}"
+    );
 
     let missing = centrum()
         .args(["check", "/nonexistent/centrum.toml"])
@@ -96,6 +102,27 @@ channels = [{ name = "arena", app = "arena" }]
     assert!(
         String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/centrum.toml")
     );
+}
+
+/// `centrum check FILE | head -2`: the reader goes away; the command ends quietly.
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let dir = scratch("pipe");
+    let file = dir.join("ok.toml");
+    std::fs::write(&file, centrum_config::DEFAULT_TOML).expect("write");
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    // Closed before the command writes anything: its first line already fails.
+    drop(reader);
+    let out = centrum()
+        .arg("check")
+        .arg(&file)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.is_empty(), "nothing to say about it: {stderr}");
 }
 
 /// Kills the `up` process (and so its children) when the test ends, pass or fail.

@@ -1,13 +1,13 @@
 // Type declarations of centrum-client (the sources are plain JavaScript in src/).
 
 /** The protocol version this client speaks. */
-export declare const PROTOCOL_VERSION: 1;
+export declare const PROTOCOL_VERSION: 2;
 
 /**
  * Every rejected promise and every `error` event carries one. `code` is the server's
- * (PROTOCOL.md §10: `version`, `malformed`, `not_joined`, `input_refused`, …) or the
- * client's own: `gate_failed`, `connect_failed`, `closed`, `protocol`, `not_connected`,
- * `not_joined`, `already_joined`, `timeout`, `rejected`.
+ * (PROTOCOL.md §10: `version`, `malformed`, `not_joined`, `input_refused`, `bad_seq`,
+ * `messages_dropped`, …) or the client's own: `gate_failed`, `connect_failed`, `closed`,
+ * `protocol`, `not_connected`, `not_joined`, `already_joined`, `timeout`, `rejected`.
  */
 export declare class CentrumError extends Error {
   readonly name: 'CentrumError';
@@ -61,7 +61,20 @@ export declare function serialAfter(a: number, b: number): boolean;
 
 type Unsubscribe = () => void;
 
-export interface ChannelEvents {
+/** What comes with a game's message besides its value. */
+export interface MessageInfo {
+  /** The tick during which the game sent it; it arrives after that tick's `state`/`patch`. */
+  tick: number;
+  /** The message's MessagePack as it arrived, for a game that decodes it itself. */
+  bytes: Uint8Array;
+}
+
+/**
+ * `M` is the type of the game's messages as this application expects them. The SDK does
+ * not check it: `data` is whatever the MessagePack held (maps as objects, bins as
+ * Uint8Arrays, integers in a 64-bit format as BigInts).
+ */
+export interface ChannelEvents<M = unknown> {
   /** A full state replaced the mirror: after the join, a resync, `unavailable`, a reconnect. */
   state: (info: { tick: number; ack: number }) => void;
   patch: (info: { tick: number; ack: number }) => void;
@@ -74,9 +87,16 @@ export interface ChannelEvents {
   left: (info: { reason: string }) => void;
   /** A re-join (after `unavailable` or a reconnect) was refused; `left` follows. */
   rejected: (info: { reason: string }) => void;
+  /**
+   * A message of the game, to this client alone or to everyone in the channel: sent during
+   * `info.tick`, it arrives after that tick's `state` or `patch`, so the mirror already
+   * shows that tick. Only while the channel is joined or unavailable. A listener added
+   * right after `await client.join()` hears every message that followed the join's State.
+   */
+  message: (data: M, info: MessageInfo) => void;
 }
 
-export declare class Channel {
+export declare class Channel<M = unknown> {
   readonly name: string;
   /** `joining`, `joined`, `unavailable`, `leaving` or `out`. */
   readonly state: 'joining' | 'joined' | 'unavailable' | 'leaving' | 'out';
@@ -86,22 +106,27 @@ export declare class Channel {
   /** The last input seq of this client the back applied; 0 for none. */
   readonly ack: number;
   /**
-   * Sends an input and returns its seq. `data` is any MessagePack-able value, or
-   * already-encoded bytes. Throws `not_joined` unless joined, `not_connected` while the
-   * connection is being re-established (inputs are not queued).
+   * Sends an input and returns its seq: 1, 2, …, 4294967295, then 1 again (never 0).
+   * `data` is any MessagePack-able value, or already-encoded bytes. Throws `not_joined`
+   * unless joined, `not_connected` while the connection is being re-established (inputs
+   * are not queued).
    */
   sendInput(data: unknown): number;
   /** Leaves; resolves when the front confirms. */
   leave(): Promise<void>;
-  on<E extends keyof ChannelEvents>(event: E, listener: ChannelEvents[E]): Unsubscribe;
-  once<E extends keyof ChannelEvents>(event: E, listener: ChannelEvents[E]): Unsubscribe;
+  on<E extends keyof ChannelEvents<M>>(event: E, listener: ChannelEvents<M>[E]): Unsubscribe;
+  once<E extends keyof ChannelEvents<M>>(event: E, listener: ChannelEvents<M>[E]): Unsubscribe;
 }
 
 export interface ClientEvents {
   error: (error: CentrumError) => void;
   reconnecting: (info: { attempt: number; delayMs: number }) => void;
-  /** `resumed`: the front kept the session (its id is unchanged), so joining again restored
-   * each membership the back still held; false: a new session, the channels were joined afresh. */
+  /**
+   * `resumed` is the Welcome's: true when the server took the resume token, so the session
+   * kept its id and joining again claimed each membership the back still held (the same
+   * player, the same ack; where the back no longer held it, the join made a new player).
+   * False: a new session, every channel was joined afresh.
+   */
   reconnected: (info: { resumed: boolean }) => void;
   /** The end: `close()`, reconnecting off or given up, or a fatal error. */
   closed: (info: { reason: string }) => void;
@@ -128,9 +153,17 @@ export declare class Client {
   readonly state: 'open' | 'reconnecting' | 'closed';
   readonly session: string;
   readonly front: string;
-  /** Resolves with the Channel once its first State arrived; rejects `rejected` with the reason. */
-  join(channel: string, data?: unknown): Promise<Channel>;
-  channel(name: string): Channel | undefined;
+  /**
+   * The current connection's Welcome said the session resumed (see `reconnected`). False
+   * on the first connection.
+   */
+  readonly resumed: boolean;
+  /**
+   * Resolves with the Channel once its first State arrived; rejects `rejected` with the
+   * reason. `M` types the game's messages (`message` events); it is not checked.
+   */
+  join<M = unknown>(channel: string, data?: unknown): Promise<Channel<M>>;
+  channel<M = unknown>(name: string): Channel<M> | undefined;
   /** Round trip in milliseconds. */
   ping(timeoutMs?: number): Promise<number>;
   close(): Promise<void>;

@@ -72,7 +72,7 @@ pub(crate) async fn serve(
         } else {
             "application/msgpack"
         };
-        if respond(&mut stream, status, content_type, "", &body, keep_alive)
+        if respond(&mut stream, status, content_type, &body, keep_alive)
             .await
             .is_err()
             || !keep_alive

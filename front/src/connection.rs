@@ -49,10 +49,12 @@ enum End {
 }
 
 /// Serves one client connection to the end, from right after the WebSocket upgrade
-/// (`http`); `buf` holds whatever the client sent after its upgrade request.
+/// (`http`); `buf` holds whatever the client sent after its upgrade request, and its
+/// `Hello` must arrive by `deadline`.
 pub(crate) async fn serve(
     mut stream: TcpStream,
     buf: BytesMut,
+    deadline: tokio::time::Instant,
     peer: SocketAddr,
     hub: Arc<Hub>,
     shutdown: Shutdown,
@@ -74,7 +76,7 @@ pub(crate) async fn serve(
             }
         }
     };
-    let Ok(Some(first)) = tokio::time::timeout(limits.handshake_timeout(), first).await else {
+    let Ok(Some(first)) = tokio::time::timeout_at(deadline, first).await else {
         hub.metrics.handshake_failures.fetch_add(1, Relaxed);
         debug!(%peer, "no hello before the handshake timeout");
         return;

@@ -130,10 +130,11 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
     let mut stream = stream;
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(1024);
-    let limits = hub.config.limits;
+    // The upgrade and the client's Hello share one deadline (PROTOCOL.md §4).
+    let deadline = tokio::time::Instant::now() + hub.config.limits.handshake_timeout();
     let head = tokio::select! {
         _ = shutdown.cancelled() => return,
-        head = tokio::time::timeout(limits.handshake_timeout(), read_head(&mut stream, &mut buf)) => head,
+        head = tokio::time::timeout_at(deadline, read_head(&mut stream, &mut buf)) => head,
     };
     let request = match head {
         Ok(Ok(request)) => request,
@@ -161,7 +162,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
             if stream.write_all(response.as_bytes()).await.is_err() {
                 return;
             }
-            connection::serve(stream, buf, peer, hub, shutdown).await;
+            connection::serve(stream, buf, deadline, peer, hub, shutdown).await;
         }
         Err((status, message)) => {
             hub.metrics.handshake_failures.fetch_add(1, Relaxed);
@@ -217,21 +218,23 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Writes a response with `body`; `extra` are more header lines, each ending in CRLF.
-/// Errors are the peer's problem: the connection is ended by the caller either way.
+/// Writes a response with `body` and the headers its status calls for.
+///
+/// # Errors
+/// The socket's: the caller ends the connection.
 pub(crate) async fn respond(
     stream: &mut TcpStream,
     status: u16,
     content_type: &str,
-    extra: &str,
     body: &[u8],
     keep_alive: bool,
 ) -> std::io::Result<()> {
     let connection = if keep_alive { "keep-alive" } else { "close" };
     let head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {connection}\r\nCache-Control: no-store\r\n{extra}\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {connection}\r\nCache-Control: no-store\r\n{}\r\n",
         reason(status),
-        body.len()
+        body.len(),
+        headers_for(status),
     );
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body).await?;
@@ -248,14 +251,19 @@ pub(crate) async fn respond_error(
     message: &str,
     keep_alive: bool,
 ) {
-    let extra = match status {
+    let body = error_body(message);
+    let _ = respond(stream, status, "application/json", &body, keep_alive).await;
+}
+
+/// The headers a status calls for (RFC 9110): how to authenticate, which method, what
+/// to upgrade to.
+fn headers_for(status: u16) -> &'static str {
+    match status {
         401 => "WWW-Authenticate: Bearer\r\n",
         405 => "Allow: POST\r\n",
         426 => "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
         _ => "",
-    };
-    let body = error_body(message);
-    let _ = respond(stream, status, "application/json", extra, &body, keep_alive).await;
+    }
 }
 
 /// `{"error": message}` as JSON bytes.

@@ -829,4 +829,111 @@ mod tests {
             Err(Refusal::Error("unavailable", _))
         ));
     }
+
+    fn message(to: Option<Vec<SessionKey>>) -> LinkMessage {
+        LinkMessage {
+            channel: 0,
+            to,
+            body: Bytes::from_static(b"m"),
+        }
+    }
+
+    fn is_message(o: &Outbound) -> bool {
+        matches!(o, Outbound::Message(m) if &m[..] == b"m")
+    }
+
+    #[test]
+    fn messages_reach_their_members_and_a_client_that_was_behind_is_told_what_it_missed() {
+        let (hub, _link_rx, _slow, mut slow_rx, mut fast_rx) = linked(SlowClientPolicy::Resync);
+        let (late, mut late_rx) = client(4);
+        hub.join(3, &late, "arena", Bytes::new(), None).unwrap();
+        let _state = fast_rx.try_recv().unwrap();
+
+        hub.on_message("arena", message(None));
+        assert!(is_message(&fast_rx.try_recv().unwrap()));
+        assert!(
+            late_rx.try_recv().is_err(),
+            "a joiner hears nothing before its state"
+        );
+        // The slow client's one slot holds its state: the message is dropped, counted.
+        assert_eq!(hub.metrics.game_messages_dropped.load(Relaxed), 1);
+
+        hub.on_message("arena", message(Some(vec![2])));
+        assert!(is_message(&fast_rx.try_recv().unwrap()));
+
+        // Caught up, the slow client hears how many it missed before its next state.
+        let _ = slow_rx.try_recv().unwrap();
+        hub.on_state(
+            "arena",
+            LinkState {
+                channel: 0,
+                tick: Tick(9),
+                sessions: vec![(1, Seq(0))],
+                body: Bytes::from_static(b"s"),
+            },
+        );
+        let Outbound::Message(m) = slow_rx.try_recv().unwrap() else {
+            panic!("expected the notice first")
+        };
+        let FrontMsg::Error(e) = decode(&m, usize::MAX).unwrap() else {
+            panic!("expected an error")
+        };
+        assert_eq!(e.code, "messages_dropped");
+        assert!(
+            e.message.starts_with("1 messages of channel \"arena\""),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_call_gets_one_reply_and_fails_at_once_when_its_link_drops() {
+        let (hub, mut link_rx, ..) = linked(SlowClientPolicy::Resync);
+        assert_eq!(
+            hub.call("nowhere", Bytes::new()).unwrap_err(),
+            CallRefusal::UnknownChannel
+        );
+        let (ticket, mut reply) = hub.call("arena", Bytes::from_static(b"\xc0")).unwrap();
+        let FrontToBack::Call(call) = decode(&link_rx.try_recv().unwrap(), usize::MAX).unwrap()
+        else {
+            panic!("expected the call on the link")
+        };
+        let answer = LinkReply {
+            call: call.call,
+            outcome: "ok".into(),
+            message: String::new(),
+            data: Bytes::from_static(b"\x01"),
+        };
+        hub.on_reply(answer.clone());
+        assert_eq!(reply.try_recv().unwrap(), answer);
+        drop(ticket);
+        assert!(hub.calls.lock().is_empty());
+
+        let (_ticket, mut reply) = hub.call("arena", Bytes::new()).unwrap();
+        hub.link_down(0);
+        assert!(
+            matches!(reply.try_recv(), Err(oneshot::error::TryRecvError::Closed)),
+            "the caller hears at once"
+        );
+        assert_eq!(
+            hub.call("arena", Bytes::new()).unwrap_err(),
+            CallRefusal::Unavailable
+        );
+    }
+
+    #[test]
+    fn calls_in_flight_are_bounded() {
+        let mut config = Config::embedded_default();
+        config.calls.max_in_flight = 1;
+        let hub = Hub::new("front-1", Arc::new(config));
+        let (link_tx, _link_rx) = mpsc::channel(16);
+        hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
+        let first = hub.call("arena", Bytes::new()).unwrap();
+        assert_eq!(
+            hub.call("arena", Bytes::new()).unwrap_err(),
+            CallRefusal::Busy(1)
+        );
+        drop(first);
+        assert!(hub.call("arena", Bytes::new()).is_ok(), "room again");
+    }
 }

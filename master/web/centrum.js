@@ -1446,7 +1446,7 @@ var CentrumError = class extends Error {
 };
 
 // src/codec.js
-var PROTOCOL_VERSION = 1;
+var PROTOCOL_VERSION = 2;
 var encoder = new Encoder();
 var decoder = new Decoder({ useBigInt64: true });
 var U32_MAX = 4294967295;
@@ -1471,6 +1471,13 @@ function appData(value) {
   if (value instanceof Uint8Array) return value;
   return encoder.encode(value);
 }
+function decodeAppData(bytes) {
+  try {
+    return decoder.decode(bytes);
+  } catch (err) {
+    throw new CentrumError("protocol", `the game's data is not one MessagePack value: ${err.message}`);
+  }
+}
 function decodeServer(bytes) {
   let value;
   try {
@@ -1482,8 +1489,15 @@ function decodeServer(bytes) {
   if (!Array.isArray(body)) throw protocol("the message body is not an array");
   switch (type) {
     case 0: {
-      const [version, session, resume, front] = fields(body, 4, "Welcome");
-      return { type: "welcome", version: u32(version, "version"), session: str(session, "session"), resume: str(resume, "resume"), front: str(front, "front") };
+      const [version, session, resume, front, resumed] = fields(body, 5, "Welcome");
+      return {
+        type: "welcome",
+        version: u32(version, "version"),
+        session: str(session, "session"),
+        resume: str(resume, "resume"),
+        front: str(front, "front"),
+        resumed: bool(resumed, "resumed")
+      };
     }
     case 1: {
       const [ack, channel, tick, schema, entities] = fields(body, 5, "State");
@@ -1522,6 +1536,10 @@ function decodeServer(bytes) {
       if (!isUint(nonce)) throw protocol("Pong.nonce is not an unsigned integer");
       return { type: "pong", nonce: Number(nonce) };
     }
+    case 8: {
+      const [channel, tick, data] = fields(body, 3, "Message");
+      return { type: "message", channel: str(channel, "channel"), tick: u32(tick, "tick"), data: bin(data, "data") };
+    }
     default:
       throw protocol(`unknown message type ${String(type)}`);
   }
@@ -1552,6 +1570,14 @@ function list(value, what) {
 }
 function str(value, what) {
   if (typeof value !== "string") throw protocol(`${what} is not a string`);
+  return value;
+}
+function bool(value, what) {
+  if (typeof value !== "boolean") throw protocol(`${what} is not a bool`);
+  return value;
+}
+function bin(value, what) {
+  if (!(value instanceof Uint8Array)) throw protocol(`${what} is not a bin`);
   return value;
 }
 function isUint(value) {
@@ -1605,6 +1631,15 @@ var Emitter = class {
     }
   }
 };
+
+// src/serial.js
+function serialAfter(a, b) {
+  const d = a - b >>> 0;
+  return d >= 1 && d <= 2147483647;
+}
+function nextSeq(seq) {
+  return seq >= 4294967295 ? 1 : seq + 1;
+}
 
 // src/mirror.js
 var Mirror = class {
@@ -1688,10 +1723,6 @@ var Mirror = class {
     return changes;
   }
 };
-function serialAfter(a, b) {
-  const d = a - b >>> 0;
-  return d >= 1 && d <= 2147483647;
-}
 function readWhole(flat, schema, each) {
   let i = 0;
   while (i < flat.length) {
@@ -1802,7 +1833,8 @@ var Channel = class extends Emitter {
     return this.mirror.schema;
   }
   /**
-   * Sends an input; returns its `seq`. Acks arrive with later patches (`ack`).
+   * Sends an input; returns its `seq` (1, 2, …, 4294967295, then 1 again: never 0). Acks
+   * arrive with later patches (`ack`).
    * @param {unknown} data MessagePack-able value, or already-encoded bytes
    * @returns {number}
    * @throws {CentrumError} `not_joined` unless joined, `not_connected` while reconnecting
@@ -1811,7 +1843,7 @@ var Channel = class extends Emitter {
     if (this.state !== "joined") {
       throw new CentrumError("not_joined", `channel ${JSON.stringify(this.name)} is ${this.state}: inputs need a joined channel`);
     }
-    const seq = this.#seq + 1 >>> 0;
+    const seq = nextSeq(this.#seq);
     this.#link.input(this.name, seq, appData(data));
     this.#seq = seq;
     return seq;
@@ -1824,7 +1856,7 @@ var Channel = class extends Emitter {
   /** @internal A State: replace the mirror and tell what changed. */
   onState(message) {
     const changes = this.mirror.replace(message);
-    this.ack = message.ack;
+    this.#acked(message.ack);
     this.state = "joined";
     this.#report(changes);
     this.emit("state", { tick: message.tick, ack: message.ack });
@@ -1832,9 +1864,28 @@ var Channel = class extends Emitter {
   /** @internal A Patch. */
   onPatch(message) {
     const changes = this.mirror.apply(message);
-    this.ack = message.ack;
+    this.#acked(message.ack);
     this.#report(changes);
     this.emit("patch", { tick: message.tick, ack: message.ack });
+  }
+  /**
+   * @internal A message of the game. Its data is decoded here, so that data this client
+   * cannot read costs an `error` event, not the connection.
+   * @throws {CentrumError} `protocol` when the data is not MessagePack; nothing is emitted
+   */
+  onMessage(message) {
+    const data = decodeAppData(message.data);
+    this.emit("message", data, { tick: message.tick, bytes: message.data });
+  }
+  /**
+   * The back refuses an input whose seq is not after the ack (`bad_seq`), so inputs go on
+   * after an ack this Channel's own count has not reached: a membership that inputs of
+   * another connection moved on (a resumed session). Ack 0 is a new membership, which
+   * takes any seq: the count goes on from where it was (§7.3).
+   */
+  #acked(ack) {
+    this.ack = ack;
+    if (ack !== 0 && (this.#seq === 0 || serialAfter(ack, this.#seq))) this.#seq = ack;
   }
   #report({ added, changed, removed }) {
     for (const entity of removed) this.emit("removed", entity);
@@ -1899,6 +1950,14 @@ var Client = class _Client extends Emitter {
   #nextNonce = 1;
   /** What `close()` said, so the close that follows is not taken for a drop. */
   #closing = false;
+  /** The Welcome's `resumed` on the current connection. */
+  #resumed = false;
+  /**
+   * What arrived from the server (messages, the close) while it is held, in order, or null
+   * when nothing is held. See `#hold`.
+   * @type {(() => void)[] | null}
+   */
+  #held = null;
   /**
    * Connects and waits for Welcome.
    * @param {{ gate: string, channel: string } | { url: string }} target the master's HTTP
@@ -1943,6 +2002,14 @@ var Client = class _Client extends Emitter {
     }
     this.#channels.set(name, channel);
     return new Promise((resolve, reject) => this.#joins.set(channel, { resolve, reject }));
+  }
+  /**
+   * True when the server took the resume token this client presented (a reconnect): the
+   * session kept its id, and each join claimed the membership the back still held for it.
+   * False on a first connection, and when the server started a new session.
+   */
+  get resumed() {
+    return this.#resumed;
   }
   /** A channel this client is in (or joining), by name. */
   channel(name) {
@@ -2010,8 +2077,10 @@ var Client = class _Client extends Emitter {
       ws.addEventListener("close", (event) => {
         if (!welcomed) {
           fail(new CentrumError("connect_failed", `${url} closed the connection (${event.code} ${event.reason || "no reason"})`));
-        } else if (this.#ws === ws) {
-          this.#dropped(event.code, event.reason);
+        } else {
+          this.#inbox(() => {
+            if (this.#ws === ws) this.#dropped(event.code, event.reason);
+          });
         }
       });
       ws.addEventListener("message", (event) => {
@@ -2025,16 +2094,16 @@ var Client = class _Client extends Emitter {
           return;
         }
         if (welcomed) {
-          this.#receive(message, ws);
+          this.#inbox(() => this.#receive(message, ws));
         } else if (message.type === "welcome") {
           welcomed = true;
           clearTimeout(timer);
           this.#ws = ws;
-          const resumed = this.session !== "" && message.session === this.session;
           this.session = message.session;
           this.front = message.front;
           this.#resume = message.resume;
-          resolve(resumed);
+          this.#resumed = message.resumed;
+          resolve(message.resumed);
         } else if (message.type === "error") {
           fail(new CentrumError(message.code, message.message, true));
         } else {
@@ -2120,15 +2189,48 @@ var Client = class _Client extends Emitter {
     ws.send(bytes);
   }
   // ---- messages ------------------------------------------------------------------------
+  /** Handles what arrived from the server now, or after what is held. */
+  #inbox(handle) {
+    if (this.#held) this.#held.push(handle);
+    else handle();
+  }
+  /**
+   * Holds what arrives next until the current task, and the promise jobs it queued, are
+   * done. A resolved join calls it: the application's code after `await client.join()`
+   * then adds its listeners before the messages that followed the State are handled,
+   * even when they arrived in the same task (Node's ws emits every message of one read
+   * at once), so it never misses the game's first message, such as who its player is.
+   */
+  #hold() {
+    if (this.#held) return;
+    this.#held = [];
+    nextTask(() => {
+      const held = this.#held;
+      this.#held = null;
+      for (let i = 0; i < held.length; i++) {
+        held[i]();
+        if (this.#held) {
+          this.#held.push(...held.slice(i + 1));
+          return;
+        }
+      }
+    });
+  }
   #receive(message, ws) {
+    if (this.state === "closed") return;
     const channel = message.channel === void 0 ? void 0 : this.#channels.get(message.channel);
     switch (message.type) {
-      case "state":
+      case "state": {
         if (!channel || channel.state === "leaving") return;
         this.#guard(ws, () => channel.onState(message));
-        this.#joins.get(channel)?.resolve(channel);
-        this.#joins.delete(channel);
+        const join = this.#joins.get(channel);
+        if (join) {
+          this.#joins.delete(channel);
+          join.resolve(channel);
+          this.#hold();
+        }
         return;
+      }
       case "patch":
         if (!channel || channel.state === "leaving" || channel.state === "joining") return;
         this.#guard(ws, () => channel.onPatch(message));
@@ -2161,6 +2263,15 @@ var Client = class _Client extends Emitter {
         ping.resolve(performance.now() - ping.sentAt);
         return;
       }
+      case "message":
+        if (!channel || channel.state !== "joined" && channel.state !== "unavailable") return;
+        try {
+          channel.onMessage(message);
+        } catch (err) {
+          if (!(err instanceof CentrumError)) throw err;
+          this.emit("error", err);
+        }
+        return;
       case "welcome":
         this.emit("error", new CentrumError("protocol", "a second Welcome on one connection"));
         return;
@@ -2208,6 +2319,20 @@ var Client = class _Client extends Emitter {
     return promise;
   }
 };
+function nextTask(fn) {
+  if (typeof setImmediate === "function") {
+    setImmediate(fn);
+  } else if (typeof MessageChannel === "function") {
+    const { port1, port2 } = new MessageChannel();
+    port1.onmessage = () => {
+      port1.close();
+      fn();
+    };
+    port2.postMessage(null);
+  } else {
+    setTimeout(fn, 0);
+  }
+}
 async function webSocketClass(option) {
   if (option) return option;
   if (globalThis.WebSocket) return globalThis.WebSocket;

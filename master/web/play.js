@@ -1,7 +1,8 @@
 // The arena demo: joins the arena through the SDK, steers the player from the keyboard,
 // the mouse or a finger, and draws every player and coin. Positions arrive once per tick;
 // the page draws them INTERPOLATION_MS in the past, between the two samples around that
-// moment, so motion is smooth at any frame rate.
+// moment, so motion is smooth at any frame rate. The game's messages say which player is
+// this tab's (`you`) and who scored (`scored`, shown as a toast).
 import { Client } from '/assets/centrum.js';
 
 /** The arena's field, in world units (PROTOCOL.md §13). */
@@ -14,6 +15,8 @@ const SEND_EVERY_MS = 50;
 const SAMPLES = 20;
 /** A pointer this close to the player (world units) means "stay". */
 const ARRIVED = 0.4;
+/** How long a toast stays up. */
+const TOAST_MS = 2500;
 
 const ui = {
   canvas: document.querySelector('[data-testid=field]'),
@@ -24,13 +27,15 @@ const ui = {
   players: document.querySelector('[data-testid=players]'),
   scores: document.querySelector('[data-testid=scores]'),
   message: document.querySelector('[data-testid=message]'),
+  toast: document.querySelector('[data-testid=toast]'),
 };
 const draw = ui.canvas.getContext('2d');
 
 const params = new URLSearchParams(location.search);
 const channelName = params.get('channel') || 'arena';
 // Per tab (sessionStorage, not localStorage), so two tabs are two players. The name is
-// how the page finds its own player among the others.
+// what the others see; names need not be unique, so the page knows its own player by the
+// entity id the game's `you` message gives it.
 const myName = params.get('name') || sessionStorage.getItem('centrum-name') || randomName();
 sessionStorage.setItem('centrum-name', myName);
 ui.me.textContent = myName;
@@ -38,6 +43,9 @@ ui.me.textContent = myName;
 /** Entity id -> { kind, name, hue, score, samples: [{ t, x, y }] }, oldest sample first. */
 const tracks = new Map();
 let channel = null;
+/** This tab's player's entity id, from the game's `you` message; null until it arrives. */
+let myId = null;
+let toastTimer = null;
 let lastPatchAt = 0;
 let tickPeriod = 50; // ms, measured from patch arrivals
 
@@ -56,10 +64,20 @@ async function start() {
     setTimeout(start, 2000);
     return;
   }
+  // Right after the join: the SDK holds what followed the join's State until now, so the
+  // `you` message that came with it is not missed.
+  channel.on('message', onGameMessage);
   hideMessage();
   setState('playing');
   client.on('reconnecting', () => setState('reconnecting'));
-  client.on('reconnected', () => { hideMessage(); setState('playing'); });
+  client.on('reconnected', ({ resumed }) => {
+    // A new session joined afresh: a new player, whose `you` follows its State. A resumed
+    // one keeps its player (the game sees no join, so no `you` comes), or, when the back
+    // had let it go, gets a new player and a `you` as well.
+    if (!resumed) setMe(null);
+    hideMessage();
+    setState('playing');
+  });
   client.on('error', (err) => { if (err.fatal) showMessage(err.message); });
   client.on('closed', () => { setState('closed'); showMessage('Disconnected. Reload to play again.'); });
   channel.on('unavailable', () => { setState('waiting'); showMessage('The game server is restarting…'); });
@@ -67,6 +85,26 @@ async function start() {
   channel.on('patch', () => sync(false));
   sync(true);
   pingEvery(client, 1000);
+}
+
+/** The arena's messages (PROTOCOL.md §13): `{ you: { player } }`, `{ scored: { player, score } }`. */
+function onGameMessage(data) {
+  if (data?.you) {
+    setMe(data.you.player);
+  } else if (data?.scored) {
+    // The patch of the message's tick came first, so the scorer's track is up to date.
+    const { player, score } = data.scored;
+    const who = player === myId ? 'You' : tracks.get(player)?.name ?? `player ${player}`;
+    showToast(`${who} scored! ${score} ${score === 1 ? 'coin' : 'coins'}`);
+  }
+}
+
+/** Which entity is this tab's player; shown on the HUD for anyone (or any test) reading it. */
+function setMe(id) {
+  myId = id;
+  if (id === null) delete ui.me.dataset.player;
+  else ui.me.dataset.player = String(id);
+  showScores();
 }
 
 function pingEvery(client, ms) {
@@ -135,21 +173,24 @@ function players() {
 }
 
 function myTrack() {
-  return players().find((t) => t.name === myName);
+  const track = myId === null ? undefined : tracks.get(myId);
+  return track?.kind === 'player' ? track : undefined;
 }
 
 function showScores() {
-  const list = players().sort((a, b) => b.score - a.score || a.name.localeCompare(b.name));
+  const list = [...tracks].filter(([, t]) => t.kind === 'player')
+    .sort(([, a], [, b]) => b.score - a.score || a.name.localeCompare(b.name));
   ui.players.textContent = String(list.length);
-  ui.scores.replaceChildren(...list.map((p) => {
+  ui.scores.replaceChildren(...list.map(([id, p]) => {
     const item = document.createElement('li');
     const last = p.samples[p.samples.length - 1];
     item.textContent = `${p.name} — ${p.score}`;
-    // The latest server position, for anyone (or any test) reading the page.
+    // The entity and its latest server position, for anyone (or any test) reading the page.
+    item.dataset.id = String(id);
     item.dataset.name = p.name;
     item.dataset.x = last.x.toFixed(2);
     item.dataset.y = last.y.toFixed(2);
-    if (p.name === myName) item.className = 'me';
+    if (id === myId) item.className = 'me';
     return item;
   }));
 }
@@ -310,6 +351,13 @@ function setState(text) { ui.state.textContent = text; }
 function showMessage(text) { ui.message.textContent = text; ui.message.hidden = false; }
 
 function hideMessage() { ui.message.hidden = true; }
+
+function showToast(text) {
+  ui.toast.textContent = text;
+  ui.toast.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { ui.toast.hidden = true; }, TOAST_MS);
+}
 
 function randomName() {
   const animals = ['otter', 'lynx', 'heron', 'ibex', 'puffin', 'gecko', 'marten', 'wren'];

@@ -10,20 +10,25 @@ pub const MAX_FIELDS: usize = 64;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Schema {
+    /// The kinds, in order: a kind's position is its id.
     pub kinds: Vec<KindDef>,
 }
 
 /// One kind of entity (for example `player`), with its fields in wire order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KindDef {
+    /// What clients look the kind up by.
     pub name: String,
+    /// The fields; a field's position is its number (its bit in a patch mask).
     pub fields: Vec<FieldDef>,
 }
 
 /// A named, typed field. On the wire: `[name, type, scale]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldDef {
+    /// What clients look the field up by.
     pub name: String,
+    /// What values it holds and how they travel.
     #[serde(rename = "type")]
     pub ty: FieldType,
     /// For [`FieldType::Fixed`]: the value travels as `round(value * scale)`. 0 otherwise.
@@ -34,39 +39,65 @@ pub struct FieldDef {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FieldType {
+    /// true or false.
     Bool,
     /// Signed 64-bit integer.
     Int,
     /// Unsigned 64-bit integer.
     Uint,
+    /// 32-bit float, sent as float 32.
     F32,
+    /// 64-bit float, sent as float 64.
     F64,
     /// A decimal number with a declared precision of `1/scale`, sent as an integer.
     Fixed,
+    /// UTF-8 text.
     Str,
+    /// Raw bytes.
     Bytes,
 }
 
 /// A field's value. `Fixed` holds the integer that travels (`round(value * scale)`).
 #[derive(Clone, Debug)]
 pub enum Value {
+    /// Of a [`FieldType::Bool`] field.
     Bool(bool),
+    /// Of a [`FieldType::Int`] field.
     Int(i64),
+    /// Of a [`FieldType::Uint`] field.
     Uint(u64),
+    /// Of a [`FieldType::F32`] field.
     F32(f32),
+    /// Of a [`FieldType::F64`] field.
     F64(f64),
+    /// Of a [`FieldType::Fixed`] field: the integer that travels, `round(value * scale)`.
     Fixed(i64),
+    /// Of a [`FieldType::Str`] field.
     Str(String),
+    /// Of a [`FieldType::Bytes`] field.
     Bytes(Vec<u8>),
 }
 
 /// A schema that an application cannot use.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
+    /// A kind with more than [`MAX_FIELDS`] fields.
     #[error("kind {kind:?} has {count} fields; at most {MAX_FIELDS} are allowed")]
-    TooManyFields { kind: String, count: usize },
+    TooManyFields {
+        /// The kind's name.
+        kind: String,
+        /// How many fields it has.
+        count: usize,
+    },
+    /// A fixed-point field with scale 0.
     #[error("field {kind}.{field} is fixed-point but has scale 0")]
-    ZeroScale { kind: String, field: String },
+    ZeroScale {
+        /// The kind's name.
+        kind: String,
+        /// The field's name.
+        field: String,
+    },
+    /// More kinds than a kind id can number.
     #[error("the schema has {0} kinds; at most 65536 are allowed")]
     TooManyKinds(usize),
 }

@@ -10,22 +10,42 @@ use crate::{EntityId, FieldId, KindId, Schema, Tick, Value};
 /// A mutation the schema does not allow. Application bugs, reported rather than panicking.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
+    /// No live entity has that id (it was removed, or never was).
     #[error("no entity {0:?}")]
     NoEntity(EntityId),
+    /// No kind has that number.
     #[error("no kind {0}")]
     NoKind(KindId),
+    /// The entity's kind has no field with that number.
     #[error("kind {kind} has no field {field}")]
-    NoField { kind: KindId, field: FieldId },
+    NoField {
+        /// The entity's kind.
+        kind: KindId,
+        /// The field number asked for.
+        field: FieldId,
+    },
+    /// The value is not of the field's type, or a number does not fit it.
     #[error("field {field} of kind {kind} does not take that value")]
-    WrongType { kind: KindId, field: FieldId },
+    WrongType {
+        /// The entity's kind.
+        kind: KindId,
+        /// The field.
+        field: FieldId,
+    },
+    /// A new entity was given another number of values than its kind has fields.
     #[error("kind {kind} has {expected} fields, {given} values were given")]
     WrongArity {
+        /// The kind.
         kind: KindId,
+        /// Its number of fields.
         expected: usize,
+        /// The number of values given.
         given: usize,
     },
+    /// The state holds `u32::MAX` entities.
     #[error("the state holds the maximum number of entities")]
     Full,
+    /// A typed entity's kind is not in the schema.
     #[error("the schema has no kind {0:?} (add it with Schema::kind)")]
     UnknownKind(&'static str),
 }
@@ -74,6 +94,7 @@ impl State {
         }
     }
 
+    /// The kinds and fields this state holds.
     pub fn schema(&self) -> &Schema {
         &self.schema
     }
@@ -83,6 +104,7 @@ impl State {
         self.len
     }
 
+    /// Whether no entity is live.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

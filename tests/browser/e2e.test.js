@@ -1,6 +1,7 @@
 // End-to-end tests of the web pages in a real browser: Debian's chromium, headless,
 // driven by playwright-core, against a real cluster of the centrum binary (CENTRUM_BIN).
-// Two tabs play the arena demo and each sees the other's player move; the admin
+// Two tabs play the arena demo, each knows its own player from the game's `you` message
+// and sees the other's player move, and a toast tells them when someone scores; the admin
 // dashboard, behind its token, shows both clients. Screenshots go to CENTRUM_SCREENSHOTS
 // (default target/screenshots), and README.md shows them.
 import { test, before, after } from 'node:test';
@@ -10,7 +11,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
+import { Client } from '../../clients/js/src/index.js';
 import { startCluster } from '../../clients/js/test/cluster.js';
+import { collectCoin, within, yourPlayer } from '../../clients/js/test/util.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SCREENSHOTS = process.env.CENTRUM_SCREENSHOTS ?? path.join(here, '../../target/screenshots');
@@ -58,6 +61,18 @@ async function positionOf(page, name) {
   }));
 }
 
+/** The entity id a page says is its own player: the `you` message's, on the HUD. */
+async function myPlayer(page) {
+  const me = page.locator('[data-testid=me][data-player]');
+  await me.waitFor();
+  return Number(await me.getAttribute('data-player'));
+}
+
+/** The entity id a page's score list gives the player named `name`. */
+async function idOf(page, name) {
+  return Number(await page.locator(`[data-testid=scores] li[data-name="${name}"]`).getAttribute('data-id'));
+}
+
 /** Holds `key` on `mover` until `watcher` sees `name` move by at least 2 units `axis`-wise. */
 async function moveAndWatch(mover, watcher, name, key, axis, sign) {
   const start = await positionOf(watcher, name);
@@ -85,6 +100,19 @@ test('two tabs play the demo, each sees the other move, and the dashboard shows 
     // Each tab lists both players: it sees the other one.
     await page.locator('[data-testid=scores] li[data-name="ana"]').waitFor();
     await page.locator('[data-testid=scores] li[data-name="bob"]').waitFor();
+  }
+  // Each tab learned its own player from the game's `you` message: the id on its HUD is
+  // the entity the other tab lists under its name, and its own list marks that one.
+  const anaId = await myPlayer(ana);
+  const bobId = await myPlayer(bob);
+  assert.notEqual(anaId, bobId);
+  assert.equal(await idOf(bob, 'ana'), anaId, 'bob\'s tab lists ana\'s player under that id');
+  assert.equal(await idOf(ana, 'bob'), bobId, 'ana\'s tab lists bob\'s player under that id');
+  for (const [page, name, id] of [[ana, 'ana', anaId], [bob, 'bob', bobId]]) {
+    const mine = page.locator('[data-testid=scores] li.me');
+    await mine.waitFor();
+    assert.equal(await mine.count(), 1);
+    assert.deepEqual([await mine.getAttribute('data-name'), Number(await mine.getAttribute('data-id'))], [name, id]);
   }
 
   // Each player walks away from the wall it might start against; the other tab sees it.
@@ -151,6 +179,24 @@ test('two tabs play the demo, each sees the other move, and the dashboard shows 
   }
 
   assert.deepEqual(pageErrors, [], 'the pages logged errors');
+});
+
+test('a tab shows a toast when another player scores', async () => {
+  const page = await newPage();
+  await page.goto(`${cluster.masterHttp}/?name=cy`);
+  await page.locator('[data-testid=state]', { hasText: 'playing' }).waitFor();
+  // Another player, through the SDK, steers to a coin.
+  const zed = await within('zed connects', Client.connect({ gate: cluster.masterHttp, channel: 'arena' }));
+  try {
+    const arena = await within('zed joins', zed.join('arena', { name: 'zed' }));
+    const id = await yourPlayer(arena);
+    await page.locator('[data-testid=scores] li[data-name="zed"]').waitFor();
+    const { data } = await collectCoin(arena, id);
+    await page.locator('[data-testid=toast]', { hasText: `zed scored! ${data.scored.score} coin` }).waitFor();
+  } finally {
+    await zed.close();
+  }
+  assert.deepEqual(pageErrors, [], 'the page logged errors');
 });
 
 test('the dashboard refuses a wrong token', async () => {

@@ -1,5 +1,9 @@
-//! Test harness: a whole cluster in-process on 127.0.0.1:0 ([`TestCluster`]), and a
-//! TCP proxy that can cut a link on demand ([`Proxy`]).
+//! Test harness: a whole cluster in-process on 127.0.0.1:0 ([`TestCluster`]), a TCP
+//! proxy that can cut a link on demand ([`Proxy`]), client helpers, a plain HTTP/1.1
+//! client ([`http`]) and a small game for testing the platform ([`games::Echo`]).
+
+pub mod games;
+pub mod http;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use centrum_app::Registry;
 use centrum_back::Back;
+use centrum_client::{Client, ClientError, ClientOptions, Event};
 use centrum_config::{
     BackConfig, CallsConfig, ChannelConfig, Config, FrontConfig, Limits, MasterConfig,
 };
@@ -195,6 +200,16 @@ impl TestCluster {
         self.fronts[i].client_url().to_owned()
     }
 
+    /// A client connected to front `i`.
+    pub async fn connect(&self, i: usize) -> Client {
+        within(
+            "connect",
+            Client::connect(&self.front_url(i), ClientOptions::default()),
+        )
+        .await
+        .expect("connect")
+    }
+
     /// Stops front `i` (its clients are disconnected, its links close); the rest of
     /// the cluster keeps running.
     pub fn stop_front(&self, i: usize) {
@@ -261,4 +276,33 @@ impl Drop for Proxy {
         self.cut();
         self.accept.abort();
     }
+}
+
+/// Joins, retrying while the front is still linking to the back at start-up.
+pub async fn join(client: &mut Client, channel: &str, data: &[u8]) {
+    within("join", async {
+        loop {
+            match client.join(channel, data).await {
+                Ok(()) => return,
+                Err(ClientError::Rejected { reason, .. }) if reason.contains("unavailable") => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("join failed: {e}"),
+            }
+        }
+    })
+    .await
+}
+
+/// Reads events until `done` holds for the client.
+pub async fn until(client: &mut Client, what: &str, mut done: impl FnMut(&Client, &Event) -> bool) {
+    within(what, async {
+        loop {
+            let event = client.next_event().await.expect("event");
+            if done(client, &event) {
+                return;
+            }
+        }
+    })
+    .await
 }

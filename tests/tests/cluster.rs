@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use centrum_client::{Client, ClientOptions, Event};
 use centrum_protocol::{EntityId, FrontMsg, Mirror, Seq, SharedKind, SharedPrefix, Value, decode};
-use centrum_tests::{ClusterSpec, TestCluster, within};
+use centrum_tests::{ClusterSpec, TestCluster, join, until, within};
 
 fn bench_spec(fronts: usize) -> ClusterSpec {
     ClusterSpec {
@@ -14,46 +14,6 @@ fn bench_spec(fronts: usize) -> ClusterSpec {
         tick_hz: 50,
         ..ClusterSpec::default()
     }
-}
-
-async fn connect(cluster: &TestCluster, front: usize) -> Client {
-    within(
-        "connect",
-        Client::connect(&cluster.front_url(front), ClientOptions::default()),
-    )
-    .await
-    .expect("connect")
-}
-
-/// Joins, retrying while the front is still linking to the back at start-up.
-async fn join(client: &mut Client, channel: &str, data: &[u8]) {
-    within("join", async {
-        loop {
-            match client.join(channel, data).await {
-                Ok(()) => return,
-                Err(centrum_client::ClientError::Rejected { reason, .. })
-                    if reason.contains("unavailable") =>
-                {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => panic!("join failed: {e}"),
-            }
-        }
-    })
-    .await
-}
-
-/// Reads events until `done` holds for the client.
-async fn until(client: &mut Client, what: &str, mut done: impl FnMut(&Client, &Event) -> bool) {
-    within(what, async {
-        loop {
-            let event = client.next_event().await.expect("event");
-            if done(client, &event) {
-                return;
-            }
-        }
-    })
-    .await
 }
 
 fn named(name: &str) -> Vec<u8> {
@@ -89,8 +49,8 @@ async fn clients_on_two_fronts_see_each_others_moves() {
         ..ClusterSpec::default()
     })
     .await;
-    let mut ana = connect(&cluster, 0).await;
-    let mut bo = connect(&cluster, 1).await;
+    let mut ana = cluster.connect(0).await;
+    let mut bo = cluster.connect(1).await;
     assert_ne!(ana.front(), bo.front());
     join(&mut ana, "arena", &named("ana")).await;
     join(&mut bo, "arena", &named("bo")).await;
@@ -124,7 +84,7 @@ async fn mirrors_converge_to_the_backs_state_and_late_joiners_get_it() {
     let cluster = TestCluster::start(bench_spec(2)).await;
     let mut clients = Vec::new();
     for i in 0..4 {
-        let mut c = connect(&cluster, i % 2).await;
+        let mut c = cluster.connect(i % 2).await;
         join(&mut c, "arena", &[]).await;
         clients.push(c);
     }
@@ -176,7 +136,7 @@ async fn mirrors_converge_to_the_backs_state_and_late_joiners_get_it() {
         assert!((authoritative.number(*id, "x").expect("x") - expected_x).abs() < 1e-9);
     }
 
-    let mut late = connect(&cluster, 1).await;
+    let mut late = cluster.connect(1).await;
     join(&mut late, "arena", &[]).await;
     let mirror = late.mirror("arena").expect("late joiner has state");
     assert!(mirror.tick() >= tick);
@@ -199,7 +159,7 @@ async fn a_dropped_link_relinks_and_resynchronises_clients() {
         ..bench_spec(1)
     })
     .await;
-    let mut a = connect(&cluster, 0).await;
+    let mut a = cluster.connect(0).await;
     join(&mut a, "arena", &[]).await;
     for _ in 0..5 {
         a.send_input("arena", &steer(0.25, 0.0))
@@ -245,11 +205,11 @@ async fn bad_input_gets_a_clear_error_and_others_keep_playing() {
     let mut spec = bench_spec(1);
     spec.limits.max_message_bytes = 1024;
     let cluster = TestCluster::start(spec).await;
-    let mut good = connect(&cluster, 0).await;
+    let mut good = cluster.connect(0).await;
     join(&mut good, "arena", &[]).await;
 
     // Input before join: an error, and the connection stays usable.
-    let mut early = connect(&cluster, 0).await;
+    let mut early = cluster.connect(0).await;
     early
         .send_input("arena", &steer(1.0, 0.0))
         .await
@@ -277,7 +237,7 @@ async fn bad_input_gets_a_clear_error_and_others_keep_playing() {
         ("too_large", vec![0x04; 2000]),
     ];
     for (code, bytes) in cases {
-        let mut bad = connect(&cluster, 0).await;
+        let mut bad = cluster.connect(0).await;
         bad.send_raw(bytes).await.expect("send");
         let mut saw_error = false;
         until(&mut bad, "error then close", |_, e| {
@@ -376,7 +336,7 @@ async fn a_link_works_over_an_in_process_stream_as_over_tcp() {
     let cluster = TestCluster::start(bench_spec(1)).await;
     // Let the real front-1 link first (a join through it proves it); the in-process
     // link then takes over as front-1's newer link.
-    let mut client = connect(&cluster, 0).await;
+    let mut client = cluster.connect(0).await;
     join(&mut client, "arena", &[]).await;
     let (front_side, back_side) = tokio::io::duplex(1 << 16);
     cluster.backs[0].link_stream(back_side);
@@ -431,7 +391,7 @@ fn players_named(mirror: &Mirror, name: &str) -> usize {
 /// Ana joins on front 0, steers once and sees it acked. Returns her client, her
 /// player's entity and her resume token.
 async fn ana_plays_on_front_0(cluster: &TestCluster) -> (Client, EntityId, String) {
-    let mut ana = connect(cluster, 0).await;
+    let mut ana = cluster.connect(0).await;
     join(&mut ana, "arena", &named("ana")).await;
     ana.send_input("arena", &steer(1.0, 0.0))
         .await
@@ -515,7 +475,7 @@ async fn the_clients_of_a_stopped_front_resume_on_the_other() {
 /// Bo joins on front 1 and watches Ana play on front 0. Returns Bo, then as
 /// [`ana_plays_on_front_0`].
 async fn bo_watches_ana(cluster: &TestCluster) -> (Client, Client, EntityId, String) {
-    let mut bo = connect(cluster, 1).await;
+    let mut bo = cluster.connect(1).await;
     join(&mut bo, "arena", &named("bo")).await;
     let (ana, id, token) = ana_plays_on_front_0(cluster).await;
     until(&mut bo, "bo sees ana", |c, _| {

@@ -1,6 +1,8 @@
 //! A client in another language: `tests/python/arena_client.py`, written from
-//! PROTOCOL.md alone, plays the arena through two fronts of a real cluster. The test
-//! installs its two Python packages (msgpack, websockets) into a venv under target/.
+//! PROTOCOL.md alone (version 2), plays the arena through two fronts of a real cluster:
+//! each of its two clients must be told by the game's `you` message which player is its
+//! own, and see one of them move. The test installs its two Python packages (msgpack,
+//! websockets) into a venv under target/.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -77,5 +79,6 @@ async fn a_python_client_written_from_the_spec_plays_through_two_fronts() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.starts_with("ok: ana moved"), "{stdout}");
+    assert!(stdout.contains("the game told ana she is player"), "{stdout}");
     cluster.stop().await;
 }

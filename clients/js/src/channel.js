@@ -1,10 +1,12 @@
 // One channel the client has joined: its mirror, tick and ack, inputs numbered by `seq`,
-// and events for what each State and Patch changed. A Channel outlives reconnections: the
-// client joins it again on the new connection and its mirror is rebuilt from that State.
-import { appData } from './codec.js';
+// events for what each State and Patch changed, and the game's messages. A Channel
+// outlives reconnections: the client joins it again on the new connection and its mirror
+// is rebuilt from that State.
+import { appData, decodeAppData } from './codec.js';
 import { Emitter } from './emitter.js';
 import { CentrumError } from './errors.js';
 import { Mirror } from './mirror.js';
+import { nextSeq, serialAfter } from './serial.js';
 
 /**
  * States (PROTOCOL.md §8): `joining` (Join sent, no State yet), `joined`, `unavailable`
@@ -41,7 +43,8 @@ export class Channel extends Emitter {
   }
 
   /**
-   * Sends an input; returns its `seq`. Acks arrive with later patches (`ack`).
+   * Sends an input; returns its `seq` (1, 2, …, 4294967295, then 1 again: never 0). Acks
+   * arrive with later patches (`ack`).
    * @param {unknown} data MessagePack-able value, or already-encoded bytes
    * @returns {number}
    * @throws {CentrumError} `not_joined` unless joined, `not_connected` while reconnecting
@@ -50,7 +53,7 @@ export class Channel extends Emitter {
     if (this.state !== 'joined') {
       throw new CentrumError('not_joined', `channel ${JSON.stringify(this.name)} is ${this.state}: inputs need a joined channel`);
     }
-    const seq = (this.#seq + 1) >>> 0;
+    const seq = nextSeq(this.#seq);
     this.#link.input(this.name, seq, appData(data));
     this.#seq = seq;
     return seq;
@@ -66,7 +69,7 @@ export class Channel extends Emitter {
   /** @internal A State: replace the mirror and tell what changed. */
   onState(message) {
     const changes = this.mirror.replace(message);
-    this.ack = message.ack;
+    this.#acked(message.ack);
     this.state = 'joined';
     this.#report(changes);
     this.emit('state', { tick: message.tick, ack: message.ack });
@@ -75,9 +78,30 @@ export class Channel extends Emitter {
   /** @internal A Patch. */
   onPatch(message) {
     const changes = this.mirror.apply(message);
-    this.ack = message.ack;
+    this.#acked(message.ack);
     this.#report(changes);
     this.emit('patch', { tick: message.tick, ack: message.ack });
+  }
+
+  /**
+   * @internal A message of the game. Its data is decoded here, so that data this client
+   * cannot read costs an `error` event, not the connection.
+   * @throws {CentrumError} `protocol` when the data is not MessagePack; nothing is emitted
+   */
+  onMessage(message) {
+    const data = decodeAppData(message.data);
+    this.emit('message', data, { tick: message.tick, bytes: message.data });
+  }
+
+  /**
+   * The back refuses an input whose seq is not after the ack (`bad_seq`), so inputs go on
+   * after an ack this Channel's own count has not reached: a membership that inputs of
+   * another connection moved on (a resumed session). Ack 0 is a new membership, which
+   * takes any seq: the count goes on from where it was (§7.3).
+   */
+  #acked(ack) {
+    this.ack = ack;
+    if (ack !== 0 && (this.#seq === 0 || serialAfter(ack, this.#seq))) this.#seq = ack;
   }
 
   #report({ added, changed, removed }) {

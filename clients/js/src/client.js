@@ -4,6 +4,7 @@
 // its resume token and joins every channel again with the same join data. Where the back
 // still holds the session's membership (PROTOCOL.md §5) the join resumes it: the same
 // player, the same ack. Either way each channel's mirror is rebuilt from the new State.
+// The game's messages go to the Channel they name, in the order the front sent them.
 import { appData, decodeServer, encodeHello, encodeInput, encodeJoin, encodeLeave, encodePing } from './codec.js';
 import { Channel } from './channel.js';
 import { Emitter } from './emitter.js';
@@ -47,6 +48,14 @@ export class Client extends Emitter {
   #nextNonce = 1;
   /** What `close()` said, so the close that follows is not taken for a drop. */
   #closing = false;
+  /** The Welcome's `resumed` on the current connection. */
+  #resumed = false;
+  /**
+   * What arrived from the server (messages, the close) while it is held, in order, or null
+   * when nothing is held. See `#hold`.
+   * @type {(() => void)[] | null}
+   */
+  #held = null;
 
   /**
    * Connects and waits for Welcome.
@@ -94,6 +103,15 @@ export class Client extends Emitter {
     }
     this.#channels.set(name, channel);
     return new Promise((resolve, reject) => this.#joins.set(channel, { resolve, reject }));
+  }
+
+  /**
+   * True when the server took the resume token this client presented (a reconnect): the
+   * session kept its id, and each join claimed the membership the back still held for it.
+   * False on a first connection, and when the server started a new session.
+   */
+  get resumed() {
+    return this.#resumed;
   }
 
   /** A channel this client is in (or joining), by name. */
@@ -166,8 +184,11 @@ export class Client extends Emitter {
       ws.addEventListener('close', (event) => {
         if (!welcomed) {
           fail(new CentrumError('connect_failed', `${url} closed the connection (${event.code} ${event.reason || 'no reason'})`));
-        } else if (this.#ws === ws) {
-          this.#dropped(event.code, event.reason);
+        } else {
+          // Behind whatever messages are held: they arrived before the close.
+          this.#inbox(() => {
+            if (this.#ws === ws) this.#dropped(event.code, event.reason);
+          });
         }
       });
       ws.addEventListener('message', (event) => {
@@ -181,16 +202,16 @@ export class Client extends Emitter {
           return;
         }
         if (welcomed) {
-          this.#receive(message, ws);
+          this.#inbox(() => this.#receive(message, ws));
         } else if (message.type === 'welcome') {
           welcomed = true;
           clearTimeout(timer);
           this.#ws = ws;
-          const resumed = this.session !== '' && message.session === this.session;
           this.session = message.session;
           this.front = message.front;
           this.#resume = message.resume;
-          resolve(resumed);
+          this.#resumed = message.resumed;
+          resolve(message.resumed);
         } else if (message.type === 'error') {
           fail(new CentrumError(message.code, message.message, true));
         } else {
@@ -285,15 +306,51 @@ export class Client extends Emitter {
 
   // ---- messages ------------------------------------------------------------------------
 
+  /** Handles what arrived from the server now, or after what is held. */
+  #inbox(handle) {
+    if (this.#held) this.#held.push(handle);
+    else handle();
+  }
+
+  /**
+   * Holds what arrives next until the current task, and the promise jobs it queued, are
+   * done. A resolved join calls it: the application's code after `await client.join()`
+   * then adds its listeners before the messages that followed the State are handled,
+   * even when they arrived in the same task (Node's ws emits every message of one read
+   * at once), so it never misses the game's first message, such as who its player is.
+   */
+  #hold() {
+    if (this.#held) return;
+    this.#held = [];
+    nextTask(() => {
+      const held = this.#held;
+      this.#held = null;
+      for (let i = 0; i < held.length; i++) {
+        held[i]();
+        if (this.#held) {
+          // Another join resolved: the rest waits behind it, still in order.
+          this.#held.push(...held.slice(i + 1));
+          return;
+        }
+      }
+    });
+  }
+
   #receive(message, ws) {
+    if (this.state === 'closed') return; // `closed` is the end: nothing follows it
     const channel = message.channel === undefined ? undefined : this.#channels.get(message.channel);
     switch (message.type) {
-      case 'state':
+      case 'state': {
         if (!channel || channel.state === 'leaving') return; // §8: ignore after Leave
         this.#guard(ws, () => channel.onState(message));
-        this.#joins.get(channel)?.resolve(channel);
-        this.#joins.delete(channel);
+        const join = this.#joins.get(channel);
+        if (join) {
+          this.#joins.delete(channel);
+          join.resolve(channel);
+          this.#hold();
+        }
         return;
+      }
       case 'patch':
         if (!channel || channel.state === 'leaving' || channel.state === 'joining') return;
         this.#guard(ws, () => channel.onPatch(message));
@@ -326,6 +383,16 @@ export class Client extends Emitter {
         ping.resolve(performance.now() - ping.sentAt);
         return;
       }
+      case 'message':
+        // Only in the channel: not before its State, not after a Leave (§8).
+        if (!channel || (channel.state !== 'joined' && channel.state !== 'unavailable')) return;
+        try {
+          channel.onMessage(message);
+        } catch (err) {
+          if (!(err instanceof CentrumError)) throw err;
+          this.emit('error', err);
+        }
+        return;
       case 'welcome':
         this.emit('error', new CentrumError('protocol', 'a second Welcome on one connection'));
         return;
@@ -374,6 +441,26 @@ export class Client extends Emitter {
     const promise = new Promise((resolve, reject) => (settle = { resolve, reject }));
     this.#leaves.set(channel, { ...settle, promise });
     return promise;
+  }
+}
+
+/**
+ * Runs `fn` in a task of its own, after the promise jobs queued so far: setImmediate in
+ * Node; in browsers a MessageChannel, which background tabs do not throttle as they do
+ * timers.
+ */
+function nextTask(fn) {
+  if (typeof setImmediate === 'function') {
+    setImmediate(fn);
+  } else if (typeof MessageChannel === 'function') {
+    const { port1, port2 } = new MessageChannel();
+    port1.onmessage = () => {
+      port1.close();
+      fn();
+    };
+    port2.postMessage(null);
+  } else {
+    setTimeout(fn, 0);
   }
 }
 

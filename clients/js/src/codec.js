@@ -6,7 +6,7 @@ import { Decoder, Encoder } from '@msgpack/msgpack';
 import { CentrumError } from './errors.js';
 
 /** The protocol version this client speaks. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 const encoder = new Encoder();
 // 64-bit integer formats (which the server writes only for values beyond 32 bits) decode
@@ -50,6 +50,22 @@ export function appData(value) {
   return encoder.encode(value);
 }
 
+/**
+ * The value inside application data (a game's message): the inverse of `appData`. Maps
+ * come as objects, bins as Uint8Arrays, and integers in a 64-bit format (which the server
+ * writes only for values beyond 32 bits) as BigInts.
+ * @param {Uint8Array} bytes
+ * @returns {unknown}
+ * @throws {CentrumError} code `protocol` (not fatal) when the bytes are not one MessagePack value
+ */
+export function decodeAppData(bytes) {
+  try {
+    return decoder.decode(bytes);
+  } catch (err) {
+    throw new CentrumError('protocol', `the game's data is not one MessagePack value: ${err.message}`);
+  }
+}
+
 // ---- front -> client -------------------------------------------------------------------
 
 /**
@@ -69,8 +85,11 @@ export function decodeServer(bytes) {
   if (!Array.isArray(body)) throw protocol('the message body is not an array');
   switch (type) {
     case 0: {
-      const [version, session, resume, front] = fields(body, 4, 'Welcome');
-      return { type: 'welcome', version: u32(version, 'version'), session: str(session, 'session'), resume: str(resume, 'resume'), front: str(front, 'front') };
+      const [version, session, resume, front, resumed] = fields(body, 5, 'Welcome');
+      return {
+        type: 'welcome', version: u32(version, 'version'), session: str(session, 'session'), resume: str(resume, 'resume'),
+        front: str(front, 'front'), resumed: bool(resumed, 'resumed'),
+      };
     }
     case 1: {
       const [ack, channel, tick, schema, entities] = fields(body, 5, 'State');
@@ -104,6 +123,12 @@ export function decodeServer(bytes) {
       const [nonce] = fields(body, 1, 'Pong');
       if (!isUint(nonce)) throw protocol('Pong.nonce is not an unsigned integer');
       return { type: 'pong', nonce: Number(nonce) };
+    }
+    case 8: {
+      // The game's data stays bytes here: it is the game's MessagePack, and a value this
+      // client cannot read is the game's problem, not a reason to drop the connection.
+      const [channel, tick, data] = fields(body, 3, 'Message');
+      return { type: 'message', channel: str(channel, 'channel'), tick: u32(tick, 'tick'), data: bin(data, 'data') };
     }
     default:
       throw protocol(`unknown message type ${String(type)}`);
@@ -140,6 +165,16 @@ function list(value, what) {
 
 function str(value, what) {
   if (typeof value !== 'string') throw protocol(`${what} is not a string`);
+  return value;
+}
+
+function bool(value, what) {
+  if (typeof value !== 'boolean') throw protocol(`${what} is not a bool`);
+  return value;
+}
+
+function bin(value, what) {
+  if (!(value instanceof Uint8Array)) throw protocol(`${what} is not a bin`);
   return value;
 }
 

@@ -3,6 +3,7 @@
 // was added, changed and removed. Values appear as the application declared them: `fixed`
 // fields as numbers (q / scale), `int`/`uint` as numbers, or BigInt beyond 2^53.
 import { CentrumError } from './errors.js';
+import { serialAfter } from './serial.js';
 
 /**
  * One entity as the application sees it.
@@ -94,12 +95,6 @@ export class Mirror {
     this.tick = patch.tick;
     return changes;
   }
-}
-
-/** RFC 1982 serial-number order on u32 ticks and seqs (§9.6): is `a` after `b`? */
-export function serialAfter(a, b) {
-  const d = (a - b) >>> 0;
-  return d >= 1 && d <= 0x7fffffff;
 }
 
 /** Walks a flat `id, kind, value…` array (§9.3), calling `each` with every entity. */

@@ -34,8 +34,10 @@ test('a client whose front dies reconnects through the gate and resumes as the s
   const oldFront = client.front;
   assert.notEqual(watcher.front, oldFront);
   await cluster.kill(oldFront);
+  assert.equal(client.resumed, false, 'the first connection presented no token');
   const { resumed } = await within('reconnected', reconnected, 20_000);
-  assert.equal(resumed, true);
+  assert.equal(resumed, true, 'the Welcome says the session resumed');
+  assert.equal(client.resumed, true);
   assert.ok(events.length >= 1 && events[0][0] === 'reconnecting', JSON.stringify(events));
   assert.equal(client.session, oldSession);
   assert.notEqual(client.front, oldFront);

@@ -38,3 +38,52 @@ export function prng(seed) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** The player id the arena's `you` message names, to a listener added now. */
+export function yourPlayer(channel, ms = 10_000) {
+  return within('the arena says which player is ours', new Promise((resolve) => {
+    const off = channel.on('message', (data) => {
+      if (data?.you) {
+        off();
+        resolve(data.you.player);
+      }
+    });
+  }), ms);
+}
+
+/**
+ * Steers player `id` of an arena channel to the nearest coin, aiming again at every patch,
+ * until the game announces that this player scored. Resolves with that message and what
+ * the mirror showed when it arrived: `{ data, info, score, tick }`.
+ */
+export function collectCoin(channel, id, ms = 30_000) {
+  return within(`player ${id} collects a coin`, new Promise((resolve) => {
+    let aim = null;
+    const steer = () => {
+      const me = channel.mirror.entities.get(id);
+      if (!me || channel.state !== 'joined') return;
+      let best = null;
+      for (const e of channel.mirror.entities.values()) {
+        if (e.kind !== 'coin') continue;
+        const d = Math.hypot(e.fields.x - me.fields.x, e.fields.y - me.fields.y);
+        if (!best || d < best.d) best = { d, dx: e.fields.x - me.fields.x, dy: e.fields.y - me.fields.y };
+      }
+      // Within reach already: the next tick scores.
+      if (!best || best.d < 0.1) return;
+      const next = { dx: Math.round((100 * best.dx) / best.d) / 100, dy: Math.round((100 * best.dy) / best.d) / 100 };
+      if (aim && Math.hypot(next.dx - aim.dx, next.dy - aim.dy) < 0.05) return;
+      channel.sendInput(next);
+      aim = next;
+    };
+    const offPatch = channel.on('patch', steer);
+    const offMessage = channel.on('message', (data, info) => {
+      if (data?.scored?.player !== id) return;
+      offPatch();
+      offMessage();
+      const score = channel.mirror.entities.get(id)?.fields.score;
+      channel.sendInput({ dx: 0, dy: 0 });
+      resolve({ data, info, score, tick: channel.tick });
+    });
+    steer();
+  }), ms);
+}
