@@ -2208,7 +2208,13 @@ var Client = class _Client extends Emitter {
       const held = this.#held;
       this.#held = null;
       for (let i = 0; i < held.length; i++) {
-        held[i]();
+        try {
+          held[i]();
+        } catch (err) {
+          queueMicrotask(() => {
+            throw err;
+          });
+        }
         if (this.#held) {
           this.#held.push(...held.slice(i + 1));
           return;

@@ -79,6 +79,9 @@ async fn a_python_client_written_from_the_spec_plays_through_two_fronts() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.starts_with("ok: ana moved"), "{stdout}");
-    assert!(stdout.contains("the game told ana she is player"), "{stdout}");
+    assert!(
+        stdout.contains("the game told ana she is player"),
+        "{stdout}"
+    );
     cluster.stop().await;
 }

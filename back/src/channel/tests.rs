@@ -49,6 +49,22 @@ fn join(link: LinkHandle, session: SessionKey) -> Event {
     }
 }
 
+/// `front-1` links, the events `joins` makes for it are applied in one tick, and what
+/// that tick sent is read and dropped: a channel with players, ready for a test.
+fn playing(
+    ch: &mut Channel,
+    joins: impl FnOnce(&LinkHandle) -> Vec<Event>,
+) -> (LinkHandle, mpsc::Receiver<Bytes>) {
+    let (link, mut rx) = LinkHandle::for_test("front-1", 64);
+    ch.shared.inbox.push(attach(&link)).unwrap();
+    for event in joins(&link) {
+        ch.shared.inbox.push(event).unwrap();
+    }
+    ch.step();
+    let _ = frames(&mut rx);
+    (link, rx)
+}
+
 fn listed(session: SessionKey) -> LinkSession {
     LinkSession {
         session,
@@ -388,11 +404,7 @@ fn a_wrong_secret_joins_afresh_and_the_held_player_stays_until_the_grace_ends() 
 #[test]
 fn resuming_while_the_old_connection_is_still_linked_evicts_it() {
     let mut ch = channel();
-    let (front1, mut rx1) = LinkHandle::for_test("front-1", 64);
-    ch.shared.inbox.push(attach(&front1)).unwrap();
-    ch.shared.inbox.push(join(front1.clone(), 1)).unwrap();
-    ch.step();
-    let _ = frames(&mut rx1);
+    let (_front1, mut rx1) = playing(&mut ch, |l| vec![join(l.clone(), 1)]);
 
     let mut rx2 = resume_on(&mut ch, "front-2", 9, 1000);
     assert_eq!(states(&mut rx2), vec![(9, Seq(0))]);
@@ -580,12 +592,9 @@ fn messages_follow_the_patch_and_the_states_of_their_tick() {
 #[test]
 fn a_message_to_a_client_that_is_away_is_counted_not_sent() {
     let mut ch = echo();
-    let (link, mut rx) = LinkHandle::for_test("front-1", 64);
-    ch.shared.inbox.push(attach(&link)).unwrap();
-    ch.shared.inbox.push(named_join(&link, 1, "ann")).unwrap();
-    ch.shared.inbox.push(named_join(&link, 2, "bo")).unwrap();
-    ch.step();
-    let _ = frames(&mut rx);
+    let (link, mut rx) = playing(&mut ch, |l| {
+        vec![named_join(l, 1, "ann"), named_join(l, 2, "bo")]
+    });
     ch.shared
         .inbox
         .push(Event::Away {
@@ -617,11 +626,7 @@ fn a_message_to_a_client_that_is_away_is_counted_not_sent() {
 #[test]
 fn inputs_that_do_not_follow_the_ack_are_refused_and_the_ack_never_goes_back() {
     let mut ch = channel();
-    let (link, mut rx) = LinkHandle::for_test("front-1", 64);
-    ch.shared.inbox.push(attach(&link)).unwrap();
-    ch.shared.inbox.push(join(link.clone(), 1)).unwrap();
-    ch.step();
-    let _ = frames(&mut rx);
+    let (link, mut rx) = playing(&mut ch, |l| vec![join(l.clone(), 1)]);
     let step_with = |ch: &mut Channel, rx: &mut mpsc::Receiver<Bytes>, seq: u32| {
         ch.shared
             .inbox
@@ -664,11 +669,7 @@ fn inputs_that_do_not_follow_the_ack_are_refused_and_the_ack_never_goes_back() {
 #[test]
 fn calls_are_answered_after_the_patch_with_the_reply_or_why_not() {
     let mut ch = echo();
-    let (link, mut rx) = LinkHandle::for_test("front-1", 64);
-    ch.shared.inbox.push(attach(&link)).unwrap();
-    ch.shared.inbox.push(named_join(&link, 1, "ann")).unwrap();
-    ch.step();
-    let _ = frames(&mut rx);
+    let (link, mut rx) = playing(&mut ch, |l| vec![named_join(l, 1, "ann")]);
     let call = |ch: &Channel, call: u64, data: Vec<u8>| {
         ch.shared
             .inbox
@@ -732,10 +733,7 @@ fn calls_are_answered_after_the_patch_with_the_reply_or_why_not() {
 #[test]
 fn errors_of_the_game_are_counted_and_the_channel_goes_on() {
     let mut ch = echo();
-    let (link, mut rx) = LinkHandle::for_test("front-1", 64);
-    ch.shared.inbox.push(attach(&link)).unwrap();
-    ch.shared.inbox.push(named_join(&link, 1, "ann")).unwrap();
-    ch.step();
+    let (link, mut rx) = playing(&mut ch, |l| vec![named_join(l, 1, "ann")]);
     ch.shared.inbox.push(said(&link, 1, 1, "fail")).unwrap();
     ch.step();
     let out = frames(&mut rx);

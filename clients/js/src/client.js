@@ -2,7 +2,7 @@
 // pings, and reconnecting. When the connection drops unexpectedly the client dials again
 // (through the gate when it came through the gate, so a dead front is avoided), presents
 // its resume token and joins every channel again with the same join data. Where the back
-// still holds the session's membership (PROTOCOL.md §5) the join resumes it: the same
+// still holds the session's membership (PROTOCOL.md §7.8) the join resumes it: the same
 // player, the same ack. Either way each channel's mirror is rebuilt from the new State.
 // The game's messages go to the Channel they name, in the order the front sent them.
 import { appData, decodeServer, encodeHello, encodeInput, encodeJoin, encodeLeave, encodePing } from './codec.js';
@@ -326,7 +326,15 @@ export class Client extends Emitter {
       const held = this.#held;
       this.#held = null;
       for (let i = 0; i < held.length; i++) {
-        held[i]();
+        try {
+          held[i]();
+        } catch (err) {
+          // A bug, not the server's doing: reported on its own task, as the Emitter does,
+          // so that what arrived after it is still handled.
+          queueMicrotask(() => {
+            throw err;
+          });
+        }
         if (this.#held) {
           // Another join resolved: the rest waits behind it, still in order.
           this.#held.push(...held.slice(i + 1));
