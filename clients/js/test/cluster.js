@@ -1,8 +1,9 @@
 // Starts a real centrum cluster for a test: `centrum up` on a config of free 127.0.0.1
 // ports, one process per node (the master supervises them), with two fronts and one back
-// serving `arena` (the demo game) and `bench` (bench-arena). Ready means every node is
-// live in /status and a client can join `arena` through each front. The binary is
-// CENTRUM_BIN, or target/debug/centrum of this repository.
+// serving `arena` (the demo game) and `bench` (bench-arena), or the channels given. Ready
+// means every node is live in /status and a client can join the first channel through
+// each front. The binary is CENTRUM_BIN, or target/debug/centrum of this repository, or
+// the one given (a game's own binary, such as the tag example's).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -22,12 +23,14 @@ process.on('exit', () => {
   for (const child of running) killGroup(child);
 });
 
+const DEFAULT_CHANNELS = [{ name: 'arena', app: 'arena' }, { name: 'bench', app: 'bench-arena' }];
+
 /**
- * @param {{ adminToken?: string }} [options]
+ * @param {{ adminToken?: string, bin?: string, channels?: { name: string, app: string }[] }} [options]
  * @returns {Promise<Cluster>}
  */
-export async function startCluster({ adminToken } = {}) {
-  if (!existsSync(BIN)) throw new Error(`no centrum binary at ${BIN}: build it first (cargo build), or set CENTRUM_BIN`);
+export async function startCluster({ adminToken, bin = BIN, channels = DEFAULT_CHANNELS } = {}) {
+  if (!existsSync(bin)) throw new Error(`no centrum binary at ${bin}: build it first (cargo build), or set CENTRUM_BIN`);
   const [http, nodes, front1, front2, back] = await freePorts(5);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'centrum-js-'));
   const config = path.join(dir, 'cluster.toml');
@@ -49,15 +52,15 @@ listen = "127.0.0.1:${front2}"
 id = "back-1"
 listen = "127.0.0.1:${back}"
 tick_hz = 20
-channels = [{ name = "arena", app = "arena" }, { name = "bench", app = "bench-arena" }]
+channels = [${channels.map((c) => `{ name = "${c.name}", app = "${c.app}" }`).join(', ')}]
 
 [limits]
 heartbeat_ms = 200
 `);
-  const check = spawnSync(BIN, ['check', config], { encoding: 'utf8' });
+  const check = spawnSync(bin, ['check', config], { encoding: 'utf8' });
   if (check.status !== 0) throw new Error(`centrum check refused the test config:\n${check.stderr}`);
 
-  const child = spawn(BIN, ['up', config], { detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } });
+  const child = spawn(bin, ['up', config], { detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } });
   running.add(child);
   let log = '';
   child.stderr.on('data', (chunk) => {
@@ -100,11 +103,12 @@ heartbeat_ms = 200
       const status = await cluster.status();
       return cluster.nodeIds.every((id) => status.nodes.some((n) => n.id === id));
     }, exited, () => log);
+    const probe = channels[0].name;
     for (const url of cluster.frontUrls) {
-      await until(`a client joins arena through ${url}`, async () => {
+      await until(`a client joins ${probe} through ${url}`, async () => {
         const client = await Client.connect({ url }, { reconnect: false });
         try {
-          await client.join('arena', { name: 'probe' });
+          await client.join(probe, { name: 'probe' });
           return true;
         } finally {
           await client.close();
