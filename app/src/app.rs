@@ -95,10 +95,14 @@ pub trait App: Send + 'static {
     /// The kinds and fields of this game's state; called once, before anything else.
     fn schema(&self) -> Schema;
 
-    /// A client asks to join.
+    /// A client asks to join. During the call `client` already counts among the
+    /// channel's clients, so the game can send it a message (it arrives after the
+    /// client's first state).
     ///
     /// # Errors
-    /// An [`AppError`] rejects the join; its message is the reason the client gets.
+    /// An [`AppError`] rejects the join; its message is the reason the client gets. A
+    /// rejected join gets no [`App::leave`]: undo what the join changed before
+    /// returning the error (remove the entity it spawned, say).
     fn join(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -135,6 +139,8 @@ pub trait App: Send + 'static {
     /// A call from a server-side system (a lobby, a web back end, an admin script),
     /// answered with a reply. It runs on the channel's tick like everything else, so it
     /// sees the same consistent state, and what it changes goes out in this tick's patch.
+    /// A game that takes no calls declares `type Call = NoCalls` (callers get HTTP 501)
+    /// and keeps this default, which is never called then.
     ///
     /// # Errors
     /// An [`AppError`] answers the caller with HTTP 422 and the message.

@@ -1,5 +1,6 @@
-//! A channel without a network, for testing a game: it calls the game exactly as a
-//! back does (the same decoding of joins, inputs and calls) and keeps what it sent.
+//! A channel without a network, for testing a game: it calls the game as a back does
+//! (the same decoding of joins, inputs and calls, the same errors) and keeps what it
+//! sent. Only its message limits are looser: 1 MiB a message and 65536 a call.
 
 use std::collections::HashMap;
 use std::time::Duration;

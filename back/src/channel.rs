@@ -44,9 +44,9 @@ pub(crate) struct ChannelOptions {
     pub(crate) link_grace: Duration,
     pub(crate) resume_grace: Duration,
     /// The largest message data a game may send: what fits a link frame.
-    pub(crate) max_message_bytes: usize,
+    pub(crate) max_game_message_bytes: usize,
     /// The most messages a game may send in one tick.
-    pub(crate) max_messages: usize,
+    pub(crate) max_game_messages: usize,
 }
 
 /// The task-owned side of a channel.
@@ -141,7 +141,7 @@ impl Channel {
             held: HashMap::new(),
             routes: HashMap::new(),
             clients: Clients::new(),
-            outbox: Outbox::new(options.max_message_bytes, options.max_messages),
+            outbox: Outbox::new(options.max_game_message_bytes, options.max_game_messages),
             replies: Vec::new(),
             next_client: 1,
             app_error_logged: None,
@@ -529,13 +529,20 @@ impl Channel {
         };
         self.routes.remove(&held.client);
         self.clients.disconnect(held.client);
-        self.held.insert(
+        let earlier = self.held.insert(
             (link.front_arc(), session),
             Held {
                 session: held,
                 since: Instant::now(),
             },
         );
+        // A restarted front numbers its sessions from 1 again, so its key can name a
+        // membership still held from before: that one can no longer be claimed (its
+        // key now means another session), so it leaves.
+        if let Some(earlier) = earlier {
+            self.shared.metrics.resumes_expired.fetch_add(1, Relaxed);
+            self.app_leave(earlier.session.client);
+        }
     }
 
     fn remove_session(&mut self, front: &str, session: SessionKey) {
@@ -608,7 +615,7 @@ impl Channel {
     /// A call from outside the game; its reply leaves after this tick's patch.
     fn call(&mut self, link: LinkHandle, call: u64, data: &Bytes) {
         self.shared.metrics.calls.fetch_add(1, Relaxed);
-        let limit = self.options.max_message_bytes;
+        let limit = self.options.max_game_message_bytes;
         let result = self
             .with_app(|app, ctx| app.call(ctx, data))
             .and_then(|reply| match reply.len() {

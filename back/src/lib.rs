@@ -97,8 +97,8 @@ impl Back {
             resume_grace: limits.resume_grace(),
             // A message travels in one link frame with its channel name and a few
             // headers around it; 1 KiB covers them.
-            max_message_bytes: (limits.max_frame_bytes as usize).saturating_sub(1024),
-            max_messages: (limits.link_queue as usize / 4).max(1),
+            max_game_message_bytes: (limits.max_frame_bytes as usize).saturating_sub(1024),
+            max_game_messages: (limits.link_queue as usize / 4).max(1),
         };
         let mut channels = Vec::new();
         let mut runners = Vec::new();

@@ -178,13 +178,12 @@ async fn arena(args: ArenaArgs) -> Result<()> {
         }
     })
     .await?;
-    printed?;
     if let Some(dir) = &args.out {
         for path in write_report(dir, &results)? {
             eprintln!("wrote {}", path.display());
         }
     }
-    Ok(())
+    printed
 }
 
 async fn idle(args: IdleArgs) -> Result<()> {

@@ -188,6 +188,7 @@ pub struct CallsConfig {
 pub struct Secret(String);
 
 impl Secret {
+    /// A secret holding `secret`.
     pub fn new(secret: impl Into<String>) -> Self {
         Self(secret.into())
     }
@@ -205,6 +206,7 @@ impl std::fmt::Debug for Secret {
 }
 
 impl CallsConfig {
+    /// `timeout_ms` as a duration.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms.into())
     }

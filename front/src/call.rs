@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::debug;
 
@@ -17,6 +17,10 @@ use centrum_protocol::LinkReply;
 
 use crate::http::{self, Request, error_body, respond, respond_error};
 use crate::hub::{CallRefusal, Hub};
+
+/// What a link frame carrying a call holds besides the call's data (config/validate.rs
+/// keeps `calls.max_body_bytes` within the frame by as much).
+const CALL_FRAME_OVERHEAD: usize = 64;
 
 /// The body formats a caller may use; the reply comes in the same one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,8 +79,13 @@ pub(crate) async fn serve(
         if respond(&mut stream, status, content_type, &body, keep_alive)
             .await
             .is_err()
-            || !keep_alive
         {
+            return;
+        }
+        if !keep_alive {
+            if !body_read {
+                http::drain(&mut stream).await;
+            }
             return;
         }
         request = tokio::select! {
@@ -85,6 +94,7 @@ pub(crate) async fn serve(
                 Ok(Ok(next)) => next,
                 Ok(Err(http::HeadError::Bad(status, message))) => {
                     respond_error(&mut stream, status, &message, false).await;
+                    http::drain(&mut stream).await;
                     return;
                 }
                 Ok(Err(http::HeadError::Gone)) | Err(_) => return,
@@ -183,11 +193,23 @@ async fn handle(
             format!("a call body may be at most {limit} bytes; this one has {length}"),
         );
     }
+    // A client that waits to be told to go on before it sends its body (curl does for
+    // large ones).
+    if request
+        .header("expect")
+        .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+        && stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+    {
+        return (Response::error(400, "the connection failed"), false);
+    }
     let body = match read_body(stream, buf, length, hub).await {
         Ok(body) => body,
         Err(()) => {
             return (
-                Response::error(400, "the body did not arrive in time"),
+                Response::error(408, "the body did not arrive in time"),
                 false,
             );
         }
@@ -226,6 +248,18 @@ async fn call_channel(hub: &Hub, channel: &str, format: Format, body: Bytes) -> 
             Err(e) => return Response::error(400, format!("the body is not JSON: {e}")),
         },
     };
+    // JSON can grow as MessagePack (a short float becomes 9 bytes); the call must still
+    // fit one link frame, or it would break the link of every client of that back.
+    let room = (hub.config.limits.max_frame_bytes as usize).saturating_sub(CALL_FRAME_OVERHEAD);
+    if data.len() > room {
+        return Response::error(
+            413,
+            format!(
+                "the call is {} bytes as MessagePack, over the {room} bytes a call may be",
+                data.len()
+            ),
+        );
+    }
     let (ticket, reply) = match hub.call(channel, data) {
         Ok(pending) => pending,
         Err(CallRefusal::UnknownChannel) => {

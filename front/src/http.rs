@@ -142,6 +142,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
             hub.metrics.handshake_failures.fetch_add(1, Relaxed);
             debug!(%peer, status, %message, "bad request");
             respond_error(&mut stream, status, &message, false).await;
+            drain(&mut stream).await;
             return;
         }
         Ok(Err(HeadError::Gone)) | Err(_) => {
@@ -168,6 +169,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
             hub.metrics.handshake_failures.fetch_add(1, Relaxed);
             debug!(%peer, status, %message, "not a websocket upgrade");
             respond_error(&mut stream, status, &message, false).await;
+            drain(&mut stream).await;
         }
     }
 }
@@ -195,6 +197,28 @@ fn websocket_key(request: &Request) -> Result<&str, (u16, String)> {
     }
 }
 
+/// How long, and how much, a front reads of a request it refused before it closes the
+/// connection: closing with unread bytes would reset it, and the caller could lose the
+/// answer.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+const DRAIN_BYTES: usize = 1 << 20;
+
+/// Reads and drops what the caller still sends, for at most [`DRAIN_TIME`] and
+/// [`DRAIN_BYTES`], so that closing does not reset the connection under its answer.
+pub(crate) async fn drain(stream: &mut TcpStream) {
+    let mut sink = vec![0; 16 * 1024];
+    let mut total = 0;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while total < DRAIN_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+}
+
 /// The reason phrase of the statuses a front sends.
 fn reason(status: u16) -> &'static str {
     match status {
@@ -204,6 +228,7 @@ fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         411 => "Length Required",
         413 => "Content Too Large",
         415 => "Unsupported Media Type",

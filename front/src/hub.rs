@@ -85,8 +85,9 @@ struct Member {
     status: Status,
     /// The join data, replayed if the back must join this client again.
     data: Bytes,
-    /// The game's messages dropped while this client's queue was full; told to the
-    /// client (`messages_dropped`) before the next state or message that fits.
+    /// The game's messages dropped while this client was behind; told to the client
+    /// (`messages_dropped`) right after its next state, or before its next message,
+    /// when there is room.
     dropped_messages: u32,
 }
 
@@ -409,7 +410,6 @@ impl Hub {
                 continue;
             };
             m.ack = ack;
-            self.tell_dropped_messages(channel, m);
             let item = Outbound::Shared {
                 kind: SharedKind::State,
                 ack,
@@ -417,7 +417,11 @@ impl Hub {
                 since,
             };
             match m.client.tx.try_send(item) {
-                Ok(()) => m.status = Status::Active,
+                Ok(()) => {
+                    m.status = Status::Active;
+                    // The state first: it is what the client cannot do without.
+                    self.tell_dropped_messages(channel, m);
+                }
                 // Not even a full state fits: this client cannot keep up at all.
                 Err(TrySendError::Full(_)) => self.drop_slow(&m.client),
                 Err(TrySendError::Closed(_)) => {}
@@ -490,18 +494,27 @@ impl Hub {
     }
 
     /// Queues the game's message to the listed members, or to every member of the
-    /// channel on this front, as the same bytes. A member whose queue is full misses
-    /// it: under the `resync` policy it is told later (`messages_dropped`), under
-    /// `disconnect` it is disconnected, as for a patch.
+    /// channel on this front, as the same bytes. A member that is behind (waiting for a
+    /// fresh state, so it has not seen the state the message follows) or whose queue is
+    /// full misses it: under the `resync` policy it is told later (`messages_dropped`),
+    /// under `disconnect` a full queue disconnects it, as for a patch.
     pub(crate) fn on_message(&self, channel: &str, msg: LinkMessage) {
         let Some(route) = self.channels.get(channel) else {
             return;
         };
         let mut route = route.lock();
         let mut deliver = |m: &mut Member| {
-            // A joiner hears the game only from its first state on.
-            if m.status == Status::Joining {
-                return;
+            match m.status {
+                // A joiner hears the game only from its first state on.
+                Status::Joining => return,
+                // It missed the state this message follows; it hears how many it
+                // missed with its fresh state.
+                Status::Waiting => {
+                    self.metrics.game_messages_dropped.fetch_add(1, Relaxed);
+                    m.dropped_messages = m.dropped_messages.saturating_add(1);
+                    return;
+                }
+                Status::Active => {}
             }
             self.tell_dropped_messages(channel, m);
             match m.client.tx.try_send(Outbound::Message(msg.body.clone())) {
@@ -596,9 +609,13 @@ impl Hub {
         Ok((ticket, receiver))
     }
 
-    /// The back answered a call; a reply nobody waits for any more is dropped.
-    pub(crate) fn on_reply(&self, reply: LinkReply) {
-        if let Some(pending) = self.calls.lock().remove(&reply.call) {
+    /// Back number `back` answered a call; a reply nobody waits for any more, or from
+    /// another back than the call went to, is dropped.
+    pub(crate) fn on_reply(&self, back: usize, reply: LinkReply) {
+        let mut calls = self.calls.lock();
+        if calls.get(&reply.call).is_some_and(|p| p.back == back)
+            && let Some(pending) = calls.remove(&reply.call)
+        {
             let _ = pending.reply.send(reply);
         }
     }
@@ -861,19 +878,13 @@ mod tests {
         hub.on_message("arena", message(Some(vec![2])));
         assert!(is_message(&fast_rx.try_recv().unwrap()));
 
-        // Caught up, the slow client hears how many it missed before its next state.
+        // Caught up, the slow client is told how many it missed before its next
+        // message (its queue has room for the notice only, so that message is
+        // dropped in turn, and counted).
         let _ = slow_rx.try_recv().unwrap();
-        hub.on_state(
-            "arena",
-            LinkState {
-                channel: 0,
-                tick: Tick(9),
-                sessions: vec![(1, Seq(0))],
-                body: Bytes::from_static(b"s"),
-            },
-        );
+        hub.on_message("arena", message(Some(vec![1])));
         let Outbound::Message(m) = slow_rx.try_recv().unwrap() else {
-            panic!("expected the notice first")
+            panic!("expected the notice")
         };
         let FrontMsg::Error(e) = decode(&m, usize::MAX).unwrap() else {
             panic!("expected an error")
@@ -884,6 +895,48 @@ mod tests {
             "{}",
             e.message
         );
+        assert_eq!(hub.metrics.game_messages_dropped.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn a_client_waiting_for_a_fresh_state_gets_no_message_before_that_state() {
+        let hub = hub(SlowClientPolicy::Resync);
+        let (link_tx, _link_rx) = mpsc::channel(16);
+        hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
+        let (behind, mut rx) = client(2);
+        hub.join(1, &behind, "arena", Bytes::new(), None).unwrap();
+        let state = |tick| LinkState {
+            channel: 0,
+            tick: Tick(tick),
+            sessions: vec![(1, Seq(0))],
+            body: Bytes::from_static(b"s"),
+        };
+        hub.on_state("arena", state(1));
+        // The state and one patch fill its queue; the next patch does not fit, and it
+        // waits for a fresh state.
+        hub.on_patch("arena", patch(2));
+        hub.on_patch("arena", patch(3));
+        while rx.try_recv().is_ok() {}
+        // Room again, but the message follows a patch it never got.
+        hub.on_message("arena", message(None));
+        assert!(rx.try_recv().is_err(), "no message before its state");
+        assert_eq!(hub.metrics.game_messages_dropped.load(Relaxed), 1);
+        // The fresh state, then how many messages it missed.
+        hub.on_state("arena", state(4));
+        assert!(matches!(
+            rx.try_recv().unwrap(),
+            Outbound::Shared {
+                kind: SharedKind::State,
+                ..
+            }
+        ));
+        let Outbound::Message(m) = rx.try_recv().unwrap() else {
+            panic!("expected the notice")
+        };
+        assert!(matches!(
+            decode::<FrontMsg>(&m, usize::MAX).unwrap(),
+            FrontMsg::Error(e) if e.code == "messages_dropped"
+        ));
     }
 
     #[test]
@@ -904,7 +957,9 @@ mod tests {
             message: String::new(),
             data: Bytes::from_static(b"\x01"),
         };
-        hub.on_reply(answer.clone());
+        hub.on_reply(1, answer.clone());
+        assert!(reply.try_recv().is_err(), "another back cannot answer it");
+        hub.on_reply(0, answer.clone());
         assert_eq!(reply.try_recv().unwrap(), answer);
         drop(ticket);
         assert!(hub.calls.lock().is_empty());

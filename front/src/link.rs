@@ -131,7 +131,7 @@ async fn session(
     let reader = async {
         while let Some(frame) = stream.next().await {
             let msg: BackToFront = decode(&frame?, usize::MAX)?;
-            route(hub, &welcome.channels, msg)?;
+            route(hub, back, &welcome.channels, msg)?;
         }
         Ok::<_, FrameError>(())
     };
@@ -150,7 +150,7 @@ async fn session(
 }
 
 /// Hands one message from the back to the hub.
-fn route(hub: &Hub, channels: &[String], msg: BackToFront) -> Result<(), FrameError> {
+fn route(hub: &Hub, back: usize, channels: &[String], msg: BackToFront) -> Result<(), FrameError> {
     let name = |index: u16| {
         channels
             .get(usize::from(index))
@@ -163,7 +163,7 @@ fn route(hub: &Hub, channels: &[String], msg: BackToFront) -> Result<(), FrameEr
         BackToFront::Notice(n) => hub.on_notice(n.session, n.code, n.message),
         BackToFront::Evicted(e) => hub.on_evicted(name(e.channel)?, e.session, e.reason),
         BackToFront::Message(m) => hub.on_message(name(m.channel)?, m),
-        BackToFront::Reply(r) => hub.on_reply(r),
+        BackToFront::Reply(r) => hub.on_reply(back, r),
         BackToFront::Welcome(_) | BackToFront::Refused(_) => {
             return Err(invalid("a second welcome on a link".into()));
         }

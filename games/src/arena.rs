@@ -153,6 +153,15 @@ impl App for Arena {
             hue: ((self.joined * 137) % 360) as u32,
             score: 0,
         })?;
+        // Tell the client which player is its own. A rejected join gets no `leave`, so if
+        // that fails, the player goes again before the join is refused.
+        let you = Event::You {
+            player: player.id().0,
+        };
+        if let Err(e) = ctx.send(client, &you) {
+            ctx.state.remove(player);
+            return Err(e.into());
+        }
         self.players.insert(
             client,
             Steering {
@@ -161,12 +170,6 @@ impl App for Arena {
                 dy: 0.0,
             },
         );
-        ctx.send(
-            client,
-            &Event::You {
-                player: player.id().0,
-            },
-        )?;
         Ok(())
     }
 

@@ -22,7 +22,7 @@ const X: FieldId = 0;
 const Y: FieldId = 1;
 const SEQ: FieldId = 2;
 
-/// The bench-arena schema (back/src/apps/bench_arena.rs): x and y at 1/1000, seq, and a
+/// The bench-arena schema (games/src/bench_arena.rs): x and y at 1/1000, seq, and a
 /// `name` that never changes after the spawn.
 fn schema() -> Schema {
     Schema::new().kind_with(

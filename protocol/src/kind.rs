@@ -180,7 +180,8 @@ impl State {
     ///
     /// # Errors
     /// [`StateError::NoEntity`] when the entity is gone; [`StateError::WrongType`] when
-    /// the value does not fit (a number out of range of a fixed-point field's integer).
+    /// the value does not fit (a NaN or infinite number in a fixed-point field; finite
+    /// numbers beyond its range pin to its extreme).
     pub fn set<K, T: FieldValue>(
         &mut self,
         entity: Entity<K>,
@@ -431,6 +432,28 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "the schema has no kind \"player\" (add it with Schema::kind)"
+        );
+    }
+
+    #[test]
+    fn a_number_a_fixed_point_field_cannot_hold_is_an_error() {
+        let mut state = State::new(Schema::new().kind::<Player>());
+        let p = state
+            .spawn(Player {
+                x: 0.0,
+                name: String::new(),
+                score: 0,
+            })
+            .unwrap();
+        assert_eq!(
+            state.set(p, Player::X, f64::NAN),
+            Err(StateError::WrongType { kind: 0, field: 0 })
+        );
+        state.set(p, Player::X, 1e300).unwrap();
+        assert_eq!(
+            state.value(p.id(), 0),
+            Some(&Value::Fixed(i64::MAX)),
+            "pinned"
         );
     }
 

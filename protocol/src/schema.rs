@@ -100,6 +100,17 @@ pub enum SchemaError {
     /// More kinds than a kind id can number.
     #[error("the schema has {0} kinds; at most 65536 are allowed")]
     TooManyKinds(usize),
+    /// Two kinds with one name: clients, and typed entities, find kinds by name.
+    #[error("two kinds are called {0:?}")]
+    DuplicateKind(String),
+    /// Two fields of one kind with one name: clients find fields by name.
+    #[error("kind {kind:?} has two fields called {field:?}")]
+    DuplicateField {
+        /// The kind's name.
+        kind: String,
+        /// The field's name.
+        field: String,
+    },
 }
 
 impl Schema {
@@ -149,7 +160,21 @@ impl Schema {
         if self.kinds.len() > usize::from(u16::MAX) + 1 {
             return Err(SchemaError::TooManyKinds(self.kinds.len()));
         }
-        for kind in &self.kinds {
+        for (i, kind) in self.kinds.iter().enumerate() {
+            if self.kinds[..i].iter().any(|k| k.name == kind.name) {
+                return Err(SchemaError::DuplicateKind(kind.name.clone()));
+            }
+            if let Some((_, field)) = kind
+                .fields
+                .iter()
+                .enumerate()
+                .find(|(j, f)| kind.fields[..*j].iter().any(|g| g.name == f.name))
+            {
+                return Err(SchemaError::DuplicateField {
+                    kind: kind.name.clone(),
+                    field: field.name.clone(),
+                });
+            }
             if kind.fields.len() > MAX_FIELDS {
                 return Err(SchemaError::TooManyFields {
                     kind: kind.name.clone(),
@@ -227,14 +252,18 @@ impl FieldDef {
         }
     }
 
-    /// Converts a number to this field's representation: quantized for `Fixed`.
-    /// `None` when the field does not hold numbers of that sort.
+    /// Converts a number to this field's representation: quantized for `Fixed`, where
+    /// a number beyond the integer's range pins to its extreme. `None` when the field
+    /// does not hold numbers, or for a NaN or infinite number in a fixed-point field
+    /// (which has no integer for it).
     pub fn number(&self, v: f64) -> Option<Value> {
         Some(match self.ty {
             FieldType::F32 => Value::F32(v as f32),
             FieldType::F64 => Value::F64(v),
             // `as` saturates, so an out-of-range number pins to the extreme instead of wrapping.
-            FieldType::Fixed => Value::Fixed((v * f64::from(self.scale)).round() as i64),
+            FieldType::Fixed if v.is_finite() => {
+                Value::Fixed((v * f64::from(self.scale)).round() as i64)
+            }
             _ => return None,
         })
     }

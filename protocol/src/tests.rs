@@ -284,6 +284,17 @@ fn schema_limits_are_checked() {
         zero.validate(),
         Err(SchemaError::ZeroScale { .. })
     ));
+    let twice = Schema::new().kind_plain("k", &[]).kind_plain("k", &[]);
+    assert_eq!(
+        twice.validate().unwrap_err().to_string(),
+        "two kinds are called \"k\""
+    );
+    let same_field =
+        Schema::new().kind_plain("k", &[("x", FieldType::Int), ("x", FieldType::Bool)]);
+    assert_eq!(
+        same_field.validate().unwrap_err().to_string(),
+        "kind \"k\" has two fields called \"x\""
+    );
     let mut state = State::new(arena_schema());
     let id = state.spawn_kind(0).unwrap();
     assert_eq!(

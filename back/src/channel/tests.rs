@@ -11,8 +11,8 @@ fn options() -> ChannelOptions {
         period: Duration::from_millis(50),
         link_grace: Duration::from_secs(10),
         resume_grace: Duration::from_secs(15),
-        max_message_bytes: 1 << 16,
-        max_messages: 64,
+        max_game_message_bytes: 1 << 16,
+        max_game_messages: 64,
     }
 }
 
@@ -753,4 +753,27 @@ fn errors_of_the_game_are_counted_and_the_channel_goes_on() {
         .unwrap();
     ch.step();
     assert!(frames(&mut rx).iter().any(|f| message(f).is_some()));
+}
+
+#[test]
+fn a_restarted_fronts_new_session_held_under_an_old_key_makes_the_old_one_leave() {
+    let (mut ch, _front1, _rx1) = held_after_input();
+    // front-1 restarts and numbers its sessions from 1 again.
+    let (again, _rx) = playing(&mut ch, |l| vec![join(l.clone(), 1)]);
+    assert_eq!(ch.state.len(), 2, "the held player and the new one");
+    ch.shared
+        .inbox
+        .push(Event::Away {
+            link: again,
+            session: 1,
+        })
+        .unwrap();
+    ch.step();
+    assert_eq!(
+        ch.state.len(),
+        1,
+        "the old player, no longer claimable, left"
+    );
+    assert_eq!(ch.clients.len(), 1);
+    assert_eq!(ch.shared.metrics.resumes_expired.load(Relaxed), 1);
 }

@@ -147,6 +147,15 @@ impl App for Tag {
             it: self.players.is_empty(),
             score: 0,
         })?;
+        // Tell the client which player is its own. A rejected join gets no `leave`, so if
+        // that fails, the player goes again before the join is refused.
+        let you = Event::You {
+            player: player.id().0,
+        };
+        if let Err(e) = ctx.send(client, &you) {
+            ctx.state.remove(player);
+            return Err(e.into());
+        }
         self.players.insert(
             client,
             Runner {
@@ -156,12 +165,6 @@ impl App for Tag {
                 frozen: 0,
             },
         );
-        ctx.send(
-            client,
-            &Event::You {
-                player: player.id().0,
-            },
-        )?;
         Ok(())
     }
 
