@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -21,6 +21,7 @@ use centrum_protocol::{
     SharedKind, SharedPrefix, Welcome, decode, encode,
 };
 
+use crate::http;
 use crate::hub::{ClientHandle, Hub, Outbound, Refusal};
 use crate::resume::{ResumeToken, new_secret};
 use crate::ws::{self, FrameReader, MAX_HEADER, WsEvent};
@@ -48,21 +49,27 @@ enum End {
     },
 }
 
-/// Serves one client connection to the end, from right after the WebSocket upgrade
-/// (`http`); `buf` holds whatever the client sent after its upgrade request, and its
-/// `Hello` must arrive by `deadline`.
-pub(crate) async fn serve(
-    mut stream: TcpStream,
-    buf: BytesMut,
-    deadline: tokio::time::Instant,
-    peer: SocketAddr,
-    hub: Arc<Hub>,
-    shutdown: Shutdown,
-) {
+/// Serves one accepted connection to the end: its first request (`http`: a call is
+/// served there), then, for a WebSocket upgrade, the client's Hello, by the same
+/// deadline, and its messages.
+pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, shutdown: Shutdown) {
     let limits = hub.config.limits;
+    // The upgrade and the client's Hello share one deadline (PROTOCOL.md §4).
+    let deadline = tokio::time::Instant::now() + limits.handshake_timeout();
+    // Boxed, so that the first request's state is freed once it is done: a client
+    // connection lives for hours and should carry only what it needs.
+    let Some((mut stream, rest)) =
+        Box::pin(http::first_request(stream, peer, &hub, &shutdown, deadline)).await
+    else {
+        return;
+    };
     let max_message = limits.max_message_bytes as usize;
     let mut reader = FrameReader::new(max_message);
-    reader.buf = buf;
+    // Whatever followed the upgrade request (rarely anything) moves to the reader's own
+    // small buffer: the request's buffer grew to read the head, and an idle connection
+    // should not keep that.
+    reader.buf.extend_from_slice(&rest);
+    drop(rest);
     let first = async {
         loop {
             match reader.next_event() {
@@ -544,7 +551,7 @@ mod tests {
             let hub = hub.clone();
             async move {
                 let (stream, peer) = listener.accept().await.unwrap();
-                crate::http::serve(stream, peer, hub, Shutdown::new()).await;
+                serve(stream, peer, hub, Shutdown::new()).await;
             }
         });
 

@@ -1,6 +1,6 @@
 //! Every connection to a front starts as HTTP/1.1. This file reads a request's head
-//! and decides: a WebSocket upgrade becomes a client connection (`connection`),
-//! `POST /v1/channels/{channel}/call` a call to a channel's game (`call`); anything
+//! and decides: a WebSocket upgrade is accepted and handed back to `connection`,
+//! `POST /v1/channels/{channel}/call` is a call to a channel's game (`call`); anything
 //! else gets a JSON error. It also writes the few responses a front sends.
 
 use std::net::SocketAddr;
@@ -15,8 +15,8 @@ use tracing::debug;
 
 use centrum_net::Shutdown;
 
+use crate::call;
 use crate::hub::Hub;
-use crate::{call, connection};
 
 /// The largest request head a front reads; a longer one gets 431.
 pub(crate) const MAX_HEAD: usize = 8 * 1024;
@@ -125,15 +125,20 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
     Ok(Some((request, len)))
 }
 
-/// Serves one accepted connection: reads its first request and hands it on.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, shutdown: Shutdown) {
-    let mut stream = stream;
+/// Reads a connection's first request and answers it: a call is served to the end
+/// here, a WebSocket upgrade is accepted and returned with the bytes that followed it,
+/// anything else is refused.
+pub(crate) async fn first_request(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    hub: &Arc<Hub>,
+    shutdown: &Shutdown,
+    deadline: tokio::time::Instant,
+) -> Option<(TcpStream, BytesMut)> {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(1024);
-    // The upgrade and the client's Hello share one deadline (PROTOCOL.md §4).
-    let deadline = tokio::time::Instant::now() + hub.config.limits.handshake_timeout();
     let head = tokio::select! {
-        _ = shutdown.cancelled() => return,
+        _ = shutdown.cancelled() => return None,
         head = tokio::time::timeout_at(deadline, read_head(&mut stream, &mut buf)) => head,
     };
     let request = match head {
@@ -143,35 +148,33 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
             debug!(%peer, status, %message, "bad request");
             respond_error(&mut stream, status, &message, false).await;
             drain(&mut stream).await;
-            return;
+            return None;
         }
         Ok(Err(HeadError::Gone)) | Err(_) => {
             hub.metrics.handshake_failures.fetch_add(1, Relaxed);
             debug!(%peer, "no request before the handshake timeout");
-            return;
+            return None;
         }
     };
     if request.path.starts_with("/v1/") {
-        return call::serve(stream, request, buf, hub, shutdown).await;
+        call::serve(stream, request, buf, hub.clone(), shutdown.clone()).await;
+        return None;
     }
-    match websocket_key(&request) {
-        Ok(key) => {
-            let response = format!(
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-                derive_accept_key(key.as_bytes())
-            );
-            if stream.write_all(response.as_bytes()).await.is_err() {
-                return;
-            }
-            connection::serve(stream, buf, deadline, peer, hub, shutdown).await;
-        }
+    let accept = match websocket_key(&request) {
+        Ok(key) => derive_accept_key(key.as_bytes()),
         Err((status, message)) => {
             hub.metrics.handshake_failures.fetch_add(1, Relaxed);
             debug!(%peer, status, %message, "not a websocket upgrade");
             respond_error(&mut stream, status, &message, false).await;
             drain(&mut stream).await;
+            return None;
         }
-    }
+    };
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    stream.write_all(response.as_bytes()).await.ok()?;
+    Some((stream, buf))
 }
 
 /// The `Sec-WebSocket-Key` of a valid upgrade request (RFC 6455 §4.2.1), or the

@@ -2,9 +2,9 @@
 //! joins and inputs to the back that owns each channel, and fans every patch out to
 //! the channel's clients as the same bytes. It keeps no game state.
 //!
-//! Layers: accept loop (here) -> `http` (the first request of a connection) ->
-//! `connection` (a WebSocket client, one task each, `ws` framing) or `call` (HTTP
-//! calls to channels) -> `hub` (routing and fan-out) <- `link` (one task per back).
+//! Layers: accept loop (here) -> `connection` (one task per connection: its first
+//! request, read by `http`, is a WebSocket upgrade, then a client with `ws` framing, or
+//! a call, served by `call`) -> `hub` (routing and fan-out) <- `link` (one task per back).
 
 mod call;
 mod connection;
@@ -166,7 +166,7 @@ async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
                 let span = tracing::info_span!("client", %peer, session = tracing::field::Empty);
                 tasks.spawn(
                     async move {
-                        http::serve(stream, peer, hub, stop).await;
+                        connection::serve(stream, peer, hub, stop).await;
                         drop(permit);
                     }
                     .instrument(span),
