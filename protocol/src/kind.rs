@@ -371,6 +371,22 @@ mod tests {
         }
     }
 
+    /// A player with every field at zero.
+    fn nobody() -> Player {
+        Player {
+            x: 0.0,
+            name: String::new(),
+            score: 0,
+        }
+    }
+
+    /// A state of players holding one.
+    fn alone() -> (State, Entity<Player>) {
+        let mut state = State::new(Schema::new().kind::<Player>());
+        let p = state.spawn(nobody()).unwrap();
+        (state, p)
+    }
+
     struct Coin;
 
     impl Kind for Coin {
@@ -421,13 +437,7 @@ mod tests {
     #[test]
     fn a_kind_missing_from_the_schema_is_an_error_not_a_panic() {
         let mut state = State::new(Schema::new().kind::<Coin>());
-        let err = state
-            .spawn(Player {
-                x: 0.0,
-                name: String::new(),
-                score: 0,
-            })
-            .unwrap_err();
+        let err = state.spawn(nobody()).unwrap_err();
         assert_eq!(err, StateError::UnknownKind("player"));
         assert_eq!(
             err.to_string(),
@@ -437,14 +447,7 @@ mod tests {
 
     #[test]
     fn a_number_a_fixed_point_field_cannot_hold_is_an_error() {
-        let mut state = State::new(Schema::new().kind::<Player>());
-        let p = state
-            .spawn(Player {
-                x: 0.0,
-                name: String::new(),
-                score: 0,
-            })
-            .unwrap();
+        let (mut state, p) = alone();
         assert_eq!(
             state.set(p, Player::X, f64::NAN),
             Err(StateError::WrongType { kind: 0, field: 0 })
@@ -459,14 +462,7 @@ mod tests {
 
     #[test]
     fn integers_that_do_not_fit_their_rust_type_read_as_wrong_type() {
-        let mut state = State::new(Schema::new().kind::<Player>());
-        let p = state
-            .spawn(Player {
-                x: 0.0,
-                name: String::new(),
-                score: 0,
-            })
-            .unwrap();
+        let (mut state, p) = alone();
         state.set_value(p.id(), 2, Value::Uint(u64::MAX)).unwrap();
         assert_eq!(
             state.get(p, Player::SCORE),
