@@ -135,7 +135,7 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
     });
     let values = fields.iter().enumerate().map(|(i, f)| {
         let field = f.ident;
-        quote!(#private::FieldValue::into_value(self.#field, &fields[#i])?)
+        quote!(#private::FieldValue::into_value(self.#field, fields.get(#i)?)?)
     });
     let vis = &input.vis;
     let handles = fields.iter().enumerate().map(|(i, f)| {
@@ -162,8 +162,10 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
             }
 
             #[allow(unused_variables)]
-            fn into_values(self) -> ::std::option::Option<::std::vec::Vec<#private::Value>> {
-                let fields = <Self as #private::Kind>::fields();
+            fn into_values(
+                self,
+                fields: &[#private::FieldDef],
+            ) -> ::std::option::Option<::std::vec::Vec<#private::Value>> {
                 ::std::option::Option::Some(::std::vec![#(#values),*])
             }
         }

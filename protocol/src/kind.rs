@@ -20,9 +20,10 @@ pub trait Kind: Sized {
     /// The fields, in wire order; at most [`MAX_FIELDS`](crate::MAX_FIELDS).
     fn fields() -> Vec<FieldDef>;
 
-    /// The field values of a new entity, in the order of [`Kind::fields`]. `None` when a
-    /// value does not fit its field (see [`FieldValue::into_value`]).
-    fn into_values(self) -> Option<Vec<Value>>;
+    /// The field values of a new entity, in the order of [`Kind::fields`], for the
+    /// kind's fields as the state's schema has them (`fields`). `None` when a value does
+    /// not fit its field (see [`FieldValue::into_value`]) or a field is missing.
+    fn into_values(self, fields: &[FieldDef]) -> Option<Vec<Value>>;
 }
 
 /// A Rust type a field can hold, converted to and from the field's [`Value`].
@@ -154,7 +155,9 @@ impl State {
             .schema()
             .kind_id(K::NAME)
             .ok_or(StateError::UnknownKind(K::NAME))?;
-        let values = value.into_values().ok_or(StateError::WrongType {
+        // The schema's own field definitions: nothing to build per spawn.
+        let fields = &self.schema().kinds[usize::from(kind)].fields;
+        let values = value.into_values(fields).ok_or(StateError::WrongType {
             kind,
             field: FieldId::MAX,
         })?;
@@ -361,12 +364,11 @@ mod tests {
             ]
         }
 
-        fn into_values(self) -> Option<Vec<Value>> {
-            let fields = Self::fields();
+        fn into_values(self, fields: &[FieldDef]) -> Option<Vec<Value>> {
             Some(vec![
-                self.x.into_value(&fields[0])?,
-                self.name.into_value(&fields[1])?,
-                self.score.into_value(&fields[2])?,
+                self.x.into_value(fields.first()?)?,
+                self.name.into_value(fields.get(1)?)?,
+                self.score.into_value(fields.get(2)?)?,
             ])
         }
     }
@@ -394,7 +396,7 @@ mod tests {
         fn fields() -> Vec<FieldDef> {
             Vec::new()
         }
-        fn into_values(self) -> Option<Vec<Value>> {
+        fn into_values(self, _: &[FieldDef]) -> Option<Vec<Value>> {
             Some(Vec::new())
         }
     }
