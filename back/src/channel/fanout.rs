@@ -124,17 +124,17 @@ impl Channel {
             })));
             match out.to {
                 Recipient::All => {
+                    // The same frame for every front: encoded once.
+                    let frame = Bytes::from(encode(&BackToFront::Message(LinkMessage {
+                        channel: self.shared.index,
+                        to: None,
+                        body,
+                    })));
                     for front in self.fronts.values() {
                         let Some(link) = &front.link else { continue };
-                        if front.sessions.is_empty() {
-                            continue;
+                        if !front.sessions.is_empty() {
+                            link.send(frame.clone());
                         }
-                        let msg = BackToFront::Message(LinkMessage {
-                            channel: self.shared.index,
-                            to: None,
-                            body: body.clone(),
-                        });
-                        link.send(Bytes::from(encode(&msg)));
                     }
                 }
                 Recipient::One(client) => {
