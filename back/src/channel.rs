@@ -19,8 +19,8 @@ use tracing::{debug, info, warn};
 
 use centrum_app::{AppError, CallFailure, ClientId, Clients, Ctx, DynApp, Outbox};
 use centrum_protocol::{
-    BackToFront, ChannelIndex, LinkEvicted, LinkJoinRejected, LinkNotice, LinkReply, LinkResume,
-    LinkSession, Seq, SessionKey, State, Tick, encode,
+    BackToFront, CallOutcome, ChannelIndex, LinkEvicted, LinkJoinRejected, LinkNotice, LinkReply,
+    LinkResume, LinkSession, Seq, SessionKey, State, Tick, encode,
 };
 
 use crate::inbox::{Event, Inbox};
@@ -630,10 +630,10 @@ impl Channel {
             Err(failure) => {
                 self.shared.metrics.calls_failed.fetch_add(1, Relaxed);
                 let outcome = match failure {
-                    CallFailure::BadCall(_) => "bad_call",
-                    CallFailure::NoCalls => "no_calls",
-                    CallFailure::Refused(_) => "refused",
-                    CallFailure::Failed(_) => "failed",
+                    CallFailure::BadCall(_) => CallOutcome::BadCall,
+                    CallFailure::NoCalls => CallOutcome::NoCalls,
+                    CallFailure::Refused(_) => CallOutcome::Refused,
+                    CallFailure::Failed(_) => CallOutcome::Failed,
                 };
                 reply_failed(call, outcome, failure.to_string())
             }
@@ -646,17 +646,17 @@ impl Channel {
 pub(crate) fn reply_ok(call: u64, data: Vec<u8>) -> LinkReply {
     LinkReply {
         call,
-        outcome: "ok".into(),
+        outcome: CallOutcome::Ok,
         message: String::new(),
         data: Bytes::from(data),
     }
 }
 
 /// Call number `call` got no reply from the game: `outcome` says why (PROTOCOL.md §14).
-pub(crate) fn reply_failed(call: u64, outcome: &str, message: String) -> LinkReply {
+pub(crate) fn reply_failed(call: u64, outcome: CallOutcome, message: String) -> LinkReply {
     LinkReply {
         call,
-        outcome: outcome.into(),
+        outcome,
         message,
         data: Bytes::new(),
     }

@@ -318,7 +318,11 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Fram
                     "channel {:?} has {} inputs and calls queued; try again",
                     channel.name, shared.config.limits.channel_inputs
                 );
-                let reply = crate::channel::reply_failed(c.call, "overloaded", message);
+                let reply = crate::channel::reply_failed(
+                    c.call,
+                    centrum_protocol::CallOutcome::Overloaded,
+                    message,
+                );
                 link.send(Bytes::from(centrum_protocol::encode(&BackToFront::Reply(
                     reply,
                 ))));

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tracing::debug;
 
 use centrum_net::Shutdown;
-use centrum_protocol::LinkReply;
+use centrum_protocol::{CallOutcome, LinkReply};
 
 use crate::http::{self, Request, error_body, respond, respond_error};
 use crate::hub::{CallRefusal, Hub};
@@ -301,13 +301,13 @@ async fn call_channel(hub: &Hub, channel: &str, format: Format, body: Bytes) -> 
 
 /// The game's answer as an HTTP response (PROTOCOL.md §14.5 lists the outcomes).
 fn from_reply(reply: LinkReply, format: Format) -> Response {
-    let status = match reply.outcome.as_str() {
-        "ok" => 200,
-        "bad_call" => 400,
-        "refused" => 422,
-        "no_calls" => 501,
-        "overloaded" => 503,
-        _ => 500,
+    let status = match reply.outcome {
+        CallOutcome::Ok => 200,
+        CallOutcome::BadCall => 400,
+        CallOutcome::Refused => 422,
+        CallOutcome::NoCalls => 501,
+        CallOutcome::Overloaded => 503,
+        CallOutcome::Failed => 500,
     };
     if status != 200 {
         return Response::error(status, reply.message);
@@ -379,25 +379,25 @@ mod tests {
 
     #[test]
     fn outcomes_map_to_statuses() {
-        let reply = |outcome: &str| LinkReply {
+        let reply = |outcome| LinkReply {
             call: 1,
-            outcome: outcome.into(),
+            outcome,
             message: "why".into(),
             data: Bytes::from_static(b"\x2a"),
         };
         for (outcome, status) in [
-            ("ok", 200),
-            ("bad_call", 400),
-            ("refused", 422),
-            ("no_calls", 501),
-            ("overloaded", 503),
-            ("failed", 500),
+            (CallOutcome::Ok, 200),
+            (CallOutcome::BadCall, 400),
+            (CallOutcome::Refused, 422),
+            (CallOutcome::NoCalls, 501),
+            (CallOutcome::Overloaded, 503),
+            (CallOutcome::Failed, 500),
         ] {
             assert_eq!(from_reply(reply(outcome), Format::Json).status, status);
         }
-        let ok = from_reply(reply("ok"), Format::MessagePack);
+        let ok = from_reply(reply(CallOutcome::Ok), Format::MessagePack);
         assert_eq!((ok.json, ok.body), (false, vec![0x2a]));
-        assert_eq!(from_reply(reply("ok"), Format::Json).body, b"42");
+        assert_eq!(from_reply(reply(CallOutcome::Ok), Format::Json).body, b"42");
     }
 
     #[test]

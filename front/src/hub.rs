@@ -953,7 +953,7 @@ mod tests {
         };
         let answer = LinkReply {
             call: call.call,
-            outcome: "ok".into(),
+            outcome: centrum_protocol::CallOutcome::Ok,
             message: String::new(),
             data: Bytes::from_static(b"\x01"),
         };

@@ -199,15 +199,69 @@ pub struct LinkMessage {
     pub body: Bytes,
 }
 
-/// The answer to a [`LinkCall`]. `outcome` is `ok` (then `data` is the game's reply)
-/// or why not: `bad_call` (the data does not decode as the game's call type),
-/// `refused` (the game returned an error), `no_calls` (the game takes no calls),
-/// `overloaded` (the channel's queue was full), `failed` (the reply would not encode);
-/// `message` explains for people.
+/// The answer to a [`LinkCall`]: how it ended, `message` for people, and for
+/// [`CallOutcome::Ok`] the game's reply in `data`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkReply {
     pub call: u64,
-    pub outcome: String,
+    pub outcome: CallOutcome,
     pub message: String,
     pub data: Bytes,
+}
+
+/// How a call ended. On the wire, its name as a str (`ok`, `bad_call`, ...); a name
+/// this version does not know does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// The game replied.
+    Ok,
+    /// The data does not decode as the game's call type.
+    BadCall,
+    /// The game returned an error.
+    Refused,
+    /// The game takes no calls.
+    NoCalls,
+    /// The channel's queue was full.
+    Overloaded,
+    /// The reply does not encode, or is too large for a frame.
+    Failed,
+}
+
+impl CallOutcome {
+    const ALL: [CallOutcome; 6] = [
+        CallOutcome::Ok,
+        CallOutcome::BadCall,
+        CallOutcome::Refused,
+        CallOutcome::NoCalls,
+        CallOutcome::Overloaded,
+        CallOutcome::Failed,
+    ];
+
+    /// The name it travels as.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Ok => "ok",
+            CallOutcome::BadCall => "bad_call",
+            CallOutcome::Refused => "refused",
+            CallOutcome::NoCalls => "no_calls",
+            CallOutcome::Overloaded => "overloaded",
+            CallOutcome::Failed => "failed",
+        }
+    }
+}
+
+impl Serialize for CallOutcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for CallOutcome {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        CallOutcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown call outcome {name:?}")))
+    }
 }

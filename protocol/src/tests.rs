@@ -261,13 +261,41 @@ fn every_message_round_trips() {
     });
     let reply = BackToFront::Reply(LinkReply {
         call: 9,
-        outcome: "ok".into(),
+        outcome: CallOutcome::Ok,
         message: String::new(),
         data: Bytes::from_static(b"\x01"),
     });
     for msg in [evicted, message, broadcast, reply] {
         assert_eq!(decode::<BackToFront>(&encode(&msg), LIMIT).unwrap(), msg);
     }
+}
+
+#[test]
+fn call_outcomes_travel_as_their_names_and_unknown_ones_do_not_decode() {
+    let reply = |outcome| {
+        encode(&BackToFront::Reply(LinkReply {
+            call: 1,
+            outcome,
+            message: String::new(),
+            data: Bytes::new(),
+        }))
+    };
+    let bytes = reply(CallOutcome::BadCall);
+    assert!(
+        hex(&bytes).contains("a8 62 61 64 5f 63 61 6c 6c"),
+        "\"bad_call\" as a str"
+    );
+    let renamed = hex(&bytes).replace("a8 62 61 64 5f 63 61 6c 6c", "a8 62 61 64 5f 63 61 6c 6d");
+    let renamed: Vec<u8> = renamed
+        .split(' ')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    let err = decode::<BackToFront>(&renamed, LIMIT).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("unknown call outcome \"bad_calm\""),
+        "{err}"
+    );
 }
 
 #[test]

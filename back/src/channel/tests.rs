@@ -693,19 +693,19 @@ fn calls_are_answered_after_the_patch_with_the_reply_or_why_not() {
         })
         .collect();
     assert_eq!(replies.len(), 4);
-    assert_eq!((replies[0].call, replies[0].outcome.as_str()), (1, "ok"));
+    assert_eq!((replies[0].call, replies[0].outcome), (1, CallOutcome::Ok));
     assert_eq!(rmp_serde::from_slice::<u64>(&replies[0].data).unwrap(), 1);
     assert_eq!(
-        (replies[1].outcome.as_str(), replies[1].message.as_str()),
-        ("refused", "not today")
+        (replies[1].outcome, replies[1].message.as_str()),
+        (CallOutcome::Refused, "not today")
     );
-    assert_eq!(replies[2].outcome, "bad_call");
+    assert_eq!(replies[2].outcome, CallOutcome::BadCall);
     assert!(
         replies[2].message.contains("Dance"),
         "{}",
         replies[2].message
     );
-    assert_eq!(replies[3].outcome, "bad_call");
+    assert_eq!(replies[3].outcome, CallOutcome::BadCall);
     assert_eq!(ch.shared.metrics.calls_failed.load(Relaxed), 3);
 
     // A game that takes no calls says so.
@@ -725,7 +725,7 @@ fn calls_are_answered_after_the_patch_with_the_reply_or_why_not() {
     let out = frames(&mut rx);
     assert!(
         out.iter()
-            .any(|f| matches!(f, BackToFront::Reply(r) if r.call == 7 && r.outcome == "no_calls")),
+            .any(|f| matches!(f, BackToFront::Reply(r) if r.call == 7 && r.outcome == CallOutcome::NoCalls)),
         "{out:?}"
     );
 }
