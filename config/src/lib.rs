@@ -95,7 +95,7 @@ pub struct MasterConfig {
     /// dashboard's login form, or `Authorization: Bearer <token>`). `/gate` and the
     /// demo stay public: game clients use them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
 }
 
 /// A process that accepts client WebSocket connections.
@@ -193,9 +193,21 @@ impl Secret {
         Self(secret.into())
     }
 
-    /// The secret itself, for comparing with what a caller presents.
+    /// The secret itself, where it must be written out (a cookie it is the value of).
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Whether `presented` is this secret, compared in a time that depends on the
+    /// lengths only, so that a wrong guess does not tell how much of it was right.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (given, expected) = (presented.as_bytes(), self.0.as_bytes());
+        given.len() == expected.len()
+            && given
+                .iter()
+                .zip(expected)
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
     }
 }
 

@@ -43,7 +43,7 @@ impl<'a> Checker<'a> {
         self.addresses
             .push(("master.nodes".into(), &master.host, master.nodes));
         if let Some(token) = &master.admin_token {
-            self.token("master.admin_token", token);
+            self.token("master.admin_token", token.expose());
         }
     }
 
@@ -467,7 +467,7 @@ mod tests {
                 "must be printable ASCII without spaces, ';' or ','",
             ),
         ] {
-            let found = problems_after(|c| c.master.admin_token = Some(token.to_owned()));
+            let found = problems_after(|c| c.master.admin_token = Some(crate::Secret::new(token)));
             assert_eq!(
                 found,
                 [format!("master.admin_token: {reason}")],
@@ -475,7 +475,7 @@ mod tests {
             );
         }
         assert!(
-            problems_after(|c| c.master.admin_token = Some("a-good-token-1234".into())).is_empty()
+            problems_after(|c| c.master.admin_token = Some(crate::Secret::new("a-good-token-1234"))).is_empty()
         );
     }
 
@@ -500,6 +500,10 @@ mod tests {
         );
         let key = crate::Secret::new("a-server-key-1234");
         assert_eq!(format!("{key:?}"), "<redacted>", "never printed");
+        assert!(key.matches("a-server-key-1234"));
+        assert!(!key.matches("a-server-key-1235"));
+        assert!(!key.matches("a-server-key-123"));
+        assert!(!key.matches(""));
         assert!(problems_after(|c| c.calls.server_key = Some(key)).is_empty());
     }
 

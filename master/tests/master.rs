@@ -90,7 +90,7 @@ impl TestMaster {
                 host: "127.0.0.1".into(),
                 http: http_addr,
                 nodes: nodes_addr,
-                admin_token: admin_token.map(str::to_owned),
+                admin_token: admin_token.map(centrum_config::Secret::new),
             },
             fronts: ["front-1", "front-2"]
                 .iter()

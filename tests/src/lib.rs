@@ -112,7 +112,7 @@ impl TestCluster {
                 host: "127.0.0.1".into(),
                 http: http.local_addr().expect("addr"),
                 nodes: nodes.local_addr().expect("addr"),
-                admin_token: spec.admin_token.clone(),
+                admin_token: spec.admin_token.clone().map(centrum_config::Secret::new),
             },
             fronts: front_listeners
                 .iter()
