@@ -509,11 +509,7 @@ impl Hub {
                 Status::Joining => return,
                 // It missed the state this message follows; it hears how many it
                 // missed with its fresh state.
-                Status::Waiting => {
-                    self.metrics.game_messages_dropped.fetch_add(1, Relaxed);
-                    m.dropped_messages = m.dropped_messages.saturating_add(1);
-                    return;
-                }
+                Status::Waiting => return self.missed_message(m),
                 Status::Active => {}
             }
             self.tell_dropped_messages(channel, m);
@@ -522,10 +518,7 @@ impl Hub {
                     self.metrics.game_messages.fetch_add(1, Relaxed);
                 }
                 Err(TrySendError::Full(_)) => match self.config.limits.slow_client {
-                    SlowClientPolicy::Resync => {
-                        self.metrics.game_messages_dropped.fetch_add(1, Relaxed);
-                        m.dropped_messages = m.dropped_messages.saturating_add(1);
-                    }
+                    SlowClientPolicy::Resync => self.missed_message(m),
                     SlowClientPolicy::Disconnect => self.drop_slow(&m.client),
                 },
                 Err(TrySendError::Closed(_)) => {}
@@ -543,6 +536,12 @@ impl Hub {
         }
     }
 
+    /// A member misses one of the game's messages: counted, and told later.
+    fn missed_message(&self, m: &mut Member) {
+        self.metrics.game_messages_dropped.fetch_add(1, Relaxed);
+        m.dropped_messages = m.dropped_messages.saturating_add(1);
+    }
+
     /// Tells a member how many of the game's messages it missed while it was behind,
     /// if any and if its queue has room now.
     fn tell_dropped_messages(&self, channel: &str, m: &mut Member) {
@@ -553,13 +552,9 @@ impl Hub {
             "{} messages of channel {channel:?} were dropped while this client was behind",
             m.dropped_messages
         );
-        let error = encode(&FrontMsg::Error(ErrorMsg {
-            code: "messages_dropped".into(),
-            message,
-        }));
         if m.client
             .tx
-            .try_send(Outbound::Message(Bytes::from(error)))
+            .try_send(Hub::error("messages_dropped".into(), message))
             .is_ok()
         {
             m.dropped_messages = 0;
@@ -650,9 +645,16 @@ impl Hub {
 
     pub(crate) fn on_notice(&self, key: SessionKey, code: String, message: String) {
         if let Some(client) = self.clients.read().get(&key) {
-            let msg = encode(&FrontMsg::Error(ErrorMsg { code, message }));
-            let _ = client.tx.try_send(Outbound::Message(Bytes::from(msg)));
+            let _ = client.tx.try_send(Hub::error(code, message));
         }
+    }
+
+    /// A non-fatal `Error` for one client.
+    fn error(code: String, message: String) -> Outbound {
+        Outbound::Message(Bytes::from(encode(&FrontMsg::Error(ErrorMsg {
+            code,
+            message,
+        }))))
     }
 
     /// The reply to a leave, queued behind anything already queued for that channel.
