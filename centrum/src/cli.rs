@@ -120,9 +120,10 @@ impl Cli {
         if self.added.iter().any(|n| n == name) {
             self.problems
                 .push(format!("application {name:?} is added twice"));
-        } else if !is_plain_name(name) {
+        } else if !centrum_config::is_name(name) {
             self.problems.push(format!(
-                "application name {name:?} must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'"
+                "application name {name:?} {}",
+                centrum_config::NAME_RULE
             ));
         }
         self.added.push(name.to_owned());
@@ -329,13 +330,6 @@ fn stdout_closed(e: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
-}
-
-fn is_plain_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 pub(crate) async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {

@@ -4,6 +4,8 @@
 
 mod validate;
 
+pub use validate::{NAME_RULE, is_name};
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 
 use crate::{BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits};
 
-const NAME_RULE: &str = "must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'";
+/// What [`is_name`] asks of a name, as an error says it.
+pub const NAME_RULE: &str = "must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'";
 
 /// Problems found so far, plus what earlier fields claimed, to report duplicates against.
 #[derive(Debug, Default)]
@@ -257,8 +258,9 @@ pub(crate) fn problems(config: &Config) -> Vec<FieldError> {
     checker.problems
 }
 
-/// Ids and channel names appear in logs, URLs and metrics labels, so keep them plain.
-fn is_name(name: &str) -> bool {
+/// Ids, channel names and application names appear in logs, URLs and metrics labels,
+/// so they are kept plain.
+pub fn is_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()
