@@ -2,13 +2,15 @@
 //! in a channel, and the one error type every callback returns.
 
 use centrum_protocol::{Schema, Seq, StateError};
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::{Ctx, Payload, SendError};
 
 /// A client in a channel, as the game sees it. Unique within a back for as long as the
 /// back runs; a client that resumes after a dropped connection keeps its id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct ClientId(pub u64);
 
 /// A game hosted by a back: one value per channel, called on that channel's tick, one
@@ -21,10 +23,19 @@ pub struct ClientId(pub u64);
 /// [`Raw`](crate::Raw) to get the bytes instead, `()` or `Option<T>` where a message may
 /// be empty, and [`NoCalls`](crate::NoCalls) when the game takes no calls.
 ///
+/// A back keeps its channels durable: it saves the game itself (its serde form) in
+/// snapshots, and journals every call into it; after a crash it restores the last
+/// snapshot and replays the journal through the game. So a game must be
+/// **deterministic**: the same calls on the same state do the same thing. Take time
+/// from [`Ctx::time`] and chance from [`Ctx::rng`] (or a generator kept in the game),
+/// never from the wall clock or an unseeded source, and iterate in a fixed order
+/// (`BTreeMap`, `Vec`; not `HashMap`, whose order differs between runs). Fields that
+/// need not survive a restart may be `#[serde(skip)]`.
+///
 /// ```
 /// use centrum_app::{App, AppError, ClientId, Ctx, Kind, NoCalls, Schema, Seq, Entity};
-/// use serde::Deserialize;
-/// use std::collections::HashMap;
+/// use serde::{Deserialize, Serialize};
+/// use std::collections::BTreeMap;
 ///
 /// #[derive(Kind)]
 /// struct Counter {
@@ -37,9 +48,9 @@ pub struct ClientId(pub u64);
 ///     Reset,
 /// }
 ///
-/// #[derive(Default)]
+/// #[derive(Default, Serialize, Deserialize)]
 /// struct Clicks {
-///     counters: HashMap<ClientId, Entity<Counter>>,
+///     counters: BTreeMap<ClientId, Entity<Counter>>,
 /// }
 ///
 /// impl App for Clicks {
@@ -80,7 +91,7 @@ pub struct ClientId(pub u64);
 ///     }
 /// }
 /// ```
-pub trait App: Send + 'static {
+pub trait App: Serialize + DeserializeOwned + Send + 'static {
     /// What a client sends when it joins. Empty join data decodes as MessagePack
     /// `nil`, so `()` and `Option<T>` accept it.
     type Join: Payload;

@@ -1,15 +1,15 @@
 //! What a game gets on every call: the channel's state, its clock, its clients, and
 //! the way to send them messages that are not state ([`Ctx::send`], [`Ctx::broadcast`]).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use centrum_protocol::{State, Tick};
 
-use crate::ClientId;
+use crate::{ClientId, Rng};
 
 /// The context of one call into a game.
 ///
@@ -26,13 +26,15 @@ pub struct Ctx<'a> {
     period: Duration,
     clients: &'a Clients,
     outbox: &'a mut Outbox,
+    rng: &'a mut Rng,
 }
 
 /// The clients in a channel, as the game knows them: joined, not yet left. A client
 /// whose connection dropped stays in while it may resume, but is not connected.
-#[derive(Debug, Default, Clone)]
+/// Ordered by id, so that a game iterating them does the same thing on every run.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Clients {
-    connected: HashMap<ClientId, bool>,
+    connected: BTreeMap<ClientId, bool>,
 }
 
 /// The messages a game sent during one call, waiting for the host to deliver them.
@@ -97,6 +99,7 @@ impl<'a> Ctx<'a> {
         period: Duration,
         clients: &'a Clients,
         outbox: &'a mut Outbox,
+        rng: &'a mut Rng,
     ) -> Self {
         Self {
             state,
@@ -105,6 +108,7 @@ impl<'a> Ctx<'a> {
             period,
             clients,
             outbox,
+            rng,
         }
     }
 
@@ -113,8 +117,8 @@ impl<'a> Ctx<'a> {
         self.channel
     }
 
-    /// The tick being computed. It counts from 1 when the channel starts (and starts
-    /// again when its back restarts).
+    /// The tick being computed. It counts from 1 when the channel starts, and goes on
+    /// from where it was when its back restarts from its store.
     pub fn tick(&self) -> Tick {
         self.tick
     }
@@ -124,7 +128,21 @@ impl<'a> Ctx<'a> {
         self.period
     }
 
-    /// The clients in the channel, connected or not, in no particular order.
+    /// The game's clock: the tick times the period. Use it, not the wall clock, for
+    /// anything that changes state, so that a replay of the channel's journal after a
+    /// restart computes the same state again.
+    pub fn time(&self) -> Duration {
+        self.period.saturating_mul(self.tick.0)
+    }
+
+    /// The channel's random source, saved and restored with the channel: a replay
+    /// draws the same numbers. Use it (or a generator kept in the game) rather than
+    /// an unseeded one.
+    pub fn rng(&mut self) -> &mut Rng {
+        self.rng
+    }
+
+    /// The clients in the channel, connected or not, in id order.
     pub fn clients(&self) -> impl Iterator<Item = ClientId> + '_ {
         self.clients.connected.keys().copied()
     }
@@ -264,6 +282,7 @@ mod tests {
 
     fn with_ctx<R>(clients: &Clients, outbox: &mut Outbox, f: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
         let mut state = State::new(Schema::new());
+        let mut rng = Rng::new(1);
         let mut ctx = Ctx::new(
             &mut state,
             "room",
@@ -271,6 +290,7 @@ mod tests {
             Duration::from_millis(50),
             clients,
             outbox,
+            &mut rng,
         );
         f(&mut ctx)
     }

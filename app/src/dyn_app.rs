@@ -47,6 +47,18 @@ pub trait DynApp: Send {
     /// # Errors
     /// [`CallFailure`] says which of the ways a call can fail this was.
     fn call(&mut self, ctx: &mut Ctx<'_>, data: &Bytes) -> Result<Vec<u8>, CallFailure>;
+
+    /// The game itself as MessagePack, for a snapshot.
+    ///
+    /// # Errors
+    /// The game's `Serialize` failed.
+    fn save(&self) -> Result<Vec<u8>, AppError>;
+
+    /// Replaces the game with one [`DynApp::save`] made.
+    ///
+    /// # Errors
+    /// The bytes are not a saved game of this type; the game is unchanged.
+    fn restore(&mut self, saved: &[u8]) -> Result<(), AppError>;
 }
 
 /// Why a call got no reply from the game.
@@ -103,5 +115,16 @@ impl<A: App> DynApp for A {
         let reply =
             App::call(self, ctx, call).map_err(|e| CallFailure::Refused(e.message().to_owned()))?;
         rmp_serde::to_vec_named(&reply).map_err(|e| CallFailure::Failed(e.to_string()))
+    }
+
+    fn save(&self) -> Result<Vec<u8>, AppError> {
+        rmp_serde::to_vec_named(self)
+            .map_err(|e| AppError::new(format!("the game does not save: {e}")))
+    }
+
+    fn restore(&mut self, saved: &[u8]) -> Result<(), AppError> {
+        *self = rmp_serde::from_slice(saved)
+            .map_err(|e| AppError::new(format!("the saved game does not restore: {e}")))?;
+        Ok(())
     }
 }

@@ -40,6 +40,7 @@ mod ctx;
 mod dyn_app;
 mod payload;
 mod registry;
+mod rng;
 mod sandbox;
 
 pub use app::{App, AppError, ClientId};
@@ -47,14 +48,15 @@ pub use ctx::{Clients, Ctx, Outbox, Outgoing, Recipient, SendError};
 pub use dyn_app::{CallFailure, DynApp};
 pub use payload::{NoCalls, Payload, PayloadError, Raw};
 pub use registry::Registry;
+pub use rng::Rng;
 pub use sandbox::Sandbox;
 
 pub use bytes::Bytes;
 
 pub use centrum_derive::Kind;
 pub use centrum_protocol::{
-    Entity, EntityId, Field, FieldDef, FieldType, FieldValue, Kind, Schema, SchemaError, Seq,
-    State, StateError, Tick, Value,
+    Entity, EntityId, Field, FieldDef, FieldType, FieldValue, Kind, SavedState, Schema,
+    SchemaError, Seq, State, StateError, Tick, Value,
 };
 
 // The derive names this crate `::centrum_app`, which must resolve in its own doctests too.

@@ -10,7 +10,7 @@ use crate::{App, DynApp};
 ///
 /// ```
 /// # use centrum_app::{App, AppError, ClientId, Ctx, NoCalls, Schema, Seq};
-/// # #[derive(Default)] struct Chess;
+/// # #[derive(Default, serde::Serialize, serde::Deserialize)] struct Chess;
 /// # impl App for Chess {
 /// #     type Join = (); type Input = (); type Call = NoCalls; type Reply = NoCalls;
 /// #     fn schema(&self) -> Schema { Schema::new() }

@@ -11,14 +11,14 @@ use serde::Serialize;
 use centrum_protocol::{Seq, State, Tick};
 
 use crate::{
-    App, AppError, CallFailure, ClientId, Clients, Ctx, DynApp, Outbox, Outgoing, Payload,
+    App, AppError, CallFailure, ClientId, Clients, Ctx, DynApp, Outbox, Outgoing, Payload, Rng,
 };
 
 /// One channel running one game, driven by hand.
 ///
 /// ```
 /// # use centrum_app::{App, AppError, ClientId, Ctx, NoCalls, Schema, Seq};
-/// # #[derive(Default)] struct Echo;
+/// # #[derive(Default, serde::Serialize, serde::Deserialize)] struct Echo;
 /// # impl App for Echo {
 /// #     type Join = (); type Input = String; type Call = NoCalls; type Reply = NoCalls;
 /// #     fn schema(&self) -> Schema { Schema::new() }
@@ -50,6 +50,7 @@ pub struct Sandbox {
     seqs: HashMap<ClientId, Seq>,
     tick: Tick,
     period: Duration,
+    rng: Rng,
 }
 
 impl Sandbox {
@@ -65,6 +66,7 @@ impl Sandbox {
             seqs: HashMap::new(),
             tick: Tick(0),
             period: Duration::from_millis(50),
+            rng: Rng::from_name("sandbox"),
         }
     }
 
@@ -182,6 +184,20 @@ impl Sandbox {
         result
     }
 
+    /// Does what a back's restart does to the game: saves it and the state as a
+    /// snapshot would, and restores both from those bytes. A game that loses
+    /// something here loses it when its back restarts.
+    ///
+    /// # Errors
+    /// The game does not save, or what it saved does not restore.
+    pub fn restart(&mut self) -> Result<(), AppError> {
+        let saved_game = self.app.save()?;
+        let saved_state = self.state.save();
+        self.app.restore(&saved_game)?;
+        self.state = State::restore(saved_state)?;
+        Ok(())
+    }
+
     /// Every message the game sent since the last call of this, oldest first.
     pub fn take_messages(&mut self) -> Vec<Outgoing> {
         std::mem::take(&mut self.sent)
@@ -195,6 +211,7 @@ impl Sandbox {
             self.period,
             &self.clients,
             &mut self.outbox,
+            &mut self.rng,
         );
         let result = call(self.app.as_mut(), &mut ctx);
         self.sent.extend(self.outbox.drain());

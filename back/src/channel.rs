@@ -1,14 +1,17 @@
-//! One channel's tick loop: take the inbox, apply joins, leaves, inputs and calls in
-//! arrival order through the hosted game, run its tick, then hand everything the
-//! tick produced to `fanout` (one patch, shared full states, messages, replies).
-//! Memberships live here too: which front holds which client, and the ones held for
-//! a resume.
+//! One channel's tick loop. Each tick takes the inbox, lets `membership` decide who is
+//! in (pure: time in, effects out), applies what happened to the `game` as journal
+//! entries, runs the game's tick, and has `fanout` encode what clients get. Then
+//! `persist` writes the tick's record to the store, and only once it is durable do
+//! the tick's frames leave: nothing is acknowledged that a crash could lose.
 
 mod fanout;
+mod game;
+mod journal;
+mod membership;
+mod persist;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -17,15 +20,22 @@ use bytes::Bytes;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 
-use centrum_app::{AppError, CallFailure, ClientId, Clients, Ctx, DynApp, Outbox};
+use centrum_app::{AppError, CallFailure, DynApp, Outbox};
 use centrum_protocol::{
-    BackToFront, CallOutcome, ChannelIndex, LinkEvicted, LinkJoinRejected, LinkNotice, LinkReply,
-    LinkResume, LinkSession, Seq, SessionKey, State, Tick, encode,
+    BackToFront, CallOutcome, ChannelIndex, LinkJoinRejected, LinkNotice, LinkReply, LinkResume,
+    Seq, SessionKey, Tick, encode,
 };
+use centrum_store::Store;
 
 use crate::inbox::{Event, Inbox};
 use crate::link::LinkHandle;
 use crate::metrics::ChannelMetrics;
+use game::{Applied, Entry, Game};
+use membership::{Effect, JoinStart, Membership};
+use persist::{Persist, Stopped};
+
+pub use journal::RecoverError;
+pub(crate) use persist::SnapshotPolicy;
 
 /// What the rest of the back shares with a channel's task.
 #[derive(Debug)]
@@ -34,7 +44,7 @@ pub(crate) struct ChannelShared {
     pub(crate) app_name: String,
     pub(crate) index: ChannelIndex,
     pub(crate) inbox: Inbox,
-    pub(crate) metrics: ChannelMetrics,
+    pub(crate) metrics: Arc<ChannelMetrics>,
 }
 
 /// How a channel runs: its period, its grace periods and its message limits.
@@ -52,101 +62,116 @@ pub(crate) struct ChannelOptions {
 /// The task-owned side of a channel.
 pub(crate) struct Channel {
     shared: Arc<ChannelShared>,
-    app: Box<dyn DynApp>,
-    state: State,
-    tick: Tick,
+    game: Game,
+    members: Membership,
     options: ChannelOptions,
-    /// Keyed by front id: a front's sessions outlive one link, for `link_grace`.
-    fronts: HashMap<Arc<str>, FrontSessions>,
-    /// Memberships of clients whose connection closed, by the front and key they had,
-    /// kept for `resume_grace` so that the client can resume them on any front.
-    held: HashMap<(Arc<str>, SessionKey), Held>,
-    /// Where each client with a session is: the way a message to it goes.
-    routes: HashMap<ClientId, Route>,
-    /// The clients as the game sees them (held ones included, not connected).
-    clients: Clients,
-    /// Messages the game sent during this tick.
-    outbox: Outbox,
+    /// The store, unless the channel keeps nothing across a restart.
+    persist: Option<Persist>,
+    /// This tick's entries: its journal record.
+    entries: Vec<Entry>,
+    /// The CRC of this tick's patch, for its record.
+    patch_crc: u32,
+    /// Frames this tick made, in order; they leave once its record is durable.
+    outgoing: Vec<(LinkHandle, Bytes)>,
     /// Answers to this tick's calls, sent after its patch.
     replies: Vec<(LinkHandle, LinkReply)>,
-    next_client: u64,
+    /// Full states asked for by tests and tools, answered after the tick.
+    snapshots: Vec<tokio::sync::oneshot::Sender<(Tick, Bytes)>>,
     /// The last time an error of the game was logged; errors are counted always,
     /// logged at most once per [`APP_ERROR_LOG_EVERY`].
     app_error_logged: Option<Instant>,
     /// Reused buffers, so that a steady tick allocates only its patch.
     events: Vec<Event>,
+    effects: Vec<Effect>,
 }
 
 /// A game that fails every tick is logged this often, not every tick.
 const APP_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
-struct FrontSessions {
-    /// The front's current link; None while it is away.
-    link: Option<LinkHandle>,
-    away_since: Option<Instant>,
-    sessions: HashMap<SessionKey, Session>,
-    /// Sessions that need a full state after this tick (joined, resync, relinked).
-    want_state: Vec<SessionKey>,
-    /// The link is new: its first frame for this channel is a full state, even when
-    /// the front has no session here.
-    just_attached: bool,
-    /// Sessions that resumed elsewhere while this front was away: if it relinks
-    /// still listing one (a half-open client connection), that one is evicted, not
-    /// joined again.
-    moved: Vec<SessionKey>,
-}
-
-struct Session {
-    client: ClientId,
-    ack: Seq,
-    ack_moved: bool,
-    /// What a resume of this membership must present.
-    secret: u64,
-}
-
-struct Held {
-    session: Session,
-    since: Instant,
-}
-
-#[derive(Clone)]
-struct Route {
-    front: Arc<str>,
-    session: SessionKey,
-}
-
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Channel")
             .field("name", &self.shared.name)
-            .field("tick", &self.tick)
+            .field("tick", &self.game.tick())
             .finish_non_exhaustive()
     }
 }
 
 impl Channel {
+    /// A channel with nothing kept across a restart.
     pub(crate) fn new(
         shared: Arc<ChannelShared>,
         app: Box<dyn DynApp>,
         options: ChannelOptions,
     ) -> Self {
-        let state = State::new(app.schema());
+        let outbox = Outbox::new(options.max_game_message_bytes, options.max_game_messages);
+        let game = Game::new(app, &shared.name, options.period, outbox);
+        let members = Membership::new(shared.index, options.link_grace, options.resume_grace);
         Self {
             shared,
-            app,
-            state,
-            tick: Tick(0),
+            game,
+            members,
             options,
-            fronts: HashMap::new(),
-            held: HashMap::new(),
-            routes: HashMap::new(),
-            clients: Clients::new(),
-            outbox: Outbox::new(options.max_game_message_bytes, options.max_game_messages),
+            persist: None,
+            entries: Vec::new(),
+            patch_crc: 0,
+            outgoing: Vec::new(),
             replies: Vec::new(),
-            next_client: 1,
+            snapshots: Vec::new(),
             app_error_logged: None,
             events: Vec::new(),
+            effects: Vec::new(),
         }
+    }
+
+    /// A durable channel: brought back from `store` to its last durable tick, every
+    /// member held for its client to resume, and kept there from now on.
+    ///
+    /// # Errors
+    /// What the store could not read, or the channel could not use.
+    pub(crate) fn recover(
+        shared: Arc<ChannelShared>,
+        app: Box<dyn DynApp>,
+        options: ChannelOptions,
+        store: &dyn Store,
+        policy: SnapshotPolicy,
+        now: Instant,
+    ) -> Result<Self, crate::BackError> {
+        let mut channel = Self::new(shared, app, options);
+        let name = channel.shared.name.clone();
+        let opened = store.open(&name)?;
+        for repair in &opened.recovered.repairs {
+            warn!(channel = %name, "{repair}");
+        }
+        let restored = journal::recover(
+            &mut channel.game,
+            &channel.shared.app_name,
+            opened.recovered,
+        )
+        .map_err(|source| crate::BackError::Recover {
+            channel: name.clone(),
+            source,
+        })?;
+        if restored.divergences > 0 {
+            warn!(channel = %name, ticks = restored.divergences, "replayed ticks came out other than they first did: the game is not deterministic (see the App docs); clients get the replayed state");
+        }
+        let m = &channel.shared.metrics;
+        m.replay_divergences
+            .fetch_add(restored.divergences, Relaxed);
+        let held = restored.members.len();
+        channel.members.restore(restored.members, now);
+        if restored.snapshot.is_some() || restored.replayed > 0 {
+            info!(channel = %name, tick = channel.game.step, snapshot = restored.snapshot.as_deref().unwrap_or("none"), replayed = restored.replayed, held, "channel recovered");
+        }
+        channel.persist = Some(Persist::new(
+            &name,
+            opened.journal,
+            opened.snapshots,
+            policy,
+            channel.shared.metrics.clone(),
+            now,
+        ));
+        Ok(channel)
     }
 
     /// Ticks every period until `shutdown`. A tick that overruns is counted and the
@@ -155,103 +180,201 @@ impl Channel {
         let period = self.options.period;
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        info!(channel = %self.shared.name, app = %self.shared.app_name, period_ms = period.as_secs_f64() * 1e3, "channel started");
+        info!(channel = %self.shared.name, app = %self.shared.app_name, period_ms = period.as_secs_f64() * 1e3, tick = self.game.step, "channel started");
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = interval.tick() => {}
             }
             let started = Instant::now();
-            self.step();
+            self.step(started);
             let took = started.elapsed();
             self.shared.metrics.record_tick(took.as_micros() as u64);
             if took > period {
                 self.shared.metrics.overruns.fetch_add(1, Relaxed);
                 warn!(channel = %self.shared.name, took_ms = took.as_secs_f64() * 1e3, "tick overran its period");
             }
+            if self.commit(&shutdown).await.is_err() {
+                break;
+            }
+            self.release();
         }
         debug!(channel = %self.shared.name, "channel stopped");
     }
 
-    /// One tick, synchronous: nothing here awaits, so a slow front cannot stall it.
-    pub(crate) fn step(&mut self) {
-        self.tick = self.tick.next();
-        let spare = std::mem::take(&mut self.events);
-        let mut events = self.shared.inbox.take(spare);
-        let mut snapshots = Vec::new();
-        for event in events.drain(..) {
-            match event {
-                Event::Attach { link, sessions } => self.attach(link, sessions),
-                Event::Detach { link } => self.detach(&link),
-                Event::Join {
-                    link,
-                    session,
-                    data,
-                    secret,
-                    resume,
-                } => self.join(&link, session, data, secret, resume),
-                Event::Leave { link, session } => self.leave(&link, session),
-                Event::Away { link, session } => self.away(&link, session),
-                Event::Input {
-                    link,
-                    session,
-                    seq,
-                    data,
-                } => self.input(&link, session, seq, &data),
-                Event::Resync { link, sessions } => {
-                    if let Some(front) = self.current(&link) {
-                        front.want_state.extend(
-                            sessions
-                                .into_iter()
-                                .filter(|s| front.sessions.contains_key(s)),
-                        );
-                    }
-                }
-                Event::Call { link, call, data } => self.call(link, call, &data),
-                Event::Snapshot { reply } => snapshots.push(reply),
+    /// Writes this tick's record (without a store, there is nothing to wait for), and
+    /// starts a snapshot when one is due.
+    async fn commit(&mut self, shutdown: &centrum_net::Shutdown) -> Result<(), Stopped> {
+        let Some(persist) = &mut self.persist else {
+            self.entries.clear();
+            return Ok(());
+        };
+        // A tick with entries acknowledges something: it is synced. A quiet one is
+        // written and synced with the next.
+        let durable = !self.entries.is_empty();
+        let entries = std::mem::take(&mut self.entries);
+        let (record, spare) = journal::encode_record(entries, self.patch_crc);
+        self.entries = spare;
+        persist
+            .commit(self.game.step, record, durable, shutdown)
+            .await?;
+        let now = Instant::now();
+        if persist.snapshot_due(now) {
+            let body = self.snapshot_body();
+            if let Some(persist) = &mut self.persist {
+                persist.snapshot(self.game.step, body, now);
             }
         }
-        self.events = events;
-        self.expire_away_fronts();
-        self.expire_held();
+        Ok(())
+    }
 
-        if let Err(e) = self.with_app(|app, ctx| app.tick(ctx)) {
+    /// The channel as a snapshot keeps it. Copies on the tick's thread; encoding and
+    /// writing happen in the background.
+    fn snapshot_body(&self) -> journal::SnapshotBody {
+        let started = Instant::now();
+        let game = match self.game.app.save() {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) => {
+                warn!(channel = %self.shared.name, error = %e, "the game does not save; no snapshot");
+                Bytes::new()
+            }
+        };
+        let body = journal::SnapshotBody {
+            version: journal::BODY_VERSION,
+            app: self.shared.app_name.clone(),
+            step: self.game.step,
+            state: self.game.state.save(),
+            game,
+            clients: self.game.clients.clone(),
+            rng: self.game.rng.clone(),
+            next_client: self.game.next_client,
+            members: self.members.members(),
+        };
+        self.shared
+            .metrics
+            .snapshot_capture_us
+            .fetch_max(started.elapsed().as_micros() as u64, Relaxed);
+        body
+    }
+
+    /// Sends what the tick made, in order.
+    pub(crate) fn release(&mut self) {
+        for (link, frame) in self.outgoing.drain(..) {
+            link.send(frame);
+        }
+    }
+
+    /// One tick, synchronous: nothing here awaits, so a slow front cannot stall it.
+    /// What it sends waits in `outgoing` for [`Channel::release`].
+    pub(crate) fn step(&mut self, now: Instant) {
+        self.game.begin_tick();
+        let spare = std::mem::take(&mut self.events);
+        let mut events = self.shared.inbox.take(spare);
+        for event in events.drain(..) {
+            self.handle(event, now);
+        }
+        self.events = events;
+        self.members.expire(now, &mut self.effects);
+        self.apply_effects();
+
+        if let Err(e) = self.game.run_tick() {
             self.app_error("tick", &e);
         }
 
         // The order clients see: this tick's patch, the full states of its joiners,
-        // then the messages the game sent during it.
+        // then the messages the game sent during it, then the answers to calls.
         self.send_patch();
         self.send_states();
         self.send_messages();
         self.send_replies();
-        if !snapshots.is_empty() {
+        if !self.snapshots.is_empty() {
             let body = self.full_state();
-            for reply in snapshots {
-                let _ = reply.send((self.tick, body.clone()));
+            for reply in self.snapshots.drain(..) {
+                let _ = reply.send((self.game.tick(), body.clone()));
             }
         }
         let m = &self.shared.metrics;
-        m.tick.store(u64::from(self.tick.0), Relaxed);
-        m.entities.store(self.state.len() as u64, Relaxed);
-        m.clients.store(
-            self.fronts.values().map(|f| f.sessions.len() as u64).sum(),
-            Relaxed,
-        );
-        m.held.store(self.held.len() as u64, Relaxed);
+        m.tick.store(u64::from(self.game.tick().0), Relaxed);
+        m.entities.store(self.game.state.len() as u64, Relaxed);
+        m.clients.store(self.members.live_count() as u64, Relaxed);
+        m.held.store(self.members.held_count() as u64, Relaxed);
     }
 
-    /// Calls the game with a context over this channel's state, clients and outbox.
-    fn with_app<R>(&mut self, call: impl FnOnce(&mut dyn DynApp, &mut Ctx<'_>) -> R) -> R {
-        let mut ctx = Ctx::new(
-            &mut self.state,
-            &self.shared.name,
-            self.tick,
-            self.options.period,
-            &self.clients,
-            &mut self.outbox,
-        );
-        call(self.app.as_mut(), &mut ctx)
+    fn handle(&mut self, event: Event, now: Instant) {
+        let out = &mut self.effects;
+        match event {
+            Event::Attach {
+                link,
+                instance,
+                sessions,
+            } => {
+                info!(channel = %self.shared.name, front = %link.front(), "front attached");
+                self.members.attach(link, instance, sessions, now, out);
+            }
+            Event::Detach { link } => {
+                self.members.detach(&link, now, out);
+                info!(channel = %self.shared.name, front = %link.front(), "front detached; keeping its sessions for the grace period");
+            }
+            Event::Join {
+                link,
+                session,
+                data,
+                secret,
+                resume,
+            } => return self.join(&link, session, data, secret, resume.as_ref()),
+            Event::Leave { link, session } => self.members.leave(&link, session, out),
+            Event::Away { link, session } => self.members.away(&link, session, now, out),
+            Event::Input {
+                link,
+                session,
+                seq,
+                data,
+            } => return self.input(&link, session, seq, data),
+            Event::Resync { link, sessions } => self.members.resync(&link, sessions),
+            Event::Call { link, call, data } => return self.call(link, call, data),
+            Event::Snapshot { reply } => self.snapshots.push(reply),
+        }
+        self.apply_effects();
+    }
+
+    /// Carries out what membership decided, in order.
+    fn apply_effects(&mut self) {
+        let mut effects = std::mem::take(&mut self.effects);
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Leave { client, expired } => {
+                    let m = &self.shared.metrics;
+                    m.leaves.fetch_add(1, Relaxed);
+                    if expired {
+                        m.resumes_expired.fetch_add(1, Relaxed);
+                    }
+                    if let Applied::Leave(Err(e)) = self.play(Entry::Leave { client }) {
+                        self.app_error("leave", &e);
+                    }
+                }
+                Effect::Connect(client) => {
+                    self.play(Entry::Connect { client });
+                }
+                Effect::Disconnect(client) => {
+                    self.play(Entry::Disconnect { client });
+                }
+                Effect::Rejoin(link, listed) => {
+                    self.join(&link, listed.session, listed.data, listed.secret, None);
+                }
+                Effect::Send(link, frame) => self.outgoing.push((link, frame)),
+                Effect::Close(link) => link.close(),
+            }
+        }
+        if self.effects.is_empty() {
+            self.effects = effects;
+        }
+    }
+
+    /// Applies `entry` through the game and keeps it for the tick's record.
+    fn play(&mut self, entry: Entry) -> Applied {
+        let applied = self.game.apply(&entry);
+        self.entries.push(entry);
+        applied
     }
 
     /// An error of the game's `tick` or `leave`: counted, and logged now and then.
@@ -266,311 +389,56 @@ impl Channel {
         }
     }
 
-    /// The entry of the front that owns `link`, if `link` is still its current link.
-    /// Events from a replaced link are stale and ignored.
-    fn current(&mut self, link: &LinkHandle) -> Option<&mut FrontSessions> {
-        self.fronts
-            .get_mut(link.front())
-            .filter(|f| f.link.as_ref().is_some_and(|l| l.id() == link.id()))
-    }
-
-    fn attach(&mut self, link: LinkHandle, listed: Vec<LinkSession>) {
-        let front = self
-            .fronts
-            .entry(link.front_arc())
-            .or_insert_with(|| FrontSessions {
-                link: None,
-                away_since: None,
-                sessions: HashMap::new(),
-                want_state: Vec::new(),
-                just_attached: false,
-                moved: Vec::new(),
-            });
-        // A newer link from the same front supersedes the old one (a restarted front,
-        // or a half-open connection): close the old link rather than leave it open
-        // and silently ignored.
-        if let Some(old) = front
-            .link
-            .replace(link.clone())
-            .filter(|old| old.id() != link.id())
-        {
-            old.close();
-        }
-        front.just_attached = true;
-        front.away_since = None;
-        let moved = std::mem::take(&mut front.moved);
-        let listed_keys: std::collections::HashSet<SessionKey> =
-            listed.iter().map(|s| s.session).collect();
-        let gone: Vec<SessionKey> = front
-            .sessions
-            .keys()
-            .filter(|s| !listed_keys.contains(s))
-            .copied()
-            .collect();
-        for session in gone {
-            self.remove_session(link.front(), session);
-        }
-        for listed in listed {
-            let session = listed.session;
-            let known = self
-                .fronts
-                .get(link.front())
-                .and_then(|f| f.sessions.get(&session))
-                .map(|s| s.client);
-            if moved.contains(&session) {
-                self.evict(&link, session);
-            } else if let Some(client) = known {
-                self.clients.connect(client);
-                if let Some(f) = self.fronts.get_mut(link.front()) {
-                    f.want_state.push(session);
-                }
-            } else {
-                // The back lost this session (it restarted, or the grace ran out): join again.
-                self.join(&link, session, listed.data, listed.secret, None);
-            }
-        }
-        info!(channel = %self.shared.name, front = %link.front(), "front attached");
-    }
-
-    fn detach(&mut self, link: &LinkHandle) {
-        let Some(front) = self.current(link) else {
-            return;
-        };
-        front.link = None;
-        front.away_since = Some(Instant::now());
-        front.want_state.clear();
-        let clients: Vec<ClientId> = front.sessions.values().map(|s| s.client).collect();
-        for client in clients {
-            self.clients.disconnect(client);
-        }
-        info!(channel = %self.shared.name, front = %link.front(), "front detached; keeping its sessions for the grace period");
-    }
-
-    fn expire_away_fronts(&mut self) {
-        let grace = self.options.link_grace;
-        let expired: Vec<Arc<str>> = self
-            .fronts
-            .iter()
-            .filter(|(_, f)| f.away_since.is_some_and(|t| t.elapsed() >= grace))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in expired {
-            let sessions: Vec<SessionKey> = self.fronts[&id].sessions.keys().copied().collect();
-            info!(channel = %self.shared.name, front = %id, sessions = sessions.len(), "front did not return; its clients leave");
-            for s in sessions {
-                self.remove_session(&id, s);
-            }
-            self.fronts.remove(&id);
-        }
-    }
-
-    /// Memberships held for clients that never resumed leave, as if they had left.
-    fn expire_held(&mut self) {
-        if self.held.is_empty() {
-            return;
-        }
-        let grace = self.options.resume_grace;
-        let expired: Vec<(Arc<str>, SessionKey)> = self
-            .held
-            .iter()
-            .filter(|(_, h)| h.since.elapsed() >= grace)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in expired {
-            if let Some(held) = self.held.remove(&key) {
-                self.shared.metrics.resumes_expired.fetch_add(1, Relaxed);
-                self.app_leave(held.session.client);
-            }
-        }
-    }
-
-    /// Records a membership: the session on its front, the route for messages, and
-    /// the client as connected for the game.
-    fn insert_session(&mut self, front: &Arc<str>, key: SessionKey, session: Session) {
-        let client = session.client;
-        if let Some(f) = self.fronts.get_mut(front) {
-            f.sessions.insert(key, session);
-            f.want_state.push(key);
-        }
-        self.routes.insert(
-            client,
-            Route {
-                front: front.clone(),
-                session: key,
-            },
-        );
-        self.clients.connect(client);
-    }
-
     fn join(
         &mut self,
         link: &LinkHandle,
         session: SessionKey,
         data: Bytes,
         secret: u64,
-        resume: Option<LinkResume>,
+        resume: Option<&LinkResume>,
     ) {
-        let Some(front) = self.current(link) else {
-            return;
-        };
-        if front.sessions.contains_key(&session) {
-            front.want_state.push(session);
-            return;
-        }
-        let front_id = link.front_arc();
-        if let Some(restored) = resume.and_then(|claim| self.take_resumable(&claim)) {
-            // The same player as before, with its ack: the game sees no leave and no
-            // join, and the client gets a full state like any joiner.
-            self.shared.metrics.resumes.fetch_add(1, Relaxed);
-            let session_state = Session {
-                secret,
-                ack_moved: false,
-                ..restored
-            };
-            self.insert_session(&front_id, session, session_state);
-            return;
-        }
-        let client = ClientId(self.next_client);
-        self.next_client += 1;
-        // In the channel during its own join, so that the game can already message it;
-        // what it sends arrives after the joiner's first state.
-        self.clients.connect(client);
-        self.routes.insert(
-            client,
-            Route {
-                front: front_id.clone(),
-                session,
-            },
-        );
-        match self.with_app(|app, ctx| app.join(ctx, client, &data)) {
-            Ok(()) => {
-                self.shared.metrics.joins.fetch_add(1, Relaxed);
-                let joined = Session {
+        let start = self
+            .members
+            .begin_join(link, session, secret, resume, &mut self.effects);
+        match start {
+            JoinStart::Stale | JoinStart::Already => {}
+            JoinStart::Resumed { client, seat } => {
+                // The same player as before, with its ack: the game sees no leave and
+                // no join, and the client gets a full state like any joiner.
+                self.shared.metrics.resumes.fetch_add(1, Relaxed);
+                self.play(Entry::Resume { client, seat });
+            }
+            JoinStart::New { seat } => {
+                let client = self.game.new_client();
+                let joined = self.play(Entry::Join {
                     client,
-                    ack: Seq::NONE,
-                    ack_moved: false,
-                    secret,
-                };
-                self.insert_session(&front_id, session, joined);
-            }
-            Err(rejection) => {
-                self.clients.remove(client);
-                self.routes.remove(&client);
-                self.shared.metrics.joins_rejected.fetch_add(1, Relaxed);
-                let msg = BackToFront::JoinRejected(LinkJoinRejected {
-                    session,
-                    channel: self.shared.index,
-                    reason: rejection.message().to_owned(),
+                    data,
+                    seat: seat.clone(),
                 });
-                link.send(Bytes::from(encode(&msg)));
+                match joined {
+                    Applied::Join(Ok(())) => {
+                        self.shared.metrics.joins.fetch_add(1, Relaxed);
+                        self.members.admit(seat, client, &mut self.effects);
+                    }
+                    Applied::Join(Err(rejection)) => {
+                        self.shared.metrics.joins_rejected.fetch_add(1, Relaxed);
+                        let msg = BackToFront::JoinRejected(LinkJoinRejected {
+                            session,
+                            channel: self.shared.index,
+                            reason: rejection.message().to_owned(),
+                        });
+                        self.outgoing
+                            .push((link.clone(), Bytes::from(encode(&msg))));
+                    }
+                    other => unreachable!("a join entry is applied as a join, not {other:?}"),
+                }
             }
         }
+        self.apply_effects();
     }
 
-    /// Takes the membership a resuming client claims, if this channel still has it
-    /// (held after a disconnect, or still with its old front) and the secret matches.
-    /// A claim that does not match is an ordinary join: telling why would help
-    /// someone guessing secrets.
-    fn take_resumable(&mut self, claim: &LinkResume) -> Option<Session> {
-        // A zero secret is what a front sends when it had no random source.
-        if claim.secret == 0 {
-            return None;
-        }
-        let key: (Arc<str>, SessionKey) = (Arc::from(claim.front.as_str()), claim.session);
-        if self
-            .held
-            .get(&key)
-            .is_some_and(|h| h.session.secret == claim.secret)
-        {
-            return self.held.remove(&key).map(|h| h.session);
-        }
-        let front = self.fronts.get_mut(claim.front.as_str())?;
-        if front
-            .sessions
-            .get(&claim.session)
-            .is_none_or(|s| s.secret != claim.secret)
-        {
-            return None;
-        }
-        let session = front.sessions.remove(&claim.session)?;
-        // The old connection may still be open (or half-open): its front is told that
-        // the membership moved, now or when it relinks.
-        match front.link.clone() {
-            Some(link) => self.evict(&link, claim.session),
-            None => front.moved.push(claim.session),
-        }
-        Some(session)
-    }
-
-    /// Tells a front that its session is no longer in this channel.
-    fn evict(&self, link: &LinkHandle, session: SessionKey) {
-        let msg = BackToFront::Evicted(LinkEvicted {
-            session,
-            channel: self.shared.index,
-            reason: "the session resumed on another connection".into(),
-        });
-        link.send(Bytes::from(encode(&msg)));
-    }
-
-    fn leave(&mut self, link: &LinkHandle, session: SessionKey) {
-        if self.current(link).is_some() {
-            self.remove_session(link.front(), session);
-        }
-    }
-
-    /// The client's connection closed without a leave: its membership is held for a
-    /// resume, or leaves at once when resuming is off.
-    fn away(&mut self, link: &LinkHandle, session: SessionKey) {
-        if self.options.resume_grace.is_zero() {
-            return self.leave(link, session);
-        }
-        let Some(held) = self.current(link).and_then(|f| f.sessions.remove(&session)) else {
-            return;
-        };
-        self.routes.remove(&held.client);
-        self.clients.disconnect(held.client);
-        let earlier = self.held.insert(
-            (link.front_arc(), session),
-            Held {
-                session: held,
-                since: Instant::now(),
-            },
-        );
-        // A restarted front numbers its sessions from 1 again, so its key can name a
-        // membership still held from before: that one can no longer be claimed (its
-        // key now means another session), so it leaves.
-        if let Some(earlier) = earlier {
-            self.shared.metrics.resumes_expired.fetch_add(1, Relaxed);
-            self.app_leave(earlier.session.client);
-        }
-    }
-
-    fn remove_session(&mut self, front: &str, session: SessionKey) {
-        let Some(s) = self
-            .fronts
-            .get_mut(front)
-            .and_then(|f| f.sessions.remove(&session))
-        else {
-            return;
-        };
-        self.routes.remove(&s.client);
-        self.app_leave(s.client);
-    }
-
-    fn app_leave(&mut self, client: ClientId) {
-        self.shared.metrics.leaves.fetch_add(1, Relaxed);
-        self.clients.remove(client);
-        if let Err(e) = self.with_app(|app, ctx| app.leave(ctx, client)) {
-            self.app_error("leave", &e);
-        }
-    }
-
-    fn input(&mut self, link: &LinkHandle, session: SessionKey, seq: Seq, data: &Bytes) {
-        let Some((client, ack)) = self
-            .current(link)
-            .and_then(|f| f.sessions.get(&session))
-            .map(|s| (s.client, s.ack))
-        else {
+    fn input(&mut self, link: &LinkHandle, session: SessionKey, seq: Seq, data: Bytes) {
+        let Some((client, ack)) = self.members.member(link, session) else {
             // Inputs of clients that left are dropped, as the workload specifies.
             self.shared
                 .metrics
@@ -588,43 +456,39 @@ impl Channel {
             self.notice(link, session, "bad_seq", message);
             return;
         }
-        let result = self.with_app(|app, ctx| app.input(ctx, client, seq, data));
+        let applied = self.play(Entry::Input { client, seq, data });
         self.shared.metrics.inputs.fetch_add(1, Relaxed);
-        if let Some(s) = self
-            .current(link)
-            .and_then(|f| f.sessions.get_mut(&session))
-        {
-            s.ack = seq;
-            s.ack_moved = true;
-        }
-        if let Err(e) = result {
+        self.members.acked(link, session, seq);
+        if let Applied::Input(Err(e)) = applied {
             self.shared.metrics.inputs_refused.fetch_add(1, Relaxed);
             self.notice(link, session, "input_refused", e.message().to_owned());
         }
     }
 
-    fn notice(&self, link: &LinkHandle, session: SessionKey, code: &str, message: String) {
+    fn notice(&mut self, link: &LinkHandle, session: SessionKey, code: &str, message: String) {
         let notice = BackToFront::Notice(LinkNotice {
             session,
             code: code.into(),
             message,
         });
-        link.send(Bytes::from(encode(&notice)));
+        self.outgoing
+            .push((link.clone(), Bytes::from(encode(&notice))));
     }
 
     /// A call from outside the game; its reply leaves after this tick's patch.
-    fn call(&mut self, link: LinkHandle, call: u64, data: &Bytes) {
+    fn call(&mut self, link: LinkHandle, call: u64, data: Bytes) {
         self.shared.metrics.calls.fetch_add(1, Relaxed);
         let limit = self.options.max_game_message_bytes;
-        let result = self
-            .with_app(|app, ctx| app.call(ctx, data))
-            .and_then(|reply| match reply.len() {
-                // A reply travels in one link frame, like a message.
-                size if size > limit => Err(CallFailure::Failed(format!(
-                    "the reply of {size} bytes is over the limit of {limit} bytes"
-                ))),
-                _ => Ok(reply),
-            });
+        let Applied::Call(result) = self.play(Entry::Call { data }) else {
+            unreachable!("a call entry is applied as a call")
+        };
+        let result = result.and_then(|reply| match reply.len() {
+            // A reply travels in one link frame, like a message.
+            size if size > limit => Err(CallFailure::Failed(format!(
+                "the reply of {size} bytes is over the limit of {limit} bytes"
+            ))),
+            _ => Ok(reply),
+        });
         let reply = match result {
             Ok(reply) => reply_ok(call, reply),
             Err(failure) => {

@@ -15,6 +15,8 @@ pub(crate) enum Event {
     /// A front (re)linked; `sessions` are the ones it holds in this channel.
     Attach {
         link: LinkHandle,
+        /// The front's process (`LinkHello::instance`).
+        instance: u64,
         sessions: Vec<LinkSession>,
     },
     /// A front's link closed.

@@ -4,8 +4,11 @@
 //! [`Registry`] it is given), and sends one patch per tick to every front.
 //!
 //! Layers: `link` (accept loop, per-link tasks) -> `inbox` (per-channel queue) ->
-//! `channel` (tick loop, memberships; `channel/fanout`: patches, states, messages,
-//! replies) -> the game, through `centrum_app::DynApp`.
+//! `channel` (tick loop; `membership`: who is in, `game`: the hosted game,
+//! `fanout`: patches, states, messages, replies; `journal` and `persist`: the
+//! channel's records and snapshots in a [`Store`], and its recovery from them).
+
+pub use centrum_store::{DiskStore, MemoryStore, Store, StoreError};
 
 mod channel;
 mod inbox;
@@ -21,11 +24,12 @@ use tokio::task::JoinSet;
 use tracing::info;
 
 use centrum_app::Registry;
-use centrum_config::{Config, FieldError};
+use centrum_config::{Config, FieldError, Fsync};
 use centrum_net::{Registration, Shutdown};
 use centrum_protocol::{NodeStats, PROTOCOL_VERSION, Register, Role, Tick};
 
-use channel::{Channel, ChannelOptions, ChannelShared};
+pub use channel::RecoverError;
+use channel::{Channel, ChannelOptions, ChannelShared, SnapshotPolicy};
 use inbox::{Event, Inbox};
 use metrics::{BackMetrics, ChannelMetrics};
 
@@ -47,6 +51,16 @@ pub enum BackError {
     },
     #[error("channel index overflow: a back serves at most 65536 channels")]
     TooManyChannels,
+    /// The store could not be opened or read.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A channel's store holds something it cannot come back from.
+    #[error("channel {channel:?} cannot recover: {source}")]
+    Recover {
+        channel: String,
+        #[source]
+        source: RecoverError,
+    },
     #[error(transparent)]
     Refused(#[from] centrum_net::RegisterError),
     #[error("i/o: {0}")]
@@ -85,6 +99,23 @@ impl Back {
         listener: TcpListener,
         shutdown: Shutdown,
     ) -> Result<Back, BackError> {
+        let store = open_store(&config, id)?;
+        Self::start_with_store(config, apps, id, store, listener, shutdown)
+    }
+
+    /// As [`Back::start`], keeping channels in `store` (None: nowhere) whatever the
+    /// config says: for tests that restart a back in one process.
+    ///
+    /// # Errors
+    /// As [`Back::start`].
+    pub fn start_with_store(
+        config: Arc<Config>,
+        apps: &Registry,
+        id: &str,
+        store: Option<Arc<dyn Store>>,
+        listener: TcpListener,
+        shutdown: Shutdown,
+    ) -> Result<Back, BackError> {
         let me = config
             .back(id)
             .ok_or_else(|| BackError::UnknownId(id.to_owned()))?
@@ -100,6 +131,11 @@ impl Back {
             max_game_message_bytes: (limits.max_frame_bytes as usize).saturating_sub(1024),
             max_game_messages: (limits.link_queue as usize / 4).max(1),
         };
+        let policy = SnapshotPolicy {
+            every: config.store.snapshot_every(),
+            journal_bytes: config.store.snapshot_journal_bytes,
+        };
+        let now = std::time::Instant::now();
         let mut channels = Vec::new();
         let mut runners = Vec::new();
         for (i, ch) in me.channels.iter().enumerate() {
@@ -119,9 +155,15 @@ impl Back {
                 app_name: ch.app.clone(),
                 index: u16::try_from(i).map_err(|_| BackError::TooManyChannels)?,
                 inbox: Inbox::new(config.limits.channel_inputs as usize),
-                metrics: ChannelMetrics::default(),
+                metrics: Arc::new(ChannelMetrics::default()),
             });
-            runners.push(Channel::new(shared.clone(), app, options));
+            let runner = match &store {
+                Some(store) => {
+                    Channel::recover(shared.clone(), app, options, &**store, policy, now)?
+                }
+                None => Channel::new(shared.clone(), app, options),
+            };
+            runners.push(runner);
             channels.push(shared);
         }
         let shared = Arc::new(Shared {
@@ -151,7 +193,12 @@ impl Back {
             me.tick_hz,
             shutdown.clone(),
         ));
-        info!(back = id, listen = %local_addr, channels = me.channels.len(), "back started");
+        let kept = store
+            .as_ref()
+            .map_or("nowhere (store.kind = \"memory\")".to_owned(), |s| {
+                s.describe()
+            });
+        info!(back = id, listen = %local_addr, channels = me.channels.len(), store = %kept, "back started");
         Ok(Back {
             shared,
             local_addr,
@@ -194,6 +241,23 @@ impl Back {
     pub async fn wait(mut self) -> Result<(), BackError> {
         centrum_net::wait_tasks(&mut self.tasks, &self.shutdown).await
     }
+}
+
+/// The store back `id` keeps its channels in, as the config says: files under its
+/// data directory (made if missing), or none with `store.kind = "memory"`.
+///
+/// # Errors
+/// [`BackError::Store`] naming the directory when it cannot be made or written.
+pub fn open_store(config: &Config, id: &str) -> Result<Option<Arc<dyn Store>>, BackError> {
+    let Some(dir) = config.data_dir(id) else {
+        return Ok(None);
+    };
+    let sync = match config.store.fsync {
+        Fsync::Tick => centrum_store::SyncPolicy::EveryRecord,
+        Fsync::Interval => centrum_store::SyncPolicy::Interval(config.store.fsync_interval()),
+        Fsync::Never => centrum_store::SyncPolicy::Never,
+    };
+    Ok(Some(Arc::new(DiskStore::new(dir, sync)?)))
 }
 
 /// Runs back `id` until `shutdown`.

@@ -176,6 +176,7 @@ where
             .collect();
         let _ = channel.inbox.push(Event::Attach {
             link: handle.clone(),
+            instance: hello.instance,
             sessions,
         });
     }

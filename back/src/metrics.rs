@@ -43,6 +43,21 @@ pub(crate) struct ChannelMetrics {
     pub(crate) calls_failed: AtomicU64,
     /// Errors the game returned from `tick` or `leave`.
     pub(crate) app_errors: AtomicU64,
+    /// Journal records written, and their bytes.
+    pub(crate) journal_records: AtomicU64,
+    pub(crate) journal_bytes: AtomicU64,
+    /// Time to write (and sync) a tick's record: sum, count, max (microseconds).
+    commit_us_sum: AtomicU64,
+    commit_count: AtomicU64,
+    pub(crate) commit_us_max: AtomicU64,
+    /// Snapshots written.
+    pub(crate) snapshots: AtomicU64,
+    /// The longest time a tick spent copying the channel for a snapshot (microseconds).
+    pub(crate) snapshot_capture_us: AtomicU64,
+    /// Failed journal appends (each retried) and snapshot writes.
+    pub(crate) store_errors: AtomicU64,
+    /// Ticks that replayed other than they first ran (a game that is not deterministic).
+    pub(crate) replay_divergences: AtomicU64,
 }
 
 /// The back's counters across channels.
@@ -60,6 +75,12 @@ impl ChannelMetrics {
         self.tick_count.fetch_add(1, Relaxed);
         self.tick_us_max.fetch_max(us, Relaxed);
         self.ticks.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn record_commit(&self, us: u64) {
+        self.commit_us_sum.fetch_add(us, Relaxed);
+        self.commit_count.fetch_add(1, Relaxed);
+        self.commit_us_max.fetch_max(us, Relaxed);
     }
 
     /// The channel's stats; resets the per-heartbeat tick timing.
@@ -224,6 +245,36 @@ impl ChannelMetrics {
             &self.app_errors,
         );
         push(
+            "centrum_back_journal_records_total",
+            "Tick records written to the channel's journal.",
+            Counter,
+            &self.journal_records,
+        );
+        push(
+            "centrum_back_journal_bytes_total",
+            "Bytes of tick records written to the channel's journal.",
+            Counter,
+            &self.journal_bytes,
+        );
+        push(
+            "centrum_back_snapshots_total",
+            "Snapshots of the channel written to its store.",
+            Counter,
+            &self.snapshots,
+        );
+        push(
+            "centrum_back_store_errors_total",
+            "Failed journal writes (retried until they succeed) and snapshot writes.",
+            Counter,
+            &self.store_errors,
+        );
+        push(
+            "centrum_back_replay_divergences_total",
+            "Ticks that replayed from the journal other than they first ran: a game that is not deterministic.",
+            Counter,
+            &self.replay_divergences,
+        );
+        push(
             "centrum_back_clients",
             "Clients joined to the channel.",
             Gauge,
@@ -235,6 +286,36 @@ impl ChannelMetrics {
             Gauge,
             &self.entities,
         );
+        // Kept in microseconds, shown in seconds.
+        let seconds = [
+            (
+                "centrum_back_journal_commit_seconds_sum",
+                "Time spent writing (and syncing) tick records.",
+                Counter,
+                &self.commit_us_sum,
+            ),
+            (
+                "centrum_back_journal_commit_seconds_max",
+                "The longest time a tick record took to write (and sync) so far.",
+                Gauge,
+                &self.commit_us_max,
+            ),
+            (
+                "centrum_back_snapshot_capture_seconds_max",
+                "The longest time a tick spent copying the channel for a snapshot.",
+                Gauge,
+                &self.snapshot_capture_us,
+            ),
+        ];
+        for (name, help, kind, us) in seconds {
+            out.push(Metric {
+                name: name.into(),
+                help: help.into(),
+                kind,
+                labels: labels.clone(),
+                value: us.load(Relaxed) as f64 / 1e6,
+            });
+        }
     }
 }
 

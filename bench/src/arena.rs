@@ -105,6 +105,8 @@ pub struct Server {
     pub pids: Vec<u32>,
     /// How it runs, for the record ("processes", "one-process", "external").
     pub layout: String,
+    /// Where its back keeps channels, for the record ("disk", "memory", "unknown").
+    pub store: String,
 }
 
 /// One JSON line: the Colyseus reference's metric names, plus centrum's own.
@@ -114,6 +116,8 @@ pub struct ArenaResult {
     pub decode: String,
     pub decoding_clients: usize,
     pub cluster: String,
+    /// Where the back kept the channel: "disk" (journal and snapshots) or "memory".
+    pub store: String,
     pub joined: usize,
     pub join_failures: usize,
     pub join_errors: Vec<String>,
@@ -684,6 +688,7 @@ fn summarize(s: Summary<'_>) -> ArenaResult {
         decode: s.options.decode.to_string(),
         decoding_clients: s.probes,
         cluster: s.server.layout.clone(),
+        store: s.server.store.clone(),
         joined: s.joined,
         join_failures: s.join_failures,
         join_errors,

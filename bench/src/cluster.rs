@@ -33,6 +33,9 @@ pub struct ClusterOptions {
     pub channel: String,
     /// Where the config and the processes' logs go.
     pub dir: PathBuf,
+    /// Whether the back keeps its channel in a store on disk (the default of every
+    /// cluster), under `<dir>/data`, emptied first; or nowhere (`store.kind = "memory"`).
+    pub durable: bool,
 }
 
 /// A running cluster; its processes are killed when it is dropped.
@@ -61,7 +64,13 @@ impl Cluster {
         let ports = free_ports(3 + options.fronts)?;
         let master_http = ports[0];
         let front_addrs = &ports[3..];
-        let config = config_toml(options, &ports);
+        let data = options.dir.join("data");
+        if data.exists() {
+            // A run starts from an empty channel, not from the last run's.
+            std::fs::remove_dir_all(&data)
+                .map_err(BenchError::io(format!("cannot empty {}", data.display())))?;
+        }
+        let config = config_toml(options, &ports, &data);
         let config_path = options.dir.join("cluster.toml");
         std::fs::write(&config_path, config).map_err(BenchError::io(format!(
             "cannot write {}",
@@ -234,7 +243,7 @@ fn free_ports(n: usize) -> Result<Vec<SocketAddr>, BenchError> {
 }
 
 /// ports: master http, master nodes, back, then one per front.
-fn config_toml(options: &ClusterOptions, ports: &[SocketAddr]) -> String {
+fn config_toml(options: &ClusterOptions, ports: &[SocketAddr], data: &Path) -> String {
     let mut s = format!(
         "# written by `centrum bench`\n\
          [master]\nhttp = \"{}\"\nnodes = \"{}\"\n\n\
@@ -250,5 +259,13 @@ fn config_toml(options: &ClusterOptions, ports: &[SocketAddr]) -> String {
     }
     // Room for the idle-connection measurement and the largest arena runs.
     s.push_str("\n[limits]\nmax_connections = 100000\n");
+    if options.durable {
+        s.push_str(&format!(
+            "\n[store]\ndir = {:?}\n",
+            data.display().to_string()
+        ));
+    } else {
+        s.push_str("\n[store]\nkind = \"memory\"\n");
+    }
     s
 }

@@ -49,6 +49,12 @@ pub async fn arena_series(
                     master: Some(cluster.master_http),
                     pids: cluster.pids(),
                     layout: layout_name(cluster_options.layout).into(),
+                    store: if cluster_options.durable {
+                        "disk"
+                    } else {
+                        "memory"
+                    }
+                    .into(),
                 };
                 let result = arena::run(&options, &server).await;
                 cluster.stop().await;

@@ -59,6 +59,10 @@ pub(crate) struct ArenaArgs {
     /// The channel served by the `bench-arena` application.
     #[arg(long, default_value = "arena")]
     channel: String,
+    /// Where the back of the cluster this command starts keeps its channel: `disk`
+    /// (journal and snapshots, as every cluster does by default) or `memory` (nowhere).
+    #[arg(long, value_enum, default_value_t = StoreArg::Disk)]
+    store: StoreArg,
     /// Joins in flight at once.
     #[arg(long, default_value_t = 25)]
     join_concurrency: usize,
@@ -78,6 +82,12 @@ pub(crate) struct IdleArgs {
     /// Connects in flight at once.
     #[arg(long, default_value_t = 100)]
     concurrency: usize,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum StoreArg {
+    Disk,
+    Memory,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -115,6 +125,7 @@ fn cluster_options(
     fronts: usize,
     channel: &str,
     dir: PathBuf,
+    durable: bool,
 ) -> Result<ClusterOptions> {
     Ok(ClusterOptions {
         program: std::env::current_exe().context("cannot find the centrum executable")?,
@@ -123,6 +134,7 @@ fn cluster_options(
         tick_hz: 20,
         channel: channel.to_owned(),
         dir,
+        durable,
     })
 }
 
@@ -159,6 +171,7 @@ async fn arena(args: ArenaArgs) -> Result<()> {
             args.fronts,
             &args.channel,
             work_dir(args.out.as_ref()),
+            args.store == StoreArg::Disk,
         )?)
     } else {
         Target::Running(Server {
@@ -166,6 +179,7 @@ async fn arena(args: ArenaArgs) -> Result<()> {
             master: args.master,
             pids: args.pids.clone(),
             layout: "external".into(),
+            store: "unknown".into(),
         })
     };
     // A reader that goes away (`| head -1`) stops the printing; the error ends the
@@ -198,7 +212,8 @@ async fn idle(args: IdleArgs) -> Result<()> {
         );
     }
     let dir = work_dir(None).join("idle");
-    let cluster = Cluster::start(&cluster_options(Layout::Processes, 1, "arena", dir)?).await?;
+    let cluster =
+        Cluster::start(&cluster_options(Layout::Processes, 1, "arena", dir, false)?).await?;
     let front_pid = cluster
         .front_pid(0)
         .context("the front has no process id")?;

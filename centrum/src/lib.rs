@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # use centrum::{App, AppError, ClientId, Ctx, NoCalls, Schema, Seq};
-//! # #[derive(Default)] struct Tag;
+//! # #[derive(Default, serde::Serialize, serde::Deserialize)] struct Tag;
 //! # impl App for Tag {
 //! #     type Join = (); type Input = (); type Call = NoCalls; type Reply = NoCalls;
 //! #     fn schema(&self) -> Schema { Schema::new() }

@@ -65,8 +65,12 @@ pub(crate) async fn up(
         ));
     }
     for b in &backs {
+        let kept = match config.data_dir(&b.id) {
+            Some(dir) => format!("kept in {}", dir.display()),
+            None => "kept nowhere (store.kind = \"memory\")".into(),
+        };
         lines.push(format!(
-            "  {:<8} {}   {} Hz   channels: {}",
+            "  {:<8} {}   {} Hz   channels: {}   {kept}",
             b.id,
             b.listen,
             b.tick_hz,

@@ -91,6 +91,10 @@ fn bench_arena_runs_the_workload_on_separate_processes_and_writes_its_report() {
     let r = &results[0];
     assert_valid_run(r, 20, 4);
     assert_eq!(r["cluster"], "processes");
+    assert_eq!(
+        r["store"], "disk",
+        "durable, as every cluster is by default"
+    );
     assert_eq!(r["server_processes"], 3, "master, front, back");
     // The front's own fan-out delay, read from its heartbeats through the master.
     assert!(r["front_patch_delay_ms"].as_f64().is_some(), "{r}");

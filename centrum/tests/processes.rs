@@ -16,6 +16,8 @@ fn centrum() -> Command {
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("centrum-test-{}-{name}", std::process::id()));
+    // Fresh: a back would recover channels a former run left in its data directory.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
@@ -170,6 +172,7 @@ async fn up_runs_a_cluster_of_processes_that_clients_play_through() {
     let up = Up(centrum()
         .arg("up")
         .arg(&config)
+        .current_dir(&dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -42,6 +42,20 @@ listen = "127.0.0.1:7320"
 tick_hz = 20               # ticks per second, 1-240
 # Each channel is owned by exactly one back; `app` names the game logic it runs.
 channels = [{ name = "arena", app = "arena" }]
+# data_dir = "/var/lib/centrum/back-1"   # where this back keeps its channels; default <store.dir>/<id>
+
+# Every channel is durable: its back keeps a snapshot and a journal of every tick, and
+# a restarted back carries on from its last durable tick. The values shown are the defaults.
+# [store]
+# kind = "disk"                  # "disk", or "memory": keep nothing across a restart (tests, demos)
+# dir = "centrum-data"           # a back's data_dir defaults to <dir>/<back id>, relative to the working directory
+# fsync = "tick"                 # when the journal reaches the disk; "tick": before a tick's inputs are
+#                                #   acknowledged (a power cut loses nothing acknowledged);
+#                                #   "interval": at most every fsync_interval_ms (a power cut may lose that much);
+#                                #   "never": left to the OS (a crash of the back loses nothing, a power cut may)
+# fsync_interval_ms = 100        # (1-60000)
+# snapshot_every_ms = 60000      # a snapshot of each channel this often (1000-86400000) ...
+# snapshot_journal_bytes = 67108864  # ... or once its journal grows this much (65536-17179869184)
 
 # Every limit may be omitted; the values shown are the defaults.
 # [limits]
@@ -81,6 +95,8 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub calls: CallsConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -125,6 +141,10 @@ pub struct BackConfig {
     pub tick_hz: u32,
     #[serde(default)]
     pub channels: Vec<ChannelConfig>,
+    /// Where this back keeps its channels' snapshots and journals, when not
+    /// `<store.dir>/<id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -182,6 +202,71 @@ pub struct CallsConfig {
     pub max_body_bytes: u32,
     /// Calls one front keeps waiting for their answer at once; more get HTTP 503.
     pub max_in_flight: u32,
+}
+
+/// How backs keep their channels durable (the `[store]` section).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Disk, or nothing kept across a restart.
+    pub kind: StoreKind,
+    /// A back's data directory is `<dir>/<back id>` unless it sets `data_dir`.
+    pub dir: PathBuf,
+    /// When the journal is synced to the disk.
+    pub fsync: Fsync,
+    /// With `fsync = "interval"`, at most this long between two syncs.
+    pub fsync_interval_ms: u32,
+    /// Each channel is snapshotted this often...
+    pub snapshot_every_ms: u64,
+    /// ...or once this many journal bytes were written since its last snapshot.
+    pub snapshot_journal_bytes: u64,
+}
+
+/// Where channels are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// Snapshots and journals in files under each back's data directory.
+    Disk,
+    /// Nowhere: a restarted back starts its channels empty.
+    Memory,
+}
+
+/// When a journal write is synced to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// Before the tick's inputs are acknowledged.
+    Tick,
+    /// At most every `fsync_interval_ms`.
+    Interval,
+    /// When the OS decides.
+    Never,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Disk,
+            dir: PathBuf::from("centrum-data"),
+            fsync: Fsync::Tick,
+            fsync_interval_ms: 100,
+            snapshot_every_ms: 60_000,
+            snapshot_journal_bytes: 64 << 20,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// `fsync_interval_ms` as a duration.
+    pub fn fsync_interval(&self) -> Duration {
+        Duration::from_millis(self.fsync_interval_ms.into())
+    }
+
+    /// `snapshot_every_ms` as a duration.
+    pub fn snapshot_every(&self) -> Duration {
+        Duration::from_millis(self.snapshot_every_ms)
+    }
 }
 
 /// A secret from the config: it serializes as itself but never prints in `Debug`.
@@ -335,6 +420,20 @@ impl Config {
 
     pub fn back(&self, id: &str) -> Option<&BackConfig> {
         self.backs.iter().find(|back| back.id == id)
+    }
+
+    /// Where back `id` keeps its channels: its `data_dir`, else `<store.dir>/<id>`;
+    /// `None` for an unknown back or with `store.kind = "memory"`.
+    pub fn data_dir(&self, id: &str) -> Option<PathBuf> {
+        let back = self.back(id)?;
+        match self.store.kind {
+            StoreKind::Memory => None,
+            StoreKind::Disk => Some(
+                back.data_dir
+                    .clone()
+                    .unwrap_or_else(|| self.store.dir.join(&back.id)),
+            ),
+        }
     }
 
     /// The back that owns `channel`.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::{BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits};
+use crate::{BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits, StoreConfig};
 
 /// What [`is_name`] asks of a name, as an error says it.
 pub const NAME_RULE: &str = "must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'";
@@ -97,6 +97,40 @@ impl<'a> Checker<'a> {
                 "calls.max_body_bytes",
                 format!("must not exceed limits.max_frame_bytes - {CALL_FRAME_OVERHEAD} ({room})"),
             );
+        }
+    }
+
+    fn store(&mut self, store: &StoreConfig) {
+        let ranges = [
+            (
+                "fsync_interval_ms",
+                u64::from(store.fsync_interval_ms),
+                1,
+                60_000,
+            ),
+            (
+                "snapshot_every_ms",
+                store.snapshot_every_ms,
+                1_000,
+                86_400_000,
+            ),
+            (
+                "snapshot_journal_bytes",
+                store.snapshot_journal_bytes,
+                65_536,
+                16 << 30,
+            ),
+        ];
+        for (name, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                self.push(
+                    format!("store.{name}"),
+                    format!("must be between {min} and {max}"),
+                );
+            }
+        }
+        if store.dir.as_os_str().is_empty() {
+            self.push("store.dir", "must not be empty");
         }
     }
 
@@ -255,6 +289,24 @@ pub(crate) fn problems(config: &Config) -> Vec<FieldError> {
     checker.address_clashes();
     checker.limits(&config.limits);
     checker.calls(&config.calls, &config.limits);
+    checker.store(&config.store);
+    // Two backs with one id are reported above; two ids with one directory here.
+    let dir_of = |b: &BackConfig| {
+        b.data_dir
+            .clone()
+            .unwrap_or_else(|| config.store.dir.join(&b.id))
+    };
+    for (i, a) in config.backs.iter().enumerate() {
+        let clash = config.backs[..i]
+            .iter()
+            .position(|b| b.id != a.id && dir_of(a) == dir_of(b));
+        if let Some(j) = clash {
+            checker.push(
+                format!("backs[{i}].data_dir"),
+                format!("is also the data_dir of backs[{j}]: two backs cannot share one"),
+            );
+        }
+    }
     checker.problems
 }
 
@@ -522,6 +574,47 @@ mod tests {
                 "backs: at least one back is required",
             ]
         );
+    }
+
+    #[test]
+    fn store_settings_out_of_range_and_a_shared_data_dir() {
+        let problems = problems_after(|c| {
+            c.store.snapshot_every_ms = 10;
+            c.store.fsync_interval_ms = 0;
+            let mut twin = c.backs[0].clone();
+            twin.id = "back-2".into();
+            twin.listen = "127.0.0.1:7399".parse().unwrap();
+            twin.channels = vec![channel("lobby", "arena")];
+            twin.data_dir = Some("centrum-data/back-1".into());
+            c.backs.push(twin);
+        });
+        assert_eq!(
+            problems,
+            vec![
+                "store.fsync_interval_ms: must be between 1 and 60000",
+                "store.snapshot_every_ms: must be between 1000 and 86400000",
+                "backs[1].data_dir: is also the data_dir of backs[0]: two backs cannot share one",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_back_keeps_its_channels_under_the_store_dir_unless_it_says_where() {
+        let mut config = Config::embedded_default();
+        assert_eq!(
+            config.data_dir("back-1"),
+            Some("centrum-data/back-1".into())
+        );
+        config.backs[0].data_dir = Some("/srv/b1".into());
+        assert_eq!(config.data_dir("back-1"), Some("/srv/b1".into()));
+        config.store.kind = crate::StoreKind::Memory;
+        assert_eq!(config.data_dir("back-1"), None);
+        let parsed: Config = toml::from_str(
+            &crate::DEFAULT_TOML
+                .replace("# [store]\n# kind = \"disk\"", "[store]\nkind = \"memory\""),
+        )
+        .unwrap();
+        assert_eq!(parsed.store.kind, crate::StoreKind::Memory);
     }
 
     #[test]

@@ -104,6 +104,9 @@ struct ChannelRoute {
 #[derive(Debug)]
 pub(crate) struct Hub {
     pub(crate) id: String,
+    /// This process, as backs tell it from an earlier one with the same id: its
+    /// sessions are not the earlier one's.
+    pub(crate) instance: u64,
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: FrontMetrics,
     clients: RwLock<HashMap<SessionKey, ClientHandle>>,
@@ -172,6 +175,7 @@ impl Hub {
         }
         Self {
             id: id.to_owned(),
+            instance: crate::resume::new_instance(),
             config,
             metrics: FrontMetrics::default(),
             clients: RwLock::new(HashMap::new()),

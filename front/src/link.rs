@@ -22,7 +22,8 @@ pub(crate) async fn maintain(hub: Arc<Hub>, back: usize, shutdown: Shutdown) {
     let config = &hub.config.backs[back];
     let span = info_span!("link", back = %config.id, addr = %config.listen);
     async {
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        // Capped low: a back that restarts is relinked within half a second of being up.
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
         loop {
             let result = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -72,6 +73,7 @@ async fn session(
             version: PROTOCOL_VERSION,
             front: hub.id.clone(),
             sessions,
+            instance: hub.instance,
         }),
     )
     .await?;

@@ -69,6 +69,17 @@ pub(crate) fn new_secret() -> u64 {
     getrandom::u64().unwrap_or(0)
 }
 
+/// A number for this process that a restarted one will not repeat: random, or
+/// without a random source, the clock and the pid.
+pub(crate) fn new_instance() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        nanos ^ u64::from(std::process::id()).rotate_left(32)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

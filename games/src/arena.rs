@@ -2,7 +2,7 @@
 //! each coin scores a point and reappears elsewhere. Inputs set a direction, which
 //! holds until the next input, so players move smoothly between inputs.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -65,16 +65,17 @@ pub enum Event {
     Scored { player: u32, score: u64 },
 }
 
-/// The arena game.
-#[derive(Debug)]
+/// The arena game. Players live in a `BTreeMap` so that every run visits them in the
+/// same order (a replay after a restart picks the same coin winner).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Arena {
-    players: HashMap<ClientId, Steering>,
+    players: BTreeMap<ClientId, Steering>,
     coins: Vec<Entity<Coin>>,
     rng: u64,
     joined: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Steering {
     player: Entity<Player>,
     dx: f64,
@@ -84,7 +85,7 @@ struct Steering {
 impl Arena {
     pub fn new() -> Self {
         Self {
-            players: HashMap::new(),
+            players: BTreeMap::new(),
             coins: Vec::new(),
             rng: 0x2545_f491_4f6c_dd1d,
             joined: 0,

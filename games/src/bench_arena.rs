@@ -2,9 +2,9 @@
 //! more. Players `{x, y, seq}`, keyed by the `name` a client gives in its join data;
 //! each input adds `(dx, dy)` and records its seq.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use centrum_app::{App, AppError, ClientId, Ctx, Entity, Kind, NoCalls, Schema, Seq};
 
@@ -38,9 +38,9 @@ pub struct Move {
 }
 
 /// The benchmark application.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct BenchArena {
-    players: HashMap<ClientId, Entity<Player>>,
+    players: BTreeMap<ClientId, Entity<Player>>,
 }
 
 impl BenchArena {

@@ -263,9 +263,11 @@ mod tests {
                     name: "arena".into(),
                     app: "arena".into(),
                 }],
+                data_dir: None,
             }],
             limits: Limits::default(),
             calls: Default::default(),
+            store: Default::default(),
         }
     }
 

@@ -118,6 +118,7 @@ impl TestMaster {
                             app: "chat".into(),
                         },
                     ],
+                    data_dir: None,
                 },
                 BackConfig {
                     id: "back-2".into(),
@@ -128,10 +129,12 @@ impl TestMaster {
                         name: "race".into(),
                         app: "race".into(),
                     }],
+                    data_dir: None,
                 },
             ],
             limits,
             calls: Default::default(),
+            store: Default::default(),
         });
         config.validate().expect("test config is valid");
         let shutdown = Shutdown::new();

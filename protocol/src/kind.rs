@@ -107,6 +107,25 @@ impl<K> std::hash::Hash for Entity<K> {
     }
 }
 
+/// An entity handle saves as `[id, kind]`, so that a game holding handles can be
+/// saved in a snapshot and restored.
+impl<K> serde::Serialize for Entity<K> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&(self.id, self.kind), s)
+    }
+}
+
+impl<'de, K> serde::Deserialize<'de> for Entity<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (id, kind) = <(EntityId, KindId) as serde::Deserialize>::deserialize(d)?;
+        Ok(Self {
+            id,
+            kind,
+            _kind: PhantomData,
+        })
+    }
+}
+
 impl<K: Kind> fmt::Debug for Entity<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}#{}", K::NAME, self.id.0)

@@ -23,7 +23,7 @@ pub use kind::{Entity, Field, FieldValue, FixedPoint, Kind};
 pub use link::*;
 pub use mirror::{Mirror, MirrorEntity, MirrorError, WireValue};
 pub use schema::{FieldDef, FieldType, KindDef, MAX_FIELDS, Schema, SchemaError, Value};
-pub use state::{State, StateError, encode_empty_patch};
+pub use state::{SavedState, State, StateError, encode_empty_patch};
 
 /// The protocol version carried in every hello; peers with another version are refused.
 pub const PROTOCOL_VERSION: u32 = 2;

@@ -47,13 +47,17 @@ tagged_enum! {
 }
 
 /// Opens a link. `sessions` are the front's clients already in channels of this back
-/// (after a relink): the back keeps, restores or re-joins exactly these and removes
-/// any other session of this front.
+/// (after a relink): the back keeps, restores or re-joins exactly these. Of the other
+/// sessions it had from this front, it removes those of the same `instance` (they
+/// ended while the link was down) and holds for resume those of another one (the
+/// front restarted; its clients are reconnecting).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkHello {
     pub version: u32,
     pub front: String,
     pub sessions: Vec<LinkSession>,
+    /// Random per front process: tells a relink apart from a restarted front.
+    pub instance: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

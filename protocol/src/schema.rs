@@ -58,7 +58,8 @@ pub enum FieldType {
 }
 
 /// A field's value. `Fixed` holds the integer that travels (`round(value * scale)`).
-#[derive(Clone, Debug)]
+/// Its serde form is exact (floats keep every bit); snapshots use it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Value {
     /// Of a [`FieldType::Bool`] field.
     Bool(bool),

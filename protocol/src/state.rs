@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::wire;
 use crate::{EntityId, FieldId, KindId, Schema, Tick, Value};
 
@@ -42,6 +44,9 @@ pub enum StateError {
         /// The number of values given.
         given: usize,
     },
+    /// A saved state that does not fit its schema or contradicts itself.
+    #[error("saved state does not restore: {0}")]
+    Unrestorable(String),
     /// The state holds `u32::MAX` entities.
     #[error("the state holds the maximum number of entities")]
     Full,
@@ -372,6 +377,102 @@ impl State {
                 }
             }
         }
+    }
+}
+
+/// A state's exact contents, for a snapshot: every live entity with its values, and
+/// the order in which free ids are reused, so that a restored state hands out the
+/// same ids as the original would have (a replay through the game stays identical).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedState {
+    /// The schema the state was made for.
+    pub schema: Schema,
+    /// The number of id slots, live or free.
+    pub slots: u32,
+    /// Every live entity: `(id, kind, values in field order)`, in id order.
+    pub entities: Vec<(u32, KindId, Vec<Value>)>,
+    /// Free ids, in the order they are reused (the last one first).
+    pub free: Vec<u32>,
+}
+
+impl State {
+    /// The state's exact contents. Changes since the last commit are part of the
+    /// contents but not of a patch: save right after a commit, as a back does.
+    pub fn save(&self) -> SavedState {
+        let mut free = self.free.clone();
+        free.extend_from_slice(&self.freed);
+        SavedState {
+            schema: (*self.schema).clone(),
+            slots: self.slots.len() as u32,
+            entities: self
+                .entities()
+                .map(|(id, kind, values)| (id.0, kind, values.to_vec()))
+                .collect(),
+            free,
+        }
+    }
+
+    /// A state with exactly the saved contents and no changes to send.
+    ///
+    /// # Errors
+    /// [`StateError::Unrestorable`] when an entity does not fit the schema, two
+    /// entities share an id, or the free ids do not match the empty slots.
+    pub fn restore(saved: SavedState) -> Result<Self, StateError> {
+        let bad = |why: String| StateError::Unrestorable(why);
+        let mut slots: Vec<Option<Entity>> = Vec::new();
+        slots.resize_with(saved.slots as usize, || None);
+        let len = saved.entities.len();
+        for (id, kind, values) in saved.entities {
+            let def = saved.schema.kind_def(kind).ok_or_else(|| {
+                bad(format!(
+                    "entity {id} has kind {kind}, which the schema lacks"
+                ))
+            })?;
+            if def.fields.len() != values.len()
+                || def.fields.iter().zip(&values).any(|(f, v)| !f.accepts(v))
+            {
+                return Err(bad(format!(
+                    "entity {id} does not fit kind {:?} of the schema",
+                    def.name
+                )));
+            }
+            let slot = slots
+                .get_mut(id as usize)
+                .ok_or_else(|| bad(format!("entity {id} is past the {} slots", saved.slots)))?;
+            if slot.is_some() {
+                return Err(bad(format!("entity {id} is saved twice")));
+            }
+            *slot = Some(Entity {
+                kind,
+                values,
+                changed: 0,
+                spawned: false,
+                listed: false,
+            });
+        }
+        let mut free_seen = vec![false; slots.len()];
+        for &id in &saved.free {
+            match slots.get(id as usize) {
+                Some(None) if !free_seen[id as usize] => free_seen[id as usize] = true,
+                _ => {
+                    return Err(bad(format!(
+                        "free id {id} is live, repeated or out of range"
+                    )));
+                }
+            }
+        }
+        if saved.free.len() + len != slots.len() {
+            return Err(bad("some empty slots are not in the free list".into()));
+        }
+        Ok(Self {
+            schema: Arc::new(saved.schema),
+            slots,
+            free: saved.free,
+            freed: Vec::new(),
+            dirty: Vec::new(),
+            removed: Vec::new(),
+            len,
+        })
     }
 }
 

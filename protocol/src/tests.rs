@@ -194,6 +194,7 @@ fn every_message_round_trips() {
                 data: Bytes::from_static(b"x"),
                 secret: 0xfeed,
             }],
+            instance: 0x1234_5678_9abc,
         })),
         encode(&BackToFront::Patch(LinkPatch {
             channel: 1,

@@ -47,7 +47,7 @@ pub enum Ask {
 }
 
 /// The echo game.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Echo {
     speakers: BTreeMap<ClientId, Entity<Speaker>>,
 }

@@ -17,7 +17,8 @@ use centrum_app::Registry;
 use centrum_back::Back;
 use centrum_client::{Client, ClientError, ClientOptions, Event};
 use centrum_config::{
-    BackConfig, CallsConfig, ChannelConfig, Config, FrontConfig, Limits, MasterConfig,
+    BackConfig, CallsConfig, ChannelConfig, Config, FrontConfig, Limits, MasterConfig, StoreConfig,
+    StoreKind,
 };
 use centrum_front::Front;
 use centrum_net::Shutdown;
@@ -137,10 +138,16 @@ impl TestCluster {
                         name: channel.clone(),
                         app: app.clone(),
                     }],
+                    data_dir: None,
                 })
                 .collect(),
             limits: spec.limits,
             calls: spec.calls.clone(),
+            // In-process clusters keep nothing on disk; the process tests do.
+            store: StoreConfig {
+                kind: StoreKind::Memory,
+                ..StoreConfig::default()
+            },
         });
         config.validate().expect("test config is valid");
         let master_http = config.master.http;

@@ -345,6 +345,7 @@ async fn a_link_works_over_an_in_process_stream_as_over_tcp() {
         version: PROTOCOL_VERSION,
         front: "front-1".into(),
         sessions: vec![],
+        instance: 1,
     });
     within("hello", centrum_net::send(&mut link, &hello))
         .await

@@ -1,6 +1,7 @@
 //! What a tick sends, in the order clients see it: ONE patch body shared by every
 //! front (each frame with that front's acks), one full state shared by every joiner,
-//! then the game's messages, each encoded once, and the answers to calls.
+//! then the game's messages, each encoded once, and the answers to calls. Frames
+//! queue in `outgoing` until the tick's record is durable.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -11,16 +12,19 @@ use centrum_protocol::{
     BackToFront, FrontMsg, LinkMessage, LinkPatch, LinkState, MessageMsg, Seq, SessionKey, encode,
 };
 
-use super::Channel;
+use super::{Channel, journal};
 
 impl Channel {
     /// Encodes this tick's changes once and sends the same body to every front that
     /// has clients here, each with the acks of its own clients.
     pub(super) fn send_patch(&mut self) {
         let mut body = Vec::new();
+        let tick = self.game.tick();
         let changed = self
+            .game
             .state
-            .commit_patch(&self.shared.name, self.tick, &mut body);
+            .commit_patch(&self.shared.name, tick, &mut body);
+        self.patch_crc = journal::patch_crc(&body);
         if changed {
             self.shared.metrics.patches.fetch_add(1, Relaxed);
             self.shared
@@ -29,7 +33,7 @@ impl Channel {
                 .fetch_add(body.len() as u64, Relaxed);
         }
         let mut body = Bytes::from(body);
-        for front in self.fronts.values_mut() {
+        for front in self.members.fronts_mut() {
             let Some(link) = &front.link else { continue };
             if front.sessions.is_empty() {
                 continue;
@@ -49,31 +53,33 @@ impl Channel {
             if !changed && body.is_empty() {
                 // Only acks moved: clients still get a (change-free) patch carrying them.
                 let mut empty = Vec::new();
-                centrum_protocol::encode_empty_patch(&self.shared.name, self.tick, &mut empty);
+                centrum_protocol::encode_empty_patch(&self.shared.name, tick, &mut empty);
                 body = Bytes::from(empty);
             }
             let msg = BackToFront::Patch(LinkPatch {
                 channel: self.shared.index,
-                tick: self.tick,
+                tick,
                 changed,
                 acks,
                 body: body.clone(),
             });
-            link.send(Bytes::from(encode(&msg)));
+            self.outgoing
+                .push((link.clone(), Bytes::from(encode(&msg))));
         }
     }
 
     /// One full-state encoding, shared by every session that needs it at this tick.
     pub(super) fn send_states(&mut self) {
         if self
-            .fronts
-            .values()
+            .members
+            .fronts()
             .all(|f| (f.want_state.is_empty() && !f.just_attached) || f.link.is_none())
         {
             return;
         }
         let body = self.full_state();
-        for front in self.fronts.values_mut() {
+        let tick = self.game.tick();
+        for front in self.members.fronts_mut() {
             let Some(link) = &front.link else { continue };
             if front.want_state.is_empty() && !front.just_attached {
                 continue;
@@ -88,18 +94,20 @@ impl Channel {
                 .collect();
             let msg = BackToFront::State(LinkState {
                 channel: self.shared.index,
-                tick: self.tick,
+                tick,
                 sessions,
                 body: body.clone(),
             });
-            link.send(Bytes::from(encode(&msg)));
+            self.outgoing
+                .push((link.clone(), Bytes::from(encode(&msg))));
         }
     }
 
     pub(super) fn full_state(&self) -> Bytes {
         let mut body = Vec::new();
-        self.state
-            .encode_full(&self.shared.name, self.tick, &mut body);
+        self.game
+            .state
+            .encode_full(&self.shared.name, self.game.tick(), &mut body);
         self.shared.metrics.full_states.fetch_add(1, Relaxed);
         Bytes::from(body)
     }
@@ -108,18 +116,19 @@ impl Channel {
     /// client `Message`, encoded once, which fronts send unchanged. A broadcast goes
     /// to every linked front with clients here; a message to one client to its front.
     pub(super) fn send_messages(&mut self) {
-        if self.outbox.is_empty() {
+        if self.game.outbox.is_empty() {
             return;
         }
         let metrics = &self.shared.metrics;
-        for out in self.outbox.drain() {
+        let tick = self.game.tick();
+        for out in self.game.outbox.drain() {
             metrics.messages.fetch_add(1, Relaxed);
             metrics
                 .message_bytes
                 .fetch_add(out.data.len() as u64, Relaxed);
             let body = Bytes::from(encode(&FrontMsg::Message(MessageMsg {
                 channel: self.shared.name.clone(),
-                tick: self.tick,
+                tick,
                 data: out.data,
             })));
             match out.to {
@@ -130,19 +139,15 @@ impl Channel {
                         to: None,
                         body,
                     })));
-                    for front in self.fronts.values() {
+                    for front in self.members.fronts() {
                         let Some(link) = &front.link else { continue };
                         if !front.sessions.is_empty() {
-                            link.send(frame.clone());
+                            self.outgoing.push((link.clone(), frame.clone()));
                         }
                     }
                 }
                 Recipient::One(client) => {
-                    let link = self.routes.get(&client).and_then(|route| {
-                        let front = self.fronts.get(&route.front)?;
-                        Some((front.link.as_ref()?, route.session))
-                    });
-                    let Some((link, session)) = link else {
+                    let Some((link, session)) = self.members.route(client) else {
                         // Away (its connection dropped) or its front is unlinked: the
                         // game was told it is not connected (`Ctx::is_connected`).
                         metrics.messages_undelivered.fetch_add(1, Relaxed);
@@ -153,7 +158,8 @@ impl Channel {
                         to: Some(vec![session]),
                         body,
                     });
-                    link.send(Bytes::from(encode(&msg)));
+                    self.outgoing
+                        .push((link.clone(), Bytes::from(encode(&msg))));
                 }
             }
         }
@@ -163,7 +169,8 @@ impl Channel {
     /// the channel sees what its call changed.
     pub(super) fn send_replies(&mut self) {
         for (link, reply) in self.replies.drain(..) {
-            link.send(Bytes::from(encode(&BackToFront::Reply(reply))));
+            let frame = Bytes::from(encode(&BackToFront::Reply(reply)));
+            self.outgoing.push((link, frame));
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The tick loop driven event by event, with links whose frames land in a queue.
 
+use centrum_app::{ClientId, Ctx};
 use centrum_games::BenchArena;
-use centrum_protocol::{BackToFront, decode};
+use centrum_protocol::{BackToFront, LinkSession, decode};
 use tokio::sync::mpsc;
 
 use super::*;
@@ -22,7 +23,7 @@ fn channel_with(app: Box<dyn DynApp>) -> Channel {
         app_name: "test".into(),
         index: 0,
         inbox: Inbox::new(4),
-        metrics: ChannelMetrics::default(),
+        metrics: Arc::default(),
     });
     Channel::new(shared, app, options())
 }
@@ -31,10 +32,21 @@ fn channel() -> Channel {
     channel_with(Box::new(BenchArena::new()))
 }
 
+/// One tick now, its frames sent at once (no store to wait for).
+fn tick(ch: &mut Channel) {
+    tick_at(ch, Instant::now());
+}
+
+fn tick_at(ch: &mut Channel, now: Instant) {
+    ch.step(now);
+    ch.release();
+}
+
 /// A link attaching with no sessions listed.
 fn attach(link: &LinkHandle) -> Event {
     Event::Attach {
         link: link.clone(),
+        instance: 1,
         sessions: vec![],
     }
 }
@@ -60,7 +72,7 @@ fn playing(
     for event in joins(&link) {
         ch.shared.inbox.push(event).unwrap();
     }
-    ch.step();
+    tick(ch);
     let _ = frames(&mut rx);
     (link, rx)
 }
@@ -97,7 +109,7 @@ fn joins_get_a_shared_state_after_the_patch_and_inputs_are_acked() {
     inbox.push(attach(&link)).unwrap();
     inbox.push(join(link.clone(), 1)).unwrap();
     inbox.push(join(link.clone(), 2)).unwrap();
-    ch.step();
+    tick(&mut ch);
     let out = frames(&mut rx);
     // One full state, after the patch: the link's first, shared by both joiners.
     let [BackToFront::Patch(p), BackToFront::State(s)] = &out[..] else {
@@ -124,7 +136,7 @@ fn joins_get_a_shared_state_after_the_patch_and_inputs_are_acked() {
             data: input(0.25),
         })
         .unwrap();
-    ch.step();
+    tick(&mut ch);
     let out = frames(&mut rx);
     let [BackToFront::Patch(p)] = &out[..] else {
         panic!("got {out:?}")
@@ -138,7 +150,7 @@ fn joins_get_a_shared_state_after_the_patch_and_inputs_are_acked() {
     );
 
     // Nothing happened: no patch at all.
-    ch.step();
+    tick(&mut ch);
     assert!(frames(&mut rx).is_empty());
 }
 
@@ -150,10 +162,11 @@ fn a_new_link_gets_the_full_state_first_even_without_sessions() {
         .inbox
         .push(Event::Attach {
             link,
+            instance: 1,
             sessions: vec![],
         })
         .unwrap();
-    ch.step();
+    tick(&mut ch);
     let out = frames(&mut rx);
     let [BackToFront::State(s)] = &out[..] else {
         panic!("got {out:?}")
@@ -207,9 +220,9 @@ fn a_relinking_front_keeps_listed_sessions_and_loses_the_rest() {
         .inbox
         .push(Event::Detach { link: old.clone() })
         .unwrap();
-    ch.step();
+    tick(&mut ch);
     assert_eq!(
-        ch.state.len(),
+        ch.game.state.len(),
         2,
         "sessions outlive the link for the grace period"
     );
@@ -220,6 +233,7 @@ fn a_relinking_front_keeps_listed_sessions_and_loses_the_rest() {
         .inbox
         .push(Event::Attach {
             link: new.clone(),
+            instance: 1,
             sessions: vec![listed(1), listed(3)],
         })
         .unwrap();
@@ -231,8 +245,8 @@ fn a_relinking_front_keeps_listed_sessions_and_loses_the_rest() {
             session: 1,
         })
         .unwrap();
-    ch.step();
-    assert_eq!(ch.state.len(), 2);
+    tick(&mut ch);
+    assert_eq!(ch.game.state.len(), 2);
     let out = frames(&mut rx);
     let Some(BackToFront::State(s)) = out.last() else {
         panic!("got {out:?}")
@@ -249,9 +263,9 @@ fn a_newer_link_from_the_same_front_closes_the_older_one() {
     let (old, _old_rx) = LinkHandle::for_test("front-1", 64);
     let (new, mut rx) = LinkHandle::for_test("front-1", 64);
     ch.shared.inbox.push(attach(&old)).unwrap();
-    ch.step();
+    tick(&mut ch);
     ch.shared.inbox.push(attach(&new)).unwrap();
-    ch.step();
+    tick(&mut ch);
     assert!(old.is_closed());
     assert!(!new.is_closed());
     assert!(matches!(frames(&mut rx)[..], [BackToFront::State(_)]));
@@ -263,7 +277,7 @@ fn a_full_link_queue_closes_the_link_instead_of_waiting() {
     let (link, _rx) = LinkHandle::for_test("front-1", 1);
     ch.shared.inbox.push(attach(&link)).unwrap();
     ch.shared.inbox.push(join(link.clone(), 1)).unwrap();
-    ch.step();
+    tick(&mut ch);
     assert!(link.is_closed());
 }
 
@@ -274,7 +288,7 @@ fn held_after_input() -> (Channel, LinkHandle, mpsc::Receiver<Bytes>) {
     let inbox = &ch.shared.inbox;
     inbox.push(attach(&front1)).unwrap();
     inbox.push(join(front1.clone(), 1)).unwrap();
-    ch.step();
+    tick(&mut ch);
     let input = Event::Input {
         link: front1.clone(),
         session: 1,
@@ -282,7 +296,7 @@ fn held_after_input() -> (Channel, LinkHandle, mpsc::Receiver<Bytes>) {
         data: input(0.5),
     };
     ch.shared.inbox.push(input).unwrap();
-    ch.step();
+    tick(&mut ch);
     ch.shared
         .inbox
         .push(Event::Away {
@@ -290,7 +304,7 @@ fn held_after_input() -> (Channel, LinkHandle, mpsc::Receiver<Bytes>) {
             session: 1,
         })
         .unwrap();
-    ch.step();
+    tick(&mut ch);
     (ch, front1, rx1)
 }
 
@@ -316,7 +330,7 @@ fn resume_on(
             }),
         })
         .unwrap();
-    ch.step();
+    tick(ch);
     rx
 }
 
@@ -335,14 +349,14 @@ fn states(rx: &mut mpsc::Receiver<Bytes>) -> Vec<(SessionKey, Seq)> {
 fn a_disconnected_client_resumes_on_another_front_as_the_same_player() {
     let (mut ch, _front1, _rx1) = held_after_input();
     assert_eq!(
-        ch.state.len(),
+        ch.game.state.len(),
         1,
         "the player stays while its client is away"
     );
     assert_eq!(ch.shared.metrics.held.load(Relaxed), 1);
 
     let mut rx2 = resume_on(&mut ch, "front-2", 9, 1000);
-    assert_eq!(ch.state.len(), 1, "no second player");
+    assert_eq!(ch.game.state.len(), 1, "no second player");
     assert_eq!(states(&mut rx2), vec![(9, Seq(5))], "the ack survives");
     let m = &ch.shared.metrics;
     assert_eq!(
@@ -357,13 +371,13 @@ fn a_disconnected_client_resumes_on_another_front_as_the_same_player() {
     ch.shared
         .inbox
         .push(Event::Input {
-            link: ch.fronts["front-2"].link.clone().unwrap(),
+            link: ch.members.link_of("front-2").unwrap(),
             session: 9,
             seq: Seq(6),
             data: input(0.5),
         })
         .unwrap();
-    ch.step();
+    tick(&mut ch);
     let acks: Vec<_> = frames(&mut rx2)
         .into_iter()
         .filter_map(|f| match f {
@@ -381,20 +395,16 @@ fn a_wrong_secret_joins_afresh_and_the_held_player_stays_until_the_grace_ends() 
     let mut rx2 = resume_on(&mut ch, "front-2", 9, 999);
     assert_eq!(states(&mut rx2), vec![(9, Seq(0))]);
     assert_eq!(
-        ch.state.len(),
+        ch.game.state.len(),
         2,
         "a new player; the held one is not handed over"
     );
     assert_eq!(ch.shared.metrics.resumes.load(Relaxed), 0);
 
-    // The grace runs out (moved back in time rather than waited for).
-    for held in ch.held.values_mut() {
-        held.since = Instant::now()
-            .checked_sub(ch.options.resume_grace)
-            .expect("the clock is past the grace");
-    }
-    ch.step();
-    assert_eq!(ch.state.len(), 1);
+    // The grace runs out.
+    let later = Instant::now() + ch.options.resume_grace;
+    tick_at(&mut ch, later);
+    assert_eq!(ch.game.state.len(), 1);
     let m = &ch.shared.metrics;
     assert_eq!(m.resumes_expired.load(Relaxed), 1);
     assert_eq!(m.leaves.load(Relaxed), 1);
@@ -408,7 +418,7 @@ fn resuming_while_the_old_connection_is_still_linked_evicts_it() {
 
     let mut rx2 = resume_on(&mut ch, "front-2", 9, 1000);
     assert_eq!(states(&mut rx2), vec![(9, Seq(0))]);
-    assert_eq!(ch.state.len(), 1);
+    assert_eq!(ch.game.state.len(), 1);
     let evicted: Vec<_> = frames(&mut rx1)
         .into_iter()
         .filter_map(|f| match f {
@@ -429,7 +439,7 @@ fn a_session_that_moved_while_its_front_was_away_is_evicted_when_it_relinks() {
         .inbox
         .push(Event::Detach { link: front1 })
         .unwrap();
-    ch.step();
+    tick(&mut ch);
 
     let _rx2 = resume_on(&mut ch, "front-2", 9, 1000);
     let (again, mut rx1) = LinkHandle::for_test("front-1", 64);
@@ -437,11 +447,12 @@ fn a_session_that_moved_while_its_front_was_away_is_evicted_when_it_relinks() {
         .inbox
         .push(Event::Attach {
             link: again,
+            instance: 1,
             sessions: vec![listed(1)],
         })
         .unwrap();
-    ch.step();
-    assert_eq!(ch.state.len(), 1, "not joined a second time");
+    tick(&mut ch);
+    assert_eq!(ch.game.state.len(), 1, "not joined a second time");
     let out = frames(&mut rx1);
     assert!(
         out.iter()
@@ -452,7 +463,7 @@ fn a_session_that_moved_while_its_front_was_away_is_evicted_when_it_relinks() {
 
 /// A small game for the tests below: it greets joiners, broadcasts what clients say,
 /// answers calls with its client count, and fails where told to.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Echo {
     fail_ticks: bool,
 }
@@ -565,7 +576,7 @@ fn messages_follow_the_patch_and_the_states_of_their_tick() {
         .inbox
         .push(named_join(&link, 2, "nobody"))
         .unwrap();
-    ch.step();
+    tick(&mut ch);
     let out = frames(&mut rx);
     // The rejected joiner's greeting never leaves: it never got a state.
     let kinds: Vec<&str> = out.iter().map(|f| f.name()).collect();
@@ -577,7 +588,7 @@ fn messages_follow_the_patch_and_the_states_of_their_tick() {
     assert_eq!(ch.shared.metrics.messages_undelivered.load(Relaxed), 1);
 
     ch.shared.inbox.push(said(&link, 1, 1, "hello")).unwrap();
-    ch.step();
+    tick(&mut ch);
     let out = frames(&mut rx);
     let kinds: Vec<&str> = out.iter().map(|f| f.name()).collect();
     assert_eq!(
@@ -602,22 +613,26 @@ fn a_message_to_a_client_that_is_away_is_counted_not_sent() {
             session: 2,
         })
         .unwrap();
-    ch.step();
-    assert!(ch.clients.contains(ClientId(2)), "held, still in the game");
+    tick(&mut ch);
+    assert!(
+        ch.game.clients.contains(ClientId(2)),
+        "held, still in the game"
+    );
     let mut outbox = Outbox::new(64, 4);
     let mut ctx = Ctx::new(
-        &mut ch.state,
+        &mut ch.game.state,
         "arena",
         Tick(9),
         Duration::from_millis(50),
-        &ch.clients,
+        &ch.game.clients,
         &mut outbox,
+        &mut ch.game.rng,
     );
     assert!(!ctx.is_connected(ClientId(2)));
     ctx.send(ClientId(2), "lost").unwrap();
     ctx.send(ClientId(1), "kept").unwrap();
-    ch.outbox = outbox;
-    ch.step();
+    ch.game.outbox = outbox;
+    tick(&mut ch);
     let sent: Vec<_> = frames(&mut rx).iter().filter_map(message).collect();
     assert_eq!(sent, [(Some(vec![1]), "kept".to_owned())]);
     assert_eq!(ch.shared.metrics.messages_undelivered.load(Relaxed), 1);
@@ -637,7 +652,7 @@ fn inputs_that_do_not_follow_the_ack_are_refused_and_the_ack_never_goes_back() {
                 data: input(0.5),
             })
             .unwrap();
-        ch.step();
+        tick(ch);
         frames(rx)
     };
     assert!(
@@ -684,7 +699,7 @@ fn calls_are_answered_after_the_patch_with_the_reply_or_why_not() {
     call(&ch, 2, rmp_serde::to_vec("Refuse").unwrap());
     call(&ch, 3, rmp_serde::to_vec("Dance").unwrap());
     call(&ch, 4, vec![0xc1]);
-    ch.step();
+    tick(&mut ch);
     let replies: Vec<_> = frames(&mut rx)
         .into_iter()
         .filter_map(|f| match f {
@@ -721,7 +736,7 @@ fn calls_are_answered_after_the_patch_with_the_reply_or_why_not() {
             data: Bytes::new(),
         })
         .unwrap();
-    bench.step();
+    tick(&mut bench);
     let out = frames(&mut rx);
     assert!(
         out.iter()
@@ -735,13 +750,13 @@ fn errors_of_the_game_are_counted_and_the_channel_goes_on() {
     let mut ch = echo();
     let (link, mut rx) = playing(&mut ch, |l| vec![named_join(l, 1, "ann")]);
     ch.shared.inbox.push(said(&link, 1, 1, "fail")).unwrap();
-    ch.step();
+    tick(&mut ch);
     let out = frames(&mut rx);
     assert!(
         out.iter().any(|f| matches!(f, BackToFront::Notice(n) if n.code == "input_refused" && n.message == "you asked for it")),
         "{out:?}"
     );
-    ch.step();
+    tick(&mut ch);
     assert_eq!(
         ch.shared.metrics.app_errors.load(Relaxed),
         2,
@@ -751,16 +766,24 @@ fn errors_of_the_game_are_counted_and_the_channel_goes_on() {
         .inbox
         .push(said(&link, 1, 2, "still here"))
         .unwrap();
-    ch.step();
+    tick(&mut ch);
     assert!(frames(&mut rx).iter().any(|f| message(f).is_some()));
 }
 
 #[test]
-fn a_restarted_fronts_new_session_held_under_an_old_key_makes_the_old_one_leave() {
+fn a_restarted_fronts_new_session_under_an_old_key_leaves_the_held_one_claimable() {
     let (mut ch, _front1, _rx1) = held_after_input();
-    // front-1 restarts and numbers its sessions from 1 again.
-    let (again, _rx) = playing(&mut ch, |l| vec![join(l.clone(), 1)]);
-    assert_eq!(ch.state.len(), 2, "the held player and the new one");
+    // front-1 restarts and numbers its sessions from 1 again, with a new secret.
+    let (again, _rx) = playing(&mut ch, |l| {
+        vec![Event::Join {
+            link: l.clone(),
+            session: 1,
+            data: Bytes::new(),
+            secret: 4242,
+            resume: None,
+        }]
+    });
+    assert_eq!(ch.game.state.len(), 2, "the held player and the new one");
     ch.shared
         .inbox
         .push(Event::Away {
@@ -768,12 +791,19 @@ fn a_restarted_fronts_new_session_held_under_an_old_key_makes_the_old_one_leave(
             session: 1,
         })
         .unwrap();
-    ch.step();
+    tick(&mut ch);
     assert_eq!(
-        ch.state.len(),
-        1,
-        "the old player, no longer claimable, left"
+        ch.game.state.len(),
+        2,
+        "both held, each under its own secret"
     );
-    assert_eq!(ch.clients.len(), 1);
-    assert_eq!(ch.shared.metrics.resumes_expired.load(Relaxed), 1);
+    assert_eq!(ch.shared.metrics.held.load(Relaxed), 2);
+    let mut rx = resume_on(&mut ch, "front-2", 9, 1000);
+    assert_eq!(
+        states(&mut rx),
+        vec![(9, Seq(5))],
+        "the first one resumes with its ack"
+    );
 }
+
+mod recovery;

@@ -60,7 +60,8 @@ heartbeat_ms = 200
   const check = spawnSync(bin, ['check', config], { encoding: 'utf8' });
   if (check.status !== 0) throw new Error(`centrum check refused the test config:\n${check.stderr}`);
 
-  const child = spawn(bin, ['up', config], { detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } });
+  // The back keeps its channels under the fresh temporary directory (centrum-data/).
+  const child = spawn(bin, ['up', config], { cwd: dir, detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } });
   running.add(child);
   let log = '';
   child.stderr.on('data', (chunk) => {

@@ -6,7 +6,7 @@
 //! It is written on centrum's public game API only, as docs/GUIDE.md explains step
 //! by step; src/main.rs turns it into a binary with every centrum command.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use centrum::{App, AppError, ClientId, Ctx, Entity, Kind, Schema, Seq};
 use serde::{Deserialize, Serialize};
@@ -88,15 +88,15 @@ const MAX_NAME: usize = 16;
 const MAX_LINE: usize = 120;
 
 /// The game of one channel.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Tag {
-    players: HashMap<ClientId, Runner>,
+    players: BTreeMap<ClientId, Runner>,
     /// Players who joined so far, for default names and colours.
     joined: u32,
 }
 
 /// A player's entity and what only the game knows about it.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Runner {
     player: Entity<Player>,
     dx: f64,

@@ -34,6 +34,8 @@ impl Cluster {
     fn start() -> Cluster {
         let (http, nodes, front, back) = (free_port(), free_port(), free_port(), free_port());
         let dir = std::env::temp_dir().join(format!("tag-test-{}", std::process::id()));
+        // Fresh: the back keeps its channel under this directory (centrum-data/).
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("a scratch dir");
         let config = dir.join("tag.toml");
         std::fs::write(
@@ -50,6 +52,7 @@ impl Cluster {
         let up = Command::new(env!("CARGO_BIN_EXE_tag"))
             .arg("up")
             .arg(&config)
+            .current_dir(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -1,0 +1,202 @@
+//! The channel's side of its store: each tick's record is appended (and synced, by
+//! policy) on a blocking thread before the tick's frames leave, and snapshots are
+//! written in the background, never stalling a tick. A failing disk stalls only
+//! this channel, retried with back-off: nothing is acknowledged that is not written.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use centrum_net::{Backoff, Shutdown};
+use centrum_store::{Journal, Snapshots, StoreError};
+
+use super::journal::SnapshotBody;
+use crate::metrics::ChannelMetrics;
+
+/// When to snapshot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SnapshotPolicy {
+    pub(crate) every: Duration,
+    pub(crate) journal_bytes: u64,
+}
+
+/// The store of one channel, as its tick loop uses it.
+#[derive(Debug)]
+pub(crate) struct Persist {
+    channel: String,
+    /// Moved into the blocking task of each append and back; None only while one runs.
+    journal: Option<Box<dyn Journal>>,
+    snapshots: Option<Box<dyn Snapshots>>,
+    /// The snapshot being written, handing the writer back when done.
+    writing: Option<JoinHandle<Written>>,
+    /// The journal is cut at this step before the next append (a snapshot's step).
+    cut_at: Option<u64>,
+    policy: SnapshotPolicy,
+    last_snapshot: Instant,
+    bytes_since_snapshot: u64,
+    metrics: Arc<ChannelMetrics>,
+}
+
+/// What a snapshot writer hands back: itself, the step, the bytes written or why not.
+type Written = (Box<dyn Snapshots>, u64, Result<usize, StoreError>);
+
+/// The channel stopped (shutdown) while a record waited to be written.
+#[derive(Debug)]
+pub(crate) struct Stopped;
+
+impl Persist {
+    pub(crate) fn new(
+        channel: &str,
+        journal: Box<dyn Journal>,
+        snapshots: Box<dyn Snapshots>,
+        policy: SnapshotPolicy,
+        metrics: Arc<ChannelMetrics>,
+        now: Instant,
+    ) -> Self {
+        Self {
+            channel: channel.to_owned(),
+            journal: Some(journal),
+            snapshots: Some(snapshots),
+            writing: None,
+            cut_at: None,
+            policy,
+            last_snapshot: now,
+            bytes_since_snapshot: 0,
+            metrics,
+        }
+    }
+
+    /// Appends the record of `step`, durable when `durable` (by the sync policy),
+    /// retrying while the store fails, until it is written or `shutdown`.
+    ///
+    /// # Errors
+    /// [`Stopped`] when shutdown came first.
+    pub(crate) async fn commit(
+        &mut self,
+        step: u64,
+        record: Vec<u8>,
+        durable: bool,
+        shutdown: &Shutdown,
+    ) -> Result<(), Stopped> {
+        let record = Arc::new(record);
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        let mut failures = 0u32;
+        loop {
+            let Some(mut journal) = self.journal.take() else {
+                return Err(Stopped); // a task that panicked took it: nothing left to write with
+            };
+            let cut_at = self.cut_at;
+            let bytes = record.clone();
+            let started = Instant::now();
+            let task = tokio::task::spawn_blocking(move || {
+                let result = match cut_at {
+                    Some(at) => journal.cut(at).map(|()| true),
+                    None => Ok(false),
+                }
+                .and_then(|cut| journal.append(step, &bytes, durable).map(|()| cut));
+                (journal, result)
+            });
+            let (journal, result) = tokio::select! {
+                joined = task => match joined {
+                    Ok(done) => done,
+                    Err(e) => {
+                        error!(channel = %self.channel, error = %e, "the journal writer failed; the channel stops");
+                        return Err(Stopped);
+                    }
+                },
+                _ = shutdown.cancelled() => return Err(Stopped),
+            };
+            self.journal = Some(journal);
+            match result {
+                Ok(cut) => {
+                    if cut {
+                        self.cut_at = None;
+                    }
+                    let m = &self.metrics;
+                    m.journal_records.fetch_add(1, Relaxed);
+                    m.journal_bytes.fetch_add(record.len() as u64, Relaxed);
+                    m.record_commit(started.elapsed().as_micros() as u64);
+                    if failures > 0 {
+                        info!(channel = %self.channel, step, "the journal is written again");
+                    }
+                    self.bytes_since_snapshot += record.len() as u64;
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.metrics.store_errors.fetch_add(1, Relaxed);
+                    if failures.is_multiple_of(20) {
+                        error!(channel = %self.channel, step, error = %e, "cannot write the journal; the channel waits (nothing is acknowledged until it is written)");
+                    }
+                    failures += 1;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                        _ = shutdown.cancelled() => return Err(Stopped),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a snapshot is due at `now` and none is being written.
+    pub(crate) fn snapshot_due(&mut self, now: Instant) -> bool {
+        if self.writing.as_ref().is_some_and(|w| !w.is_finished()) {
+            return false;
+        }
+        // Finished: collect the writer and what came of it (without waiting).
+        if let Some(done) = self.writing.take().and_then(FutureExt::now_or_never) {
+            self.written(done);
+        }
+        self.snapshots.is_some()
+            && (now.duration_since(self.last_snapshot) >= self.policy.every
+                || self.bytes_since_snapshot >= self.policy.journal_bytes)
+    }
+
+    /// What came of a snapshot's writing.
+    fn written(&mut self, done: Result<Written, tokio::task::JoinError>) {
+        match done {
+            Ok((snapshots, step, Ok(bytes))) => {
+                self.snapshots = Some(snapshots);
+                self.metrics.snapshots.fetch_add(1, Relaxed);
+                info!(channel = %self.channel, step, bytes, "snapshot written");
+            }
+            Ok((snapshots, step, Err(e))) => {
+                self.snapshots = Some(snapshots);
+                self.metrics.store_errors.fetch_add(1, Relaxed);
+                warn!(channel = %self.channel, step, error = %e, "snapshot failed; the journal is kept, and the next one will try again");
+            }
+            Err(e) => {
+                error!(channel = %self.channel, error = %e, "the snapshot writer failed; no more snapshots for this channel");
+            }
+        }
+    }
+
+    /// Waits for the snapshot being written, for tests.
+    #[cfg(test)]
+    pub(crate) async fn finish_snapshot(&mut self) {
+        if let Some(writing) = self.writing.take() {
+            let done = writing.await;
+            self.written(done);
+        }
+    }
+
+    /// Writes `body`, the channel after tick `step`, in the background; the journal is
+    /// cut there at the next commit.
+    pub(crate) fn snapshot(&mut self, step: u64, body: SnapshotBody, now: Instant) {
+        let Some(mut snapshots) = self.snapshots.take() else {
+            return;
+        };
+        self.last_snapshot = now;
+        self.bytes_since_snapshot = 0;
+        self.cut_at = Some(step);
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            let bytes =
+                rmp_serde::to_vec(&body).expect("a snapshot is plain data and always encodes");
+            let result = snapshots.write(step, &bytes).map(|()| bytes.len());
+            (snapshots, step, result)
+        }));
+    }
+}

@@ -1,0 +1,328 @@
+//! A channel that keeps a store, crashed (dropped mid-run) and brought back from it:
+//! the same state and ids, the same game, every member held with its ack, the tick
+//! going on; replays that agree with each other; a game that does not replay alike is
+//! caught; a front that restarts leaves its clients' memberships waiting.
+
+use centrum_games::Arena;
+use centrum_store::{MemoryStore, Store};
+
+use super::*;
+
+fn policy(snapshots: bool) -> SnapshotPolicy {
+    SnapshotPolicy {
+        every: if snapshots {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(3600)
+        },
+        journal_bytes: u64::MAX,
+    }
+}
+
+fn shared() -> Arc<ChannelShared> {
+    Arc::new(ChannelShared {
+        name: "arena".into(),
+        app_name: "arena".into(),
+        index: 0,
+        inbox: Inbox::new(64),
+        metrics: Arc::default(),
+    })
+}
+
+fn recovered(store: &dyn Store, snapshots: bool) -> Channel {
+    Channel::recover(
+        shared(),
+        Box::new(Arena::new()),
+        options(),
+        store,
+        policy(snapshots),
+        Instant::now(),
+    )
+    .expect("recovers")
+}
+
+/// One tick as `run` does it: step, write the record, then send.
+async fn durable_tick(ch: &mut Channel) {
+    ch.step(Instant::now());
+    ch.commit(&centrum_net::Shutdown::new())
+        .await
+        .expect("committed");
+    ch.release();
+}
+
+fn steer(link: &LinkHandle, session: SessionKey, seq: u32, dx: f64) -> Event {
+    Event::Input {
+        link: link.clone(),
+        session,
+        seq: Seq(seq),
+        data: input(dx),
+    }
+}
+
+/// What a channel is, as clients and the game see it: its full state and the game
+/// itself, saved.
+fn fingerprint(ch: &Channel) -> (Bytes, Vec<u8>) {
+    (ch.full_state(), ch.game.app.save().expect("saves"))
+}
+
+/// Three players on front-1 move for a while (a snapshot on the way when asked), one
+/// of them drops; returns the channel as it was when it "crashed".
+async fn play(store: &dyn Store, snapshots: bool) -> Channel {
+    let mut ch = recovered(store, snapshots);
+    let (link, _rx) = LinkHandle::for_test("front-1", 1024);
+    ch.shared.inbox.push(attach(&link)).unwrap();
+    for session in 1..=3 {
+        ch.shared.inbox.push(join(link.clone(), session)).unwrap();
+    }
+    durable_tick(&mut ch).await;
+    for seq in 1..=30u32 {
+        for session in 1..=3u64 {
+            let dx = if (seq + session as u32) % 3 == 0 {
+                -1.0
+            } else {
+                1.0
+            };
+            ch.shared
+                .inbox
+                .push(steer(&link, session, seq, dx))
+                .unwrap();
+        }
+        durable_tick(&mut ch).await;
+        if seq == 15 {
+            if let Some(p) = &mut ch.persist {
+                p.finish_snapshot().await;
+            }
+        }
+    }
+    ch.shared
+        .inbox
+        .push(Event::Away {
+            link: link.clone(),
+            session: 3,
+        })
+        .unwrap();
+    durable_tick(&mut ch).await;
+    ch
+}
+
+#[tokio::test]
+async fn a_recovered_channel_is_the_one_that_crashed() {
+    let store = MemoryStore::new();
+    let before = play(&store, true).await;
+    assert!(
+        before.shared.metrics.snapshots.load(Relaxed) > 0,
+        "a snapshot was taken"
+    );
+    let tick = before.game.tick();
+    let members = before.members.members();
+    let expected = fingerprint(&before);
+    drop(before); // the crash: nothing shuts down
+
+    let mut after = recovered(&store, true);
+    assert_eq!(
+        after.game.tick(),
+        tick,
+        "the tick count goes on from the last durable tick"
+    );
+    assert_eq!(
+        fingerprint(&after),
+        expected,
+        "the same state, ids and game"
+    );
+    assert_eq!(
+        after.members.members(),
+        members,
+        "every member, on its seat, with its ack"
+    );
+    assert_eq!(
+        after.members.held_count(),
+        3,
+        "all held until their clients come back"
+    );
+    assert_eq!(after.shared.metrics.replay_divergences.load(Relaxed), 0);
+
+    // Front-1 relinks still holding its two connected clients: they go on with their
+    // acks, as the same players.
+    let (link, mut rx) = LinkHandle::for_test("front-1", 64);
+    after
+        .shared
+        .inbox
+        .push(Event::Attach {
+            link: link.clone(),
+            instance: 1,
+            sessions: vec![listed(1), listed(2)],
+        })
+        .unwrap();
+    durable_tick(&mut after).await;
+    assert_eq!(states(&mut rx), vec![(1, Seq(30)), (2, Seq(30))]);
+    assert_eq!(after.game.tick(), Tick(tick.0 + 1));
+    assert_eq!(
+        after.game.state.len(),
+        3 + 12,
+        "three players and the coins"
+    );
+    // The third resumes from another front within the grace, with its ack.
+    let (front2, mut rx3) = LinkHandle::for_test("front-2", 64);
+    after.shared.inbox.push(attach(&front2)).unwrap();
+    let claim = LinkResume {
+        front: "front-1".into(),
+        session: 3,
+        secret: 3000,
+    };
+    after
+        .shared
+        .inbox
+        .push(Event::Join {
+            link: front2,
+            session: 7,
+            data: Bytes::new(),
+            secret: 77,
+            resume: Some(claim),
+        })
+        .unwrap();
+    durable_tick(&mut after).await;
+    assert_eq!(states(&mut rx3), vec![(7, Seq(30))]);
+    assert_eq!(
+        after.shared.metrics.joins.load(Relaxed),
+        0,
+        "nobody joined anew"
+    );
+}
+
+#[tokio::test]
+async fn a_journal_replays_the_same_with_or_without_a_snapshot_and_twice_alike() {
+    let with_snapshots = MemoryStore::new();
+    let journal_only = MemoryStore::new();
+    let a = fingerprint(&play(&with_snapshots, true).await);
+    let b = fingerprint(&play(&journal_only, false).await);
+    assert_eq!(a, b, "the same play, whatever the snapshots");
+    let first = recovered(&journal_only, false);
+    let second = recovered(&journal_only, false);
+    assert_eq!(first.game.tick(), Tick(32));
+    assert_eq!(
+        fingerprint(&first),
+        b,
+        "a whole journal replays to the state it recorded"
+    );
+    assert_eq!(fingerprint(&second), b, "and again");
+}
+
+/// A game that reads something outside its calls: a counter shared by the process.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Drifting;
+
+static OUTSIDE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[derive(centrum_app::Kind)]
+struct Counter {
+    value: u64,
+}
+
+impl centrum_app::App for Drifting {
+    type Join = ();
+    type Input = ();
+    type Call = centrum_app::NoCalls;
+    type Reply = centrum_app::NoCalls;
+
+    fn schema(&self) -> centrum_protocol::Schema {
+        centrum_protocol::Schema::new().kind::<Counter>()
+    }
+
+    fn join(&mut self, ctx: &mut Ctx<'_>, _: ClientId, _: ()) -> Result<(), AppError> {
+        ctx.state.spawn(Counter { value: 0 })?;
+        Ok(())
+    }
+
+    fn leave(&mut self, _: &mut Ctx<'_>, _: ClientId) -> Result<(), AppError> {
+        Ok(())
+    }
+
+    fn input(&mut self, _: &mut Ctx<'_>, _: ClientId, _: Seq, _: ()) -> Result<(), AppError> {
+        Ok(())
+    }
+
+    fn tick(&mut self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+        let value = OUTSIDE.fetch_add(1, Relaxed);
+        let ids: Vec<_> = ctx.state.entities().map(|(id, _, _)| id).collect();
+        for id in ids {
+            ctx.state
+                .set_value(id, 0, centrum_protocol::Value::Uint(value))?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_game_that_does_not_replay_alike_is_counted() {
+    let store = MemoryStore::new();
+    let drifting = |store: &MemoryStore| {
+        let shared = Arc::new(ChannelShared {
+            app_name: "drifting".into(),
+            ..Arc::into_inner(shared()).unwrap()
+        });
+        Channel::recover(
+            shared,
+            Box::new(Drifting),
+            options(),
+            store,
+            policy(false),
+            Instant::now(),
+        )
+        .unwrap()
+    };
+    let mut ch = drifting(&store);
+    let (link, _rx) = LinkHandle::for_test("front-1", 64);
+    ch.shared.inbox.push(attach(&link)).unwrap();
+    ch.shared.inbox.push(join(link, 1)).unwrap();
+    for _ in 0..3 {
+        durable_tick(&mut ch).await;
+    }
+    drop(ch);
+    let again = drifting(&store);
+    assert_eq!(again.shared.metrics.replay_divergences.load(Relaxed), 3);
+}
+
+#[tokio::test]
+async fn a_snapshot_of_another_game_is_refused_by_name() {
+    let store = MemoryStore::new();
+    drop(play(&store, true).await);
+    let err = Channel::recover(
+        shared(),
+        Box::new(BenchArena::new()),
+        options(),
+        &store,
+        policy(true),
+        Instant::now(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("memory:arena") && err.contains("schema"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_restarted_front_leaves_its_clients_memberships_waiting() {
+    let mut ch = channel();
+    let (link, _rx) = playing(&mut ch, |l| vec![join(l.clone(), 1), join(l.clone(), 2)]);
+    ch.shared.inbox.push(Event::Detach { link }).unwrap();
+    tick(&mut ch);
+    // A new process of front-1 links at once, knowing none of them.
+    let (new, _rx) = LinkHandle::for_test("front-1", 64);
+    ch.shared
+        .inbox
+        .push(Event::Attach {
+            link: new,
+            instance: 2,
+            sessions: vec![],
+        })
+        .unwrap();
+    tick(&mut ch);
+    assert_eq!(ch.game.state.len(), 2, "both players stay");
+    assert_eq!(ch.shared.metrics.held.load(Relaxed), 2);
+    assert_eq!(ch.shared.metrics.leaves.load(Relaxed), 0);
+    let mut rx = resume_on(&mut ch, "front-1", 5, 1000);
+    assert_eq!(states(&mut rx), vec![(5, Seq(0))]);
+    assert_eq!(ch.shared.metrics.resumes.load(Relaxed), 1);
+}

@@ -1,0 +1,433 @@
+//! Faults with real processes under `centrum up`, under load from real clients: a back
+//! killed with SIGKILL comes back from its store with every acknowledged input, and
+//! its clients are served again as the same players; a front killed with SIGKILL
+//! loses none of its players, who resume on it when it is back.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use centrum_client::{Client, ClientError, ClientOptions, Event, Seq, Value};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+/// Clients of a test: few, so that the suite stays fast on two cores.
+const CLIENTS: usize = 6;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// `centrum up` in a scratch directory (its working directory, so the back's data
+/// directory is inside it); stopped with SIGTERM, then SIGKILL, when dropped.
+struct Up {
+    child: Child,
+    http: String,
+    front: u16,
+    dir: PathBuf,
+}
+
+impl Up {
+    fn start(name: &str) -> Up {
+        let dir =
+            std::env::temp_dir().join(format!("centrum-faults-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let (http, nodes, front, back) = (free_port(), free_port(), free_port(), free_port());
+        std::fs::write(
+            dir.join("cluster.toml"),
+            format!(
+                "[master]\nhttp = \"127.0.0.1:{http}\"\nnodes = \"127.0.0.1:{nodes}\"\n\
+                 [[fronts]]\nid = \"front-1\"\nlisten = \"127.0.0.1:{front}\"\n\
+                 [[backs]]\nid = \"back-1\"\nlisten = \"127.0.0.1:{back}\"\ntick_hz = 20\n\
+                 channels = [{{ name = \"arena\", app = \"bench-arena\" }}]\n\
+                 [limits]\nheartbeat_ms = 200\n"
+            ),
+        )
+        .expect("write config");
+        let log = std::fs::File::create(dir.join("up.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_centrum"))
+            .arg("up")
+            .arg("cluster.toml")
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn up");
+        Up {
+            child,
+            http: format!("127.0.0.1:{http}"),
+            front,
+            dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("up.log")).unwrap_or_default()
+    }
+
+    /// The pid of node `id` as the master lists it, once it is registered.
+    async fn pid(&self, id: &str, not: Option<u32>) -> u32 {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "{id} did not register\n{}",
+                self.log()
+            );
+            if let Some(pid) = node_pid(&self.http, id).await.filter(|p| Some(*p) != not) {
+                return pid;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+/// GET /status and the pid of node `id` in it.
+async fn node_pid(http: &str, id: &str) -> Option<u32> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(http).await.ok()?;
+    let request = format!("GET /status HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut response))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&response);
+    let body = text.split_once("\r\n\r\n")?.1;
+    let status: serde_json::Value = serde_json::from_str(body).ok()?;
+    status["nodes"].as_array()?.iter().find(|n| n["id"] == id)?["pid"]
+        .as_u64()
+        .map(|p| p as u32)
+}
+
+fn kill9(pid: u32) {
+    let status = Command::new("kill")
+        .arg("-KILL")
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -9 {pid}");
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[derive(Serialize)]
+struct Join {
+    name: String,
+}
+
+#[derive(Serialize)]
+struct Move {
+    dx: f64,
+    dy: f64,
+}
+
+/// What one playing client saw.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The last ack the server gave, and when.
+    ack: Seq,
+    /// Full states received: when, their ack, and the player's `x` in them (each
+    /// applied input moves it by 1).
+    states: Vec<(Instant, Seq, f64)>,
+    unavailable: u32,
+    /// Connections that closed under the client (each followed by a resume).
+    closed: u32,
+}
+
+/// Connects to the front on `port` (retrying while it is down, as a game would), with
+/// the resume token of an earlier connection if any, and joins as `name`.
+async fn connect_and_join(port: u16, name: &str, resume: Option<String>) -> Client {
+    let deadline = Instant::now() + TIMEOUT;
+    let url = format!("ws://127.0.0.1:{port}");
+    loop {
+        assert!(Instant::now() < deadline, "{name} could not join");
+        let options = ClientOptions {
+            resume: resume.clone(),
+            ..ClientOptions::default()
+        };
+        let Ok(mut client) = Client::connect(&url, options).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let join = Join { name: name.into() };
+        loop {
+            assert!(Instant::now() < deadline, "{name} could not join");
+            match client.join_value("arena", &join).await {
+                Ok(()) => return client,
+                // The front is still linking to the back.
+                Err(ClientError::Rejected { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("{name}: join: {e}"),
+            }
+        }
+    }
+}
+
+/// A client that joins as `name` and sends a move every 50 ms until `stop`, noting
+/// what it sees; when its connection closes, it connects again and resumes. Returns
+/// the client when stopped.
+async fn play(
+    port: u16,
+    name: String,
+    seen: Arc<Mutex<Seen>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Client {
+    let mut client = connect_and_join(port, &name, None).await;
+    let mut every = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return client,
+            _ = every.tick() => {
+                // Refused while the back is away ("unavailable"): not sent, not acked.
+                let _ = client.send_value("arena", &Move { dx: 1.0, dy: 0.0 }).await;
+            }
+            event = client.next_event() => match event.unwrap_or_else(|e| Event::Closed { reason: e.to_string() }) {
+                Event::State { ack, .. } => {
+                    let (_, x) = player(&client, &name);
+                    let mut s = seen.lock();
+                    s.ack = later(s.ack, ack);
+                    s.states.push((Instant::now(), ack, x));
+                }
+                Event::Patch { ack, .. } => {
+                    let mut s = seen.lock();
+                    s.ack = later(s.ack, ack);
+                }
+                Event::Unavailable { .. } => seen.lock().unavailable += 1,
+                Event::Closed { .. } => {
+                    seen.lock().closed += 1;
+                    let token = client.resume_token().to_owned();
+                    client = connect_and_join(port, &name, Some(token)).await;
+                    // The join's own full state: the membership it resumed.
+                    let (_, x) = player(&client, &name);
+                    let ack = client.ack("arena");
+                    let mut s = seen.lock();
+                    s.ack = later(s.ack, ack);
+                    s.states.push((Instant::now(), ack, x));
+                }
+                Event::Left { reason, .. } | Event::Rejected { reason, .. } => {
+                    panic!("{name}: out of the channel: {reason}")
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+/// The later of two acks.
+fn later(a: Seq, b: Seq) -> Seq {
+    if b.is_after(a) { b } else { a }
+}
+
+/// The player called `name` in `client`'s mirror: its entity id and its `x`, which
+/// each input applied to it moved by 1. Fails when there is not exactly one.
+fn player(client: &Client, name: &str) -> (u32, f64) {
+    let mirror = client.mirror("arena").expect("a mirror");
+    let mine: Vec<_> = mirror
+        .entities()
+        .keys()
+        .filter(|&&id| matches!(mirror.field(id, "name"), Some((_, Value::Str(n))) if n == name))
+        .collect();
+    assert_eq!(mine.len(), 1, "one player called {name}");
+    let id = *mine[0];
+    (id.0, mirror.number(id, "x").expect("x"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_back_killed_under_load_loses_no_acknowledged_input() {
+    let up = Up::start("back");
+    let back = up.pid("back-1", None).await;
+    up.pid("front-1", None).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let seen: Vec<_> = (0..CLIENTS)
+        .map(|_| Arc::new(Mutex::new(Seen::default())))
+        .collect();
+    let players: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            tokio::spawn(play(
+                up.front,
+                format!("p{i}"),
+                seen[i].clone(),
+                stopped.clone(),
+            ))
+        })
+        .collect();
+    // Play until every client has had inputs acknowledged for a second.
+    let deadline = Instant::now() + TIMEOUT;
+    while seen.iter().any(|s| s.lock().ack.0 < 20) {
+        assert!(
+            Instant::now() < deadline,
+            "inputs were not acknowledged\n{}",
+            up.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Before the kill every input was forwarded and applied in order, each moving its
+    // player by 1: what was acknowledged is what must come back.
+    let acked: Vec<Seq> = seen.iter().map(|s| s.lock().ack).collect();
+    let killed = Instant::now();
+    kill9(back);
+
+    // Every client is told the back is away, then gets a full state again.
+    let deadline = killed + TIMEOUT;
+    let served_again = |s: &Seen| s.states.iter().find(|(at, ..)| *at > killed).copied();
+    while seen.iter().any(|s| served_again(&s.lock()).is_none()) {
+        assert!(
+            Instant::now() < deadline,
+            "clients were not served again\n{}",
+            up.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let restarted = up.pid("back-1", Some(back)).await;
+    assert!(!alive(back) && alive(restarted));
+    let after: Vec<(Instant, Seq, f64)> = seen
+        .iter()
+        .map(|s| served_again(&s.lock()).expect("served"))
+        .collect();
+    let slowest = after
+        .iter()
+        .map(|(at, ..)| at.duration_since(killed))
+        .max()
+        .expect("clients");
+    // Go on playing a little: inputs flow again.
+    let again: Vec<Seq> = seen.iter().map(|s| s.lock().ack).collect();
+    while seen
+        .iter()
+        .zip(&again)
+        .any(|(s, a)| s.lock().ack.0 < a.0 + 5)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "inputs were not acknowledged after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).expect("stop");
+    let mut lost = 0.0;
+    for (i, handle) in players.into_iter().enumerate() {
+        let client = handle.await.expect("player task");
+        player(&client, &format!("p{i}")); // still exactly one player of that name
+        // Every input acknowledged before the back died moved the player it came back
+        // with: its x in the first full state after the restart.
+        let (_, _, x) = after[i];
+        lost += (f64::from(acked[i].0) - x).max(0.0);
+        assert!(
+            seen[i].lock().unavailable >= 1,
+            "p{i} was told the back was away"
+        );
+    }
+    eprintln!(
+        "back killed under load: {CLIENTS} clients served again within {:.0} ms, {lost} acknowledged inputs lost",
+        slowest.as_secs_f64() * 1e3
+    );
+    assert_eq!(lost, 0.0, "acknowledged inputs lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_killed_under_load_loses_no_player() {
+    let up = Up::start("front");
+    up.pid("back-1", None).await;
+    let front = up.pid("front-1", None).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let seen: Vec<_> = (0..CLIENTS)
+        .map(|_| Arc::new(Mutex::new(Seen::default())))
+        .collect();
+    let players: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            tokio::spawn(play(
+                up.front,
+                format!("p{i}"),
+                seen[i].clone(),
+                stopped.clone(),
+            ))
+        })
+        .collect();
+    let deadline = Instant::now() + TIMEOUT;
+    while seen.iter().any(|s| s.lock().ack.0 < 20) {
+        assert!(
+            Instant::now() < deadline,
+            "inputs were not acknowledged\n{}",
+            up.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = Instant::now();
+    kill9(front);
+
+    // Every client reconnects to the restarted front and resumes: a full state of the
+    // same player, with the ack it had.
+    let deadline = killed + TIMEOUT;
+    let resumed = |s: &Seen| s.states.iter().find(|(at, ..)| *at > killed).copied();
+    while seen.iter().any(|s| resumed(&s.lock()).is_none()) {
+        assert!(
+            Instant::now() < deadline,
+            "clients did not resume\n{}",
+            up.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let restarted = up.pid("front-1", Some(front)).await;
+    assert!(!alive(front) && alive(restarted));
+    let mut slowest = Duration::ZERO;
+    let mut lost = 0.0;
+    for s in &seen {
+        let s = s.lock();
+        assert!(s.closed >= 1, "the connection closed under the client");
+        let (at, ack, x) = resumed(&s).expect("resumed");
+        slowest = slowest.max(at.duration_since(killed));
+        // The last ack before the kill: the same membership goes on from it.
+        let before = s
+            .states
+            .iter()
+            .filter(|(t, ..)| *t < killed)
+            .map(|(_, a, _)| *a)
+            .fold(s.ack, later);
+        assert!(
+            !before.is_after(ack),
+            "the ack went back from {before:?} to {ack:?}"
+        );
+        lost += (f64::from(ack.0) - x).max(0.0);
+    }
+    stop.send(true).expect("stop");
+    for (i, handle) in players.into_iter().enumerate() {
+        let client = handle.await.expect("player task");
+        assert!(client.resumed(), "p{i} resumed its session");
+        player(&client, &format!("p{i}"));
+    }
+    eprintln!(
+        "front killed under load: {CLIENTS} clients resumed within {:.0} ms as the same players, {lost} acknowledged inputs lost",
+        slowest.as_secs_f64() * 1e3
+    );
+    assert_eq!(lost, 0.0, "acknowledged inputs lost");
+}

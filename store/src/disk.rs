@@ -1,0 +1,388 @@
+//! [`DiskStore`]: a directory per channel holding `snapshot-<step>.snap` files and a
+//! journal cut into `journal-<first step>.log` segments at each snapshot, so that
+//! dropping the journal a snapshot covers is deleting whole files.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::file::{HEADER_LEN, Magic, check_header, header, read_records, record};
+use crate::{
+    Journal, Opened, Record, Recovered, Snapshot, Snapshots, Store, StoreError, SyncPolicy,
+};
+
+/// Channels kept in files under one directory (a back's `data_dir`).
+#[derive(Debug, Clone)]
+pub struct DiskStore {
+    root: PathBuf,
+    sync: SyncPolicy,
+}
+
+impl DiskStore {
+    /// A store under `root`, which is made if missing and must be writable.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] naming the directory when it cannot be made or written.
+    pub fn new(root: impl Into<PathBuf>, sync: SyncPolicy) -> Result<Self, StoreError> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(|e| io(&root, e))?;
+        // Found out now, with a clear message, rather than at the first tick.
+        let probe = root.join(".centrum-write-test");
+        File::create(&probe).map_err(|e| io(&root, e))?;
+        fs::remove_file(&probe).map_err(|e| io(&probe, e))?;
+        Ok(Self { root, sync })
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Store for DiskStore {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn open(&self, channel: &str) -> Result<Opened, StoreError> {
+        let dir = self.root.join(channel);
+        fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let mut recovered = Recovered::default();
+        let files = Files::list(&dir, &mut recovered.repairs)?;
+        recovered.snapshot = newest_snapshot(&files.snapshots, &mut recovered.repairs)?;
+        let after = recovered.snapshot.as_ref().map_or(0, |s| s.step);
+        recovered.records = journal_records(&files.journals, after, &mut recovered.repairs)?;
+        let last = recovered.records.last().map_or(after, |r| r.step);
+        let journal = DiskJournal::open(&dir, last, self.sync)?;
+        Ok(Opened {
+            recovered,
+            journal: Box::new(journal),
+            snapshots: Box::new(DiskSnapshots { dir }),
+        })
+    }
+}
+
+/// A channel directory's files, by step.
+struct Files {
+    /// `(step, path)`, newest first.
+    snapshots: Vec<(u64, PathBuf)>,
+    /// `(first step, path)`, oldest first.
+    journals: Vec<(u64, PathBuf)>,
+}
+
+impl Files {
+    fn list(dir: &Path, repairs: &mut Vec<String>) -> Result<Self, StoreError> {
+        let mut files = Files {
+            snapshots: Vec::new(),
+            journals: Vec::new(),
+        };
+        for entry in fs::read_dir(dir).map_err(|e| io(dir, e))? {
+            let path = entry.map_err(|e| io(dir, e))?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if let Some(step) = step_of(name, "snapshot-", ".snap") {
+                files.snapshots.push((step, path));
+            } else if let Some(step) = step_of(name, "journal-", ".log") {
+                files.journals.push((step, path));
+            } else if name.ends_with(".snap.tmp") {
+                // A snapshot that was being written when the back stopped: never whole.
+                fs::remove_file(&path).map_err(|e| io(&path, e))?;
+                repairs.push(format!(
+                    "{}: removed an unfinished snapshot",
+                    path.display()
+                ));
+            }
+        }
+        files.snapshots.sort_by_key(|s| std::cmp::Reverse(s.0));
+        files.journals.sort_by_key(|j| j.0);
+        Ok(files)
+    }
+}
+
+fn step_of(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
+    name.strip_prefix(prefix)?
+        .strip_suffix(suffix)?
+        .parse()
+        .ok()
+}
+
+fn file_name(prefix: &str, step: u64, suffix: &str) -> String {
+    format!("{prefix}{step:020}{suffix}")
+}
+
+/// The newest snapshot that reads whole; a damaged one is skipped for the one before
+/// it (and said so). A snapshot of another format version stops recovery.
+fn newest_snapshot(
+    snapshots: &[(u64, PathBuf)],
+    repairs: &mut Vec<String>,
+) -> Result<Option<Snapshot>, StoreError> {
+    for (step, path) in snapshots {
+        let shown = path.display().to_string();
+        let bytes = fs::read(path).map_err(|e| io(path, e))?;
+        match check_header(&bytes, Magic::Snapshot, &shown) {
+            Ok(()) => {}
+            Err(e @ StoreError::Version { .. }) => return Err(e),
+            Err(e) => {
+                repairs.push(format!("{e}; falling back to the snapshot before it"));
+                continue;
+            }
+        }
+        let read = read_records(&bytes[HEADER_LEN..]);
+        match &read.records[..] {
+            [(at, body)] if at == step && read.stopped.is_none() => {
+                return Ok(Some(Snapshot {
+                    step: *step,
+                    bytes: body.clone(),
+                    source: shown,
+                }));
+            }
+            _ => repairs.push(format!(
+                "{shown}: damaged ({}); falling back to the snapshot before it",
+                read.stopped
+                    .as_deref()
+                    .unwrap_or("not one record of its step")
+            )),
+        }
+    }
+    Ok(None)
+}
+
+/// Every journal record after step `after`, checking that steps follow each other. A
+/// damaged tail of the last segment is a write the crash interrupted: it is cut off
+/// (and kept beside the file); damage anywhere else stops recovery.
+fn journal_records(
+    journals: &[(u64, PathBuf)],
+    after: u64,
+    repairs: &mut Vec<String>,
+) -> Result<Vec<Record>, StoreError> {
+    let mut records = Vec::new();
+    let mut last = after;
+    for (i, (_, path)) in journals.iter().enumerate() {
+        let shown = path.display().to_string();
+        let is_last = i + 1 == journals.len();
+        let bytes = fs::read(path).map_err(|e| io(path, e))?;
+        if is_last && bytes.len() < HEADER_LEN {
+            // Made but its header never written whole: it holds nothing.
+            repairs.push(format!(
+                "{shown}: an unfinished new segment; rewritten empty"
+            ));
+            write_new(path, &header(Magic::Journal))?;
+            continue;
+        }
+        check_header(&bytes, Magic::Journal, &shown)?;
+        let read = read_records(&bytes[HEADER_LEN..]);
+        if let Some(why) = &read.stopped {
+            let at = HEADER_LEN + read.good_len;
+            if !is_last {
+                return Err(StoreError::Corrupt {
+                    path: shown,
+                    what: format!("{why} at byte {at}, and later segments follow it"),
+                });
+            }
+            cut_tail(path, &bytes, at)?;
+            repairs.push(format!(
+                "{shown}: cut a torn tail of {} bytes at byte {at} ({why}); kept as {}",
+                bytes.len() - at,
+                torn_path(path, at).display()
+            ));
+        }
+        for (step, payload) in read.records {
+            if step <= after {
+                continue;
+            }
+            if step != last + 1 {
+                return Err(StoreError::Gap {
+                    path: shown,
+                    what: format!(
+                        "the journal goes from step {last} to step {step}; the records between are missing"
+                    ),
+                });
+            }
+            last = step;
+            records.push(Record {
+                step,
+                bytes: payload,
+            });
+        }
+    }
+    Ok(records)
+}
+
+fn torn_path(path: &Path, at: usize) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".torn-{at}"));
+    PathBuf::from(name)
+}
+
+/// Moves the bytes of `path` from `at` on into a file beside it, then truncates.
+fn cut_tail(path: &Path, bytes: &[u8], at: usize) -> Result<(), StoreError> {
+    let torn = torn_path(path, at);
+    write_new(&torn, &bytes[at..])?;
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| io(path, e))?;
+    file.set_len(at as u64).map_err(|e| io(path, e))?;
+    file.sync_all().map_err(|e| io(path, e))
+}
+
+/// Writes a whole file durably.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let mut file = File::create(path).map_err(|e| io(path, e))?;
+    file.write_all(bytes).map_err(|e| io(path, e))?;
+    file.sync_all().map_err(|e| io(path, e))
+}
+
+/// Makes a rename or a new file in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))
+}
+
+fn io(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The segment records are appended to.
+#[derive(Debug)]
+struct DiskJournal {
+    dir: PathBuf,
+    path: PathBuf,
+    file: File,
+    /// The file's length: where the next record goes, and where a failed one is cut.
+    len: u64,
+    next_step: u64,
+    sync: SyncPolicy,
+    last_sync: Instant,
+    /// Reused for each record's bytes.
+    buf: Vec<u8>,
+}
+
+impl DiskJournal {
+    /// Appends after step `last`: to the segment that starts at `last + 1` if there
+    /// is one (it is empty), else to a new one.
+    fn open(dir: &Path, last: u64, sync: SyncPolicy) -> Result<Self, StoreError> {
+        let path = dir.join(file_name("journal-", last + 1, ".log"));
+        if !path.exists() {
+            write_new(&path, &header(Magic::Journal))?;
+            sync_dir(dir)?;
+        }
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| io(&path, e))?;
+        let len = file.metadata().map_err(|e| io(&path, e))?.len();
+        Ok(Self {
+            dir: dir.to_owned(),
+            path,
+            file,
+            len,
+            next_step: last + 1,
+            sync,
+            last_sync: Instant::now(),
+            buf: Vec::new(),
+        })
+    }
+}
+
+impl Journal for DiskJournal {
+    fn append(&mut self, step: u64, payload: &[u8], durable: bool) -> Result<(), StoreError> {
+        if step != self.next_step {
+            return Err(StoreError::Gap {
+                path: self.path.display().to_string(),
+                what: format!("step {step} appended where step {} was due", self.next_step),
+            });
+        }
+        self.buf.clear();
+        record(&mut self.buf, step, payload);
+        if let Err(e) = self.file.write_all(&self.buf) {
+            // Cut off what part of the record was written, so a retry appends whole.
+            let _ = self.file.set_len(self.len);
+            return Err(io(&self.path, e));
+        }
+        let sync_now = durable
+            && match self.sync {
+                SyncPolicy::EveryRecord => true,
+                SyncPolicy::Interval(every) => self.last_sync.elapsed() >= every,
+                SyncPolicy::Never => false,
+            };
+        if sync_now {
+            if let Err(e) = self.file.sync_data() {
+                let _ = self.file.set_len(self.len);
+                return Err(io(&self.path, e));
+            }
+            self.last_sync = Instant::now();
+        }
+        self.len += self.buf.len() as u64;
+        self.next_step += 1;
+        Ok(())
+    }
+
+    fn cut(&mut self, step: u64) -> Result<(), StoreError> {
+        if step + 1 != self.next_step {
+            return Err(StoreError::Gap {
+                path: self.path.display().to_string(),
+                what: format!(
+                    "cut at step {step}, but the last record is of step {}",
+                    self.next_step - 1
+                ),
+            });
+        }
+        if self.len as usize == HEADER_LEN {
+            return Ok(()); // The segment is empty: it already starts after `step`.
+        }
+        self.file.sync_data().map_err(|e| io(&self.path, e))?;
+        *self = Self::open(&self.dir, step, self.sync)?;
+        Ok(())
+    }
+}
+
+/// Writes snapshots of one channel and prunes what they supersede.
+#[derive(Debug)]
+struct DiskSnapshots {
+    dir: PathBuf,
+}
+
+impl Snapshots for DiskSnapshots {
+    fn write(&mut self, step: u64, snapshot: &[u8]) -> Result<(), StoreError> {
+        let name = file_name("snapshot-", step, ".snap");
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let mut bytes = header(Magic::Snapshot).to_vec();
+        record(&mut bytes, step, snapshot);
+        write_new(&tmp, &bytes)?;
+        let path = self.dir.join(name);
+        fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+        sync_dir(&self.dir)?;
+        self.prune()
+    }
+}
+
+impl DiskSnapshots {
+    /// Keeps the two newest snapshots and the journal the older of them needs.
+    fn prune(&self) -> Result<(), StoreError> {
+        let files = Files::list(&self.dir, &mut Vec::new())?;
+        let Some(&(previous, _)) = files.snapshots.get(1) else {
+            return Ok(());
+        };
+        for (_, path) in &files.snapshots[2..] {
+            fs::remove_file(path).map_err(|e| io(path, e))?;
+        }
+        // A segment goes when the next one starts at or before `previous + 1`: all its
+        // records are of steps the previous snapshot covers.
+        for pair in files.journals.windows(2) {
+            if pair[1].0 <= previous + 1 {
+                fs::remove_file(&pair[0].1).map_err(|e| io(&pair[0].1, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
