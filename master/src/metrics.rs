@@ -266,6 +266,7 @@ mod tests {
             }],
             limits: Limits::default(),
             calls: Default::default(),
+            supervision: Default::default(),
         }
     }
 

@@ -132,6 +132,7 @@ impl TestMaster {
             ],
             limits,
             calls: Default::default(),
+            supervision: Default::default(),
         });
         config.validate().expect("test config is valid");
         let shutdown = Shutdown::new();

@@ -141,6 +141,7 @@ impl TestCluster {
                 .collect(),
             limits: spec.limits,
             calls: spec.calls.clone(),
+            supervision: Default::default(),
         });
         config.validate().expect("test config is valid");
         let master_http = config.master.http;
