@@ -70,6 +70,16 @@ enum Command {
     Back(NodeArgs),
     /// Validate a config file (application names included) and print a summary.
     Check { file: PathBuf },
+    /// Restart a node of a running `up` now, a failed one included (its failures start
+    /// again from zero): `POST /nodes/ID/restart` on the config's master, with its admin
+    /// token.
+    Restart {
+        /// The node's id in the config.
+        node: String,
+        /// Cluster config (TOML). Default: the one built into this binary.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Load generators: the arena benchmark, idle connections.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -206,6 +216,10 @@ impl Cli {
     async fn command(self, command: Command) -> Result<()> {
         match command {
             Command::Check { file } => self.check(&file),
+            Command::Restart { node, config } => {
+                let config = self.load(config.as_deref())?;
+                crate::restart::restart(&config, &node).await
+            }
             Command::Bench(command) => bench::run(command).await,
             Command::Up {
                 file,
@@ -261,6 +275,7 @@ impl Cli {
     pub(crate) fn master_options(&self) -> centrum_master::MasterOptions {
         centrum_master::MasterOptions {
             pages: self.pages.clone(),
+            supervisor: None,
         }
     }
 

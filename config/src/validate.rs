@@ -4,9 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::{
-    BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits, SupervisionConfig,
-};
+use crate::{BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits, SupervisionConfig};
 
 /// What [`is_name`] asks of a name, as an error says it.
 pub const NAME_RULE: &str = "must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'";
@@ -250,7 +248,10 @@ impl Checker<'_> {
             stable_after_ms,
             stop_grace_ms,
         } = supervision;
-        if run_dir.as_ref().is_some_and(|dir| dir.as_os_str().is_empty()) {
+        if run_dir
+            .as_ref()
+            .is_some_and(|dir| dir.as_os_str().is_empty())
+        {
             self.push("supervision.run_dir", "must not be empty");
         }
         let ranges = [

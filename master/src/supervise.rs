@@ -425,6 +425,7 @@ async fn keep_running(
                     Ended::Restart(restart) => {
                         failures = 0;
                         backoff.reset();
+                        handle.update(name, |s| s.failures = 0);
                         waiting = Some(restart);
                         continue;
                     }
@@ -480,6 +481,7 @@ async fn keep_running(
                 info!(child = name, "restart requested");
                 failures = 0;
                 backoff.reset();
+                handle.update(name, |s| s.failures = 0);
                 waiting = Some(restart);
             }
         }

@@ -45,6 +45,8 @@ impl RunDir {
             source,
         };
         std::fs::create_dir_all(path.join("logs")).map_err(failed)?;
+        // Absolute, so that /status and the banner name it wherever they are read.
+        let path = &std::fs::canonicalize(path).map_err(failed)?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -102,10 +102,10 @@ impl Process {
         if stat(pid).is_none_or(|s| s.start_time != start_time || s.exited()) {
             return None;
         }
-        let log = log_dir.and_then(|dir| {
+        let log = log_dir.map(|dir| {
             let path = logs::path(dir, &spec.name);
             let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            Some((path, offset))
+            (path, offset)
         });
         let adopted = Adopted {
             pid,
