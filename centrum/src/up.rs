@@ -113,7 +113,8 @@ pub(crate) async fn up(
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "centrum".into());
-        let dir = config.supervision.run_dir(file, &name);
+        let dir = (config.supervision.run_dir(file))
+            .unwrap_or_else(|| centrum_master::RunDir::in_temp(&name));
         let run = centrum_master::RunDir::lock(&dir)?;
         lines.push(format!(
             "  logs     {}/<node>.log   (each node writes its own; echoed here)",

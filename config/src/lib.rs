@@ -74,6 +74,7 @@ channels = [{ name = "arena", app = "arena" }]
 # [supervision]
 # run_dir = "cluster.run"        # node logs (logs/<id>.log) and up's lock; relative to this file's folder.
 #                                # Default: "<this file's name without .toml>.run" beside it
+#                                # (a binary's built-in config: a folder in the temp dir)
 # restart_min_ms = 200           # first restart delay (10-60000)
 # restart_max_ms = 10000         # longest restart delay, and the retry period of a failed node (10-3600000)
 # max_failures = 10              # quick exits in a row before a node is failed (1-1000)
@@ -224,23 +225,22 @@ pub struct SupervisionConfig {
 }
 
 impl SupervisionConfig {
-    /// Where `up` keeps its run files for the config read from `config_file` (`None`:
-    /// the binary's built-in config): `run_dir` if set (relative to the file's folder),
-    /// else `<file stem>.run` beside the file, else `centrum-<program>.run` in the
-    /// system's temp folder.
-    pub fn run_dir(&self, config_file: Option<&Path>, program: &str) -> PathBuf {
+    /// Where `up` keeps its run files for the config read from `config_file`: `run_dir`
+    /// if set (relative to the file's folder), else `<file stem>.run` beside the file.
+    /// `None` for the binary's built-in config without `run_dir`: the caller picks a
+    /// folder of its own.
+    pub fn run_dir(&self, config_file: Option<&Path>) -> Option<PathBuf> {
         let folder = config_file
             .and_then(Path::parent)
             .map(Path::to_path_buf)
             .unwrap_or_default();
         match (&self.run_dir, config_file) {
-            (Some(dir), Some(_)) => folder.join(dir),
-            (Some(dir), None) => dir.clone(),
+            (Some(dir), _) => Some(folder.join(dir)),
             (None, Some(file)) => {
                 let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned());
-                folder.join(format!("{}.run", stem.as_deref().unwrap_or("centrum")))
+                Some(folder.join(format!("{}.run", stem.as_deref().unwrap_or("centrum"))))
             }
-            (None, None) => std::env::temp_dir().join(format!("centrum-{program}.run")),
+            (None, None) => None,
         }
     }
 
@@ -616,6 +616,34 @@ slow_client = "disconnect"
         line.split_once(" = ").is_some_and(|(key, _)| {
             !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
         })
+    }
+
+    #[test]
+    fn the_run_dir_is_beside_the_config_file_unless_set() {
+        let default = SupervisionConfig::default();
+        let file = Path::new("/etc/centrum/cluster.toml");
+        assert_eq!(
+            default.run_dir(Some(file)),
+            Some(PathBuf::from("/etc/centrum/cluster.run"))
+        );
+        assert_eq!(default.run_dir(None), None);
+        let set = SupervisionConfig {
+            run_dir: Some("run".into()),
+            ..SupervisionConfig::default()
+        };
+        assert_eq!(
+            set.run_dir(Some(file)),
+            Some(PathBuf::from("/etc/centrum/run"))
+        );
+        assert_eq!(set.run_dir(None), Some(PathBuf::from("run")));
+        let absolute = SupervisionConfig {
+            run_dir: Some("/var/run/centrum".into()),
+            ..SupervisionConfig::default()
+        };
+        assert_eq!(
+            absolute.run_dir(Some(file)),
+            Some(PathBuf::from("/var/run/centrum"))
+        );
     }
 
     #[test]

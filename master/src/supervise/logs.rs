@@ -76,6 +76,14 @@ impl RunDir {
         })
     }
 
+    /// A run directory of this user's for a config that has no file (a binary's built-in
+    /// one): `<temp>/centrum-<program>-<uid>.run`.
+    pub fn in_temp(program: &str) -> PathBuf {
+        // SAFETY: getuid(2) cannot fail and touches no memory.
+        let uid = unsafe { libc::getuid() };
+        std::env::temp_dir().join(format!("centrum-{program}-{uid}.run"))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
