@@ -34,7 +34,8 @@ struct Cluster {
     dir: PathBuf,
     config: PathBuf,
     http: String,
-    front: u16,
+    /// The port of each front: `front-1`, `front-2`, ...
+    fronts: Vec<u16>,
     back: u16,
     ups: Vec<Up>,
 }
@@ -46,22 +47,30 @@ struct Up {
 }
 
 impl Cluster {
-    /// A cluster of one front and one back (channel `arena`), with the admin token and
-    /// `supervision` as its `[supervision]` section.
-    fn new(test: &str, supervision: &str) -> Cluster {
+    /// A cluster of `fronts` fronts and one back (channel `arena`), with the admin token
+    /// and `supervision` as its `[supervision]` section.
+    fn new(test: &str, fronts: usize, supervision: &str) -> Cluster {
         let dir =
             std::env::temp_dir().join(format!("centrum-supervision-{}-{test}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
         let dir = std::fs::canonicalize(&dir).expect("absolute scratch dir");
-        let (http, nodes, front, back) = (free_port(), free_port(), free_port(), free_port());
+        let (http, nodes, back) = (free_port(), free_port(), free_port());
+        let fronts: Vec<u16> = (0..fronts).map(|_| free_port()).collect();
+        let front_tables: String = (fronts.iter().enumerate())
+            .map(|(i, port)| {
+                format!(
+                    "[[fronts]]\nid = \"front-{}\"\nlisten = \"127.0.0.1:{port}\"\n",
+                    i + 1
+                )
+            })
+            .collect();
         let config = dir.join("cluster.toml");
         std::fs::write(
             &config,
             format!(
                 "[master]\nhttp = \"127.0.0.1:{http}\"\nnodes = \"127.0.0.1:{nodes}\"\n\
-                 admin_token = \"{TOKEN}\"\n\
-                 [[fronts]]\nid = \"front-1\"\nlisten = \"127.0.0.1:{front}\"\n\
+                 admin_token = \"{TOKEN}\"\n{front_tables}\
                  [[backs]]\nid = \"back-1\"\nlisten = \"127.0.0.1:{back}\"\ntick_hz = 30\n\
                  channels = [{{ name = \"arena\", app = \"bench-arena\" }}]\n\
                  [limits]\nheartbeat_ms = 200\n\
@@ -73,7 +82,7 @@ impl Cluster {
             dir,
             config,
             http: format!("127.0.0.1:{http}"),
-            front,
+            fronts,
             back,
             ups: Vec::new(),
         }
@@ -264,9 +273,25 @@ fn live_pid(status: &Value, node: &str) -> Option<u64> {
     (entry["state"] == "running" && entry["pid"].as_u64() == Some(registered)).then_some(registered)
 }
 
-/// Both nodes live and running: their pids.
-fn all_live(status: &Value) -> Option<(u64, u64)> {
-    Some((live_pid(status, "front-1")?, live_pid(status, "back-1")?))
+/// Every configured node live and running: their pids, by id.
+fn all_live(status: &Value) -> Option<Vec<(String, u64)>> {
+    let configured = status["configured"]["fronts"]
+        .as_array()?
+        .iter()
+        .chain(status["configured"]["backs"].as_array()?);
+    configured
+        .map(|id| {
+            let id = id.as_str()?;
+            Some((id.to_owned(), live_pid(status, id)?))
+        })
+        .collect()
+}
+
+fn pid_of(pids: &[(String, u64)], node: &str) -> u64 {
+    pids.iter()
+        .find(|(id, _)| id == node)
+        .map(|(_, pid)| *pid)
+        .unwrap_or_else(|| panic!("no {node} in {pids:?}"))
 }
 
 /// A client joined to `arena` on the front, once the front is up and linked.
@@ -296,8 +321,9 @@ async fn joined(port: u16) -> Client {
     }
 }
 
-/// Sends an input and waits for the patch that acknowledges it: the front forwarded it,
-/// the back applied it on a tick and the patch came back.
+/// Sends inputs until a patch acknowledges one: the front forwarded it, the back applied
+/// it on a tick and the patch came back. (An input sent while the front relinks to a
+/// restarted back is dropped, so one is sent every half second.)
 async fn plays(client: &mut Client) {
     #[derive(serde::Serialize)]
     struct Move {
@@ -305,27 +331,40 @@ async fn plays(client: &mut Client) {
         dy: f64,
     }
     let data = rmp_serde::to_vec_named(&Move { dx: 0.1, dy: 0.0 }).expect("encode");
-    let seq = client.send_input("arena", &data).await.expect("input");
     tokio::time::timeout(TIMEOUT, async {
         loop {
-            let event = client.next_event().await.expect("event");
-            if matches!(event, Event::Patch { .. }) && client.ack("arena") == seq {
+            let seq = client.send_input("arena", &data).await.expect("input");
+            let acked = tokio::time::timeout(Duration::from_millis(500), async {
+                loop {
+                    let event = client.next_event().await.expect("event");
+                    if matches!(event, Event::Patch { .. }) && client.ack("arena") == seq {
+                        return;
+                    }
+                }
+            })
+            .await;
+            if acked.is_ok() {
                 return;
             }
         }
     })
     .await
-    .expect("the input was acknowledged by a patch");
+    .expect("an input was acknowledged by a patch");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_up_leaves_play_going_and_a_new_up_takes_its_nodes_over() {
-    let mut cluster = Cluster::new("takeover", "restart_min_ms = 100\nrestart_max_ms = 1000");
+    let mut cluster = Cluster::new("takeover", 2, "restart_min_ms = 100\nrestart_max_ms = 1000");
     let first = cluster.up();
-    let (front, back) = cluster
+    let pids = cluster
         .status_until("the first up is fully live", TIMEOUT, all_live)
         .await;
-    let mut client = joined(cluster.front).await;
+    let (front, front_2, back) = (
+        pid_of(&pids, "front-1"),
+        pid_of(&pids, "front-2"),
+        pid_of(&pids, "back-1"),
+    );
+    let mut client = joined(cluster.fronts[0]).await;
     plays(&mut client).await;
 
     // While it lives, another `up` of the cluster stops before touching its nodes.
@@ -339,7 +378,7 @@ async fn a_killed_up_leaves_play_going_and_a_new_up_takes_its_nodes_over() {
     assert!(said.contains("cannot listen on"), "{said}");
     assert_eq!(
         cluster.status().await.as_ref().and_then(all_live),
-        Some((front, back))
+        Some(pids.clone())
     );
 
     // kill -9: no signal handler runs, no child is stopped.
@@ -350,13 +389,15 @@ async fn a_killed_up_leaves_play_going_and_a_new_up_takes_its_nodes_over() {
     // Play goes on: the same client, and a new one whose connection the front logs,
     // now that the `up` its output once went to is dead.
     plays(&mut client).await;
-    let mut newcomer = joined(cluster.front).await;
+    let mut newcomer = joined(cluster.fronts[0]).await;
     plays(&mut newcomer).await;
     assert!(!exited(front as u32) && !exited(back as u32));
+    // A node that dies while no `up` runs is started by the next one.
+    signal(front_2 as u32, libc::SIGKILL);
 
     let started = Instant::now();
     let second = cluster.up();
-    let adopted = cluster
+    let now = cluster
         .status_until(
             "the second up is fully live",
             Duration::from_secs(5),
@@ -371,8 +412,19 @@ async fn a_killed_up_leaves_play_going_and_a_new_up_takes_its_nodes_over() {
         )
         .await;
     let took = started.elapsed();
-    assert_eq!(adopted, (front, back), "the same processes, taken over");
     eprintln!("second up fully live after {took:?}");
+    assert_eq!(
+        pid_of(&now, "front-1"),
+        front,
+        "the same process, taken over"
+    );
+    assert_eq!(pid_of(&now, "back-1"), back, "the same process, taken over");
+    assert_ne!(pid_of(&now, "front-2"), front_2, "started anew");
+    let entry = cluster.status().await.expect("status");
+    assert_eq!(
+        supervised(&entry, "front-2").expect("front-2")["adopted"],
+        false
+    );
     plays(&mut client).await;
     let stderr = std::fs::read_to_string(&cluster.ups[second].stderr).expect("stderr");
     assert!(!stderr.contains("in use"), "a port fight:\n{stderr}");
@@ -408,6 +460,7 @@ async fn a_killed_up_leaves_play_going_and_a_new_up_takes_its_nodes_over() {
     let entry = supervised(&entry, "back-1").expect("back-1");
     assert_eq!(entry["adopted"], false);
     assert_eq!(entry["restarts"], 1);
+    plays(&mut client).await;
 
     drop((client, newcomer));
     cluster.stop_and_check_nothing_is_left();
@@ -418,6 +471,7 @@ async fn a_crash_loop_shows_as_failed_until_an_operator_restarts_the_node() {
     // restart_max_ms is long: a failed node is not retried by itself during the test.
     let mut cluster = Cluster::new(
         "failed",
+        1,
         "restart_min_ms = 20\nrestart_max_ms = 600000\nmax_failures = 3",
     );
     // Something else holds the back's port: every start exits at once, saying so.
@@ -491,7 +545,7 @@ async fn a_crash_loop_shows_as_failed_until_an_operator_restarts_the_node() {
                 .then_some(())
         })
         .await;
-    let mut client = joined(cluster.front).await;
+    let mut client = joined(cluster.fronts[0]).await;
     plays(&mut client).await;
 
     drop(client);
