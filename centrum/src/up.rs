@@ -115,7 +115,7 @@ pub(crate) async fn up(
             .unwrap_or_else(|| "centrum".into());
         let dir = (config.supervision.run_dir(file))
             .unwrap_or_else(|| centrum_master::RunDir::in_temp(&name));
-        let run = centrum_master::RunDir::lock(&dir)?;
+        let run = centrum_master::RunDir::lock(&dir, &host)?;
         lines.push(format!(
             "  logs     {}/<node>.log   (each node writes its own; echoed here)",
             run.logs().display()

@@ -464,7 +464,7 @@ async fn restart(State(state): State<HttpState>, Path(id): Path<String>) -> Resp
         return error(
             StatusCode::CONFLICT,
             format!(
-                "this master supervises no processes (it was not started by `centrum up`); \
+                "this master supervises no processes (`centrum master`, or `up --in-process`); \
                  restart {id} where it runs"
             ),
         );

@@ -139,9 +139,18 @@ pub struct SupervisorHandle {
 #[derive(Debug)]
 struct Entry {
     status: ChildStatus,
-    /// To the child's task. Capacity 1: while one restart is pending, another is refused
-    /// with [`SuperviseError::Busy`].
+    /// To the child's task. Capacity 1, and at most one restart is asked for at a time
+    /// (`restarting`): another is refused with [`SuperviseError::Busy`] until it is done.
     commands: mpsc::Sender<Restart>,
+    restarting: bool,
+}
+
+/// Marks a child's restart as done when dropped: answered, failed, or given up by a
+/// caller that stopped waiting.
+#[derive(Debug)]
+struct RestartGuard<'a> {
+    handle: &'a SupervisorHandle,
+    name: &'a str,
 }
 
 /// An operator's restart: answered with the new pid once the new process runs.
@@ -210,6 +219,7 @@ impl Supervisor {
                 Entry {
                     status: ChildStatus::new(&spec.name),
                     commands,
+                    restarting: false,
                 },
             );
             tasks.spawn(keep_running(
@@ -280,10 +290,15 @@ impl SupervisorHandle {
     /// restart of it is under way, `NotStarted` when the new process could not be
     /// started, `Stopping` at shutdown.
     pub async fn restart(&self, name: &str) -> Result<u32, SuperviseError> {
-        let commands = match self.inner.lock().get(name) {
-            Some(entry) => entry.commands.clone(),
+        let commands = match self.inner.lock().get_mut(name) {
+            Some(entry) if entry.restarting => return Err(SuperviseError::Busy(name.to_owned())),
+            Some(entry) => {
+                entry.restarting = true;
+                entry.commands.clone()
+            }
             None => return Err(SuperviseError::Unknown(name.to_owned())),
         };
+        let _done = RestartGuard { handle: self, name };
         let (reply, answer) = oneshot::channel();
         commands.try_send(Restart { reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SuperviseError::Busy(name.to_owned()),
@@ -302,6 +317,14 @@ impl SupervisorHandle {
     fn update(&self, name: &str, change: impl FnOnce(&mut ChildStatus)) {
         if let Some(entry) = self.inner.lock().get_mut(name) {
             change(&mut entry.status);
+        }
+    }
+}
+
+impl Drop for RestartGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.handle.inner.lock().get_mut(self.name) {
+            entry.restarting = false;
         }
     }
 }

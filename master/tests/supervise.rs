@@ -228,6 +228,44 @@ async fn an_operator_restart_forgets_the_failures_and_starts_at_once() {
 }
 
 #[tokio::test]
+async fn one_restart_of_a_child_at_a_time() {
+    let dir = TempDir::new("busy");
+    let ready = dir.file("ready");
+    let shutdown = Shutdown::new();
+    let supervisor = Supervisor::start(
+        // Ignores SIGTERM: each restart waits out the grace period before SIGKILL.
+        vec![sh(
+            "stubborn",
+            "trap '' TERM; echo ready >> \"$1\"; exec sleep 1000",
+            &ready,
+        )],
+        SupervisorOptions {
+            stop_grace: Duration::from_millis(300),
+            ..quick(3)
+        },
+        shutdown.clone(),
+    );
+    let handle = supervisor.handle();
+    eventually("stubborn runs", || handle.child("stubborn")?.pid).await;
+    let (first, second) = within("two restarts", async {
+        tokio::join!(handle.restart("stubborn"), handle.restart("stubborn"))
+    })
+    .await;
+    first.expect("the first restart");
+    assert!(
+        matches!(&second, Err(SuperviseError::Busy(name)) if name == "stubborn"),
+        "{second:?}"
+    );
+    // Done, so the next one is taken.
+    within("a third restart", handle.restart("stubborn"))
+        .await
+        .expect("restarted");
+    assert_eq!(handle.child("stubborn").map(|s| s.restarts), Some(2));
+    shutdown.cancel();
+    within("supervisor stops", supervisor.wait()).await;
+}
+
+#[tokio::test]
 async fn a_failed_child_leaves_the_others_running() {
     let dir = TempDir::new("others");
     let runs = dir.file("runs");

@@ -24,9 +24,11 @@ const ECHO_EVERY: Duration = Duration::from_millis(200);
 /// The most an echo holds of one line; a longer one is written in pieces.
 const ECHO_LINE_BYTES: usize = 16 * 1024;
 
-/// The run directory, locked for as long as this value lives: `up.lock` holds an
+/// The run directory, locked for as long as this value lives: `up-<host>.lock` holds an
 /// exclusive `flock` (released by the kernel when the process dies, however it dies;
 /// not inherited by children) and the holder's pid; `logs/` holds the children's logs.
+/// The lock is per host, so that the `up`s of several hosts of one config may run on one
+/// machine (separate network namespaces) beside one another.
 #[derive(Debug)]
 pub struct RunDir {
     path: PathBuf,
@@ -34,12 +36,12 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Creates `path` (and `path/logs`) if needed and locks it.
+    /// Creates `path` (and `path/logs`) if needed and locks it for `host`.
     ///
     /// # Errors
     /// [`SuperviseError::Locked`] while another live process holds the lock;
     /// [`SuperviseError::RunDir`] when the directory or lock file cannot be made.
-    pub fn lock(path: &Path) -> Result<RunDir, SuperviseError> {
+    pub fn lock(path: &Path, host: &str) -> Result<RunDir, SuperviseError> {
         let failed = |source| SuperviseError::RunDir {
             dir: path.to_path_buf(),
             source,
@@ -52,7 +54,7 @@ impl RunDir {
             .write(true)
             .create(true)
             .truncate(false)
-            .open(path.join("up.lock"))
+            .open(path.join(lock_name(host)))
             .map_err(failed)?;
         // SAFETY: flock(2) on a descriptor this function owns.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
@@ -92,6 +94,19 @@ impl RunDir {
     pub fn logs(&self) -> PathBuf {
         self.path.join("logs")
     }
+}
+
+/// `up-<host>.lock`, the host kept to characters that are safe in a file name.
+fn lock_name(host: &str) -> String {
+    let host: String = host
+        .chars()
+        .take(64)
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' | '_' => c,
+            _ => '_',
+        })
+        .collect();
+    format!("up-{host}.lock")
 }
 
 /// `dir/<name>.log`.
@@ -239,9 +254,10 @@ mod tests {
         assert_eq!(tail(&log, offset, 9).as_deref(), Some("three"));
         assert_eq!(tail(&log, 10_000, 9).as_deref(), Some("three"), "rotated");
 
-        let run = RunDir::lock(&dir.join("run")).expect("lock");
+        let run = RunDir::lock(&dir.join("run"), "127.0.0.1").expect("lock");
         assert!(run.logs().is_dir());
-        let err = RunDir::lock(&dir.join("run")).expect_err("locked twice");
+        assert!(run.path().join("up-127.0.0.1.lock").is_file());
+        let err = RunDir::lock(&dir.join("run"), "127.0.0.1").expect_err("locked twice");
         assert_eq!(
             err.to_string(),
             format!(
@@ -250,8 +266,11 @@ mod tests {
                 dir.join("run").display()
             )
         );
+        let other = RunDir::lock(&dir.join("run"), "10.0.0.2").expect("another host's lock");
+        assert_eq!(lock_name("fe80::1/x"), "up-fe80__1_x.lock");
         drop(run);
-        RunDir::lock(&dir.join("run")).expect("the lock is free again");
+        RunDir::lock(&dir.join("run"), "127.0.0.1").expect("the lock is free again");
+        drop(other);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
