@@ -371,8 +371,7 @@ async fn keep_running(
     shutdown: Shutdown,
 ) {
     let name = spec.name.as_str();
-    let mut backoff = Backoff::new(options.backoff_min, options.backoff_max);
-    let mut failures: u32 = 0;
+    let mut policy = Policy::new(&options);
     let mut started_once = false;
     // An operator's restart waiting for the new process.
     let mut waiting: Option<Restart> = None;
@@ -446,8 +445,7 @@ async fn keep_running(
                     // It exited on the same signal (e.g. a Ctrl-C sent to the whole group).
                     Ended::Exited(_) if shutdown.is_cancelled() => break,
                     Ended::Restart(restart) => {
-                        failures = 0;
-                        backoff.reset();
+                        policy.reset();
                         handle.update(name, |s| s.failures = 0);
                         waiting = Some(restart);
                         continue;
@@ -459,24 +457,22 @@ async fn keep_running(
                 }
             }
         };
-        if started.elapsed() >= options.stable_after {
-            failures = 0;
-            backoff.reset();
-        }
-        failures = failures.saturating_add(1);
-        let failed = failures >= options.max_failures;
-        let delay = if failed {
-            options.backoff_max
-        } else {
-            backoff.next_delay()
-        };
-        if failures == options.max_failures {
+        let (failed, delay) = policy.exited(started.elapsed());
+        let failures = policy.failures();
+        if failed && failures == options.max_failures {
             error!(
                 child = name,
                 failures,
                 retry_every_ms = delay.as_millis() as u64,
                 "failed: it keeps exiting; retrying at the longest back-off \
                  (`centrum restart {name}` retries now)"
+            );
+        } else if failed {
+            warn!(
+                child = name,
+                failures,
+                delay_ms = delay.as_millis() as u64,
+                "still failing; retrying at the longest back-off"
             );
         } else {
             info!(
@@ -502,8 +498,7 @@ async fn keep_running(
             _ = tokio::time::sleep(delay) => {}
             Some(restart) = commands.recv() => {
                 info!(child = name, "restart requested");
-                failures = 0;
-                backoff.reset();
+                policy.reset();
                 handle.update(name, |s| s.failures = 0);
                 waiting = Some(restart);
             }
@@ -515,4 +510,110 @@ async fn keep_running(
         s.pid = None;
         s.retry_at = None;
     });
+}
+
+/// The restart policy of one child, without I/O or clocks: given how long a run lasted,
+/// whether the child is now failed and how long to wait before the next start.
+#[derive(Debug)]
+struct Policy {
+    backoff: Backoff,
+    failures: u32,
+    max_failures: u32,
+    longest: Duration,
+    stable_after: Duration,
+}
+
+impl Policy {
+    fn new(options: &SupervisorOptions) -> Self {
+        Policy {
+            backoff: Backoff::new(options.backoff_min, options.backoff_max),
+            failures: 0,
+            max_failures: options.max_failures,
+            longest: options.backoff_max,
+            stable_after: options.stable_after,
+        }
+    }
+
+    /// A run that lasted `ran` ended: `(failed, delay before the next start)`. A run of
+    /// `stable_after` or more starts a new series of failures; a failed child waits the
+    /// longest back-off.
+    fn exited(&mut self, ran: Duration) -> (bool, Duration) {
+        if ran >= self.stable_after {
+            self.reset();
+        }
+        self.failures = self.failures.saturating_add(1);
+        if self.failures >= self.max_failures {
+            (true, self.longest)
+        } else {
+            (false, self.backoff.next_delay())
+        }
+    }
+
+    /// Forgets the failures and the back-off (an operator's restart).
+    fn reset(&mut self) {
+        self.failures = 0;
+        self.backoff.reset();
+    }
+
+    fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(max_failures: u32) -> Policy {
+        Policy::new(&SupervisorOptions {
+            max_failures,
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(1000),
+            stable_after: Duration::from_secs(30),
+            ..SupervisorOptions::default()
+        })
+    }
+
+    /// Within the back-off's jitter (up to 25 % more) of `ms`.
+    fn about(delay: Duration, ms: u64) -> bool {
+        let ms = Duration::from_millis(ms);
+        delay >= ms && delay <= ms.mul_f64(1.25)
+    }
+
+    #[test]
+    fn quick_exits_back_off_then_fail_and_retry_at_the_longest_delay() {
+        let mut policy = policy(5);
+        let quick = Duration::from_secs(1);
+        let delays: Vec<_> = (0..4).map(|_| policy.exited(quick)).collect();
+        assert!(delays.iter().all(|(failed, _)| !failed), "{delays:?}");
+        for ((_, delay), ms) in delays.iter().zip([100, 200, 400, 800]) {
+            assert!(about(*delay, ms), "{delays:?}");
+        }
+        assert_eq!(policy.exited(quick), (true, Duration::from_millis(1000)));
+        assert_eq!(policy.failures(), 5);
+        // Failed, it stays failed, retried at the longest delay, never given up.
+        for failures in 6..20 {
+            assert_eq!(policy.exited(quick), (true, Duration::from_millis(1000)));
+            assert_eq!(policy.failures(), failures);
+        }
+    }
+
+    #[test]
+    fn a_stable_run_or_a_reset_starts_a_new_series() {
+        let mut policy = policy(3);
+        let quick = Duration::from_millis(10);
+        policy.exited(quick);
+        policy.exited(quick);
+        assert!(policy.exited(quick).0);
+        let (failed, delay) = policy.exited(Duration::from_secs(30));
+        assert!(!failed && about(delay, 100), "{delay:?}");
+        assert_eq!(policy.failures(), 1);
+
+        policy.exited(quick);
+        assert!(policy.exited(quick).0);
+        policy.reset();
+        assert_eq!(policy.failures(), 0);
+        let (failed, delay) = policy.exited(quick);
+        assert!(!failed && about(delay, 100), "{delay:?}");
+    }
 }
