@@ -40,6 +40,10 @@ pub(super) struct Adopted {
     pidfd: Option<AsyncFd<OwnedFd>>,
 }
 
+/// The most of a command line read when looking for a child: a child's is far shorter,
+/// and a longer one (cut short) cannot match it.
+const MAX_CMDLINE: u64 = 64 * 1024;
+
 /// How often an adopted process is looked at without a pidfd.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -284,7 +288,7 @@ fn find(program: &Path, args: &[String]) -> Option<(u32, u64)> {
             continue;
         }
         // A process that ends during the scan just fails one of these reads.
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+        let Some(cmdline) = read_bounded(&entry.path().join("cmdline"), MAX_CMDLINE) else {
             continue;
         };
         if !same_args(&cmdline, args) || !same_program(&entry.path(), &program) {
@@ -336,13 +340,16 @@ fn same_program(proc_dir: &Path, program: &Path) -> bool {
 
 /// `/proc/<pid>/stat`, or `None` when the process is gone.
 fn stat(pid: u32) -> Option<Stat> {
-    let mut text = String::new();
-    io::Read::read_to_string(
-        &mut File::open(format!("/proc/{pid}/stat")).ok()?,
-        &mut text,
-    )
-    .ok()?;
-    parse_stat(&text)
+    // The line is a few hundred bytes; 4 KiB bounds a command name of any length.
+    let bytes = read_bounded(Path::new(&format!("/proc/{pid}/stat")), 4096)?;
+    parse_stat(&String::from_utf8_lossy(&bytes))
+}
+
+/// At most `max` bytes of a file.
+fn read_bounded(path: &Path, max: u64) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut io::Read::take(File::open(path).ok()?, max), &mut bytes).ok()?;
+    Some(bytes)
 }
 
 /// `pid (comm) S ppid ...`: the command name may hold spaces and parentheses, so the
