@@ -195,6 +195,11 @@ impl Cli {
             .with_target(false)
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            // A log line that cannot be written is dropped. Reporting it would write to
+            // the same stderr with `eprintln!`, which panics when that fails: a closed
+            // stderr (`centrum up 2>&1 | tee`, its `tee` gone) would kill every task
+            // that logs.
+            .log_internal_errors(false)
             .init();
         let runtime = match tokio::runtime::Runtime::new() {
             Ok(rt) => rt,

@@ -88,20 +88,36 @@ impl Cluster {
         }
     }
 
-    /// Starts `centrum up` on the config; returns its index in `ups`.
+    /// Starts `centrum up` on the config, its stderr to a file; returns its index in `ups`.
     fn up(&mut self) -> usize {
-        let n = self.ups.len();
-        let stderr = self.dir.join(format!("up-{n}.stderr"));
+        let stderr = self.dir.join(format!("up-{}.stderr", self.ups.len()));
+        let file = std::fs::File::create(&stderr).expect("stderr file");
+        self.spawn_up(file.into(), stderr)
+    }
+
+    /// Starts `centrum up` with its stderr a pipe whose reader is already gone, as when
+    /// `centrum up 2>&1 | tee` loses its `tee`.
+    fn up_into_a_closed_pipe(&mut self) -> usize {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let nowhere = self.dir.join("nowhere");
+        self.spawn_up(writer.into(), nowhere)
+    }
+
+    fn spawn_up(&mut self, stderr: Stdio, path: PathBuf) -> usize {
         let child = Command::new(env!("CARGO_BIN_EXE_centrum"))
             .arg("up")
             .arg(&self.config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .stderr(stderr)
             .spawn()
             .expect("spawn up");
-        self.ups.push(Up { child, stderr });
-        n
+        self.ups.push(Up {
+            child,
+            stderr: path,
+        });
+        self.ups.len() - 1
     }
 
     /// `GET`/`POST` on the master, with the admin token if `token`; `None` while the
@@ -355,7 +371,9 @@ async fn plays(client: &mut Client) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_up_leaves_play_going_and_a_new_up_takes_its_nodes_over() {
     let mut cluster = Cluster::new("takeover", 2, "restart_min_ms = 100\nrestart_max_ms = 1000");
-    let first = cluster.up();
+    // Nothing reads the first `up`'s stderr: its nodes must not care, as they log to
+    // files of their own.
+    let first = cluster.up_into_a_closed_pipe();
     let pids = cluster
         .status_until("the first up is fully live", TIMEOUT, all_live)
         .await;
