@@ -70,6 +70,16 @@ enum Command {
     Back(NodeArgs),
     /// Validate a config file (application names included) and print a summary.
     Check { file: PathBuf },
+    /// Restart a node of a running `up` now, a failed one included (its failures start
+    /// again from zero): `POST /nodes/ID/restart` on the config's master, with its admin
+    /// token.
+    Restart {
+        /// The node's id in the config.
+        node: String,
+        /// Cluster config (TOML). Default: the one built into this binary.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Load generators: the arena benchmark, idle connections.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -185,6 +195,11 @@ impl Cli {
             .with_target(false)
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            // A log line that cannot be written is dropped. Reporting it would write to
+            // the same stderr with `eprintln!`, which panics when that fails: a closed
+            // stderr (`centrum up 2>&1 | tee`, its `tee` gone) would kill every task
+            // that logs.
+            .log_internal_errors(false)
             .init();
         let runtime = match tokio::runtime::Runtime::new() {
             Ok(rt) => rt,
@@ -206,6 +221,10 @@ impl Cli {
     async fn command(self, command: Command) -> Result<()> {
         match command {
             Command::Check { file } => self.check(&file),
+            Command::Restart { node, config } => {
+                let config = self.load(config.as_deref())?;
+                crate::restart::restart(&config, &node).await
+            }
             Command::Bench(command) => bench::run(command).await,
             Command::Up {
                 file,
@@ -261,6 +280,7 @@ impl Cli {
     pub(crate) fn master_options(&self) -> centrum_master::MasterOptions {
         centrum_master::MasterOptions {
             pages: self.pages.clone(),
+            supervisor: None,
         }
     }
 

@@ -18,13 +18,14 @@
 //! ```
 //!
 //! That binary has every command of the stock `centrum` (`up`, `master`, `front`,
-//! `back`, `check`, `bench`), with the game registered beside the built-in `arena`
-//! and `bench-arena`. The game API itself is re-exported from `centrum-app`, which a
+//! `back`, `check`, `restart`, `bench`), with the game registered beside the built-in
+//! `arena` and `bench-arena`. The game API itself is re-exported from `centrum-app`, which a
 //! game's logic can depend on alone (no I/O, quick to build, tested with [`Sandbox`]).
 //! docs/GUIDE.md walks through a whole game.
 
 mod bench;
 mod cli;
+mod restart;
 mod up;
 
 pub use centrum_app::*;

@@ -1,6 +1,7 @@
 //! `up`: the master and every node the config places on this host, each node in a
 //! supervised process of this same binary (or all in this process), and a banner
-//! saying where everything is.
+//! saying where everything is. Nodes left running by an `up` that died are taken over,
+//! not started again.
 
 use std::path::Path;
 
@@ -20,7 +21,10 @@ pub(crate) async fn up(
     let mut tasks = tokio::task::JoinSet::new();
 
     let mut lines = Vec::new();
+    let mut master = None;
     if config.master.host == host {
+        // Bound first: while another `up` of this cluster lives, its master holds these
+        // ports and this one stops here, before it looks at any node.
         let listeners = centrum_master::MasterListeners {
             http: bind(config.master.http, "master http").await?,
             nodes: bind(config.master.nodes, "master nodes").await?,
@@ -48,12 +52,7 @@ pub(crate) async fn up(
         lines.push(format!(
             "  master   http://{http}   gate: /gate?channel=C   status: /status   metrics: /metrics"
         ));
-        let (config, stop, options) = (config.clone(), shutdown.clone(), cli.master_options());
-        tasks.spawn(async move {
-            centrum_master::run_with(config, listeners, options, stop)
-                .await
-                .map_err(anyhow::Error::from)
-        });
+        master = Some(listeners);
     }
     let fronts: Vec<_> = config.fronts.iter().filter(|f| f.host == host).collect();
     let backs: Vec<_> = config.backs.iter().filter(|b| b.host == host).collect();
@@ -91,6 +90,7 @@ pub(crate) async fn up(
     }
 
     let mut supervisor = None;
+    let mut run_dir = None;
     if in_process {
         for b in &backs {
             let listener = bind(b.listen, &b.id).await?;
@@ -113,11 +113,28 @@ pub(crate) async fn up(
         // Every node is this same binary, so it hosts the same games.
         let program =
             std::env::current_exe().context("cannot find this executable to start nodes")?;
-        let mut children = Vec::new();
+        let name = program
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "centrum".into());
+        let dir = (config.supervision.run_dir(file))
+            .unwrap_or_else(|| centrum_master::RunDir::in_temp(&name));
+        let run = centrum_master::RunDir::lock(&dir, &host)?;
+        lines.push(format!(
+            "  logs     {}/<node>.log   (each node writes its own; echoed here)",
+            run.logs().display()
+        ));
+        // A node's command line names it: the same program, role, id and absolute config
+        // path is the same node, which a later `up` adopts rather than starts again.
         let config_args: Vec<String> = match file {
-            Some(path) => vec!["--config".into(), path.display().to_string()],
+            Some(path) => {
+                let path = std::fs::canonicalize(path)
+                    .with_context(|| format!("cannot resolve {}", path.display()))?;
+                vec!["--config".into(), path.display().to_string()]
+            }
             None => Vec::new(),
         };
+        let mut children = Vec::new();
         for (role, id) in backs
             .iter()
             .map(|b| ("back", &b.id))
@@ -131,11 +148,37 @@ pub(crate) async fn up(
                 args,
             });
         }
+        let options = centrum_master::SupervisorOptions {
+            log_dir: Some(run.logs()),
+            echo: true,
+            adopt: true,
+            ..centrum_master::SupervisorOptions::from_config(&config.supervision)
+        };
         supervisor = Some(centrum_master::Supervisor::start(
             children,
-            centrum_master::SupervisorOptions::default(),
+            options,
             shutdown.clone(),
         ));
+        run_dir = Some(run);
+    }
+    if let Some(listeners) = master {
+        let options = centrum_master::MasterOptions {
+            supervisor: supervisor.as_ref().map(centrum_master::Supervisor::handle),
+            ..cli.master_options()
+        };
+        let (config, stop) = (config.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            centrum_master::run_with(config, listeners, options, stop)
+                .await
+                .map_err(anyhow::Error::from)
+        });
+    }
+    if let Some(supervisor) = supervisor {
+        // Runs until shutdown, failed nodes or not: they are retried, not given up.
+        tasks.spawn(async move {
+            supervisor.wait().await;
+            Ok(())
+        });
     }
 
     let source = file
@@ -163,9 +206,7 @@ pub(crate) async fn up(
             shutdown.cancel();
         }
     }
-    if let Some(supervisor) = supervisor {
-        shutdown.cancel();
-        supervisor.wait().await?;
-    }
+    // Held until every node is stopped, so that no other `up` takes them over before.
+    drop(run_dir);
     result
 }

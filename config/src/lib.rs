@@ -79,6 +79,21 @@ channels = [{ name = "arena", app = "arena" }]
 # timeout_ms = 5000              # a call not answered in time gets 504 (100-120000)
 # max_body_bytes = 65536         # largest call body (64-16777216, <= limits.max_frame_bytes - 64)
 # max_in_flight = 1024           # calls waiting for their answer on one front (1-65536)
+
+# How `centrum up` keeps the nodes of its host running. Every setting may be omitted; the
+# values shown are the defaults. A node that exits is restarted after a back-off that
+# doubles from restart_min_ms to restart_max_ms; after max_failures quick exits in a row
+# it shows as failed (on /status, /metrics and the dashboard) and is retried every
+# restart_max_ms until it stays up or an operator restarts it (`centrum restart ID`).
+# [supervision]
+# run_dir = "cluster.run"        # node logs (logs/<id>.log) and up's lock; relative to this file's folder.
+#                                # Default: "<this file's name without .toml>.run" beside it
+#                                # (a binary's built-in config: a folder in the temp dir)
+# restart_min_ms = 200           # first restart delay (10-60000)
+# restart_max_ms = 10000         # longest restart delay, and the retry period of a failed node (10-3600000)
+# max_failures = 10              # quick exits in a row before a node is failed (1-1000)
+# stable_after_ms = 30000        # a node up this long has its failures forgotten (100-3600000)
+# stop_grace_ms = 5000           # how long a node may take to exit after SIGTERM before SIGKILL (100-600000)
 "#;
 
 /// A whole cluster: one master, at least one front and at least one back.
@@ -97,6 +112,7 @@ pub struct Config {
     pub calls: CallsConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    pub supervision: SupervisionConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -253,6 +269,79 @@ impl Default for StoreConfig {
             fsync_interval_ms: 100,
             snapshot_every_ms: 60_000,
             snapshot_journal_bytes: 64 << 20,
+        }
+    }
+}
+
+/// How `centrum up` keeps the nodes of its host running: restart back-off, when a node
+/// counts as failed, and where node logs go. Each field may be omitted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisionConfig {
+    /// Node logs (`logs/<id>.log`) and the lock that keeps two `up`s off the same nodes;
+    /// a relative path is relative to the config file's folder. Default: see
+    /// [`SupervisionConfig::run_dir`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_dir: Option<PathBuf>,
+    /// The first restart delay; it doubles (with jitter) up to `restart_max_ms`.
+    pub restart_min_ms: u32,
+    /// The longest restart delay, and how often a failed node is retried.
+    pub restart_max_ms: u32,
+    /// Quick exits in a row (each after less than `stable_after_ms` up) after which a
+    /// node is failed.
+    pub max_failures: u32,
+    /// A node up this long has its failures in a row forgotten.
+    pub stable_after_ms: u32,
+    /// How long a node may take to exit after SIGTERM before it is killed.
+    pub stop_grace_ms: u32,
+}
+
+impl SupervisionConfig {
+    /// Where `up` keeps its run files for the config read from `config_file`: `run_dir`
+    /// if set (relative to the file's folder), else `<file stem>.run` beside the file.
+    /// `None` for the binary's built-in config without `run_dir`: the caller picks a
+    /// folder of its own.
+    pub fn run_dir(&self, config_file: Option<&Path>) -> Option<PathBuf> {
+        let folder = config_file
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        match (&self.run_dir, config_file) {
+            (Some(dir), _) => Some(folder.join(dir)),
+            (None, Some(file)) => {
+                let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned());
+                Some(folder.join(format!("{}.run", stem.as_deref().unwrap_or("centrum"))))
+            }
+            (None, None) => None,
+        }
+    }
+
+    pub fn restart_min(&self) -> Duration {
+        Duration::from_millis(self.restart_min_ms.into())
+    }
+
+    pub fn restart_max(&self) -> Duration {
+        Duration::from_millis(self.restart_max_ms.into())
+    }
+
+    pub fn stable_after(&self) -> Duration {
+        Duration::from_millis(self.stable_after_ms.into())
+    }
+
+    pub fn stop_grace(&self) -> Duration {
+        Duration::from_millis(self.stop_grace_ms.into())
+    }
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        SupervisionConfig {
+            run_dir: None,
+            restart_min_ms: 200,
+            restart_max_ms: 10_000,
+            max_failures: 10,
+            stable_after_ms: 30_000,
+            stop_grace_ms: 5_000,
         }
     }
 }
@@ -609,6 +698,13 @@ slow_client = "disconnect"
         let config = Config::parse(&uncommented).expect("uncommented DEFAULT_TOML");
         assert_eq!(config.limits, Limits::default());
         assert_eq!(
+            config.supervision,
+            SupervisionConfig {
+                run_dir: Some("cluster.run".into()),
+                ..SupervisionConfig::default()
+            }
+        );
+        assert_eq!(
             config.fronts[0].public_url.as_deref(),
             Some("wss://play.example.com/front-1")
         );
@@ -618,6 +714,34 @@ slow_client = "disconnect"
         line.split_once(" = ").is_some_and(|(key, _)| {
             !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
         })
+    }
+
+    #[test]
+    fn the_run_dir_is_beside_the_config_file_unless_set() {
+        let default = SupervisionConfig::default();
+        let file = Path::new("/etc/centrum/cluster.toml");
+        assert_eq!(
+            default.run_dir(Some(file)),
+            Some(PathBuf::from("/etc/centrum/cluster.run"))
+        );
+        assert_eq!(default.run_dir(None), None);
+        let set = SupervisionConfig {
+            run_dir: Some("run".into()),
+            ..SupervisionConfig::default()
+        };
+        assert_eq!(
+            set.run_dir(Some(file)),
+            Some(PathBuf::from("/etc/centrum/run"))
+        );
+        assert_eq!(set.run_dir(None), Some(PathBuf::from("run")));
+        let absolute = SupervisionConfig {
+            run_dir: Some("/var/run/centrum".into()),
+            ..SupervisionConfig::default()
+        };
+        assert_eq!(
+            absolute.run_dir(Some(file)),
+            Some(PathBuf::from("/var/run/centrum"))
+        );
     }
 
     #[test]

@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::{BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits, StoreConfig};
+use crate::{
+    BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits, StoreConfig,
+    SupervisionConfig,
+};
 
 /// What [`is_name`] asks of a name, as an error says it.
 pub const NAME_RULE: &str = "must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'";
@@ -270,6 +273,48 @@ impl<'a> Checker<'a> {
     }
 }
 
+// `[supervision]`: how `centrum up` restarts its nodes.
+impl Checker<'_> {
+    fn supervision(&mut self, supervision: &SupervisionConfig) {
+        // Destructured so that a new setting is a compile error here until it has a rule.
+        let SupervisionConfig {
+            run_dir,
+            restart_min_ms,
+            restart_max_ms,
+            max_failures,
+            stable_after_ms,
+            stop_grace_ms,
+        } = supervision;
+        if run_dir
+            .as_ref()
+            .is_some_and(|dir| dir.as_os_str().is_empty())
+        {
+            self.push("supervision.run_dir", "must not be empty");
+        }
+        let ranges = [
+            ("restart_min_ms", *restart_min_ms, 10, 60_000),
+            ("restart_max_ms", *restart_max_ms, 10, 3_600_000),
+            ("max_failures", *max_failures, 1, 1_000),
+            ("stable_after_ms", *stable_after_ms, 100, 3_600_000),
+            ("stop_grace_ms", *stop_grace_ms, 100, 600_000),
+        ];
+        for (name, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                self.push(
+                    format!("supervision.{name}"),
+                    format!("must be between {min} and {max}"),
+                );
+            }
+        }
+        if restart_max_ms < restart_min_ms {
+            self.push(
+                "supervision.restart_max_ms",
+                format!("must not be less than supervision.restart_min_ms ({restart_min_ms})"),
+            );
+        }
+    }
+}
+
 /// Every rule `config` breaks, in file order; empty if it is valid.
 pub(crate) fn problems(config: &Config) -> Vec<FieldError> {
     let mut checker = Checker::default();
@@ -307,6 +352,7 @@ pub(crate) fn problems(config: &Config) -> Vec<FieldError> {
             );
         }
     }
+    checker.supervision(&config.supervision);
     checker.problems
 }
 
@@ -559,6 +605,39 @@ mod tests {
         assert!(!key.matches("a-server-key-123"));
         assert!(!key.matches(""));
         assert!(problems_after(|c| c.calls.server_key = Some(key)).is_empty());
+    }
+
+    #[test]
+    fn supervision_settings_out_of_range() {
+        let problems = problems_after(|c| {
+            c.supervision = SupervisionConfig {
+                run_dir: Some("".into()),
+                restart_min_ms: 5,
+                restart_max_ms: 4,
+                max_failures: 0,
+                stable_after_ms: 50,
+                stop_grace_ms: 600_001,
+            };
+        });
+        assert_eq!(
+            problems,
+            [
+                "supervision.run_dir: must not be empty",
+                "supervision.restart_min_ms: must be between 10 and 60000",
+                "supervision.restart_max_ms: must be between 10 and 3600000",
+                "supervision.max_failures: must be between 1 and 1000",
+                "supervision.stable_after_ms: must be between 100 and 3600000",
+                "supervision.stop_grace_ms: must be between 100 and 600000",
+                "supervision.restart_max_ms: must not be less than supervision.restart_min_ms (5)",
+            ]
+        );
+        assert!(
+            problems_after(|c| {
+                c.supervision.restart_min_ms = 100;
+                c.supervision.restart_max_ms = 100;
+            })
+            .is_empty()
+        );
     }
 
     #[test]

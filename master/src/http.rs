@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -28,7 +28,7 @@ use centrum_net::Shutdown;
 use centrum_protocol::{NodeStats, Role};
 
 use crate::registry::{Node, Registry, role_name};
-use crate::{metrics, web};
+use crate::{ChildStatus, SuperviseError, SupervisorHandle, metrics, web};
 
 /// HTTP connections served at once; more wait in the kernel's backlog.
 pub(crate) const MAX_HTTP_CONNECTIONS: usize = 1024;
@@ -44,6 +44,8 @@ pub(crate) struct HttpState {
     pub(crate) started: Instant,
     /// A game's own pages (`centrum::Cli::page`).
     pub(crate) pages: Arc<Vec<web::Page>>,
+    /// The processes of this host, when the master runs under `centrum up`.
+    pub(crate) supervisor: Option<SupervisorHandle>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,6 +72,30 @@ struct Status {
     /// Clients connected to live fronts.
     clients: u64,
     configured: Configured,
+    /// The processes this master supervises (`centrum up`), by id; empty otherwise.
+    supervised: Vec<SupervisedStatus>,
+}
+
+/// A supervised process: what `up` is doing with it, whether or not it is registered.
+#[derive(Debug, Serialize)]
+struct SupervisedStatus {
+    id: String,
+    /// `running`, `restarting`, `failed` (it keeps exiting; retried every
+    /// `supervision.restart_max_ms`) or `stopped`.
+    state: &'static str,
+    pid: Option<u32>,
+    /// The process was left running by an `up` that died, and taken over.
+    adopted: bool,
+    restarts: u64,
+    /// Quick exits in a row.
+    failures: u32,
+    /// How its last run ended: `exit code 1`, `signal 9`, ...
+    last_exit: Option<String>,
+    /// The end of its last run's output, a few KB at most.
+    stderr_tail: Option<String>,
+    /// When it is started again, while restarting or failed.
+    retry_in_ms: Option<u64>,
+    log: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -226,6 +252,7 @@ pub(crate) fn router(state: HttpState) -> Router {
     let admin_api = Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/nodes/{id}/restart", post(restart))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             web::require_admin,
@@ -381,14 +408,88 @@ async fn status(State(state): State<HttpState>) -> Json<Status> {
             fronts: state.config.fronts.iter().map(|f| f.id.clone()).collect(),
             backs: state.config.backs.iter().map(|b| b.id.clone()).collect(),
         },
+        supervised: supervised(&state)
+            .into_iter()
+            .map(|child| SupervisedStatus {
+                state: child.state.as_str(),
+                pid: child.pid,
+                adopted: child.adopted,
+                restarts: child.restarts,
+                failures: child.failures,
+                retry_in_ms: child.retry_at.map(|at| {
+                    u64::try_from(at.saturating_duration_since(now).as_millis()).unwrap_or(u64::MAX)
+                }),
+                log: child.log.as_ref().map(|p| p.display().to_string()),
+                last_exit: child.last_exit,
+                stderr_tail: child.stderr_tail,
+                id: child.name,
+            })
+            .collect(),
     })
+}
+
+fn supervised(state: &HttpState) -> Vec<ChildStatus> {
+    state
+        .supervisor
+        .as_ref()
+        .map(SupervisorHandle::children)
+        .unwrap_or_default()
 }
 
 /// `GET /metrics`: Prometheus text exposition.
 async fn metrics(State(state): State<HttpState>) -> Response {
     let live = state.registry.live(Instant::now());
-    let text = metrics::render(&state.config, &live);
+    let text = metrics::render(&state.config, &live, &supervised(&state));
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+}
+
+#[derive(Debug, Serialize)]
+struct Restarted {
+    node: String,
+    pid: u32,
+}
+
+/// `POST /nodes/{id}/restart`: stops the node's process if one runs, forgets its
+/// failures and starts it again; answers with the new pid once it runs.
+async fn restart(State(state): State<HttpState>, Path(id): Path<String>) -> Response {
+    let shown: String = id.chars().take(64).collect();
+    let host = match (state.config.front(&id), state.config.back(&id)) {
+        (Some(front), _) => &front.host,
+        (None, Some(back)) => &back.host,
+        (None, None) => {
+            return error(StatusCode::NOT_FOUND, format!("unknown node {shown:?}"));
+        }
+    };
+    let Some(supervisor) = &state.supervisor else {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "this master supervises no processes (`centrum master`, or `up --in-process`); \
+                 restart {id} where it runs"
+            ),
+        );
+    };
+    // Stopping takes at most the grace period, then SIGKILL and the same again.
+    let limit = state.config.supervision.stop_grace() * 2 + std::time::Duration::from_secs(5);
+    match tokio::time::timeout(limit, supervisor.restart(&id)).await {
+        Ok(Ok(pid)) => {
+            tracing::info!(node = %id, pid, "restarted at an operator's request");
+            Json(Restarted { node: id, pid }).into_response()
+        }
+        Ok(Err(SuperviseError::Unknown(_))) => error(
+            StatusCode::CONFLICT,
+            format!("{id} runs on host {host}, not under this master's `centrum up`"),
+        ),
+        Ok(Err(e @ SuperviseError::Busy(_))) => error(StatusCode::CONFLICT, e.to_string()),
+        Ok(Err(e @ SuperviseError::NotStarted { .. })) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("{id} was not restarted within {} s", limit.as_secs()),
+        ),
+    }
 }
 
 /// Each metric of `stats` whose labels pass `keep`, summed by name.
@@ -430,7 +531,8 @@ pub(crate) async fn not_found(method: Method, uri: Uri) -> Response {
     error(
         StatusCode::NOT_FOUND,
         format!(
-            "no route for {method} {}; the master serves /, /admin, /gate?channel=NAME, /status and /metrics",
+            "no route for {method} {}; the master serves /, /admin, /gate?channel=NAME, /status, /metrics \
+             and POST /nodes/ID/restart",
             uri.path()
         ),
     )

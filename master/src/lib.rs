@@ -3,7 +3,8 @@
 //! `/status` and Prometheus `/metrics`, and supervises the processes of its host.
 //!
 //! Layers: `nodes` (control links) -> `registry` <- `http` (`metrics` renders text);
-//! `supervise` is independent of the rest. The master is never in the data path.
+//! `supervise` runs the processes and knows nothing of the rest; `http` reads its
+//! [`SupervisorHandle`] when there is one. The master is never in the data path.
 
 mod http;
 mod metrics;
@@ -24,7 +25,8 @@ use centrum_config::Config;
 use centrum_net::Shutdown;
 
 pub use supervise::{
-    ChildSpec, SuperviseError, Supervisor, SupervisorHandle, SupervisorOptions, supervise,
+    ChildSpec, ChildState, ChildStatus, RunDir, STDERR_TAIL_BYTES, SuperviseError, Supervisor,
+    SupervisorHandle, SupervisorOptions, supervise,
 };
 pub use web::Page;
 
@@ -53,6 +55,9 @@ pub struct MasterOptions {
     /// A game's own web pages: served at their path when no route of the master's
     /// own has it, `/` included (where they replace the arena demo).
     pub pages: Vec<Page>,
+    /// The processes of this host, when the master runs under `centrum up`: shown on
+    /// `/status`, `/metrics` and the dashboard, and restarted by `POST /nodes/{id}/restart`.
+    pub supervisor: Option<SupervisorHandle>,
 }
 
 /// Why the master stopped other than by shutdown.
@@ -114,6 +119,7 @@ pub async fn run_with(
         nodes: nodes_addr,
         started: Instant::now(),
         pages: Arc::new(options.pages),
+        supervisor: options.supervisor,
     };
     tasks.spawn({
         let stop = stop.clone();

@@ -10,6 +10,7 @@ use centrum_config::Config;
 use centrum_protocol::{Metric, MetricKind, Role};
 
 use crate::registry::Node;
+use crate::{ChildState, ChildStatus};
 
 /// The content type of the text exposition format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -31,8 +32,8 @@ struct Exposition {
     families: BTreeMap<String, Family>,
 }
 
-/// Renders /metrics from the config and the live nodes.
-pub(crate) fn render(config: &Config, nodes: &[Node]) -> String {
+/// Renders /metrics from the config, the live nodes and the supervised processes.
+pub(crate) fn render(config: &Config, nodes: &[Node], supervised: &[ChildStatus]) -> String {
     let mut exp = Exposition::default();
     exp.master_sample(
         "centrum_master_up",
@@ -49,6 +50,34 @@ pub(crate) fn render(config: &Config, nodes: &[Node]) -> String {
             MetricKind::Gauge,
             &[("role", crate::registry::role_name(role))],
             live as f64,
+        );
+    }
+    for child in supervised {
+        // One sample per state, 1 for the current one: `== 1` selects, `max by (state)`
+        // counts, and a state change never leaves a stale series behind.
+        for state in ChildState::ALL {
+            exp.master_sample(
+                "centrum_master_node_state",
+                "What `centrum up` is doing with each node it supervises: running, restarting, \
+                 failed (it keeps exiting) or stopped; 1 for the current state.",
+                MetricKind::Gauge,
+                &[("node", &child.name), ("state", state.as_str())],
+                if child.state == state { 1.0 } else { 0.0 },
+            );
+        }
+        exp.master_sample(
+            "centrum_master_node_restarts_total",
+            "Processes `centrum up` started for a node after its first, whatever the reason.",
+            MetricKind::Counter,
+            &[("node", &child.name)],
+            child.restarts as f64,
+        );
+        exp.master_sample(
+            "centrum_master_node_failures",
+            "Quick exits of a supervised node in a row; at supervision.max_failures it is failed.",
+            MetricKind::Gauge,
+            &[("node", &child.name)],
+            f64::from(child.failures),
         );
     }
     for back in &config.backs {
@@ -268,6 +297,7 @@ mod tests {
             limits: Limits::default(),
             calls: Default::default(),
             store: Default::default(),
+            supervision: Default::default(),
         }
     }
 
@@ -304,7 +334,7 @@ mod tests {
 
     #[test]
     fn master_gauges_without_nodes() {
-        let text = render(&config(), &[]);
+        let text = render(&config(), &[], &[]);
         assert_eq!(
             text,
             "# HELP centrum_master_nodes Live nodes registered with the master, by role.\n\
@@ -315,6 +345,35 @@ mod tests {
              # TYPE centrum_master_up gauge\n\
              centrum_master_up 1\n"
         );
+    }
+
+    #[test]
+    fn supervised_nodes_have_one_state_set_restarts_and_failures() {
+        let child = ChildStatus {
+            name: "back-1".into(),
+            state: ChildState::Failed,
+            pid: None,
+            adopted: false,
+            restarts: 12,
+            failures: 10,
+            last_exit: Some("exit code 1".into()),
+            stderr_tail: None,
+            retry_at: None,
+            log: None,
+        };
+        let text = render(&config(), &[], &[child]);
+        for line in [
+            "centrum_master_node_state{node=\"back-1\",state=\"running\"} 0\n",
+            "centrum_master_node_state{node=\"back-1\",state=\"restarting\"} 0\n",
+            "centrum_master_node_state{node=\"back-1\",state=\"failed\"} 1\n",
+            "centrum_master_node_state{node=\"back-1\",state=\"stopped\"} 0\n",
+            "# TYPE centrum_master_node_restarts_total counter\n\
+             centrum_master_node_restarts_total{node=\"back-1\"} 12\n",
+            "# TYPE centrum_master_node_failures gauge\n\
+             centrum_master_node_failures{node=\"back-1\"} 10\n",
+        ] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
     }
 
     #[test]
@@ -348,6 +407,7 @@ mod tests {
                 (Role::Back, "back-1", back),
                 (Role::Front, "front-1", front),
             ]),
+            &[],
         );
         let expected_x = "# HELP centrum_x_total Help of centrum_x_total.\n\
              # TYPE centrum_x_total counter\n\
@@ -392,7 +452,11 @@ mod tests {
             ],
             ..NodeStats::default()
         };
-        let text = render(&config(), &nodes(vec![(Role::Front, "front-1", stats)]));
+        let text = render(
+            &config(),
+            &nodes(vec![(Role::Front, "front-1", stats)]),
+            &[],
+        );
         assert!(!text.contains("bad"), "{text}");
         assert!(!text.contains("spoof"), "{text}");
         assert_eq!(text.matches("\ncentrum_master_up").count(), 1, "{text}");
@@ -418,7 +482,11 @@ mod tests {
             }],
             ..NodeStats::default()
         };
-        let text = render(&config(), &nodes(vec![(Role::Front, "front-1", stats)]));
+        let text = render(
+            &config(),
+            &nodes(vec![(Role::Front, "front-1", stats)]),
+            &[],
+        );
         assert!(
             text.contains("# HELP centrum_h line one\\nline two\n"),
             "{text}"

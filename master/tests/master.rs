@@ -135,6 +135,7 @@ impl TestMaster {
             limits,
             calls: Default::default(),
             store: Default::default(),
+            supervision: Default::default(),
         });
         config.validate().expect("test config is valid");
         let shutdown = Shutdown::new();

@@ -19,6 +19,10 @@
 //                                         tr[data-late] while its heartbeat is older than 2 × heartbeat_ms;
 //       [data-field=id|role|pid|status|listen|heartbeat|clients|links|inputs_per_s|bytes_per_s|uptime]
 //       (status: "live" | "down")
+//       tr[data-supervision]              under `centrum up`: "running" | "restarting" | "failed" | "stopped"
+//                                         (a down node's status cell then says "restarting" or "failed")
+//   [data-testid=failed-nodes]            the card listing failed nodes, hidden while there is none;
+//       li[data-node=ID] [data-field=last_exit|failures|stderr_tail]  and  button[data-action=restart]
 //   [data-testid=channels] tr[data-channel=NAME]  tr[data-live] "true" | "false";
 //       [data-field=name|app|back|state|clients|entities|tick|tick_hz|tick_avg|tick_max|
 //                   overruns|inputs_per_s|patch_bytes_per_s]   (state: "live" | "down")
@@ -66,6 +70,8 @@ const ui = {
   nodes: byTestId('nodes').tBodies[0],
   channels: byTestId('channels').tBodies[0],
   fronts: byTestId('clients-per-front'),
+  failedCard: byTestId('failed-nodes'),
+  failed: byTestId('failed-nodes').querySelector('ul'),
 };
 
 function byTestId(id) {
@@ -138,6 +144,20 @@ function normalize(raw) {
       };
     }),
     clients: 'clients' in status ? num(status.clients) : fronts.reduce((sum, f) => sum + f.clients, 0),
+    supervised: list(status.supervised).map((entry) => {
+      entry = record(entry);
+      return {
+        id: text(entry.id),
+        state: text(entry.state),
+        pid: num(entry.pid),
+        adopted: entry.adopted === true,
+        restarts: num(entry.restarts),
+        failures: num(entry.failures),
+        lastExit: text(entry.last_exit),
+        stderrTail: text(entry.stderr_tail),
+        retryInMs: entry.retry_in_ms == null ? null : num(entry.retry_in_ms),
+      };
+    }),
     configured: { fronts: list(configured.fronts).map(text), backs: list(configured.backs).map(text) },
   };
 }
@@ -308,18 +328,30 @@ function nodeRows(status) {
   return rows.sort((a, b) => rank(a) - rank(b) || byName(a.key, b.key));
 }
 
+/** What `centrum up` says of a node that is not registered: "restarting", "failed", or
+ *  plain "down" (not supervised here, or no `up`). */
+function downStatus(entry) {
+  if (!entry || (entry.state !== 'restarting' && entry.state !== 'failed')) return { text: 'down', tone: 'bad' };
+  const retry = entry.retryInMs == null ? '' : `; next start in ${formatDuration(entry.retryInMs / 1000)}`;
+  const exit = entry.lastExit ? `last exit: ${entry.lastExit}; ` : '';
+  return { text: entry.state, tone: 'bad', title: `${exit}${formatCount(entry.failures)} quick exits in a row${retry}` };
+}
+
 function showNodes(status) {
   const lateAfterMs = 2 * status.heartbeatMs;
   const rows = nodeRows(status);
+  const supervised = new Map(status.supervised.map((entry) => [entry.id, entry]));
   syncKeyed(ui.nodes, rows, 'node', rowFactory(NODE_COLUMNS), (tr, { live, node }) => {
     const role = node.role || '?';
+    const entry = supervised.get(node.id);
     setData(tr, 'status', live ? 'live' : 'down');
+    setData(tr, 'supervision', entry ? entry.state : null);
     const common = {
       id: { text: node.id, title: live ? node.clientUrl || node.listen : 'configured, not registered' },
       role: { text: role },
     };
     if (!live) {
-      fillRow(tr, { ...common, status: { text: 'down', tone: 'bad' } }, NONE);
+      fillRow(tr, { ...common, status: downStatus(entry) }, NONE);
       setData(tr, 'late', null);
       return;
     }
@@ -332,7 +364,13 @@ function showNodes(status) {
     fillRow(tr, {
       ...common,
       pid: { text: node.pid ? String(node.pid) : '–', value: node.pid },
-      status: { text: 'live', tone: 'ok' },
+      status: {
+        text: 'live',
+        tone: 'ok',
+        title: entry
+          ? `supervised by centrum up${entry.adopted ? ' (taken over from an earlier up)' : ''}; ${formatCount(entry.restarts)} restarts`
+          : undefined,
+      },
       listen: { text: node.listen || '–' },
       heartbeat: {
         text: `${formatCount(node.heartbeatMsAgo)} ms`,
@@ -348,6 +386,50 @@ function showNodes(status) {
     });
   });
   emptyNote('nodes', rows.length === 0);
+  showFailed(status);
+}
+
+/** The failed nodes: how each last exited, the end of its output, and a restart button
+ *  (POST /nodes/ID/restart, authorized by the same cookie as /status). */
+function showFailed(status) {
+  const failed = status.supervised.filter((entry) => entry.state === 'failed').map((entry) => ({ key: entry.id, entry }));
+  ui.failedCard.hidden = failed.length === 0;
+  syncKeyed(ui.failed, failed, 'node', failedItem, (li, { entry }) => {
+    setText(li.querySelector('[data-field=id]'), entry.id);
+    setText(li.querySelector('[data-field=last_exit]'), entry.lastExit || 'unknown');
+    const failures = li.querySelector('[data-field=failures]');
+    setText(failures, formatCount(entry.failures));
+    setData(failures, 'value', entry.failures);
+    setText(li.querySelector('[data-field=stderr_tail]'), entry.stderrTail || '(no output)');
+  });
+}
+
+function failedItem() {
+  const li = document.createElement('li');
+  li.innerHTML =
+    '<p><strong data-field="id"></strong> exited <span data-field="failures"></span> times in a row; ' +
+    'last: <span data-field="last_exit"></span> <button type="button" data-action="restart">restart now</button> ' +
+    '<span data-field="restart_result"></span></p><pre data-field="stderr_tail"></pre>';
+  li.querySelector('[data-action=restart]').addEventListener('click', async (event) => {
+    const button = event.currentTarget;
+    const result = li.querySelector('[data-field=restart_result]');
+    button.disabled = true;
+    setText(result, 'restarting…');
+    try {
+      const response = await fetch(`/nodes/${encodeURIComponent(li.dataset.node)}/restart`, {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { accept: 'application/json' },
+      });
+      const body = await response.json().catch(() => ({}));
+      setText(result, response.ok ? `restarted: pid ${num(body.pid)}` : `not restarted: ${text(body.error) || response.status}`);
+    } catch (err) {
+      setText(result, `not restarted: ${describe(err)}`);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return li;
 }
 
 function emptyNote(name, empty) {

@@ -39,7 +39,10 @@ pub async fn register_and_heartbeat<F>(
 where
     F: Fn() -> NodeStats + Send,
 {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    // At most a second apart: a master that comes back (a new `centrum up` taking its
+    // nodes over) has every node registered within about a second; one connection
+    // attempt a second per node costs nothing.
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
     loop {
         let attempt = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),

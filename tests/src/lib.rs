@@ -148,6 +148,7 @@ impl TestCluster {
                 kind: StoreKind::Memory,
                 ..StoreConfig::default()
             },
+            supervision: Default::default(),
         });
         config.validate().expect("test config is valid");
         let master_http = config.master.http;
