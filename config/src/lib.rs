@@ -48,7 +48,8 @@ channels = [{ name = "arena", app = "arena" }]
 # a restarted back carries on from its last durable tick. The values shown are the defaults.
 # [store]
 # kind = "disk"                  # "disk", or "memory": keep nothing across a restart (tests, demos)
-# dir = "centrum-data"           # a back's data_dir defaults to <dir>/<back id>, relative to the working directory
+# dir = "centrum-data"           # a back's data_dir defaults to <dir>/<back id>; relative paths are relative
+#                                #   to this file's folder (the working directory for a built-in config)
 # fsync = "tick"                 # when the journal reaches the disk; "tick": before a tick's inputs are
 #                                #   acknowledged (a power cut loses nothing acknowledged);
 #                                #   "interval": at most every fsync_interval_ms (a power cut may lose that much);
@@ -112,6 +113,7 @@ pub struct Config {
     pub calls: CallsConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
     pub supervision: SupervisionConfig,
 }
 
@@ -468,12 +470,25 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text).map_err(|e| match e {
+        let mut config = Config::parse(&text).map_err(|e| match e {
             ConfigError::Parse(message) => {
                 ConfigError::Parse(format!("{}: {message}", path.display()))
             }
             other => other,
-        })
+        })?;
+        // Data directories are the file's, wherever a process reading it was started:
+        // a back restarted from another working directory must find its channels.
+        let folder = std::path::absolute(path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        config.store.dir = folder.join(&config.store.dir);
+        for back in &mut config.backs {
+            if let Some(dir) = &mut back.data_dir {
+                *dir = folder.join(&*dir);
+            }
+        }
+        Ok(config)
     }
 
     /// The cluster in [`DEFAULT_TOML`]: a master, `front-1` and `back-1` owning `arena`.
@@ -868,7 +883,11 @@ slow_client = "disconnect"
         std::fs::write(&path, config.to_toml()).expect("write temp config");
         let loaded = Config::load(&path);
         let _ = std::fs::remove_file(&path);
-        assert_eq!(loaded.expect("load"), config);
+        // The same, but for the data directory: the file's, made absolute.
+        let mut expected = config;
+        let folder = path.parent().expect("a folder");
+        expected.store.dir = folder.join(&expected.store.dir);
+        assert_eq!(loaded.expect("load"), expected);
     }
 
     #[test]

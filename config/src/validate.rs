@@ -697,6 +697,22 @@ mod tests {
     }
 
     #[test]
+    fn data_directories_of_a_file_are_relative_to_its_folder() {
+        let dir = std::env::temp_dir().join(format!("centrum-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("cluster.toml");
+        let text = crate::DEFAULT_TOML.replace(
+            "# data_dir = \"/var/lib/centrum/back-1\"",
+            "data_dir = \"b1\"",
+        );
+        std::fs::write(&file, text).unwrap();
+        let config = Config::load(&file).unwrap();
+        assert_eq!(config.data_dir("back-1"), Some(dir.join("b1")));
+        assert_eq!(config.store.dir, dir.join("centrum-data"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn tick_hz_out_of_range() {
         let found = problems_after(|c| {
             c.backs[0].tick_hz = 0;
