@@ -174,6 +174,14 @@ impl Persist {
         }
     }
 
+    /// Puts a wrapper around the journal, for tests that make it fail.
+    #[cfg(test)]
+    pub(crate) fn wrap_journal(&mut self, wrap: impl FnOnce(Box<dyn Journal>) -> Box<dyn Journal>) {
+        if let Some(journal) = self.journal.take() {
+            self.journal = Some(wrap(journal));
+        }
+    }
+
     /// Waits for the snapshot being written, for tests.
     #[cfg(test)]
     pub(crate) async fn finish_snapshot(&mut self) {

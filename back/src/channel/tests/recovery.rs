@@ -326,3 +326,103 @@ fn a_restarted_front_leaves_its_clients_memberships_waiting() {
     assert_eq!(states(&mut rx), vec![(5, Seq(0))]);
     assert_eq!(ch.shared.metrics.resumes.load(Relaxed), 1);
 }
+
+/// A journal that fails its next `failures` appends (a full disk), then works.
+#[derive(Debug)]
+struct Flaky {
+    inner: Box<dyn centrum_store::Journal>,
+    failures: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl centrum_store::Journal for Flaky {
+    fn append(&mut self, step: u64, record: &[u8], durable: bool) -> Result<(), centrum_store::StoreError> {
+        let left = self.failures.load(Relaxed);
+        if left > 0 {
+            self.failures.store(left - 1, Relaxed);
+            return Err(centrum_store::StoreError::Io {
+                path: "journal".into(),
+                source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+            });
+        }
+        self.inner.append(step, record, durable)
+    }
+
+    fn cut(&mut self, step: u64) -> Result<(), centrum_store::StoreError> {
+        self.inner.cut(step)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_journal_that_cannot_be_written_holds_the_ack_back_until_it_can() {
+    let store = MemoryStore::new();
+    let mut ch = recovered(&store, false);
+    let failures = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let persist = ch.persist.as_mut().expect("durable");
+    persist.wrap_journal(|inner| {
+        Box::new(Flaky {
+            inner,
+            failures: failures.clone(),
+        })
+    });
+    let (link, mut rx) = LinkHandle::for_test("front-1", 64);
+    ch.shared.inbox.push(attach(&link)).unwrap();
+    ch.shared.inbox.push(join(link.clone(), 1)).unwrap();
+    durable_tick(&mut ch).await;
+    frames(&mut rx);
+
+    // The disk is full for three attempts: the tick that applied input 1 waits, its
+    // patch (with the ack) is not sent, and the error is counted.
+    failures.store(3, Relaxed);
+    ch.shared.inbox.push(steer(&link, 1, 1, 1.0)).unwrap();
+    ch.step(Instant::now());
+    let shutdown = centrum_net::Shutdown::new();
+    let commit = ch.commit(&shutdown);
+    tokio::pin!(commit);
+    // Back-off between attempts runs on tokio's (paused) clock.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(60), &mut commit).await.is_err(),
+        "not written yet, so not committed"
+    );
+    commit.await.expect("written once the disk has room");
+    ch.release();
+    let acks: Vec<_> = frames(&mut rx)
+        .into_iter()
+        .filter_map(|f| match f {
+            BackToFront::Patch(p) => Some(p.acks),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(acks, vec![(1, Seq(1))], "acknowledged once written");
+    assert_eq!(ch.shared.metrics.store_errors.load(Relaxed), 3);
+    drop(ch);
+    let again = recovered(&store, false);
+    assert_eq!(again.game.tick(), Tick(2), "both ticks are in the journal");
+}
+
+#[tokio::test]
+async fn a_crash_in_the_middle_of_a_journal_write_recovers_to_the_last_whole_tick() {
+    let dir = std::env::temp_dir().join(format!("centrum-torn-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = centrum_store::DiskStore::new(&dir, centrum_store::SyncPolicy::EveryRecord).unwrap();
+    let before = play(&store, false).await;
+    let tick = before.game.tick();
+    let expected = fingerprint(&before);
+    drop(before);
+    // The crash: the next record was being written and only half of it made it.
+    let journal = std::fs::read_dir(dir.join("arena"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .expect("a journal segment");
+    let whole = std::fs::read(&journal).unwrap();
+    let mut torn = whole.clone();
+    torn.extend_from_slice(&whole[whole.len() - 40..whole.len() - 10]);
+    std::fs::write(&journal, torn).unwrap();
+
+    let after = recovered(&store, false);
+    assert_eq!(after.game.tick(), tick, "back to the last whole tick");
+    assert_eq!(fingerprint(&after), expected);
+    assert_eq!(std::fs::read(&journal).unwrap(), whole, "the torn tail was cut off");
+    let _ = std::fs::remove_dir_all(&dir);
+}
