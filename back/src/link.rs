@@ -1,6 +1,7 @@
 //! Links from fronts: the accept loop and one task per link. The reader checks the
-//! hello, then routes each forwarded message into its channel's inbox; the writer
-//! drains the link's bounded queue, coalescing frames into few writes.
+//! hello, then routes each forwarded message into its channel's inbox, sends a
+//! heartbeat every `limits.link_heartbeat_ms` and closes a front silent for
+//! `limits.link_timeout_ms`; the writer drains the link's bounded queue.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -13,10 +14,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use centrum_net::{FrameError, Shutdown, framed, recv, send};
+use centrum_net::{Beat, FrameError, Liveness, Shutdown, framed, recv, send};
 use centrum_protocol::{
-    BackToFront, FrontToBack, LinkRefused, LinkSession, LinkWelcome, PROTOCOL_VERSION, decode,
+    BackToFront, FrontToBack, LinkHeartbeat, LinkRefused, LinkSession, LinkWelcome,
+    PROTOCOL_VERSION, decode, encode,
 };
+use tokio::time::Instant;
 
 use crate::Shared;
 use crate::inbox::{Event, Full};
@@ -104,6 +107,9 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shut
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                if let Err(e) = centrum_net::keepalive(&stream) {
+                    debug!(error = %e, %peer, "no tcp keepalive on a link");
+                }
                 let span = info_span!("link", %peer, front = tracing::field::Empty);
                 tasks.spawn(
                     serve_link(stream, shared.clone(), shutdown.child_token()).instrument(span),
@@ -186,10 +192,31 @@ where
     let (mut sink, mut stream) = link.split();
     // Patches and states leave as soon as a tick makes them: no linger this way.
     let writer = centrum_net::write_queued(&mut sink, &mut rx, std::time::Duration::ZERO);
+    // Any frame is a sign of life. A front that is stopped, or a path that carries
+    // nothing while the sockets stay open, is found within the timeout and treated as
+    // a dropped link: its sessions are held for `link_grace_ms`.
     let reader = async {
-        while let Some(frame) = stream.next().await {
-            let frame = frame?;
-            dispatch(&shared, &handle, &frame)?;
+        let opened = Instant::now();
+        let mut live = Liveness::new(opened, limits.link_heartbeat(), limits.link_timeout());
+        let timer = tokio::time::sleep_until(live.deadline());
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                frame = stream.next() => {
+                    let Some(frame) = frame else { break };
+                    live.heard(Instant::now());
+                    dispatch(&shared, &handle, &frame?)?;
+                }
+                () = &mut timer => {
+                    let now = Instant::now();
+                    match live.poll(now) {
+                        Beat::Wait => {}
+                        Beat::Send => handle.send(heartbeat(now - opened)),
+                        Beat::Dead { silent } => return Err(FrameError::Silent(silent)),
+                    }
+                    timer.as_mut().reset(live.deadline());
+                }
+            }
         }
         Ok::<_, FrameError>(())
     };
@@ -200,6 +227,9 @@ where
     };
     if let Err(e) = result {
         shared.metrics.link_errors.fetch_add(1, Relaxed);
+        if matches!(e, FrameError::Silent(_)) {
+            shared.metrics.link_timeouts.fetch_add(1, Relaxed);
+        }
         warn!(error = %e, "link closed on error");
     } else {
         info!("link closed");
@@ -210,6 +240,12 @@ where
             link: handle.clone(),
         });
     }
+}
+
+/// A heartbeat frame, `since_open` after the link opened.
+fn heartbeat(since_open: std::time::Duration) -> Bytes {
+    let sent_ms = u64::try_from(since_open.as_millis()).unwrap_or(u64::MAX);
+    Bytes::from(encode(&BackToFront::Heartbeat(LinkHeartbeat { sent_ms })))
 }
 
 async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
@@ -258,7 +294,7 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Fram
                     channel: j.channel,
                     reason,
                 };
-                link.send(Bytes::from(centrum_protocol::encode(
+                link.send(Bytes::from(encode(
                     &BackToFront::JoinRejected(msg),
                 )));
             }
@@ -300,7 +336,7 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Fram
                     code: "input_dropped".into(),
                     message,
                 };
-                link.send(Bytes::from(centrum_protocol::encode(&BackToFront::Notice(
+                link.send(Bytes::from(encode(&BackToFront::Notice(
                     notice,
                 ))));
             }
@@ -323,11 +359,13 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Fram
                     centrum_protocol::CallOutcome::Overloaded,
                     message,
                 );
-                link.send(Bytes::from(centrum_protocol::encode(&BackToFront::Reply(
+                link.send(Bytes::from(encode(&BackToFront::Reply(
                     reply,
                 ))));
             }
         }
+        // Its arrival is all it says; the reader has noted it.
+        FrontToBack::Heartbeat(_) => {}
         FrontToBack::Resync(r) => {
             channel_of(r.channel)?
                 .inbox
@@ -345,4 +383,88 @@ fn overloaded() -> FrameError {
     FrameError::Io(std::io::Error::other(
         "the front sends more leaves than its channel can queue",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use centrum_config::Config;
+    use centrum_protocol::LinkHello;
+
+    use super::*;
+
+    /// A back with no channels: enough to exercise a link's handshake and liveness.
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            id: "back-1".into(),
+            config: Arc::new(Config::embedded_default()),
+            channels: Vec::new(),
+            metrics: Arc::default(),
+        })
+    }
+
+    /// Opens a link over an in-memory pipe as front-1; returns the front's end.
+    async fn linked(
+        shared: &Arc<Shared>,
+    ) -> centrum_net::Framed<tokio::io::DuplexStream> {
+        let (front, back) = tokio::io::duplex(1 << 16);
+        tokio::spawn(serve_link(back, shared.clone(), Shutdown::new()));
+        let mut front = framed(front, 1 << 20);
+        let hello = FrontToBack::Hello(LinkHello {
+            version: PROTOCOL_VERSION,
+            front: "front-1".into(),
+            sessions: Vec::new(),
+        });
+        send(&mut front, &hello).await.unwrap();
+        let welcome = recv::<_, BackToFront>(&mut front).await.unwrap();
+        assert!(matches!(welcome, Some(BackToFront::Welcome(_))), "{welcome:?}");
+        front
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_front_gets_heartbeats_then_is_closed_at_the_timeout() {
+        let shared = shared();
+        let start = Instant::now();
+        let mut front = linked(&shared).await;
+        let mut beats = Vec::new();
+        // The front says nothing more: the back beats, then closes the link.
+        let end = loop {
+            let frame = tokio::time::timeout(Duration::from_secs(5), recv(&mut front)).await;
+            match frame.expect("a heartbeat or the end within 5 s") {
+                Ok(Some(BackToFront::Heartbeat(h))) => {
+                    beats.push((Instant::now() - start).as_millis());
+                    assert_eq!(u128::from(h.sent_ms), beats[beats.len() - 1]);
+                }
+                other => break other,
+            }
+        };
+        assert!(matches!(end, Ok(None)), "the link ends cleanly: {end:?}");
+        assert_eq!(beats, [500, 1000, 1500, 2000]);
+        assert_eq!((Instant::now() - start).as_millis(), 2_500);
+        assert_eq!(shared.metrics.link_timeouts.load(Relaxed), 1);
+        assert_eq!(shared.metrics.links.load(Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_front_that_beats_stays_linked() {
+        let shared = shared();
+        let mut front = linked(&shared).await;
+        let beat = FrontToBack::Heartbeat(LinkHeartbeat { sent_ms: 0 });
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            send(&mut front, &beat).await.unwrap();
+            // Drain what the back sent meanwhile: only heartbeats.
+            while let Ok(frame) =
+                tokio::time::timeout(Duration::ZERO, recv::<_, BackToFront>(&mut front)).await
+            {
+                assert!(
+                    matches!(frame, Ok(Some(BackToFront::Heartbeat(_)))),
+                    "{frame:?}"
+                );
+            }
+        }
+        assert_eq!(shared.metrics.links.load(Relaxed), 1, "still linked after 10 s");
+        assert_eq!(shared.metrics.link_timeouts.load(Relaxed), 0);
+    }
 }

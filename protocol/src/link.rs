@@ -214,8 +214,8 @@ pub struct LinkReply {
 /// Sent by each side of a link every `limits.link_heartbeat_ms`, whatever else it
 /// sends, so that the other side can tell a silent peer from an idle one: a side that
 /// receives no frame at all (heartbeat or other) for `limits.link_timeout_ms` closes
-/// the link. Not answered. `sent_ms` is the sender's clock in milliseconds since it
-/// started, for logs only; a receiver must not compare it with its own clock.
+/// the link. Not answered. `sent_ms`: milliseconds since the sender opened this link,
+/// for logs only; a receiver must not compare it with its own clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkHeartbeat {
     pub sent_ms: u64,
