@@ -294,9 +294,7 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Fram
                     channel: j.channel,
                     reason,
                 };
-                link.send(Bytes::from(encode(
-                    &BackToFront::JoinRejected(msg),
-                )));
+                link.send(Bytes::from(encode(&BackToFront::JoinRejected(msg))));
             }
         }
         FrontToBack::Leave(l) => {
@@ -336,9 +334,7 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Fram
                     code: "input_dropped".into(),
                     message,
                 };
-                link.send(Bytes::from(encode(&BackToFront::Notice(
-                    notice,
-                ))));
+                link.send(Bytes::from(encode(&BackToFront::Notice(notice))));
             }
         }
         FrontToBack::Call(c) => {
@@ -359,9 +355,7 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Fram
                     centrum_protocol::CallOutcome::Overloaded,
                     message,
                 );
-                link.send(Bytes::from(encode(&BackToFront::Reply(
-                    reply,
-                ))));
+                link.send(Bytes::from(encode(&BackToFront::Reply(reply))));
             }
         }
         // Its arrival is all it says; the reader has noted it.
@@ -405,9 +399,7 @@ mod tests {
     }
 
     /// Opens a link over an in-memory pipe as front-1; returns the front's end.
-    async fn linked(
-        shared: &Arc<Shared>,
-    ) -> centrum_net::Framed<tokio::io::DuplexStream> {
+    async fn linked(shared: &Arc<Shared>) -> centrum_net::Framed<tokio::io::DuplexStream> {
         let (front, back) = tokio::io::duplex(1 << 16);
         tokio::spawn(serve_link(back, shared.clone(), Shutdown::new()));
         let mut front = framed(front, 1 << 20);
@@ -418,7 +410,10 @@ mod tests {
         });
         send(&mut front, &hello).await.unwrap();
         let welcome = recv::<_, BackToFront>(&mut front).await.unwrap();
-        assert!(matches!(welcome, Some(BackToFront::Welcome(_))), "{welcome:?}");
+        assert!(
+            matches!(welcome, Some(BackToFront::Welcome(_))),
+            "{welcome:?}"
+        );
         front
     }
 
@@ -464,7 +459,11 @@ mod tests {
                 );
             }
         }
-        assert_eq!(shared.metrics.links.load(Relaxed), 1, "still linked after 10 s");
+        assert_eq!(
+            shared.metrics.links.load(Relaxed),
+            1,
+            "still linked after 10 s"
+        );
         assert_eq!(shared.metrics.link_timeouts.load(Relaxed), 0);
     }
 }

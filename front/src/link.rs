@@ -39,7 +39,10 @@ pub(crate) async fn maintain(hub: Arc<Hub>, back: usize, shutdown: Shutdown) {
                 Err(FrameError::Silent(silent)) => {
                     hub.metrics.link_failures.fetch_add(1, Relaxed);
                     hub.metrics.link_timeouts.fetch_add(1, Relaxed);
-                    warn!(silent_ms = silent.as_millis(), "the back fell silent; link closed, relinking");
+                    warn!(
+                        silent_ms = silent.as_millis(),
+                        "the back fell silent; link closed, relinking"
+                    );
                 }
                 Err(e) => {
                     hub.metrics.link_failures.fetch_add(1, Relaxed);

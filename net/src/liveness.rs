@@ -17,16 +17,21 @@ pub enum Beat {
     Dead { silent: Duration },
 }
 
-/// A peer's liveness: a heartbeat every `every`, dead after `timeout` of silence.
+/// A peer's liveness: a heartbeat every `every` (or only while the peer is silent),
+/// dead after `timeout` of silence.
 #[derive(Debug, Clone)]
 pub struct Liveness {
     every: Duration,
     timeout: Duration,
     heard: Instant,
     next_beat: Instant,
+    /// Beat only once the peer has been silent for `every` (a ping that asks for an
+    /// answer), rather than every `every` whatever happens (a one-way heartbeat).
+    when_silent: bool,
 }
 
 impl Liveness {
+    /// A heartbeat every `every` whatever else is sent, for links where both sides beat.
     /// Starts counting at `now`, as if the peer had just spoken.
     pub fn new(now: Instant, every: Duration, timeout: Duration) -> Self {
         Self {
@@ -34,6 +39,16 @@ impl Liveness {
             timeout,
             heard: now,
             next_beat: now + every,
+            when_silent: false,
+        }
+    }
+
+    /// A beat (a ping the peer answers) once the peer has been silent for `every`, then
+    /// every `every` while the silence lasts; a peer that talks is never pinged.
+    pub fn when_silent(now: Instant, every: Duration, timeout: Duration) -> Self {
+        Self {
+            when_silent: true,
+            ..Self::new(now, every, timeout)
         }
     }
 
@@ -45,6 +60,11 @@ impl Liveness {
     /// How long the peer has been silent.
     pub fn silent_for(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.heard)
+    }
+
+    /// When the peer will count as dead if nothing arrives before.
+    pub fn dead_at(&self) -> Instant {
+        self.heard + self.timeout
     }
 
     /// When to call [`Liveness::poll`] next: the next heartbeat or the moment the
@@ -60,6 +80,9 @@ impl Liveness {
         let silent = self.silent_for(now);
         if silent >= self.timeout {
             return Beat::Dead { silent };
+        }
+        if self.when_silent && self.next_beat < self.heard + self.every {
+            self.next_beat = self.heard + self.every;
         }
         if now >= self.next_beat {
             // Late polls (a busy task) do not make heartbeats bunch up.
@@ -136,6 +159,31 @@ mod tests {
             "dead 2.5 s after the last frame at 6 s"
         );
         assert_eq!(live.silent_for(Instant::now()), TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn when_silent_pings_only_a_peer_that_has_been_quiet_for_a_period() {
+        let start = Instant::now();
+        let mut live = Liveness::when_silent(start, EVERY, TIMEOUT);
+        // The peer talks every 400 ms for 2 s: never pinged.
+        for _ in 0..5 {
+            let next = Instant::now() + Duration::from_millis(400);
+            let seen = run_until(&mut live, next).await;
+            assert!(seen.iter().all(|(_, b)| *b == Beat::Wait), "{seen:?}");
+            tokio::time::sleep_until(next).await;
+            live.heard(Instant::now());
+        }
+        // Then silent from 2 s: pinged at 2.5, 3.0, ... and dead at 4.5 s.
+        let seen = run_until(&mut live, start + Duration::from_secs(10)).await;
+        let at = |b: Beat| -> Vec<u128> {
+            seen.iter()
+                .filter(|(_, x)| *x == b)
+                .map(|(t, _)| (*t + Duration::from_secs(2)).as_millis())
+                .collect()
+        };
+        assert_eq!(at(Beat::Send), [2_500, 3_000, 3_500, 4_000]);
+        assert_eq!(Instant::now() - start, Duration::from_millis(4_500));
+        assert!(matches!(seen.last().unwrap().1, Beat::Dead { .. }));
     }
 
     #[tokio::test(start_paused = true)]
