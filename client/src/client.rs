@@ -505,37 +505,33 @@ impl fmt::Debug for Client {
     }
 }
 
-/// The next data message, or how the connection ended. Cancel-safe.
+/// The next message or control frame, or how the connection ended. Cancel-safe.
 async fn incoming(ws: &mut Ws) -> Incoming {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Binary(bytes))) => return Incoming::Binary(bytes),
-            Some(Ok(Message::Text(_))) => return Incoming::Text,
-            Some(Ok(Message::Close(frame))) => {
-                // tungstenite has queued the answering close frame; push it out if
-                // the socket takes it now, without waiting on a peer that left.
-                let _ = ws.flush().now_or_never();
-                return Incoming::Ended(match frame {
-                    Some(f) if f.reason.is_empty() => {
-                        format!("closed by the server (code {})", u16::from(f.code))
-                    }
-                    Some(f) => format!(
-                        "closed by the server (code {}): {}",
-                        u16::from(f.code),
-                        f.reason
-                    ),
-                    None => "closed by the server".into(),
-                });
-            }
-            // tungstenite answers pings itself, on the next read or write.
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
-                return Incoming::Control;
-            }
-            Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) | None => {
-                return Incoming::Ended("the connection ended".into());
-            }
-            Some(Err(e)) => return Incoming::Ended(format!("the connection failed: {e}")),
+    match ws.next().await {
+        Some(Ok(Message::Binary(bytes))) => Incoming::Binary(bytes),
+        Some(Ok(Message::Text(_))) => Incoming::Text,
+        Some(Ok(Message::Close(frame))) => {
+            // tungstenite has queued the answering close frame; push it out if
+            // the socket takes it now, without waiting on a peer that left.
+            let _ = ws.flush().now_or_never();
+            Incoming::Ended(match frame {
+                Some(f) if f.reason.is_empty() => {
+                    format!("closed by the server (code {})", u16::from(f.code))
+                }
+                Some(f) => format!(
+                    "closed by the server (code {}): {}",
+                    u16::from(f.code),
+                    f.reason
+                ),
+                None => "closed by the server".into(),
+            })
         }
+        // tungstenite answers pings itself, on the next read or write.
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Incoming::Control,
+        Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) | None => {
+            Incoming::Ended("the connection ended".into())
+        }
+        Some(Err(e)) => Incoming::Ended(format!("the connection failed: {e}")),
     }
 }
 
