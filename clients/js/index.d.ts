@@ -141,6 +141,14 @@ export interface ClientOptions {
   maxReconnectMs?: number;
   /** For the gate, the WebSocket and the Welcome. Default 10000. */
   connectTimeoutMs?: number;
+  /** Ping a front that has sent nothing for this long. Default 2000. */
+  pingAfterMs?: number;
+  /**
+   * A front that then answers nothing for this long is taken for gone: the connection is
+   * dropped and the client reconnects and resumes (emitting `error` with code `silent`).
+   * Default 4000.
+   */
+  silenceTimeoutMs?: number;
   /** A WebSocket constructor; default: the platform's, else the `ws` package. */
   WebSocket?: unknown;
 }
