@@ -1,15 +1,16 @@
 //! Liveness with real sockets: a front<->back link black-holed by a paused proxy (the
 //! sockets stay open, nothing moves) is noticed by both ends within the link timeout;
 //! clients are told `Unavailable`, refused new inputs, and served again after the path
-//! heals, with nothing acknowledged lost and every acknowledged input applied once.
+//! heals, with nothing acknowledged lost and every acknowledged input applied once. A
+//! client whose own connection is black-holed notices and resumes.
 
 use std::time::{Duration, Instant};
 
-use centrum_client::{Client, Event};
+use centrum_client::{Client, ClientOptions, Event};
 use centrum_config::Limits;
 use centrum_protocol::{EntityId, Seq, Value};
 use centrum_tests::games::{Echo, Say};
-use centrum_tests::{ClusterSpec, TestCluster, join, until};
+use centrum_tests::{ClusterSpec, TestCluster, join, until, within};
 
 const HEARTBEAT_MS: u32 = 200;
 const LINK_TIMEOUT_MS: u32 = 1_000;
@@ -200,6 +201,83 @@ async fn a_blackholed_link_past_the_grace_is_noticed_and_clients_are_joined_agai
         "the input after the heal is applied",
         |c, _| c.ack("echo") == seq && speaker(c).is_some_and(|(_, l)| l == 1),
     )
+    .await;
+    cluster.stop().await;
+}
+
+/// A front that falls silent under a client (its connection black-holed by a paused
+/// proxy): the Rust SDK pings, hears nothing, ends the connection with `Closed` within
+/// `ping_after + silence_timeout`, and a reconnect with the resume token gets the same
+/// player back with its ack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_front_falls_silent_notices_and_resumes() {
+    let cluster = TestCluster::start(ClusterSpec {
+        proxied_links: false,
+        ..spec(10_000)
+    })
+    .await;
+    let proxy = centrum_tests::Proxy::start(cluster.fronts[0].local_addr()).await;
+    let options = ClientOptions {
+        ping_after: Duration::from_millis(200),
+        silence_timeout: Duration::from_millis(500),
+        ..ClientOptions::default()
+    };
+    let mut client = within(
+        "connect through the proxy",
+        Client::connect(&format!("ws://{}", proxy.addr), options.clone()),
+    )
+    .await
+    .expect("connect");
+    let name = rmp_serde::to_vec(&Some("ada")).expect("encode");
+    join(&mut client, "echo", &name).await;
+    for i in 0..3 {
+        client
+            .send_input("echo", &line(&format!("before {i}")))
+            .await
+            .expect("input");
+    }
+    until(&mut client, "3 inputs acked", |c, _| {
+        c.ack("echo") == Seq(3)
+    })
+    .await;
+    let token = client.resume_token().to_owned();
+
+    proxy.pause();
+    let paused = Instant::now();
+    until(
+        &mut client,
+        "the silence ends the connection",
+        |_, e| matches!(e, Event::Closed { reason } if reason.contains("sent nothing")),
+    )
+    .await;
+    let noticed = paused.elapsed();
+    println!(
+        "silent front noticed {} ms after the pause",
+        noticed.as_millis()
+    );
+    assert!(
+        noticed <= Duration::from_millis(200 + 500 + 500),
+        "after {noticed:?}"
+    );
+
+    let resume = ClientOptions {
+        resume: Some(token),
+        ..options
+    };
+    let mut again = within("reconnect", Client::connect(&cluster.front_url(0), resume))
+        .await
+        .expect("reconnect");
+    assert!(again.resumed());
+    join(&mut again, "echo", &name).await;
+    assert_eq!(again.ack("echo"), Seq(3), "the ack survives");
+    assert_eq!(speaker(&again).map(|(_, l)| l), Some(3), "the same player");
+    let seq = again
+        .send_input("echo", &line("after"))
+        .await
+        .expect("input");
+    until(&mut again, "play goes on", |c, _| {
+        c.ack("echo") == seq && speaker(c).is_some_and(|(_, l)| l == 4)
+    })
     .await;
     cluster.stop().await;
 }
