@@ -7,7 +7,8 @@ export declare const PROTOCOL_VERSION: 2;
  * Every rejected promise and every `error` event carries one. `code` is the server's
  * (PROTOCOL.md §10: `version`, `malformed`, `not_joined`, `input_refused`, `bad_seq`,
  * `messages_dropped`, …) or the client's own: `gate_failed`, `connect_failed`, `closed`,
- * `protocol`, `not_connected`, `not_joined`, `already_joined`, `timeout`, `rejected`.
+ * `protocol`, `not_connected`, `not_joined`, `already_joined`, `timeout`, `rejected`,
+ * `silent` (the front stopped answering; the client reconnects).
  */
 export declare class CentrumError extends Error {
   readonly name: 'CentrumError';
