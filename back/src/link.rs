@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -201,22 +201,30 @@ where
         let timer = tokio::time::sleep_until(live.deadline());
         tokio::pin!(timer);
         loop {
-            tokio::select! {
-                frame = stream.next() => {
-                    let Some(frame) = frame else { break };
-                    live.heard(Instant::now());
-                    dispatch(&shared, &handle, &frame?)?;
-                }
+            let frame = tokio::select! {
+                frame = stream.next() => frame,
                 () = &mut timer => {
                     let now = Instant::now();
-                    match live.poll(now) {
-                        Beat::Wait => {}
-                        Beat::Send => handle.send(heartbeat(now - opened)),
-                        Beat::Dead { silent } => return Err(FrameError::Silent(silent)),
-                    }
+                    let beat = live.poll(now);
                     timer.as_mut().reset(live.deadline());
+                    match beat {
+                        Beat::Wait => continue,
+                        Beat::Send => {
+                            handle.send(heartbeat(now - opened));
+                            continue;
+                        }
+                        // This process may be the one that was stopped: a frame that
+                        // arrived meanwhile and waits unread is a sign of life.
+                        Beat::Dead { silent } => match stream.next().now_or_never() {
+                            Some(frame) => frame,
+                            None => return Err(FrameError::Silent(silent)),
+                        },
+                    }
                 }
-            }
+            };
+            let Some(frame) = frame else { break };
+            live.heard(Instant::now());
+            dispatch(&shared, &handle, &frame?)?;
         }
         Ok::<_, FrameError>(())
     };
@@ -465,5 +473,115 @@ mod tests {
             "still linked after 10 s"
         );
         assert_eq!(shared.metrics.link_timeouts.load(Relaxed), 0);
+    }
+
+    /// The back's end of a pipe that, once `stall` is set, answers one read with
+    /// Pending and no wake-up: the frames that come next wait unread, as they do in
+    /// the kernel for a process that is stopped.
+    struct Stalling {
+        inner: tokio::io::DuplexStream,
+        stall: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl AsyncRead for Stalling {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if self.stall.swap(false, Relaxed) {
+                return std::task::Poll::Pending;
+            }
+            std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Stalling {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A back that was stopped (SIGSTOP) for longer than the timeout finds, when it
+    /// runs again, its timer expired and the front's frames waiting unread: those are
+    /// life, and the link stays.
+    #[tokio::test(start_paused = true)]
+    async fn a_back_that_was_stopped_reads_what_waits_before_judging_the_front() {
+        let shared = shared();
+        let (front, back) = tokio::io::duplex(1 << 16);
+        let stall = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let back = Stalling {
+            inner: back,
+            stall: stall.clone(),
+        };
+        tokio::spawn(serve_link(back, shared.clone(), Shutdown::new()));
+        let mut front = framed(front, 1 << 20);
+        let hello = FrontToBack::Hello(LinkHello {
+            version: PROTOCOL_VERSION,
+            front: "front-1".into(),
+            sessions: Vec::new(),
+        });
+        send(&mut front, &hello).await.unwrap();
+        let welcome =
+            tokio::time::timeout(Duration::from_secs(1), recv::<_, BackToFront>(&mut front));
+        assert!(matches!(
+            welcome.await,
+            Ok(Ok(Some(BackToFront::Welcome(_))))
+        ));
+
+        // Which of the timer and the frame the back looks at first is random; 16
+        // rounds make a back that judges before it reads fail all but surely.
+        let beat = FrontToBack::Heartbeat(LinkHeartbeat { sent_ms: 0 });
+        for round in 0..16 {
+            stall.store(true, Relaxed);
+            send(&mut front, &beat).await.unwrap();
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert!(!stall.load(Relaxed), "the back looked, and saw nothing");
+            // "Stopped" for 3 s: only the timer wakes the back, and finds the timeout past.
+            tokio::time::advance(Duration::from_secs(3)).await;
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(
+                shared.metrics.links.load(Relaxed),
+                1,
+                "round {round}: the link stays"
+            );
+            while let Ok(frame) =
+                tokio::time::timeout(Duration::ZERO, recv::<_, BackToFront>(&mut front)).await
+            {
+                assert!(
+                    matches!(frame, Ok(Some(BackToFront::Heartbeat(_)))),
+                    "{frame:?}"
+                );
+            }
+        }
+        assert_eq!(shared.metrics.link_timeouts.load(Relaxed), 0);
+        // And the back still judges silence that is real.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(shared.metrics.link_timeouts.load(Relaxed), 1);
     }
 }

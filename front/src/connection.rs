@@ -246,11 +246,23 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
                             }
                             trace!("pinged a silent client");
                         }
-                        Beat::Dead { silent } => {
-                            hub.metrics.client_timeouts.fetch_add(1, Relaxed);
-                            debug!(silent_ms = silent.as_millis(), "client silent; closing, held for resume");
-                            break End::TimedOut;
-                        }
+                        // This process may be the one that was stopped: bytes that
+                        // arrived meanwhile and wait unread are a sign of life.
+                        Beat::Dead { silent } => match stream.try_read_buf(&mut reader.buf) {
+                            Ok(0) => break End::Gone,
+                            Ok(_) => {
+                                live.heard(tokio::time::Instant::now());
+                                if let Err(end) = conn.drain_frames(&mut reader, &mut stream).await {
+                                    break end;
+                                }
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                hub.metrics.client_timeouts.fetch_add(1, Relaxed);
+                                debug!(silent_ms = silent.as_millis(), "client silent; closing, held for resume");
+                                break End::TimedOut;
+                            }
+                            Err(_) => break End::Gone,
+                        },
                     }
                     timer.as_mut().reset(live.deadline());
                 }

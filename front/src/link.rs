@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -153,27 +153,33 @@ async fn session(
         let timer = tokio::time::sleep_until(live.deadline());
         tokio::pin!(timer);
         loop {
-            tokio::select! {
-                frame = stream.next() => {
-                    let Some(frame) = frame else { break };
-                    live.heard(Instant::now());
-                    let msg: BackToFront = decode(&frame?, usize::MAX)?;
-                    route(hub, back, &welcome.channels, msg)?;
-                }
+            let frame = tokio::select! {
+                frame = stream.next() => frame,
                 () = &mut timer => {
                     let now = Instant::now();
-                    match live.poll(now) {
-                        Beat::Wait => {}
+                    let beat = live.poll(now);
+                    timer.as_mut().reset(live.deadline());
+                    match beat {
+                        Beat::Wait => continue,
                         // A full queue already carries frames for the back; a heartbeat
                         // that does not fit is not needed.
                         Beat::Send => {
                             let _ = heartbeats.try_send(heartbeat(now - opened));
+                            continue;
                         }
-                        Beat::Dead { silent } => return Err(FrameError::Silent(silent)),
+                        // This process may be the one that was stopped: a frame that
+                        // arrived meanwhile and waits unread is a sign of life.
+                        Beat::Dead { silent } => match stream.next().now_or_never() {
+                            Some(frame) => frame,
+                            None => return Err(FrameError::Silent(silent)),
+                        },
                     }
-                    timer.as_mut().reset(live.deadline());
                 }
-            }
+            };
+            let Some(frame) = frame else { break };
+            live.heard(Instant::now());
+            let msg: BackToFront = decode(&frame?, usize::MAX)?;
+            route(hub, back, &welcome.channels, msg)?;
         }
         Ok::<_, FrameError>(())
     };
