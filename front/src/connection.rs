@@ -280,13 +280,13 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
                     // kill (the slow-client policy, shutdown) must be able to cut it.
                     // Biased: the write nearly always completes at once, and only a
                     // pending one needs to look at the kill.
-                    // So must the client's timeout: one that reads nothing for that long
-                    // is as gone as one that says nothing.
+                    // So must the client's timeout: a write that cannot finish within it
+                    // is to a client that reads nothing, as gone as one that says nothing.
                     let written = tokio::select! {
                         biased;
                         written = conn.write(&mut stream, &batch) => Some(written),
                         _ = &mut killed => None,
-                        () = tokio::time::sleep_until(live.dead_at()) => {
+                        () = tokio::time::sleep(limits.client_timeout()) => {
                             hub.metrics.client_timeouts.fetch_add(1, Relaxed);
                             None
                         }
@@ -814,5 +814,84 @@ mod tests {
         assert_eq!(hub.metrics.client_timeouts.load(Relaxed), 0);
         assert_eq!(hub.client_count(), 1);
         server.abort();
+    }
+
+    /// A client that stops reading in the middle of a long write, with nothing more
+    /// queued for it (so the slow-client policy never comes into play), is cut off
+    /// once the write has been blocked for `client_timeout_ms`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_blocked_for_the_client_timeout_ends_the_connection() {
+        let mut config = Config::embedded_default();
+        config.limits.client_ping_ms = 100;
+        config.limits.client_timeout_ms = 300;
+        let hub = Arc::new(Hub::new("front-1", Arc::new(config)));
+        let (link_tx, mut link_rx) = mpsc::channel(16);
+        hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn({
+            let hub = hub.clone();
+            async move {
+                let (stream, peer) = listener.accept().await.unwrap();
+                serve(stream, peer, hub, Shutdown::new()).await;
+            }
+        });
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
+            .await
+            .unwrap();
+        for msg in [
+            ClientMsg::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                token: String::new(),
+                resume: None,
+            }),
+            ClientMsg::Join(Join {
+                channel: "arena".into(),
+                data: Bytes::new(),
+            }),
+        ] {
+            ws.send(Message::Binary(encode(&msg).into())).await.unwrap();
+        }
+        let frame = timeout(WAIT, link_rx.recv()).await.unwrap().unwrap();
+        let FrontToBack::Join(join) = decode(&frame, usize::MAX).unwrap() else {
+            panic!("the front sent the back something other than the join");
+        };
+        hub.on_state(
+            "arena",
+            LinkState {
+                channel: 0,
+                tick: Tick(1),
+                sessions: vec![(join.session, Seq(0))],
+                body: Bytes::from(vec![0; 8 << 20]),
+            },
+        );
+        // The write begins; then the client reads nothing more, and nothing else is
+        // queued for it.
+        let raw = ws.get_mut();
+        let mut received = 0;
+        let mut buf = vec![0; 16 << 10];
+        while received < 64 << 10 {
+            let n = timeout(WAIT, raw.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "the front closed before the state was written");
+            received += n;
+        }
+        let stopped = Instant::now();
+        timeout(WAIT, server)
+            .await
+            .expect("the connection is still held in its blocked write")
+            .unwrap();
+        let held = stopped.elapsed();
+        assert!(held < Duration::from_secs(3), "cut off after {held:?}");
+        assert_eq!(hub.metrics.client_timeouts.load(Relaxed), 1);
+        assert_eq!(hub.metrics.slow_client_disconnects.load(Relaxed), 0);
+        assert_eq!(hub.client_count(), 0);
+        let away = timeout(WAIT, link_rx.recv()).await.unwrap().unwrap();
+        assert!(
+            matches!(decode(&away, usize::MAX).unwrap(), FrontToBack::Away(_)),
+            "a drop, held for resume"
+        );
     }
 }
