@@ -1,22 +1,25 @@
 //! Links from fronts: the accept loop and one task per link. The reader checks the
-//! hello, then routes each forwarded message into its channel's inbox; the writer
-//! drains the link's bounded queue, coalescing frames into few writes.
+//! hello, then routes each forwarded message into its channel's inbox, sends a
+//! heartbeat every `limits.link_heartbeat_ms` and closes a front silent for
+//! `limits.link_timeout_ms`; the writer drains the link's bounded queue.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use centrum_net::{FrameError, Shutdown, framed, recv, send};
+use centrum_net::{Beat, FrameError, Liveness, Shutdown, framed, recv, send};
 use centrum_protocol::{
-    BackToFront, FrontToBack, LinkRefused, LinkSession, LinkWelcome, PROTOCOL_VERSION, decode,
+    BackToFront, FrontToBack, LinkHeartbeat, LinkRefused, LinkSession, LinkWelcome,
+    PROTOCOL_VERSION, decode, encode,
 };
+use tokio::time::Instant;
 
 use crate::Shared;
 use crate::inbox::{Event, Full};
@@ -104,6 +107,9 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shut
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                if let Err(e) = centrum_net::keepalive(&stream) {
+                    debug!(error = %e, %peer, "no tcp keepalive on a link");
+                }
                 let span = info_span!("link", %peer, front = tracing::field::Empty);
                 tasks.spawn(
                     serve_link(stream, shared.clone(), shutdown.child_token()).instrument(span),
@@ -187,10 +193,39 @@ where
     let (mut sink, mut stream) = link.split();
     // Patches and states leave as soon as a tick makes them: no linger this way.
     let writer = centrum_net::write_queued(&mut sink, &mut rx, std::time::Duration::ZERO);
+    // Any frame is a sign of life. A front that is stopped, or a path that carries
+    // nothing while the sockets stay open, is found within the timeout and treated as
+    // a dropped link: its sessions are held for `link_grace_ms`.
     let reader = async {
-        while let Some(frame) = stream.next().await {
-            let frame = frame?;
-            dispatch(&shared, &handle, &frame)?;
+        let opened = Instant::now();
+        let mut live = Liveness::new(opened, limits.link_heartbeat(), limits.link_timeout());
+        let timer = tokio::time::sleep_until(live.deadline());
+        tokio::pin!(timer);
+        loop {
+            let frame = tokio::select! {
+                frame = stream.next() => frame,
+                () = &mut timer => {
+                    let now = Instant::now();
+                    let beat = live.poll(now);
+                    timer.as_mut().reset(live.deadline());
+                    match beat {
+                        Beat::Wait => continue,
+                        Beat::Send => {
+                            handle.send(heartbeat(now - opened));
+                            continue;
+                        }
+                        // This process may be the one that was stopped: a frame that
+                        // arrived meanwhile and waits unread is a sign of life.
+                        Beat::Dead { silent } => match stream.next().now_or_never() {
+                            Some(frame) => frame,
+                            None => return Err(FrameError::Silent(silent)),
+                        },
+                    }
+                }
+            };
+            let Some(frame) = frame else { break };
+            live.heard(Instant::now());
+            dispatch(&shared, &handle, &frame?)?;
         }
         Ok::<_, FrameError>(())
     };
@@ -201,6 +236,9 @@ where
     };
     if let Err(e) = result {
         shared.metrics.link_errors.fetch_add(1, Relaxed);
+        if matches!(e, FrameError::Silent(_)) {
+            shared.metrics.link_timeouts.fetch_add(1, Relaxed);
+        }
         warn!(error = %e, "link closed on error");
     } else {
         info!("link closed");
@@ -211,6 +249,12 @@ where
             link: handle.clone(),
         });
     }
+}
+
+/// A heartbeat frame, `since_open` after the link opened.
+fn heartbeat(since_open: std::time::Duration) -> Bytes {
+    let sent_ms = u64::try_from(since_open.as_millis()).unwrap_or(u64::MAX);
+    Bytes::from(encode(&BackToFront::Heartbeat(LinkHeartbeat { sent_ms })))
 }
 
 async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
@@ -259,9 +303,7 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Fram
                     channel: j.channel,
                     reason,
                 };
-                link.send(Bytes::from(centrum_protocol::encode(
-                    &BackToFront::JoinRejected(msg),
-                )));
+                link.send(Bytes::from(encode(&BackToFront::JoinRejected(msg))));
             }
         }
         FrontToBack::Leave(l) => {
@@ -301,9 +343,7 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Fram
                     code: "input_dropped".into(),
                     message,
                 };
-                link.send(Bytes::from(centrum_protocol::encode(&BackToFront::Notice(
-                    notice,
-                ))));
+                link.send(Bytes::from(encode(&BackToFront::Notice(notice))));
             }
         }
         FrontToBack::Call(c) => {
@@ -324,11 +364,11 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Fram
                     centrum_protocol::CallOutcome::Overloaded,
                     message,
                 );
-                link.send(Bytes::from(centrum_protocol::encode(&BackToFront::Reply(
-                    reply,
-                ))));
+                link.send(Bytes::from(encode(&BackToFront::Reply(reply))));
             }
         }
+        // Its arrival is all it says; the reader has noted it.
+        FrontToBack::Heartbeat(_) => {}
         FrontToBack::Resync(r) => {
             channel_of(r.channel)?
                 .inbox
@@ -346,4 +386,203 @@ fn overloaded() -> FrameError {
     FrameError::Io(std::io::Error::other(
         "the front sends more leaves than its channel can queue",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use centrum_config::Config;
+    use centrum_protocol::LinkHello;
+
+    use super::*;
+
+    /// A back with no channels: enough to exercise a link's handshake and liveness.
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            id: "back-1".into(),
+            config: Arc::new(Config::embedded_default()),
+            channels: Vec::new(),
+            metrics: Arc::default(),
+        })
+    }
+
+    /// Opens a link over an in-memory pipe as front-1; returns the front's end.
+    async fn linked(shared: &Arc<Shared>) -> centrum_net::Framed<tokio::io::DuplexStream> {
+        let (front, back) = tokio::io::duplex(1 << 16);
+        tokio::spawn(serve_link(back, shared.clone(), Shutdown::new()));
+        let mut front = framed(front, 1 << 20);
+        let hello = FrontToBack::Hello(LinkHello {
+            version: PROTOCOL_VERSION,
+            front: "front-1".into(),
+            sessions: Vec::new(),
+        });
+        send(&mut front, &hello).await.unwrap();
+        let welcome = recv::<_, BackToFront>(&mut front).await.unwrap();
+        assert!(
+            matches!(welcome, Some(BackToFront::Welcome(_))),
+            "{welcome:?}"
+        );
+        front
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_front_gets_heartbeats_then_is_closed_at_the_timeout() {
+        let shared = shared();
+        let start = Instant::now();
+        let mut front = linked(&shared).await;
+        let mut beats = Vec::new();
+        // The front says nothing more: the back beats, then closes the link.
+        let end = loop {
+            let frame = tokio::time::timeout(Duration::from_secs(5), recv(&mut front)).await;
+            match frame.expect("a heartbeat or the end within 5 s") {
+                Ok(Some(BackToFront::Heartbeat(h))) => {
+                    beats.push((Instant::now() - start).as_millis());
+                    assert_eq!(u128::from(h.sent_ms), beats[beats.len() - 1]);
+                }
+                other => break other,
+            }
+        };
+        assert!(matches!(end, Ok(None)), "the link ends cleanly: {end:?}");
+        assert_eq!(beats, [500, 1000, 1500, 2000]);
+        assert_eq!((Instant::now() - start).as_millis(), 2_500);
+        assert_eq!(shared.metrics.link_timeouts.load(Relaxed), 1);
+        assert_eq!(shared.metrics.links.load(Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_front_that_beats_stays_linked() {
+        let shared = shared();
+        let mut front = linked(&shared).await;
+        let beat = FrontToBack::Heartbeat(LinkHeartbeat { sent_ms: 0 });
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            send(&mut front, &beat).await.unwrap();
+            // Drain what the back sent meanwhile: only heartbeats.
+            while let Ok(frame) =
+                tokio::time::timeout(Duration::ZERO, recv::<_, BackToFront>(&mut front)).await
+            {
+                assert!(
+                    matches!(frame, Ok(Some(BackToFront::Heartbeat(_)))),
+                    "{frame:?}"
+                );
+            }
+        }
+        assert_eq!(
+            shared.metrics.links.load(Relaxed),
+            1,
+            "still linked after 10 s"
+        );
+        assert_eq!(shared.metrics.link_timeouts.load(Relaxed), 0);
+    }
+
+    /// The back's end of a pipe that, once `stall` is set, answers one read with
+    /// Pending and no wake-up: the frames that come next wait unread, as they do in
+    /// the kernel for a process that is stopped.
+    struct Stalling {
+        inner: tokio::io::DuplexStream,
+        stall: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl AsyncRead for Stalling {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if self.stall.swap(false, Relaxed) {
+                return std::task::Poll::Pending;
+            }
+            std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Stalling {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A back that was stopped (SIGSTOP) for longer than the timeout finds, when it
+    /// runs again, its timer expired and the front's frames waiting unread: those are
+    /// life, and the link stays.
+    #[tokio::test(start_paused = true)]
+    async fn a_back_that_was_stopped_reads_what_waits_before_judging_the_front() {
+        let shared = shared();
+        let (front, back) = tokio::io::duplex(1 << 16);
+        let stall = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let back = Stalling {
+            inner: back,
+            stall: stall.clone(),
+        };
+        tokio::spawn(serve_link(back, shared.clone(), Shutdown::new()));
+        let mut front = framed(front, 1 << 20);
+        let hello = FrontToBack::Hello(LinkHello {
+            version: PROTOCOL_VERSION,
+            front: "front-1".into(),
+            sessions: Vec::new(),
+        });
+        send(&mut front, &hello).await.unwrap();
+        let welcome =
+            tokio::time::timeout(Duration::from_secs(1), recv::<_, BackToFront>(&mut front));
+        assert!(matches!(
+            welcome.await,
+            Ok(Ok(Some(BackToFront::Welcome(_))))
+        ));
+
+        // Which of the timer and the frame the back looks at first is random; 16
+        // rounds make a back that judges before it reads fail all but surely.
+        let beat = FrontToBack::Heartbeat(LinkHeartbeat { sent_ms: 0 });
+        for round in 0..16 {
+            stall.store(true, Relaxed);
+            send(&mut front, &beat).await.unwrap();
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert!(!stall.load(Relaxed), "the back looked, and saw nothing");
+            // "Stopped" for 3 s: only the timer wakes the back, and finds the timeout past.
+            tokio::time::advance(Duration::from_secs(3)).await;
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(
+                shared.metrics.links.load(Relaxed),
+                1,
+                "round {round}: the link stays"
+            );
+            while let Ok(frame) =
+                tokio::time::timeout(Duration::ZERO, recv::<_, BackToFront>(&mut front)).await
+            {
+                assert!(
+                    matches!(frame, Ok(Some(BackToFront::Heartbeat(_)))),
+                    "{frame:?}"
+                );
+            }
+        }
+        assert_eq!(shared.metrics.link_timeouts.load(Relaxed), 0);
+        // And the back still judges silence that is real.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(shared.metrics.link_timeouts.load(Relaxed), 1);
+    }
 }

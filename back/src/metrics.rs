@@ -67,6 +67,8 @@ pub(crate) struct BackMetrics {
     pub(crate) links_opened: AtomicU64,
     pub(crate) link_overflows: AtomicU64,
     pub(crate) link_errors: AtomicU64,
+    /// Links closed because the front sent nothing for `limits.link_timeout_ms`.
+    pub(crate) link_timeouts: AtomicU64,
 }
 
 impl ChannelMetrics {
@@ -353,6 +355,12 @@ impl BackMetrics {
             "Links closed on a protocol or i/o error.",
             MetricKind::Counter,
             &self.link_errors,
+        );
+        push(
+            "centrum_back_link_timeouts_total",
+            "Links closed because the front sent nothing, not even a heartbeat, for limits.link_timeout_ms (also counted in link_errors).",
+            MetricKind::Counter,
+            &self.link_timeouts,
         );
     }
 }

@@ -1,6 +1,7 @@
 //! The driver of one WebSocket connection to a front: connect (directly or through
-//! the gate), hello and welcome under a timeout, then messages out and in, and the
-//! close. Everything the messages mean is the [`Session`]'s business.
+//! the gate), hello and welcome under a timeout, then messages out and in, the pings
+//! that find a silent front, and the close. Everything the messages mean is the
+//! [`Session`]'s business.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -18,7 +19,7 @@ use tracing::{debug, trace};
 
 use centrum_protocol::{ClientMsg, Input, Mirror, Seq, encode};
 
-use crate::session::Session;
+use crate::session::{Due, Session};
 use crate::{ClientError, Event, data, gate};
 
 /// Events that arrive while [`Client::join`] waits for its answer are kept for
@@ -43,6 +44,14 @@ pub struct ClientOptions {
     /// Bounds the whole connect (gate request, TCP, WebSocket upgrade, hello and
     /// welcome) and the close handshake.
     pub connect_timeout: Duration,
+    /// While [`Client::next_event`] waits, a front that has sent nothing for this long
+    /// is sent a ping (PROTOCOL.md §7.10).
+    pub ping_after: Duration,
+    /// A front that answers nothing, not even that ping, for this long after it is
+    /// taken for gone: the connection ends with [`Event::Closed`] as if it had
+    /// dropped, and resuming works as after any drop. A silent front is found within
+    /// `ping_after + silence_timeout` of its last message.
+    pub silence_timeout: Duration,
 }
 
 /// The tokens are secrets: they are not printed.
@@ -60,6 +69,8 @@ impl fmt::Debug for ClientOptions {
             .field("resume", &self.resume.as_ref().map(|_| "<redacted>"))
             .field("max_message_bytes", &self.max_message_bytes)
             .field("connect_timeout", &self.connect_timeout)
+            .field("ping_after", &self.ping_after)
+            .field("silence_timeout", &self.silence_timeout)
             .finish()
     }
 }
@@ -71,6 +82,8 @@ impl Default for ClientOptions {
             resume: None,
             max_message_bytes: 16 << 20,
             connect_timeout: Duration::from_secs(10),
+            ping_after: Duration::from_secs(2),
+            silence_timeout: Duration::from_secs(4),
         }
     }
 }
@@ -97,6 +110,8 @@ pub struct Client {
 enum Incoming {
     Binary(Bytes),
     Text,
+    /// A WebSocket ping or pong: no data, but a sign of life.
+    Control,
     Ended(String),
 }
 
@@ -151,12 +166,15 @@ impl Client {
                 })?;
         let hello = Session::hello(&options.token, options.resume.as_deref());
         send_message(&mut ws, &hello).await?;
-        let bytes = match incoming(&mut ws).await {
-            Incoming::Binary(bytes) => bytes,
-            Incoming::Text => return Err(text_message()),
-            Incoming::Ended(reason) => return Err(ClientError::Closed(reason)),
+        let bytes = loop {
+            match incoming(&mut ws).await {
+                Incoming::Binary(bytes) => break bytes,
+                Incoming::Text => return Err(text_message()),
+                Incoming::Control => {}
+                Incoming::Ended(reason) => return Err(ClientError::Closed(reason)),
+            }
         };
-        let session = Session::welcome(&bytes)?;
+        let session = Session::welcome(&bytes, Instant::now())?;
         debug!(
             url,
             session = %session.id(),
@@ -423,14 +441,36 @@ impl Client {
             return Err(ClientError::Closed(reason.clone()));
         }
         loop {
-            let bytes = match incoming(&mut self.ws).await {
+            let (ping_after, silence) = (self.options.ping_after, self.options.silence_timeout);
+            let wake = match self.session.liveness(Instant::now(), ping_after, silence) {
+                Due::Wait(at) => at,
+                Due::Ping(ping) => {
+                    // Bounded too: a socket that cannot take a ping is as silent.
+                    let sent = tokio::time::timeout(silence, self.send(&ping)).await;
+                    if let Ok(Err(e)) | Err(e) = sent.map_err(|_| ClientError::Timeout("ping")) {
+                        return Ok(self.end(format!("the connection failed: {e}")));
+                    }
+                    continue;
+                }
+                Due::Silent { silent } => {
+                    return Ok(self.end(format!(
+                        "the front sent nothing for {} ms, not even a pong",
+                        silent.as_millis()
+                    )));
+                }
+            };
+            let next = tokio::select! {
+                next = incoming(&mut self.ws) => next,
+                () = tokio::time::sleep_until(wake.into()) => continue,
+            };
+            let bytes = match next {
                 Incoming::Binary(bytes) => bytes,
                 Incoming::Text => return Err(text_message()),
-                Incoming::Ended(reason) => {
-                    debug!(session = %self.session.id(), %reason, "connection ended");
-                    self.closed = Some(reason.clone());
-                    return Ok(Event::Closed { reason });
+                Incoming::Control => {
+                    self.session.heard(Instant::now());
+                    continue;
                 }
+                Incoming::Ended(reason) => return Ok(self.end(reason)),
             };
             self.messages_received += 1;
             self.bytes_received += bytes.len() as u64;
@@ -438,6 +478,13 @@ impl Client {
                 return Ok(event);
             }
         }
+    }
+
+    /// The connection is over, for `reason`: [`Event::Closed`] is what reports it.
+    fn end(&mut self, reason: String) -> Event {
+        debug!(session = %self.session.id(), %reason, "connection ended");
+        self.closed = Some(reason.clone());
+        Event::Closed { reason }
     }
 
     async fn send(&mut self, msg: &ClientMsg) -> Result<(), ClientError> {
@@ -458,35 +505,33 @@ impl fmt::Debug for Client {
     }
 }
 
-/// The next data message, or how the connection ended. Cancel-safe.
+/// The next message or control frame, or how the connection ended. Cancel-safe.
 async fn incoming(ws: &mut Ws) -> Incoming {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Binary(bytes))) => return Incoming::Binary(bytes),
-            Some(Ok(Message::Text(_))) => return Incoming::Text,
-            Some(Ok(Message::Close(frame))) => {
-                // tungstenite has queued the answering close frame; push it out if
-                // the socket takes it now, without waiting on a peer that left.
-                let _ = ws.flush().now_or_never();
-                return Incoming::Ended(match frame {
-                    Some(f) if f.reason.is_empty() => {
-                        format!("closed by the server (code {})", u16::from(f.code))
-                    }
-                    Some(f) => format!(
-                        "closed by the server (code {}): {}",
-                        u16::from(f.code),
-                        f.reason
-                    ),
-                    None => "closed by the server".into(),
-                });
-            }
-            // tungstenite answers pings itself, on the next read or write.
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-            Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) | None => {
-                return Incoming::Ended("the connection ended".into());
-            }
-            Some(Err(e)) => return Incoming::Ended(format!("the connection failed: {e}")),
+    match ws.next().await {
+        Some(Ok(Message::Binary(bytes))) => Incoming::Binary(bytes),
+        Some(Ok(Message::Text(_))) => Incoming::Text,
+        Some(Ok(Message::Close(frame))) => {
+            // tungstenite has queued the answering close frame; push it out if
+            // the socket takes it now, without waiting on a peer that left.
+            let _ = ws.flush().now_or_never();
+            Incoming::Ended(match frame {
+                Some(f) if f.reason.is_empty() => {
+                    format!("closed by the server (code {})", u16::from(f.code))
+                }
+                Some(f) => format!(
+                    "closed by the server (code {}): {}",
+                    u16::from(f.code),
+                    f.reason
+                ),
+                None => "closed by the server".into(),
+            })
         }
+        // tungstenite answers pings itself, on the next read or write.
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Incoming::Control,
+        Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) | None => {
+            Incoming::Ended("the connection ended".into())
+        }
+        Some(Err(e)) => Incoming::Ended(format!("the connection failed: {e}")),
     }
 }
 

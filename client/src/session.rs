@@ -1,11 +1,12 @@
 //! A connection's state without the connection: what the welcome said, the channels
-//! this client is in (mirror, ack, input seq), the pings awaiting their pong. No I/O:
-//! time comes in as `now`, messages to send go out as return values, and the driver
-//! in `client.rs` moves the bytes.
+//! this client is in (mirror, ack, input seq), the pings awaiting their pong, and
+//! whether the front is still there (see [`Session::liveness`]). No I/O: time comes in
+//! as `now`, messages to send go out as return values, and the driver in `client.rs`
+//! moves the bytes.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tracing::trace;
@@ -21,6 +22,23 @@ use crate::{ClientError, Event};
 /// forgotten and its pong, should it still come, is reported as a protocol error.
 const MAX_PENDING_PINGS: usize = 64;
 
+/// Set in the nonce of the pings the session sends by itself to probe a silent front,
+/// and never in those of [`Session::ping`] (which count up from 1): their pongs are
+/// recognised by it and not reported.
+const PROBE_NONCE: u64 = 1 << 63;
+
+/// What keeping the connection alive asks of the driver at a given moment.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Due {
+    /// Nothing until this instant (or until something arrives).
+    Wait(Instant),
+    /// Send this ping: the front has been silent for the ping interval.
+    Ping(ClientMsg),
+    /// The front answered nothing, not even the ping, within the silence timeout: the
+    /// connection is as good as dropped. `silent` is how long nothing has arrived.
+    Silent { silent: Duration },
+}
+
 /// One welcomed session: everything the client knows, and nothing about how the bytes
 /// travel.
 pub(crate) struct Session {
@@ -35,6 +53,11 @@ pub(crate) struct Session {
     seqs: HashMap<String, Seq>,
     pings: VecDeque<(u64, Instant)>,
     next_nonce: u64,
+    /// When the last message or control frame arrived from the front.
+    heard: Instant,
+    /// When the probe sent since then left; `None` while the front talks.
+    probe: Option<Instant>,
+    next_probe: u64,
 }
 
 /// A channel this client is in: from its first `State` until `Left` or `Rejected`.
@@ -65,7 +88,7 @@ impl Session {
     /// # Errors
     /// [`ClientError::Handshake`] when the front refused the hello or speaks another
     /// protocol version, [`ClientError::Protocol`] when the answer is not a welcome.
-    pub(crate) fn welcome(bytes: &[u8]) -> Result<Session, ClientError> {
+    pub(crate) fn welcome(bytes: &[u8], now: Instant) -> Result<Session, ClientError> {
         match decode_front(bytes)? {
             FrontMsg::Welcome(w) if w.version == PROTOCOL_VERSION => Ok(Session {
                 id: w.session,
@@ -76,6 +99,9 @@ impl Session {
                 seqs: HashMap::new(),
                 pings: VecDeque::new(),
                 next_nonce: 1,
+                heard: now,
+                probe: None,
+                next_probe: PROBE_NONCE,
             }),
             FrontMsg::Welcome(w) => Err(ClientError::Handshake {
                 code: "version".into(),
@@ -166,6 +192,44 @@ impl Session {
         ClientMsg::Ping(Ping { nonce })
     }
 
+    /// Something arrived from the front at `now` (any message or WebSocket frame): it
+    /// is there, whatever [`Session::liveness`] was waiting for.
+    pub(crate) fn heard(&mut self, now: Instant) {
+        self.heard = now;
+        self.probe = None;
+    }
+
+    /// What keeping the connection alive needs at `now`: once nothing has arrived for
+    /// `ping_after`, a ping (which the front answers, so the silence ends if it is
+    /// there); once that ping has gone unanswered, and nothing else arrived, for
+    /// `silence_timeout`, [`Due::Silent`]: the driver drops the connection, exactly as
+    /// if it had closed. A front that goes silent is found within
+    /// `ping_after + silence_timeout` of its last message.
+    pub(crate) fn liveness(
+        &mut self,
+        now: Instant,
+        ping_after: Duration,
+        silence_timeout: Duration,
+    ) -> Due {
+        if let Some(sent) = self.probe {
+            let deadline = sent + silence_timeout;
+            if now >= deadline {
+                return Due::Silent {
+                    silent: now.saturating_duration_since(self.heard),
+                };
+            }
+            return Due::Wait(deadline);
+        }
+        let ping_at = self.heard + ping_after;
+        if now < ping_at {
+            return Due::Wait(ping_at);
+        }
+        self.probe = Some(now);
+        let nonce = self.next_probe;
+        self.next_probe = PROBE_NONCE | self.next_probe.wrapping_add(1);
+        Due::Ping(ClientMsg::Ping(Ping { nonce }))
+    }
+
     /// Applies one server message received at `now`; `None` when it is not reported
     /// (what still arrives for a channel being left, a patch for a mirror waiting for
     /// a full state, a message for a channel the client is not in).
@@ -179,6 +243,7 @@ impl Session {
         bytes: &[u8],
         now: Instant,
     ) -> Result<Option<Event>, ClientError> {
+        self.heard(now);
         let msg = decode_front(bytes)?;
         trace!(message = msg.name(), bytes = bytes.len(), "received");
         let event = match msg {
@@ -211,6 +276,8 @@ impl Session {
                 code: m.code,
                 message: m.message,
             },
+            // The answer to a probe: it has done its job by arriving.
+            FrontMsg::Pong(m) if m.nonce & PROBE_NONCE != 0 => return Ok(None),
             FrontMsg::Pong(m) => {
                 let sent = self
                     .pings

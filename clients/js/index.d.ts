@@ -7,7 +7,8 @@ export declare const PROTOCOL_VERSION: 2;
  * Every rejected promise and every `error` event carries one. `code` is the server's
  * (PROTOCOL.md §10: `version`, `malformed`, `not_joined`, `input_refused`, `bad_seq`,
  * `messages_dropped`, …) or the client's own: `gate_failed`, `connect_failed`, `closed`,
- * `protocol`, `not_connected`, `not_joined`, `already_joined`, `timeout`, `rejected`.
+ * `protocol`, `not_connected`, `not_joined`, `already_joined`, `timeout`, `rejected`,
+ * `silent` (the front stopped answering; the client reconnects).
  */
 export declare class CentrumError extends Error {
   readonly name: 'CentrumError';
@@ -141,6 +142,14 @@ export interface ClientOptions {
   maxReconnectMs?: number;
   /** For the gate, the WebSocket and the Welcome. Default 10000. */
   connectTimeoutMs?: number;
+  /** Ping a front that has sent nothing for this long. Default 2000. */
+  pingAfterMs?: number;
+  /**
+   * A front that then answers nothing for this long is taken for gone: the connection is
+   * dropped and the client reconnects and resumes (emitting `error` with code `silent`).
+   * Default 4000.
+   */
+  silenceTimeoutMs?: number;
   /** A WebSocket constructor; default: the platform's, else the `ws` package. */
   WebSocket?: unknown;
 }

@@ -71,6 +71,10 @@ channels = [{ name = "arena", app = "arena" }]
 # heartbeat_ms = 1000            # node -> master heartbeat period (50-60000)
 # link_grace_ms = 10000          # how long a back keeps a dropped front's sessions (0-600000)
 # resume_grace_ms = 15000        # how long a back keeps a disconnected client's place for it to resume (0-600000)
+# link_heartbeat_ms = 500        # each side of a front<->back link sends a heartbeat this often (50-60000)
+# link_timeout_ms = 2500         # a link silent this long is closed (100-600000, >= 2 x link_heartbeat_ms)
+# client_ping_ms = 5000          # a front pings a client it has heard nothing from for this long (100-600000)
+# client_timeout_ms = 15000      # a client silent this long is dropped, held for resume (200-600000, >= 2 x client_ping_ms)
 # slow_client = "resync"         # "resync" or "disconnect" a client whose queue is full
 
 # Calls to a channel's game over HTTP: POST /v1/channels/{channel}/call on any front, with
@@ -202,6 +206,18 @@ pub struct Limits {
     /// How long a back keeps the memberships of a client whose connection closed
     /// without a leave, so that it can resume on any front; 0 makes it leave at once.
     pub resume_grace_ms: u32,
+    /// How often each side of a front<->back link sends a heartbeat.
+    pub link_heartbeat_ms: u32,
+    /// A link on which nothing at all arrived for this long is closed: the front
+    /// reports the back's channels unavailable and relinks, the back holds the front's
+    /// sessions for `link_grace_ms`. At least twice `link_heartbeat_ms`.
+    pub link_timeout_ms: u32,
+    /// A front sends a WebSocket ping to a client it has heard nothing from for this long.
+    pub client_ping_ms: u32,
+    /// A client connection on which nothing arrived (messages, pongs) for this long is
+    /// closed as dropped: its memberships are held for a resume. At least twice
+    /// `client_ping_ms`.
+    pub client_timeout_ms: u32,
     pub slow_client: SlowClientPolicy,
 }
 
@@ -586,6 +602,22 @@ impl Limits {
     pub fn resume_grace(&self) -> Duration {
         Duration::from_millis(self.resume_grace_ms.into())
     }
+
+    pub fn link_heartbeat(&self) -> Duration {
+        Duration::from_millis(self.link_heartbeat_ms.into())
+    }
+
+    pub fn link_timeout(&self) -> Duration {
+        Duration::from_millis(self.link_timeout_ms.into())
+    }
+
+    pub fn client_ping(&self) -> Duration {
+        Duration::from_millis(self.client_ping_ms.into())
+    }
+
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_timeout_ms.into())
+    }
 }
 
 impl Default for Limits {
@@ -602,6 +634,10 @@ impl Default for Limits {
             heartbeat_ms: 1_000,
             link_grace_ms: 10_000,
             resume_grace_ms: 15_000,
+            link_heartbeat_ms: 500,
+            link_timeout_ms: 2_500,
+            client_ping_ms: 5_000,
+            client_timeout_ms: 15_000,
             slow_client: SlowClientPolicy::Resync,
         }
     }
@@ -825,6 +861,10 @@ slow_client = "disconnect"
         assert_eq!(limits.handshake_timeout(), Duration::from_secs(5));
         assert_eq!(limits.heartbeat(), Duration::from_secs(1));
         assert_eq!(limits.link_grace(), Duration::from_secs(10));
+        assert_eq!(limits.link_heartbeat(), Duration::from_millis(500));
+        assert_eq!(limits.link_timeout(), Duration::from_millis(2_500));
+        assert_eq!(limits.client_ping(), Duration::from_secs(5));
+        assert_eq!(limits.client_timeout(), Duration::from_secs(15));
         assert_eq!(limits.slow_client, SlowClientPolicy::Resync);
     }
 

@@ -240,6 +240,10 @@ impl<'a> Checker<'a> {
             heartbeat_ms,
             link_grace_ms,
             resume_grace_ms,
+            link_heartbeat_ms,
+            link_timeout_ms,
+            client_ping_ms,
+            client_timeout_ms,
             slow_client: _,
         } = *limits;
         let ranges = [
@@ -254,12 +258,39 @@ impl<'a> Checker<'a> {
             ("heartbeat_ms", heartbeat_ms, 50, 60_000),
             ("link_grace_ms", link_grace_ms, 0, 600_000),
             ("resume_grace_ms", resume_grace_ms, 0, 600_000),
+            ("link_heartbeat_ms", link_heartbeat_ms, 50, 60_000),
+            ("link_timeout_ms", link_timeout_ms, 100, 600_000),
+            ("client_ping_ms", client_ping_ms, 100, 600_000),
+            ("client_timeout_ms", client_timeout_ms, 200, 600_000),
         ];
         for (name, value, min, max) in ranges {
             if !(min..=max).contains(&value) {
                 self.push(
                     format!("limits.{name}"),
                     format!("must be between {min} and {max}"),
+                );
+            }
+        }
+        // One late heartbeat must not close a link, nor one unanswered ping a client.
+        let pairs = [
+            (
+                "link_timeout_ms",
+                link_timeout_ms,
+                "link_heartbeat_ms",
+                link_heartbeat_ms,
+            ),
+            (
+                "client_timeout_ms",
+                client_timeout_ms,
+                "client_ping_ms",
+                client_ping_ms,
+            ),
+        ];
+        for (timeout, t, period, p) in pairs {
+            if u64::from(t) < 2 * u64::from(p) {
+                self.push(
+                    format!("limits.{timeout}"),
+                    format!("must be at least twice limits.{period} ({p})"),
                 );
             }
         }
@@ -480,6 +511,30 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(problems_after(|c| c.limits = high), Vec::<String>::new());
+    }
+
+    #[test]
+    fn liveness_timeouts_cover_two_periods() {
+        let found = problems_after(|c| {
+            c.limits.link_heartbeat_ms = 1_000;
+            c.limits.link_timeout_ms = 1_999;
+            c.limits.client_ping_ms = 5_000;
+            c.limits.client_timeout_ms = 9_999;
+        });
+        assert_eq!(
+            found,
+            [
+                "limits.link_timeout_ms: must be at least twice limits.link_heartbeat_ms (1000)",
+                "limits.client_timeout_ms: must be at least twice limits.client_ping_ms (5000)",
+            ]
+        );
+        assert_eq!(
+            problems_after(|c| {
+                c.limits.link_heartbeat_ms = 1_000;
+                c.limits.link_timeout_ms = 2_000;
+            }),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! One client connection after its WebSocket upgrade: hello and welcome, then one task
-//! with one `select!` over shutdown, its outbound queue and its socket. Outbound messages
-//! are written in batches with vectored writes: header and per-client prefix from a
-//! small buffer, the shared body straight from its `Bytes`.
+//! with one `select!` over shutdown, its outbound queue, its socket and its liveness
+//! timer (a WebSocket ping after `limits.client_ping_ms` of silence, a close after
+//! `limits.client_timeout_ms`). Outbound messages are written in batches with vectored
+//! writes: header and per-client prefix from a small buffer, the shared body straight
+//! from its `Bytes`.
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -15,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, trace};
 
-use centrum_net::Shutdown;
+use centrum_net::{Beat, Liveness, Shutdown};
 use centrum_protocol::{
     ClientMsg, ErrorMsg, FrontMsg, LinkResume, PROTOCOL_VERSION, Pong, Rejected, SessionKey,
     SharedKind, SharedPrefix, Welcome, decode, encode,
@@ -42,6 +44,10 @@ enum End {
     /// more is written and the connection is reset, which also frees the bytes the
     /// client never read.
     Abort,
+    /// Nothing arrived from the client (not even a pong) for `limits.client_timeout_ms`,
+    /// or a write could not finish within it: a drop, held for a resume like any other,
+    /// closed with 1001 and reason `timeout`.
+    TimedOut,
     /// Close with a WebSocket close code, after an optional Error message.
     Close {
         code: u16,
@@ -210,11 +216,55 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
         // not per iteration, since each one registers with the token.
         let killed = handle.kill.cancelled();
         tokio::pin!(killed);
+        // Anything read from the client counts as life (messages, pongs, its own pings).
+        let mut live = Liveness::when_silent(
+            tokio::time::Instant::now(),
+            limits.client_ping(),
+            limits.client_timeout(),
+        );
+        let timer = tokio::time::sleep_until(live.deadline());
+        tokio::pin!(timer);
         loop {
             tokio::select! {
                 _ = &mut killed => {
                     let code = if shutdown.is_cancelled() { 1001 } else { 1008 };
                     break End::Close { code, error: None };
+                }
+                () = &mut timer => {
+                    match live.poll(tokio::time::Instant::now()) {
+                        Beat::Wait => {}
+                        Beat::Send => {
+                            // Two bytes; a socket that cannot take them before the
+                            // deadline belongs to a client that is gone.
+                            let mut ping = [0; MAX_HEADER];
+                            let n = ws::header(ws::OP_PING, 0, &mut ping);
+                            let write = stream.write_all(&ping[..n]);
+                            let sent = tokio::time::timeout_at(live.dead_at(), write).await;
+                            if !matches!(sent, Ok(Ok(()))) {
+                                hub.metrics.client_timeouts.fetch_add(1, Relaxed);
+                                break End::Abort;
+                            }
+                            trace!("pinged a silent client");
+                        }
+                        // This process may be the one that was stopped: bytes that
+                        // arrived meanwhile and wait unread are a sign of life.
+                        Beat::Dead { silent } => match stream.try_read_buf(&mut reader.buf) {
+                            Ok(0) => break End::Gone,
+                            Ok(_) => {
+                                live.heard(tokio::time::Instant::now());
+                                if let Err(end) = conn.drain_frames(&mut reader, &mut stream).await {
+                                    break end;
+                                }
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                hub.metrics.client_timeouts.fetch_add(1, Relaxed);
+                                debug!(silent_ms = silent.as_millis(), "client silent; closing, held for resume");
+                                break End::TimedOut;
+                            }
+                            Err(_) => break End::Gone,
+                        },
+                    }
+                    timer.as_mut().reset(live.deadline());
                 }
                 first = rx.recv() => {
                     let Some(first) = first else { break End::Gone };
@@ -230,10 +280,16 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
                     // kill (the slow-client policy, shutdown) must be able to cut it.
                     // Biased: the write nearly always completes at once, and only a
                     // pending one needs to look at the kill.
+                    // So must the client's timeout: a write that cannot finish within it
+                    // is to a client that reads nothing, as gone as one that says nothing.
                     let written = tokio::select! {
                         biased;
                         written = conn.write(&mut stream, &batch) => Some(written),
                         _ = &mut killed => None,
+                        () = tokio::time::sleep(limits.client_timeout()) => {
+                            hub.metrics.client_timeouts.fetch_add(1, Relaxed);
+                            None
+                        }
                     };
                     conn.batch = batch;
                     conn.batch.clear();
@@ -246,7 +302,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
                 read = stream.read_buf(&mut reader.buf) => {
                     match read {
                         Ok(0) | Err(_) => break End::Gone,
-                        Ok(_) => {}
+                        Ok(_) => live.heard(tokio::time::Instant::now()),
                     }
                     match conn.drain_frames(&mut reader, &mut stream).await {
                         Ok(()) => {}
@@ -282,6 +338,7 @@ fn ws_code(e: &ws::WsError) -> &'static str {
 
 /// Says why (best effort) and closes.
 async fn finish(stream: &mut TcpStream, end: End) {
+    let timed_out = matches!(end, End::TimedOut);
     let (code, error) = match end {
         End::Gone => return,
         End::Abort => {
@@ -289,6 +346,7 @@ async fn finish(stream: &mut TcpStream, end: End) {
             return;
         }
         End::Goodbye => (1000, None),
+        End::TimedOut => (1001, None),
         End::Close { code, error } => (code, error),
     };
     let mut out = Vec::new();
@@ -306,6 +364,9 @@ async fn finish(stream: &mut TcpStream, end: End) {
     }
     if code == 1008 {
         reason = "slow client";
+    }
+    if timed_out {
+        reason = "timeout";
     }
     out.extend_from_slice(&ws::close_frame(code, reason));
     // The peer may be gone or stuck; neither may hold the task.
@@ -626,5 +687,211 @@ mod tests {
             .expect("the connection is still held in its blocked write")
             .unwrap();
         assert_eq!(hub.client_count(), 0);
+    }
+
+    /// A front whose client pings (100 ms) and timeout (300 ms) are short, serving one
+    /// connection; returns the hub, the link's receiving end, the server task and a
+    /// WebSocket client that has had its welcome and joined `arena`.
+    async fn short_timeouts() -> (
+        Arc<Hub>,
+        mpsc::Receiver<Bytes>,
+        tokio::task::JoinHandle<()>,
+        tokio_tungstenite::WebSocketStream<TcpStream>,
+    ) {
+        let mut config = Config::embedded_default();
+        config.limits.client_ping_ms = 100;
+        config.limits.client_timeout_ms = 300;
+        let hub = Arc::new(Hub::new("front-1", Arc::new(config)));
+        let (link_tx, mut link_rx) = mpsc::channel(16);
+        hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn({
+            let hub = hub.clone();
+            async move {
+                let (stream, peer) = listener.accept().await.unwrap();
+                serve(stream, peer, hub, Shutdown::new()).await;
+                drop(link_tx);
+            }
+        });
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
+            .await
+            .unwrap();
+        let hello = ClientMsg::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            token: String::new(),
+            resume: None,
+        });
+        ws.send(Message::Binary(encode(&hello).into()))
+            .await
+            .unwrap();
+        let welcome = timeout(WAIT, futures_util::StreamExt::next(&mut ws))
+            .await
+            .unwrap();
+        assert!(
+            matches!(welcome, Some(Ok(Message::Binary(_)))),
+            "{welcome:?}"
+        );
+        let join = ClientMsg::Join(Join {
+            channel: "arena".into(),
+            data: Bytes::new(),
+        });
+        ws.send(Message::Binary(encode(&join).into()))
+            .await
+            .unwrap();
+        let frame = timeout(WAIT, link_rx.recv()).await.unwrap().unwrap();
+        let FrontToBack::Join(join) = decode(&frame, usize::MAX).unwrap() else {
+            panic!("the front sent the back something other than the join");
+        };
+        hub.on_state(
+            "arena",
+            LinkState {
+                channel: 0,
+                tick: Tick(1),
+                sessions: vec![(join.session, Seq(0))],
+                body: Bytes::from_static(b"state"),
+            },
+        );
+        (hub, link_rx, server, ws)
+    }
+
+    /// A client that answers nothing gets pings, then a close (1001, `timeout`) once
+    /// it has been silent for `client_timeout_ms`; the front treats it as a drop (an
+    /// Away to the back: the membership is held for a resume), not a leave.
+    #[tokio::test]
+    async fn a_silent_client_is_pinged_then_closed_as_a_drop() {
+        let (hub, mut link_rx, server, mut ws) = short_timeouts().await;
+        let silent_from = Instant::now();
+        // Raw reads: tungstenite would answer the pings.
+        let raw = ws.get_mut();
+        let mut bytes = Vec::new();
+        let mut buf = [0; 1024];
+        loop {
+            let n = timeout(WAIT, raw.read(&mut buf)).await.unwrap().unwrap();
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        let closed_after = silent_from.elapsed();
+        timeout(WAIT, server).await.unwrap().unwrap();
+        // The state (opcode 2), then pings (0x89 0x00), then the close.
+        let close = [&[0x88, 9, 0x03, 0xe9][..], b"timeout"].concat();
+        assert!(bytes.ends_with(&close), "{bytes:02x?}");
+        let pings = bytes.windows(2).filter(|w| w == &[0x89, 0x00]).count();
+        assert!((1..=3).contains(&pings), "{pings} pings in {bytes:02x?}");
+        assert!(
+            closed_after >= Duration::from_millis(250) && closed_after < Duration::from_secs(2),
+            "closed after {closed_after:?}"
+        );
+        assert_eq!(hub.metrics.client_timeouts.load(Relaxed), 1);
+        assert_eq!(hub.client_count(), 0);
+        let away = timeout(WAIT, link_rx.recv()).await.unwrap().unwrap();
+        assert!(
+            matches!(decode(&away, usize::MAX).unwrap(), FrontToBack::Away(_)),
+            "a drop, held for resume"
+        );
+    }
+
+    /// A client that answers the pings stays connected well past the timeout.
+    #[tokio::test]
+    async fn a_client_that_answers_pings_stays() {
+        let (hub, _link_rx, server, mut ws) = short_timeouts().await;
+        let until = tokio::time::Instant::now() + Duration::from_millis(1_200);
+        let mut pings = 0;
+        // tungstenite answers each ping while it reads.
+        while let Ok(msg) =
+            tokio::time::timeout_at(until, futures_util::StreamExt::next(&mut ws)).await
+        {
+            match msg {
+                Some(Ok(Message::Ping(_))) => pings += 1,
+                Some(Ok(_)) => {}
+                other => panic!("the connection ended: {other:?}"),
+            }
+        }
+        assert!(pings >= 3, "only {pings} pings in 1.2 s of silence");
+        assert_eq!(hub.metrics.client_timeouts.load(Relaxed), 0);
+        assert_eq!(hub.client_count(), 1);
+        server.abort();
+    }
+
+    /// A client that stops reading in the middle of a long write, with nothing more
+    /// queued for it (so the slow-client policy never comes into play), is cut off
+    /// once the write has been blocked for `client_timeout_ms`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_blocked_for_the_client_timeout_ends_the_connection() {
+        let mut config = Config::embedded_default();
+        config.limits.client_ping_ms = 100;
+        config.limits.client_timeout_ms = 300;
+        let hub = Arc::new(Hub::new("front-1", Arc::new(config)));
+        let (link_tx, mut link_rx) = mpsc::channel(16);
+        hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn({
+            let hub = hub.clone();
+            async move {
+                let (stream, peer) = listener.accept().await.unwrap();
+                serve(stream, peer, hub, Shutdown::new()).await;
+            }
+        });
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
+            .await
+            .unwrap();
+        for msg in [
+            ClientMsg::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                token: String::new(),
+                resume: None,
+            }),
+            ClientMsg::Join(Join {
+                channel: "arena".into(),
+                data: Bytes::new(),
+            }),
+        ] {
+            ws.send(Message::Binary(encode(&msg).into())).await.unwrap();
+        }
+        let frame = timeout(WAIT, link_rx.recv()).await.unwrap().unwrap();
+        let FrontToBack::Join(join) = decode(&frame, usize::MAX).unwrap() else {
+            panic!("the front sent the back something other than the join");
+        };
+        hub.on_state(
+            "arena",
+            LinkState {
+                channel: 0,
+                tick: Tick(1),
+                sessions: vec![(join.session, Seq(0))],
+                body: Bytes::from(vec![0; 8 << 20]),
+            },
+        );
+        // The write begins; then the client reads nothing more, and nothing else is
+        // queued for it.
+        let raw = ws.get_mut();
+        let mut received = 0;
+        let mut buf = vec![0; 16 << 10];
+        while received < 64 << 10 {
+            let n = timeout(WAIT, raw.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "the front closed before the state was written");
+            received += n;
+        }
+        let stopped = Instant::now();
+        timeout(WAIT, server)
+            .await
+            .expect("the connection is still held in its blocked write")
+            .unwrap();
+        let held = stopped.elapsed();
+        assert!(held < Duration::from_secs(3), "cut off after {held:?}");
+        assert_eq!(hub.metrics.client_timeouts.load(Relaxed), 1);
+        assert_eq!(hub.metrics.slow_client_disconnects.load(Relaxed), 0);
+        assert_eq!(hub.client_count(), 0);
+        let away = timeout(WAIT, link_rx.recv()).await.unwrap().unwrap();
+        assert!(
+            matches!(decode(&away, usize::MAX).unwrap(), FrontToBack::Away(_)),
+            "a drop, held for resume"
+        );
     }
 }

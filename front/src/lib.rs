@@ -159,6 +159,9 @@ async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
         };
         match accepted {
             Ok((stream, peer)) => {
+                if let Err(e) = centrum_net::keepalive(&stream) {
+                    tracing::debug!(error = %e, %peer, "no tcp keepalive on a client connection");
+                }
                 hub.metrics
                     .connections_total
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

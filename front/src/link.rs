@@ -1,19 +1,24 @@
 //! The front's links to its backs: one task per configured back that connects with
 //! back-off, says hello with the sessions it still holds, then feeds patches and
-//! states to the hub while a writer drains the bounded outbound queue.
+//! states to the hub while a writer drains the bounded outbound queue. A heartbeat
+//! goes out every `limits.link_heartbeat_ms`; a back silent for `limits.link_timeout_ms`
+//! is taken for gone: the link closes and its channels are unavailable until a relink.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use centrum_net::{Backoff, FrameError, Shutdown, framed, recv, send};
-use centrum_protocol::{BackToFront, FrontToBack, LinkHello, PROTOCOL_VERSION, decode};
+use centrum_net::{Backoff, Beat, FrameError, Liveness, Shutdown, framed, recv, send};
+use centrum_protocol::{
+    BackToFront, FrontToBack, LinkHeartbeat, LinkHello, PROTOCOL_VERSION, decode, encode,
+};
+use tokio::time::Instant;
 
 use crate::hub::Hub;
 
@@ -32,6 +37,14 @@ pub(crate) async fn maintain(hub: Arc<Hub>, back: usize, shutdown: Shutdown) {
             hub.link_down(back);
             match result {
                 Ok(()) => info!("link closed"),
+                Err(FrameError::Silent(silent)) => {
+                    hub.metrics.link_failures.fetch_add(1, Relaxed);
+                    hub.metrics.link_timeouts.fetch_add(1, Relaxed);
+                    warn!(
+                        silent_ms = silent.as_millis(),
+                        "the back fell silent; link closed, relinking"
+                    );
+                }
                 Err(e) => {
                     hub.metrics.link_failures.fetch_add(1, Relaxed);
                     debug!(error = %e, "link failed");
@@ -64,6 +77,9 @@ async fn session(
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
     let _ = stream.set_nodelay(true);
+    if let Err(e) = centrum_net::keepalive(&stream) {
+        debug!(error = %e, "no tcp keepalive on the link");
+    }
     let mut link = framed(stream, limits.max_frame_bytes);
     let sessions = hub.sessions_of_back(back);
     let held = sessions.len();
@@ -130,8 +146,40 @@ async fn session(
     let writer =
         tokio::spawn(async move { centrum_net::write_queued(&mut sink, &mut rx, linger).await });
     let abort_writer = writer.abort_handle();
+    // Any frame is a sign of life; a stopped back, or a path that carries nothing while
+    // the sockets stay open, is found within the timeout.
+    let heartbeats = tx.clone();
     let reader = async {
-        while let Some(frame) = stream.next().await {
+        let opened = Instant::now();
+        let mut live = Liveness::new(opened, limits.link_heartbeat(), limits.link_timeout());
+        let timer = tokio::time::sleep_until(live.deadline());
+        tokio::pin!(timer);
+        loop {
+            let frame = tokio::select! {
+                frame = stream.next() => frame,
+                () = &mut timer => {
+                    let now = Instant::now();
+                    let beat = live.poll(now);
+                    timer.as_mut().reset(live.deadline());
+                    match beat {
+                        Beat::Wait => continue,
+                        // A full queue already carries frames for the back; a heartbeat
+                        // that does not fit is not needed.
+                        Beat::Send => {
+                            let _ = heartbeats.try_send(heartbeat(now - opened));
+                            continue;
+                        }
+                        // This process may be the one that was stopped: a frame that
+                        // arrived meanwhile and waits unread is a sign of life.
+                        Beat::Dead { silent } => match stream.next().now_or_never() {
+                            Some(frame) => frame,
+                            None => return Err(FrameError::Silent(silent)),
+                        },
+                    }
+                }
+            };
+            let Some(frame) = frame else { break };
+            live.heard(Instant::now());
             let msg: BackToFront = decode(&frame?, usize::MAX)?;
             route(hub, back, &welcome.channels, msg)?;
         }
@@ -151,6 +199,12 @@ async fn session(
     result
 }
 
+/// A heartbeat frame, `since_open` after the link opened.
+fn heartbeat(since_open: Duration) -> Bytes {
+    let sent_ms = u64::try_from(since_open.as_millis()).unwrap_or(u64::MAX);
+    Bytes::from(encode(&FrontToBack::Heartbeat(LinkHeartbeat { sent_ms })))
+}
+
 /// Hands one message from the back to the hub.
 fn route(hub: &Hub, back: usize, channels: &[String], msg: BackToFront) -> Result<(), FrameError> {
     let name = |index: u16| {
@@ -166,6 +220,8 @@ fn route(hub: &Hub, back: usize, channels: &[String], msg: BackToFront) -> Resul
         BackToFront::Evicted(e) => hub.on_evicted(name(e.channel)?, e.session, e.reason),
         BackToFront::Message(m) => hub.on_message(name(m.channel)?, m),
         BackToFront::Reply(r) => hub.on_reply(back, r),
+        // Its arrival is all it says; the reader has noted it.
+        BackToFront::Heartbeat(_) => {}
         BackToFront::Welcome(_) | BackToFront::Refused(_) => {
             return Err(invalid("a second welcome on a link".into()));
         }

@@ -21,6 +21,10 @@ pub(crate) struct FrontMetrics {
     pub(crate) slow_client_disconnects: AtomicU64,
     pub(crate) links: AtomicU64,
     pub(crate) link_failures: AtomicU64,
+    /// Links closed because the back sent nothing for `limits.link_timeout_ms`.
+    pub(crate) link_timeouts: AtomicU64,
+    /// Client connections closed because nothing arrived for `limits.client_timeout_ms`.
+    pub(crate) client_timeouts: AtomicU64,
     /// The games' messages queued to clients, and those dropped for a client that was
     /// behind (it is told with `messages_dropped`).
     pub(crate) game_messages: AtomicU64,
@@ -47,7 +51,7 @@ impl FrontMetrics {
     /// Every metric; called once per heartbeat, since it resets the delay maximum.
     pub(crate) fn metrics(&self, clients: usize) -> Vec<Metric> {
         use MetricKind::{Counter, Gauge};
-        let all: [(&str, &str, MetricKind, &AtomicU64); 21] = [
+        let all: [(&str, &str, MetricKind, &AtomicU64); 23] = [
             (
                 "centrum_front_connections_total",
                 "Client connections accepted.",
@@ -137,6 +141,18 @@ impl FrontMetrics {
                 "Link attempts or links to backs that failed.",
                 Counter,
                 &self.link_failures,
+            ),
+            (
+                "centrum_front_link_timeouts_total",
+                "Links closed because the back sent nothing, not even a heartbeat, for limits.link_timeout_ms (also counted in link_failures).",
+                Counter,
+                &self.link_timeouts,
+            ),
+            (
+                "centrum_front_client_timeouts_total",
+                "Client connections closed because nothing, not even a pong, arrived for limits.client_timeout_ms.",
+                Counter,
+                &self.client_timeouts,
             ),
             (
                 "centrum_front_game_messages_total",

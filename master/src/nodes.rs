@@ -59,6 +59,9 @@ pub(crate) async fn accept_loop(listener: TcpListener, ctx: NodesContext, shutdo
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                if let Err(e) = centrum_net::keepalive(&stream) {
+                    debug!(error = %e, %peer, "no tcp keepalive on a node link");
+                }
                 let span = info_span!("node", %peer, id = field::Empty, role = field::Empty);
                 let (ctx, stop) = (ctx.clone(), shutdown.clone());
                 tasks.spawn(
@@ -222,7 +225,7 @@ fn log_link_error(e: &FrameError, stage: &str) {
         FrameError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
             warn!(error = %e, stage, "bad frame from node; closing its link")
         }
-        FrameError::Io(_) => info!(error = %e, stage, "node link lost"),
+        FrameError::Io(_) | FrameError::Silent(_) => info!(error = %e, stage, "node link lost"),
     }
 }
 

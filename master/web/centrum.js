@@ -1924,8 +1924,11 @@ var DEFAULTS = {
   reconnect: true,
   maxReconnectMs: 3e4,
   connectTimeoutMs: 1e4,
+  pingAfterMs: 2e3,
+  silenceTimeoutMs: 4e3,
   WebSocket: void 0
 };
+var PROBE_NONCE = 2 ** 52;
 var FATAL_FOR_GOOD = /* @__PURE__ */ new Set(["version", "hello_required", "malformed", "too_large", "binary_only"]);
 var FIRST_RETRY_MS = 100;
 var LONGEST_RETRY_MS = 5e3;
@@ -1958,6 +1961,12 @@ var Client = class _Client extends Emitter {
    * @type {(() => void)[] | null}
    */
   #held = null;
+  /** When the current connection last received something (performance.now()). */
+  #heard = 0;
+  /** When the probe sent since then left, or null while the front talks. */
+  #probe = null;
+  #nextProbe = PROBE_NONCE;
+  #watchTimer = null;
   /**
    * Connects and waits for Welcome.
    * @param {{ gate: string, channel: string } | { url: string }} target the master's HTTP
@@ -2084,6 +2093,10 @@ var Client = class _Client extends Emitter {
         }
       });
       ws.addEventListener("message", (event) => {
+        if (this.#ws === ws) {
+          this.#heard = performance.now();
+          this.#probe = null;
+        }
         let message;
         try {
           message = decodeServer(event.data);
@@ -2103,6 +2116,9 @@ var Client = class _Client extends Emitter {
           this.front = message.front;
           this.#resume = message.resume;
           this.#resumed = message.resumed;
+          this.#heard = performance.now();
+          this.#probe = null;
+          this.#watch(ws);
           resolve(message.resumed);
         } else if (message.type === "error") {
           fail(new CentrumError(message.code, message.message, true));
@@ -2112,8 +2128,46 @@ var Client = class _Client extends Emitter {
       });
     });
   }
+  /**
+   * Pings a front that has sent nothing for `pingAfterMs`; one that then answers nothing
+   * for `silenceTimeoutMs` is gone as far as this client is concerned: the socket is
+   * dropped and the client reconnects and resumes, as after any drop.
+   */
+  #watch(ws) {
+    clearTimeout(this.#watchTimer);
+    this.#watchTimer = null;
+    if (this.#ws !== ws) return;
+    const now = performance.now();
+    let wake;
+    if (this.#probe !== null) {
+      wake = this.#probe + this.#options.silenceTimeoutMs;
+      if (now >= wake) {
+        const silentMs = Math.round(now - this.#heard);
+        this.emit("error", new CentrumError("silent", `the front sent nothing for ${silentMs} ms, not even a pong; reconnecting`));
+        if (typeof ws.terminate === "function") ws.terminate();
+        else ws.close(4001, "silent");
+        this.#dropped(4001, "silent");
+        return;
+      }
+    } else {
+      wake = this.#heard + this.#options.pingAfterMs;
+      if (now >= wake) {
+        this.#probe = now;
+        const nonce = this.#nextProbe++;
+        try {
+          ws.send(encodePing(nonce));
+        } catch {
+        }
+        wake = now + this.#options.silenceTimeoutMs;
+      }
+    }
+    this.#watchTimer = setTimeout(() => this.#watch(ws), Math.max(0, wake - now));
+    this.#watchTimer.unref?.();
+  }
   /** The connection ended without `close()`: dial again, or give up. */
   #dropped(code, reason) {
+    clearTimeout(this.#watchTimer);
+    this.#watchTimer = null;
     this.#ws = null;
     this.#failPings(new CentrumError("closed", `the connection closed (${code} ${reason || "no reason"})`));
     if (this.#closing) return;
@@ -2168,6 +2222,8 @@ var Client = class _Client extends Emitter {
   #end(reason) {
     if (this.state === "closed") return;
     this.state = "closed";
+    clearTimeout(this.#watchTimer);
+    this.#watchTimer = null;
     this.#ws = null;
     const closed = new CentrumError("closed", reason, true);
     this.#failPings(closed);

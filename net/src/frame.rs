@@ -14,13 +14,17 @@ use centrum_protocol::{DecodeError, decode, encode};
 /// A framed link over a stream.
 pub type Framed<S> = tokio_util::codec::Framed<S, LengthDelimitedCodec>;
 
-/// A link failed: I/O, an oversized frame, or a frame that is not a valid message.
+/// A link failed: I/O, an oversized frame, a frame that is not a valid message, or a
+/// peer that fell silent.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     #[error("link i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("bad frame from peer: {0}")]
     Decode(#[from] DecodeError),
+    /// Nothing arrived from the peer, not even a heartbeat, for this long.
+    #[error("the peer sent nothing for {} ms", .0.as_millis())]
+    Silent(std::time::Duration),
 }
 
 /// Wraps `stream` in the length-prefixed codec with a maximum frame size.

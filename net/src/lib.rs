@@ -1,13 +1,18 @@
 //! What every centrum process shares on the network: length-prefixed framed links,
-//! reconnect back-off, the shutdown signal, and a node's registration with the master.
+//! reconnect back-off, liveness timers and TCP keepalive, the shutdown signal, and a
+//! node's registration with the master.
 
 mod backoff;
 mod frame;
+mod keepalive;
+mod liveness;
 mod register;
 mod tasks;
 
 pub use backoff::Backoff;
 pub use frame::{FrameError, Framed, framed, recv, send, send_bytes};
+pub use keepalive::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES, keepalive};
+pub use liveness::{Beat, Liveness};
 pub use register::{RegisterError, Registration, register_and_heartbeat};
 pub use tasks::{wait_tasks, write_queued};
 pub use tokio_util::sync::CancellationToken as Shutdown;

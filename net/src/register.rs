@@ -69,6 +69,9 @@ async fn session<F: Fn() -> NodeStats>(
     backoff: &mut Backoff,
 ) -> Result<Option<String>, FrameError> {
     let stream = TcpStream::connect(reg.master).await?;
+    if let Err(e) = crate::keepalive(&stream) {
+        debug!(error = %e, "no tcp keepalive on the master link");
+    }
     let mut link = framed(stream, reg.max_frame_bytes);
     send(&mut link, &NodeToMaster::Register(reg.register.clone())).await?;
     match recv::<_, MasterToNode>(&mut link).await? {

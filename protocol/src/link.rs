@@ -27,6 +27,7 @@ tagged_enum! {
         Resync(LinkResync) = 4,
         Away(LinkAway) = 5,
         Call(LinkCall) = 6,
+        Heartbeat(LinkHeartbeat) = 7,
     }
 }
 
@@ -43,6 +44,7 @@ tagged_enum! {
         Evicted(LinkEvicted) = 6,
         Message(LinkMessage) = 7,
         Reply(LinkReply) = 8,
+        Heartbeat(LinkHeartbeat) = 9,
     }
 }
 
@@ -211,6 +213,16 @@ pub struct LinkReply {
     pub outcome: CallOutcome,
     pub message: String,
     pub data: Bytes,
+}
+
+/// Sent by each side of a link every `limits.link_heartbeat_ms`, whatever else it
+/// sends, so that the other side can tell a silent peer from an idle one: a side that
+/// receives no frame at all (heartbeat or other) for `limits.link_timeout_ms` closes
+/// the link. Not answered. `sent_ms`: milliseconds since the sender opened this link,
+/// for logs only; a receiver must not compare it with its own clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkHeartbeat {
+    pub sent_ms: u64,
 }
 
 /// How a call ended. On the wire, its name as a str (`ok`, `bad_call`, ...); a name

@@ -272,6 +272,25 @@ fn every_message_round_trips() {
 }
 
 #[test]
+fn golden_link_heartbeats() {
+    let beat = LinkHeartbeat { sent_ms: 1500 };
+    let from_front = encode(&FrontToBack::Heartbeat(beat));
+    assert_eq!(hex(&from_front), "92 07 91 cd 05 dc");
+    assert_eq!(
+        decode::<FrontToBack>(&from_front, LIMIT).unwrap(),
+        FrontToBack::Heartbeat(beat)
+    );
+    let from_back = encode(&BackToFront::Heartbeat(beat));
+    assert_eq!(hex(&from_back), "92 09 91 cd 05 dc");
+    assert_eq!(
+        decode::<BackToFront>(&from_back, LIMIT).unwrap(),
+        BackToFront::Heartbeat(beat)
+    );
+    // A heartbeat without its field is malformed, not a default.
+    assert!(decode::<BackToFront>(&[0x92, 0x09, 0x90], LIMIT).is_err());
+}
+
+#[test]
 fn call_outcomes_travel_as_their_names_and_unknown_ones_do_not_decode() {
     let reply = |outcome| {
         encode(&BackToFront::Reply(LinkReply {

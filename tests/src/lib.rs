@@ -1,6 +1,7 @@
 //! Test harness: a whole cluster in-process on 127.0.0.1:0 ([`TestCluster`]), a TCP
-//! proxy that can cut a link on demand ([`Proxy`]), client helpers, a plain HTTP/1.1
-//! client ([`http`]) and a small game for testing the platform ([`games::Echo`]).
+//! proxy that can cut or black-hole a link on demand ([`Proxy`]), client helpers, a
+//! plain HTTP/1.1 client ([`http`]) and a small game for testing the platform
+//! ([`games::Echo`]).
 
 pub mod games;
 pub mod http;
@@ -10,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use centrum_app::Registry;
@@ -237,12 +240,17 @@ impl TestCluster {
     }
 }
 
-/// A TCP proxy to one address; [`Proxy::cut`] drops every connection through it.
+/// A TCP proxy to one address. [`Proxy::cut`] drops every connection through it;
+/// [`Proxy::pause`] black-holes them: the sockets stay open and carry nothing (bytes
+/// wait, unread, in the kernel's buffers) until [`Proxy::resume`], as with a stopped
+/// peer or a path that silently drops packets. Connections opened while paused wait too.
 #[derive(Debug)]
 pub struct Proxy {
     pub addr: SocketAddr,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
+    /// True while paused.
+    paused: watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -250,15 +258,25 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (paused, gate) = watch::channel(false);
         let accept = tokio::spawn({
             let conns = conns.clone();
             async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
+                while let Ok((inbound, _)) = listener.accept().await {
+                    let mut gate = gate.clone();
                     let task = tokio::spawn(async move {
-                        if let Ok(mut outbound) = TcpStream::connect(target).await {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                        }
+                        open(&mut gate).await;
+                        let Ok(outbound) = TcpStream::connect(target).await else {
+                            return;
+                        };
+                        let (in_read, in_write) = inbound.into_split();
+                        let (out_read, out_write) = outbound.into_split();
+                        // Both directions in this task, so that aborting it (a cut)
+                        // closes all four halves.
+                        tokio::join!(
+                            pump(in_read, out_write, gate.clone()),
+                            pump(out_read, in_write, gate),
+                        );
                     });
                     conns.lock().push(task);
                 }
@@ -268,6 +286,7 @@ impl Proxy {
             addr,
             conns,
             accept,
+            paused,
         }
     }
 
@@ -277,6 +296,44 @@ impl Proxy {
             task.abort();
         }
     }
+
+    /// Stops every connection, open or new, from carrying anything; nothing is closed.
+    pub fn pause(&self) {
+        self.paused.send_replace(true);
+    }
+
+    /// Lets the connections carry bytes again, starting with those that waited.
+    pub fn resume(&self) {
+        self.paused.send_replace(false);
+    }
+}
+
+/// Waits while the proxy is paused.
+async fn open(gate: &mut watch::Receiver<bool>) {
+    // The sender lives as long as the proxy, which outlives its connections.
+    let _ = gate.wait_for(|paused| !paused).await;
+}
+
+/// Copies one direction, never reading or writing while paused.
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    mut gate: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0; 16 << 10];
+    loop {
+        open(&mut gate).await;
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // Paused while reading: the bytes wait here.
+        open(&mut gate).await;
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl Drop for Proxy {

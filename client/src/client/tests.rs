@@ -747,3 +747,45 @@ async fn gate_errors_carry_the_status_and_the_masters_message() {
         ]
     );
 }
+
+/// A front that answers the probes keeps the connection; one that stops answering
+/// (its socket open, nothing coming out) ends it with `Closed`, within
+/// `ping_after + silence_timeout`, as a dropped connection would.
+#[tokio::test]
+async fn a_front_that_falls_silent_ends_the_connection_as_a_drop() {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (url, front) = fake_front(|mut peer| async move {
+        peer.welcome().await;
+        // Answers two probes, then goes silent with the socket open until told.
+        peer.pong().await;
+        peer.pong().await;
+        let _ = within("the test's end", stop_rx).await;
+    })
+    .await;
+    let options = ClientOptions {
+        ping_after: Duration::from_millis(100),
+        silence_timeout: Duration::from_millis(300),
+        ..ClientOptions::default()
+    };
+    let mut client = within("connect", Client::connect(&url, options))
+        .await
+        .expect("connect");
+    let start = std::time::Instant::now();
+    let event = next(&mut client).await.expect("an event");
+    let after = start.elapsed();
+    let Event::Closed { reason } = event else {
+        panic!("expected Closed, got {event:?}")
+    };
+    assert!(reason.contains("sent nothing"), "{reason}");
+    // Two answered probes (~100 ms each), then 100 ms to the third and 300 ms unanswered.
+    assert!(
+        after >= Duration::from_millis(550) && after < Duration::from_secs(3),
+        "closed after {after:?}"
+    );
+    assert!(
+        matches!(next(&mut client).await, Err(ClientError::Closed(_))),
+        "nothing follows Closed"
+    );
+    let _ = stop_tx.send(());
+    finish(front).await;
+}

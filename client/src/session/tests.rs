@@ -10,12 +10,12 @@ use centrum_protocol::{
     PatchMsg, Pong, Rejected, Schema, Seq, StateMsg, Tick, Unavailable, Welcome, WireValue, encode,
 };
 
-use super::{MAX_PENDING_PINGS, Session};
+use super::{Due, MAX_PENDING_PINGS, Session};
 use crate::fixtures::{ADA, Chat, game_message, patch_message, state_message, welcome, world};
 use crate::{ClientError, Event};
 
 fn session() -> Session {
-    Session::welcome(&encode(&welcome(false))).expect("a welcome")
+    Session::welcome(&encode(&welcome(false)), Instant::now()).expect("a welcome")
 }
 
 fn apply(session: &mut Session, bytes: &[u8]) -> Result<Option<Event>, ClientError> {
@@ -84,7 +84,8 @@ fn hello_carries_the_version_the_token_and_the_resume_token() {
 #[test]
 fn the_welcome_names_the_session_and_says_whether_it_resumed() {
     for resumed in [false, true] {
-        let session = Session::welcome(&encode(&welcome(resumed))).expect("a welcome");
+        let session =
+            Session::welcome(&encode(&welcome(resumed)), Instant::now()).expect("a welcome");
         assert_eq!(session.id(), "front-1-7");
         assert_eq!(session.front(), "front-1");
         assert_eq!(session.resume_token(), "resume-7");
@@ -105,7 +106,7 @@ fn anything_but_a_welcome_of_this_version_is_refused() {
         front: "f".into(),
         resumed: false,
     });
-    match Session::welcome(&encode(&other_version)) {
+    match Session::welcome(&encode(&other_version), Instant::now()) {
         Err(ClientError::Handshake { code, message }) => {
             assert_eq!(code, "version");
             assert!(
@@ -119,7 +120,7 @@ fn anything_but_a_welcome_of_this_version_is_refused() {
         code: "version".into(),
         message: "protocol version 3 is not supported; this server speaks 2".into(),
     });
-    match Session::welcome(&encode(&refused)) {
+    match Session::welcome(&encode(&refused), Instant::now()) {
         Err(ClientError::Handshake { code, message }) => {
             assert_eq!(code, "version");
             assert!(message.contains("not supported"), "{message}");
@@ -128,11 +129,11 @@ fn anything_but_a_welcome_of_this_version_is_refused() {
     }
     let pong = FrontMsg::Pong(Pong { nonce: 1 });
     assert!(matches!(
-        Session::welcome(&encode(&pong)),
+        Session::welcome(&encode(&pong), Instant::now()),
         Err(ClientError::Protocol(m)) if m.contains("expected a Welcome, got Pong")
     ));
     assert!(matches!(
-        Session::welcome(&[0xc1]),
+        Session::welcome(&[0xc1], Instant::now()),
         Err(ClientError::Protocol(m)) if m.contains("undecodable")
     ));
 }
@@ -577,4 +578,98 @@ fn a_message_while_leaving_or_for_another_channel_is_ignored() {
         apply(&mut session, &game_message("arena", 11, &chat)).expect("not an error"),
         None
     );
+}
+
+const PING_AFTER: Duration = Duration::from_secs(2);
+const SILENCE: Duration = Duration::from_secs(4);
+
+#[test]
+fn a_talking_front_is_never_pinged() {
+    let t0 = Instant::now();
+    let mut session = Session::welcome(&encode(&welcome(false)), t0).expect("a welcome");
+    for i in 1..=10 {
+        let now = t0 + Duration::from_millis(1_500 * i);
+        assert_eq!(
+            session.liveness(now, PING_AFTER, SILENCE),
+            Due::Wait(now - Duration::from_millis(1_500) + PING_AFTER)
+        );
+        let error = FrontMsg::Error(ErrorMsg {
+            code: "bad_seq".into(),
+            message: String::new(),
+        });
+        session.apply(&encode(&error), now).expect("an error event");
+    }
+}
+
+#[test]
+fn a_silent_front_is_pinged_then_declared_silent() {
+    let t0 = Instant::now();
+    let at = |ms| t0 + Duration::from_millis(ms);
+    let mut session = Session::welcome(&encode(&welcome(false)), t0).expect("a welcome");
+    assert_eq!(
+        session.liveness(at(1_999), PING_AFTER, SILENCE),
+        Due::Wait(at(2_000))
+    );
+    let Due::Ping(ClientMsg::Ping(probe)) = session.liveness(at(2_000), PING_AFTER, SILENCE) else {
+        panic!("expected a ping after 2 s of silence")
+    };
+    // One ping at a time: then the wait for its answer.
+    assert_eq!(
+        session.liveness(at(3_000), PING_AFTER, SILENCE),
+        Due::Wait(at(6_000))
+    );
+    assert_eq!(
+        session.liveness(at(6_000), PING_AFTER, SILENCE),
+        Due::Silent {
+            silent: Duration::from_secs(6)
+        }
+    );
+    // Had the pong come, it would not be an event, and the front would be alive.
+    let mut session = Session::welcome(&encode(&welcome(false)), t0).expect("a welcome");
+    let Due::Ping(ClientMsg::Ping(probe_again)) = session.liveness(at(2_000), PING_AFTER, SILENCE)
+    else {
+        panic!("expected a ping")
+    };
+    assert_eq!(probe_again.nonce, probe.nonce);
+    let pong = encode(&FrontMsg::Pong(Pong { nonce: probe.nonce }));
+    assert_eq!(
+        session.apply(&pong, at(2_100)).expect("the probe's pong"),
+        None
+    );
+    assert_eq!(
+        session.liveness(at(4_000), PING_AFTER, SILENCE),
+        Due::Wait(at(4_100))
+    );
+    // A control frame (the front's own WebSocket ping) counts as well.
+    let Due::Ping(ClientMsg::Ping(next)) = session.liveness(at(4_100), PING_AFTER, SILENCE) else {
+        panic!("expected a second probe")
+    };
+    assert_ne!(next.nonce, probe.nonce, "each probe has its own nonce");
+    session.heard(at(5_000));
+    assert_eq!(
+        session.liveness(at(6_000), PING_AFTER, SILENCE),
+        Due::Wait(at(7_000))
+    );
+}
+
+#[test]
+fn probes_do_not_disturb_the_pings_of_the_application() {
+    let t0 = Instant::now();
+    let mut session = Session::welcome(&encode(&welcome(false)), t0).expect("a welcome");
+    let ClientMsg::Ping(mine) = session.ping(t0) else {
+        panic!("expected a ping")
+    };
+    let Due::Ping(ClientMsg::Ping(probe)) = session.liveness(t0 + PING_AFTER, PING_AFTER, SILENCE)
+    else {
+        panic!("expected a probe")
+    };
+    let pong = |nonce| encode(&FrontMsg::Pong(Pong { nonce }));
+    assert_eq!(
+        session.apply(&pong(probe.nonce), t0 + PING_AFTER).unwrap(),
+        None
+    );
+    assert!(matches!(
+        session.apply(&pong(mine.nonce), t0 + PING_AFTER).unwrap(),
+        Some(Event::Pong { nonce, .. }) if nonce == mine.nonce
+    ));
 }

@@ -5,6 +5,8 @@
 // still holds the session's membership (PROTOCOL.md §7.8) the join resumes it: the same
 // player, the same ack. Either way each channel's mirror is rebuilt from the new State.
 // The game's messages go to the Channel they name, in the order the front sent them.
+// A front that falls silent (nothing for `pingAfterMs`, then no answer to a ping for
+// `silenceTimeoutMs`: PROTOCOL.md §7.10) is treated exactly like a dropped connection.
 import { appData, decodeServer, encodeHello, encodeInput, encodeJoin, encodeLeave, encodePing } from './codec.js';
 import { Channel } from './channel.js';
 import { Emitter } from './emitter.js';
@@ -16,8 +18,13 @@ const DEFAULTS = {
   reconnect: true,
   maxReconnectMs: 30_000,
   connectTimeoutMs: 10_000,
+  pingAfterMs: 2_000,
+  silenceTimeoutMs: 4_000,
   WebSocket: undefined,
 };
+
+/** The nonces of the pings that probe a silent front start here; `ping()` counts from 1. */
+const PROBE_NONCE = 2 ** 52;
 
 /** Server error codes after which dialling again cannot help (§10). */
 const FATAL_FOR_GOOD = new Set(['version', 'hello_required', 'malformed', 'too_large', 'binary_only']);
@@ -56,6 +63,12 @@ export class Client extends Emitter {
    * @type {(() => void)[] | null}
    */
   #held = null;
+  /** When the current connection last received something (performance.now()). */
+  #heard = 0;
+  /** When the probe sent since then left, or null while the front talks. */
+  #probe = null;
+  #nextProbe = PROBE_NONCE;
+  #watchTimer = null;
 
   /**
    * Connects and waits for Welcome.
@@ -192,6 +205,10 @@ export class Client extends Emitter {
         }
       });
       ws.addEventListener('message', (event) => {
+        if (this.#ws === ws) {
+          this.#heard = performance.now();
+          this.#probe = null;
+        }
         let message;
         try {
           message = decodeServer(event.data);
@@ -211,6 +228,9 @@ export class Client extends Emitter {
           this.front = message.front;
           this.#resume = message.resume;
           this.#resumed = message.resumed;
+          this.#heard = performance.now();
+          this.#probe = null;
+          this.#watch(ws);
           resolve(message.resumed);
         } else if (message.type === 'error') {
           fail(new CentrumError(message.code, message.message, true));
@@ -221,8 +241,49 @@ export class Client extends Emitter {
     });
   }
 
+  /**
+   * Pings a front that has sent nothing for `pingAfterMs`; one that then answers nothing
+   * for `silenceTimeoutMs` is gone as far as this client is concerned: the socket is
+   * dropped and the client reconnects and resumes, as after any drop.
+   */
+  #watch(ws) {
+    clearTimeout(this.#watchTimer);
+    this.#watchTimer = null;
+    if (this.#ws !== ws) return;
+    const now = performance.now();
+    let wake;
+    if (this.#probe !== null) {
+      wake = this.#probe + this.#options.silenceTimeoutMs;
+      if (now >= wake) {
+        const silentMs = Math.round(now - this.#heard);
+        this.emit('error', new CentrumError('silent', `the front sent nothing for ${silentMs} ms, not even a pong; reconnecting`));
+        if (typeof ws.terminate === 'function') ws.terminate();
+        else ws.close(4001, 'silent');
+        this.#dropped(4001, 'silent');
+        return;
+      }
+    } else {
+      wake = this.#heard + this.#options.pingAfterMs;
+      if (now >= wake) {
+        this.#probe = now;
+        const nonce = this.#nextProbe++;
+        try {
+          ws.send(encodePing(nonce));
+        } catch {
+          // A socket that cannot take it is closing; its close event follows.
+        }
+        wake = now + this.#options.silenceTimeoutMs;
+      }
+    }
+    this.#watchTimer = setTimeout(() => this.#watch(ws), Math.max(0, wake - now));
+    // The socket keeps a Node process alive while it is open, not this timer.
+    this.#watchTimer.unref?.();
+  }
+
   /** The connection ended without `close()`: dial again, or give up. */
   #dropped(code, reason) {
+    clearTimeout(this.#watchTimer);
+    this.#watchTimer = null;
     this.#ws = null;
     this.#failPings(new CentrumError('closed', `the connection closed (${code} ${reason || 'no reason'})`));
     if (this.#closing) return;
@@ -281,6 +342,8 @@ export class Client extends Emitter {
   #end(reason) {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    clearTimeout(this.#watchTimer);
+    this.#watchTimer = null;
     this.#ws = null;
     const closed = new CentrumError('closed', reason, true);
     this.#failPings(closed);
