@@ -26,7 +26,7 @@ use tracing::info;
 use centrum_app::Registry;
 use centrum_config::{Config, FieldError, Fsync};
 use centrum_net::{Registration, Shutdown};
-use centrum_protocol::{NodeStats, PROTOCOL_VERSION, Register, Role, Tick};
+use centrum_protocol::{CLUSTER_VERSION, NodeStats, Register, Role, Tick};
 
 pub use channel::RecoverError;
 use channel::{Channel, ChannelOptions, ChannelShared, SnapshotPolicy};
@@ -320,7 +320,7 @@ async fn register(
     let reg = Registration {
         master: shared.config.master.nodes,
         register: Register {
-            version: PROTOCOL_VERSION,
+            version: CLUSTER_VERSION,
             role: Role::Back,
             id: shared.id.clone(),
             pid: std::process::id(),

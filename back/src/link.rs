@@ -16,8 +16,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use centrum_net::{Beat, FrameError, Liveness, Shutdown, framed, recv, send};
 use centrum_protocol::{
-    BackToFront, FrontToBack, LinkHeartbeat, LinkRefused, LinkSession, LinkWelcome,
-    PROTOCOL_VERSION, decode, encode,
+    BackToFront, CLUSTER_VERSION, FrontToBack, LinkHeartbeat, LinkRefused, LinkSession,
+    LinkWelcome, decode, encode,
 };
 use tokio::time::Instant;
 
@@ -143,9 +143,9 @@ where
         Err(_) => return debug!("link hello timed out"),
     };
     tracing::Span::current().record("front", hello.front.as_str());
-    if hello.version != PROTOCOL_VERSION {
+    if hello.version != CLUSTER_VERSION {
         let reason = format!(
-            "protocol version {} is not supported; this back speaks {PROTOCOL_VERSION}",
+            "cluster version {} is not supported; this back speaks {CLUSTER_VERSION} (every process of a cluster must run the same release)",
             hello.version
         );
         return refuse(&mut link, reason).await;
@@ -154,7 +154,7 @@ where
         return refuse(&mut link, format!("unknown front id {:?}", hello.front)).await;
     }
     let welcome = BackToFront::Welcome(LinkWelcome {
-        version: PROTOCOL_VERSION,
+        version: CLUSTER_VERSION,
         back: shared.id.clone(),
         channels: shared.channels.iter().map(|c| c.name.clone()).collect(),
     });
@@ -413,9 +413,10 @@ mod tests {
         tokio::spawn(serve_link(back, shared.clone(), Shutdown::new()));
         let mut front = framed(front, 1 << 20);
         let hello = FrontToBack::Hello(LinkHello {
-            version: PROTOCOL_VERSION,
+            version: CLUSTER_VERSION,
             front: "front-1".into(),
             sessions: Vec::new(),
+            instance: 1,
         });
         send(&mut front, &hello).await.unwrap();
         let welcome = recv::<_, BackToFront>(&mut front).await.unwrap();
@@ -536,9 +537,10 @@ mod tests {
         tokio::spawn(serve_link(back, shared.clone(), Shutdown::new()));
         let mut front = framed(front, 1 << 20);
         let hello = FrontToBack::Hello(LinkHello {
-            version: PROTOCOL_VERSION,
+            version: CLUSTER_VERSION,
             front: "front-1".into(),
             sessions: Vec::new(),
+            instance: 1,
         });
         send(&mut front, &hello).await.unwrap();
         let welcome =

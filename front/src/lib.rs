@@ -25,7 +25,7 @@ use tracing::{Instrument, info, warn};
 
 use centrum_config::Config;
 use centrum_net::{Registration, Shutdown};
-use centrum_protocol::{NodeStats, PROTOCOL_VERSION, Register, Role};
+use centrum_protocol::{CLUSTER_VERSION, NodeStats, Register, Role};
 
 use hub::Hub;
 
@@ -191,7 +191,7 @@ async fn register(
     let reg = Registration {
         master: hub.config.master.nodes,
         register: Register {
-            version: PROTOCOL_VERSION,
+            version: CLUSTER_VERSION,
             role: Role::Front,
             id: hub.id.clone(),
             pid: std::process::id(),

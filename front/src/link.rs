@@ -16,7 +16,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use centrum_net::{Backoff, Beat, FrameError, Liveness, Shutdown, framed, recv, send};
 use centrum_protocol::{
-    BackToFront, FrontToBack, LinkHeartbeat, LinkHello, PROTOCOL_VERSION, decode, encode,
+    BackToFront, CLUSTER_VERSION, FrontToBack, LinkHeartbeat, LinkHello, decode, encode,
 };
 use tokio::time::Instant;
 
@@ -86,7 +86,7 @@ async fn session(
     send(
         &mut link,
         &FrontToBack::Hello(LinkHello {
-            version: PROTOCOL_VERSION,
+            version: CLUSTER_VERSION,
             front: hub.id.clone(),
             sessions,
             instance: hub.instance,

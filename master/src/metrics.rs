@@ -263,7 +263,7 @@ mod tests {
     use super::*;
 
     use centrum_config::{BackConfig, ChannelConfig, FrontConfig, Limits, MasterConfig};
-    use centrum_protocol::{ChannelStats, NodeStats, PROTOCOL_VERSION, Register};
+    use centrum_protocol::{CLUSTER_VERSION, ChannelStats, NodeStats, Register};
     use tokio::time::Instant;
 
     use crate::registry::Registry;
@@ -319,7 +319,7 @@ mod tests {
         let now = Instant::now();
         for (role, id, stats) in reports {
             let reg = Register {
-                version: PROTOCOL_VERSION,
+                version: CLUSTER_VERSION,
                 role,
                 id: id.into(),
                 pid: 1,

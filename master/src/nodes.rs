@@ -15,7 +15,7 @@ use tracing::{Instrument, debug, field, info, info_span, trace, warn};
 use centrum_config::Config;
 use centrum_net::{FrameError, Framed, Shutdown, framed, recv, send};
 use centrum_protocol::{
-    MasterToNode, NodeToMaster, PROTOCOL_VERSION, Refused, Register, Registered, Role,
+    CLUSTER_VERSION, MasterToNode, NodeToMaster, Refused, Register, Registered, Role,
 };
 
 use crate::registry::{Registry, role_name};
@@ -189,9 +189,9 @@ where
 /// Checks what the config decides: the protocol version and that the id is one of its
 /// nodes of that role. The reason is sent to the node verbatim.
 fn check(config: &Config, reg: &Register) -> Result<(), String> {
-    if reg.version != PROTOCOL_VERSION {
+    if reg.version != CLUSTER_VERSION {
         return Err(format!(
-            "protocol version {} is not supported; this master speaks {PROTOCOL_VERSION}",
+            "cluster version {} is not supported; this master speaks {CLUSTER_VERSION} (every process of a cluster must run the same release)",
             reg.version
         ));
     }

@@ -186,11 +186,11 @@ pub(crate) fn role_name(role: Role) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use centrum_protocol::PROTOCOL_VERSION;
+    use centrum_protocol::CLUSTER_VERSION;
 
     fn register(role: Role, id: &str, pid: u32) -> Register {
         Register {
-            version: PROTOCOL_VERSION,
+            version: CLUSTER_VERSION,
             role,
             id: id.into(),
             pid,

@@ -17,8 +17,8 @@ use centrum_config::{BackConfig, ChannelConfig, Config, FrontConfig, Limits, Mas
 use centrum_master::{MasterError, MasterListeners};
 use centrum_net::{Framed, RegisterError, Registration, Shutdown, framed, recv, send};
 use centrum_protocol::{
-    ChannelStats, Heartbeat, MasterToNode, Metric, MetricKind, NodeStats, NodeToMaster,
-    PROTOCOL_VERSION, Register, Role,
+    CLUSTER_VERSION, ChannelStats, Heartbeat, MasterToNode, Metric, MetricKind, NodeStats,
+    NodeToMaster, Register, Role,
 };
 
 /// Every network await in a test is bounded by this.
@@ -302,7 +302,7 @@ impl Reply {
 
 fn register(role: Role, id: &str, pid: u32) -> Register {
     Register {
-        version: PROTOCOL_VERSION,
+        version: CLUSTER_VERSION,
         role,
         id: id.into(),
         pid,
@@ -564,7 +564,9 @@ async fn unknown_ids_and_other_protocol_versions_are_refused() {
         .await;
     assert_eq!(
         reason,
-        format!("protocol version 99 is not supported; this master speaks {PROTOCOL_VERSION}")
+        format!(
+            "cluster version 99 is not supported; this master speaks {CLUSTER_VERSION} (every process of a cluster must run the same release)"
+        )
     );
     assert_eq!(master.status().await["nodes"], serde_json::json!([]));
     master.stop().await;

@@ -28,5 +28,11 @@ pub use state::{SavedState, State, StateError, encode_empty_patch};
 /// The protocol version carried in every hello; peers with another version are refused.
 pub const PROTOCOL_VERSION: u32 = 2;
 
+/// The version of what the processes of a cluster say to each other: links (front ↔
+/// back, PROTOCOL.md section 14) and registration (node ↔ master, section 15). Clients
+/// never see it, so it moves without making them upgrade; every process of a cluster
+/// must have the same.
+pub const CLUSTER_VERSION: u32 = 3;
+
 #[cfg(test)]
 mod tests;

@@ -332,7 +332,7 @@ async fn the_gate_points_clients_at_a_live_front() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_works_over_an_in_process_stream_as_over_tcp() {
-    use centrum_protocol::{BackToFront, FrontToBack, LinkHello, PROTOCOL_VERSION};
+    use centrum_protocol::{BackToFront, CLUSTER_VERSION, FrontToBack, LinkHello};
     let cluster = TestCluster::start(bench_spec(1)).await;
     // Let the real front-1 link first (a join through it proves it); the in-process
     // link then takes over as front-1's newer link.
@@ -342,7 +342,7 @@ async fn a_link_works_over_an_in_process_stream_as_over_tcp() {
     cluster.backs[0].link_stream(back_side);
     let mut link = centrum_net::framed(front_side, 1 << 20);
     let hello = FrontToBack::Hello(LinkHello {
-        version: PROTOCOL_VERSION,
+        version: CLUSTER_VERSION,
         front: "front-1".into(),
         sessions: vec![],
         instance: 1,

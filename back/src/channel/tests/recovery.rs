@@ -335,7 +335,12 @@ struct Flaky {
 }
 
 impl centrum_store::Journal for Flaky {
-    fn append(&mut self, step: u64, record: &[u8], durable: bool) -> Result<(), centrum_store::StoreError> {
+    fn append(
+        &mut self,
+        step: u64,
+        record: &[u8],
+        durable: bool,
+    ) -> Result<(), centrum_store::StoreError> {
         let left = self.failures.load(Relaxed);
         if left > 0 {
             self.failures.store(left - 1, Relaxed);
@@ -376,14 +381,18 @@ async fn a_journal_that_cannot_be_written_holds_the_ack_back_until_it_can() {
     ch.shared.inbox.push(steer(&link, 1, 1, 1.0)).unwrap();
     ch.step(Instant::now());
     let shutdown = centrum_net::Shutdown::new();
-    let commit = ch.commit(&shutdown);
-    tokio::pin!(commit);
-    // Back-off between attempts runs on tokio's (paused) clock.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(60), &mut commit).await.is_err(),
-        "not written yet, so not committed"
-    );
-    commit.await.expect("written once the disk has room");
+    {
+        let commit = ch.commit(&shutdown);
+        tokio::pin!(commit);
+        // Back-off between attempts runs on tokio's (paused) clock.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(60), &mut commit)
+                .await
+                .is_err(),
+            "not written yet, so not committed"
+        );
+        commit.await.expect("written once the disk has room");
+    }
     ch.release();
     let acks: Vec<_> = frames(&mut rx)
         .into_iter()
@@ -404,7 +413,8 @@ async fn a_journal_that_cannot_be_written_holds_the_ack_back_until_it_can() {
 async fn a_crash_in_the_middle_of_a_journal_write_recovers_to_the_last_whole_tick() {
     let dir = std::env::temp_dir().join(format!("centrum-torn-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let store = centrum_store::DiskStore::new(&dir, centrum_store::SyncPolicy::EveryRecord).unwrap();
+    let store =
+        centrum_store::DiskStore::new(&dir, centrum_store::SyncPolicy::EveryRecord).unwrap();
     let before = play(&store, false).await;
     let tick = before.game.tick();
     let expected = fingerprint(&before);
@@ -423,6 +433,10 @@ async fn a_crash_in_the_middle_of_a_journal_write_recovers_to_the_last_whole_tic
     let after = recovered(&store, false);
     assert_eq!(after.game.tick(), tick, "back to the last whole tick");
     assert_eq!(fingerprint(&after), expected);
-    assert_eq!(std::fs::read(&journal).unwrap(), whole, "the torn tail was cut off");
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        whole,
+        "the torn tail was cut off"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
