@@ -9,6 +9,8 @@
 # Environment (all optional):
 #   NS="100 500 1000 2000"  DECODE=probe:20  WARMUP=5  WINDOW=20  TAIL=2 (whole seconds)
 #   QUIET_MAX=0.15 QUIET_WAIT_S=120   every sub-run first waits (bounded) for an idle machine
+#   MEMORY_NS="1000"  also run centrum with its store in memory at these N, for the cost of
+#                     durability (the centrum rows are durable: journal synced every tick)
 #   IDLE=10000        idle connections opened on one front (0 skips that measurement)
 #   MICRO=1           run the patch micro benchmarks (criterion, short); 0 skips them
 #   NO_WRITE=1        print the tables only, leave BENCHMARKS.md alone
@@ -32,6 +34,7 @@ TAIL="${TAIL:-2}"
 QUIET_MAX="${QUIET_MAX:-0.15}"
 QUIET_WAIT_S="${QUIET_WAIT_S:-120}"
 IDLE="${IDLE:-10000}"
+MEMORY_NS="${MEMORY_NS:-1000}"
 MICRO="${MICRO:-1}"
 read -r -a NLIST <<<"$NS"
 
@@ -50,7 +53,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 rm -rf "$RES"
 mkdir -p "$RES"
-: >"$RES/centrum.jsonl"; : >"$RES/limit.jsonl"; : >"$RES/colyseus.jsonl"
+: >"$RES/centrum.jsonl"; : >"$RES/centrum_memory.jsonl"; : >"$RES/limit.jsonl"; : >"$RES/colyseus.jsonl"
 : >"$RES/idle.jsonl"; : >"$RES/micro.jsonl"
 STDOUT="$RES/.stdout"   # one sub-run's stdout, sorted into JSON lines and the rest
 FAILED=()
@@ -140,6 +143,14 @@ for n in "${NLIST[@]}"; do
   # join budget 180 s + phases + margin for start and stop
   run_one centrum "$n" "$REPO" $((180 + WARMUP + WINDOW + TAIL + 120)) \
     "$CENTRUM" bench arena --decode "$DECODE" --warmup "$WARMUP" --window "$WINDOW" --tail "$TAIL" "$n"
+done
+# The same without durability: what the journal (one fsync per channel per tick) costs.
+read -r -a MEMORY_LIST <<<"$MEMORY_NS"
+for n in "${MEMORY_LIST[@]}"; do
+  wait_quiet centrum_memory "$n"
+  log "centrum, store in memory, N=$n"
+  run_one centrum_memory "$n" "$REPO" $((180 + WARMUP + WINDOW + TAIL + 120)) \
+    "$CENTRUM" bench arena --store memory --decode "$DECODE" --warmup "$WARMUP" --window "$WINDOW" --tail "$TAIL" "$n"
 done
 
 if [ "$IDLE" -gt 0 ]; then

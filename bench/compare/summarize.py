@@ -19,7 +19,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 DASH = "—"
 # (file stem, label); the order of the rows in every table
-SYSTEMS = [("centrum", "centrum"), ("colyseus", "Colyseus"), ("limit", "floor")]
+SYSTEMS = [("centrum", "centrum"), ("centrum_memory", "centrum, store in memory"),
+           ("colyseus", "Colyseus"), ("limit", "floor")]
+# Systems measured at some N only (MEMORY_NS): no "no result" row at the others.
+OPTIONAL = {"centrum_memory"}
 
 
 # ---- reading and normalising ------------------------------------------------------
@@ -181,6 +184,8 @@ def results_table(data, ns):
     for n in ns:
         for stem, label in SYSTEMS:
             r = data[stem].get(n)
+            if r is None and stem in OPTIONAL:
+                continue
             if r is None:
                 rows.append([n, f"{label} (no result)"] + [DASH] * 8)
                 continue
@@ -240,6 +245,15 @@ def idle_text(idle):
             f"**{f(num(idle, 'kib_per_connection'))} KiB per connection**.")
 
 
+def durable_p99(data, n):
+    """(durable p99 - in-memory p99, shown) at N, or (None, —)."""
+    a, b = data["centrum"].get(n), data["centrum_memory"].get(n)
+    if not a or not b or a["p99"] is None or b["p99"] is None:
+        return None, DASH
+    d = a["p99"] - b["p99"]
+    return d, f"{d:+.1f} ms ({f(a['p99'])} vs {f(b['p99'])} ms)"
+
+
 def targets_table(data, idle, micro):
     def c(n, key):
         r = data["centrum"].get(n)
@@ -266,6 +280,9 @@ def targets_table(data, idle, micro):
         (2000, "inputs delivered ≥ 97 %", plain(2000, "inputs", 1, " %"), lambda v: v >= 97),
         (2000, "patches 20/s (≥ 19.8)", plain(2000, "patches", 1, "/s"), lambda v: v >= 19.8),
         (2000, "latency p99 ≤ 100 ms", plain(2000, "p99", 1, " ms"), lambda v: v <= 100),
+        (1000, "durable CPU ≤ 1.10× store in memory", vs(1000, "cpu", "centrum_memory", 3, "s/s"),
+         lambda v: v <= 1.10),
+        (1000, "durable p99 ≤ store in memory + 5 ms", durable_p99(data, 1000), lambda v: v <= 5),
     ]
     kib = num(idle, "kib_per_connection") if idle else None
     checks.append((DASH, "10,000 idle connections: ≤ 16 KiB each",
@@ -395,7 +412,10 @@ every client receives all N players 20 times a second. The same workload runs, i
 same run of `bench/compare.sh`, on:
 
 - **centrum**: this repository's cluster (`centrum bench arena`), every process of it
-  counted as "server";
+  counted as "server", durable as every cluster is by default: each tick's inputs are
+  journaled and synced to disk before they are acknowledged (`store.fsync = "tick"`);
+  the "store in memory" rows are the same cluster keeping nothing (`--store memory`),
+  for what durability costs;
 - **Colyseus** 0.18, the reference (`shared/bench/colyseus`);
 - **floor**: a bare Rust WebSocket server that only writes one pre-framed payload of
   N×B bytes to N sockets at 20 Hz and reads the inputs (`shared/bench/limit`), with B =

@@ -422,4 +422,27 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.message(), "say something");
     }
+
+    #[test]
+    fn a_restart_keeps_who_plays_whom() {
+        let mut game = Sandbox::new(Tag::new());
+        game.join(ClientId(1), &Name { name: "ann" }).unwrap();
+        game.join(ClientId(2), &Name { name: "bo" }).unwrap();
+        game.tick().unwrap();
+        // What a back does when it restarts: save the game and its state, restore both.
+        game.restart().unwrap();
+        // The game still knows which player is whose: ann, who is "it", leaves, and
+        // bo's player is "it" now.
+        game.leave(ClientId(1)).unwrap();
+        let players: Vec<_> = game
+            .state()
+            .entities()
+            .filter_map(|(id, _, _)| game.state().entity_of::<Player>(id))
+            .collect();
+        let [bo] = players[..] else {
+            panic!("one player left, not {}", players.len())
+        };
+        assert_eq!(game.state().get(bo, Player::NAME).unwrap(), "bo");
+        assert!(game.state().get(bo, Player::IT).unwrap());
+    }
 }
