@@ -4,7 +4,7 @@
 //! loses none of its players, who resume on it when it is back.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,8 +91,23 @@ impl Up {
     }
 }
 
-impl Drop for Up {
-    fn drop(&mut self) {
+impl Up {
+    /// Stops `up` (SIGTERM: it stops its nodes) and checks that none of `nodes` is
+    /// left running.
+    fn stop(mut self, nodes: &[u32]) {
+        self.terminate();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while nodes.iter().any(|&pid| alive(pid)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left: Vec<_> = nodes.iter().filter(|&&pid| alive(pid)).collect();
+        assert!(left.is_empty(), "processes left behind: {left:?}");
+    }
+
+    fn terminate(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return; // stopped already
+        }
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -105,6 +120,12 @@ impl Drop for Up {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.child.kill();
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        self.terminate();
     }
 }
 
@@ -136,8 +157,15 @@ fn kill9(pid: u32) {
     assert!(status.success(), "kill -9 {pid}");
 }
 
+/// Whether `pid` runs (a zombie, dead but not yet reaped, does not).
 fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(") ")
+                .map(|(_, rest)| !rest.starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 #[derive(Serialize)]
@@ -267,7 +295,7 @@ fn player(client: &Client, name: &str) -> (u32, f64) {
 async fn a_back_killed_under_load_loses_no_acknowledged_input() {
     let up = Up::start("back");
     let back = up.pid("back-1", None).await;
-    up.pid("front-1", None).await;
+    let front = up.pid("front-1", None).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let seen: Vec<_> = (0..CLIENTS)
         .map(|_| Arc::new(Mutex::new(Seen::default())))
@@ -352,12 +380,13 @@ async fn a_back_killed_under_load_loses_no_acknowledged_input() {
         slowest.as_secs_f64() * 1e3
     );
     assert_eq!(lost, 0.0, "acknowledged inputs lost");
+    up.stop(&[restarted, front]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_front_killed_under_load_loses_no_player() {
     let up = Up::start("front");
-    up.pid("back-1", None).await;
+    let back = up.pid("back-1", None).await;
     let front = up.pid("front-1", None).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let seen: Vec<_> = (0..CLIENTS)
@@ -430,4 +459,64 @@ async fn a_front_killed_under_load_loses_no_player() {
         slowest.as_secs_f64() * 1e3
     );
     assert_eq!(lost, 0.0, "acknowledged inputs lost");
+    up.stop(&[back, restarted]);
+}
+
+#[test]
+fn a_back_refuses_to_start_over_a_journal_it_cannot_read() {
+    let dir = std::env::temp_dir().join(format!("centrum-faults-{}-journal", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let channel = dir.join("centrum-data/back-1/arena");
+    std::fs::create_dir_all(&channel).expect("scratch dir");
+    let (http, nodes, front, back) = (free_port(), free_port(), free_port(), free_port());
+    std::fs::write(
+        dir.join("cluster.toml"),
+        format!(
+            "[master]\nhttp = \"127.0.0.1:{http}\"\nnodes = \"127.0.0.1:{nodes}\"\n\
+             [[fronts]]\nid = \"front-1\"\nlisten = \"127.0.0.1:{front}\"\n\
+             [[backs]]\nid = \"back-1\"\nlisten = \"127.0.0.1:{back}\"\ntick_hz = 20\n\
+             channels = [{{ name = \"arena\", app = \"arena\" }}]\n"
+        ),
+    )
+    .expect("write config");
+    // A journal from a newer centrum: the same magic, format version 9.
+    let journal = channel.join("journal-00000000000000000001.log");
+    let mut bytes = b"CNTRMJNL".to_vec();
+    bytes.extend_from_slice(&9u32.to_le_bytes());
+    bytes.extend_from_slice(&[0; 4]);
+    std::fs::write(&journal, &bytes).expect("write journal");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_centrum"))
+        .args(["back", "--id", "back-1", "--config"])
+        .arg(dir.join("cluster.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn back");
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the back started over a journal it cannot read");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&journal.display().to_string()) && stderr.contains("format version 9"),
+        "the error names the file and its version: {stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&journal).expect("still there"),
+        bytes,
+        "nothing discarded"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
