@@ -3,8 +3,10 @@
 //! dropping the journal a snapshot covers is deleting whole files.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::file::{HEADER_LEN, Magic, check_header, header, read_records, record};
@@ -12,26 +14,58 @@ use crate::{
     Journal, Opened, Record, Recovered, Snapshot, Snapshots, Store, StoreError, SyncPolicy,
 };
 
-/// Channels kept in files under one directory (a back's `data_dir`).
+/// Channels kept in files under one directory (a back's `data_dir`), which it holds
+/// locked for as long as it (or a clone) lives.
 #[derive(Debug, Clone)]
 pub struct DiskStore {
     root: PathBuf,
     sync: SyncPolicy,
+    /// `LOCK`, with an exclusive `flock`: two processes appending to one journal would
+    /// interleave their records. The kernel drops it however the process ends.
+    _lock: Arc<File>,
 }
 
 impl DiskStore {
-    /// A store under `root`, which is made if missing and must be writable.
+    /// A store under `root`, which is made if missing, must be writable, and must not
+    /// be in use by another process.
     ///
     /// # Errors
-    /// [`StoreError::Io`] naming the directory when it cannot be made or written.
+    /// [`StoreError::Io`] naming the directory when it cannot be made or written;
+    /// [`StoreError::InUse`] while another process holds it.
     pub fn new(root: impl Into<PathBuf>, sync: SyncPolicy) -> Result<Self, StoreError> {
         let root = root.into();
         fs::create_dir_all(&root).map_err(|e| io(&root, e))?;
-        // Found out now, with a clear message, rather than at the first tick.
-        let probe = root.join(".centrum-write-test");
-        File::create(&probe).map_err(|e| io(&root, e))?;
-        fs::remove_file(&probe).map_err(|e| io(&probe, e))?;
-        Ok(Self { root, sync })
+        let lock_path = root.join("LOCK");
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| io(&root, e))?;
+        // SAFETY: flock(2) on a descriptor this function owns.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(io(&lock_path, e));
+            }
+            let mut pid = String::new();
+            let _ = (&mut lock).take(32).read_to_string(&mut pid);
+            return Err(StoreError::InUse {
+                path: root.display().to_string(),
+                pid: pid.trim().to_owned(),
+            });
+        }
+        // The holder's pid, for the message another process gets; also proves the
+        // directory writable now rather than at the first tick.
+        lock.set_len(0).map_err(|e| io(&lock_path, e))?;
+        lock.write_all(format!("{}\n", std::process::id()).as_bytes())
+            .map_err(|e| io(&lock_path, e))?;
+        Ok(Self {
+            root,
+            sync,
+            _lock: Arc::new(lock),
+        })
     }
 
     /// The directory.

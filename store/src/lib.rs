@@ -153,6 +153,15 @@ pub enum StoreError {
         /// Its version.
         found: u32,
     },
+    /// Another process holds the store (two backs with one data directory, or a back
+    /// still running).
+    #[error("{path} is in use by another process (pid {pid}); two backs cannot share a data directory, and a back must be stopped before another one takes its place")]
+    InUse {
+        /// The directory.
+        path: String,
+        /// The holder, as it wrote itself in the lock file.
+        pid: String,
+    },
     /// Records are missing between two files, or an append skipped a step.
     #[error("{path}: {what}")]
     Gap {
