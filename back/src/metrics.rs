@@ -15,6 +15,8 @@ pub(crate) struct ChannelMetrics {
     tick_us_sum: AtomicU64,
     tick_count: AtomicU64,
     tick_us_max: AtomicU64,
+    /// Tick durations ever (microseconds), for a rate over any window.
+    tick_us_total: AtomicU64,
     pub(crate) ticks: AtomicU64,
     pub(crate) overruns: AtomicU64,
     pub(crate) inputs: AtomicU64,
@@ -73,6 +75,7 @@ pub(crate) struct BackMetrics {
 
 impl ChannelMetrics {
     pub(crate) fn record_tick(&self, us: u64) {
+        self.tick_us_total.fetch_add(us, Relaxed);
         self.tick_us_sum.fetch_add(us, Relaxed);
         self.tick_count.fetch_add(1, Relaxed);
         self.tick_us_max.fetch_max(us, Relaxed);
@@ -290,6 +293,12 @@ impl ChannelMetrics {
         );
         // Kept in microseconds, shown in seconds.
         let seconds = [
+            (
+                "centrum_back_tick_seconds_total",
+                "Time spent in the channel's ticks (game, patch, encoding).",
+                Counter,
+                &self.tick_us_total,
+            ),
             (
                 "centrum_back_journal_commit_seconds_sum",
                 "Time spent writing (and syncing) tick records.",

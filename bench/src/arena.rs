@@ -143,6 +143,11 @@ pub struct ArenaResult {
     /// The fronts' mean delay from a patch's arrival from the back to its write to a
     /// client's socket, over the window: the front's share of the latency.
     pub front_patch_delay_ms: Option<f64>,
+    /// The back's mean time per tick of the channel, over the window.
+    pub server_tick_ms: Option<f64>,
+    /// The back's mean time to write (and sync) a tick's journal record; null when
+    /// it keeps the channel in memory.
+    pub journal_commit_ms: Option<f64>,
     pub latency_p50_ms: Option<f64>,
     pub latency_p90_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
@@ -714,6 +719,11 @@ fn summarize(s: Summary<'_>) -> ArenaResult {
         front_patch_delay_ms: s
             .rates
             .and_then(|r| r.front_patch_delay_ms)
+            .map(|v| round(v, 3)),
+        server_tick_ms: s.rates.and_then(|r| r.tick_ms).map(|v| round(v, 3)),
+        journal_commit_ms: s
+            .rates
+            .and_then(|r| r.journal_commit_ms)
             .map(|v| round(v, 3)),
         latency_p50_ms: stats::percentile(&latencies, 50.0).map(|v| round(v, 1)),
         latency_p90_ms: stats::percentile(&latencies, 90.0).map(|v| round(v, 1)),

@@ -17,6 +17,11 @@ pub(crate) struct Counters {
     pub(crate) ticks: f64,
     pub(crate) inputs: f64,
     pub(crate) patches: f64,
+    /// Time the channel spent in its ticks, and in writing their journal records
+    /// (absent for a back that keeps nothing).
+    tick_s: Option<f64>,
+    journal_commit_s: Option<f64>,
+    journal_records: Option<f64>,
     /// Summed over fronts; absent when no front reports them.
     front_patch_delay_s: Option<f64>,
     front_patch_writes: Option<f64>,
@@ -30,6 +35,15 @@ pub(crate) struct Rates {
     pub(crate) patches_per_s: f64,
     /// The fronts' mean delay from a patch's arrival to its write to a client.
     pub(crate) front_patch_delay_ms: Option<f64>,
+    /// The mean time of one tick of the channel (its game, patch and fan-out encoding).
+    pub(crate) tick_ms: Option<f64>,
+    /// The mean time to write (and sync) one tick's journal record.
+    pub(crate) journal_commit_ms: Option<f64>,
+}
+
+/// `(a1 - a0) / (b1 - b0)` of two readings, when both are there and b moved.
+fn mean_of(a1: Option<f64>, a0: Option<f64>, b1: f64, b0: f64) -> Option<f64> {
+    Some((a1? - a0?) / (b1 - b0)).filter(|_| b1 > b0)
 }
 
 impl Counters {
@@ -51,6 +65,15 @@ impl Counters {
             inputs_per_s: (self.inputs - earlier.inputs) / secs,
             patches_per_s: (self.patches - earlier.patches) / secs,
             front_patch_delay_ms: delay,
+            tick_ms: mean_of(self.tick_s, earlier.tick_s, self.ticks, earlier.ticks)
+                .map(|s| s * 1e3),
+            journal_commit_ms: match (self.journal_records, earlier.journal_records) {
+                (Some(r1), Some(r0)) => {
+                    mean_of(self.journal_commit_s, earlier.journal_commit_s, r1, r0)
+                        .map(|s| s * 1e3)
+                }
+                _ => None,
+            },
         })
     }
 }
@@ -82,6 +105,13 @@ async fn read(master: SocketAddr, channel: &str) -> Option<Counters> {
         ticks: sample(&text, "centrum_back_ticks_total", Some(channel))?,
         inputs: sample(&text, "centrum_back_inputs_total", Some(channel))?,
         patches: sample(&text, "centrum_back_patches_total", Some(channel))?,
+        tick_s: sample(&text, "centrum_back_tick_seconds_total", Some(channel)),
+        journal_commit_s: sample(
+            &text,
+            "centrum_back_journal_commit_seconds_sum",
+            Some(channel),
+        ),
+        journal_records: sample(&text, "centrum_back_journal_records_total", Some(channel)),
         front_patch_delay_s: sample(&text, "centrum_front_patch_delay_seconds_total", None),
         front_patch_writes: sample(&text, "centrum_front_patch_writes_total", None),
     })

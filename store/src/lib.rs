@@ -155,7 +155,9 @@ pub enum StoreError {
     },
     /// Another process holds the store (two backs with one data directory, or a back
     /// still running).
-    #[error("{path} is in use by another process (pid {pid}); two backs cannot share a data directory, and a back must be stopped before another one takes its place")]
+    #[error(
+        "{path} is in use by another process (pid {pid}); two backs cannot share a data directory, and a back must be stopped before another one takes its place"
+    )]
     InUse {
         /// The directory.
         path: String,

@@ -222,12 +222,17 @@ fn a_directory_that_cannot_be_made_is_named_in_the_error() {
 fn a_directory_in_use_by_another_store_is_refused_with_its_holder() {
     let dir = temp_dir("inuse");
     let first = store(&dir);
-    let err = DiskStore::new(&dir, SyncPolicy::Never).unwrap_err().to_string();
+    let err = DiskStore::new(&dir, SyncPolicy::Never)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("in use by another process") && err.contains(&std::process::id().to_string()),
         "{err}"
     );
     drop(first);
-    assert!(DiskStore::new(&dir, SyncPolicy::Never).is_ok(), "free once the holder is gone");
+    assert!(
+        DiskStore::new(&dir, SyncPolicy::Never).is_ok(),
+        "free once the holder is gone"
+    );
     let _ = fs::remove_dir_all(&dir);
 }
