@@ -77,7 +77,7 @@ async fn play(store: &dyn Store, snapshots: bool) -> Channel {
     durable_tick(&mut ch).await;
     for seq in 1..=30u32 {
         for session in 1..=3u64 {
-            let dx = if (seq + session as u32) % 3 == 0 {
+            let dx = if (seq + session as u32).is_multiple_of(3) {
                 -1.0
             } else {
                 1.0
@@ -88,10 +88,10 @@ async fn play(store: &dyn Store, snapshots: bool) -> Channel {
                 .unwrap();
         }
         durable_tick(&mut ch).await;
-        if seq == 15 {
-            if let Some(p) = &mut ch.persist {
-                p.finish_snapshot().await;
-            }
+        if seq == 15
+            && let Some(p) = &mut ch.persist
+        {
+            p.finish_snapshot().await;
         }
     }
     ch.shared
