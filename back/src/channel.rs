@@ -176,7 +176,14 @@ impl Channel {
 
     /// Ticks every period until `shutdown`. A tick that overruns is counted and the
     /// schedule skips ahead rather than bursting to catch up.
-    pub(crate) async fn run(mut self, shutdown: centrum_net::Shutdown) {
+    ///
+    /// # Errors
+    /// [`crate::BackError::JournalFailed`] when the journal's writer failed: the back
+    /// stops rather than run a channel that can no longer keep what it acknowledges.
+    pub(crate) async fn run(
+        mut self,
+        shutdown: centrum_net::Shutdown,
+    ) -> Result<(), crate::BackError> {
         let period = self.options.period;
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -194,12 +201,18 @@ impl Channel {
                 self.shared.metrics.overruns.fetch_add(1, Relaxed);
                 warn!(channel = %self.shared.name, took_ms = took.as_secs_f64() * 1e3, "tick overran its period");
             }
-            if self.commit(&shutdown).await.is_err() {
-                break;
+            match self.commit(&shutdown).await {
+                Ok(()) => self.release(),
+                Err(Stopped::Shutdown) => break,
+                Err(Stopped::Failed) => {
+                    return Err(crate::BackError::JournalFailed {
+                        channel: self.shared.name.clone(),
+                    });
+                }
             }
-            self.release();
         }
         debug!(channel = %self.shared.name, "channel stopped");
+        Ok(())
     }
 
     /// Writes this tick's record (without a store, there is nothing to wait for), and

@@ -54,6 +54,11 @@ pub enum BackError {
     /// The store could not be opened or read.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// A channel's journal writer failed; what it acknowledged is durable.
+    #[error(
+        "channel {channel:?}: the journal writer failed; restart the back to recover the channel"
+    )]
+    JournalFailed { channel: String },
     /// A channel's store holds something it cannot come back from.
     #[error("channel {channel:?} cannot recover: {source}")]
     Recover {
@@ -175,10 +180,7 @@ impl Back {
         let mut tasks = JoinSet::new();
         for runner in runners {
             let stop = shutdown.clone();
-            tasks.spawn(async move {
-                runner.run(stop).await;
-                Ok(())
-            });
+            tasks.spawn(runner.run(stop));
         }
         tasks.spawn({
             let (shared, stop) = (shared.clone(), shutdown.clone());

@@ -44,9 +44,15 @@ pub(crate) struct Persist {
 /// What a snapshot writer hands back: itself, the step, the bytes written or why not.
 type Written = (Box<dyn Snapshots>, u64, Result<usize, StoreError>);
 
-/// The channel stopped (shutdown) while a record waited to be written.
-#[derive(Debug)]
-pub(crate) struct Stopped;
+/// Why a record was not written.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Stopped {
+    /// Shutdown came first.
+    Shutdown,
+    /// The writer itself failed (a bug: it panicked): nothing more can be written, so
+    /// the back stops and its supervisor starts it again, from what is durable.
+    Failed,
+}
 
 impl Persist {
     pub(crate) fn new(
@@ -74,7 +80,7 @@ impl Persist {
     /// retrying while the store fails, until it is written or `shutdown`.
     ///
     /// # Errors
-    /// [`Stopped`] when shutdown came first.
+    /// [`Stopped`]: shutdown came first, or the writer failed.
     pub(crate) async fn commit(
         &mut self,
         step: u64,
@@ -87,7 +93,7 @@ impl Persist {
         let mut failures = 0u32;
         loop {
             let Some(mut journal) = self.journal.take() else {
-                return Err(Stopped); // a task that panicked took it: nothing left to write with
+                return Err(Stopped::Failed); // a task that panicked took it
             };
             let cut_at = self.cut_at;
             let bytes = record.clone();
@@ -104,11 +110,11 @@ impl Persist {
                 joined = task => match joined {
                     Ok(done) => done,
                     Err(e) => {
-                        error!(channel = %self.channel, error = %e, "the journal writer failed; the channel stops");
-                        return Err(Stopped);
+                        error!(channel = %self.channel, error = %e, "the journal writer failed; the back stops");
+                        return Err(Stopped::Failed);
                     }
                 },
-                _ = shutdown.cancelled() => return Err(Stopped),
+                _ = shutdown.cancelled() => return Err(Stopped::Shutdown),
             };
             self.journal = Some(journal);
             match result {
@@ -134,7 +140,7 @@ impl Persist {
                     failures += 1;
                     tokio::select! {
                         _ = tokio::time::sleep(backoff.next_delay()) => {}
-                        _ = shutdown.cancelled() => return Err(Stopped),
+                        _ = shutdown.cancelled() => return Err(Stopped::Shutdown),
                     }
                 }
             }
