@@ -291,35 +291,62 @@ fn player(client: &Client, name: &str) -> (u32, f64) {
     (id.0, mirror.number(id, "x").expect("x"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_back_killed_under_load_loses_no_acknowledged_input() {
-    let up = Up::start("back");
-    let back = up.pid("back-1", None).await;
-    let front = up.pid("front-1", None).await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let seen: Vec<_> = (0..CLIENTS)
-        .map(|_| Arc::new(Mutex::new(Seen::default())))
-        .collect();
-    let players: Vec<_> = (0..CLIENTS)
-        .map(|i| {
-            tokio::spawn(play(
-                up.front,
-                format!("p{i}"),
-                seen[i].clone(),
-                stopped.clone(),
-            ))
+/// `up` with [`CLIENTS`] players, each with a second of inputs acknowledged.
+struct Load {
+    up: Up,
+    back: u32,
+    front: u32,
+    stop: tokio::sync::watch::Sender<bool>,
+    seen: Vec<Arc<Mutex<Seen>>>,
+    players: Vec<tokio::task::JoinHandle<Client>>,
+}
+
+impl Load {
+    async fn start(name: &str) -> Load {
+        let up = Up::start(name);
+        let back = up.pid("back-1", None).await;
+        let front = up.pid("front-1", None).await;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let seen: Vec<_> = (0..CLIENTS).map(|_| Arc::default()).collect();
+        let players = (0..CLIENTS)
+            .map(|i| {
+                let (name, seen, stopped) = (format!("p{i}"), seen[i].clone(), stopped.clone());
+                tokio::spawn(play(up.front, name, seen, stopped))
+            })
+            .collect();
+        until(&up, "inputs acknowledged", Instant::now() + TIMEOUT, || {
+            seen.iter().all(|s: &Arc<Mutex<Seen>>| s.lock().ack.0 >= 20)
         })
-        .collect();
-    // Play until every client has had inputs acknowledged for a second.
-    let deadline = Instant::now() + TIMEOUT;
-    while seen.iter().any(|s| s.lock().ack.0 < 20) {
-        assert!(
-            Instant::now() < deadline,
-            "inputs were not acknowledged\n{}",
-            up.log()
-        );
+        .await;
+        Load {
+            up,
+            back,
+            front,
+            stop,
+            seen,
+            players,
+        }
+    }
+}
+
+/// Waits until `done`, checking every 20 ms; fails with `what` and up's log at `deadline`.
+async fn until(up: &Up, what: &str, deadline: Instant, done: impl Fn() -> bool) {
+    while !done() {
+        assert!(Instant::now() < deadline, "not {what}\n{}", up.log());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_back_killed_under_load_loses_no_acknowledged_input() {
+    let Load {
+        up,
+        back,
+        front,
+        stop,
+        seen,
+        players,
+    } = Load::start("back").await;
     // Before the kill every input was forwarded and applied in order, each moving its
     // player by 1: what was acknowledged is what must come back.
     let acked: Vec<Seq> = seen.iter().map(|s| s.lock().ack).collect();
@@ -329,14 +356,10 @@ async fn a_back_killed_under_load_loses_no_acknowledged_input() {
     // Every client is told the back is away, then gets a full state again.
     let deadline = killed + TIMEOUT;
     let served_again = |s: &Seen| s.states.iter().find(|(at, ..)| *at > killed).copied();
-    while seen.iter().any(|s| served_again(&s.lock()).is_none()) {
-        assert!(
-            Instant::now() < deadline,
-            "clients were not served again\n{}",
-            up.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(&up, "clients served again", deadline, || {
+        seen.iter().all(|s| served_again(&s.lock()).is_some())
+    })
+    .await;
     let restarted = up.pid("back-1", Some(back)).await;
     assert!(!alive(back) && alive(restarted));
     let after: Vec<(Instant, Seq, f64)> = seen
@@ -350,17 +373,17 @@ async fn a_back_killed_under_load_loses_no_acknowledged_input() {
         .expect("clients");
     // Go on playing a little: inputs flow again.
     let again: Vec<Seq> = seen.iter().map(|s| s.lock().ack).collect();
-    while seen
-        .iter()
-        .zip(&again)
-        .any(|(s, a)| s.lock().ack.0 < a.0 + 5)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "inputs were not acknowledged after the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        &up,
+        "inputs acknowledged after the restart",
+        deadline,
+        || {
+            seen.iter()
+                .zip(&again)
+                .all(|(s, a)| s.lock().ack.0 >= a.0 + 5)
+        },
+    )
+    .await;
     stop.send(true).expect("stop");
     let mut lost = 0.0;
     for (i, handle) in players.into_iter().enumerate() {
@@ -385,32 +408,14 @@ async fn a_back_killed_under_load_loses_no_acknowledged_input() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_front_killed_under_load_loses_no_player() {
-    let up = Up::start("front");
-    let back = up.pid("back-1", None).await;
-    let front = up.pid("front-1", None).await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let seen: Vec<_> = (0..CLIENTS)
-        .map(|_| Arc::new(Mutex::new(Seen::default())))
-        .collect();
-    let players: Vec<_> = (0..CLIENTS)
-        .map(|i| {
-            tokio::spawn(play(
-                up.front,
-                format!("p{i}"),
-                seen[i].clone(),
-                stopped.clone(),
-            ))
-        })
-        .collect();
-    let deadline = Instant::now() + TIMEOUT;
-    while seen.iter().any(|s| s.lock().ack.0 < 20) {
-        assert!(
-            Instant::now() < deadline,
-            "inputs were not acknowledged\n{}",
-            up.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let Load {
+        up,
+        back,
+        front,
+        stop,
+        seen,
+        players,
+    } = Load::start("front").await;
     let killed = Instant::now();
     kill9(front);
 
@@ -418,14 +423,10 @@ async fn a_front_killed_under_load_loses_no_player() {
     // same player, with the ack it had.
     let deadline = killed + TIMEOUT;
     let resumed = |s: &Seen| s.states.iter().find(|(at, ..)| *at > killed).copied();
-    while seen.iter().any(|s| resumed(&s.lock()).is_none()) {
-        assert!(
-            Instant::now() < deadline,
-            "clients did not resume\n{}",
-            up.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(&up, "clients resumed", deadline, || {
+        seen.iter().all(|s| resumed(&s.lock()).is_some())
+    })
+    .await;
     let restarted = up.pid("front-1", Some(front)).await;
     assert!(!alive(front) && alive(restarted));
     let mut slowest = Duration::ZERO;
