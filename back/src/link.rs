@@ -7,19 +7,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use centrum_net::{Beat, FrameError, Liveness, Shutdown, framed, recv, send};
+use centrum_net::{FrameError, LiveFrames, Shutdown, framed, recv, send};
 use centrum_protocol::{
     BackToFront, CLUSTER_VERSION, FrontToBack, LinkHeartbeat, LinkRefused, LinkSession,
     LinkWelcome, decode, encode,
 };
-use tokio::time::Instant;
 
 use crate::Shared;
 use crate::inbox::{Event, Full};
@@ -190,41 +189,15 @@ where
     shared.metrics.links_opened.fetch_add(1, Relaxed);
     info!(sessions = hello.sessions.len(), "front linked");
 
-    let (mut sink, mut stream) = link.split();
+    let (mut sink, stream) = link.split();
     // Patches and states leave as soon as a tick makes them: no linger this way.
     let writer = centrum_net::write_queued(&mut sink, &mut rx, std::time::Duration::ZERO);
     // Any frame is a sign of life. A front that is stopped, or a path that carries
     // nothing while the sockets stay open, is found within the timeout and treated as
     // a dropped link: its sessions are held for `link_grace_ms`.
     let reader = async {
-        let opened = Instant::now();
-        let mut live = Liveness::new(opened, limits.link_heartbeat(), limits.link_timeout());
-        let timer = tokio::time::sleep_until(live.deadline());
-        tokio::pin!(timer);
-        loop {
-            let frame = tokio::select! {
-                frame = stream.next() => frame,
-                () = &mut timer => {
-                    let now = Instant::now();
-                    let beat = live.poll(now);
-                    timer.as_mut().reset(live.deadline());
-                    match beat {
-                        Beat::Wait => continue,
-                        Beat::Send => {
-                            handle.send(heartbeat(now - opened));
-                            continue;
-                        }
-                        // This process may be the one that was stopped: a frame that
-                        // arrived meanwhile and waits unread is a sign of life.
-                        Beat::Dead { silent } => match stream.next().now_or_never() {
-                            Some(frame) => frame,
-                            None => return Err(FrameError::Silent(silent)),
-                        },
-                    }
-                }
-            };
-            let Some(frame) = frame else { break };
-            live.heard(Instant::now());
+        let mut frames = LiveFrames::new(stream, limits.link_heartbeat(), limits.link_timeout());
+        while let Some(frame) = frames.next(|since| handle.send(heartbeat(since))).await {
             dispatch(&shared, &handle, &frame?)?;
         }
         Ok::<_, FrameError>(())
@@ -391,6 +364,8 @@ fn overloaded() -> FrameError {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use tokio::time::Instant;
 
     use centrum_config::Config;
     use centrum_protocol::LinkHello;

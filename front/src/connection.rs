@@ -597,15 +597,20 @@ mod tests {
     /// A client that stops reading in the middle of a long write is still closed by
     /// the disconnect policy: the kill must cut the blocked write, or the connection,
     /// its queue and its socket buffers would be held until the peer goes away.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_client_that_stops_reading_is_cut_off_mid_write() {
-        let mut config = Config::embedded_default();
-        config.limits.client_queue = 2;
-        config.limits.slow_client = SlowClientPolicy::Disconnect;
+    /// A client joined through a front over a socket with a small fixed receive buffer,
+    /// sent an 8 MiB state, that read the first 64 KiB of it and then reads nothing more:
+    /// the front's write to it is blocked.
+    struct Stalled {
+        hub: Arc<Hub>,
+        server: tokio::task::JoinHandle<()>,
+        link_rx: mpsc::Receiver<Bytes>,
+        ws: tokio_tungstenite::WebSocketStream<TcpStream>,
+    }
+
+    async fn stalled_client(config: Config) -> Stalled {
         let hub = Arc::new(Hub::new("front-1", Arc::new(config)));
         let (link_tx, mut link_rx) = mpsc::channel(16);
         hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
-
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn({
@@ -615,7 +620,6 @@ mod tests {
                 serve(stream, peer, hub, Shutdown::new()).await;
             }
         });
-
         // A small, fixed receive buffer (no autotuning), so the state below cannot fit
         // in the kernel's buffers on either side.
         let socket = TcpSocket::new_v4().unwrap();
@@ -641,7 +645,6 @@ mod tests {
         let FrontToBack::Join(join) = decode(&frame, usize::MAX).unwrap() else {
             panic!("the front sent the back something other than the join");
         };
-
         // An 8 MiB state: its write starts, and blocks once the buffers are full.
         hub.on_state(
             "arena",
@@ -662,6 +665,25 @@ mod tests {
             assert!(n > 0, "the front closed before the state was written");
             received += n;
         }
+        Stalled {
+            hub,
+            server,
+            link_rx,
+            ws,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_stops_reading_is_cut_off_mid_write() {
+        let mut config = Config::embedded_default();
+        config.limits.client_queue = 2;
+        config.limits.slow_client = SlowClientPolicy::Disconnect;
+        let Stalled {
+            hub,
+            server,
+            link_rx: _,
+            ws: _ws,
+        } = stalled_client(config).await;
 
         // Patches fill the two queue slots behind the blocked write; the next one
         // finds the queue full and the policy disconnects the client.
@@ -824,60 +846,12 @@ mod tests {
         let mut config = Config::embedded_default();
         config.limits.client_ping_ms = 100;
         config.limits.client_timeout_ms = 300;
-        let hub = Arc::new(Hub::new("front-1", Arc::new(config)));
-        let (link_tx, mut link_rx) = mpsc::channel(16);
-        hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn({
-            let hub = hub.clone();
-            async move {
-                let (stream, peer) = listener.accept().await.unwrap();
-                serve(stream, peer, hub, Shutdown::new()).await;
-            }
-        });
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        let stream = socket.connect(addr).await.unwrap();
-        let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
-            .await
-            .unwrap();
-        for msg in [
-            ClientMsg::Hello(Hello {
-                version: PROTOCOL_VERSION,
-                token: String::new(),
-                resume: None,
-            }),
-            ClientMsg::Join(Join {
-                channel: "arena".into(),
-                data: Bytes::new(),
-            }),
-        ] {
-            ws.send(Message::Binary(encode(&msg).into())).await.unwrap();
-        }
-        let frame = timeout(WAIT, link_rx.recv()).await.unwrap().unwrap();
-        let FrontToBack::Join(join) = decode(&frame, usize::MAX).unwrap() else {
-            panic!("the front sent the back something other than the join");
-        };
-        hub.on_state(
-            "arena",
-            LinkState {
-                channel: 0,
-                tick: Tick(1),
-                sessions: vec![(join.session, Seq(0))],
-                body: Bytes::from(vec![0; 8 << 20]),
-            },
-        );
-        // The write begins; then the client reads nothing more, and nothing else is
-        // queued for it.
-        let raw = ws.get_mut();
-        let mut received = 0;
-        let mut buf = vec![0; 16 << 10];
-        while received < 64 << 10 {
-            let n = timeout(WAIT, raw.read(&mut buf)).await.unwrap().unwrap();
-            assert!(n > 0, "the front closed before the state was written");
-            received += n;
-        }
+        let Stalled {
+            hub,
+            server,
+            mut link_rx,
+            ws: _ws,
+        } = stalled_client(config).await;
         let stopped = Instant::now();
         timeout(WAIT, server)
             .await

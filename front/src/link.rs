@@ -9,16 +9,15 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use centrum_net::{Backoff, Beat, FrameError, Liveness, Shutdown, framed, recv, send};
+use centrum_net::{Backoff, FrameError, LiveFrames, Shutdown, framed, recv, send};
 use centrum_protocol::{
     BackToFront, CLUSTER_VERSION, FrontToBack, LinkHeartbeat, LinkHello, decode, encode,
 };
-use tokio::time::Instant;
 
 use crate::hub::Hub;
 
@@ -138,7 +137,7 @@ async fn session(
     hub.metrics.links.fetch_add(1, Relaxed);
     info!(back = %welcome.back, sessions = held, "linked");
 
-    let (mut sink, mut stream) = link.split();
+    let (mut sink, stream) = link.split();
     // The writer has a task of its own: the reader fans each patch out to every
     // client itself, which takes a while with thousands of them, and inputs must keep
     // flowing to the back meanwhile.
@@ -150,36 +149,13 @@ async fn session(
     // the sockets stay open, is found within the timeout.
     let heartbeats = tx.clone();
     let reader = async {
-        let opened = Instant::now();
-        let mut live = Liveness::new(opened, limits.link_heartbeat(), limits.link_timeout());
-        let timer = tokio::time::sleep_until(live.deadline());
-        tokio::pin!(timer);
-        loop {
-            let frame = tokio::select! {
-                frame = stream.next() => frame,
-                () = &mut timer => {
-                    let now = Instant::now();
-                    let beat = live.poll(now);
-                    timer.as_mut().reset(live.deadline());
-                    match beat {
-                        Beat::Wait => continue,
-                        // A full queue already carries frames for the back; a heartbeat
-                        // that does not fit is not needed.
-                        Beat::Send => {
-                            let _ = heartbeats.try_send(heartbeat(now - opened));
-                            continue;
-                        }
-                        // This process may be the one that was stopped: a frame that
-                        // arrived meanwhile and waits unread is a sign of life.
-                        Beat::Dead { silent } => match stream.next().now_or_never() {
-                            Some(frame) => frame,
-                            None => return Err(FrameError::Silent(silent)),
-                        },
-                    }
-                }
-            };
-            let Some(frame) = frame else { break };
-            live.heard(Instant::now());
+        let mut frames = LiveFrames::new(stream, limits.link_heartbeat(), limits.link_timeout());
+        // A full queue already carries frames for the back; a heartbeat that does not
+        // fit is not needed.
+        let beat = |since| {
+            let _ = heartbeats.try_send(heartbeat(since));
+        };
+        while let Some(frame) = frames.next(beat).await {
             let msg: BackToFront = decode(&frame?, usize::MAX)?;
             route(hub, back, &welcome.channels, msg)?;
         }

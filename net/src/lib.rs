@@ -12,7 +12,7 @@ mod tasks;
 pub use backoff::Backoff;
 pub use frame::{FrameError, Framed, framed, recv, send, send_bytes};
 pub use keepalive::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES, keepalive};
-pub use liveness::{Beat, Liveness};
+pub use liveness::{Beat, LiveFrames, Liveness};
 pub use register::{RegisterError, Registration, register_and_heartbeat};
 pub use tasks::{wait_tasks, write_queued};
 pub use tokio_util::sync::CancellationToken as Shutdown;

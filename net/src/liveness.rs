@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::FrameError;
+
 /// What the caller should do at [`Liveness::deadline`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Beat {
@@ -90,6 +92,75 @@ impl Liveness {
             return Beat::Send;
         }
         Beat::Wait
+    }
+}
+
+/// The frames of a link, read with a [`Liveness`]: a heartbeat is asked for every
+/// period, and a peer silent for the timeout ends the stream with
+/// [`FrameError::Silent`]. Both ends of a front ↔ back link read this way.
+#[derive(Debug)]
+pub struct LiveFrames<S> {
+    frames: S,
+    live: Liveness,
+    opened: Instant,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<S> LiveFrames<S>
+where
+    S: futures_util::Stream<Item = Result<bytes::BytesMut, std::io::Error>> + Unpin,
+{
+    /// Reads `frames`, beating every `every`, dead after `timeout` of silence.
+    pub fn new(frames: S, every: Duration, timeout: Duration) -> Self {
+        let opened = Instant::now();
+        let live = Liveness::new(opened, every, timeout);
+        let timer = Box::pin(tokio::time::sleep_until(live.deadline()));
+        Self {
+            frames,
+            live,
+            opened,
+            timer,
+        }
+    }
+
+    /// The next frame, or `None` when the peer closed the link. `beat` is called, with
+    /// the time since the link opened, whenever a heartbeat is due meanwhile.
+    ///
+    /// # Errors
+    /// [`FrameError::Io`] from the stream; [`FrameError::Silent`] once nothing, not
+    /// even a heartbeat, arrived for the timeout.
+    pub async fn next(
+        &mut self,
+        mut beat: impl FnMut(Duration),
+    ) -> Option<Result<bytes::BytesMut, FrameError>> {
+        use futures_util::{FutureExt, StreamExt};
+        loop {
+            let frame = tokio::select! {
+                frame = self.frames.next() => frame,
+                () = &mut self.timer => {
+                    let now = Instant::now();
+                    let due = self.live.poll(now);
+                    self.timer.as_mut().reset(self.live.deadline());
+                    match due {
+                        Beat::Wait => continue,
+                        Beat::Send => {
+                            beat(now - self.opened);
+                            continue;
+                        }
+                        // This process may be the one that was stopped: a frame that
+                        // arrived meanwhile and waits unread is a sign of life.
+                        Beat::Dead { silent } => match self.frames.next().now_or_never() {
+                            Some(frame) => frame,
+                            None => return Some(Err(FrameError::Silent(silent))),
+                        },
+                    }
+                }
+            };
+            // Any frame is a sign of life; the timer is not moved on every frame (it
+            // wakes early at worst, and sleeps again).
+            self.live.heard(Instant::now());
+            return frame.map(|f| f.map_err(FrameError::from));
+        }
     }
 }
 
