@@ -385,6 +385,19 @@ mod tests {
     /// Opens a link over an in-memory pipe as front-1; returns the front's end.
     async fn linked(shared: &Arc<Shared>) -> centrum_net::Framed<tokio::io::DuplexStream> {
         let (front, back) = tokio::io::duplex(1 << 16);
+        link_over(shared, front, back).await
+    }
+
+    /// Links front-1 over `front` and `back`, the two ends of one pipe (the back's end
+    /// possibly wrapped); returns the front's end once welcomed.
+    async fn link_over<S>(
+        shared: &Arc<Shared>,
+        front: tokio::io::DuplexStream,
+        back: S,
+    ) -> centrum_net::Framed<tokio::io::DuplexStream>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         tokio::spawn(serve_link(back, shared.clone(), Shutdown::new()));
         let mut front = framed(front, 1 << 20);
         let hello = FrontToBack::Hello(LinkHello {
@@ -509,21 +522,7 @@ mod tests {
             inner: back,
             stall: stall.clone(),
         };
-        tokio::spawn(serve_link(back, shared.clone(), Shutdown::new()));
-        let mut front = framed(front, 1 << 20);
-        let hello = FrontToBack::Hello(LinkHello {
-            version: CLUSTER_VERSION,
-            front: "front-1".into(),
-            sessions: Vec::new(),
-            instance: 1,
-        });
-        send(&mut front, &hello).await.unwrap();
-        let welcome =
-            tokio::time::timeout(Duration::from_secs(1), recv::<_, BackToFront>(&mut front));
-        assert!(matches!(
-            welcome.await,
-            Ok(Ok(Some(BackToFront::Welcome(_))))
-        ));
+        let mut front = link_over(&shared, front, back).await;
 
         // Which of the timer and the frame the back looks at first is random; 16
         // rounds make a back that judges before it reads fail all but surely.

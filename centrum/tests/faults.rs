@@ -3,7 +3,9 @@
 //! its clients are served again as the same players; a front killed with SIGKILL
 //! loses none of its players, who resume on it when it is back.
 
-use std::net::TcpListener;
+#[path = "support/ports.rs"]
+mod ports;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -14,17 +16,11 @@ use serde::Serialize;
 
 use centrum_client::{Client, ClientError, ClientOptions, Event, Seq, Value};
 
+use ports::free_port;
+
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// Clients of a test: few, so that the suite stays fast on two cores.
 const CLIENTS: usize = 6;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// `centrum up` in a scratch directory (its working directory, so the back's data
 /// directory is inside it); stopped with SIGTERM, then SIGKILL, when dropped.
@@ -307,7 +303,7 @@ impl Load {
         let back = up.pid("back-1", None).await;
         let front = up.pid("front-1", None).await;
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let seen: Vec<_> = (0..CLIENTS).map(|_| Arc::default()).collect();
+        let seen: Vec<Arc<Mutex<Seen>>> = (0..CLIENTS).map(|_| Arc::default()).collect();
         let players = (0..CLIENTS)
             .map(|i| {
                 let (name, seen, stopped) = (format!("p{i}"), seen[i].clone(), stopped.clone());

@@ -3,24 +3,19 @@
 //! back are told `Unavailable` and, after SIGCONT, resynchronised with nothing
 //! acknowledged lost; a stopped front is treated by the back as a dropped link.
 
-use std::net::TcpListener;
+#[path = "support/ports.rs"]
+mod ports;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use centrum_client::{Client, ClientError, ClientOptions, Event, Seq, Value};
 
+use ports::free_port;
+
 /// Bounds every wait on the cluster.
 const TIMEOUT: Duration = Duration::from_secs(15);
 const LINK_TIMEOUT_MS: u64 = 1_000;
-
-/// A port free right now (see processes.rs).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// One node process; killed (after a SIGCONT, should it be stopped) when dropped.
 struct Node(Child);

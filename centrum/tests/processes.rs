@@ -1,12 +1,16 @@
 //! The real binary: `centrum check` on good and bad files, and `centrum up` running a
 //! two-front cluster as separate supervised processes that clients play through.
 
-use std::net::TcpListener;
+#[path = "support/ports.rs"]
+mod ports;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use centrum_client::{Client, ClientError, ClientOptions, Event};
+
+use ports::free_port;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -20,16 +24,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
-}
-
-/// A port free right now. The child binds it a moment later; another process taking
-/// it in between would fail the test loudly, not wrongly.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 #[test]

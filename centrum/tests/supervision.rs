@@ -3,7 +3,9 @@
 //! node in a crash loop shows as failed, with how it exited and what it wrote, until an
 //! operator restarts it. Every test ends with no process of its cluster left.
 
-use std::net::TcpListener;
+#[path = "support/ports.rs"]
+mod ports;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,20 +14,12 @@ use centrum_client::{Client, ClientError, ClientOptions, Event};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use ports::free_port;
+
 /// Every wait in these tests is bounded by this (or a tighter bound under test).
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 const TOKEN: &str = "supervision-test-admin-token";
-
-/// A port free right now. The child binds it a moment later; another process taking
-/// it in between would fail the test loudly, not wrongly.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// One test's cluster: its config file (whose absolute path names every process of
 /// it), its ports, and the `up` processes started on it. Dropped, it kills whatever of
@@ -498,7 +492,7 @@ async fn a_crash_loop_shows_as_failed_until_an_operator_restarts_the_node() {
         "restart_min_ms = 20\nrestart_max_ms = 600000\nmax_failures = 3",
     );
     // Something else holds the back's port: every start exits at once, saying so.
-    let squatter = TcpListener::bind(("127.0.0.1", cluster.back)).expect("hold the port");
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", cluster.back)).expect("hold the port");
     let up = cluster.up();
     let failed = cluster
         .status_until("back-1 failed", TIMEOUT, |status| {
