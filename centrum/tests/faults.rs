@@ -333,6 +333,27 @@ async fn until(up: &Up, what: &str, deadline: Instant, done: impl Fn() -> bool) 
     }
 }
 
+/// Kills `pid` with SIGKILL and waits until every client has had a full state since:
+/// when it was killed, and that state of each client.
+async fn kill_until_served(
+    up: &Up,
+    pid: u32,
+    seen: &[Arc<Mutex<Seen>>],
+) -> (Instant, Vec<(Instant, Seq, f64)>) {
+    let killed = Instant::now();
+    kill9(pid);
+    let since = |s: &Seen| s.states.iter().find(|(at, ..)| *at > killed).copied();
+    until(up, "clients served again", killed + TIMEOUT, || {
+        seen.iter().all(|s| since(&s.lock()).is_some())
+    })
+    .await;
+    let states = seen
+        .iter()
+        .map(|s| since(&s.lock()).expect("served"))
+        .collect();
+    (killed, states)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_back_killed_under_load_loses_no_acknowledged_input() {
     let Load {
@@ -346,22 +367,10 @@ async fn a_back_killed_under_load_loses_no_acknowledged_input() {
     // Before the kill every input was forwarded and applied in order, each moving its
     // player by 1: what was acknowledged is what must come back.
     let acked: Vec<Seq> = seen.iter().map(|s| s.lock().ack).collect();
-    let killed = Instant::now();
-    kill9(back);
-
     // Every client is told the back is away, then gets a full state again.
-    let deadline = killed + TIMEOUT;
-    let served_again = |s: &Seen| s.states.iter().find(|(at, ..)| *at > killed).copied();
-    until(&up, "clients served again", deadline, || {
-        seen.iter().all(|s| served_again(&s.lock()).is_some())
-    })
-    .await;
+    let (killed, after) = kill_until_served(&up, back, &seen).await;
     let restarted = up.pid("back-1", Some(back)).await;
     assert!(!alive(back) && alive(restarted));
-    let after: Vec<(Instant, Seq, f64)> = seen
-        .iter()
-        .map(|s| served_again(&s.lock()).expect("served"))
-        .collect();
     let slowest = after
         .iter()
         .map(|(at, ..)| at.duration_since(killed))
@@ -372,7 +381,7 @@ async fn a_back_killed_under_load_loses_no_acknowledged_input() {
     until(
         &up,
         "inputs acknowledged after the restart",
-        deadline,
+        killed + TIMEOUT,
         || {
             seen.iter()
                 .zip(&again)
@@ -412,25 +421,16 @@ async fn a_front_killed_under_load_loses_no_player() {
         seen,
         players,
     } = Load::start("front").await;
-    let killed = Instant::now();
-    kill9(front);
-
     // Every client reconnects to the restarted front and resumes: a full state of the
     // same player, with the ack it had.
-    let deadline = killed + TIMEOUT;
-    let resumed = |s: &Seen| s.states.iter().find(|(at, ..)| *at > killed).copied();
-    until(&up, "clients resumed", deadline, || {
-        seen.iter().all(|s| resumed(&s.lock()).is_some())
-    })
-    .await;
+    let (killed, resumed) = kill_until_served(&up, front, &seen).await;
     let restarted = up.pid("front-1", Some(front)).await;
     assert!(!alive(front) && alive(restarted));
     let mut slowest = Duration::ZERO;
     let mut lost = 0.0;
-    for s in &seen {
+    for (s, &(at, ack, x)) in seen.iter().zip(&resumed) {
         let s = s.lock();
         assert!(s.closed >= 1, "the connection closed under the client");
-        let (at, ack, x) = resumed(&s).expect("resumed");
         slowest = slowest.max(at.duration_since(killed));
         // The last ack before the kill: the same membership goes on from it.
         let before = s

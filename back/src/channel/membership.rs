@@ -423,14 +423,9 @@ impl Membership {
 
     /// Moves a live session to the held ones.
     fn hold(&mut self, front: &Arc<str>, session: SessionKey, now: Instant, out: &mut Vec<Effect>) {
-        let Some(s) = self
-            .fronts
-            .get_mut(front)
-            .and_then(|f| f.sessions.remove(&session))
-        else {
+        let Some(s) = self.take(front, session) else {
             return;
         };
-        self.routes.remove(&s.client);
         out.push(Effect::Disconnect(s.client));
         let held = Held {
             client: s.client,
@@ -539,17 +534,19 @@ impl Membership {
     }
 
     fn remove(&mut self, front: &str, session: SessionKey, expired: bool, out: &mut Vec<Effect>) {
-        let Some(s) = self
-            .fronts
-            .get_mut(front)
-            .and_then(|f| f.sessions.remove(&session))
-        else {
+        let Some(s) = self.take(front, session) else {
             return;
         };
-        self.routes.remove(&s.client);
         out.push(Effect::Leave {
             client: s.client,
             expired,
         });
+    }
+
+    /// Takes a live session off its front, with its route.
+    fn take(&mut self, front: &str, session: SessionKey) -> Option<Session> {
+        let s = self.fronts.get_mut(front)?.sessions.remove(&session)?;
+        self.routes.remove(&s.client);
+        Some(s)
     }
 }
