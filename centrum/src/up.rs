@@ -65,7 +65,10 @@ pub(crate) async fn up(
     }
     for b in &backs {
         let kept = match config.data_dir(&b.id) {
-            Some(dir) => format!("kept in {}", dir.display()),
+            Some(dir) => format!(
+                "kept in {}",
+                std::path::absolute(&dir).unwrap_or(dir).display()
+            ),
             None => "kept nowhere (store.kind = \"memory\")".into(),
         };
         lines.push(format!(
