@@ -151,7 +151,7 @@ impl<'a> Ctx<'a> {
     /// connection dropped is still in the channel for a while (it may resume), but
     /// messages sent to it meanwhile are lost.
     pub fn is_connected(&self, client: ClientId) -> bool {
-        self.clients.connected.get(&client) == Some(&true)
+        self.clients.is_connected(client)
     }
 
     /// Sends `value` to one client of the channel, as MessagePack (structs as maps).
@@ -204,6 +204,11 @@ impl Clients {
     /// `client` left the channel.
     pub fn remove(&mut self, client: ClientId) {
         self.connected.remove(&client);
+    }
+
+    /// Whether `client` is in the channel with a live connection.
+    pub fn is_connected(&self, client: ClientId) -> bool {
+        self.connected.get(&client) == Some(&true)
     }
 
     /// Whether `client` is in the channel.

@@ -159,6 +159,13 @@ impl Channel {
         m.replay_divergences
             .fetch_add(restored.divergences, Relaxed);
         let held = restored.members.len();
+        // Every member waits for its client (or its front) to come back: the game hears
+        // that none is connected, at the first tick, and journals it like any change.
+        let away = restored
+            .members
+            .iter()
+            .map(|m| Effect::Disconnect(m.client));
+        channel.effects.extend(away);
         channel.members.restore(restored.members, now);
         if restored.snapshot.is_some() || restored.replayed > 0 {
             info!(channel = %name, tick = channel.game.step, snapshot = restored.snapshot.as_deref().unwrap_or("none"), replayed = restored.replayed, held, "channel recovered");

@@ -155,6 +155,12 @@ async fn a_recovered_channel_is_the_one_that_crashed() {
         .unwrap();
     durable_tick(&mut after).await;
     assert_eq!(states(&mut rx), vec![(1, Seq(30)), (2, Seq(30))]);
+    let connected = |c| after.game.clients.is_connected(ClientId(c));
+    assert_eq!(
+        (connected(1), connected(2), connected(3)),
+        (true, true, false),
+        "the game sees who came back, and who is still away"
+    );
     assert_eq!(after.game.tick(), Tick(tick.0 + 1));
     assert_eq!(
         after.game.state.len(),
@@ -439,4 +445,33 @@ async fn a_crash_in_the_middle_of_a_journal_write_recovers_to_the_last_whole_tic
         "the torn tail was cut off"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn after_a_restart_the_game_sees_every_client_away_until_it_is_back() {
+    let store = MemoryStore::new();
+    let before = play(&store, false).await;
+    assert!(
+        before.game.clients.is_connected(ClientId(1)),
+        "connected at the crash"
+    );
+    drop(before);
+    let mut after = recovered(&store, false);
+    durable_tick(&mut after).await;
+    for c in 1..=3 {
+        assert!(
+            after.game.clients.contains(ClientId(c)),
+            "client {c} is still in"
+        );
+        assert!(
+            !after.game.clients.is_connected(ClientId(c)),
+            "client {c} is away"
+        );
+    }
+    // And that is in the journal: a second restart agrees.
+    let state = fingerprint(&after);
+    drop(after);
+    let again = recovered(&store, false);
+    assert_eq!(fingerprint(&again), state);
+    assert!(!again.game.clients.is_connected(ClientId(1)));
 }
