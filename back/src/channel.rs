@@ -80,6 +80,8 @@ pub(crate) struct Channel {
     /// The last time an error of the game was logged; errors are counted always,
     /// logged at most once per [`APP_ERROR_LOG_EVERY`].
     app_error_logged: Option<Instant>,
+    /// Members recovered from the store, placed at the first tick.
+    restored: Vec<membership::SavedMember>,
     /// Reused buffers, so that a steady tick allocates only its patch.
     events: Vec<Event>,
     effects: Vec<Effect>,
@@ -119,6 +121,7 @@ impl Channel {
             replies: Vec::new(),
             snapshots: Vec::new(),
             app_error_logged: None,
+            restored: Vec::new(),
             events: Vec::new(),
             effects: Vec::new(),
         }
@@ -143,6 +146,12 @@ impl Channel {
         for repair in &opened.recovered.repairs {
             warn!(channel = %name, "{repair}");
         }
+        let replayed: u64 = opened
+            .recovered
+            .records
+            .iter()
+            .map(|r| r.bytes.len() as u64)
+            .sum();
         let restored = journal::recover(
             &mut channel.game,
             &channel.shared.app_name,
@@ -166,7 +175,9 @@ impl Channel {
             .iter()
             .map(|m| Effect::Disconnect(m.client));
         channel.effects.extend(away);
-        channel.members.restore(restored.members, now);
+        // Their grace counts from the first tick, not from before the replay of every
+        // channel of the back.
+        channel.restored = restored.members;
         if restored.snapshot.is_some() || restored.replayed > 0 {
             info!(channel = %name, tick = channel.game.step, snapshot = restored.snapshot.as_deref().unwrap_or("none"), replayed = restored.replayed, held, "channel recovered");
         }
@@ -177,6 +188,7 @@ impl Channel {
             policy,
             channel.shared.metrics.clone(),
             now,
+            replayed,
         ));
         Ok(channel)
     }
@@ -240,23 +252,34 @@ impl Channel {
             .await?;
         let now = Instant::now();
         if persist.snapshot_due(now) {
-            let body = self.snapshot_body();
-            if let Some(persist) = &mut self.persist {
-                persist.snapshot(self.game.step, body, now);
+            match self.snapshot_body() {
+                Some(body) => {
+                    if let Some(persist) = &mut self.persist {
+                        persist.snapshot(self.game.step, body, now);
+                    }
+                }
+                // Nothing written, nothing pruned: the journal keeps it all, and the
+                // next interval tries again.
+                None => {
+                    if let Some(persist) = &mut self.persist {
+                        persist.snapshot_skipped(now);
+                    }
+                }
             }
         }
         Ok(())
     }
 
-    /// The channel as a snapshot keeps it. Copies on the tick's thread; encoding and
-    /// writing happen in the background.
-    fn snapshot_body(&self) -> journal::SnapshotBody {
+    /// The channel as a snapshot keeps it, or None when the game does not save. Copies
+    /// on the tick's thread; encoding and writing happen in the background.
+    fn snapshot_body(&self) -> Option<journal::SnapshotBody> {
         let started = Instant::now();
         let game = match self.game.app.save() {
             Ok(bytes) => Bytes::from(bytes),
             Err(e) => {
-                warn!(channel = %self.shared.name, error = %e, "the game does not save; no snapshot");
-                Bytes::new()
+                self.shared.metrics.store_errors.fetch_add(1, Relaxed);
+                warn!(channel = %self.shared.name, error = %e, "the game does not save; no snapshot (the journal is kept whole)");
+                return None;
             }
         };
         let body = journal::SnapshotBody {
@@ -274,7 +297,7 @@ impl Channel {
             .metrics
             .snapshot_capture_us
             .fetch_max(started.elapsed().as_micros() as u64, Relaxed);
-        body
+        Some(body)
     }
 
     /// Sends what the tick made, in order.
@@ -287,6 +310,10 @@ impl Channel {
     /// One tick, synchronous: nothing here awaits, so a slow front cannot stall it.
     /// What it sends waits in `outgoing` for [`Channel::release`].
     pub(crate) fn step(&mut self, now: Instant) {
+        if !self.restored.is_empty() {
+            let restored = std::mem::take(&mut self.restored);
+            self.members.restore(restored, now);
+        }
         self.game.begin_tick();
         let spare = std::mem::take(&mut self.events);
         let mut events = self.shared.inbox.take(spare);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::file::{HEADER_LEN, Magic, check_header, header, read_records, record};
+use crate::file::{HEADER_LEN, MAX_RECORD, Magic, check_header, header, read_records, record};
 use crate::{
     Journal, Opened, Record, Recovered, Snapshot, Snapshots, Store, StoreError, SyncPolicy,
 };
@@ -88,11 +88,14 @@ impl Store for DiskStore {
         let after = recovered.snapshot.as_ref().map_or(0, |s| s.step);
         recovered.records = journal_records(&files.journals, after, &mut recovered.repairs)?;
         let last = recovered.records.last().map_or(after, |r| r.step);
-        let journal = DiskJournal::open(&dir, last, self.sync)?;
+        let journal = DiskJournal::open(&dir, last, self.sync, self._lock.clone())?;
         Ok(Opened {
             recovered,
             journal: Box::new(journal),
-            snapshots: Box::new(DiskSnapshots { dir }),
+            snapshots: Box::new(DiskSnapshots {
+                dir,
+                _lock: self._lock.clone(),
+            }),
         })
     }
 }
@@ -159,7 +162,11 @@ fn newest_snapshot(
             Ok(()) => {}
             Err(e @ StoreError::Version { .. }) => return Err(e),
             Err(e) => {
-                repairs.push(format!("{e}; falling back to the snapshot before it"));
+                set_aside(path)?;
+                repairs.push(format!(
+                    "{e}; set aside as {}, falling back to the snapshot before it",
+                    damaged_path(path).display()
+                ));
                 continue;
             }
         }
@@ -172,12 +179,14 @@ fn newest_snapshot(
                     source: shown,
                 }));
             }
-            _ => repairs.push(format!(
-                "{shown}: damaged ({}); falling back to the snapshot before it",
-                read.stopped
-                    .as_deref()
-                    .unwrap_or("not one record of its step")
-            )),
+            _ => {
+                set_aside(path)?;
+                repairs.push(format!(
+                    "{shown}: damaged ({}); set aside as {}, falling back to the snapshot before it",
+                    read.stopped.as_deref().unwrap_or("not one record of its step"),
+                    damaged_path(path).display()
+                ));
+            }
         }
     }
     Ok(None)
@@ -209,10 +218,21 @@ fn journal_records(
         let read = read_records(&bytes[HEADER_LEN..]);
         if let Some(why) = &read.stopped {
             let at = HEADER_LEN + read.good_len;
-            if !is_last {
+            // A crash leaves damage only at the end. Whole records after a bad one
+            // are damage in the middle: not a torn tail, and not to be cut off.
+            let body = &bytes[HEADER_LEN..];
+            let whole_after = read
+                .bad_end
+                .is_some_and(|end| !read_records(&body[end..]).records.is_empty());
+            if !is_last || whole_after {
+                let after = if is_last {
+                    "whole records"
+                } else {
+                    "later segments"
+                };
                 return Err(StoreError::Corrupt {
                     path: shown,
-                    what: format!("{why} at byte {at}, and later segments follow it"),
+                    what: format!("{why} at byte {at}, and {after} follow it"),
                 });
             }
             cut_tail(path, &bytes, at)?;
@@ -242,6 +262,18 @@ fn journal_records(
         }
     }
     Ok(records)
+}
+
+/// A damaged snapshot is renamed, not deleted, so that pruning never counts it as
+/// one of the two kept.
+fn set_aside(path: &Path) -> Result<(), StoreError> {
+    fs::rename(path, damaged_path(path)).map_err(|e| io(path, e))
+}
+
+fn damaged_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".damaged");
+    PathBuf::from(name)
 }
 
 fn torn_path(path: &Path, at: usize) -> PathBuf {
@@ -276,6 +308,17 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(|e| io(dir, e))
 }
 
+/// A record the reader would refuse as damage is not written at all.
+fn too_large(path: &Path, len: usize) -> Result<(), StoreError> {
+    if len > MAX_RECORD {
+        return Err(StoreError::TooLarge {
+            path: path.display().to_string(),
+            len,
+        });
+    }
+    Ok(())
+}
+
 fn io(path: &Path, source: std::io::Error) -> StoreError {
     StoreError::Io {
         path: path.display().to_string(),
@@ -286,6 +329,8 @@ fn io(path: &Path, source: std::io::Error) -> StoreError {
 /// The segment records are appended to.
 #[derive(Debug)]
 struct DiskJournal {
+    /// The store's lock: held for as long as anything can still write.
+    _lock: Arc<File>,
     dir: PathBuf,
     path: PathBuf,
     file: File,
@@ -294,16 +339,20 @@ struct DiskJournal {
     next_step: u64,
     sync: SyncPolicy,
     last_sync: Instant,
+    /// A record asked to be durable was written but not synced yet (`Interval`).
+    unsynced: bool,
     /// Reused for each record's bytes.
     buf: Vec<u8>,
 }
 
 impl DiskJournal {
     /// Appends after step `last`: to the segment that starts at `last + 1` if there
-    /// is one (it is empty), else to a new one.
-    fn open(dir: &Path, last: u64, sync: SyncPolicy) -> Result<Self, StoreError> {
+    /// is one (it holds no record), else to a new one. A segment shorter than its
+    /// header (a cut that failed half-way, on a full disk) is written afresh.
+    fn open(dir: &Path, last: u64, sync: SyncPolicy, lock: Arc<File>) -> Result<Self, StoreError> {
         let path = dir.join(file_name("journal-", last + 1, ".log"));
-        if !path.exists() {
+        let whole = fs::metadata(&path).is_ok_and(|m| m.len() >= HEADER_LEN as u64);
+        if !whole {
             write_new(&path, &header(Magic::Journal))?;
             sync_dir(dir)?;
         }
@@ -313,6 +362,7 @@ impl DiskJournal {
             .map_err(|e| io(&path, e))?;
         let len = file.metadata().map_err(|e| io(&path, e))?.len();
         Ok(Self {
+            _lock: lock,
             dir: dir.to_owned(),
             path,
             file,
@@ -320,6 +370,7 @@ impl DiskJournal {
             next_step: last + 1,
             sync,
             last_sync: Instant::now(),
+            unsynced: false,
             buf: Vec::new(),
         })
     }
@@ -333,6 +384,7 @@ impl Journal for DiskJournal {
                 what: format!("step {step} appended where step {} was due", self.next_step),
             });
         }
+        too_large(&self.path, payload.len())?;
         self.buf.clear();
         record(&mut self.buf, step, payload);
         if let Err(e) = self.file.write_all(&self.buf) {
@@ -340,18 +392,25 @@ impl Journal for DiskJournal {
             let _ = self.file.set_len(self.len);
             return Err(io(&self.path, e));
         }
-        let sync_now = durable
-            && match self.sync {
-                SyncPolicy::EveryRecord => true,
-                SyncPolicy::Interval(every) => self.last_sync.elapsed() >= every,
-                SyncPolicy::Never => false,
-            };
+        // With an interval, a durable record not synced now is synced by a later
+        // append once the interval is up (a channel appends every tick), so none waits
+        // longer than the interval and a tick.
+        let sync_now = match self.sync {
+            SyncPolicy::EveryRecord => durable,
+            SyncPolicy::Interval(every) => {
+                (durable || self.unsynced) && self.last_sync.elapsed() >= every
+            }
+            SyncPolicy::Never => false,
+        };
         if sync_now {
             if let Err(e) = self.file.sync_data() {
                 let _ = self.file.set_len(self.len);
                 return Err(io(&self.path, e));
             }
             self.last_sync = Instant::now();
+            self.unsynced = false;
+        } else if durable {
+            self.unsynced = true;
         }
         self.len += self.buf.len() as u64;
         self.next_step += 1;
@@ -372,7 +431,7 @@ impl Journal for DiskJournal {
             return Ok(()); // The segment is empty: it already starts after `step`.
         }
         self.file.sync_data().map_err(|e| io(&self.path, e))?;
-        *self = Self::open(&self.dir, step, self.sync)?;
+        *self = Self::open(&self.dir, step, self.sync, self._lock.clone())?;
         Ok(())
     }
 }
@@ -381,11 +440,14 @@ impl Journal for DiskJournal {
 #[derive(Debug)]
 struct DiskSnapshots {
     dir: PathBuf,
+    /// The store's lock: held for as long as anything can still write.
+    _lock: Arc<File>,
 }
 
 impl Snapshots for DiskSnapshots {
     fn write(&mut self, step: u64, snapshot: &[u8]) -> Result<(), StoreError> {
         let name = file_name("snapshot-", step, ".snap");
+        too_large(&self.dir.join(&name), snapshot.len())?;
         let tmp = self.dir.join(format!("{name}.tmp"));
         let mut bytes = header(Magic::Snapshot).to_vec();
         record(&mut bytes, step, snapshot);

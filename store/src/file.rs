@@ -82,6 +82,9 @@ pub(crate) struct Read {
     pub(crate) good_len: usize,
     /// Why reading stopped before the end, if it did.
     pub(crate) stopped: Option<String>,
+    /// Where the record reading stopped at ends, when its length fits the file (its
+    /// checksum failed): what follows it can still be looked at.
+    pub(crate) bad_end: Option<usize>,
 }
 
 pub(crate) fn read_records(body: &[u8]) -> Read {
@@ -114,6 +117,7 @@ pub(crate) fn read_records(body: &[u8]) -> Read {
         hasher.update(payload);
         if hasher.finalize() != crc {
             read.stopped = Some("a record whose checksum does not match".into());
+            read.bad_end = Some(at + RECORD_HEAD + len);
             break;
         }
         read.records

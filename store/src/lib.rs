@@ -164,6 +164,14 @@ pub enum StoreError {
         /// The holder, as it wrote itself in the lock file.
         pid: String,
     },
+    /// A record or snapshot over the largest a file may hold.
+    #[error("{path}: a record of {len} bytes is over the limit of 1 GiB")]
+    TooLarge {
+        /// Where it was to go.
+        path: String,
+        /// Its size.
+        len: usize,
+    },
     /// Records are missing between two files, or an append skipped a step.
     #[error("{path}: {what}")]
     Gap {

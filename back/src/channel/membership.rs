@@ -66,6 +66,10 @@ pub(crate) enum JoinStart {
     New { seat: Seat },
 }
 
+/// The `instance` of a front restored from a store: no live process has it, so the
+/// front's first link counts as a new process.
+const RESTORED: u64 = 0;
+
 #[derive(Debug)]
 pub(crate) struct Membership {
     channel: ChannelIndex,
@@ -127,17 +131,47 @@ impl Membership {
         }
     }
 
-    /// Every member was held from `now` on, as if every front had dropped: how a
-    /// restarted back starts. Each can resume, or be listed again by its front.
+    /// How a restarted back starts: every member is a session of its front, and every
+    /// front is away since `now`, as if each link had just dropped. A front that
+    /// relinks listing a session goes on with it; the others (its process restarted:
+    /// a front's `instance` is never the restored one) are held for resume; a client
+    /// that resumes elsewhere first moves its membership, and the old front's listing
+    /// of it is evicted. A front that never comes back takes `link_grace`.
     pub(crate) fn restore(&mut self, members: Vec<SavedMember>, now: Instant) {
         for m in members {
-            let key = (m.seat.front, m.seat.session, m.seat.secret);
-            let held = Held {
+            let front = self
+                .fronts
+                .entry(m.seat.front.clone())
+                .or_insert_with(|| FrontSessions {
+                    link: None,
+                    instance: RESTORED,
+                    away_since: Some(now),
+                    sessions: HashMap::new(),
+                    want_state: Vec::new(),
+                    just_attached: false,
+                    moved: Vec::new(),
+                });
+            if front.sessions.contains_key(&m.seat.session) {
+                // Two members of one front under one key: a restarted front numbered
+                // its sessions again. The second waits among the held ones.
+                let held = Held {
+                    client: m.client,
+                    ack: m.ack,
+                    since: now,
+                };
+                self.held
+                    .insert((m.seat.front, m.seat.session, m.seat.secret), held);
+                continue;
+            }
+            let session = Session {
                 client: m.client,
                 ack: m.ack,
-                since: now,
+                ack_moved: false,
+                secret: m.seat.secret,
             };
-            self.held.insert(key, held);
+            self.routes
+                .insert(m.client, (m.seat.front.clone(), m.seat.session));
+            front.sessions.insert(m.seat.session, session);
         }
     }
 
@@ -268,9 +302,12 @@ impl Membership {
             } else if let Some(s) = front.sessions.get(&session) {
                 out.push(Effect::Connect(s.client));
                 front.want_state.push(session);
-            } else if let Some(held) = self
-                .held
-                .remove(&(front_id.clone(), session, listed.secret))
+            } else if let Some(held) = (listed.secret != 0)
+                .then(|| {
+                    self.held
+                        .remove(&(front_id.clone(), session, listed.secret))
+                })
+                .flatten()
             {
                 // Held while the front was away or the back restarted, and the front
                 // still has the client: the same membership goes on.

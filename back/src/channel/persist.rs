@@ -55,6 +55,7 @@ pub(crate) enum Stopped {
 }
 
 impl Persist {
+    /// The store of a channel that replayed `replayed` journal bytes to come back.
     pub(crate) fn new(
         channel: &str,
         journal: Box<dyn Journal>,
@@ -62,7 +63,14 @@ impl Persist {
         policy: SnapshotPolicy,
         metrics: Arc<ChannelMetrics>,
         now: Instant,
+        replayed: u64,
     ) -> Self {
+        // A channel that came back through its journal snapshots at once: restarts
+        // closer together than the interval must not let the journal grow for ever.
+        let last_snapshot = match replayed {
+            0 => now,
+            _ => now.checked_sub(policy.every).unwrap_or(now),
+        };
         Self {
             channel: channel.to_owned(),
             journal: Some(journal),
@@ -70,8 +78,8 @@ impl Persist {
             writing: None,
             cut_at: None,
             policy,
-            last_snapshot: now,
-            bytes_since_snapshot: 0,
+            last_snapshot,
+            bytes_since_snapshot: replayed,
             metrics,
         }
     }
@@ -186,6 +194,12 @@ impl Persist {
         if let Some(journal) = self.journal.take() {
             self.journal = Some(wrap(journal));
         }
+    }
+
+    /// A snapshot was due but could not be taken: try again after a whole interval.
+    pub(crate) fn snapshot_skipped(&mut self, now: Instant) {
+        self.last_snapshot = now;
+        self.bytes_since_snapshot = 0;
     }
 
     /// Waits for the snapshot being written, for tests.

@@ -236,3 +236,78 @@ fn a_directory_in_use_by_another_store_is_refused_with_its_holder() {
     );
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn damage_in_the_middle_of_the_last_segment_is_not_cut_as_a_torn_tail() {
+    let dir = temp_dir("middle");
+    let s = store(&dir);
+    let mut opened = s.open("arena").unwrap();
+    for step in 1..=3 {
+        opened.journal.append(step, b"payload", true).unwrap();
+    }
+    drop(opened);
+    let path = dir.join("arena").join(file_name("journal-", 1, ".log"));
+    let mut bytes = fs::read(&path).unwrap();
+    // A flipped bit in the payload of step 2: its length still fits, step 3 follows.
+    let second = HEADER_LEN + (16 + 7) + 16;
+    bytes[second + 2] ^= 0x01;
+    fs::write(&path, &bytes).unwrap();
+    let err = s.open("arena").unwrap_err().to_string();
+    assert!(err.contains("whole records follow it"), "{err}");
+    assert_eq!(fs::read(&path).unwrap(), bytes, "nothing cut");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_segment_left_without_its_header_by_a_failed_cut_is_written_afresh() {
+    let dir = temp_dir("headerless");
+    let s = store(&dir);
+    let mut opened = s.open("arena").unwrap();
+    opened.journal.append(1, b"one", true).unwrap();
+    drop(opened);
+    // The next segment was created, but the disk was full before its header.
+    fs::write(
+        dir.join("arena").join(file_name("journal-", 2, ".log")),
+        b"",
+    )
+    .unwrap();
+    let mut opened = s.open("arena").unwrap();
+    assert_eq!(steps(&opened.recovered.records), vec![1]);
+    opened.journal.append(2, b"two", true).unwrap();
+    drop(opened);
+    assert_eq!(
+        steps(&s.open("arena").unwrap().recovered.records),
+        vec![1, 2]
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_lock_lasts_as_long_as_a_journal_or_snapshot_writer() {
+    let dir = temp_dir("lock-lives");
+    let s = store(&dir);
+    let opened = s.open("arena").unwrap();
+    drop(s);
+    let err = DiskStore::new(&dir, SyncPolicy::Never)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("in use"),
+        "the open journal still holds it: {err}"
+    );
+    drop(opened);
+    assert!(DiskStore::new(&dir, SyncPolicy::Never).is_ok());
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_record_over_the_limit_is_refused_not_written() {
+    let dir = temp_dir("too-large");
+    let s = store(&dir);
+    let mut opened = s.open("arena").unwrap();
+    let huge = vec![0u8; MAX_RECORD + 1];
+    let err = opened.journal.append(1, &huge, true).unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+    opened.journal.append(1, b"fits", true).unwrap();
+    let _ = fs::remove_dir_all(&dir);
+}

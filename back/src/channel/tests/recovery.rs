@@ -129,16 +129,7 @@ async fn a_recovered_channel_is_the_one_that_crashed() {
         expected,
         "the same state, ids and game"
     );
-    assert_eq!(
-        after.members.members(),
-        members,
-        "every member, on its seat, with its ack"
-    );
-    assert_eq!(
-        after.members.held_count(),
-        3,
-        "all held until their clients come back"
-    );
+
     assert_eq!(after.shared.metrics.replay_divergences.load(Relaxed), 0);
 
     // Front-1 relinks still holding its two connected clients: they go on with their
@@ -155,6 +146,16 @@ async fn a_recovered_channel_is_the_one_that_crashed() {
         .unwrap();
     durable_tick(&mut after).await;
     assert_eq!(states(&mut rx), vec![(1, Seq(30)), (2, Seq(30))]);
+    assert_eq!(
+        after.members.members(),
+        members,
+        "every member, on its seat, with its ack"
+    );
+    assert_eq!(
+        after.members.held_count(),
+        1,
+        "the third waits for its client"
+    );
     let connected = |c| after.game.clients.is_connected(ClientId(c));
     assert_eq!(
         (connected(1), connected(2), connected(3)),
@@ -474,4 +475,159 @@ async fn after_a_restart_the_game_sees_every_client_away_until_it_is_back() {
     let again = recovered(&store, false);
     assert_eq!(fingerprint(&again), state);
     assert!(!again.game.clients.is_connected(ClientId(1)));
+}
+
+#[tokio::test]
+async fn after_a_restart_a_client_that_resumed_elsewhere_is_evicted_from_its_old_front() {
+    let store = MemoryStore::new();
+    drop(play(&store, false).await);
+    let mut after = recovered(&store, false);
+    // Client 1 (front-1, session 1) resumes on front-2 before front-1 relinks...
+    let (front2, mut rx2) = LinkHandle::for_test("front-2", 64);
+    after.shared.inbox.push(attach(&front2)).unwrap();
+    let claim = LinkResume {
+        front: "front-1".into(),
+        session: 1,
+        secret: 1000,
+    };
+    let join = Event::Join {
+        link: front2,
+        session: 4,
+        data: Bytes::new(),
+        secret: 44,
+        resume: Some(claim),
+    };
+    after.shared.inbox.push(join).unwrap();
+    durable_tick(&mut after).await;
+    assert_eq!(states(&mut rx2), vec![(4, Seq(30))]);
+    // ...then front-1 relinks still listing it (a half-open connection): evicted, not
+    // joined as a second player.
+    let (front1, mut rx1) = LinkHandle::for_test("front-1", 64);
+    after
+        .shared
+        .inbox
+        .push(Event::Attach {
+            link: front1,
+            instance: 1,
+            sessions: vec![listed(1), listed(2)],
+        })
+        .unwrap();
+    durable_tick(&mut after).await;
+    let evicted: Vec<_> = frames(&mut rx1)
+        .into_iter()
+        .filter_map(|f| match f {
+            BackToFront::Evicted(e) => Some(e.session),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(evicted, vec![1]);
+    assert_eq!(after.game.clients.len(), 3, "three players, no ghost");
+    assert_eq!(after.shared.metrics.joins.load(Relaxed), 0);
+}
+
+#[tokio::test]
+async fn without_resume_grace_a_restart_still_keeps_the_players_of_a_front_that_relinks() {
+    let store = MemoryStore::new();
+    drop(play(&store, false).await);
+    let no_grace = ChannelOptions {
+        resume_grace: Duration::ZERO,
+        ..options()
+    };
+    let mut after = Channel::recover(
+        shared(),
+        Box::new(Arena::new()),
+        no_grace,
+        &store,
+        policy(false),
+        Instant::now(),
+    )
+    .unwrap();
+    let (front1, mut rx) = LinkHandle::for_test("front-1", 64);
+    after
+        .shared
+        .inbox
+        .push(Event::Attach {
+            link: front1,
+            instance: 1,
+            sessions: vec![listed(1), listed(2)],
+        })
+        .unwrap();
+    durable_tick(&mut after).await;
+    assert_eq!(states(&mut rx), vec![(1, Seq(30)), (2, Seq(30))]);
+    assert_eq!(
+        after.shared.metrics.joins.load(Relaxed),
+        0,
+        "nobody joined anew"
+    );
+}
+
+/// A game whose saving fails: its channel runs, but takes no snapshot.
+#[derive(Default, serde::Deserialize)]
+struct Unsavable;
+
+impl serde::Serialize for Unsavable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("this game cannot be saved"))
+    }
+}
+
+impl centrum_app::App for Unsavable {
+    type Join = ();
+    type Input = ();
+    type Call = centrum_app::NoCalls;
+    type Reply = centrum_app::NoCalls;
+
+    fn schema(&self) -> centrum_protocol::Schema {
+        centrum_protocol::Schema::new().kind::<Counter>()
+    }
+
+    fn join(&mut self, ctx: &mut Ctx<'_>, _: ClientId, _: ()) -> Result<(), AppError> {
+        ctx.state.spawn(Counter { value: 1 })?;
+        Ok(())
+    }
+
+    fn leave(&mut self, _: &mut Ctx<'_>, _: ClientId) -> Result<(), AppError> {
+        Ok(())
+    }
+
+    fn input(&mut self, _: &mut Ctx<'_>, _: ClientId, _: Seq, _: ()) -> Result<(), AppError> {
+        Ok(())
+    }
+
+    fn tick(&mut self, _: &mut Ctx<'_>) -> Result<(), AppError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_game_that_does_not_save_gets_no_snapshot_and_still_recovers_from_its_journal() {
+    let store = MemoryStore::new();
+    let unsavable = |store: &MemoryStore| {
+        let shared = Arc::new(ChannelShared {
+            app_name: "unsavable".into(),
+            ..Arc::into_inner(shared()).unwrap()
+        });
+        Channel::recover(
+            shared,
+            Box::new(Unsavable),
+            options(),
+            store,
+            policy(true),
+            Instant::now(),
+        )
+        .unwrap()
+    };
+    let mut ch = unsavable(&store);
+    let (link, _rx) = LinkHandle::for_test("front-1", 64);
+    ch.shared.inbox.push(attach(&link)).unwrap();
+    ch.shared.inbox.push(join(link, 1)).unwrap();
+    for _ in 0..3 {
+        durable_tick(&mut ch).await;
+    }
+    assert_eq!(ch.shared.metrics.snapshots.load(Relaxed), 0);
+    assert!(ch.shared.metrics.store_errors.load(Relaxed) > 0, "counted");
+    let expected = ch.full_state();
+    drop(ch);
+    let again = unsavable(&store);
+    assert_eq!(again.full_state(), expected, "the whole journal replays");
 }
