@@ -13,6 +13,16 @@ fn store(dir: &Path) -> DiskStore {
     DiskStore::new(dir, SyncPolicy::EveryRecord).unwrap()
 }
 
+/// A store in `dir` whose channel `arena` has records of steps 1 to 3 in one segment.
+fn with_three_records(dir: &Path) -> DiskStore {
+    let s = store(dir);
+    let mut opened = s.open("arena").unwrap();
+    for step in 1..=3 {
+        opened.journal.append(step, b"payload", true).unwrap();
+    }
+    s
+}
+
 fn steps(records: &[Record]) -> Vec<u64> {
     records.iter().map(|r| r.step).collect()
 }
@@ -79,12 +89,7 @@ fn records_and_snapshots_come_back_and_old_ones_are_pruned() {
 #[test]
 fn a_torn_tail_is_cut_at_the_last_good_record_and_kept_beside_the_file() {
     let dir = temp_dir("torn");
-    let s = store(&dir);
-    let mut opened = s.open("arena").unwrap();
-    for step in 1..=3 {
-        opened.journal.append(step, b"payload", true).unwrap();
-    }
-    drop(opened);
+    let s = with_three_records(&dir);
     // A crash in the middle of writing step 4: half a record at the end.
     let path = dir.join("arena").join(file_name("journal-", 1, ".log"));
     let mut partial = Vec::new();
@@ -240,12 +245,7 @@ fn a_directory_in_use_by_another_store_is_refused_with_its_holder() {
 #[test]
 fn damage_in_the_middle_of_the_last_segment_is_not_cut_as_a_torn_tail() {
     let dir = temp_dir("middle");
-    let s = store(&dir);
-    let mut opened = s.open("arena").unwrap();
-    for step in 1..=3 {
-        opened.journal.append(step, b"payload", true).unwrap();
-    }
-    drop(opened);
+    let s = with_three_records(&dir);
     let path = dir.join("arena").join(file_name("journal-", 1, ".log"));
     let mut bytes = fs::read(&path).unwrap();
     // A flipped bit in the payload of step 2: its length still fits, step 3 follows.

@@ -214,9 +214,20 @@ async fn a_journal_replays_the_same_with_or_without_a_snapshot_and_twice_alike()
     assert_eq!(fingerprint(&second), b, "and again");
 }
 
-/// A game that reads something outside its calls: a counter shared by the process.
-#[derive(Default, serde::Serialize, serde::Deserialize)]
-struct Drifting;
+/// A test game with one flaw: one counter per client, and `quirk`.
+#[derive(Default, serde::Deserialize)]
+struct Quirky {
+    quirk: Quirk,
+}
+
+#[derive(Default, PartialEq, serde::Serialize, serde::Deserialize)]
+enum Quirk {
+    /// Its tick reads something outside its calls: a counter shared by the process.
+    #[default]
+    Drifts,
+    /// Its saving fails.
+    DoesNotSave,
+}
 
 static OUTSIDE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -225,7 +236,21 @@ struct Counter {
     value: u64,
 }
 
-impl centrum_app::App for Drifting {
+impl serde::Serialize for Quirky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.quirk {
+            Quirk::DoesNotSave => Err(serde::ser::Error::custom("this game cannot be saved")),
+            Quirk::Drifts => {
+                use serde::ser::SerializeStruct;
+                let mut fields = s.serialize_struct("Quirky", 1)?;
+                fields.serialize_field("quirk", &self.quirk)?;
+                fields.end()
+            }
+        }
+    }
+}
+
+impl centrum_app::App for Quirky {
     type Join = ();
     type Input = ();
     type Call = centrum_app::NoCalls;
@@ -249,6 +274,9 @@ impl centrum_app::App for Drifting {
     }
 
     fn tick(&mut self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+        if self.quirk != Quirk::Drifts {
+            return Ok(());
+        }
         let value = OUTSIDE.fetch_add(1, Relaxed);
         let ids: Vec<_> = ctx.state.entities().map(|(id, _, _)| id).collect();
         for id in ids {
@@ -259,33 +287,41 @@ impl centrum_app::App for Drifting {
     }
 }
 
-#[tokio::test]
-async fn a_game_that_does_not_replay_alike_is_counted() {
-    let store = MemoryStore::new();
-    let drifting = |store: &MemoryStore| {
-        let shared = Arc::new(ChannelShared {
-            app_name: "drifting".into(),
-            ..Arc::into_inner(shared()).unwrap()
-        });
-        Channel::recover(
-            shared,
-            Box::new(Drifting),
-            options(),
-            store,
-            policy(false),
-            Instant::now(),
-        )
-        .unwrap()
-    };
-    let mut ch = drifting(&store);
+/// A durable channel of a [`Quirky`] game (snapshots when asked), with one client who
+/// joined and three ticks played.
+async fn quirky(store: &MemoryStore, quirk: Quirk, snapshots: bool) -> Channel {
+    let mut ch = quirky_recovered(store, quirk, snapshots);
     let (link, _rx) = LinkHandle::for_test("front-1", 64);
     ch.shared.inbox.push(attach(&link)).unwrap();
     ch.shared.inbox.push(join(link, 1)).unwrap();
     for _ in 0..3 {
         durable_tick(&mut ch).await;
     }
-    drop(ch);
-    let again = drifting(&store);
+    ch
+}
+
+fn quirky_recovered(store: &MemoryStore, quirk: Quirk, snapshots: bool) -> Channel {
+    let shared = Arc::new(ChannelShared {
+        app_name: "quirky".into(),
+        ..Arc::into_inner(shared()).unwrap()
+    });
+    let game = Box::new(Quirky { quirk });
+    Channel::recover(
+        shared,
+        game,
+        options(),
+        store,
+        policy(snapshots),
+        Instant::now(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_game_that_does_not_replay_alike_is_counted() {
+    let store = MemoryStore::new();
+    drop(quirky(&store, Quirk::Drifts, false).await);
+    let again = quirky_recovered(&store, Quirk::Drifts, false);
     assert_eq!(again.shared.metrics.replay_divergences.load(Relaxed), 3);
 }
 
@@ -561,73 +597,14 @@ async fn without_resume_grace_a_restart_still_keeps_the_players_of_a_front_that_
     );
 }
 
-/// A game whose saving fails: its channel runs, but takes no snapshot.
-#[derive(Default, serde::Deserialize)]
-struct Unsavable;
-
-impl serde::Serialize for Unsavable {
-    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom("this game cannot be saved"))
-    }
-}
-
-impl centrum_app::App for Unsavable {
-    type Join = ();
-    type Input = ();
-    type Call = centrum_app::NoCalls;
-    type Reply = centrum_app::NoCalls;
-
-    fn schema(&self) -> centrum_protocol::Schema {
-        centrum_protocol::Schema::new().kind::<Counter>()
-    }
-
-    fn join(&mut self, ctx: &mut Ctx<'_>, _: ClientId, _: ()) -> Result<(), AppError> {
-        ctx.state.spawn(Counter { value: 1 })?;
-        Ok(())
-    }
-
-    fn leave(&mut self, _: &mut Ctx<'_>, _: ClientId) -> Result<(), AppError> {
-        Ok(())
-    }
-
-    fn input(&mut self, _: &mut Ctx<'_>, _: ClientId, _: Seq, _: ()) -> Result<(), AppError> {
-        Ok(())
-    }
-
-    fn tick(&mut self, _: &mut Ctx<'_>) -> Result<(), AppError> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_game_that_does_not_save_gets_no_snapshot_and_still_recovers_from_its_journal() {
     let store = MemoryStore::new();
-    let unsavable = |store: &MemoryStore| {
-        let shared = Arc::new(ChannelShared {
-            app_name: "unsavable".into(),
-            ..Arc::into_inner(shared()).unwrap()
-        });
-        Channel::recover(
-            shared,
-            Box::new(Unsavable),
-            options(),
-            store,
-            policy(true),
-            Instant::now(),
-        )
-        .unwrap()
-    };
-    let mut ch = unsavable(&store);
-    let (link, _rx) = LinkHandle::for_test("front-1", 64);
-    ch.shared.inbox.push(attach(&link)).unwrap();
-    ch.shared.inbox.push(join(link, 1)).unwrap();
-    for _ in 0..3 {
-        durable_tick(&mut ch).await;
-    }
+    let ch = quirky(&store, Quirk::DoesNotSave, true).await;
     assert_eq!(ch.shared.metrics.snapshots.load(Relaxed), 0);
     assert!(ch.shared.metrics.store_errors.load(Relaxed) > 0, "counted");
     let expected = ch.full_state();
     drop(ch);
-    let again = unsavable(&store);
+    let again = quirky_recovered(&store, Quirk::DoesNotSave, true);
     assert_eq!(again.full_state(), expected, "the whole journal replays");
 }
