@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use centrum_net::{FrameError, LiveFrames, Shutdown, framed, recv, send};
+use centrum_net::{FrameError, LinkError, LiveFrames, Shutdown, framed, recv, send};
 use centrum_protocol::{
     BackToFront, CLUSTER_VERSION, FrontToBack, LinkHeartbeat, LinkRefused, LinkSession,
     LinkWelcome, decode, encode,
@@ -200,16 +200,16 @@ where
         while let Some(frame) = frames.next(|since| handle.send(heartbeat(since))).await {
             dispatch(&shared, &handle, &frame?)?;
         }
-        Ok::<_, FrameError>(())
+        Ok::<_, LinkError>(())
     };
     let result = tokio::select! {
         _ = close.cancelled() => Ok(()),
-        r = writer => r.map_err(FrameError::from),
+        r = writer => r.map_err(|e| LinkError::Frame(e.into())),
         r = reader => r,
     };
     if let Err(e) = result {
         shared.metrics.link_errors.fetch_add(1, Relaxed);
-        if matches!(e, FrameError::Silent(_)) {
+        if matches!(e, LinkError::Frame(FrameError::Silent(_))) {
             shared.metrics.link_timeouts.fetch_add(1, Relaxed);
         }
         warn!(error = %e, "link closed on error");
@@ -239,23 +239,16 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Routes one frame from a front to its channel's inbox.
-fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), FrameError> {
+fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), LinkError> {
     let msg: FrontToBack = decode(frame, usize::MAX)?;
     let channel_of = |index: u16| {
-        shared.channels.get(usize::from(index)).ok_or_else(|| {
-            FrameError::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("no channel with index {index}"),
-            ))
-        })
+        shared
+            .channels
+            .get(usize::from(index))
+            .ok_or(LinkError::UnknownChannel(index))
     };
     match msg {
-        FrontToBack::Hello(_) => {
-            return Err(FrameError::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "second hello on a link",
-            )));
-        }
+        FrontToBack::Hello(_) => return Err(LinkError::Repeated("hello")),
         FrontToBack::Join(j) => {
             let channel = channel_of(j.channel)?;
             if channel.inbox.push(Event::Join {
@@ -286,7 +279,7 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Fram
                     link: link.clone(),
                     session: l.session,
                 })
-                .map_err(|_| overloaded())?;
+                .map_err(|_| LinkError::Overloaded)?;
         }
         FrontToBack::Away(a) => {
             channel_of(a.channel)?
@@ -295,7 +288,7 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Fram
                     link: link.clone(),
                     session: a.session,
                 })
-                .map_err(|_| overloaded())?;
+                .map_err(|_| LinkError::Overloaded)?;
         }
         FrontToBack::Input(i) => {
             let channel = channel_of(i.channel)?;
@@ -349,16 +342,10 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Fram
                     link: link.clone(),
                     sessions: r.sessions,
                 })
-                .map_err(|_| overloaded())?;
+                .map_err(|_| LinkError::Overloaded)?;
         }
     }
     Ok(())
-}
-
-fn overloaded() -> FrameError {
-    FrameError::Io(std::io::Error::other(
-        "the front sends more leaves than its channel can queue",
-    ))
 }
 
 #[cfg(test)]
@@ -437,6 +424,45 @@ mod tests {
         assert_eq!((Instant::now() - start).as_millis(), 2_500);
         assert_eq!(shared.metrics.link_timeouts.load(Relaxed), 1);
         assert_eq!(shared.metrics.links.load(Relaxed), 0);
+    }
+
+    /// A front that breaks the link protocol loses that link, and only that link.
+    #[tokio::test]
+    async fn a_protocol_violation_closes_the_link_with_its_reason() {
+        let violations = [
+            FrontToBack::Hello(LinkHello {
+                version: CLUSTER_VERSION,
+                front: "front-1".into(),
+                sessions: Vec::new(),
+                instance: 1,
+            }),
+            FrontToBack::Leave(centrum_protocol::LinkLeave {
+                session: 1,
+                channel: 7,
+            }),
+        ];
+        for (i, violation) in violations.into_iter().enumerate() {
+            let shared = shared();
+            let mut front = linked(&shared).await;
+            send(&mut front, &violation).await.unwrap();
+            let end = loop {
+                let frame = tokio::time::timeout(Duration::from_secs(5), recv(&mut front)).await;
+                match frame.expect("the back closes the link") {
+                    Ok(Some(BackToFront::Heartbeat(_))) => continue,
+                    other => break other,
+                }
+            };
+            assert!(matches!(end, Ok(None)), "violation {i}: {end:?}");
+            assert_eq!(shared.metrics.link_errors.load(Relaxed), 1, "violation {i}");
+        }
+        assert_eq!(
+            LinkError::Repeated("hello").to_string(),
+            "a second hello on a link"
+        );
+        assert_eq!(
+            LinkError::UnknownChannel(7).to_string(),
+            "no channel with index 7"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use centrum_net::{Backoff, FrameError, LiveFrames, Shutdown, framed, recv, send};
+use centrum_net::{Backoff, FrameError, LinkError, LiveFrames, Shutdown, framed, recv, send};
 use centrum_protocol::{
     BackToFront, CLUSTER_VERSION, FrontToBack, LinkHeartbeat, LinkHello, decode, encode,
 };
@@ -36,7 +36,7 @@ pub(crate) async fn maintain(hub: Arc<Hub>, back: usize, shutdown: Shutdown) {
             hub.link_down(back);
             match result {
                 Ok(()) => info!("link closed"),
-                Err(FrameError::Silent(silent)) => {
+                Err(LinkError::Frame(FrameError::Silent(silent))) => {
                     hub.metrics.link_failures.fetch_add(1, Relaxed);
                     hub.metrics.link_timeouts.fetch_add(1, Relaxed);
                     warn!(
@@ -69,12 +69,13 @@ async fn session(
     back: usize,
     backoff: &mut Backoff,
     shutdown: &Shutdown,
-) -> Result<(), FrameError> {
+) -> Result<(), LinkError> {
     let limits = hub.config.limits;
     let addr = hub.config.backs[back].listen;
     let stream = tokio::time::timeout(limits.handshake_timeout(), TcpStream::connect(addr))
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        .map_err(|_| LinkError::HandshakeTimeout("connection"))?
+        .map_err(FrameError::from)?;
     let _ = stream.set_nodelay(true);
     if let Err(e) = centrum_net::keepalive(&stream) {
         debug!(error = %e, "no tcp keepalive on the link");
@@ -98,11 +99,7 @@ async fn session(
     )
     .await
     {
-        Err(_) => {
-            return Err(
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "no welcome from back").into(),
-            );
-        }
+        Err(_) => return Err(LinkError::HandshakeTimeout("welcome")),
         Ok(msg) => match msg? {
             Some(BackToFront::Welcome(w)) => w,
             Some(BackToFront::Refused(r)) => {
@@ -110,7 +107,10 @@ async fn session(
                 return Ok(());
             }
             Some(other) => {
-                return Err(invalid(format!("expected a welcome, got {}", other.name())));
+                return Err(LinkError::Unexpected {
+                    expected: "a welcome",
+                    got: other.name(),
+                });
             }
             None => return Ok(()),
         },
@@ -159,13 +159,15 @@ async fn session(
             let msg: BackToFront = decode(&frame?, usize::MAX)?;
             route(hub, back, &welcome.channels, msg)?;
         }
-        Ok::<_, FrameError>(())
+        Ok::<_, LinkError>(())
     };
     let result = tokio::select! {
         _ = close.cancelled() => Ok(()),
         r = writer => match r {
-            Ok(written) => written.map_err(FrameError::from),
-            Err(e) => Err(FrameError::Io(std::io::Error::other(format!("link writer failed: {e}")))),
+            Ok(written) => written.map_err(|e| LinkError::Frame(e.into())),
+            Err(e) => Err(LinkError::Frame(FrameError::Io(std::io::Error::other(format!(
+                "link writer failed: {e}"
+            ))))),
         },
         r = reader => r,
     };
@@ -182,11 +184,11 @@ fn heartbeat(since_open: Duration) -> Bytes {
 }
 
 /// Hands one message from the back to the hub.
-fn route(hub: &Hub, back: usize, channels: &[String], msg: BackToFront) -> Result<(), FrameError> {
+fn route(hub: &Hub, back: usize, channels: &[String], msg: BackToFront) -> Result<(), LinkError> {
     let name = |index: u16| {
         channels
             .get(usize::from(index))
-            .ok_or_else(|| invalid(format!("no channel with index {index}")))
+            .ok_or(LinkError::UnknownChannel(index))
     };
     match msg {
         BackToFront::Patch(p) => hub.on_patch(name(p.channel)?, p),
@@ -199,15 +201,8 @@ fn route(hub: &Hub, back: usize, channels: &[String], msg: BackToFront) -> Resul
         // Its arrival is all it says; the reader has noted it.
         BackToFront::Heartbeat(_) => {}
         BackToFront::Welcome(_) | BackToFront::Refused(_) => {
-            return Err(invalid("a second welcome on a link".into()));
+            return Err(LinkError::Repeated("welcome"));
         }
     }
     Ok(())
-}
-
-fn invalid(message: String) -> FrameError {
-    FrameError::Io(std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        message,
-    ))
 }

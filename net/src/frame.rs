@@ -27,6 +27,40 @@ pub enum FrameError {
     Silent(std::time::Duration),
 }
 
+/// Why a front ↔ back link ended other than by a clean close: its transport failed, or
+/// the peer broke the link protocol (PROTOCOL.md section 14). Either way the link is
+/// closed; only that link.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The connection or its framing failed, or the peer fell silent.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A frame that is not a message of the link protocol.
+    #[error("bad message from peer: {0}")]
+    Decode(#[from] DecodeError),
+    /// A channel index the link's welcome did not list.
+    #[error("no channel with index {0}")]
+    UnknownChannel(u16),
+    /// A message out of place: the handshake's reply was something else.
+    #[error("expected {expected}, got {got}")]
+    Unexpected {
+        /// What the protocol says comes now.
+        expected: &'static str,
+        /// The message's name.
+        got: &'static str,
+    },
+    /// A handshake message on a link that is already open.
+    #[error("a second {0} on a link")]
+    Repeated(&'static str),
+    /// The peer sends more than its channel's queue can take, even of the messages
+    /// that are queued past the capacity (leaves, aways, resyncs).
+    #[error("the front sends more leaves than its channel can queue")]
+    Overloaded,
+    /// The peer did not answer the handshake in time.
+    #[error("no {0} within the handshake timeout")]
+    HandshakeTimeout(&'static str),
+}
+
 /// Wraps `stream` in the length-prefixed codec with a maximum frame size.
 pub fn framed<S: AsyncRead + AsyncWrite>(stream: S, max_frame_bytes: u32) -> Framed<S> {
     let codec = LengthDelimitedCodec::builder()

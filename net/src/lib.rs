@@ -10,7 +10,7 @@ mod register;
 mod tasks;
 
 pub use backoff::Backoff;
-pub use frame::{FrameError, Framed, framed, recv, send, send_bytes};
+pub use frame::{FrameError, Framed, LinkError, framed, recv, send, send_bytes};
 pub use keepalive::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES, keepalive};
 pub use liveness::{Beat, LiveFrames, Liveness};
 pub use register::{RegisterError, Registration, register_and_heartbeat};
