@@ -1,14 +1,14 @@
-//! One client connection after its WebSocket upgrade: hello and welcome, then one task
-//! with one `select!` over shutdown, its outbound queue, its socket and its liveness
-//! timer (a WebSocket ping after `limits.client_ping_ms` of silence, a close after
-//! `limits.client_timeout_ms`). Outbound messages are written in batches with vectored
-//! writes: header and per-client prefix from a small buffer, the shared body straight
-//! from its `Bytes`.
+//! One client connection after its WebSocket upgrade: the handshake (`handshake`:
+//! hello and welcome), then one task with one `select!` over shutdown, its outbound
+//! queue, its socket and its liveness timer (a WebSocket ping after
+//! `limits.client_ping_ms` of silence, a close after `limits.client_timeout_ms`).
+//! Outbound messages are written in batches with vectored writes: header and
+//! per-client prefix from a small buffer, the shared body straight from its `Bytes`.
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -19,41 +19,18 @@ use tracing::{debug, trace};
 
 use centrum_net::{Beat, Liveness, Shutdown};
 use centrum_protocol::{
-    ClientMsg, ErrorMsg, FrontMsg, LinkResume, PROTOCOL_VERSION, Pong, Rejected, SessionKey,
-    SharedKind, SharedPrefix, Welcome, decode, encode,
+    ClientMsg, ErrorMsg, FrontMsg, LinkResume, Pong, Rejected, SessionKey, SharedKind,
+    SharedPrefix, decode, encode,
 };
 
+use crate::close::{End, binary_only, finish, ws_code};
+use crate::handshake::{self, Welcomed};
 use crate::http;
 use crate::hub::{ClientHandle, Hub, Outbound, Refusal};
-use crate::resume::{ResumeToken, new_secret};
 use crate::ws::{self, FrameReader, MAX_HEADER, WsEvent};
 
 /// At most this many queued messages go into one vectored write.
 const BATCH: usize = 32;
-
-static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
-
-/// Why a connection ends; anything but `Gone` is told to the client before the close.
-enum End {
-    /// The peer closed or the socket failed: nothing more to say.
-    Gone,
-    /// The client sent a close frame: it meant to go, so it leaves its channels rather
-    /// than be held for a resume. Answered with close 1000.
-    Goodbye,
-    /// Killed in the middle of a write: the stream may end inside a frame, so nothing
-    /// more is written and the connection is reset, which also frees the bytes the
-    /// client never read.
-    Abort,
-    /// Nothing arrived from the client (not even a pong) for `limits.client_timeout_ms`,
-    /// or a write could not finish within it: a drop, held for a resume like any other,
-    /// closed with 1001 and reason `timeout`.
-    TimedOut,
-    /// Close with a WebSocket close code, after an optional Error message.
-    Close {
-        code: u16,
-        error: Option<(&'static str, String)>,
-    },
-}
 
 /// Serves one accepted connection to the end: its first request (`http`: a call is
 /// served there), then, for a WebSocket upgrade, the client's Hello, by the same
@@ -76,111 +53,23 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
     // should not keep that.
     reader.buf.extend_from_slice(&rest);
     drop(rest);
-    let first = async {
-        loop {
-            match reader.next_event() {
-                Ok(Some(event)) => return Some(Ok(event)),
-                Ok(None) => {}
-                Err(e) => return Some(Err(e)),
-            }
-            match stream.read_buf(&mut reader.buf).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
-    };
-    let Ok(Some(first)) = tokio::time::timeout_at(deadline, first).await else {
-        hub.metrics.handshake_failures.fetch_add(1, Relaxed);
-        debug!(%peer, "no hello before the handshake timeout");
-        return;
-    };
-
-    let hello = match first {
-        Ok(WsEvent::Binary(bytes)) => match decode::<ClientMsg>(&bytes, max_message) {
-            Ok(ClientMsg::Hello(h)) => Ok(h),
-            Ok(other) => Err(End::Close {
-                code: 1002,
-                error: Some((
-                    "hello_required",
-                    format!("the first message must be Hello, not {}", other.name()),
-                )),
-            }),
-            Err(e) => Err(End::Close {
-                code: 1007,
-                error: Some(("malformed", e.to_string())),
-            }),
-        },
-        Ok(WsEvent::Text) => Err(binary_only()),
-        Ok(_) => Err(End::Close {
-            code: 1002,
-            error: Some(("hello_required", "the first message must be Hello".into())),
-        }),
-        Err(e) => Err(End::Close {
-            code: e.close_code(),
-            error: Some((ws_code(&e), e.to_string())),
-        }),
-    };
-    let hello = match hello.and_then(|h| {
-        if h.version == PROTOCOL_VERSION {
-            Ok(h)
-        } else {
-            let message = format!(
-                "protocol version {} is not supported; this server speaks {PROTOCOL_VERSION}",
-                h.version
-            );
-            Err(End::Close {
-                code: 1002,
-                error: Some(("version", message)),
-            })
-        }
-    }) {
-        Ok(h) => h,
+    let hello = match handshake::read_hello(&mut stream, &mut reader, deadline, max_message).await {
+        Ok(hello) => hello,
         Err(end) => {
             hub.metrics.handshake_failures.fetch_add(1, Relaxed);
-            finish(&mut stream, end).await;
+            match end {
+                Some(end) => finish(&mut stream, end).await,
+                None => debug!(%peer, "no hello before the handshake timeout"),
+            }
             return;
         }
     };
-
-    let key: SessionKey = NEXT_SESSION.fetch_add(1, Relaxed);
-    // A well-formed token keeps its session id, and its claim goes with every join
-    // of this connection: the back holding a membership decides whether it resumes.
-    // Anything else starts a new session, as a missing token does.
-    let resumed = hello
-        .resume
-        .as_deref()
-        .and_then(ResumeToken::parse)
-        // A token naming a front this cluster does not have is not one of its tokens.
-        .filter(|token| hub.config.front(&token.claim.front).is_some());
-    if resumed.is_some() {
-        hub.metrics.resume_hellos.fetch_add(1, Relaxed);
-    }
-    let session = match &resumed {
-        Some(token) => token.session_id.clone(),
-        None => format!("{}-{key}", hub.id),
-    };
-    tracing::Span::current().record("session", session.as_str());
-    let secret = new_secret();
-    let token = ResumeToken {
-        session_id: session.clone(),
-        claim: LinkResume {
-            front: hub.id.clone(),
-            session: key,
-            secret,
-        },
-    };
-    let welcome = FrontMsg::Welcome(Welcome {
-        version: PROTOCOL_VERSION,
-        session,
-        resume: token.encode(),
-        front: hub.id.clone(),
-        resumed: resumed.is_some(),
-    });
-    debug!(
-        resumed = resumed.is_some(),
-        asked_resume = hello.resume.is_some(),
-        "welcome"
-    );
+    let Welcomed {
+        key,
+        resume,
+        secret,
+        welcome,
+    } = handshake::welcome(&hub, &hello);
     let (tx, mut rx) = mpsc::channel(limits.client_queue as usize);
     let handle = ClientHandle {
         tx,
@@ -190,7 +79,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
     let mut conn = Conn {
         hub: hub.clone(),
         key,
-        resume: resumed.map(|t| t.claim),
+        resume,
         handle: handle.clone(),
         heads: Vec::with_capacity(BATCH * 20),
         batch: Vec::with_capacity(BATCH),
@@ -317,61 +206,6 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
     let slow = matches!(end, End::Close { code: 1008, .. } | End::Abort);
     finish(&mut stream, end).await;
     debug!(slow, "connection closed");
-}
-
-fn binary_only() -> End {
-    End::Close {
-        code: 1003,
-        error: Some((
-            "binary_only",
-            "messages must be binary MessagePack, not text".into(),
-        )),
-    }
-}
-
-fn ws_code(e: &ws::WsError) -> &'static str {
-    match e {
-        ws::WsError::TooLarge { .. } => "too_large",
-        ws::WsError::Protocol(_) => "malformed",
-    }
-}
-
-/// Says why (best effort) and closes.
-async fn finish(stream: &mut TcpStream, end: End) {
-    let timed_out = matches!(end, End::TimedOut);
-    let (code, error) = match end {
-        End::Gone => return,
-        End::Abort => {
-            let _ = stream.set_zero_linger();
-            return;
-        }
-        End::Goodbye => (1000, None),
-        End::TimedOut => (1001, None),
-        End::Close { code, error } => (code, error),
-    };
-    let mut out = Vec::new();
-    let mut reason = "";
-    if let Some((code_name, message)) = &error {
-        let msg = encode(&FrontMsg::Error(ErrorMsg {
-            code: (*code_name).into(),
-            message: message.clone(),
-        }));
-        let mut head = [0; MAX_HEADER];
-        let n = ws::header(ws::OP_BINARY, msg.len(), &mut head);
-        out.extend_from_slice(&head[..n]);
-        out.extend_from_slice(&msg);
-        reason = code_name;
-    }
-    if code == 1008 {
-        reason = "slow client";
-    }
-    if timed_out {
-        reason = "timeout";
-    }
-    out.extend_from_slice(&ws::close_frame(code, reason));
-    // The peer may be gone or stuck; neither may hold the task.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(&out)).await;
-    let _ = stream.shutdown().await;
 }
 
 /// A connection's working state.
@@ -587,7 +421,7 @@ mod tests {
 
     use centrum_config::{Config, SlowClientPolicy};
     use centrum_protocol::{
-        FrontToBack, Hello, Join, LinkPatch, LinkState, Seq, Tick, decode, encode,
+        FrontToBack, Hello, Join, LinkPatch, LinkState, PROTOCOL_VERSION, Seq, Tick, decode, encode,
     };
 
     use super::*;

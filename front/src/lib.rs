@@ -7,7 +7,9 @@
 //! a call, served by `call`) -> `hub` (routing and fan-out) <- `link` (one task per back).
 
 mod call;
+mod close;
 mod connection;
+mod handshake;
 mod http;
 mod hub;
 mod link;
