@@ -31,8 +31,18 @@ struct Up {
     dir: PathBuf,
 }
 
-impl Up {
-    fn start(name: &str) -> Up {
+/// A fresh scratch directory holding `cluster.toml`: a master, `front-1`, and `back-1`
+/// serving channel `arena` with `app`, on free ports.
+struct Scratch {
+    dir: PathBuf,
+    /// The master's HTTP address.
+    http: String,
+    /// The front's port.
+    front: u16,
+}
+
+impl Scratch {
+    fn new(name: &str, app: &str) -> Scratch {
         let dir =
             std::env::temp_dir().join(format!("centrum-faults-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -44,11 +54,22 @@ impl Up {
                 "[master]\nhttp = \"127.0.0.1:{http}\"\nnodes = \"127.0.0.1:{nodes}\"\n\
                  [[fronts]]\nid = \"front-1\"\nlisten = \"127.0.0.1:{front}\"\n\
                  [[backs]]\nid = \"back-1\"\nlisten = \"127.0.0.1:{back}\"\ntick_hz = 20\n\
-                 channels = [{{ name = \"arena\", app = \"bench-arena\" }}]\n\
+                 channels = [{{ name = \"arena\", app = \"{app}\" }}]\n\
                  [limits]\nheartbeat_ms = 200\n"
             ),
         )
         .expect("write config");
+        Scratch {
+            dir,
+            http: format!("127.0.0.1:{http}"),
+            front,
+        }
+    }
+}
+
+impl Up {
+    fn start(name: &str) -> Up {
+        let Scratch { dir, http, front } = Scratch::new(name, "bench-arena");
         let log = std::fs::File::create(dir.join("up.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_centrum"))
             .arg("up")
@@ -60,7 +81,7 @@ impl Up {
             .expect("spawn up");
         Up {
             child,
-            http: format!("127.0.0.1:{http}"),
+            http,
             front,
             dir,
         }
@@ -461,21 +482,9 @@ async fn a_front_killed_under_load_loses_no_player() {
 
 #[test]
 fn a_back_refuses_to_start_over_a_journal_it_cannot_read() {
-    let dir = std::env::temp_dir().join(format!("centrum-faults-{}-journal", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let Scratch { dir, .. } = Scratch::new("journal", "arena");
     let channel = dir.join("centrum-data/back-1/arena");
-    std::fs::create_dir_all(&channel).expect("scratch dir");
-    let (http, nodes, front, back) = (free_port(), free_port(), free_port(), free_port());
-    std::fs::write(
-        dir.join("cluster.toml"),
-        format!(
-            "[master]\nhttp = \"127.0.0.1:{http}\"\nnodes = \"127.0.0.1:{nodes}\"\n\
-             [[fronts]]\nid = \"front-1\"\nlisten = \"127.0.0.1:{front}\"\n\
-             [[backs]]\nid = \"back-1\"\nlisten = \"127.0.0.1:{back}\"\ntick_hz = 20\n\
-             channels = [{{ name = \"arena\", app = \"arena\" }}]\n"
-        ),
-    )
-    .expect("write config");
+    std::fs::create_dir_all(&channel).expect("channel dir");
     // A journal from a newer centrum: the same magic, format version 9.
     let journal = channel.join("journal-00000000000000000001.log");
     let mut bytes = b"CNTRMJNL".to_vec();

@@ -431,6 +431,32 @@ mod tests {
     /// A client that stops reading in the middle of a long write is still closed by
     /// the disconnect policy: the kill must cut the blocked write, or the connection,
     /// its queue and its socket buffers would be held until the peer goes away.
+    /// A front (its hub linked to a back whose frames land in the returned receiver)
+    /// serving the one connection it accepts on the returned address.
+    async fn front_serving_one(
+        config: Config,
+    ) -> (
+        Arc<Hub>,
+        SocketAddr,
+        tokio::task::JoinHandle<()>,
+        mpsc::Receiver<Bytes>,
+    ) {
+        let hub = Arc::new(Hub::new("front-1", Arc::new(config)));
+        let (link_tx, link_rx) = mpsc::channel(16);
+        hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn({
+            let hub = hub.clone();
+            async move {
+                let (stream, peer) = listener.accept().await.unwrap();
+                serve(stream, peer, hub, Shutdown::new()).await;
+                drop(link_tx);
+            }
+        });
+        (hub, addr, server, link_rx)
+    }
+
     /// A client joined through a front over a socket with a small fixed receive buffer,
     /// sent an 8 MiB state, that read the first 64 KiB of it and then reads nothing more:
     /// the front's write to it is blocked.
@@ -442,18 +468,7 @@ mod tests {
     }
 
     async fn stalled_client(config: Config) -> Stalled {
-        let hub = Arc::new(Hub::new("front-1", Arc::new(config)));
-        let (link_tx, mut link_rx) = mpsc::channel(16);
-        hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn({
-            let hub = hub.clone();
-            async move {
-                let (stream, peer) = listener.accept().await.unwrap();
-                serve(stream, peer, hub, Shutdown::new()).await;
-            }
-        });
+        let (hub, addr, server, mut link_rx) = front_serving_one(config).await;
         // A small, fixed receive buffer (no autotuning), so the state below cannot fit
         // in the kernel's buffers on either side.
         let socket = TcpSocket::new_v4().unwrap();
@@ -557,19 +572,7 @@ mod tests {
         let mut config = Config::embedded_default();
         config.limits.client_ping_ms = 100;
         config.limits.client_timeout_ms = 300;
-        let hub = Arc::new(Hub::new("front-1", Arc::new(config)));
-        let (link_tx, mut link_rx) = mpsc::channel(16);
-        hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn({
-            let hub = hub.clone();
-            async move {
-                let (stream, peer) = listener.accept().await.unwrap();
-                serve(stream, peer, hub, Shutdown::new()).await;
-                drop(link_tx);
-            }
-        });
+        let (hub, addr, server, mut link_rx) = front_serving_one(config).await;
         let stream = TcpStream::connect(addr).await.unwrap();
         let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
             .await

@@ -68,9 +68,10 @@ async fn playing(cluster: &TestCluster, n: u32) -> Client {
     client
 }
 
-/// Black-holes the link, sends inputs into the hole, and returns how long the client
-/// waited for `Unavailable` and how many inputs it sent before it.
-async fn blackhole(cluster: &TestCluster, client: &mut Client) -> (Duration, u32) {
+/// Black-holes the link and sends inputs into the hole; checks that the client is told
+/// `Unavailable` within the link timeout (+1 s) and that an input is then refused.
+/// Returns how many inputs it sent before it was told: they are in doubt.
+async fn blackhole(cluster: &TestCluster, client: &mut Client) -> u32 {
     cluster.proxies[0].pause();
     let paused = Instant::now();
     let mut in_doubt = 0;
@@ -88,6 +89,14 @@ async fn blackhole(cluster: &TestCluster, client: &mut Client) -> (Duration, u32
     )
     .await;
     let noticed = paused.elapsed();
+    println!(
+        "unavailable {} ms after the link went silent",
+        noticed.as_millis()
+    );
+    assert!(
+        noticed <= Duration::from_millis(u64::from(LINK_TIMEOUT_MS) + 1_000),
+        "unavailable after {noticed:?}"
+    );
     // While unavailable an input is refused, never queued.
     client
         .send_input("echo", &line("refused"))
@@ -103,7 +112,7 @@ async fn blackhole(cluster: &TestCluster, client: &mut Client) -> (Duration, u32
     })
     .await;
     assert_eq!(code, "unavailable");
-    (noticed, in_doubt)
+    in_doubt
 }
 
 /// A link black-holed for less than `link_grace_ms`: noticed within the link timeout,
@@ -115,15 +124,7 @@ async fn a_blackholed_link_within_the_grace_is_noticed_and_nothing_acked_is_lost
     let (player, _) = speaker(&client).expect("a speaker");
 
     let started = Instant::now();
-    let (noticed, in_doubt) = blackhole(&cluster, &mut client).await;
-    println!(
-        "unavailable {} ms after the link went silent",
-        noticed.as_millis()
-    );
-    assert!(
-        noticed <= Duration::from_millis(u64::from(LINK_TIMEOUT_MS) + 1_000),
-        "unavailable after {noticed:?}"
-    );
+    let in_doubt = blackhole(&cluster, &mut client).await;
     // The path stays dead for 2 s in all, well within the back's 4 s grace.
     tokio::time::sleep_until((started + Duration::from_secs(2)).into()).await;
     cluster.proxies[0].resume();
@@ -173,15 +174,7 @@ async fn a_blackholed_link_past_the_grace_is_noticed_and_clients_are_joined_agai
     let cluster = TestCluster::start(spec(1_000)).await;
     let mut client = playing(&cluster, 5).await;
     let started = Instant::now();
-    let (noticed, _) = blackhole(&cluster, &mut client).await;
-    println!(
-        "unavailable {} ms after the link went silent",
-        noticed.as_millis()
-    );
-    assert!(
-        noticed <= Duration::from_millis(u64::from(LINK_TIMEOUT_MS) + 1_000),
-        "unavailable after {noticed:?}"
-    );
+    blackhole(&cluster, &mut client).await;
     // The back notices at ~1 s and lets the sessions go 1 s later; 3.5 s is past both.
     tokio::time::sleep_until((started + Duration::from_millis(3_500)).into()).await;
     cluster.proxies[0].resume();

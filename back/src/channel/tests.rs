@@ -334,6 +334,47 @@ fn resume_on(
     rx
 }
 
+/// The acks of every patch received.
+fn acks(rx: &mut mpsc::Receiver<Bytes>) -> Vec<(SessionKey, Seq)> {
+    frames(rx)
+        .into_iter()
+        .filter_map(|f| match f {
+            BackToFront::Patch(p) => Some(p.acks),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// The sessions evicted.
+fn evicted(rx: &mut mpsc::Receiver<Bytes>) -> Vec<SessionKey> {
+    frames(rx)
+        .into_iter()
+        .filter_map(|f| match f {
+            BackToFront::Evicted(e) => Some(e.session),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A new link of `front`, from process `instance`, listing `sessions`: queued in the
+/// channel's inbox; what the channel sends on it lands in the returned receiver.
+fn relink(
+    ch: &Channel,
+    front: &str,
+    instance: u64,
+    sessions: &[SessionKey],
+) -> (LinkHandle, mpsc::Receiver<Bytes>) {
+    let (link, rx) = LinkHandle::for_test(front, 64);
+    let attach = Event::Attach {
+        link: link.clone(),
+        instance,
+        sessions: sessions.iter().map(|&s| listed(s)).collect(),
+    };
+    ch.shared.inbox.push(attach).unwrap();
+    (link, rx)
+}
+
 fn states(rx: &mut mpsc::Receiver<Bytes>) -> Vec<(SessionKey, Seq)> {
     frames(rx)
         .into_iter()
@@ -378,15 +419,7 @@ fn a_disconnected_client_resumes_on_another_front_as_the_same_player() {
         })
         .unwrap();
     tick(&mut ch);
-    let acks: Vec<_> = frames(&mut rx2)
-        .into_iter()
-        .filter_map(|f| match f {
-            BackToFront::Patch(p) => Some(p.acks),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    assert_eq!(acks, vec![(9, Seq(6))]);
+    assert_eq!(acks(&mut rx2), vec![(9, Seq(6))]);
 }
 
 #[test]
@@ -419,14 +452,7 @@ fn resuming_while_the_old_connection_is_still_linked_evicts_it() {
     let mut rx2 = resume_on(&mut ch, "front-2", 9, 1000);
     assert_eq!(states(&mut rx2), vec![(9, Seq(0))]);
     assert_eq!(ch.game.state.len(), 1);
-    let evicted: Vec<_> = frames(&mut rx1)
-        .into_iter()
-        .filter_map(|f| match f {
-            BackToFront::Evicted(e) => Some(e.session),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(evicted, vec![1]);
+    assert_eq!(evicted(&mut rx1), vec![1]);
 }
 
 #[test]

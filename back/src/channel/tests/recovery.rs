@@ -134,16 +134,7 @@ async fn a_recovered_channel_is_the_one_that_crashed() {
 
     // Front-1 relinks still holding its two connected clients: they go on with their
     // acks, as the same players.
-    let (link, mut rx) = LinkHandle::for_test("front-1", 64);
-    after
-        .shared
-        .inbox
-        .push(Event::Attach {
-            link: link.clone(),
-            instance: 1,
-            sessions: vec![listed(1), listed(2)],
-        })
-        .unwrap();
+    let (_, mut rx) = relink(&after, "front-1", 1, &[1, 2]);
     durable_tick(&mut after).await;
     assert_eq!(states(&mut rx), vec![(1, Seq(30)), (2, Seq(30))]);
     assert_eq!(
@@ -352,15 +343,7 @@ fn a_restarted_front_leaves_its_clients_memberships_waiting() {
     ch.shared.inbox.push(Event::Detach { link }).unwrap();
     tick(&mut ch);
     // A new process of front-1 links at once, knowing none of them.
-    let (new, _rx) = LinkHandle::for_test("front-1", 64);
-    ch.shared
-        .inbox
-        .push(Event::Attach {
-            link: new,
-            instance: 2,
-            sessions: vec![],
-        })
-        .unwrap();
+    let (_, _rx) = relink(&ch, "front-1", 2, &[]);
     tick(&mut ch);
     assert_eq!(ch.game.state.len(), 2, "both players stay");
     assert_eq!(ch.shared.metrics.held.load(Relaxed), 2);
@@ -437,15 +420,11 @@ async fn a_journal_that_cannot_be_written_holds_the_ack_back_until_it_can() {
         commit.await.expect("written once the disk has room");
     }
     ch.release();
-    let acks: Vec<_> = frames(&mut rx)
-        .into_iter()
-        .filter_map(|f| match f {
-            BackToFront::Patch(p) => Some(p.acks),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    assert_eq!(acks, vec![(1, Seq(1))], "acknowledged once written");
+    assert_eq!(
+        acks(&mut rx),
+        vec![(1, Seq(1))],
+        "acknowledged once written"
+    );
     assert_eq!(ch.shared.metrics.store_errors.load(Relaxed), 3);
     drop(ch);
     let again = recovered(&store, false);
@@ -538,25 +517,9 @@ async fn after_a_restart_a_client_that_resumed_elsewhere_is_evicted_from_its_old
     assert_eq!(states(&mut rx2), vec![(4, Seq(30))]);
     // ...then front-1 relinks still listing it (a half-open connection): evicted, not
     // joined as a second player.
-    let (front1, mut rx1) = LinkHandle::for_test("front-1", 64);
-    after
-        .shared
-        .inbox
-        .push(Event::Attach {
-            link: front1,
-            instance: 1,
-            sessions: vec![listed(1), listed(2)],
-        })
-        .unwrap();
+    let (_, mut rx1) = relink(&after, "front-1", 1, &[1, 2]);
     durable_tick(&mut after).await;
-    let evicted: Vec<_> = frames(&mut rx1)
-        .into_iter()
-        .filter_map(|f| match f {
-            BackToFront::Evicted(e) => Some(e.session),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(evicted, vec![1]);
+    assert_eq!(evicted(&mut rx1), vec![1]);
     assert_eq!(after.game.clients.len(), 3, "three players, no ghost");
     assert_eq!(after.shared.metrics.joins.load(Relaxed), 0);
 }
@@ -578,16 +541,7 @@ async fn without_resume_grace_a_restart_still_keeps_the_players_of_a_front_that_
         Instant::now(),
     )
     .unwrap();
-    let (front1, mut rx) = LinkHandle::for_test("front-1", 64);
-    after
-        .shared
-        .inbox
-        .push(Event::Attach {
-            link: front1,
-            instance: 1,
-            sessions: vec![listed(1), listed(2)],
-        })
-        .unwrap();
+    let (_, mut rx) = relink(&after, "front-1", 1, &[1, 2]);
     durable_tick(&mut after).await;
     assert_eq!(states(&mut rx), vec![(1, Seq(30)), (2, Seq(30))]);
     assert_eq!(
