@@ -252,19 +252,9 @@ impl Channel {
             .await?;
         let now = Instant::now();
         if persist.snapshot_due(now) {
-            match self.snapshot_body() {
-                Some(body) => {
-                    if let Some(persist) = &mut self.persist {
-                        persist.snapshot(self.game.step, body, now);
-                    }
-                }
-                // Nothing written, nothing pruned: the journal keeps it all, and the
-                // next interval tries again.
-                None => {
-                    if let Some(persist) = &mut self.persist {
-                        persist.snapshot_skipped(now);
-                    }
-                }
+            let body = self.snapshot_body();
+            if let Some(persist) = &mut self.persist {
+                persist.snapshot(self.game.step, body, now);
             }
         }
         Ok(())

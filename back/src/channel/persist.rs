@@ -196,12 +196,6 @@ impl Persist {
         }
     }
 
-    /// A snapshot was due but could not be taken: try again after a whole interval.
-    pub(crate) fn snapshot_skipped(&mut self, now: Instant) {
-        self.last_snapshot = now;
-        self.bytes_since_snapshot = 0;
-    }
-
     /// Waits for the snapshot being written, for tests.
     #[cfg(test)]
     pub(crate) async fn finish_snapshot(&mut self) {
@@ -212,13 +206,19 @@ impl Persist {
     }
 
     /// Writes `body`, the channel after tick `step`, in the background; the journal is
-    /// cut there at the next commit.
-    pub(crate) fn snapshot(&mut self, step: u64, body: SnapshotBody, now: Instant) {
+    /// cut there at the next commit. None (the game did not save) writes nothing.
+    pub(crate) fn snapshot(&mut self, step: u64, body: Option<SnapshotBody>, now: Instant) {
+        // Tried now either way; one that could not be taken waits a whole interval.
+        self.last_snapshot = now;
+        self.bytes_since_snapshot = 0;
+        // Without a body (the game does not save) nothing is written or pruned: the
+        // journal keeps it all.
+        let Some(body) = body else {
+            return;
+        };
         let Some(mut snapshots) = self.snapshots.take() else {
             return;
         };
-        self.last_snapshot = now;
-        self.bytes_since_snapshot = 0;
         self.cut_at = Some(step);
         self.writing = Some(tokio::task::spawn_blocking(move || {
             let bytes =
