@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use centrum_net::{FrameError, LinkError, LiveFrames, Shutdown, framed, recv, send};
+use centrum_net::{Acceptor, FrameError, LinkError, LiveFrames, Shutdown, framed, recv, send};
 use centrum_protocol::{
     BackToFront, CLUSTER_VERSION, FrontToBack, LinkHeartbeat, LinkRefused, LinkSession,
     LinkWelcome, decode, encode,
@@ -96,27 +96,20 @@ impl LinkHandle {
 
 /// Accepts links until shutdown; waits for every link task before returning.
 pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Shutdown) {
+    let mut listener = Acceptor::new(listener);
     let mut tasks = JoinSet::new();
     loop {
-        let accepted = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
-            a = listener.accept() => a,
+            a = listener.accept(&shared.metrics.accept_errors) => a,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                if let Err(e) = centrum_net::keepalive(&stream) {
-                    debug!(error = %e, %peer, "no tcp keepalive on a link");
-                }
-                let span = info_span!("link", %peer, front = tracing::field::Empty);
-                tasks.spawn(
-                    serve_link(stream, shared.clone(), shutdown.child_token()).instrument(span),
-                );
-            }
-            // Accept errors (e.g. out of file descriptors) are transient; keep serving.
-            Err(e) => warn!(error = %e, "accept failed"),
+        let _ = stream.set_nodelay(true);
+        if let Err(e) = centrum_net::keepalive(&stream) {
+            debug!(error = %e, %peer, "no tcp keepalive on a link");
         }
+        let span = info_span!("link", %peer, front = tracing::field::Empty);
+        tasks.spawn(serve_link(stream, shared.clone(), shutdown.child_token()).instrument(span));
     }
     while tasks.join_next().await.is_some() {}
 }

@@ -67,6 +67,8 @@ pub(crate) struct ChannelMetrics {
 pub(crate) struct BackMetrics {
     pub(crate) links: AtomicU64,
     pub(crate) links_opened: AtomicU64,
+    /// Failed accepts on the link port (out of file descriptors, for example).
+    pub(crate) accept_errors: AtomicU64,
     pub(crate) link_overflows: AtomicU64,
     pub(crate) link_errors: AtomicU64,
     /// Links closed because the front sent nothing for `limits.link_timeout_ms`.
@@ -352,6 +354,12 @@ impl BackMetrics {
             "Links accepted from fronts.",
             MetricKind::Counter,
             &self.links_opened,
+        );
+        push(
+            "centrum_back_accept_errors_total",
+            "Failed accepts on the link port (out of file descriptors, for example); each is waited out, not retried at once.",
+            MetricKind::Counter,
+            &self.accept_errors,
         );
         push(
             "centrum_back_link_overflows_total",

@@ -23,10 +23,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tracing::{Instrument, info, warn};
+use tracing::{Instrument, info};
 
 use centrum_config::Config;
-use centrum_net::{Registration, Shutdown};
+use centrum_net::{Acceptor, Registration, Shutdown};
 use centrum_protocol::{CLUSTER_VERSION, NodeStats, Register, Role};
 
 use hub::Hub;
@@ -146,6 +146,7 @@ pub async fn run(
 /// Accepts clients up to `limits.max_connections`: a permit is taken before each
 /// accept and moved into the connection's task.
 async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
+    let mut listener = Acceptor::new(listener);
     let permits = Arc::new(Semaphore::new(hub.config.limits.max_connections as usize));
     let mut tasks = JoinSet::new();
     loop {
@@ -155,30 +156,25 @@ async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
             p = permits.clone().acquire_owned() => p,
         };
         let Ok(permit) = permit else { break };
-        let accepted = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
-            a = listener.accept() => a,
+            a = listener.accept(&hub.metrics.accept_errors) => a,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                if let Err(e) = centrum_net::keepalive(&stream) {
-                    tracing::debug!(error = %e, %peer, "no tcp keepalive on a client connection");
-                }
-                hub.metrics
-                    .connections_total
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let (hub, stop) = (hub.clone(), shutdown.clone());
-                let span = tracing::info_span!("client", %peer, session = tracing::field::Empty);
-                tasks.spawn(
-                    async move {
-                        connection::serve(stream, peer, hub, stop).await;
-                        drop(permit);
-                    }
-                    .instrument(span),
-                );
-            }
-            Err(e) => warn!(error = %e, "accept failed"),
+        if let Err(e) = centrum_net::keepalive(&stream) {
+            tracing::debug!(error = %e, %peer, "no tcp keepalive on a client connection");
         }
+        hub.metrics
+            .connections_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (hub, stop) = (hub.clone(), shutdown.clone());
+        let span = tracing::info_span!("client", %peer, session = tracing::field::Empty);
+        tasks.spawn(
+            async move {
+                connection::serve(stream, peer, hub, stop).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
     }
     while tasks.join_next().await.is_some() {}
 }

@@ -7,6 +7,8 @@ use centrum_protocol::{Metric, MetricKind};
 #[derive(Debug, Default)]
 pub(crate) struct FrontMetrics {
     pub(crate) connections_total: AtomicU64,
+    /// Failed accepts (out of file descriptors, for example), waited out.
+    pub(crate) accept_errors: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
     pub(crate) handshake_failures: AtomicU64,
     pub(crate) resume_hellos: AtomicU64,
@@ -51,7 +53,13 @@ impl FrontMetrics {
     /// Every metric; called once per heartbeat, since it resets the delay maximum.
     pub(crate) fn metrics(&self, clients: usize) -> Vec<Metric> {
         use MetricKind::{Counter, Gauge};
-        let all: [(&str, &str, MetricKind, &AtomicU64); 23] = [
+        let all: [(&str, &str, MetricKind, &AtomicU64); 24] = [
+            (
+                "centrum_front_accept_errors_total",
+                "Failed accepts of client connections (out of file descriptors, for example); each is waited out, not retried at once.",
+                Counter,
+                &self.accept_errors,
+            ),
             (
                 "centrum_front_connections_total",
                 "Client connections accepted.",

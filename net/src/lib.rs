@@ -1,7 +1,8 @@
-//! What every centrum process shares on the network: length-prefixed framed links,
-//! reconnect back-off, liveness timers and TCP keepalive, the shutdown signal, and a
-//! node's registration with the master.
+//! What every centrum process shares on the network: accepting under resource
+//! exhaustion, length-prefixed framed links, reconnect back-off, liveness timers and
+//! TCP keepalive, the shutdown signal, and a node's registration with the master.
 
+mod accept;
 mod backoff;
 mod frame;
 mod keepalive;
@@ -9,6 +10,7 @@ mod liveness;
 mod register;
 mod tasks;
 
+pub use accept::Acceptor;
 pub use backoff::Backoff;
 pub use frame::{FrameError, Framed, LinkError, framed, recv, send, send_bytes};
 pub use keepalive::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES, keepalive};
