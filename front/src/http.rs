@@ -93,7 +93,7 @@ pub(crate) async fn read_head(
 }
 
 /// A complete head at the start of `buf` and its length; `None` while incomplete.
-fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
+pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -179,7 +179,7 @@ pub(crate) async fn first_request(
 
 /// The `Sec-WebSocket-Key` of a valid upgrade request (RFC 6455 §4.2.1), or the
 /// status and message to refuse it with. Any path is accepted.
-fn websocket_key(request: &Request) -> Result<&str, (u16, String)> {
+pub(crate) fn websocket_key(request: &Request) -> Result<&str, (u16, String)> {
     let upgrade =
         request.has_token("upgrade", "websocket") && request.has_token("connection", "upgrade");
     if !upgrade {

@@ -9,6 +9,9 @@
 mod call;
 mod close;
 mod connection;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handshake;
 mod http;
 mod hub;
