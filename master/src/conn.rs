@@ -43,6 +43,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 /// again (the one chosen may have started a request meanwhile).
 const EVICT_RETRY: Duration = Duration::from_millis(50);
 
+/// hyper's read buffer, and so the largest request head (a larger one gets 431): far
+/// above any head the master's pages send, far below hyper's default of about 400 KB
+/// per connection.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// The timeouts and the cap, from `[master.limits]`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnLimits {
@@ -333,6 +338,7 @@ impl ServedConn {
         });
         let http = http1::Builder::new()
             .keep_alive(true)
+            .max_buf_size(MAX_HEAD_BYTES)
             // This layer's own timeouts: hyper's header timer also runs while a
             // connection is idle between requests, which is the idle timeout's job.
             .header_read_timeout(None)

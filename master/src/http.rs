@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -28,6 +29,9 @@ use crate::metrics::HttpCounters;
 use crate::registry::{Node, Registry, role_name};
 use crate::sessions::Sessions;
 use crate::{ChildStatus, SuperviseError, SupervisorHandle, metrics, web};
+
+/// The largest request body read: the only one is the login form's token.
+const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// What every handler reads.
 #[derive(Debug, Clone)]
@@ -179,6 +183,7 @@ pub(crate) fn router(state: HttpState) -> Router {
         .merge(admin_api)
         .fallback(web::page_or_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -350,7 +355,10 @@ fn supervised(state: &HttpState) -> Vec<ChildStatus> {
 
 /// `GET /metrics`: Prometheus text exposition.
 async fn metrics(State(state): State<HttpState>) -> Response {
-    let live = state.registry.live(Instant::now());
+    let now = Instant::now();
+    let live = state.registry.live(now);
+    let sessions = state.sessions.live(now) as u64;
+    state.counters.sessions.store(sessions, Relaxed);
     let text = metrics::render(&state.config, &live, &supervised(&state), &state.counters);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }

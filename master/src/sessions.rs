@@ -93,8 +93,17 @@ impl Sessions {
         self.by_id.lock().remove(id).is_some()
     }
 
-    /// Sessions in the table, expired ones not yet forgotten included.
-    pub(crate) fn len(&self) -> usize {
+    /// Sessions in force at `now`.
+    pub(crate) fn live(&self, now: Instant) -> usize {
+        self.by_id
+            .lock()
+            .values()
+            .filter(|expiry| **expiry > now)
+            .count()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.by_id.lock().len()
     }
 }
@@ -150,6 +159,8 @@ mod tests {
         assert!(sessions.is_live(&second.id, now));
         assert!(sessions.is_live(&third.id, now));
         assert_eq!(sessions.len(), 2);
+        assert_eq!(sessions.live(now), 2);
+        assert_eq!(sessions.live(t0 + HOUR + Duration::from_secs(1)), 1);
 
         // Once both have expired, a new session replaces them without evicting a live one.
         let later = t0 + HOUR + Duration::from_secs(10);

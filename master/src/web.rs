@@ -182,10 +182,6 @@ pub(crate) async fn login(
     if opened.evicted {
         state.counters.sessions_evicted.fetch_add(1, Relaxed);
     }
-    state
-        .counters
-        .sessions
-        .store(state.sessions.len() as u64, Relaxed);
     let cookie = cookie(
         &opened.id,
         state.sessions.lifetime().as_secs(),
@@ -199,10 +195,6 @@ pub(crate) async fn logout(State(state): State<HttpState>, headers: HeaderMap) -
     for id in cookie_values(&headers) {
         state.sessions.close(id);
     }
-    state
-        .counters
-        .sessions
-        .store(state.sessions.len() as u64, Relaxed);
     let clear = cookie("", 0, state.secure_cookies);
     ([(header::SET_COOKIE, clear)], Redirect::to("/admin")).into_response()
 }

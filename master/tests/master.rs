@@ -1409,6 +1409,12 @@ async fn a_body_that_does_not_arrive_in_time_fails_its_request_and_closes_the_co
         .value
     };
     assert_eq!(timeouts("body"), 1.0);
+
+    // A body over the limit is refused unread.
+    let form_type = [("Content-Type", "application/x-www-form-urlencoded")];
+    let big = format!("token={}", "x".repeat(20_000));
+    let reply = request_with(master.http, "POST", "/admin/login", &form_type, &big).await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
     master.stop().await;
 }
 
