@@ -27,6 +27,19 @@ http = "127.0.0.1:7300"    # the master's HTTP endpoint
 nodes = "127.0.0.1:7301"   # fronts and backs connect and heartbeat here
 # admin_token = "change-me-to-a-long-secret"   # protects /admin, /status and /metrics
 
+# The master's HTTP endpoint. Every setting may be omitted; the values shown are the defaults.
+# [master.limits]
+# header_timeout_ms = 5000       # a request's head must arrive within this long of its first byte (or of
+#                                #   the connection opening), and its body within this long after the head;
+#                                #   else the connection is closed (100-120000)
+# idle_timeout_ms = 30000        # a connection with no request for this long is closed (100-3600000)
+# max_connections = 1024         # connections served at once; at the cap, each new connection closes the
+#                                #   open one that has waited longest for a request (1-65536)
+# login_attempts_per_minute = 5  # dashboard logins per client address (IPv6: per /64) per minute; more get
+#                                #   HTTP 429 (1-1000)
+# session_ms = 43200000          # how long a dashboard login lasts (60000-2592000000)
+# max_sessions = 1024            # dashboard logins kept at once; a new one ends the oldest (1-65536)
+
 # Every process proves to the others that it belongs to the cluster, with a shared secret
 # (16-1024 characters) that never crosses the wire. It is read, in this order, from the
 # environment variable named by secret_env, from secret_file, or from secret. Without any,
@@ -147,6 +160,60 @@ pub struct MasterConfig {
     /// demo stay public: game clients use them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<Secret>,
+    /// Timeouts, the connection cap, the login rate and admin sessions of the HTTP
+    /// endpoint (`[master.limits]`).
+    #[serde(default)]
+    pub limits: MasterLimits,
+}
+
+/// Limits of the master's HTTP endpoint, so that idle or slow connections cannot lock
+/// out new ones and the admin token cannot be guessed at speed. Each field may be omitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MasterLimits {
+    /// A request's head must be complete within this long of its first byte (of the
+    /// connection opening, for the first request), and a body a route reads within this
+    /// long after the head.
+    pub header_timeout_ms: u32,
+    /// A connection with no request in progress for this long is closed.
+    pub idle_timeout_ms: u32,
+    /// Connections served at once. At the cap, a new connection closes the open one that
+    /// has waited longest for a request (an idle one, or one still sending its head).
+    pub max_connections: u32,
+    /// Dashboard logins (right or wrong) per client address per minute, all of them at
+    /// once if need be; IPv6 addresses count per /64.
+    pub login_attempts_per_minute: u32,
+    /// How long a dashboard login lasts.
+    pub session_ms: u32,
+    /// Dashboard logins kept at once; a new one beyond it ends the oldest.
+    pub max_sessions: u32,
+}
+
+impl MasterLimits {
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms.into())
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms.into())
+    }
+
+    pub fn session(&self) -> Duration {
+        Duration::from_millis(self.session_ms.into())
+    }
+}
+
+impl Default for MasterLimits {
+    fn default() -> Self {
+        MasterLimits {
+            header_timeout_ms: 5_000,
+            idle_timeout_ms: 30_000,
+            max_connections: 1_024,
+            login_attempts_per_minute: 5,
+            session_ms: 12 * 3_600_000,
+            max_sessions: 1_024,
+        }
+    }
 }
 
 /// A process that accepts client WebSocket connections.
@@ -845,6 +912,8 @@ slow_client = "disconnect"
         assert!(uncommented.contains("\n[limits]\n"), "{uncommented}");
         let config = Config::parse(&uncommented).expect("uncommented DEFAULT_TOML");
         assert_eq!(config.limits, Limits::default());
+        assert!(uncommented.contains("\n[master.limits]\n"), "{uncommented}");
+        assert_eq!(config.master.limits, MasterLimits::default());
         assert_eq!(
             config.supervision,
             SupervisionConfig {

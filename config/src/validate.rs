@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::{
-    BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits, StoreConfig,
+    BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits, MasterLimits, StoreConfig,
     SupervisionConfig,
 };
 
@@ -48,6 +48,40 @@ impl<'a> Checker<'a> {
             .push(("master.nodes".into(), &master.host, master.nodes));
         if let Some(token) = &master.admin_token {
             self.token("master.admin_token", token.expose());
+        }
+        self.master_limits(&master.limits);
+    }
+
+    fn master_limits(&mut self, limits: &MasterLimits) {
+        // Destructured so that a new limit is a compile error here until it has a rule.
+        let MasterLimits {
+            header_timeout_ms,
+            idle_timeout_ms,
+            max_connections,
+            login_attempts_per_minute,
+            session_ms,
+            max_sessions,
+        } = *limits;
+        let ranges = [
+            ("header_timeout_ms", header_timeout_ms, 100, 120_000),
+            ("idle_timeout_ms", idle_timeout_ms, 100, 3_600_000),
+            ("max_connections", max_connections, 1, 65_536),
+            (
+                "login_attempts_per_minute",
+                login_attempts_per_minute,
+                1,
+                1_000,
+            ),
+            ("session_ms", session_ms, 60_000, 2_592_000_000),
+            ("max_sessions", max_sessions, 1, 65_536),
+        ];
+        for (name, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                self.push(
+                    format!("master.limits.{name}"),
+                    format!("must be between {min} and {max}"),
+                );
+            }
         }
     }
 
@@ -740,6 +774,52 @@ mod tests {
             })
             .is_empty()
         );
+    }
+
+    #[test]
+    fn master_limits_out_of_range() {
+        let problems = problems_after(|c| {
+            c.master.limits = MasterLimits {
+                header_timeout_ms: 99,
+                idle_timeout_ms: 3_600_001,
+                max_connections: 0,
+                login_attempts_per_minute: 1_001,
+                session_ms: 59_999,
+                max_sessions: 0,
+            };
+        });
+        assert_eq!(
+            problems,
+            [
+                "master.limits.header_timeout_ms: must be between 100 and 120000",
+                "master.limits.idle_timeout_ms: must be between 100 and 3600000",
+                "master.limits.max_connections: must be between 1 and 65536",
+                "master.limits.login_attempts_per_minute: must be between 1 and 1000",
+                "master.limits.session_ms: must be between 60000 and 2592000000",
+                "master.limits.max_sessions: must be between 1 and 65536",
+            ]
+        );
+        let at_bounds = [
+            MasterLimits {
+                header_timeout_ms: 100,
+                idle_timeout_ms: 100,
+                max_connections: 1,
+                login_attempts_per_minute: 1,
+                session_ms: 60_000,
+                max_sessions: 1,
+            },
+            MasterLimits {
+                header_timeout_ms: 120_000,
+                idle_timeout_ms: 3_600_000,
+                max_connections: 65_536,
+                login_attempts_per_minute: 1_000,
+                session_ms: 2_592_000_000,
+                max_sessions: 65_536,
+            },
+        ];
+        for limits in at_bounds {
+            assert!(problems_after(|c| c.master.limits = limits).is_empty());
+        }
     }
 
     #[test]

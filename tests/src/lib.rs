@@ -120,6 +120,7 @@ impl TestCluster {
                 http: http.local_addr().expect("addr"),
                 nodes: nodes.local_addr().expect("addr"),
                 admin_token: spec.admin_token.clone().map(centrum_config::Secret::new),
+                limits: Default::default(),
             },
             cluster: ClusterConfig {
                 secret: Some(centrum_config::Secret::new(CLUSTER_SECRET)),
