@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::{
-    BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits, StoreConfig,
+    BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits, MasterLimits, StoreConfig,
     SupervisionConfig,
 };
 
@@ -48,6 +48,72 @@ impl<'a> Checker<'a> {
             .push(("master.nodes".into(), &master.host, master.nodes));
         if let Some(token) = &master.admin_token {
             self.token("master.admin_token", token.expose());
+        }
+        self.master_limits(&master.limits);
+    }
+
+    fn master_limits(&mut self, limits: &MasterLimits) {
+        // Destructured so that a new limit is a compile error here until it has a rule.
+        let MasterLimits {
+            header_timeout_ms,
+            idle_timeout_ms,
+            max_connections,
+            login_attempts_per_minute,
+            session_ms,
+            max_sessions,
+        } = *limits;
+        let ranges = [
+            ("header_timeout_ms", header_timeout_ms, 100, 120_000),
+            ("idle_timeout_ms", idle_timeout_ms, 100, 3_600_000),
+            ("max_connections", max_connections, 1, 65_536),
+            (
+                "login_attempts_per_minute",
+                login_attempts_per_minute,
+                1,
+                1_000,
+            ),
+            ("session_ms", session_ms, 60_000, 2_592_000_000),
+            ("max_sessions", max_sessions, 1, 65_536),
+        ];
+        for (name, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                self.push(
+                    format!("master.limits.{name}"),
+                    format!("must be between {min} and {max}"),
+                );
+            }
+        }
+    }
+
+    /// What can be checked without reading the environment or the secret's file: the
+    /// inline secret's length and the variable's name.
+    fn cluster(&mut self, cluster: &crate::ClusterConfig) {
+        if let Some(secret) = &cluster.secret {
+            let len = secret.expose().len();
+            if !crate::CLUSTER_SECRET_BYTES.contains(&len) {
+                self.push(
+                    "cluster.secret",
+                    format!("must be 16-1024 bytes (got {len})"),
+                );
+            }
+        }
+        if let Some(env) = &cluster.secret_env {
+            let portable = !env.is_empty()
+                && !env.starts_with(|c: char| c.is_ascii_digit())
+                && env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !portable {
+                self.push(
+                    "cluster.secret_env",
+                    "must be an environment variable name: A-Z, a-z, 0-9 and '_', not starting with a digit",
+                );
+            }
+        }
+        if cluster
+            .secret_file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            self.push("cluster.secret_file", "must not be empty");
         }
     }
 
@@ -350,6 +416,7 @@ impl Checker<'_> {
 pub(crate) fn problems(config: &Config) -> Vec<FieldError> {
     let mut checker = Checker::default();
     checker.master(config);
+    checker.cluster(&config.cluster);
     if config.fronts.is_empty() {
         checker.push("fronts", "at least one front is required");
     }
@@ -413,6 +480,20 @@ mod tests {
         let mut config = Config::embedded_default();
         change(&mut config);
         problems(&config).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn cluster_secrets_that_are_short_or_named_oddly() {
+        let short = problems_after(|c| c.cluster.secret = Some(crate::Secret::new("too-short")));
+        assert_eq!(short, ["cluster.secret: must be 16-1024 bytes (got 9)"]);
+        let env = problems_after(|c| c.cluster.secret_env = Some("9-LIVES".into()));
+        assert_eq!(env.len(), 1);
+        assert!(env[0].starts_with("cluster.secret_env: must be an environment variable name"));
+        let good = problems_after(|c| {
+            c.cluster.secret = Some(crate::Secret::new("sixteen-bytes-ok"));
+            c.cluster.secret_env = Some("MY_CLUSTER_SECRET".into());
+        });
+        assert!(good.is_empty(), "{good:?}");
     }
 
     fn addr(s: &str) -> SocketAddr {
@@ -693,6 +774,52 @@ mod tests {
             })
             .is_empty()
         );
+    }
+
+    #[test]
+    fn master_limits_out_of_range() {
+        let problems = problems_after(|c| {
+            c.master.limits = MasterLimits {
+                header_timeout_ms: 99,
+                idle_timeout_ms: 3_600_001,
+                max_connections: 0,
+                login_attempts_per_minute: 1_001,
+                session_ms: 59_999,
+                max_sessions: 0,
+            };
+        });
+        assert_eq!(
+            problems,
+            [
+                "master.limits.header_timeout_ms: must be between 100 and 120000",
+                "master.limits.idle_timeout_ms: must be between 100 and 3600000",
+                "master.limits.max_connections: must be between 1 and 65536",
+                "master.limits.login_attempts_per_minute: must be between 1 and 1000",
+                "master.limits.session_ms: must be between 60000 and 2592000000",
+                "master.limits.max_sessions: must be between 1 and 65536",
+            ]
+        );
+        let at_bounds = [
+            MasterLimits {
+                header_timeout_ms: 100,
+                idle_timeout_ms: 100,
+                max_connections: 1,
+                login_attempts_per_minute: 1,
+                session_ms: 60_000,
+                max_sessions: 1,
+            },
+            MasterLimits {
+                header_timeout_ms: 120_000,
+                idle_timeout_ms: 3_600_000,
+                max_connections: 65_536,
+                login_attempts_per_minute: 1_000,
+                session_ms: 2_592_000_000,
+                max_sessions: 65_536,
+            },
+        ];
+        for limits in at_bounds {
+            assert!(problems_after(|c| c.master.limits = limits).is_empty());
+        }
     }
 
     #[test]

@@ -6,10 +6,13 @@
 //! `supervise` runs the processes and knows nothing of the rest; `http` reads its
 //! [`SupervisorHandle`] when there is one. The master is never in the data path.
 
+mod conn;
 mod http;
+mod login_limit;
 mod metrics;
 mod nodes;
 mod registry;
+mod sessions;
 mod supervise;
 mod web;
 
@@ -30,9 +33,12 @@ pub use supervise::{
 };
 pub use web::Page;
 
+use centrum_net::auth::ClusterKey;
 use http::HttpState;
+use login_limit::LoginLimiter;
 use nodes::NodesContext;
 use registry::Registry;
+use sessions::Sessions;
 
 /// How long [`run`] waits for its tasks after the shutdown signal.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,13 +73,16 @@ pub enum MasterError {
     Io(#[from] std::io::Error),
     #[error("a master task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The cluster secret is missing or unreadable.
+    #[error(transparent)]
+    Secret(#[from] centrum_config::SecretError),
 }
 
 /// Serves node links and the HTTP API until `shutdown`, then stops accepting, closes
 /// every node link and waits (at most 5 s) for every task it started.
 ///
 /// # Errors
-/// [`MasterError::Io`] when a listener's address cannot be read or the HTTP server fails;
+/// [`MasterError::Io`] when a listener's address cannot be read;
 /// [`MasterError::Task`] when one of its tasks panicked. Either stops the master.
 pub async fn run(
     config: Arc<Config>,
@@ -93,6 +102,8 @@ pub async fn run_with(
     options: MasterOptions,
     shutdown: Shutdown,
 ) -> Result<(), MasterError> {
+    let key = ClusterKey::new(config.cluster.secret()?.expose().as_bytes());
+    let nodes_metrics = Arc::new(nodes::NodesMetrics::default());
     let http_addr = listeners.http.local_addr()?;
     let nodes_addr = listeners.nodes.local_addr()?;
     let registry = Registry::new(config.limits.heartbeat() * MISSED_HEARTBEATS);
@@ -104,6 +115,8 @@ pub async fn run_with(
         config: config.clone(),
         registry: registry.clone(),
         http: http_addr,
+        key,
+        metrics: nodes_metrics.clone(),
     };
     tasks.spawn({
         let stop = stop.clone();
@@ -112,18 +125,31 @@ pub async fn run_with(
             Ok(())
         }
     });
+    let limits = config.master.limits;
     let state = HttpState {
-        config,
         registry,
         http: http_addr,
         nodes: nodes_addr,
         started: Instant::now(),
         pages: Arc::new(options.pages),
         supervisor: options.supervisor,
+        nodes_metrics,
+        sessions: Arc::new(Sessions::new(
+            limits.session(),
+            usize::try_from(limits.max_sessions).unwrap_or(usize::MAX),
+        )),
+        logins: Arc::new(LoginLimiter::new(limits.login_attempts_per_minute)),
+        counters: Arc::default(),
+        // No TLS on the master yet: cookies go over plain HTTP, so not `Secure`.
+        secure_cookies: false,
+        config,
     };
     tasks.spawn({
         let stop = stop.clone();
-        async move { Ok(http::serve(listeners.http, state, stop).await?) }
+        async move {
+            http::serve(listeners.http, state, stop).await;
+            Ok(())
+        }
     });
     info!(http = %http_addr, nodes = %nodes_addr, "master started");
 

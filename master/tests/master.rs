@@ -13,9 +13,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use centrum_config::{BackConfig, ChannelConfig, Config, FrontConfig, Limits, MasterConfig};
+use centrum_config::{
+    BackConfig, ChannelConfig, ClusterConfig, Config, FrontConfig, Limits, MasterConfig,
+    MasterLimits,
+};
 use centrum_master::{MasterError, MasterListeners};
-use centrum_net::{Framed, RegisterError, Registration, Shutdown, framed, recv, send};
+use centrum_net::auth::ClusterKey;
+use centrum_net::{
+    Framed, RegisterError, Registration, Shutdown, Unregistered, framed, recv, send,
+};
 use centrum_protocol::{
     CLUSTER_VERSION, ChannelStats, Heartbeat, MasterToNode, Metric, MetricKind, NodeStats,
     NodeToMaster, Register, Role,
@@ -77,6 +83,19 @@ impl TestMaster {
     }
 
     async fn start_with(limits: Limits, admin_token: Option<&str>) -> TestMaster {
+        TestMaster::start_full(limits, MasterLimits::default(), admin_token).await
+    }
+
+    /// A master with `http` as its `[master.limits]`.
+    async fn start_http(http: MasterLimits, admin_token: Option<&str>) -> TestMaster {
+        TestMaster::start_full(Limits::default(), http, admin_token).await
+    }
+
+    async fn start_full(
+        limits: Limits,
+        http_limits: MasterLimits,
+        admin_token: Option<&str>,
+    ) -> TestMaster {
         let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let nodes = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let (http_addr, nodes_addr) = (
@@ -91,6 +110,11 @@ impl TestMaster {
                 http: http_addr,
                 nodes: nodes_addr,
                 admin_token: admin_token.map(centrum_config::Secret::new),
+                limits: http_limits,
+            },
+            cluster: ClusterConfig {
+                secret: Some(centrum_config::Secret::new(SECRET)),
+                ..ClusterConfig::default()
             },
             fronts: ["front-1", "front-2"]
                 .iter()
@@ -175,6 +199,7 @@ impl TestMaster {
             register,
             heartbeat: self.config.limits.heartbeat(),
             max_frame_bytes: self.config.limits.max_frame_bytes,
+            key: ClusterKey::new(SECRET.as_bytes()),
         };
         let source = stats.clone();
         let task = tokio::spawn(centrum_net::register_and_heartbeat(
@@ -200,14 +225,25 @@ impl TestMaster {
     /// A raw control link that has registered `id` and got `Registered`.
     async fn registered_link(&self, role: Role, id: &str, pid: u32) -> Framed<TcpStream> {
         let mut link = self.raw_link().await;
-        send(&mut link, &NodeToMaster::Register(register(role, id, pid)))
-            .await
-            .expect("send register");
-        match within("registration reply", recv::<_, MasterToNode>(&mut link)).await {
-            Ok(Some(MasterToNode::Registered(r))) => assert_eq!(r.master, self.http.to_string()),
-            other => panic!("expected Registered, got {other:?}"),
-        }
+        let key = ClusterKey::new(SECRET.as_bytes());
+        let registered = within(
+            "registration",
+            centrum_net::register(&mut link, &register(role, id, pid), &key),
+        )
+        .await
+        .expect("registered");
+        assert_eq!(registered.master, self.http.to_string());
         link
+    }
+
+    /// Registers `register` once with `key`: the master's refusal, and whether the node
+    /// is told to retry.
+    async fn refusal(&self, register: Register, key: &ClusterKey) -> (String, bool) {
+        let mut link = self.raw_link().await;
+        match within("refusal", centrum_net::register(&mut link, &register, key)).await {
+            Err(Unregistered::Refused { reason, retry }) => (reason, retry),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 
     async fn get(&self, path: &str) -> Reply {
@@ -300,6 +336,9 @@ impl Reply {
     }
 }
 
+/// The cluster secret of the test masters.
+const SECRET: &str = "the master tests' cluster secret";
+
 fn register(role: Role, id: &str, pid: u32) -> Register {
     Register {
         version: CLUSTER_VERSION,
@@ -307,10 +346,8 @@ fn register(role: Role, id: &str, pid: u32) -> Register {
         id: id.into(),
         pid,
         listen: "127.0.0.1:7000".into(),
-        client_url: match role {
-            Role::Front => format!("ws://{id}.test:7310"),
-            Role::Back => String::new(),
-        },
+        // Made afresh by `centrum_net::register`.
+        nonce: Default::default(),
     }
 }
 
@@ -498,21 +535,22 @@ async fn a_second_live_instance_of_an_id_is_refused_until_the_first_is_gone() {
     let first = master.node(Role::Back, "back-1", 111, clients(0));
     master.node_until("back-1", |n| n["pid"] == 111).await;
 
-    let reason = master
-        .node(Role::Back, "back-1", 222, clients(0))
-        .refused()
+    let key = ClusterKey::new(SECRET.as_bytes());
+    // Retried: the live one may be the instance this one replaces, not yet found gone.
+    let (reason, retry) = master
+        .refusal(register(Role::Back, "back-1", 222), &key)
         .await;
     assert!(
         reason.starts_with("back back-1 is already running (pid 111, registered ")
-            && reason.ends_with(" s ago)"),
-        "{reason}"
+            && reason.ends_with(" s ago)")
+            && retry,
+        "{reason} {retry}"
     );
     // The same rule holds for fronts.
     let front = master.node(Role::Front, "front-1", 333, clients(0));
     master.node_until("front-1", |n| n["pid"] == 333).await;
-    let reason = master
-        .node(Role::Front, "front-1", 444, clients(0))
-        .refused()
+    let (reason, _) = master
+        .refusal(register(Role::Front, "front-1", 444), &key)
         .await;
     assert!(
         reason.starts_with("front front-1 is already running (pid 333, "),
@@ -535,18 +573,19 @@ async fn a_second_live_instance_of_an_id_is_refused_until_the_first_is_gone() {
 #[tokio::test]
 async fn unknown_ids_and_other_protocol_versions_are_refused() {
     let master = TestMaster::fast().await;
-    let reason = master
-        .node(Role::Back, "back-9", 1, clients(0))
-        .refused()
+    let key = ClusterKey::new(SECRET.as_bytes());
+    // Retried: the master may come back with a config that has it.
+    let (reason, retry) = master
+        .refusal(register(Role::Back, "back-9", 1), &key)
         .await;
     assert_eq!(
         reason,
         "unknown back id \"back-9\"; the config declares backs: back-1, back-2"
     );
+    assert!(retry);
     // An id of the other role is unknown too.
-    let reason = master
-        .node(Role::Front, "back-1", 1, clients(0))
-        .refused()
+    let (reason, _) = master
+        .refusal(register(Role::Front, "back-1", 1), &key)
         .await;
     assert_eq!(
         reason,
@@ -627,7 +666,10 @@ async fn a_bad_frame_closes_only_that_link() {
     .expect("send");
     match within("refusal", recv::<_, MasterToNode>(&mut link)).await {
         Ok(Some(MasterToNode::Refused(r))) => {
-            assert_eq!(r.reason, "the first message must be Register")
+            assert_eq!(
+                r.reason,
+                "the first message must be Register, not Heartbeat"
+            )
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -725,7 +767,8 @@ async fn the_gate_picks_the_least_loaded_live_front() {
     assert_eq!(reply.content_type, "application/json");
     assert_eq!(
         reply.json(),
-        serde_json::json!({"url": "ws://front-2.test:7310", "front": "front-2", "channel": "arena"})
+        serde_json::json!({"url": "ws://127.0.0.1:7311", "front": "front-2", "channel": "arena"}),
+        "the URL is the config's, whatever the front registered with"
     );
     assert_eq!(master.status().await["clients"], 7);
 
@@ -752,6 +795,101 @@ async fn the_gate_picks_the_least_loaded_live_front() {
     front_2.stop().await;
     master.node_gone("front-2").await;
     assert_eq!(master.get("/gate?channel=arena").await.status, 503);
+    master.stop().await;
+}
+
+#[tokio::test]
+async fn without_the_cluster_secret_no_process_registers_or_redirects_the_gate() {
+    let master = TestMaster::fast().await;
+    let front = master.node(Role::Front, "front-1", 1, clients(0));
+    master.node_until("front-1", |_| true).await;
+    front.stop().await;
+    master.node_gone("front-1").await;
+
+    // Right after front-1 went away, a stranger claims its id with its own address. It
+    // cannot check the master's proof, so it skips that and proves what it can.
+    let stranger = ClusterKey::new(b"not this cluster's secret at all");
+    let mut link = master.raw_link().await;
+    let nonce = centrum_net::auth::nonce().expect("random");
+    let claim = Register {
+        listen: "203.0.113.9:443".into(),
+        nonce: nonce.clone(),
+        ..register(Role::Front, "front-1", 666)
+    };
+    send(&mut link, &NodeToMaster::Register(claim))
+        .await
+        .expect("send");
+    let Ok(Some(MasterToNode::Challenge(challenge))) =
+        within("challenge", recv::<_, MasterToNode>(&mut link)).await
+    else {
+        panic!("expected a challenge");
+    };
+    let proof = stranger.prove(
+        centrum_net::auth::Proof::Node,
+        &centrum_net::auth::Handshake {
+            opener: "front-1",
+            acceptor: centrum_net::MASTER_ID,
+            opener_nonce: &nonce,
+            acceptor_nonce: &challenge.nonce,
+        },
+    );
+    send(
+        &mut link,
+        &NodeToMaster::Prove(centrum_protocol::Prove { proof }),
+    )
+    .await
+    .expect("send");
+    let Ok(Some(MasterToNode::Refused(refused))) =
+        within("refusal", recv::<_, MasterToNode>(&mut link)).await
+    else {
+        panic!("expected a refusal");
+    };
+    let (reason, retry) = (refused.reason, refused.retry);
+    assert_eq!(
+        reason,
+        "the node did not prove it holds the cluster secret (another cluster, or a wrong secret on one side)"
+    );
+    assert!(
+        retry,
+        "a node with a stale secret keeps trying while it is rotated"
+    );
+    assert_eq!(master.status().await["nodes"], serde_json::json!([]));
+    assert_eq!(master.get("/gate?channel=arena").await.status, 503);
+
+    // The real front gets back in, and clients go where the config says.
+    let front = master.node(Role::Front, "front-1", 2, clients(0));
+    master.node_until("front-1", |n| n["pid"] == 2).await;
+    assert_eq!(
+        master.get("/gate?channel=arena").await.json()["url"],
+        "ws://127.0.0.1:7310"
+    );
+    let metrics = master.get("/metrics").await.body;
+    assert!(
+        metrics.contains("\ncentrum_master_registrations_unauthenticated_total 1\n"),
+        "{metrics}"
+    );
+    front.stop().await;
+    master.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_does_not_register_with_a_master_that_cannot_prove_itself() {
+    let master = TestMaster::fast().await;
+    let mut link = master.raw_link().await;
+    let other_cluster = ClusterKey::new(b"the secret of some other cluster");
+    let ended = within(
+        "registration",
+        centrum_net::register(
+            &mut link,
+            &register(Role::Back, "back-1", 1),
+            &other_cluster,
+        ),
+    )
+    .await;
+    assert!(
+        matches!(&ended, Err(Unregistered::Link(centrum_net::LinkError::Unproven(who))) if who == "the master"),
+        "{ended:?}"
+    );
     master.stop().await;
 }
 
@@ -885,7 +1023,26 @@ async fn an_admin_token_guards_the_dashboard_status_and_metrics_but_not_the_gate
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
+    // A random session id, never the token; not `Secure` on plain HTTP.
     let pair = cookie.split(';').next().expect("name=value");
+    let id = pair
+        .strip_prefix("centrum_admin=")
+        .expect("the admin cookie");
+    assert_ne!(id, TOKEN);
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    assert!(cookie.contains("; Path=/"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    for forged in [
+        format!("centrum_admin={TOKEN}"),
+        "centrum_admin=0123456789abcdef0123456789abcdef".to_owned(),
+    ] {
+        let forged = [("Cookie", forged.as_str())];
+        let reply = request_with(master.http, "GET", "/status", &forged, "").await;
+        assert_eq!(reply.status, 401, "{forged:?}");
+    }
     let with_cookie = [("Cookie", pair)];
     let dashboard = request_with(master.http, "GET", "/admin", &with_cookie, "").await;
     assert_eq!(dashboard.status, 200);
@@ -903,6 +1060,11 @@ async fn an_admin_token_guards_the_dashboard_status_and_metrics_but_not_the_gate
             .header("set-cookie")
             .is_some_and(|c| c.contains("Max-Age=0"))
     );
+    // The session ended on the master: the old cookie no longer opens anything.
+    let after = request_with(master.http, "GET", "/status", &with_cookie, "").await;
+    assert_eq!(after.status, 401);
+    let after = request_with(master.http, "GET", "/admin", &with_cookie, "").await;
+    assert!(after.body.contains("name=\"token\""), "the form again");
     master.stop().await;
 }
 
@@ -1170,4 +1332,299 @@ async fn shutdown_closes_node_links_and_idle_connections() {
         start.elapsed()
     );
     closed_by_master(&mut link).await;
+}
+
+/// `[master.limits]` with small timeouts for the tests below.
+fn http_limits(header_ms: u32, idle_ms: u32) -> MasterLimits {
+    MasterLimits {
+        header_timeout_ms: header_ms,
+        idle_timeout_ms: idle_ms,
+        ..MasterLimits::default()
+    }
+}
+
+/// Reads one response from a keep-alive connection: its status and body.
+async fn read_response(stream: &mut TcpStream) -> (u16, String) {
+    within("a response", async {
+        let mut raw = Vec::new();
+        let head_end = loop {
+            if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "closed before a response: {raw:?}");
+            raw.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8(raw[..head_end].to_vec()).expect("utf-8 head");
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no content-length in {head}"));
+        let mut body = raw[head_end..].to_vec();
+        while body.len() < length {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "closed in a body");
+            body.extend_from_slice(&chunk[..n]);
+        }
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line in {head}"));
+        (status, String::from_utf8(body).expect("utf-8 body"))
+    })
+    .await
+}
+
+/// Waits until the master closes `stream` (end of stream or reset), reading and
+/// discarding anything before; returns when that happened.
+async fn closed_at(stream: &mut TcpStream) -> Instant {
+    within("the master closes the connection", async {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return Instant::now(),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+}
+
+/// The value of the one sample `name{labels}` on /metrics.
+async fn metric(master: &TestMaster, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let reply = master.get("/metrics").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let samples = parse_exposition(&reply.body);
+    find(&samples, name, labels)
+        .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{}", reply.body))
+        .value
+}
+
+#[tokio::test]
+async fn a_head_sent_a_byte_at_a_time_is_closed_at_the_header_timeout() {
+    let master = TestMaster::start_http(http_limits(500, 60_000), None).await;
+    let mut stream = within("connect", TcpStream::connect(master.http))
+        .await
+        .expect("connect");
+    let opened = Instant::now();
+    let (mut reader, mut writer) = stream.split();
+    let head = b"GET /status HTTP/1.1\r\nHost: master\r\nX-Padding: slowly, slowly\r\n\r\n";
+    let trickle = async {
+        for byte in head {
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the whole head went through a byte per 100 ms");
+    };
+    let closed = async {
+        let mut chunk = [0u8; 1024];
+        within("the master closes the connection", async {
+            match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => Instant::now(),
+                Ok(n) => panic!("an answer to a trickled head: {:?}", &chunk[..n]),
+            }
+        })
+        .await
+    };
+    let at = tokio::select! {
+        at = closed => at,
+        () = trickle => unreachable!("the trickle panics or returns after the close"),
+    };
+    let after = at - opened;
+    assert!(
+        after >= Duration::from_millis(450) && after < Duration::from_millis(2_000),
+        "closed after {after:?}"
+    );
+    assert_eq!(
+        metric(
+            &master,
+            "centrum_master_http_timeouts_total",
+            &[("kind", "header")]
+        )
+        .await,
+        1.0
+    );
+    master.stop().await;
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_is_closed_after_the_idle_timeout_not_before() {
+    let master = TestMaster::start_http(http_limits(5_000, 400), None).await;
+    let mut stream = within("connect", TcpStream::connect(master.http))
+        .await
+        .expect("connect");
+    let request = b"GET /gate?channel=arena HTTP/1.1\r\nHost: master\r\n\r\n";
+    // Two requests on one connection: it is kept alive between them.
+    for _ in 0..2 {
+        stream.write_all(request).await.expect("write");
+        let (status, body) = read_response(&mut stream).await;
+        assert_eq!(status, 503, "{body}");
+    }
+    let answered = Instant::now();
+    let idle = closed_at(&mut stream).await - answered;
+    assert!(
+        idle >= Duration::from_millis(350) && idle < Duration::from_millis(2_000),
+        "closed after {idle:?} idle"
+    );
+    assert_eq!(
+        metric(
+            &master,
+            "centrum_master_http_timeouts_total",
+            &[("kind", "idle")]
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &master,
+            "centrum_master_http_timeouts_total",
+            &[("kind", "header")]
+        )
+        .await,
+        0.0
+    );
+    master.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_fails_its_request_and_closes_the_connection() {
+    const TOKEN: &str = "a-good-token-1234";
+    let master = TestMaster::start_http(http_limits(400, 60_000), Some(TOKEN)).await;
+    let mut stream = within("connect", TcpStream::connect(master.http))
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"POST /admin/login HTTP/1.1\r\nHost: master\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntoken=",
+        )
+        .await
+        .expect("write");
+    let sent = Instant::now();
+    let (status, body) = read_response(&mut stream).await;
+    assert_eq!(status, 400, "{body}");
+    let closed = closed_at(&mut stream).await - sent;
+    assert!(
+        closed >= Duration::from_millis(350) && closed < Duration::from_millis(2_000),
+        "closed after {closed:?}"
+    );
+    let bearer = [("Authorization", "Bearer a-good-token-1234")];
+    let reply = request_with(master.http, "GET", "/metrics", &bearer, "").await;
+    let samples = parse_exposition(&reply.body);
+    let timeouts = |kind| {
+        find(
+            &samples,
+            "centrum_master_http_timeouts_total",
+            &[("kind", kind)],
+        )
+        .expect("a sample")
+        .value
+    };
+    assert_eq!(timeouts("body"), 1.0);
+
+    // A body over the limit is refused unread.
+    let form_type = [("Content-Type", "application/x-www-form-urlencoded")];
+    let big = format!("token={}", "x".repeat(20_000));
+    let reply = request_with(master.http, "POST", "/admin/login", &form_type, &big).await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    master.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_cap_taken_by_idle_and_slow_connections_the_gate_still_answers() {
+    let master = TestMaster::start_http(
+        MasterLimits {
+            max_connections: 20,
+            ..http_limits(60_000, 60_000)
+        },
+        None,
+    )
+    .await;
+    let front = master.node(Role::Front, "front-1", 1, clients(0));
+    master.node_until("front-1", |_| true).await;
+    // 30 connections for a cap of 20: half never send a byte, half stop mid-head.
+    let mut hogs = Vec::new();
+    for i in 0..30 {
+        let mut stream = within("connect", TcpStream::connect(master.http))
+            .await
+            .expect("connect");
+        if i % 2 == 1 {
+            stream.write_all(b"GET /status HT").await.expect("write");
+        }
+        hogs.push(stream);
+    }
+    let asked = Instant::now();
+    let reply = request(master.http, "GET", "/gate?channel=arena").await;
+    let took = asked.elapsed();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["front"], "front-1");
+    assert!(took < Duration::from_secs(1), "the gate took {took:?}");
+    // Room was made by closing the longest-waiting connections, never more than the cap open.
+    let evicted = metric(&master, "centrum_master_http_evicted_total", &[]).await;
+    assert!(evicted >= 11.0, "{evicted} evicted");
+    let open = metric(&master, "centrum_master_http_connections", &[]).await;
+    assert!(open <= 20.0, "{open} open");
+    // The first connections made were the first closed.
+    closed_at(&mut hogs[0]).await;
+    closed_at(&mut hogs[1]).await;
+    front.stop().await;
+    master.stop().await;
+}
+
+#[tokio::test]
+async fn a_sixth_login_within_a_minute_gets_429_with_retry_after() {
+    const TOKEN: &str = "a-good-token-1234";
+    let master = TestMaster::start_http(MasterLimits::default(), Some(TOKEN)).await;
+    let form_type = [("Content-Type", "application/x-www-form-urlencoded")];
+    let login = |token: &'static str| {
+        request_with(
+            master.http,
+            "POST",
+            "/admin/login",
+            &form_type,
+            match token {
+                "right" => "token=a-good-token-1234",
+                _ => "token=a-bad-token-12345",
+            },
+        )
+    };
+    for _ in 0..5 {
+        let reply = login("wrong").await;
+        assert_eq!(reply.status, 303);
+        assert_eq!(reply.header("location"), Some("/admin?login=failed"));
+    }
+    // Even the right token waits now.
+    let throttled = login("right").await;
+    assert_eq!(throttled.status, 429, "{}", throttled.body);
+    assert!(
+        throttled.error().contains("too many login attempts"),
+        "{}",
+        throttled.body
+    );
+    assert_eq!(throttled.header("set-cookie"), None);
+    let retry: u64 = throttled
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!((1..=12).contains(&retry), "{retry}");
+
+    let bearer = [("Authorization", "Bearer a-good-token-1234")];
+    let reply = request_with(master.http, "GET", "/metrics", &bearer, "").await;
+    assert_eq!(reply.status, 200, "the bearer token is not rate limited");
+    let samples = parse_exposition(&reply.body);
+    let value = |name| find(&samples, name, &[]).expect("a sample").value;
+    assert_eq!(value("centrum_master_login_throttled_total"), 1.0);
+    assert_eq!(value("centrum_master_login_failures_total"), 5.0);
+    assert_eq!(value("centrum_master_admin_sessions"), 0.0);
+    master.stop().await;
 }

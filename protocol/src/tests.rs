@@ -185,16 +185,13 @@ fn unknown_type_and_garbage_are_refused() {
 #[test]
 fn every_message_round_trips() {
     let msgs = [
-        encode(&FrontToBack::Hello(LinkHello {
-            version: 1,
-            front: "f".into(),
+        encode(&FrontToBack::Sessions(LinkSessions {
             sessions: vec![LinkSession {
                 session: 3,
                 channel: "c".into(),
                 data: Bytes::from_static(b"x"),
                 secret: 0xfeed,
             }],
-            instance: 0x1234_5678_9abc,
         })),
         encode(&BackToFront::Patch(LinkPatch {
             channel: 1,
@@ -209,11 +206,11 @@ fn every_message_round_trips() {
             id: "b".into(),
             pid: 7,
             listen: "127.0.0.1:1".into(),
-            client_url: String::new(),
+            nonce: Bytes::from_static(&[1; 32]),
         })),
     ];
     assert!(
-        matches!(decode::<FrontToBack>(&msgs[0], LIMIT).unwrap(), FrontToBack::Hello(h) if h.sessions[0].session == 3)
+        matches!(decode::<FrontToBack>(&msgs[0], LIMIT).unwrap(), FrontToBack::Sessions(s) if s.sessions[0].session == 3)
     );
     assert!(
         matches!(decode::<BackToFront>(&msgs[1], LIMIT).unwrap(), BackToFront::Patch(p) if p.acks == vec![(3, Seq(4))])
