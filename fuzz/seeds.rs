@@ -153,13 +153,19 @@ fn link_msgs() -> Vec<Vec<u8>> {
         encode(&FrontToBack::Hello(LinkHello {
             version: CLUSTER_VERSION,
             front: "front-1".into(),
+            instance: 0x1234_5678_9abc,
+            nonce: Bytes::from(vec![7; NONCE_BYTES]),
+        })),
+        encode(&FrontToBack::Auth(LinkAuth {
+            proof: Bytes::from(vec![0xa5; 32]),
+        })),
+        encode(&FrontToBack::Sessions(LinkSessions {
             sessions: vec![LinkSession {
                 session: 3,
                 channel: "arena".into(),
                 data: Bytes::from_static(b"\xc0"),
                 secret: 0xfeed,
             }],
-            instance: 0x1234_5678_9abc,
         })),
         encode(&FrontToBack::Join(LinkJoin {
             session: 4,
@@ -249,6 +255,11 @@ fn link_msgs() -> Vec<Vec<u8>> {
             data: Bytes::new(),
         })),
         encode(&BackToFront::Heartbeat(LinkHeartbeat { sent_ms: 0 })),
+        encode(&BackToFront::Challenge(LinkChallenge {
+            back: "back-1".into(),
+            nonce: Bytes::from(vec![9; NONCE_BYTES]),
+            proof: Bytes::from(vec![0x5a; 32]),
+        })),
     ]
 }
 
@@ -260,7 +271,7 @@ fn node_msgs() -> Vec<Vec<u8>> {
             id: "front-1".into(),
             pid: 4242,
             listen: "127.0.0.1:7310".into(),
-            client_url: "ws://127.0.0.1:7310".into(),
+            nonce: Bytes::from(vec![1; NONCE_BYTES]),
         })),
         encode(&NodeToMaster::Register(Register {
             version: CLUSTER_VERSION,
@@ -268,7 +279,7 @@ fn node_msgs() -> Vec<Vec<u8>> {
             id: "back-1".into(),
             pid: 7,
             listen: "[::1]:7320".into(),
-            client_url: String::new(),
+            nonce: Bytes::new(),
         })),
         encode(&NodeToMaster::Heartbeat(Heartbeat {
             stats: NodeStats {
@@ -302,6 +313,14 @@ fn node_msgs() -> Vec<Vec<u8>> {
         })),
         encode(&MasterToNode::Refused(Refused {
             reason: "a live back-1 is registered".into(),
+            retry: true,
+        })),
+        encode(&MasterToNode::Challenge(Challenge {
+            nonce: Bytes::from(vec![2; NONCE_BYTES]),
+            proof: Bytes::from(vec![3; 32]),
+        })),
+        encode(&NodeToMaster::Prove(Prove {
+            proof: Bytes::from(vec![4; 32]),
         })),
     ]
 }
@@ -358,10 +377,10 @@ fn main() {
     }
     // [limit, chunking, chunk sizes..., frames...]: a 1 KiB frame limit, various reads.
     let mut stream = vec![255, 0];
-    stream.extend(framed(&links[..8]));
+    stream.extend(framed(&links[..10]));
     write("link_frame", "stream-whole", &stream);
     let mut stream = vec![255, 3, 0, 6, 200];
-    stream.extend(framed(&links[8..]));
+    stream.extend(framed(&links[10..]));
     write("link_frame", "stream-chunked", &stream);
     let mut stream = vec![2, 0];
     stream.extend(framed(&links[..2]));
@@ -447,7 +466,7 @@ fn main() {
     write("config", "uncommented", uncommented.as_bytes());
     let tag = fs::read("examples/tag/tag.toml").expect("examples/tag/tag.toml");
     write("config", "tag", &tag);
-    let two = "[master]\nhttp = \"127.0.0.1:0\"\nnodes = \"127.0.0.1:0\"\nadmin_token = \"an-admin-token-long-enough\"\n\n[[fronts]]\nid = \"f1\"\nlisten = \"127.0.0.1:0\"\npublic_url = \"wss://x.example/f1\"\n\n[[fronts]]\nid = \"f2\"\nhost = \"10.0.0.2\"\nlisten = \"10.0.0.2:7310\"\n\n[[backs]]\nid = \"b1\"\nlisten = \"127.0.0.1:0\"\ntick_hz = 60\nchannels = [{ name = \"arena\", app = \"arena\" }, { name = \"lobby\", app = \"chat\" }]\ndata_dir = \"/var/lib/centrum/b1\"\n\n[store]\nkind = \"memory\"\n\n[calls]\nserver_key = \"a-server-key-long-enough\"\n\n[limits]\nmax_message_bytes = 1024\nslow_client = \"disconnect\"\n";
+    let two = "[master]\nhttp = \"127.0.0.1:0\"\nnodes = \"127.0.0.1:0\"\nadmin_token = \"an-admin-token-long-enough\"\n\n[[fronts]]\nid = \"f1\"\nlisten = \"127.0.0.1:0\"\npublic_url = \"wss://x.example/f1\"\n\n[[fronts]]\nid = \"f2\"\nhost = \"10.0.0.2\"\nlisten = \"10.0.0.2:7310\"\n\n[[backs]]\nid = \"b1\"\nlisten = \"127.0.0.1:0\"\ntick_hz = 60\nchannels = [{ name = \"arena\", app = \"arena\" }, { name = \"lobby\", app = \"chat\" }]\ndata_dir = \"/var/lib/centrum/b1\"\n\n[store]\nkind = \"memory\"\n\n[calls]\nserver_key = \"a-server-key-long-enough\"\n\n[cluster]\nsecret = \"a-cluster-secret-long-enough\"\nsecret_env = \"CENTRUM_FUZZ_NEVER_SET\"\n\n[limits]\nmax_message_bytes = 1024\nslow_client = \"disconnect\"\n";
     write("config", "two-fronts", two.as_bytes());
 
     for (i, t) in [

@@ -19,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => panic!("a parsed config writes out as one that does not parse: {e}\n{written}"),
     }
     let shown = format!("{config:?}");
-    let secrets = [&config.master.admin_token, &config.calls.server_key];
+    let secrets = [
+        &config.master.admin_token,
+        &config.calls.server_key,
+        &config.cluster.secret,
+    ];
     for secret in secrets.into_iter().flatten() {
         let secret = secret.expose();
         // A short secret may be in the Debug text by chance (a field name, a number).

@@ -38,9 +38,9 @@ fuzz_target!(|data: &[u8]| {
             }
             Ok(FrontMsg::Patch(patch)) => {
                 let before = mirror.tick();
-                match mirror.apply_patch(&patch) {
-                    Ok(()) => assert!(patch.tick.is_after(before)),
-                    Err(_) => {}
+                if let Ok(()) = mirror.apply_patch(&patch) {
+                    assert!(patch.tick.is_after(before));
+                    assert_eq!(mirror.tick(), patch.tick);
                 }
             }
             _ => {}

@@ -146,8 +146,11 @@ fn store() -> &'static (DiskStore, PathBuf) {
     })
 }
 
-/// What an open read, to compare two opens by.
-fn read(opened: &Opened) -> (Option<(u64, Vec<u8>)>, Vec<(u64, Vec<u8>)>) {
+/// What an open read, to compare two opens by: the snapshot's step and bytes, and each
+/// record's.
+type Read = (Option<(u64, Vec<u8>)>, Vec<(u64, Vec<u8>)>);
+
+fn read(opened: &Opened) -> Read {
     let r = &opened.recovered;
     (
         r.snapshot.as_ref().map(|s| (s.step, s.bytes.clone())),
