@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs every fuzz target briefly on a copy of its committed corpus, so that a change
 # that makes one crash fails CI (FUZZING.md). Called by .ci/run after the cargo tests.
-#   FUZZ_SECONDS   how long each target runs (default 15; 0 skips fuzzing)
+#   FUZZ_SECONDS   how long each target runs (default 10; 0 skips fuzzing)
 #   CARGO_TARGET_DIR  where the fuzz build goes (default fuzz/target)
 # Needs the nightly toolchain (rustup toolchain install nightly); installs cargo-fuzz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${FUZZ_SECONDS:-15}
+seconds=${FUZZ_SECONDS:-10}
 
 say() { echo "fuzz/ci.sh: $*" >&2; }
 
