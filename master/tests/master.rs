@@ -134,6 +134,7 @@ impl TestMaster {
             ],
             limits,
             calls: Default::default(),
+            access: Default::default(),
             store: Default::default(),
             supervision: Default::default(),
         });
