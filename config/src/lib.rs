@@ -82,7 +82,7 @@ channels = [{ name = "arena", app = "arena" }]
 # client_bytes_per_s = 262144    # payload bytes a client may send per second (0 = no limit, 0-1073741824)
 # client_bytes_burst = 262144    # payload bytes at once above that rate (max_message_bytes-1073741824)
 # client_flood_close_ms = 5000   # a client with frames dropped for this long in a row is closed (0 = never, 0-600000)
-# hello_max_bytes = 4096         # largest message before the Hello is accepted (64-max_message_bytes)
+# hello_max_bytes = 4096         # largest frame before the Hello is accepted (64-16777216; at most max_message_bytes applies)
 # client_idle_ms = 60000         # a client in no channel that sent nothing but Ping for this long is closed
 #                                #   (0 = never, or 100-86400000)
 # max_connections_per_ip = 128   # open connections per client IP address (IPv6: per /64) (0 = no limit, 0-1000000)
@@ -251,8 +251,9 @@ pub struct Limits {
     /// A client that had frames dropped for this long, with no second free of drops, is
     /// closed. 0: never (its frames are only dropped).
     pub client_flood_close_ms: u32,
-    /// The largest message before the client's Hello is accepted: a frame claiming more
-    /// is refused from its header, before its payload is read.
+    /// The largest frame before the client's Hello is accepted: a frame claiming more
+    /// is refused from its header, before its payload is read. Never more than
+    /// `max_message_bytes` applies: see [`Limits::hello_max`].
     pub hello_max_bytes: u32,
     /// A welcomed client in no channel that sent nothing but `Ping` for this long is
     /// closed. 0: never.
@@ -726,6 +727,12 @@ impl Limits {
             .then(|| Duration::from_millis(self.client_flood_close_ms.into()))
     }
 
+    /// The frame size limit until a client's Hello is accepted: `hello_max_bytes`, or
+    /// `max_message_bytes` when that is smaller.
+    pub fn hello_max(&self) -> u32 {
+        self.hello_max_bytes.min(self.max_message_bytes)
+    }
+
     /// `client_idle_ms` as a duration; `None` when off.
     pub fn client_idle(&self) -> Option<Duration> {
         (self.client_idle_ms > 0).then(|| Duration::from_millis(self.client_idle_ms.into()))
@@ -996,6 +1003,12 @@ slow_client = "disconnect"
         assert_eq!(limits.slow_client, SlowClientPolicy::Resync);
         assert_eq!(limits.client_flood_close(), Some(Duration::from_secs(5)));
         assert_eq!(limits.client_idle(), Some(Duration::from_secs(60)));
+        assert_eq!(limits.hello_max(), 4_096);
+        let small = Limits {
+            max_message_bytes: 1_024,
+            ..limits
+        };
+        assert_eq!(small.hello_max(), 1_024);
         let off = Limits {
             client_flood_close_ms: 0,
             client_idle_ms: 0,

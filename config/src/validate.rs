@@ -334,18 +334,11 @@ impl<'a> Checker<'a> {
                 "must be 0 (never) or between 100 and 86400000",
             );
         }
-        // Every message the size limit lets through must be able to pass the byte budget,
-        // and a Hello is one of them.
+        // Every message the size limit lets through must be able to pass the byte budget.
         if client_bytes_burst < max_message_bytes {
             self.push(
                 "limits.client_bytes_burst",
                 format!("must be at least limits.max_message_bytes ({max_message_bytes})"),
-            );
-        }
-        if max_message_bytes >= 64 && hello_max_bytes > max_message_bytes {
-            self.push(
-                "limits.hello_max_bytes",
-                format!("must not exceed limits.max_message_bytes ({max_message_bytes})"),
             );
         }
         // A client message travels to the back inside one frame.
@@ -681,11 +674,8 @@ mod tests {
                 "limits.client_bytes_burst: must be at least limits.max_message_bytes (65536)",
             ]
         );
-        let found = problems_after(|c| c.limits.hello_max_bytes = 65_537);
-        assert_eq!(
-            found,
-            ["limits.hello_max_bytes: must not exceed limits.max_message_bytes (65536)"]
-        );
+        // The smaller of the two applies before the Hello: no rule between them.
+        assert!(problems_after(|c| c.limits.hello_max_bytes = 65_537).is_empty());
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub(crate) async fn serve(
     let max_message = limits.max_message_bytes as usize;
     // Until the Hello is accepted only a small message is read: a frame claiming more
     // is refused from its header, before its payload is buffered.
-    let mut reader = FrameReader::new(limits.hello_max_bytes as usize, Budget::new(&limits));
+    let mut reader = FrameReader::new(limits.hello_max() as usize, Budget::new(&limits));
     // Whatever followed the upgrade request (rarely anything) moves to the reader's own
     // small buffer: the request's buffer grew to read the head, and an idle connection
     // should not keep that.
