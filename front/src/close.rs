@@ -46,6 +46,7 @@ pub(crate) fn ws_code(e: &ws::WsError) -> &'static str {
     match e {
         ws::WsError::TooLarge { .. } => "too_large",
         ws::WsError::Protocol(_) => "malformed",
+        ws::WsError::TooManyFragments { .. } => "too_many_fragments",
     }
 }
 
@@ -75,7 +76,7 @@ pub(crate) async fn finish(stream: &mut TcpStream, end: End) {
         out.extend_from_slice(&msg);
         reason = code_name;
     }
-    if code == 1008 {
+    if code == 1008 && error.is_none() {
         reason = "slow client";
     }
     if timed_out {

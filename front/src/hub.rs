@@ -20,6 +20,7 @@ use centrum_protocol::{
     Rejected, Seq, SessionKey, SharedKind, SharedPrefix, Unavailable, encode,
 };
 
+use crate::access::Access;
 use crate::metrics::FrontMetrics;
 
 /// What a client connection's writer sends: whole messages, or a shared body behind
@@ -109,6 +110,8 @@ pub(crate) struct Hub {
     pub(crate) instance: u64,
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: FrontMetrics,
+    /// Per-address connection limits, trusted proxies and allowed origins.
+    pub(crate) access: Arc<Access>,
     clients: RwLock<HashMap<SessionKey, ClientHandle>>,
     /// Fixed at start from the config: one lock per channel, never nested.
     channels: HashMap<String, Mutex<ChannelRoute>>,
@@ -176,6 +179,7 @@ impl Hub {
         Self {
             id: id.to_owned(),
             instance: crate::resume::new_instance(),
+            access: Arc::new(Access::new(&config)),
             config,
             metrics: FrontMetrics::default(),
             clients: RwLock::new(HashMap::new()),
@@ -212,6 +216,14 @@ impl Hub {
                 send_or_close(tx, close, encode(&msg));
             }
         }
+    }
+
+    /// Whether the client is a member of a channel (joining, joined or waiting for a
+    /// fresh state). One lock at a time: called only when an idle timer fires.
+    pub(crate) fn in_any_channel(&self, key: SessionKey) -> bool {
+        self.channels
+            .values()
+            .any(|route| route.lock().members.contains_key(&key))
     }
 
     /// Starts a join; the back's State or rejection arrives later through the link.
@@ -654,7 +666,7 @@ impl Hub {
     }
 
     /// A non-fatal `Error` for one client.
-    fn error(code: String, message: String) -> Outbound {
+    pub(crate) fn error(code: String, message: String) -> Outbound {
         Outbound::Message(Bytes::from(encode(&FrontMsg::Error(ErrorMsg {
             code,
             message,

@@ -398,6 +398,7 @@ mod tests {
             }],
             limits: Limits::default(),
             calls: Default::default(),
+            access: Default::default(),
             store: Default::default(),
             supervision: Default::default(),
         }

@@ -158,6 +158,7 @@ impl TestMaster {
             ],
             limits,
             calls: Default::default(),
+            access: Default::default(),
             store: Default::default(),
             supervision: Default::default(),
         });

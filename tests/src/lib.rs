@@ -20,8 +20,8 @@ use centrum_app::Registry;
 use centrum_back::Back;
 use centrum_client::{Client, ClientError, ClientOptions, Event};
 use centrum_config::{
-    BackConfig, CallsConfig, ChannelConfig, ClusterConfig, Config, FrontConfig, Limits,
-    MasterConfig, StoreConfig, StoreKind,
+    AccessConfig, BackConfig, CallsConfig, ChannelConfig, ClusterConfig, Config, FrontConfig,
+    Limits, MasterConfig, StoreConfig, StoreKind,
 };
 use centrum_front::Front;
 use centrum_net::Shutdown;
@@ -54,6 +54,8 @@ pub struct ClusterSpec {
     pub admin_token: Option<String>,
     /// The `[calls]` table (server key off by default).
     pub calls: CallsConfig,
+    /// The `[access]` table (no trusted proxies, any origin by default).
+    pub access: AccessConfig,
     /// The games the backs host; the built-in ones by default.
     pub apps: Registry,
 }
@@ -68,6 +70,7 @@ impl Default for ClusterSpec {
             proxied_links: false,
             admin_token: None,
             calls: CallsConfig::default(),
+            access: AccessConfig::default(),
             apps: centrum_games::registry(),
         }
     }
@@ -154,6 +157,7 @@ impl TestCluster {
                 .collect(),
             limits: spec.limits,
             calls: spec.calls.clone(),
+            access: spec.access.clone(),
             // In-process clusters keep nothing on disk; the process tests do.
             store: StoreConfig {
                 kind: StoreKind::Memory,
