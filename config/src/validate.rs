@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use crate::{
     BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits, StoreConfig,
-    SupervisionConfig,
+    SupervisionConfig, TlsConfig,
 };
 
 /// What [`is_name`] asks of a name, as an error says it.
@@ -48,6 +48,19 @@ impl<'a> Checker<'a> {
             .push(("master.nodes".into(), &master.host, master.nodes));
         if let Some(token) = &master.admin_token {
             self.token("master.admin_token", token.expose());
+        }
+        if let Some(tls) = &master.tls {
+            self.tls("master.tls", tls);
+        }
+    }
+
+    /// Whether the files exist and hold PEM is checked where they are read (a node's
+    /// start, `centrum check`): a host other than theirs may validate the config.
+    fn tls(&mut self, at: &str, tls: &TlsConfig) {
+        for (name, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+            if path.as_os_str().is_empty() {
+                self.push(format!("{at}.{name}"), "must not be empty");
+            }
         }
     }
 
@@ -150,6 +163,9 @@ impl<'a> Checker<'a> {
                 format!("{at}.public_url"),
                 "must start with ws:// or wss://",
             );
+        }
+        if let Some(tls) = &front.tls {
+            self.tls(&format!("{at}.tls"), tls);
         }
     }
 
@@ -842,6 +858,27 @@ mod tests {
             let found = problems_after(|c| c.fronts[0].public_url = Some(url.into()));
             assert_eq!(found, Vec::<String>::new(), "{url}");
         }
+    }
+
+    #[test]
+    fn tls_paths_must_not_be_empty() {
+        let found = problems_after(|c| {
+            c.master.tls = Some(TlsConfig {
+                cert: "master.crt".into(),
+                key: "".into(),
+            });
+            c.fronts[0].tls = Some(TlsConfig {
+                cert: "".into(),
+                key: "front.key".into(),
+            });
+        });
+        assert_eq!(
+            found,
+            [
+                "master.tls.key: must not be empty",
+                "fronts[0].tls.cert: must not be empty"
+            ]
+        );
     }
 
     #[test]

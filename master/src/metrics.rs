@@ -276,12 +276,14 @@ mod tests {
                 http: addr,
                 nodes: addr,
                 admin_token: None,
+                tls: None,
             },
             fronts: vec![FrontConfig {
                 id: "front-1".into(),
                 host: "127.0.0.1".into(),
                 listen: addr,
                 public_url: None,
+                tls: None,
             }],
             backs: vec![BackConfig {
                 id: "back-1".into(),

@@ -91,6 +91,7 @@ impl TestMaster {
                 http: http_addr,
                 nodes: nodes_addr,
                 admin_token: admin_token.map(centrum_config::Secret::new),
+                tls: None,
             },
             fronts: ["front-1", "front-2"]
                 .iter()
@@ -100,6 +101,7 @@ impl TestMaster {
                     host: "127.0.0.1".into(),
                     listen: listen(7310 + i as u16),
                     public_url: None,
+                    tls: None,
                 })
                 .collect(),
             backs: vec![

@@ -1,6 +1,7 @@
 //! What every centrum process shares on the network: accepting under resource
 //! exhaustion, length-prefixed framed links, reconnect back-off, liveness timers and
-//! TCP keepalive, the shutdown signal, and a node's registration with the master.
+//! TCP keepalive, the shutdown signal, a node's registration with the master, and
+//! server TLS (reloadable certificates, one stream type for plain and TLS).
 
 mod accept;
 mod backoff;
@@ -8,7 +9,9 @@ mod frame;
 mod keepalive;
 mod liveness;
 mod register;
+mod stream;
 mod tasks;
+pub mod tls;
 
 pub use accept::Acceptor;
 pub use backoff::Backoff;
@@ -16,5 +19,7 @@ pub use frame::{FrameError, Framed, LinkError, framed, recv, send, send_bytes};
 pub use keepalive::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES, keepalive};
 pub use liveness::{Beat, LiveFrames, Liveness};
 pub use register::{RegisterError, Registration, register_and_heartbeat};
+pub use stream::ServerStream;
 pub use tasks::{wait_tasks, write_queued};
+pub use tls::{ServerTls, TlsCounters, TlsError, TlsPart};
 pub use tokio_util::sync::CancellationToken as Shutdown;

@@ -21,7 +21,7 @@ use centrum_back::Back;
 use centrum_client::{Client, ClientError, ClientOptions, Event};
 use centrum_config::{
     BackConfig, CallsConfig, ChannelConfig, Config, FrontConfig, Limits, MasterConfig, StoreConfig,
-    StoreKind,
+    StoreKind, TlsConfig,
 };
 use centrum_front::Front;
 use centrum_net::Shutdown;
@@ -53,6 +53,8 @@ pub struct ClusterSpec {
     pub calls: CallsConfig,
     /// The games the backs host; the built-in ones by default.
     pub apps: Registry,
+    /// The certificate of the master and of every front: https:// and wss://.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ClusterSpec {
@@ -66,6 +68,7 @@ impl Default for ClusterSpec {
             admin_token: None,
             calls: CallsConfig::default(),
             apps: centrum_games::registry(),
+            tls: None,
         }
     }
 }
@@ -117,6 +120,7 @@ impl TestCluster {
                 http: http.local_addr().expect("addr"),
                 nodes: nodes.local_addr().expect("addr"),
                 admin_token: spec.admin_token.clone().map(centrum_config::Secret::new),
+                tls: spec.tls.clone(),
             },
             fronts: front_listeners
                 .iter()
@@ -126,6 +130,7 @@ impl TestCluster {
                     host: "127.0.0.1".into(),
                     listen: l.local_addr().expect("addr"),
                     public_url: None,
+                    tls: spec.tls.clone(),
                 })
                 .collect(),
             backs: spec
