@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, trace};
 
-use centrum_net::{Beat, Liveness, Shutdown};
+use centrum_net::{Beat, Liveness, ServerStream, Shutdown};
 use centrum_protocol::{
     ClientMsg, ErrorMsg, FrontMsg, LinkResume, Pong, Rejected, SessionKey, SharedKind,
     SharedPrefix, decode, encode,
@@ -41,6 +41,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
     let deadline = tokio::time::Instant::now() + limits.handshake_timeout();
     // Boxed, so that the first request's state is freed once it is done: a client
     // connection lives for hours and should carry only what it needs.
+    let stream = ServerStream::Plain(stream);
     let Some((mut stream, rest)) =
         Box::pin(http::first_request(stream, peer, &hub, &shutdown, deadline)).await
     else {
@@ -127,7 +128,10 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
                             // deadline belongs to a client that is gone.
                             let mut ping = [0; MAX_HEADER];
                             let n = ws::header(ws::OP_PING, 0, &mut ping);
-                            let write = stream.write_all(&ping[..n]);
+                            let write = async {
+                                stream.write_all(&ping[..n]).await?;
+                                stream.flush().await
+                            };
                             let sent = tokio::time::timeout_at(live.dead_at(), write).await;
                             if !matches!(sent, Ok(Ok(()))) {
                                 hub.metrics.client_timeouts.fetch_add(1, Relaxed);
@@ -223,7 +227,11 @@ struct Conn {
 impl Conn {
     /// Writes a batch of messages with vectored writes, retrying partial writes. The
     /// slices live on the stack: nothing is allocated per write.
-    async fn write(&mut self, stream: &mut TcpStream, batch: &[Outbound]) -> std::io::Result<()> {
+    async fn write(
+        &mut self,
+        stream: &mut ServerStream,
+        batch: &[Outbound],
+    ) -> std::io::Result<()> {
         for chunk in batch.chunks(BATCH) {
             self.write_chunk(stream, chunk).await?;
         }
@@ -233,7 +241,7 @@ impl Conn {
 
     async fn write_chunk(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut ServerStream,
         batch: &[Outbound],
     ) -> std::io::Result<()> {
         self.heads.clear();
@@ -275,6 +283,8 @@ impl Conn {
             }
             IoSlice::advance_slices(&mut slices, n);
         }
+        // Nothing for TCP; TLS may hold the end of the batch until told.
+        stream.flush().await?;
         let now = Instant::now();
         for item in batch {
             if let Outbound::Shared {
@@ -294,7 +304,7 @@ impl Conn {
     async fn drain_frames(
         &mut self,
         reader: &mut FrameReader,
-        stream: &mut TcpStream,
+        stream: &mut ServerStream,
     ) -> Result<(), End> {
         loop {
             let event = match reader.next_event() {
@@ -320,6 +330,7 @@ impl Conn {
                     let mut pong = head[..n].to_vec();
                     pong.extend_from_slice(&payload);
                     stream.write_all(&pong).await.map_err(|_| End::Gone)?;
+                    stream.flush().await.map_err(|_| End::Gone)?;
                 }
                 WsEvent::Pong => {}
                 WsEvent::Close => return Err(End::Goodbye),
