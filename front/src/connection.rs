@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, trace};
 
-use centrum_net::{Beat, Liveness, ServerStream, Shutdown};
+use centrum_net::{Beat, Liveness, ServerStream, ServerTls, Shutdown};
 use centrum_protocol::{
     ClientMsg, ErrorMsg, FrontMsg, LinkResume, Pong, Rejected, SessionKey, SharedKind,
     SharedPrefix, decode, encode,
@@ -32,16 +32,34 @@ use crate::ws::{self, FrameReader, MAX_HEADER, WsEvent};
 /// At most this many queued messages go into one vectored write.
 const BATCH: usize = 32;
 
-/// Serves one accepted connection to the end: its first request (`http`: a call is
-/// served there), then, for a WebSocket upgrade, the client's Hello, by the same
-/// deadline, and its messages.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, shutdown: Shutdown) {
+/// Serves one accepted connection to the end: with `tls`, its TLS handshake; its first
+/// request (`http`: a call is served there), then, for a WebSocket upgrade, the
+/// client's Hello, all by the same deadline, and its messages.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    hub: Arc<Hub>,
+    tls: Option<ServerTls>,
+    shutdown: Shutdown,
+) {
     let limits = hub.config.limits;
-    // The upgrade and the client's Hello share one deadline (PROTOCOL.md §4).
+    // TLS, the upgrade and the client's Hello share one deadline (PROTOCOL.md §4).
     let deadline = tokio::time::Instant::now() + limits.handshake_timeout();
+    let stream = match tls {
+        None => ServerStream::Plain(stream),
+        Some(tls) => {
+            let handshake = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                handshake = tls.accept(stream, deadline) => handshake,
+            };
+            match handshake {
+                Some(stream) => ServerStream::Tls(Box::new(stream)),
+                None => return,
+            }
+        }
+    };
     // Boxed, so that the first request's state is freed once it is done: a client
     // connection lives for hours and should carry only what it needs.
-    let stream = ServerStream::Plain(stream);
     let Some((mut stream, rest)) =
         Box::pin(http::first_request(stream, peer, &hub, &shutdown, deadline)).await
     else {
@@ -461,7 +479,7 @@ mod tests {
             let hub = hub.clone();
             async move {
                 let (stream, peer) = listener.accept().await.unwrap();
-                serve(stream, peer, hub, Shutdown::new()).await;
+                serve(stream, peer, hub, None, Shutdown::new()).await;
                 drop(link_tx);
             }
         });

@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, info};
 
 use centrum_config::Config;
-use centrum_net::{Acceptor, Registration, Shutdown};
+use centrum_net::{Acceptor, Registration, ServerTls, Shutdown};
 use centrum_protocol::{CLUSTER_VERSION, NodeStats, Register, Role};
 
 use hub::Hub;
@@ -38,6 +38,13 @@ pub enum FrontError {
     UnknownId(String),
     #[error(transparent)]
     Refused(#[from] centrum_net::RegisterError),
+    /// The certificate or key named by `field` cannot be used.
+    #[error("{field}: {source}")]
+    Tls {
+        field: String,
+        #[source]
+        source: centrum_net::TlsError,
+    },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -57,26 +64,47 @@ impl Front {
     /// to every back (retrying until each is up) and registers with the master.
     ///
     /// # Errors
-    /// [`FrontError::UnknownId`] when `id` is not a front of the config.
+    /// [`FrontError::UnknownId`] when `id` is not a front of the config,
+    /// [`FrontError::Tls`] when its certificate or key cannot be used.
     pub fn start(
         config: Arc<Config>,
         id: &str,
         listener: TcpListener,
         shutdown: Shutdown,
     ) -> Result<Front, FrontError> {
-        let me = config
-            .front(id)
-            .ok_or_else(|| FrontError::UnknownId(id.to_owned()))?
-            .clone();
+        let index = config
+            .fronts
+            .iter()
+            .position(|front| front.id == id)
+            .ok_or_else(|| FrontError::UnknownId(id.to_owned()))?;
+        let me = config.fronts[index].clone();
         let local_addr = listener.local_addr()?;
         // With port 0 in the config, the URL must name the port actually bound.
         let client_url = if me.public_url.is_none() && me.listen.port() == 0 {
-            format!("ws://{local_addr}")
+            format!("{}://{local_addr}", me.scheme())
         } else {
             me.client_url()
         };
         let hub = Arc::new(Hub::new(id, config.clone()));
+        let tls = match &me.tls {
+            None => None,
+            Some(files) => Some(
+                ServerTls::load(&files.cert, &files.key, hub.metrics.tls.clone()).map_err(
+                    |source| FrontError::Tls {
+                        field: source.field(&format!("fronts[{index}]")),
+                        source,
+                    },
+                )?,
+            ),
+        };
         let mut tasks = JoinSet::new();
+        if let Some(tls) = &tls {
+            let watch = tls.clone().watch(shutdown.clone());
+            tasks.spawn(async move {
+                watch.await;
+                Ok(())
+            });
+        }
         for back in 0..config.backs.len() {
             let (hub, stop) = (hub.clone(), shutdown.clone());
             tasks.spawn(async move {
@@ -87,7 +115,7 @@ impl Front {
         tasks.spawn({
             let (hub, stop) = (hub.clone(), shutdown.clone());
             async move {
-                accept_loop(listener, hub, stop).await;
+                accept_loop(listener, hub, tls, stop).await;
                 Ok(())
             }
         });
@@ -145,7 +173,12 @@ pub async fn run(
 
 /// Accepts clients up to `limits.max_connections`: a permit is taken before each
 /// accept and moved into the connection's task.
-async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
+async fn accept_loop(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    tls: Option<ServerTls>,
+    shutdown: Shutdown,
+) {
     let mut listener = Acceptor::new(listener);
     let permits = Arc::new(Semaphore::new(hub.config.limits.max_connections as usize));
     let mut tasks = JoinSet::new();
@@ -166,11 +199,11 @@ async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
         hub.metrics
             .connections_total
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (hub, stop) = (hub.clone(), shutdown.clone());
+        let (hub, tls, stop) = (hub.clone(), tls.clone(), shutdown.clone());
         let span = tracing::info_span!("client", %peer, session = tracing::field::Empty);
         tasks.spawn(
             async move {
-                connection::serve(stream, peer, hub, stop).await;
+                connection::serve(stream, peer, hub, tls, stop).await;
                 drop(permit);
             }
             .instrument(span),

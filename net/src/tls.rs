@@ -44,6 +44,18 @@ pub struct TlsError {
     pub reason: String,
 }
 
+impl TlsError {
+    /// The config field at fault, for the node at `at` (`master`, `fronts[0]`):
+    /// `fronts[0].tls.key`.
+    pub fn field(&self, at: &str) -> String {
+        let part = match self.part {
+            TlsPart::Cert => "cert",
+            TlsPart::Key => "key",
+        };
+        format!("{at}.tls.{part}")
+    }
+}
+
 /// What TLS does on one server, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct TlsCounters {
