@@ -21,10 +21,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use centrum_config::Config;
-use centrum_net::Shutdown;
+use centrum_net::{ServerStream, ServerTls, Shutdown};
 use centrum_protocol::{NodeStats, Role};
 
 use crate::registry::{Node, Registry, role_name};
@@ -46,6 +47,8 @@ pub(crate) struct HttpState {
     pub(crate) pages: Arc<Vec<web::Page>>,
     /// The processes of this host, when the master runs under `centrum up`.
     pub(crate) supervisor: Option<SupervisorHandle>,
+    /// The certificate, when the master serves https://.
+    pub(crate) tls: Option<ServerTls>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,17 +151,28 @@ struct Configured {
 }
 
 /// A listener that holds a permit per open connection, so at most
-/// [`MAX_HTTP_CONNECTIONS`] are served at once.
+/// [`MAX_HTTP_CONNECTIONS`] are served at once; with TLS, it hands over connections
+/// whose handshake is done.
 #[derive(Debug)]
 struct LimitedListener {
     inner: TcpListener,
     limit: Arc<Semaphore>,
+    tls: Option<Handshakes>,
+}
+
+/// TLS handshakes under way, each in a task of its own so that a slow one holds up
+/// no other, each holding its connection's permit and cut at `timeout`.
+#[derive(Debug)]
+struct Handshakes {
+    tls: ServerTls,
+    timeout: std::time::Duration,
+    running: JoinSet<Option<(LimitedIo, SocketAddr)>>,
 }
 
 /// A connection and the permit it releases when dropped.
 #[derive(Debug)]
 struct LimitedIo {
-    stream: TcpStream,
+    stream: ServerStream,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -167,20 +181,37 @@ impl axum::serve::Listener for LimitedListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (LimitedIo, SocketAddr) {
-        // Invariant: this semaphore is never closed, so acquiring only waits.
-        let permit = self
-            .limit
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the HTTP connection semaphore is never closed");
-        // TcpListener's own impl logs and retries failed accepts.
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        let io = LimitedIo {
-            stream,
-            _permit: permit,
+        let Self { inner, limit, tls } = self;
+        let Some(handshakes) = tls else {
+            let (stream, permit, addr) = accept_limited(inner, limit).await;
+            let io = LimitedIo {
+                stream: ServerStream::Plain(stream),
+                _permit: permit,
+            };
+            return (io, addr);
         };
-        (io, addr)
+        loop {
+            tokio::select! {
+                Some(done) = handshakes.running.join_next(), if !handshakes.running.is_empty() => {
+                    // A failed handshake was counted and logged by `ServerTls::accept`.
+                    if let Ok(Some(accepted)) = done {
+                        return accepted;
+                    }
+                }
+                (stream, permit, addr) = accept_limited(inner, limit) => {
+                    let tls = handshakes.tls.clone();
+                    let deadline = Instant::now() + handshakes.timeout;
+                    handshakes.running.spawn(async move {
+                        let stream = tls.accept(stream, deadline).await?;
+                        let io = LimitedIo {
+                            stream: ServerStream::Tls(Box::new(stream)),
+                            _permit: permit,
+                        };
+                        Some((io, addr))
+                    });
+                }
+            }
+        }
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -228,6 +259,22 @@ impl AsyncWrite for LimitedIo {
     }
 }
 
+/// A connection and its permit, taken first. Cancel-safe: so are both awaits.
+async fn accept_limited(
+    listener: &mut TcpListener,
+    limit: &Arc<Semaphore>,
+) -> (TcpStream, OwnedSemaphorePermit, SocketAddr) {
+    // Invariant: this semaphore is never closed, so acquiring only waits.
+    let permit = limit
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the HTTP connection semaphore is never closed");
+    // TcpListener's own impl logs and retries failed accepts.
+    let (stream, addr) = axum::serve::Listener::accept(listener).await;
+    (stream, permit, addr)
+}
+
 /// Serves the API on `listener` until `shutdown`, then finishes the requests in flight.
 ///
 /// # Errors
@@ -237,9 +284,15 @@ pub(crate) async fn serve(
     state: HttpState,
     shutdown: Shutdown,
 ) -> io::Result<()> {
+    let tls = state.tls.clone().map(|tls| Handshakes {
+        tls,
+        timeout: state.config.limits.handshake_timeout(),
+        running: JoinSet::new(),
+    });
     let listener = LimitedListener {
         inner: listener,
         limit: Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS)),
+        tls,
     };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -439,7 +492,8 @@ fn supervised(state: &HttpState) -> Vec<ChildStatus> {
 /// `GET /metrics`: Prometheus text exposition.
 async fn metrics(State(state): State<HttpState>) -> Response {
     let live = state.registry.live(Instant::now());
-    let text = metrics::render(&state.config, &live, &supervised(&state));
+    let tls = state.tls.as_ref().map(|tls| tls.counters().as_ref());
+    let text = metrics::render(&state.config, &live, &supervised(&state), tls);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 

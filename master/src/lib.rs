@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tracing::{error, info};
 
 use centrum_config::Config;
-use centrum_net::Shutdown;
+use centrum_net::{ServerTls, Shutdown};
 
 pub use supervise::{
     ChildSpec, ChildState, ChildStatus, RunDir, STDERR_TAIL_BYTES, SuperviseError, Supervisor,
@@ -67,6 +67,13 @@ pub enum MasterError {
     Io(#[from] std::io::Error),
     #[error("a master task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The certificate or key named by `field` cannot be used.
+    #[error("{field}: {source}")]
+    Tls {
+        field: String,
+        #[source]
+        source: centrum_net::TlsError,
+    },
 }
 
 /// Serves node links and the HTTP API until `shutdown`, then stops accepting, closes
@@ -75,6 +82,7 @@ pub enum MasterError {
 /// # Errors
 /// [`MasterError::Io`] when a listener's address cannot be read or the HTTP server fails;
 /// [`MasterError::Task`] when one of its tasks panicked. Either stops the master.
+/// [`MasterError::Tls`] when `master.tls` names files it cannot use: it does not start.
 pub async fn run(
     config: Arc<Config>,
     listeners: MasterListeners,
@@ -95,6 +103,17 @@ pub async fn run_with(
 ) -> Result<(), MasterError> {
     let http_addr = listeners.http.local_addr()?;
     let nodes_addr = listeners.nodes.local_addr()?;
+    let tls = match &config.master.tls {
+        None => None,
+        Some(files) => Some(
+            ServerTls::load(&files.cert, &files.key, Arc::default()).map_err(|source| {
+                MasterError::Tls {
+                    field: source.field("master"),
+                    source,
+                }
+            })?,
+        ),
+    };
     let registry = Registry::new(config.limits.heartbeat() * MISSED_HEARTBEATS);
     // A failing task stops the master's own tasks, not whatever else the caller's
     // signal governs (e.g. the nodes of `centrum up --in-process`).
@@ -120,7 +139,15 @@ pub async fn run_with(
         started: Instant::now(),
         pages: Arc::new(options.pages),
         supervisor: options.supervisor,
+        tls: tls.clone(),
     };
+    if let Some(tls) = tls {
+        let watch = tls.watch(stop.clone());
+        tasks.spawn(async move {
+            watch.await;
+            Ok(())
+        });
+    }
     tasks.spawn({
         let stop = stop.clone();
         async move { Ok(http::serve(listeners.http, state, stop).await?) }

@@ -7,6 +7,7 @@ use std::collections::btree_map::Entry;
 use std::fmt::Write as _;
 
 use centrum_config::Config;
+use centrum_net::TlsCounters;
 use centrum_protocol::{Metric, MetricKind, Role};
 
 use crate::registry::Node;
@@ -32,8 +33,14 @@ struct Exposition {
     families: BTreeMap<String, Family>,
 }
 
-/// Renders /metrics from the config, the live nodes and the supervised processes.
-pub(crate) fn render(config: &Config, nodes: &[Node], supervised: &[ChildStatus]) -> String {
+/// Renders /metrics from the config, the live nodes, the supervised processes and,
+/// when it serves https://, the master's own TLS.
+pub(crate) fn render(
+    config: &Config,
+    nodes: &[Node],
+    supervised: &[ChildStatus],
+    tls: Option<&TlsCounters>,
+) -> String {
     let mut exp = Exposition::default();
     exp.master_sample(
         "centrum_master_up",
@@ -42,6 +49,29 @@ pub(crate) fn render(config: &Config, nodes: &[Node], supervised: &[ChildStatus]
         &[],
         1.0,
     );
+    let tls_counters = tls.map(|tls| {
+        [
+        (
+            "centrum_master_tls_reloads_total",
+            "TLS certificates of the master's https:// reloaded (SIGHUP, or the files changed).",
+            &tls.reloads,
+        ),
+        (
+            "centrum_master_tls_reload_failures_total",
+            "TLS certificate reloads of the master that failed; the certificate loaded before stays in use.",
+            &tls.reload_failures,
+        ),
+        (
+            "centrum_master_tls_handshake_failures_total",
+            "HTTP connections to the master whose TLS handshake failed or did not finish within limits.handshake_timeout_ms.",
+            &tls.handshake_failures,
+        ),
+    ]
+    });
+    for (name, help, counter) in tls_counters.into_iter().flatten() {
+        let value = counter.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        exp.master_sample(name, help, MetricKind::Counter, &[], value);
+    }
     for role in [Role::Front, Role::Back] {
         let live = nodes.iter().filter(|node| node.role == role).count();
         exp.master_sample(
@@ -336,7 +366,7 @@ mod tests {
 
     #[test]
     fn master_gauges_without_nodes() {
-        let text = render(&config(), &[], &[]);
+        let text = render(&config(), &[], &[], None);
         assert_eq!(
             text,
             "# HELP centrum_master_nodes Live nodes registered with the master, by role.\n\
@@ -363,7 +393,7 @@ mod tests {
             retry_at: None,
             log: None,
         };
-        let text = render(&config(), &[], &[child]);
+        let text = render(&config(), &[], &[child], None);
         for line in [
             "centrum_master_node_state{node=\"back-1\",state=\"running\"} 0\n",
             "centrum_master_node_state{node=\"back-1\",state=\"restarting\"} 0\n",
@@ -410,6 +440,7 @@ mod tests {
                 (Role::Front, "front-1", front),
             ]),
             &[],
+            None,
         );
         let expected_x = "# HELP centrum_x_total Help of centrum_x_total.\n\
              # TYPE centrum_x_total counter\n\
@@ -458,6 +489,7 @@ mod tests {
             &config(),
             &nodes(vec![(Role::Front, "front-1", stats)]),
             &[],
+            None,
         );
         assert!(!text.contains("bad"), "{text}");
         assert!(!text.contains("spoof"), "{text}");
@@ -488,6 +520,7 @@ mod tests {
             &config(),
             &nodes(vec![(Role::Front, "front-1", stats)]),
             &[],
+            None,
         );
         assert!(
             text.contains("# HELP centrum_h line one\\nline two\n"),
