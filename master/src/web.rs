@@ -18,6 +18,12 @@ use crate::http::{HttpState, error};
 /// from other sites' forms.
 const COOKIE: &str = "centrum_admin";
 
+/// The cookie's `Secure` attribute when the master serves https://: the browser then
+/// never sends it over plain http://.
+fn secure(state: &HttpState) -> &'static str {
+    if state.tls.is_some() { "; Secure" } else { "" }
+}
+
 /// A page or asset compiled into the binary.
 struct Asset {
     name: &'static str,
@@ -147,16 +153,18 @@ pub(crate) async fn login(State(state): State<HttpState>, Form(login): Form<Logi
     }
     // Invariant: the config only accepts printable ASCII tokens without ';' or ','.
     let cookie = HeaderValue::from_str(&format!(
-        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
-        expected.expose()
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{}",
+        expected.expose(),
+        secure(&state)
     ))
     .expect("a validated admin token is a valid header value");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/admin")).into_response()
 }
 
 /// `POST /admin/logout`: clears the cookie.
-pub(crate) async fn logout() -> Response {
-    let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+pub(crate) async fn logout(State(state): State<HttpState>) -> Response {
+    let secure = secure(&state);
+    let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}");
     // Invariant: built from constants only.
     let clear = HeaderValue::from_str(&clear).expect("a constant cookie is a valid header");
     ([(header::SET_COOKIE, clear)], Redirect::to("/admin")).into_response()
