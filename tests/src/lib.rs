@@ -1,10 +1,11 @@
 //! Test harness: a whole cluster in-process on 127.0.0.1:0 ([`TestCluster`]), a TCP
 //! proxy that can cut or black-hole a link on demand ([`Proxy`]), client helpers, a
-//! plain HTTP/1.1 client ([`http`]) and a small game for testing the platform
-//! ([`games::Echo`]).
+//! plain HTTP/1.1 client ([`http`], over TLS too), certificates made at test time
+//! ([`tls`]) and a small game for testing the platform ([`games::Echo`]).
 
 pub mod games;
 pub mod http;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
