@@ -200,20 +200,35 @@ impl ServerTls {
     }
 
     /// Reloads on SIGHUP, and when the files change (looked at every
-    /// [`RELOAD_POLL`]), until `shutdown`.
-    pub async fn watch(self, shutdown: Shutdown) {
-        self.watch_every(RELOAD_POLL, shutdown).await;
+    /// [`RELOAD_POLL`]), until `shutdown`. The SIGHUP handler is in place when this
+    /// returns, before the future runs: a SIGHUP from then on reloads, it never ends
+    /// the process. Must be called within a Tokio runtime.
+    pub fn watch(self, shutdown: Shutdown) -> impl Future<Output = ()> + Send + 'static {
+        self.watch_every(RELOAD_POLL, shutdown)
     }
 
-    async fn watch_every(self, period: Duration, shutdown: Shutdown) {
+    fn watch_every(
+        self,
+        period: Duration,
+        shutdown: Shutdown,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let hangup = tokio::signal::unix::SignalKind::hangup();
-        let mut hup = match tokio::signal::unix::signal(hangup) {
+        let hup = match tokio::signal::unix::signal(hangup) {
             Ok(signal) => Some(signal),
             Err(e) => {
                 warn!(error = %e, "no SIGHUP handler; certificates reload when their files change");
                 None
             }
         };
+        self.watching(hup, period, shutdown)
+    }
+
+    async fn watching(
+        self,
+        mut hup: Option<tokio::signal::unix::Signal>,
+        period: Duration,
+        shutdown: Shutdown,
+    ) {
         let mut watch = FileWatch::new(self.inner.loaded);
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
