@@ -8,6 +8,7 @@ mod error;
 mod event;
 mod gate;
 mod session;
+mod tls;
 
 pub use centrum_protocol::{EntityId, Mirror, MirrorEntity, Seq, Tick, Value};
 pub use client::{Client, ClientOptions};

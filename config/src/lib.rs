@@ -26,6 +26,8 @@ pub const DEFAULT_TOML: &str = r#"# centrum cluster config: one file for every p
 http = "127.0.0.1:7300"    # the master's HTTP endpoint
 nodes = "127.0.0.1:7301"   # fronts and backs connect and heartbeat here
 # admin_token = "change-me-to-a-long-secret"   # protects /admin, /status and /metrics
+# tls = { cert = "master.crt", key = "master.key" }  # serve https:// (PEM files; relative paths are
+#                                                    #   relative to this file's folder). Default: plain http://
 
 # The master's HTTP endpoint. Every setting may be omitted; the values shown are the defaults.
 # [master.limits]
@@ -54,7 +56,9 @@ nodes = "127.0.0.1:7301"   # fronts and backs connect and heartbeat here
 id = "front-1"             # 1-64 characters of a-z, A-Z, 0-9, '-' or '_'; unique over fronts and backs
 # host = "127.0.0.1"
 listen = "127.0.0.1:7310"
-# public_url = "wss://play.example.com/front-1"   # the URL clients dial; default ws://<listen>
+# public_url = "wss://play.example.com/front-1"   # the URL clients dial; default ws://<listen>, wss://<listen> with tls
+# tls = { cert = "front-1.crt", key = "front-1.key" }  # serve wss:// (PEM certificate chain and private key;
+#                                                      #   reloaded on SIGHUP or when a file changes). Default: plain ws://
 
 # One [[backs]] table per back. A back runs the simulation of the channels it owns.
 [[backs]]
@@ -183,6 +187,9 @@ pub struct MasterConfig {
     /// endpoint (`[master.limits]`).
     #[serde(default)]
     pub limits: MasterLimits,
+    /// When set, the HTTP endpoint serves https:// with this certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 /// Limits of the master's HTTP endpoint, so that idle or slow connections cannot lock
@@ -247,6 +254,20 @@ pub struct FrontConfig {
     /// or a wildcard listen address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// When set, clients connect with TLS (`wss://`) using this certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// A server certificate: PEM files read at start and again on SIGHUP or when either
+/// changes. Relative paths are relative to the config file's folder.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, the server's own certificate first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// A process that owns channels and ticks their simulation.
@@ -770,6 +791,13 @@ impl Config {
                 *dir = folder.join(&*dir);
             }
         }
+        // So are certificates: a node started from anywhere reads the same files.
+        let tls = std::iter::once(&mut config.master.tls)
+            .chain(config.fronts.iter_mut().map(|front| &mut front.tls));
+        for tls in tls.flatten() {
+            tls.cert = folder.join(&tls.cert);
+            tls.key = folder.join(&tls.key);
+        }
         Ok(config)
     }
 
@@ -831,12 +859,18 @@ impl Config {
 }
 
 impl FrontConfig {
-    /// The URL clients dial: `public_url` if set, else `ws://{listen}`.
+    /// The URL clients dial: `public_url` if set, else `ws://{listen}`, or
+    /// `wss://{listen}` with `tls`.
     pub fn client_url(&self) -> String {
         match &self.public_url {
             Some(url) => url.clone(),
-            None => format!("ws://{}", self.listen),
+            None => format!("{}://{}", self.scheme(), self.listen),
         }
+    }
+
+    /// `wss` with `tls`, else `ws`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "wss" } else { "ws" }
     }
 }
 
@@ -1272,6 +1306,54 @@ slow_client = "disconnect"
         let folder = path.parent().expect("a folder");
         expected.store.dir = folder.join(&expected.store.dir);
         assert_eq!(loaded.expect("load"), expected);
+    }
+
+    #[test]
+    fn tls_files_are_relative_to_the_config_file_and_make_the_url_wss() {
+        let path = temp_path("tls.toml");
+        let text = DEFAULT_TOML
+            .replace(
+                "nodes = \"127.0.0.1:7301\"",
+                "nodes = \"127.0.0.1:7301\"\ntls = { cert = \"/etc/m.crt\", key = \"m.key\" }",
+            )
+            .replace(
+                "listen = \"127.0.0.1:7310\"",
+                "listen = \"127.0.0.1:7310\"\ntls = { cert = \"certs/f.crt\", key = \"certs/f.key\" }",
+            );
+        std::fs::write(&path, text).expect("write temp config");
+        let loaded = Config::load(&path);
+        let _ = std::fs::remove_file(&path);
+        let config = loaded.expect("load");
+        let folder = std::path::absolute(&path).expect("absolute");
+        let folder = folder.parent().expect("a folder");
+        assert_eq!(
+            config.master.tls,
+            Some(TlsConfig {
+                cert: "/etc/m.crt".into(),
+                key: folder.join("m.key"),
+            })
+        );
+        let front = &config.fronts[0];
+        assert_eq!(
+            front.tls.as_ref().map(|t| (&t.cert, &t.key)),
+            Some((&folder.join("certs/f.crt"), &folder.join("certs/f.key")))
+        );
+        assert_eq!(front.client_url(), "wss://127.0.0.1:7310");
+        let written = config.to_toml();
+        assert_eq!(Config::parse(&written).expect(&written), config);
+    }
+
+    #[test]
+    fn unknown_tls_field_is_a_parse_error() {
+        let text = DEFAULT_TOML.replace(
+            "listen = \"127.0.0.1:7310\"",
+            "listen = \"127.0.0.1:7310\"\ntls = { cert = \"a\", private_key = \"b\" }",
+        );
+        let err = Config::parse(&text).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Parse(m) if m.contains("unknown field `private_key`")),
+            "{err}"
+        );
     }
 
     #[test]

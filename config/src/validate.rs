@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use crate::{
     AccessConfig, BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits, MasterLimits,
-    StoreConfig, SupervisionConfig,
+    StoreConfig, SupervisionConfig, TlsConfig,
 };
 
 /// What [`is_name`] asks of a name, as an error says it.
@@ -50,6 +50,9 @@ impl<'a> Checker<'a> {
             self.token("master.admin_token", token.expose());
         }
         self.master_limits(&master.limits);
+        if let Some(tls) = &master.tls {
+            self.tls("master.tls", tls);
+        }
     }
 
     fn master_limits(&mut self, limits: &MasterLimits) {
@@ -114,6 +117,16 @@ impl<'a> Checker<'a> {
             .is_some_and(|f| f.as_os_str().is_empty())
         {
             self.push("cluster.secret_file", "must not be empty");
+        }
+    }
+
+    /// Whether the files exist and hold PEM is checked where they are read (a node's
+    /// start, `centrum check`): a host other than theirs may validate the config.
+    fn tls(&mut self, at: &str, tls: &TlsConfig) {
+        for (name, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+            if path.as_os_str().is_empty() {
+                self.push(format!("{at}.{name}"), "must not be empty");
+            }
         }
     }
 
@@ -216,6 +229,9 @@ impl<'a> Checker<'a> {
                 format!("{at}.public_url"),
                 "must start with ws:// or wss://",
             );
+        }
+        if let Some(tls) = &front.tls {
+            self.tls(&format!("{at}.tls"), tls);
         }
     }
 
@@ -1120,6 +1136,27 @@ mod tests {
             let found = problems_after(|c| c.fronts[0].public_url = Some(url.into()));
             assert_eq!(found, Vec::<String>::new(), "{url}");
         }
+    }
+
+    #[test]
+    fn tls_paths_must_not_be_empty() {
+        let found = problems_after(|c| {
+            c.master.tls = Some(TlsConfig {
+                cert: "master.crt".into(),
+                key: "".into(),
+            });
+            c.fronts[0].tls = Some(TlsConfig {
+                cert: "".into(),
+                key: "front.key".into(),
+            });
+        });
+        assert_eq!(
+            found,
+            [
+                "master.tls.key: must not be empty",
+                "fronts[0].tls.cert: must not be empty"
+            ]
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, trace};
 
-use centrum_net::{Beat, Liveness, Shutdown};
+use centrum_net::{Beat, Liveness, ServerStream, ServerTls, Shutdown};
 use centrum_protocol::{
     ClientMsg, ErrorMsg, FrontMsg, LinkResume, Pong, Rejected, SessionKey, SharedKind,
     SharedPrefix, decode, encode,
@@ -34,9 +34,9 @@ use crate::ws::{self, FrameReader, MAX_HEADER, WsEvent};
 /// At most this many queued messages go into one vectored write.
 const BATCH: usize = 32;
 
-/// Serves one accepted connection to the end: its first request (`http`: a call is
-/// served there), then, for a WebSocket upgrade, the client's Hello, by the same
-/// deadline, and its messages.
+/// Serves one accepted connection to the end: with `tls`, its TLS handshake; its first
+/// request (`http`: a call is served there), then, for a WebSocket upgrade, the
+/// client's Hello, all by the same deadline, and its messages.
 ///
 /// `slot` counts the connection against its address (`access`) while it lasts; `None`
 /// for a trusted proxy's connection, admitted once its request names the client.
@@ -45,11 +45,25 @@ pub(crate) async fn serve(
     peer: SocketAddr,
     mut slot: Option<IpSlot>,
     hub: Arc<Hub>,
+    tls: Option<ServerTls>,
     shutdown: Shutdown,
 ) {
     let limits = hub.config.limits;
-    // The upgrade and the client's Hello share one deadline (PROTOCOL.md §4).
+    // TLS, the upgrade and the client's Hello share one deadline (PROTOCOL.md §4).
     let deadline = tokio::time::Instant::now() + limits.handshake_timeout();
+    let stream = match tls {
+        None => ServerStream::Plain(stream),
+        Some(tls) => {
+            let handshake = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                handshake = tls.accept(stream, deadline) => handshake,
+            };
+            match handshake {
+                Some(stream) => ServerStream::Tls(Box::new(stream)),
+                None => return,
+            }
+        }
+    };
     // Boxed, so that the first request's state is freed once it is done: a client
     // connection lives for hours and should carry only what it needs.
     let Some((mut stream, rest)) = Box::pin(http::first_request(
@@ -176,7 +190,10 @@ pub(crate) async fn serve(
                             // deadline belongs to a client that is gone.
                             let mut ping = [0; MAX_HEADER];
                             let n = ws::header(ws::OP_PING, 0, &mut ping);
-                            let write = stream.write_all(&ping[..n]);
+                            let write = async {
+                                stream.write_all(&ping[..n]).await?;
+                                stream.flush().await
+                            };
                             let sent = tokio::time::timeout_at(live.dead_at(), write).await;
                             if !matches!(sent, Ok(Ok(()))) {
                                 hub.metrics.client_timeouts.fetch_add(1, Relaxed);
@@ -276,7 +293,11 @@ struct Conn {
 impl Conn {
     /// Writes a batch of messages with vectored writes, retrying partial writes. The
     /// slices live on the stack: nothing is allocated per write.
-    async fn write(&mut self, stream: &mut TcpStream, batch: &[Outbound]) -> std::io::Result<()> {
+    async fn write(
+        &mut self,
+        stream: &mut ServerStream,
+        batch: &[Outbound],
+    ) -> std::io::Result<()> {
         for chunk in batch.chunks(BATCH) {
             self.write_chunk(stream, chunk).await?;
         }
@@ -286,7 +307,7 @@ impl Conn {
 
     async fn write_chunk(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut ServerStream,
         batch: &[Outbound],
     ) -> std::io::Result<()> {
         self.heads.clear();
@@ -328,6 +349,8 @@ impl Conn {
             }
             IoSlice::advance_slices(&mut slices, n);
         }
+        // Nothing for TCP; TLS may hold the end of the batch until told.
+        stream.flush().await?;
         let now = Instant::now();
         for item in batch {
             if let Outbound::Shared {
@@ -347,7 +370,7 @@ impl Conn {
     async fn drain_frames(
         &mut self,
         reader: &mut FrameReader,
-        stream: &mut TcpStream,
+        stream: &mut ServerStream,
     ) -> Result<(), End> {
         loop {
             let event = match reader.next_event() {
@@ -376,6 +399,7 @@ impl Conn {
                     let mut pong = head[..n].to_vec();
                     pong.extend_from_slice(&payload);
                     stream.write_all(&pong).await.map_err(|_| End::Gone)?;
+                    stream.flush().await.map_err(|_| End::Gone)?;
                 }
                 WsEvent::Pong => {}
                 WsEvent::Close => return Err(End::Goodbye),
@@ -546,7 +570,7 @@ mod tests {
             let hub = hub.clone();
             async move {
                 let (stream, peer) = listener.accept().await.unwrap();
-                serve(stream, peer, None, hub, Shutdown::new()).await;
+                serve(stream, peer, None, hub, None, Shutdown::new()).await;
                 drop(link_tx);
             }
         });

@@ -9,11 +9,10 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::debug;
 
-use centrum_net::Shutdown;
+use centrum_net::{ServerStream, Shutdown};
 
 use crate::access::{IpSlot, Refused};
 use crate::call;
@@ -79,7 +78,7 @@ impl Request {
 /// Reads one request head from `stream` into `buf`; the bytes after it (a body, or
 /// frames) stay in `buf`.
 pub(crate) async fn read_head(
-    stream: &mut TcpStream,
+    stream: &mut ServerStream,
     buf: &mut BytesMut,
 ) -> Result<Request, HeadError> {
     loop {
@@ -139,14 +138,14 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
 /// anything else is refused. A connection from a trusted proxy comes with no `slot`:
 /// it is admitted here, as the client its `X-Forwarded-For` names.
 pub(crate) async fn first_request(
-    mut stream: TcpStream,
+    mut stream: ServerStream,
     peer: SocketAddr,
     slot: &mut Option<IpSlot>,
     hub: &Arc<Hub>,
     shutdown: &Shutdown,
     deadline: tokio::time::Instant,
-) -> Option<(TcpStream, BytesMut)> {
-    let _ = stream.set_nodelay(true);
+) -> Option<(ServerStream, BytesMut)> {
+    let _ = stream.tcp().set_nodelay(true);
     let mut buf = BytesMut::with_capacity(1024);
     let head = tokio::select! {
         _ = shutdown.cancelled() => return None,
@@ -211,6 +210,7 @@ pub(crate) async fn first_request(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
     stream.write_all(response.as_bytes()).await.ok()?;
+    stream.flush().await.ok()?;
     Some((stream, buf))
 }
 
@@ -245,7 +245,7 @@ const DRAIN_BYTES: usize = 1 << 20;
 
 /// Reads and drops what the caller still sends, for at most [`DRAIN_TIME`] and
 /// [`DRAIN_BYTES`], so that closing does not reset the connection under its answer.
-pub(crate) async fn drain(stream: &mut TcpStream) {
+pub(crate) async fn drain(stream: &mut ServerStream) {
     let mut sink = vec![0; 16 * 1024];
     let mut total = 0;
     let _ = tokio::time::timeout(DRAIN_TIME, async {
@@ -260,7 +260,7 @@ pub(crate) async fn drain(stream: &mut TcpStream) {
 }
 
 /// Answers a connection refused by the per-address limits with 429, counted.
-pub(crate) async fn refuse(stream: &mut TcpStream, hub: &Hub, refused: &Refused) {
+pub(crate) async fn refuse(stream: &mut ServerStream, hub: &Hub, refused: &Refused) {
     count_refusal(hub, refused);
     respond_error(stream, 429, &refused.message(), false).await;
     drain(stream).await;
@@ -306,7 +306,7 @@ fn reason(status: u16) -> &'static str {
 /// # Errors
 /// The socket's: the caller ends the connection.
 pub(crate) async fn respond(
-    stream: &mut TcpStream,
+    stream: &mut ServerStream,
     status: u16,
     content_type: &str,
     body: &[u8],
@@ -321,6 +321,7 @@ pub(crate) async fn respond(
     );
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body).await?;
+    stream.flush().await?;
     if !keep_alive {
         let _ = stream.shutdown().await;
     }
@@ -329,7 +330,7 @@ pub(crate) async fn respond(
 
 /// `{"error": message}` with `status`, as every error of a front's HTTP reads.
 pub(crate) async fn respond_error(
-    stream: &mut TcpStream,
+    stream: &mut ServerStream,
     status: u16,
     message: &str,
     keep_alive: bool,

@@ -29,7 +29,7 @@ use tracing::{Instrument, info};
 
 use centrum_config::Config;
 use centrum_net::auth::ClusterKey;
-use centrum_net::{Acceptor, Registration, Shutdown};
+use centrum_net::{Acceptor, Registration, ServerStream, ServerTls, Shutdown};
 use centrum_protocol::{CLUSTER_VERSION, NodeStats, Register, Role};
 
 use hub::Hub;
@@ -44,6 +44,13 @@ pub enum FrontError {
     /// The cluster secret is missing or unreadable.
     #[error(transparent)]
     Secret(#[from] centrum_config::SecretError),
+    /// The certificate or key named by `field` cannot be used.
+    #[error("{field}: {source}")]
+    Tls {
+        field: String,
+        #[source]
+        source: centrum_net::TlsError,
+    },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -63,27 +70,48 @@ impl Front {
     /// to every back (retrying until each is up) and registers with the master.
     ///
     /// # Errors
-    /// [`FrontError::UnknownId`] when `id` is not a front of the config.
+    /// [`FrontError::UnknownId`] when `id` is not a front of the config,
+    /// [`FrontError::Tls`] when its certificate or key cannot be used.
     pub fn start(
         config: Arc<Config>,
         id: &str,
         listener: TcpListener,
         shutdown: Shutdown,
     ) -> Result<Front, FrontError> {
-        let me = config
-            .front(id)
-            .ok_or_else(|| FrontError::UnknownId(id.to_owned()))?
-            .clone();
+        let index = config
+            .fronts
+            .iter()
+            .position(|front| front.id == id)
+            .ok_or_else(|| FrontError::UnknownId(id.to_owned()))?;
+        let me = config.fronts[index].clone();
         let key = ClusterKey::new(config.cluster.secret()?.expose().as_bytes());
         let local_addr = listener.local_addr()?;
         // With port 0 in the config, the URL must name the port actually bound.
         let client_url = if me.public_url.is_none() && me.listen.port() == 0 {
-            format!("ws://{local_addr}")
+            format!("{}://{local_addr}", me.scheme())
         } else {
             me.client_url()
         };
         let hub = Arc::new(Hub::new(id, config.clone()));
+        let tls = match &me.tls {
+            None => None,
+            Some(files) => Some(
+                ServerTls::load(&files.cert, &files.key, hub.metrics.tls.clone()).map_err(
+                    |source| FrontError::Tls {
+                        field: source.field(&format!("fronts[{index}]")),
+                        source,
+                    },
+                )?,
+            ),
+        };
         let mut tasks = JoinSet::new();
+        if let Some(tls) = &tls {
+            let watch = tls.clone().watch(shutdown.clone());
+            tasks.spawn(async move {
+                watch.await;
+                Ok(())
+            });
+        }
         for back in 0..config.backs.len() {
             let (hub, key, stop) = (hub.clone(), key.clone(), shutdown.clone());
             tasks.spawn(async move {
@@ -94,7 +122,7 @@ impl Front {
         tasks.spawn({
             let (hub, stop) = (hub.clone(), shutdown.clone());
             async move {
-                accept_loop(listener, hub, stop).await;
+                accept_loop(listener, hub, tls, stop).await;
                 Ok(())
             }
         });
@@ -152,7 +180,12 @@ const REFUSALS_ANSWERED: usize = 64;
 /// Accepts clients up to `limits.max_connections`: a permit is taken before each
 /// accept and moved into the connection's task. A connection over its address's limits
 /// gives its permit back at once.
-async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
+async fn accept_loop(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    tls: Option<ServerTls>,
+    shutdown: Shutdown,
+) {
     let mut listener = Acceptor::new(listener);
     let permits = Arc::new(Semaphore::new(hub.config.limits.max_connections as usize));
     let answering = Arc::new(Semaphore::new(REFUSALS_ANSWERED));
@@ -194,7 +227,9 @@ async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
                     let span = tracing::info_span!("refused", %peer);
                     tasks.spawn(
                         async move {
-                            let mut stream = stream;
+                            // In clear even on a TLS port: the refusal is not worth a
+                            // handshake, and a TLS client sees its connection fail.
+                            let mut stream = ServerStream::Plain(stream);
                             http::refuse(&mut stream, &hub, &refused).await;
                             drop(answer);
                         }
@@ -204,11 +239,11 @@ async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
                 }
             }
         };
-        let (hub, stop) = (hub.clone(), shutdown.clone());
+        let (hub, tls, stop) = (hub.clone(), tls.clone(), shutdown.clone());
         let span = tracing::info_span!("client", %peer, session = tracing::field::Empty);
         tasks.spawn(
             async move {
-                connection::serve(stream, peer, slot, hub, stop).await;
+                connection::serve(stream, peer, slot, hub, tls, stop).await;
                 drop(permit);
             }
             .instrument(span),

@@ -1,6 +1,9 @@
 //! A front's counters, reported to the master in every heartbeat.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use centrum_net::TlsCounters;
 
 use centrum_protocol::{Metric, MetricKind};
 
@@ -58,6 +61,8 @@ pub(crate) struct FrontMetrics {
     patch_writes: AtomicU64,
     /// The longest such delay since the last heartbeat.
     patch_delay_us_max: AtomicU64,
+    /// Certificate reloads and failed TLS handshakes (all zero without `tls`).
+    pub(crate) tls: Arc<TlsCounters>,
 }
 
 impl FrontMetrics {
@@ -71,7 +76,7 @@ impl FrontMetrics {
     /// Every metric; called once per heartbeat, since it resets the delay maximum.
     pub(crate) fn metrics(&self, clients: usize) -> Vec<Metric> {
         use MetricKind::{Counter, Gauge};
-        let all: [(&str, &str, MetricKind, &AtomicU64); 33] = [
+        let all: [(&str, &str, MetricKind, &AtomicU64); 36] = [
             (
                 "centrum_front_accept_errors_total",
                 "Failed accepts of client connections (out of file descriptors, for example); each is waited out, not retried at once.",
@@ -263,6 +268,24 @@ impl FrontMetrics {
                 "HTTP calls whose channel did not answer within calls.timeout_ms (504).",
                 Counter,
                 &self.calls_timed_out,
+            ),
+            (
+                "centrum_front_tls_reloads_total",
+                "TLS certificates reloaded (SIGHUP, or the files changed).",
+                Counter,
+                &self.tls.reloads,
+            ),
+            (
+                "centrum_front_tls_reload_failures_total",
+                "TLS certificate reloads that failed; the certificate loaded before stays in use.",
+                Counter,
+                &self.tls.reload_failures,
+            ),
+            (
+                "centrum_front_tls_handshake_failures_total",
+                "Client connections whose TLS handshake failed or did not finish within limits.handshake_timeout_ms.",
+                Counter,
+                &self.tls.handshake_failures,
             ),
             (
                 "centrum_front_patch_writes_total",

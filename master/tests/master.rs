@@ -111,6 +111,7 @@ impl TestMaster {
                 nodes: nodes_addr,
                 admin_token: admin_token.map(centrum_config::Secret::new),
                 limits: http_limits,
+                tls: None,
             },
             cluster: ClusterConfig {
                 secret: Some(centrum_config::Secret::new(SECRET)),
@@ -124,6 +125,7 @@ impl TestMaster {
                     host: "127.0.0.1".into(),
                     listen: listen(7310 + i as u16),
                     public_url: None,
+                    tls: None,
                 })
                 .collect(),
             backs: vec![

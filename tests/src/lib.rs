@@ -1,10 +1,11 @@
 //! Test harness: a whole cluster in-process on 127.0.0.1:0 ([`TestCluster`]), a TCP
 //! proxy that can cut or black-hole a link on demand ([`Proxy`]), client helpers, a
-//! plain HTTP/1.1 client ([`http`]) and a small game for testing the platform
-//! ([`games::Echo`]).
+//! plain HTTP/1.1 client ([`http`], over TLS too), certificates made at test time
+//! ([`tls`]) and a small game for testing the platform ([`games::Echo`]).
 
 pub mod games;
 pub mod http;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use centrum_back::Back;
 use centrum_client::{Client, ClientError, ClientOptions, Event};
 use centrum_config::{
     AccessConfig, BackConfig, CallsConfig, ChannelConfig, ClusterConfig, Config, FrontConfig,
-    Limits, MasterConfig, StoreConfig, StoreKind,
+    Limits, MasterConfig, StoreConfig, StoreKind, TlsConfig,
 };
 use centrum_front::Front;
 use centrum_net::Shutdown;
@@ -58,6 +59,8 @@ pub struct ClusterSpec {
     pub access: AccessConfig,
     /// The games the backs host; the built-in ones by default.
     pub apps: Registry,
+    /// The certificate of the master and of every front: https:// and wss://.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ClusterSpec {
@@ -72,6 +75,7 @@ impl Default for ClusterSpec {
             calls: CallsConfig::default(),
             access: AccessConfig::default(),
             apps: centrum_games::registry(),
+            tls: None,
         }
     }
 }
@@ -124,6 +128,7 @@ impl TestCluster {
                 nodes: nodes.local_addr().expect("addr"),
                 admin_token: spec.admin_token.clone().map(centrum_config::Secret::new),
                 limits: Default::default(),
+                tls: spec.tls.clone(),
             },
             cluster: ClusterConfig {
                 secret: Some(centrum_config::Secret::new(CLUSTER_SECRET)),
@@ -137,6 +142,7 @@ impl TestCluster {
                     host: "127.0.0.1".into(),
                     listen: l.local_addr().expect("addr"),
                     public_url: None,
+                    tls: spec.tls.clone(),
                 })
                 .collect(),
             backs: spec
