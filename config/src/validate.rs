@@ -384,6 +384,11 @@ pub(crate) fn problems(config: &Config) -> Vec<FieldError> {
         }
     }
     checker.supervision(&config.supervision);
+    if let Some(auth) = &config.auth {
+        for (field, reason) in auth.problems() {
+            checker.push(field, reason);
+        }
+    }
     checker.problems
 }
 
@@ -423,6 +428,7 @@ mod tests {
         ChannelConfig {
             name: name.into(),
             app: app.into(),
+            anonymous: false,
         }
     }
 

@@ -75,7 +75,7 @@ pub(crate) async fn finish(stream: &mut TcpStream, end: End) {
         out.extend_from_slice(&msg);
         reason = code_name;
     }
-    if code == 1008 {
+    if code == 1008 && error.is_none() {
         reason = "slow client";
     }
     if timed_out {

@@ -23,6 +23,7 @@ use centrum_protocol::{
     SharedPrefix, decode, encode,
 };
 
+use crate::auth;
 use crate::close::{End, binary_only, finish, ws_code};
 use crate::handshake::{self, Welcomed};
 use crate::http;
@@ -64,6 +65,13 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
             return;
         }
     };
+    let access = match auth::admit(&hub, &hello.token) {
+        Ok(access) => access,
+        Err(end) => {
+            hub.metrics.handshake_failures.fetch_add(1, Relaxed);
+            return finish(&mut stream, end).await;
+        }
+    };
     let Welcomed {
         key,
         resume,
@@ -75,6 +83,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
         tx,
         kill: shutdown.child_token(),
         secret,
+        access: Arc::new(access),
     };
     let mut conn = Conn {
         hub: hub.clone(),
@@ -441,7 +450,7 @@ mod tests {
         tokio::task::JoinHandle<()>,
         mpsc::Receiver<Bytes>,
     ) {
-        let hub = Arc::new(Hub::new("front-1", Arc::new(config)));
+        let hub = Arc::new(Hub::new("front-1", Arc::new(config), None));
         let (link_tx, link_rx) = mpsc::channel(16);
         hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -6,6 +6,7 @@
 //! request, read by `http`, is a WebSocket upgrade, then a client with `ws` framing, or
 //! a call, served by `call`) -> `hub` (routing and fan-out) <- `link` (one task per back).
 
+mod auth;
 mod call;
 mod close;
 mod connection;
@@ -31,11 +32,16 @@ use centrum_protocol::{CLUSTER_VERSION, NodeStats, Register, Role};
 
 use hub::Hub;
 
+pub use auth::check as check_auth;
+
 /// Why a front could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
     #[error("no front with id {0:?} in the config")]
     UnknownId(String),
+    /// The `[auth]` key cannot be read or used.
+    #[error("{0}")]
+    Auth(centrum_config::FieldError),
     #[error(transparent)]
     Refused(#[from] centrum_net::RegisterError),
     #[error("i/o: {0}")]
@@ -57,7 +63,8 @@ impl Front {
     /// to every back (retrying until each is up) and registers with the master.
     ///
     /// # Errors
-    /// [`FrontError::UnknownId`] when `id` is not a front of the config.
+    /// [`FrontError::UnknownId`] when `id` is not a front of the config,
+    /// [`FrontError::Auth`] when the key of its `[auth]` cannot be read or used.
     pub fn start(
         config: Arc<Config>,
         id: &str,
@@ -75,7 +82,8 @@ impl Front {
         } else {
             me.client_url()
         };
-        let hub = Arc::new(Hub::new(id, config.clone()));
+        let auth = auth::Verifier::from_config(&config).map_err(FrontError::Auth)?;
+        let hub = Arc::new(Hub::new(id, config.clone(), auth));
         let mut tasks = JoinSet::new();
         for back in 0..config.backs.len() {
             let (hub, stop) = (hub.clone(), shutdown.clone());

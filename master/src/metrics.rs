@@ -291,6 +291,7 @@ mod tests {
                 channels: vec![ChannelConfig {
                     name: "arena".into(),
                     app: "arena".into(),
+                    anonymous: false,
                 }],
                 data_dir: None,
             }],
@@ -298,6 +299,7 @@ mod tests {
             calls: Default::default(),
             store: Default::default(),
             supervision: Default::default(),
+            auth: None,
         }
     }
 

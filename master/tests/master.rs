@@ -112,10 +112,12 @@ impl TestMaster {
                         ChannelConfig {
                             name: "arena".into(),
                             app: "arena".into(),
+                            anonymous: false,
                         },
                         ChannelConfig {
                             name: "lobby".into(),
                             app: "chat".into(),
+                            anonymous: false,
                         },
                     ],
                     data_dir: None,
@@ -128,6 +130,7 @@ impl TestMaster {
                     channels: vec![ChannelConfig {
                         name: "race".into(),
                         app: "race".into(),
+                        anonymous: false,
                     }],
                     data_dir: None,
                 },
@@ -136,6 +139,7 @@ impl TestMaster {
             calls: Default::default(),
             store: Default::default(),
             supervision: Default::default(),
+            auth: None,
         });
         config.validate().expect("test config is valid");
         let shutdown = Shutdown::new();

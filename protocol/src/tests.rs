@@ -193,6 +193,7 @@ fn every_message_round_trips() {
                 channel: "c".into(),
                 data: Bytes::from_static(b"x"),
                 secret: 0xfeed,
+                identity: Some(Identity::new("ann").with_claim("name", "Ann")),
             }],
             instance: 0x1234_5678_9abc,
         })),
@@ -232,6 +233,7 @@ fn every_message_round_trips() {
             session: 3,
             secret: 0xfeed,
         }),
+        identity: Some(Identity::new("ann").with_claim("channels", &["a", "m-*"])),
     });
     let away = FrontToBack::Away(LinkAway {
         session: 4,

@@ -140,6 +140,7 @@ impl TestCluster {
                     channels: vec![ChannelConfig {
                         name: channel.clone(),
                         app: app.clone(),
+                        anonymous: false,
                     }],
                     data_dir: None,
                 })
@@ -152,6 +153,7 @@ impl TestCluster {
                 ..StoreConfig::default()
             },
             supervision: Default::default(),
+            auth: None,
         });
         config.validate().expect("test config is valid");
         let master_http = config.master.http;
