@@ -534,4 +534,126 @@ mod tests {
                 .starts_with("forbidden: ")
         );
     }
+
+    fn with_auth(auth: AuthConfig) -> Config {
+        let mut config = Config::embedded_default();
+        config.auth = Some(auth);
+        config
+    }
+
+    fn hs256() -> AuthConfig {
+        AuthConfig {
+            algorithm: JwtAlgorithm::HS256,
+            secret: Some(centrum_config::Secret::new("k".repeat(32))),
+            secret_env: None,
+            secret_file: None,
+            public_key_file: None,
+            jwks_file: None,
+            issuer: None,
+            audience: None,
+            leeway_s: 30,
+            claims: vec!["name".into(), "team".into()],
+            channels_claim: "rooms".into(),
+        }
+    }
+
+    #[test]
+    fn outcomes_are_counted_and_the_identity_carries_the_claims_asked_for() {
+        let config = with_auth(hs256());
+        let verifier = Verifier::from_config(&config).unwrap();
+        let hub = Hub::new("front-1", std::sync::Arc::new(config), verifier);
+        let exp = jsonwebtoken::get_current_timestamp() + 60;
+        let claims = serde_json::json!({
+            "sub": "ann", "exp": exp, "name": "Ann", "email": "not passed on", "rooms": ["a-*"]
+        });
+        let key = jsonwebtoken::EncodingKey::from_secret("k".repeat(32).as_bytes());
+        let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+        let Ok(access) = admit(&hub, &token) else {
+            panic!("refused")
+        };
+        let identity = access.identity().unwrap();
+        assert_eq!(identity.subject, "ann");
+        assert_eq!(identity.claim::<String>("name").as_deref(), Some("Ann"));
+        assert_eq!(
+            identity.claims.len(),
+            1,
+            "email is not asked for, team not there"
+        );
+        assert_eq!(access.refusal("a-1", false), None);
+        assert_eq!(access.refusal("b", false), Some(Refused::Forbidden));
+        assert!(matches!(
+            admit(&hub, "garbage"),
+            Err(End::Close {
+                code: 1008,
+                error: Some(("unauthorized", _))
+            })
+        ));
+        assert!(admit(&hub, "").is_err(), "no channel is anonymous");
+        let m = &hub.metrics;
+        assert_eq!(m.auth_verified.load(Relaxed), 1);
+        assert_eq!(
+            m.auth_failures[AuthFailure::Malformed.index()].load(Relaxed),
+            1
+        );
+        assert_eq!(
+            m.auth_failures[AuthFailure::Missing.index()].load(Relaxed),
+            1
+        );
+        let names: Vec<String> = m
+            .metrics(0)
+            .iter()
+            .filter(|x| x.name.starts_with("centrum_front_auth"))
+            .map(|x| format!("{}{:?}={}", x.name, x.labels, x.value))
+            .collect();
+        assert!(
+            names.contains(
+                &"centrum_front_auth_failures_total[(\"reason\", \"malformed\")]=1".to_owned()
+            ),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn key_material_that_cannot_be_read_or_used_is_named_by_its_field() {
+        let missing = AuthConfig {
+            algorithm: JwtAlgorithm::EdDSA,
+            secret: None,
+            public_key_file: Some("/nonexistent/key.pem".into()),
+            ..hs256()
+        };
+        let e = Verifier::from_config(&with_auth(missing)).unwrap_err();
+        assert_eq!(e.field, "auth.public_key_file");
+        assert!(
+            e.reason.starts_with("cannot read /nonexistent/key.pem"),
+            "{e}"
+        );
+        // An EC key where an Ed25519 key is expected.
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/jwt/");
+        let wrong = AuthConfig {
+            algorithm: JwtAlgorithm::EdDSA,
+            secret: None,
+            public_key_file: Some(format!("{fixtures}es256.pub.pem").into()),
+            ..hs256()
+        };
+        let e = Verifier::from_config(&with_auth(wrong)).unwrap_err();
+        assert_eq!(e.field, "auth.public_key_file");
+        let unset = AuthConfig {
+            secret: None,
+            secret_env: Some("CENTRUM_TEST_UNSET_JWT_SECRET".into()),
+            ..hs256()
+        };
+        let e = Verifier::from_config(&with_auth(unset)).unwrap_err();
+        assert_eq!(e.field, "auth.secret_env");
+        let jwks = AuthConfig {
+            algorithm: JwtAlgorithm::ES256,
+            secret: None,
+            jwks_file: Some(format!("{fixtures}es256.pub.pem").into()),
+            ..hs256()
+        };
+        let e = Verifier::from_config(&with_auth(jwks)).unwrap_err();
+        assert!(
+            e.to_string().starts_with("auth.jwks_file: ") && e.reason.contains("not a JWKS"),
+            "{e}"
+        );
+    }
 }

@@ -20,8 +20,8 @@ use centrum_app::Registry;
 use centrum_back::Back;
 use centrum_client::{Client, ClientError, ClientOptions, Event};
 use centrum_config::{
-    BackConfig, CallsConfig, ChannelConfig, Config, FrontConfig, Limits, MasterConfig, StoreConfig,
-    StoreKind,
+    AuthConfig, BackConfig, CallsConfig, ChannelConfig, Config, FrontConfig, Limits, MasterConfig,
+    StoreConfig, StoreKind,
 };
 use centrum_front::Front;
 use centrum_net::Shutdown;
@@ -53,6 +53,10 @@ pub struct ClusterSpec {
     pub calls: CallsConfig,
     /// The games the backs host; the built-in ones by default.
     pub apps: Registry,
+    /// The `[auth]` table (none by default: tokens ignored).
+    pub auth: Option<AuthConfig>,
+    /// The channels marked `anonymous = true`.
+    pub anonymous: Vec<String>,
 }
 
 impl Default for ClusterSpec {
@@ -66,6 +70,8 @@ impl Default for ClusterSpec {
             admin_token: None,
             calls: CallsConfig::default(),
             apps: centrum_games::registry(),
+            auth: None,
+            anonymous: Vec::new(),
         }
     }
 }
@@ -140,7 +146,7 @@ impl TestCluster {
                     channels: vec![ChannelConfig {
                         name: channel.clone(),
                         app: app.clone(),
-                        anonymous: false,
+                        anonymous: spec.anonymous.contains(channel),
                     }],
                     data_dir: None,
                 })
@@ -153,7 +159,7 @@ impl TestCluster {
                 ..StoreConfig::default()
             },
             supervision: Default::default(),
-            auth: None,
+            auth: spec.auth.clone(),
         });
         config.validate().expect("test config is valid");
         let master_http = config.master.http;
