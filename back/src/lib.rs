@@ -25,6 +25,7 @@ use tracing::info;
 
 use centrum_app::Registry;
 use centrum_config::{Config, FieldError, Fsync};
+use centrum_net::auth::ClusterKey;
 use centrum_net::{Registration, Shutdown};
 use centrum_protocol::{CLUSTER_VERSION, NodeStats, Register, Role, Tick};
 
@@ -68,6 +69,9 @@ pub enum BackError {
     },
     #[error(transparent)]
     Refused(#[from] centrum_net::RegisterError),
+    /// The cluster secret is missing or unreadable.
+    #[error(transparent)]
+    Secret(#[from] centrum_config::SecretError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -79,6 +83,8 @@ pub(crate) struct Shared {
     pub(crate) config: Arc<Config>,
     pub(crate) channels: Vec<Arc<ChannelShared>>,
     pub(crate) metrics: Arc<BackMetrics>,
+    /// Signs this back's proofs and checks the fronts'.
+    pub(crate) key: ClusterKey,
 }
 
 /// A running back.
@@ -125,6 +131,7 @@ impl Back {
             .back(id)
             .ok_or_else(|| BackError::UnknownId(id.to_owned()))?
             .clone();
+        let key = ClusterKey::new(config.cluster.secret()?.expose().as_bytes());
         let local_addr = listener.local_addr()?;
         let limits = &config.limits;
         let options = ChannelOptions {
@@ -176,6 +183,7 @@ impl Back {
             config: config.clone(),
             channels,
             metrics: Arc::default(),
+            key,
         });
         let mut tasks = JoinSet::new();
         for runner in runners {
@@ -231,6 +239,7 @@ impl Back {
         tokio::spawn(link::serve_link(
             stream,
             self.shared.clone(),
+            None,
             self.shutdown.child_token(),
         ));
     }
@@ -327,10 +336,12 @@ async fn register(
             id: shared.id.clone(),
             pid: std::process::id(),
             listen: listen.to_string(),
-            client_url: String::new(),
+            // Made afresh for each connection by the registration loop.
+            nonce: Bytes::new(),
         },
         heartbeat: limits.heartbeat(),
         max_frame_bytes: limits.max_frame_bytes,
+        key: shared.key.clone(),
     };
     let stats_source = shared.clone();
     let stats = move || {

@@ -1,5 +1,5 @@
-//! Links from fronts: the accept loop and one task per link. The reader checks the
-//! hello, then routes each forwarded message into its channel's inbox, sends a
+//! Links from fronts: the accept loop and one task per link. The handshake admits only
+//! a front of this cluster (it proves it holds the cluster secret); the reader then routes each forwarded message into its channel's inbox, sends a
 //! heartbeat every `limits.link_heartbeat_ms` and closes a front silent for
 //! `limits.link_timeout_ms`; the writer drains the link's bounded queue.
 
@@ -14,10 +14,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use centrum_net::{Acceptor, FrameError, LinkError, LiveFrames, Shutdown, framed, recv, send};
+use centrum_net::auth::{self, Proof, nonce};
+use centrum_net::{
+    Acceptor, FrameError, LinkError, LiveFrames, Pending, PendingSlot, Shutdown, framed, recv,
+    send, shown,
+};
 use centrum_protocol::{
-    BackToFront, CLUSTER_VERSION, FrontToBack, LinkHeartbeat, LinkRefused, LinkSession,
-    LinkWelcome, decode, encode,
+    BackToFront, CLUSTER_VERSION, FrontToBack, HANDSHAKE_FRAME_BYTES, LinkChallenge, LinkHeartbeat,
+    LinkHello, LinkRefused, LinkSession, LinkWelcome, decode, encode,
 };
 
 use crate::Shared;
@@ -94,9 +98,14 @@ impl LinkHandle {
     }
 }
 
+/// Links in their handshake at once; at the cap the oldest is closed to make room. A
+/// cluster's fronts need one each, and they prove themselves within a round trip.
+pub(crate) const PENDING_LINKS: usize = 64;
+
 /// Accepts links until shutdown; waits for every link task before returning.
 pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Shutdown) {
     let mut listener = Acceptor::new(listener);
+    let pending = Pending::new(PENDING_LINKS);
     let mut tasks = JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -108,52 +117,50 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shut
         if let Err(e) = centrum_net::keepalive(&stream) {
             debug!(error = %e, %peer, "no tcp keepalive on a link");
         }
+        let (slot, evicted) = pending.admit();
+        if evicted {
+            shared.metrics.handshakes_evicted.fetch_add(1, Relaxed);
+        }
         let span = info_span!("link", %peer, front = tracing::field::Empty);
-        tasks.spawn(serve_link(stream, shared.clone(), shutdown.child_token()).instrument(span));
+        tasks.spawn(
+            serve_link(stream, shared.clone(), Some(slot), shutdown.child_token()).instrument(span),
+        );
     }
     while tasks.join_next().await.is_some() {}
 }
 
 /// Serves one link over any byte stream (TCP between processes, a duplex in one).
-pub(crate) async fn serve_link<S>(stream: S, shared: Arc<Shared>, shutdown: Shutdown)
-where
+/// `slot` is its place among the links in their handshake, if they are capped: the
+/// handshake ends when a newer link takes it.
+pub(crate) async fn serve_link<S>(
+    stream: S,
+    shared: Arc<Shared>,
+    slot: Option<PendingSlot>,
+    shutdown: Shutdown,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = &shared.config.limits;
-    let mut link = framed(stream, limits.max_frame_bytes);
-    let hello = tokio::select! {
-        _ = shutdown.cancelled() => return,
-        h = tokio::time::timeout(limits.handshake_timeout(), recv::<_, FrontToBack>(&mut link)) => h,
-    };
-    let hello = match hello {
-        Ok(Ok(Some(FrontToBack::Hello(h)))) => h,
-        Ok(Ok(Some(other))) => {
-            return refuse(&mut link, format!("expected a hello, got {}", other.name())).await;
+    // Small frames until the front has proved it belongs to the cluster.
+    let mut link = framed(stream, HANDSHAKE_FRAME_BYTES);
+    let evicted = async {
+        match &slot {
+            Some(slot) => slot.evicted().await,
+            None => std::future::pending().await,
         }
-        Ok(Ok(None)) => return,
-        Ok(Err(e)) => return debug!(error = %e, "link failed before hello"),
-        Err(_) => return debug!("link hello timed out"),
     };
-    tracing::Span::current().record("front", hello.front.as_str());
-    if hello.version != CLUSTER_VERSION {
-        let reason = format!(
-            "cluster version {} is not supported; this back speaks {CLUSTER_VERSION} (every process of a cluster must run the same release)",
-            hello.version
-        );
-        return refuse(&mut link, reason).await;
-    }
-    if shared.config.front(&hello.front).is_none() {
-        return refuse(&mut link, format!("unknown front id {:?}", hello.front)).await;
-    }
-    let welcome = BackToFront::Welcome(LinkWelcome {
-        version: CLUSTER_VERSION,
-        back: shared.id.clone(),
-        channels: shared.channels.iter().map(|c| c.name.clone()).collect(),
-    });
-    if send(&mut link, &welcome).await.is_err() {
-        return;
-    }
-
+    let opened = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        () = evicted => return debug!("link handshake closed to make room for a newer one"),
+        opened = tokio::time::timeout(limits.handshake_timeout(), handshake(&shared, &mut link)) => opened,
+    };
+    drop(slot);
+    let (hello, sessions) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(Handshake::Refuse(reason))) => return refuse(&shared, &mut link, reason).await,
+        Ok(Err(Handshake::Failed(e))) => return debug!(error = %e, "link failed in its handshake"),
+        Err(_) => return debug!("link handshake timed out"),
+    };
     let (tx, mut rx) = mpsc::channel::<Bytes>(limits.link_queue as usize);
     let close = shutdown.child_token();
     let handle = LinkHandle(Arc::new(LinkInner {
@@ -166,8 +173,7 @@ where
     // Every channel learns of the link, with the sessions the front holds in it; each
     // answers with its full state at its next tick, before any patch.
     for channel in &shared.channels {
-        let sessions: Vec<LinkSession> = hello
-            .sessions
+        let sessions: Vec<LinkSession> = sessions
             .iter()
             .filter(|s| s.channel == channel.name)
             .cloned()
@@ -180,7 +186,7 @@ where
     }
     shared.metrics.links.fetch_add(1, Relaxed);
     shared.metrics.links_opened.fetch_add(1, Relaxed);
-    info!(sessions = hello.sessions.len(), "front linked");
+    info!(sessions = sessions.len(), "front linked");
 
     let (mut sink, stream) = link.split();
     // Patches and states leave as soon as a tick makes them: no linger this way.
@@ -223,10 +229,115 @@ fn heartbeat(since_open: std::time::Duration) -> Bytes {
     Bytes::from(encode(&BackToFront::Heartbeat(LinkHeartbeat { sent_ms })))
 }
 
+/// How a handshake did not open a link.
+enum Handshake {
+    /// The front is told why, then the link closes.
+    Refuse(String),
+    /// The link broke, or the front broke the protocol.
+    Failed(LinkError),
+}
+
+impl From<LinkError> for Handshake {
+    fn from(e: LinkError) -> Self {
+        Handshake::Failed(e)
+    }
+}
+
+impl From<FrameError> for Handshake {
+    fn from(e: FrameError) -> Self {
+        Handshake::Failed(e.into())
+    }
+}
+
+/// The link's handshake (PROTOCOL.md section 14): the front's hello, this back's
+/// challenge with its proof, the front's proof, the welcome, and the sessions the front
+/// holds here. Returns the hello and those sessions; the frame limit is the cluster's
+/// from the welcome on.
+async fn handshake<S>(
+    shared: &Shared,
+    link: &mut centrum_net::Framed<S>,
+) -> Result<(LinkHello, Vec<LinkSession>), Handshake>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let hello = match recv::<_, FrontToBack>(link).await? {
+        Some(FrontToBack::Hello(h)) => h,
+        Some(other) => {
+            return Err(Handshake::Refuse(format!(
+                "expected a hello, got {}",
+                other.name()
+            )));
+        }
+        None => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()).into()),
+    };
+    tracing::Span::current().record("front", shown(&hello.front));
+    if hello.version != CLUSTER_VERSION {
+        return Err(Handshake::Refuse(format!(
+            "cluster version {} is not supported; this back speaks {CLUSTER_VERSION} (every process of a cluster must run the same release)",
+            hello.version
+        )));
+    }
+    if shared.config.front(&hello.front).is_none() {
+        return Err(Handshake::Refuse(format!(
+            "unknown front id {:?}",
+            shown(&hello.front)
+        )));
+    }
+    let mine = nonce().map_err(FrameError::from)?;
+    let proofs = auth::Handshake {
+        opener: &hello.front,
+        acceptor: &shared.id,
+        opener_nonce: &hello.nonce,
+        acceptor_nonce: &mine,
+    };
+    let challenge = LinkChallenge {
+        back: shared.id.clone(),
+        nonce: mine.clone(),
+        proof: shared.key.prove(Proof::Back, &proofs),
+    };
+    send(link, &BackToFront::Challenge(challenge)).await?;
+    let auth = match recv::<_, FrontToBack>(link).await? {
+        Some(FrontToBack::Auth(a)) => a,
+        Some(other) => {
+            return Err(LinkError::Unexpected {
+                expected: "auth",
+                got: other.name(),
+            }
+            .into());
+        }
+        None => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()).into()),
+    };
+    if !shared.key.verify(Proof::Front, &proofs, &auth.proof) {
+        shared.metrics.links_unauthenticated.fetch_add(1, Relaxed);
+        return Err(Handshake::Refuse(
+            "the front did not prove it holds the cluster secret (another cluster, or a wrong secret on one side)".into(),
+        ));
+    }
+    link.codec_mut()
+        .set_max_frame_length(shared.config.limits.max_frame_bytes as usize);
+    let welcome = BackToFront::Welcome(LinkWelcome {
+        version: CLUSTER_VERSION,
+        back: shared.id.clone(),
+        channels: shared.channels.iter().map(|c| c.name.clone()).collect(),
+    });
+    send(link, &welcome).await?;
+    match recv::<_, FrontToBack>(link).await? {
+        Some(FrontToBack::Sessions(s)) => Ok((hello, s.sessions)),
+        Some(other) => Err(LinkError::Unexpected {
+            expected: "sessions",
+            got: other.name(),
+        }
+        .into()),
+        None => Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()).into()),
+    }
+}
+
 async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
     link: &mut centrum_net::Framed<S>,
     reason: String,
 ) {
+    shared.metrics.links_refused.fetch_add(1, Relaxed);
     warn!(%reason, "refusing link");
     let _ = send(link, &BackToFront::Refused(LinkRefused { reason })).await;
 }
@@ -242,6 +353,8 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Link
     };
     match msg {
         FrontToBack::Hello(_) => return Err(LinkError::Repeated("hello")),
+        FrontToBack::Auth(_) => return Err(LinkError::Repeated("auth")),
+        FrontToBack::Sessions(_) => return Err(LinkError::Repeated("sessions")),
         FrontToBack::Join(j) => {
             let channel = channel_of(j.channel)?;
             if channel.inbox.push(Event::Join {
@@ -349,6 +462,8 @@ mod tests {
     use tokio::time::Instant;
 
     use centrum_config::Config;
+    use centrum_net::LinkOpener;
+    use centrum_net::auth::ClusterKey;
     use centrum_protocol::LinkHello;
 
     use super::*;
@@ -360,7 +475,12 @@ mod tests {
             config: Arc::new(Config::embedded_default()),
             channels: Vec::new(),
             metrics: Arc::default(),
+            key: key(),
         })
+    }
+
+    fn key() -> ClusterKey {
+        ClusterKey::new(b"the back's tests share this secret")
     }
 
     /// Opens a link over an in-memory pipe as front-1; returns the front's end.
@@ -379,21 +499,101 @@ mod tests {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        tokio::spawn(serve_link(back, shared.clone(), Shutdown::new()));
-        let mut front = framed(front, 1 << 20);
-        let hello = FrontToBack::Hello(LinkHello {
+        tokio::spawn(serve_link(back, shared.clone(), None, Shutdown::new()));
+        let mut front = framed(front, HANDSHAKE_FRAME_BYTES);
+        let opener = LinkOpener {
+            key: &key(),
+            front: "front-1",
+            back: "back-1",
+            instance: 1,
+            max_frame_bytes: 1 << 20,
+        };
+        let welcome = opener.open(&mut front, Vec::new).await;
+        assert!(welcome.is_ok(), "{welcome:?}");
+        // The link counts once the back has read the sessions that end the handshake.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while shared.metrics.links.load(Relaxed) == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the back takes the link");
+        front
+    }
+
+    /// Opens a link as front-1 with `key`; returns how the handshake ended.
+    async fn open_with(shared: &Arc<Shared>, key: &ClusterKey) -> Result<(), LinkError> {
+        let (front, back) = tokio::io::duplex(1 << 16);
+        tokio::spawn(serve_link(back, shared.clone(), None, Shutdown::new()));
+        let mut front = framed(front, HANDSHAKE_FRAME_BYTES);
+        let opener = LinkOpener {
+            key,
+            front: "front-1",
+            back: "back-1",
+            instance: 1,
+            max_frame_bytes: 1 << 20,
+        };
+        opener.open(&mut front, Vec::new).await.map(drop)
+    }
+
+    #[tokio::test]
+    async fn only_a_front_with_the_cluster_secret_is_linked_and_it_checks_the_back_too() {
+        let shared = shared();
+        let stranger = ClusterKey::new(b"a secret of some other cluster");
+        // The back proves itself first: a front with another secret finds it unproven
+        // and says nothing about its clients.
+        let end = open_with(&shared, &stranger).await;
+        assert!(
+            matches!(&end, Err(LinkError::Unproven(who)) if who == "back \"back-1\""),
+            "{end:?}"
+        );
+        // A stranger that skips the check still cannot prove itself.
+        let (front, back) = tokio::io::duplex(1 << 16);
+        tokio::spawn(serve_link(back, shared.clone(), None, Shutdown::new()));
+        let mut front = framed(front, HANDSHAKE_FRAME_BYTES);
+        let hello = LinkHello {
             version: CLUSTER_VERSION,
             front: "front-1".into(),
-            sessions: Vec::new(),
             instance: 1,
-        });
-        send(&mut front, &hello).await.unwrap();
-        let welcome = recv::<_, BackToFront>(&mut front).await.unwrap();
+            nonce: nonce().unwrap(),
+        };
+        send(&mut front, &FrontToBack::Hello(hello)).await.unwrap();
+        let challenge = recv::<_, BackToFront>(&mut front).await.unwrap();
         assert!(
-            matches!(welcome, Some(BackToFront::Welcome(_))),
-            "{welcome:?}"
+            matches!(challenge, Some(BackToFront::Challenge(_))),
+            "{challenge:?}"
         );
-        front
+        let guess = centrum_protocol::LinkAuth {
+            proof: Bytes::from_static(&[0; 32]),
+        };
+        send(&mut front, &FrontToBack::Auth(guess)).await.unwrap();
+        let refused = recv::<_, BackToFront>(&mut front).await.unwrap();
+        assert!(
+            matches!(&refused, Some(BackToFront::Refused(r)) if r.reason.contains("did not prove it holds the cluster secret")),
+            "{refused:?}"
+        );
+        assert_eq!(shared.metrics.links_unauthenticated.load(Relaxed), 1);
+        assert_eq!(shared.metrics.links.load(Relaxed), 0, "nothing was linked");
+        assert!(open_with(&shared, &key()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn before_its_proof_a_front_can_send_only_small_frames() {
+        let shared = shared();
+        let (front, back) = tokio::io::duplex(1 << 16);
+        tokio::spawn(serve_link(back, shared.clone(), None, Shutdown::new()));
+        let mut front = framed(front, 1 << 20);
+        let hello = LinkHello {
+            version: CLUSTER_VERSION,
+            front: "x".repeat(HANDSHAKE_FRAME_BYTES as usize),
+            instance: 1,
+            nonce: nonce().unwrap(),
+        };
+        send(&mut front, &FrontToBack::Hello(hello)).await.unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(5), recv::<_, BackToFront>(&mut front))
+            .await
+            .expect("the back closes the link at once");
+        assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -427,8 +627,8 @@ mod tests {
             FrontToBack::Hello(LinkHello {
                 version: CLUSTER_VERSION,
                 front: "front-1".into(),
-                sessions: Vec::new(),
                 instance: 1,
+                nonce: Bytes::from_static(&[7; 32]),
             }),
             FrontToBack::Leave(centrum_protocol::LinkLeave {
                 session: 1,

@@ -69,6 +69,12 @@ pub(crate) struct BackMetrics {
     pub(crate) links_opened: AtomicU64,
     /// Failed accepts on the link port (out of file descriptors, for example).
     pub(crate) accept_errors: AtomicU64,
+    /// Links refused in their handshake (any reason), and of those, the ones whose
+    /// front did not prove it holds the cluster secret.
+    pub(crate) links_refused: AtomicU64,
+    pub(crate) links_unauthenticated: AtomicU64,
+    /// Links closed in their handshake to make room for newer ones (at `PENDING_LINKS`).
+    pub(crate) handshakes_evicted: AtomicU64,
     pub(crate) link_overflows: AtomicU64,
     pub(crate) link_errors: AtomicU64,
     /// Links closed because the front sent nothing for `limits.link_timeout_ms`.
@@ -360,6 +366,24 @@ impl BackMetrics {
             "Failed accepts on the link port (out of file descriptors, for example); each is waited out, not retried at once.",
             MetricKind::Counter,
             &self.accept_errors,
+        );
+        push(
+            "centrum_back_links_refused_total",
+            "Links refused in their handshake: another cluster version, an unknown front id, or no proof of the cluster secret.",
+            MetricKind::Counter,
+            &self.links_refused,
+        );
+        push(
+            "centrum_back_links_unauthenticated_total",
+            "Links whose front did not prove it holds the cluster secret (also counted in links_refused).",
+            MetricKind::Counter,
+            &self.links_unauthenticated,
+        );
+        push(
+            "centrum_back_link_handshakes_evicted_total",
+            "Links closed in their handshake to make room for newer ones (at most 64 at once).",
+            MetricKind::Counter,
+            &self.handshakes_evicted,
         );
         push(
             "centrum_back_link_overflows_total",

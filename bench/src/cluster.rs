@@ -243,6 +243,20 @@ fn free_ports(n: usize) -> Result<Vec<SocketAddr>, BenchError> {
 }
 
 /// ports: master http, master nodes, back, then one per front.
+/// A cluster secret for one run: random, or without a random source (there always is
+/// one on the platforms centrum runs on) the clock and the pid, which is enough for a
+/// benchmark's processes on loopback.
+fn run_secret() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = (nanos ^ u128::from(std::process::id())).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn config_toml(options: &ClusterOptions, ports: &[SocketAddr], data: &Path) -> String {
     let mut s = format!(
         "# written by `centrum bench`\n\
@@ -251,6 +265,9 @@ fn config_toml(options: &ClusterOptions, ports: &[SocketAddr], data: &Path) -> S
          channels = [{{ name = \"{}\", app = \"bench-arena\" }}]\n",
         ports[0], ports[1], ports[2], options.tick_hz, options.channel
     );
+    // The run's own processes share a secret made for it; the config stays in the
+    // run's folder, readable by its owner like any file there.
+    s.push_str(&format!("\n[cluster]\nsecret = \"{}\"\n", run_secret()));
     for (i, addr) in ports[3..].iter().enumerate() {
         s.push_str(&format!(
             "\n[[fronts]]\nid = \"front-{}\"\nlisten = \"{addr}\"\n",

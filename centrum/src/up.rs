@@ -3,9 +3,11 @@
 //! saying where everything is. Nodes left running by an `up` that died are taken over,
 //! not started again.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use centrum_config::{Config, Secret, SecretError};
 
 use crate::cli::{Cli, bind, channel_list, on_signal, say};
 
@@ -15,7 +17,7 @@ pub(crate) async fn up(
     host: Option<String>,
     in_process: bool,
 ) -> Result<()> {
-    let config = cli.load(file)?;
+    let mut config = cli.load(file)?;
     let host = host.unwrap_or_else(|| config.master.host.clone());
     let shutdown = on_signal();
     let mut tasks = tokio::task::JoinSet::new();
@@ -54,8 +56,19 @@ pub(crate) async fn up(
         ));
         master = Some(listeners);
     }
-    let fronts: Vec<_> = config.fronts.iter().filter(|f| f.host == host).collect();
-    let backs: Vec<_> = config.backs.iter().filter(|b| b.host == host).collect();
+    // Owned: `config` gains the secret this run makes, further down.
+    let fronts: Vec<_> = config
+        .fronts
+        .iter()
+        .filter(|f| f.host == host)
+        .cloned()
+        .collect();
+    let backs: Vec<_> = config
+        .backs
+        .iter()
+        .filter(|b| b.host == host)
+        .cloned()
+        .collect();
     for f in &fronts {
         lines.push(format!(
             "  {:<8} {}   (clients connect here)",
@@ -94,6 +107,17 @@ pub(crate) async fn up(
 
     let mut supervisor = None;
     let mut run_dir = None;
+    // Without a secret in the config or the environment, this run makes one for its
+    // nodes: in memory for one process, else kept in the run dir so that a later `up`
+    // adopting the nodes has the same.
+    let configured = match config.cluster.secret() {
+        Ok(_) => true,
+        Err(SecretError::Missing { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if in_process && !configured {
+        config = with_secret(&config, Secret::new(random_secret()?));
+    }
     if in_process {
         for b in &backs {
             let listener = bind(b.listen, &b.id).await?;
@@ -127,6 +151,16 @@ pub(crate) async fn up(
             "  logs     {}/<node>.log   (each node writes its own; echoed here)",
             run.logs().display()
         ));
+        let mut env = Vec::new();
+        if !configured {
+            let (secret, path) = run_secret(run.path())?;
+            lines.push(format!(
+                "  secret   {}   (this run's cluster secret; set cluster.secret_file to choose one)",
+                path.display()
+            ));
+            env.push((config.cluster.secret_env().to_owned(), secret.clone()));
+            config = with_secret(&config, secret);
+        }
         // A node's command line names it: the same program, role, id and absolute config
         // path is the same node, which a later `up` adopts rather than starts again.
         let config_args: Vec<String> = match file {
@@ -149,6 +183,7 @@ pub(crate) async fn up(
                 name: id.clone(),
                 program: program.clone(),
                 args,
+                env: env.clone(),
             });
         }
         let options = centrum_master::SupervisorOptions {
@@ -212,4 +247,44 @@ pub(crate) async fn up(
     // Held until every node is stopped, so that no other `up` takes them over before.
     drop(run_dir);
     result
+}
+
+/// `config` with `secret` as its cluster secret (where none was configured).
+fn with_secret(config: &Config, secret: Secret) -> Arc<Config> {
+    let mut config = config.clone();
+    config.cluster.secret = Some(secret);
+    Arc::new(config)
+}
+
+/// 32 random bytes, hex: a cluster secret no one has to choose.
+fn random_secret() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The cluster secret kept in the run dir `dir` (readable by its owner only), made on
+/// the first run; and the file's path.
+fn run_secret(dir: &Path) -> Result<(Secret, PathBuf)> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = dir.join("cluster.secret");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() >= 16 => return Ok((Secret::new(text.trim()), path)),
+        Ok(_) => bail!(
+            "{} holds no usable cluster secret; delete it to have a new one made",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let secret = random_secret()?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{secret}").with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((Secret::new(secret), path))
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use centrum_client::{Client, ClientError, ClientOptions, Event, Seq, Value};
 
-use ports::free_port;
+use ports::{CLUSTER_SECRET_TOML, free_port};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// Clients of a test: few, so that the suite stays fast on two cores.
@@ -55,7 +55,7 @@ impl Scratch {
                  [[fronts]]\nid = \"front-1\"\nlisten = \"127.0.0.1:{front}\"\n\
                  [[backs]]\nid = \"back-1\"\nlisten = \"127.0.0.1:{back}\"\ntick_hz = 20\n\
                  channels = [{{ name = \"arena\", app = \"{app}\" }}]\n\
-                 [limits]\nheartbeat_ms = 200\n"
+                 [limits]\nheartbeat_ms = 200\n{CLUSTER_SECRET_TOML}"
             ),
         )
         .expect("write config");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use centrum_client::{Client, ClientError, ClientOptions, Event, Seq, Value};
 
-use ports::free_port;
+use ports::{CLUSTER_SECRET_TOML, free_port};
 
 /// Bounds every wait on the cluster.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -62,7 +62,7 @@ impl Cluster {
                  [[backs]]\nid = \"back-1\"\nlisten = \"127.0.0.1:{b1}\"\ntick_hz = 20\n\
                  channels = [{{ name = \"arena\", app = \"bench-arena\" }}]\n\
                  [limits]\nlink_heartbeat_ms = 200\nlink_timeout_ms = {LINK_TIMEOUT_MS}\n\
-                 link_grace_ms = {link_grace_ms}\n",
+                 link_grace_ms = {link_grace_ms}\n{CLUSTER_SECRET_TOML}",
                 front_ports[0], front_ports[1]
             ),
         )

@@ -30,6 +30,15 @@ http = "127.0.0.1:7300"    # the master's HTTP endpoint
 nodes = "127.0.0.1:7301"   # fronts and backs connect and heartbeat here
 # admin_token = "change-me-to-a-long-secret"   # protects /admin, /status and /metrics
 
+# Every process proves to the others that it belongs to the cluster, with a shared secret
+# (16-1024 characters) that never crosses the wire. It is read, in this order, from the
+# environment variable named by secret_env, from secret_file, or from secret. Without any,
+# `centrum up` makes a random one for the processes it starts (kept in its run_dir).
+# [cluster]
+# secret_env = "CENTRUM_CLUSTER_SECRET"   # the default
+# secret_file = "cluster.secret"          # its first line; relative to this file's folder
+# secret = "change-me-to-a-long-secret"   # inline: for tests; a file or the environment is better
+
 # One [[fronts]] table per front. Clients connect to a front over WebSocket.
 [[fronts]]
 id = "front-1"             # 1-64 characters of a-z, A-Z, 0-9, '-' or '_'; unique over fronts and backs
@@ -128,6 +137,8 @@ channels = [{ name = "arena", app = "arena" }]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub master: MasterConfig,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     // Omitted lists parse as empty so validation can say what is missing, not serde.
     #[serde(default)]
     pub fronts: Vec<FrontConfig>,
@@ -405,6 +416,89 @@ impl StoreConfig {
     }
 }
 
+/// Where the cluster secret comes from (see [`ClusterConfig::secret`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The environment variable holding the secret; [`DEFAULT_SECRET_ENV`] if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
+    /// A file whose first line is the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+}
+
+/// The environment variable read for the cluster secret when `cluster.secret_env` is unset.
+pub const DEFAULT_SECRET_ENV: &str = "CENTRUM_CLUSTER_SECRET";
+
+/// Bounds of the cluster secret's length, in bytes.
+pub const CLUSTER_SECRET_BYTES: std::ops::RangeInclusive<usize> = 16..=1024;
+
+impl ClusterConfig {
+    /// The environment variable the secret is read from.
+    pub fn secret_env(&self) -> &str {
+        self.secret_env.as_deref().unwrap_or(DEFAULT_SECRET_ENV)
+    }
+
+    /// The cluster secret: from the environment variable [`ClusterConfig::secret_env`]
+    /// when it is set and not empty, else the first line of `secret_file`, else `secret`.
+    ///
+    /// # Errors
+    /// [`SecretError::Missing`] when none of them gives one; [`SecretError::Read`] when
+    /// the file cannot be read; [`SecretError::Length`] when the secret is shorter than
+    /// 16 or longer than 1024 bytes. No error shows the secret.
+    pub fn secret(&self) -> Result<Secret, SecretError> {
+        let env = self.secret_env();
+        let (secret, from) = if let Some(value) = std::env::var_os(env).filter(|v| !v.is_empty()) {
+            let value = value
+                .into_string()
+                .map_err(|_| SecretError::NotUtf8(format!("environment variable {env}")))?;
+            (value, format!("environment variable {env}"))
+        } else if let Some(path) = &self.secret_file {
+            let text = std::fs::read_to_string(path).map_err(|source| SecretError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let line = text.lines().next().unwrap_or("").trim().to_owned();
+            (line, format!("{} (cluster.secret_file)", path.display()))
+        } else if let Some(secret) = &self.secret {
+            (secret.expose().to_owned(), "cluster.secret".to_owned())
+        } else {
+            return Err(SecretError::Missing {
+                env: env.to_owned(),
+            });
+        };
+        if !CLUSTER_SECRET_BYTES.contains(&secret.len()) {
+            return Err(SecretError::Length {
+                from,
+                len: secret.len(),
+            });
+        }
+        Ok(Secret::new(secret))
+    }
+}
+
+/// Why the cluster secret could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error(
+        "no cluster secret: set the environment variable {env}, or cluster.secret_file in the config (`centrum up` makes one for the processes it starts)"
+    )]
+    Missing { env: String },
+    #[error("cannot read the cluster secret from {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the cluster secret from {0} is not UTF-8")]
+    NotUtf8(String),
+    #[error("the cluster secret from {from} must be 16-1024 bytes (got {len})")]
+    Length { from: String, len: usize },
+}
+
 /// A secret from the config: it serializes as itself but never prints in `Debug`.
 #[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(transparent)]
@@ -528,6 +622,9 @@ impl Config {
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_default();
         config.store.dir = folder.join(&config.store.dir);
+        if let Some(file) = &mut config.cluster.secret_file {
+            *file = folder.join(&*file);
+        }
         for back in &mut config.backs {
             if let Some(dir) = &mut back.data_dir {
                 *dir = folder.join(&*dir);
@@ -1086,5 +1183,65 @@ slow_client = "disconnect"
             "wss://play.example.com/front-1"
         );
         assert_eq!(config.fronts[1].client_url(), "ws://0.0.0.0:7310");
+    }
+
+    #[test]
+    fn the_cluster_secret_comes_from_its_file_else_inline_and_never_prints() {
+        // A variable no test sets: reading the process environment is all this does.
+        let unset = Some("CENTRUM_CONFIG_TEST_NEVER_SET".to_owned());
+        let dir =
+            std::env::temp_dir().join(format!("centrum-config-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(
+            dir.join("cluster.secret"),
+            "file-secret-0123456789\nignored\n",
+        )
+        .expect("write");
+        let toml = format!(
+            "{DEFAULT_TOML}\n[cluster]\nsecret_env = \"CENTRUM_CONFIG_TEST_NEVER_SET\"\nsecret_file = \"cluster.secret\"\nsecret = \"inline-secret-0123456789\"\n"
+        );
+        std::fs::write(dir.join("cluster.toml"), toml).expect("write");
+        let config = Config::load(&dir.join("cluster.toml")).expect("valid");
+        assert_eq!(
+            config.cluster.secret_file,
+            Some(dir.join("cluster.secret")),
+            "relative to the file"
+        );
+        let secret = config.cluster.secret().expect("from the file");
+        assert_eq!(secret.expose(), "file-secret-0123456789");
+
+        let inline = ClusterConfig {
+            secret_env: unset.clone(),
+            secret_file: None,
+            secret: Some(Secret::new("inline-secret-0123456789")),
+        };
+        assert_eq!(
+            inline.secret().expect("inline").expose(),
+            "inline-secret-0123456789"
+        );
+
+        let missing = ClusterConfig {
+            secret_env: unset.clone(),
+            ..ClusterConfig::default()
+        };
+        let error = missing
+            .secret()
+            .expect_err("no secret anywhere")
+            .to_string();
+        assert!(error.contains("CENTRUM_CONFIG_TEST_NEVER_SET"), "{error}");
+
+        std::fs::write(dir.join("short.secret"), "short\n").expect("write");
+        let short = ClusterConfig {
+            secret_env: unset,
+            secret_file: Some(dir.join("short.secret")),
+            secret: None,
+        };
+        let error = short.secret().expect_err("too short").to_string();
+        assert!(
+            error.contains("must be 16-1024 bytes (got 5)") && !error.contains("short\n"),
+            "{error}"
+        );
+        assert!(!format!("{config:?}").contains("inline-secret"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

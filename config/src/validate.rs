@@ -51,6 +51,38 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// What can be checked without reading the environment or the secret's file: the
+    /// inline secret's length and the variable's name.
+    fn cluster(&mut self, cluster: &crate::ClusterConfig) {
+        if let Some(secret) = &cluster.secret {
+            let len = secret.expose().len();
+            if !crate::CLUSTER_SECRET_BYTES.contains(&len) {
+                self.push(
+                    "cluster.secret",
+                    format!("must be 16-1024 bytes (got {len})"),
+                );
+            }
+        }
+        if let Some(env) = &cluster.secret_env {
+            let portable = !env.is_empty()
+                && !env.starts_with(|c: char| c.is_ascii_digit())
+                && env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !portable {
+                self.push(
+                    "cluster.secret_env",
+                    "must be an environment variable name: A-Z, a-z, 0-9 and '_', not starting with a digit",
+                );
+            }
+        }
+        if cluster
+            .secret_file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            self.push("cluster.secret_file", "must not be empty");
+        }
+    }
+
     /// A secret that travels in a cookie or an Authorization header must be a plain
     /// token; short ones are guessable.
     fn token(&mut self, field: &str, token: &str) {
@@ -350,6 +382,7 @@ impl Checker<'_> {
 pub(crate) fn problems(config: &Config) -> Vec<FieldError> {
     let mut checker = Checker::default();
     checker.master(config);
+    checker.cluster(&config.cluster);
     if config.fronts.is_empty() {
         checker.push("fronts", "at least one front is required");
     }
@@ -418,6 +451,20 @@ mod tests {
         let mut config = Config::embedded_default();
         change(&mut config);
         problems(&config).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn cluster_secrets_that_are_short_or_named_oddly() {
+        let short = problems_after(|c| c.cluster.secret = Some(crate::Secret::new("too-short")));
+        assert_eq!(short, ["cluster.secret: must be 16-1024 bytes (got 9)"]);
+        let env = problems_after(|c| c.cluster.secret_env = Some("9-LIVES".into()));
+        assert_eq!(env.len(), 1);
+        assert!(env[0].starts_with("cluster.secret_env: must be an environment variable name"));
+        let good = problems_after(|c| {
+            c.cluster.secret = Some(crate::Secret::new("sixteen-bytes-ok"));
+            c.cluster.secret_env = Some("MY_CLUSTER_SECRET".into());
+        });
+        assert!(good.is_empty(), "{good:?}");
     }
 
     fn addr(s: &str) -> SocketAddr {

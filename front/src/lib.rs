@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, info};
 
 use centrum_config::Config;
+use centrum_net::auth::ClusterKey;
 use centrum_net::{Acceptor, Registration, Shutdown};
 use centrum_protocol::{CLUSTER_VERSION, NodeStats, Register, Role};
 
@@ -44,6 +45,9 @@ pub enum FrontError {
     Auth(centrum_config::FieldError),
     #[error(transparent)]
     Refused(#[from] centrum_net::RegisterError),
+    /// The cluster secret is missing or unreadable.
+    #[error(transparent)]
+    Secret(#[from] centrum_config::SecretError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -75,6 +79,7 @@ impl Front {
             .front(id)
             .ok_or_else(|| FrontError::UnknownId(id.to_owned()))?
             .clone();
+        let key = ClusterKey::new(config.cluster.secret()?.expose().as_bytes());
         let local_addr = listener.local_addr()?;
         // With port 0 in the config, the URL must name the port actually bound.
         let client_url = if me.public_url.is_none() && me.listen.port() == 0 {
@@ -86,9 +91,9 @@ impl Front {
         let hub = Arc::new(Hub::new(id, config.clone(), auth));
         let mut tasks = JoinSet::new();
         for back in 0..config.backs.len() {
-            let (hub, stop) = (hub.clone(), shutdown.clone());
+            let (hub, key, stop) = (hub.clone(), key.clone(), shutdown.clone());
             tasks.spawn(async move {
-                link::maintain(hub, back, stop).await;
+                link::maintain(hub, back, key, stop).await;
                 Ok(())
             });
         }
@@ -99,12 +104,7 @@ impl Front {
                 Ok(())
             }
         });
-        tasks.spawn(register(
-            hub.clone(),
-            local_addr,
-            client_url.clone(),
-            shutdown.clone(),
-        ));
+        tasks.spawn(register(hub.clone(), local_addr, key, shutdown.clone()));
         info!(front = id, listen = %local_addr, url = %client_url, "front started");
         Ok(Front {
             hub,
@@ -190,7 +190,7 @@ async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
 async fn register(
     hub: Arc<Hub>,
     listen: SocketAddr,
-    client_url: String,
+    key: ClusterKey,
     shutdown: Shutdown,
 ) -> Result<(), FrontError> {
     let limits = hub.config.limits;
@@ -202,10 +202,12 @@ async fn register(
             id: hub.id.clone(),
             pid: std::process::id(),
             listen: listen.to_string(),
-            client_url,
+            // Made afresh for each connection by the registration loop.
+            nonce: bytes::Bytes::new(),
         },
         heartbeat: limits.heartbeat(),
         max_frame_bytes: limits.max_frame_bytes,
+        key,
     };
     let stats = move || {
         let clients = hub.client_count();

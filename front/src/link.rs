@@ -1,5 +1,6 @@
 //! The front's links to its backs: one task per configured back that connects with
-//! back-off, says hello with the sessions it still holds, then feeds patches and
+//! back-off, runs the handshake (each end proves it holds the cluster secret; then the
+//! front names the sessions it still holds), then feeds patches and
 //! states to the hub while a writer drains the bounded outbound queue. A heartbeat
 //! goes out every `limits.link_heartbeat_ms`; a back silent for `limits.link_timeout_ms`
 //! is taken for gone: the link closes and its channels are unavailable until a relink.
@@ -14,28 +15,40 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use centrum_net::{Backoff, FrameError, LinkError, LiveFrames, Shutdown, framed, recv, send};
+use centrum_net::auth::ClusterKey;
+use centrum_net::{Backoff, FrameError, LinkError, LinkOpener, LiveFrames, Shutdown, framed};
 use centrum_protocol::{
-    BackToFront, CLUSTER_VERSION, FrontToBack, LinkHeartbeat, LinkHello, decode, encode,
+    BackToFront, FrontToBack, HANDSHAKE_FRAME_BYTES, LinkHeartbeat, decode, encode,
 };
 
 use crate::hub::Hub;
 
 /// Keeps the link to back number `back` (its index in the config) up until shutdown.
-pub(crate) async fn maintain(hub: Arc<Hub>, back: usize, shutdown: Shutdown) {
+pub(crate) async fn maintain(hub: Arc<Hub>, back: usize, key: ClusterKey, shutdown: Shutdown) {
     let config = &hub.config.backs[back];
     let span = info_span!("link", back = %config.id, addr = %config.listen);
     async {
         // Capped low: a back that restarts is relinked within half a second of being up.
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
+        let mut last_refusal = String::new();
         loop {
             let result = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                r = session(&hub, back, &mut backoff, &shutdown) => r,
+                r = session(&hub, back, &key, &mut backoff, &shutdown) => r,
             };
             hub.link_down(back);
             match result {
                 Ok(()) => info!("link closed"),
+                // Told once per reason, not on every retry: the cause may take a while
+                // to pass (a back being restarted with the new secret).
+                Err(e @ (LinkError::Refused(_) | LinkError::Unproven(_))) => {
+                    hub.metrics.link_failures.fetch_add(1, Relaxed);
+                    let reason = e.to_string();
+                    if reason != last_refusal {
+                        warn!(error = %reason, "link refused; retrying");
+                        last_refusal = reason;
+                    }
+                }
                 Err(LinkError::Frame(FrameError::Silent(silent))) => {
                     hub.metrics.link_failures.fetch_add(1, Relaxed);
                     hub.metrics.link_timeouts.fetch_add(1, Relaxed);
@@ -67,6 +80,7 @@ pub(crate) async fn maintain(hub: Arc<Hub>, back: usize, shutdown: Shutdown) {
 async fn session(
     hub: &Arc<Hub>,
     back: usize,
+    key: &ClusterKey,
     backoff: &mut Backoff,
     shutdown: &Shutdown,
 ) -> Result<(), LinkError> {
@@ -80,41 +94,25 @@ async fn session(
     if let Err(e) = centrum_net::keepalive(&stream) {
         debug!(error = %e, "no tcp keepalive on the link");
     }
-    let mut link = framed(stream, limits.max_frame_bytes);
-    let sessions = hub.sessions_of_back(back);
-    let held = sessions.len();
-    send(
-        &mut link,
-        &FrontToBack::Hello(LinkHello {
-            version: CLUSTER_VERSION,
-            front: hub.id.clone(),
-            sessions,
-            instance: hub.instance,
-        }),
-    )
-    .await?;
-    let welcome = match tokio::time::timeout(
-        limits.handshake_timeout(),
-        recv::<_, BackToFront>(&mut link),
-    )
-    .await
-    {
-        Err(_) => return Err(LinkError::HandshakeTimeout("welcome")),
-        Ok(msg) => match msg? {
-            Some(BackToFront::Welcome(w)) => w,
-            Some(BackToFront::Refused(r)) => {
-                warn!(reason = %r.reason, "back refused the link");
-                return Ok(());
-            }
-            Some(other) => {
-                return Err(LinkError::Unexpected {
-                    expected: "a welcome",
-                    got: other.name(),
-                });
-            }
-            None => return Ok(()),
-        },
+    // Small frames until the back has proved it belongs to the cluster.
+    let mut link = framed(stream, HANDSHAKE_FRAME_BYTES);
+    let opener = LinkOpener {
+        key,
+        front: &hub.id,
+        back: &hub.config.backs[back].id,
+        instance: hub.instance,
+        max_frame_bytes: limits.max_frame_bytes,
     };
+    let mut held = 0;
+    let sessions = || {
+        let sessions = hub.sessions_of_back(back);
+        held = sessions.len();
+        sessions
+    };
+    let welcome =
+        tokio::time::timeout(limits.handshake_timeout(), opener.open(&mut link, sessions))
+            .await
+            .map_err(|_| LinkError::HandshakeTimeout("welcome"))??;
     backoff.reset();
     let expected: Vec<&str> = hub.config.backs[back]
         .channels
@@ -203,6 +201,7 @@ fn route(hub: &Hub, back: usize, channels: &[String], msg: BackToFront) -> Resul
         BackToFront::Welcome(_) | BackToFront::Refused(_) => {
             return Err(LinkError::Repeated("welcome"));
         }
+        BackToFront::Challenge(_) => return Err(LinkError::Repeated("challenge")),
     }
     Ok(())
 }

@@ -46,6 +46,8 @@ pub(crate) struct HttpState {
     pub(crate) pages: Arc<Vec<web::Page>>,
     /// The processes of this host, when the master runs under `centrum up`.
     pub(crate) supervisor: Option<SupervisorHandle>,
+    /// What the nodes port counts (refused registrations, evicted handshakes).
+    pub(crate) nodes_metrics: Arc<crate::nodes::NodesMetrics>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -439,7 +441,8 @@ fn supervised(state: &HttpState) -> Vec<ChildStatus> {
 /// `GET /metrics`: Prometheus text exposition.
 async fn metrics(State(state): State<HttpState>) -> Response {
     let live = state.registry.live(Instant::now());
-    let text = metrics::render(&state.config, &live, &supervised(&state));
+    let own = state.nodes_metrics.metrics();
+    let text = metrics::render(&state.config, &live, &supervised(&state), &own);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 
@@ -545,15 +548,22 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     )
 }
 
-/// The URL a front registered with; the config's when the front sent none.
+/// The URL clients of `front` are sent to. It comes from the config, never from what
+/// a registering process says, so that no process can send clients elsewhere. The one
+/// thing a registration tells is the port of a front configured on port 0 (tests and
+/// trials), which is known only once it runs.
 fn client_url(config: &Config, front: &Node) -> String {
-    if !front.client_url.is_empty() {
-        return front.client_url.clone();
+    let Some(configured) = config.front(&front.id) else {
+        return String::new();
+    };
+    let url = configured.client_url();
+    if configured.public_url.is_some() || configured.listen.port() != 0 {
+        return url;
     }
-    config
-        .front(&front.id)
-        .map(|f| f.client_url())
-        .unwrap_or_default()
+    match (front.listen.parse::<SocketAddr>(), url.strip_suffix(":0")) {
+        (Ok(bound), Some(base)) => format!("{base}:{}", bound.port()),
+        _ => url,
+    }
 }
 
 pub(crate) fn error(status: StatusCode, message: String) -> Response {

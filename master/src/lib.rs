@@ -30,6 +30,7 @@ pub use supervise::{
 };
 pub use web::Page;
 
+use centrum_net::auth::ClusterKey;
 use http::HttpState;
 use nodes::NodesContext;
 use registry::Registry;
@@ -67,6 +68,9 @@ pub enum MasterError {
     Io(#[from] std::io::Error),
     #[error("a master task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The cluster secret is missing or unreadable.
+    #[error(transparent)]
+    Secret(#[from] centrum_config::SecretError),
 }
 
 /// Serves node links and the HTTP API until `shutdown`, then stops accepting, closes
@@ -93,6 +97,8 @@ pub async fn run_with(
     options: MasterOptions,
     shutdown: Shutdown,
 ) -> Result<(), MasterError> {
+    let key = ClusterKey::new(config.cluster.secret()?.expose().as_bytes());
+    let nodes_metrics = Arc::new(nodes::NodesMetrics::default());
     let http_addr = listeners.http.local_addr()?;
     let nodes_addr = listeners.nodes.local_addr()?;
     let registry = Registry::new(config.limits.heartbeat() * MISSED_HEARTBEATS);
@@ -104,6 +110,8 @@ pub async fn run_with(
         config: config.clone(),
         registry: registry.clone(),
         http: http_addr,
+        key,
+        metrics: nodes_metrics.clone(),
     };
     tasks.spawn({
         let stop = stop.clone();
@@ -120,6 +128,7 @@ pub async fn run_with(
         started: Instant::now(),
         pages: Arc::new(options.pages),
         supervisor: options.supervisor,
+        nodes_metrics,
     };
     tasks.spawn({
         let stop = stop.clone();

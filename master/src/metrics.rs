@@ -32,9 +32,18 @@ struct Exposition {
     families: BTreeMap<String, Family>,
 }
 
-/// Renders /metrics from the config, the live nodes and the supervised processes.
-pub(crate) fn render(config: &Config, nodes: &[Node], supervised: &[ChildStatus]) -> String {
+/// Renders /metrics from the config, the live nodes, the supervised processes and the
+/// master's own counters (`own`, without labels).
+pub(crate) fn render(
+    config: &Config,
+    nodes: &[Node],
+    supervised: &[ChildStatus],
+    own: &[Metric],
+) -> String {
     let mut exp = Exposition::default();
+    for metric in own {
+        exp.master_sample(&metric.name, &metric.help, metric.kind, &[], metric.value);
+    }
     exp.master_sample(
         "centrum_master_up",
         "Whether the master is up.",
@@ -271,6 +280,7 @@ mod tests {
     fn config() -> Config {
         let addr = "127.0.0.1:0".parse().expect("addr");
         Config {
+            cluster: Default::default(),
             master: MasterConfig {
                 host: "127.0.0.1".into(),
                 http: addr,
@@ -326,7 +336,7 @@ mod tests {
                 id: id.into(),
                 pid: 1,
                 listen: String::new(),
-                client_url: String::new(),
+                nonce: Default::default(),
             };
             let link = registry.insert(&reg, now).expect("insert");
             assert!(registry.heartbeat(id, link, stats, now));
@@ -336,7 +346,7 @@ mod tests {
 
     #[test]
     fn master_gauges_without_nodes() {
-        let text = render(&config(), &[], &[]);
+        let text = render(&config(), &[], &[], &[]);
         assert_eq!(
             text,
             "# HELP centrum_master_nodes Live nodes registered with the master, by role.\n\
@@ -363,7 +373,7 @@ mod tests {
             retry_at: None,
             log: None,
         };
-        let text = render(&config(), &[], &[child]);
+        let text = render(&config(), &[], &[child], &[]);
         for line in [
             "centrum_master_node_state{node=\"back-1\",state=\"running\"} 0\n",
             "centrum_master_node_state{node=\"back-1\",state=\"restarting\"} 0\n",
@@ -409,6 +419,7 @@ mod tests {
                 (Role::Back, "back-1", back),
                 (Role::Front, "front-1", front),
             ]),
+            &[],
             &[],
         );
         let expected_x = "# HELP centrum_x_total Help of centrum_x_total.\n\
@@ -458,6 +469,7 @@ mod tests {
             &config(),
             &nodes(vec![(Role::Front, "front-1", stats)]),
             &[],
+            &[],
         );
         assert!(!text.contains("bad"), "{text}");
         assert!(!text.contains("spoof"), "{text}");
@@ -487,6 +499,7 @@ mod tests {
         let text = render(
             &config(),
             &nodes(vec![(Role::Front, "front-1", stats)]),
+            &[],
             &[],
         );
         assert!(

@@ -40,7 +40,6 @@ pub(crate) struct Node {
     pub(crate) id: String,
     pub(crate) pid: u32,
     pub(crate) listen: String,
-    pub(crate) client_url: String,
     pub(crate) registered: Instant,
     /// Registration or the latest heartbeat.
     pub(crate) last_seen: Instant,
@@ -108,7 +107,6 @@ impl Registry {
                 id: reg.id.clone(),
                 pid: reg.pid,
                 listen: reg.listen.clone(),
-                client_url: reg.client_url.clone(),
                 registered: now,
                 last_seen: now,
                 stats: Arc::default(),
@@ -195,7 +193,7 @@ mod tests {
             id: id.into(),
             pid,
             listen: "127.0.0.1:1".into(),
-            client_url: format!("ws://{id}"),
+            nonce: Default::default(),
         }
     }
 

@@ -33,6 +33,9 @@ pub struct ChildSpec {
     pub name: String,
     pub program: PathBuf,
     pub args: Vec<String>,
+    /// Environment variables set for the child besides ours (the cluster secret `up`
+    /// made): secrets, so that they never show in a log or in `Debug`.
+    pub env: Vec<(String, centrum_config::Secret)>,
 }
 
 /// How hard to try, and where children's output goes.

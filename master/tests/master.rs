@@ -13,9 +13,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use centrum_config::{BackConfig, ChannelConfig, Config, FrontConfig, Limits, MasterConfig};
+use centrum_config::{
+    BackConfig, ChannelConfig, ClusterConfig, Config, FrontConfig, Limits, MasterConfig,
+};
 use centrum_master::{MasterError, MasterListeners};
-use centrum_net::{Framed, RegisterError, Registration, Shutdown, framed, recv, send};
+use centrum_net::auth::ClusterKey;
+use centrum_net::{
+    Framed, RegisterError, Registration, Shutdown, Unregistered, framed, recv, send,
+};
 use centrum_protocol::{
     CLUSTER_VERSION, ChannelStats, Heartbeat, MasterToNode, Metric, MetricKind, NodeStats,
     NodeToMaster, Register, Role,
@@ -91,6 +96,10 @@ impl TestMaster {
                 http: http_addr,
                 nodes: nodes_addr,
                 admin_token: admin_token.map(centrum_config::Secret::new),
+            },
+            cluster: ClusterConfig {
+                secret: Some(centrum_config::Secret::new(SECRET)),
+                ..ClusterConfig::default()
             },
             fronts: ["front-1", "front-2"]
                 .iter()
@@ -179,6 +188,7 @@ impl TestMaster {
             register,
             heartbeat: self.config.limits.heartbeat(),
             max_frame_bytes: self.config.limits.max_frame_bytes,
+            key: ClusterKey::new(SECRET.as_bytes()),
         };
         let source = stats.clone();
         let task = tokio::spawn(centrum_net::register_and_heartbeat(
@@ -204,14 +214,25 @@ impl TestMaster {
     /// A raw control link that has registered `id` and got `Registered`.
     async fn registered_link(&self, role: Role, id: &str, pid: u32) -> Framed<TcpStream> {
         let mut link = self.raw_link().await;
-        send(&mut link, &NodeToMaster::Register(register(role, id, pid)))
-            .await
-            .expect("send register");
-        match within("registration reply", recv::<_, MasterToNode>(&mut link)).await {
-            Ok(Some(MasterToNode::Registered(r))) => assert_eq!(r.master, self.http.to_string()),
-            other => panic!("expected Registered, got {other:?}"),
-        }
+        let key = ClusterKey::new(SECRET.as_bytes());
+        let registered = within(
+            "registration",
+            centrum_net::register(&mut link, &register(role, id, pid), &key),
+        )
+        .await
+        .expect("registered");
+        assert_eq!(registered.master, self.http.to_string());
         link
+    }
+
+    /// Registers `register` once with `key`: the master's refusal, and whether the node
+    /// is told to retry.
+    async fn refusal(&self, register: Register, key: &ClusterKey) -> (String, bool) {
+        let mut link = self.raw_link().await;
+        match within("refusal", centrum_net::register(&mut link, &register, key)).await {
+            Err(Unregistered::Refused { reason, retry }) => (reason, retry),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 
     async fn get(&self, path: &str) -> Reply {
@@ -304,6 +325,9 @@ impl Reply {
     }
 }
 
+/// The cluster secret of the test masters.
+const SECRET: &str = "the master tests' cluster secret";
+
 fn register(role: Role, id: &str, pid: u32) -> Register {
     Register {
         version: CLUSTER_VERSION,
@@ -311,10 +335,8 @@ fn register(role: Role, id: &str, pid: u32) -> Register {
         id: id.into(),
         pid,
         listen: "127.0.0.1:7000".into(),
-        client_url: match role {
-            Role::Front => format!("ws://{id}.test:7310"),
-            Role::Back => String::new(),
-        },
+        // Made afresh by `centrum_net::register`.
+        nonce: Default::default(),
     }
 }
 
@@ -502,21 +524,22 @@ async fn a_second_live_instance_of_an_id_is_refused_until_the_first_is_gone() {
     let first = master.node(Role::Back, "back-1", 111, clients(0));
     master.node_until("back-1", |n| n["pid"] == 111).await;
 
-    let reason = master
-        .node(Role::Back, "back-1", 222, clients(0))
-        .refused()
+    let key = ClusterKey::new(SECRET.as_bytes());
+    // Retried: the live one may be the instance this one replaces, not yet found gone.
+    let (reason, retry) = master
+        .refusal(register(Role::Back, "back-1", 222), &key)
         .await;
     assert!(
         reason.starts_with("back back-1 is already running (pid 111, registered ")
-            && reason.ends_with(" s ago)"),
-        "{reason}"
+            && reason.ends_with(" s ago)")
+            && retry,
+        "{reason} {retry}"
     );
     // The same rule holds for fronts.
     let front = master.node(Role::Front, "front-1", 333, clients(0));
     master.node_until("front-1", |n| n["pid"] == 333).await;
-    let reason = master
-        .node(Role::Front, "front-1", 444, clients(0))
-        .refused()
+    let (reason, _) = master
+        .refusal(register(Role::Front, "front-1", 444), &key)
         .await;
     assert!(
         reason.starts_with("front front-1 is already running (pid 333, "),
@@ -539,18 +562,19 @@ async fn a_second_live_instance_of_an_id_is_refused_until_the_first_is_gone() {
 #[tokio::test]
 async fn unknown_ids_and_other_protocol_versions_are_refused() {
     let master = TestMaster::fast().await;
-    let reason = master
-        .node(Role::Back, "back-9", 1, clients(0))
-        .refused()
+    let key = ClusterKey::new(SECRET.as_bytes());
+    // Retried: the master may come back with a config that has it.
+    let (reason, retry) = master
+        .refusal(register(Role::Back, "back-9", 1), &key)
         .await;
     assert_eq!(
         reason,
         "unknown back id \"back-9\"; the config declares backs: back-1, back-2"
     );
+    assert!(retry);
     // An id of the other role is unknown too.
-    let reason = master
-        .node(Role::Front, "back-1", 1, clients(0))
-        .refused()
+    let (reason, _) = master
+        .refusal(register(Role::Front, "back-1", 1), &key)
         .await;
     assert_eq!(
         reason,
@@ -631,7 +655,10 @@ async fn a_bad_frame_closes_only_that_link() {
     .expect("send");
     match within("refusal", recv::<_, MasterToNode>(&mut link)).await {
         Ok(Some(MasterToNode::Refused(r))) => {
-            assert_eq!(r.reason, "the first message must be Register")
+            assert_eq!(
+                r.reason,
+                "the first message must be Register, not Heartbeat"
+            )
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -729,7 +756,8 @@ async fn the_gate_picks_the_least_loaded_live_front() {
     assert_eq!(reply.content_type, "application/json");
     assert_eq!(
         reply.json(),
-        serde_json::json!({"url": "ws://front-2.test:7310", "front": "front-2", "channel": "arena"})
+        serde_json::json!({"url": "ws://127.0.0.1:7311", "front": "front-2", "channel": "arena"}),
+        "the URL is the config's, whatever the front registered with"
     );
     assert_eq!(master.status().await["clients"], 7);
 
@@ -756,6 +784,101 @@ async fn the_gate_picks_the_least_loaded_live_front() {
     front_2.stop().await;
     master.node_gone("front-2").await;
     assert_eq!(master.get("/gate?channel=arena").await.status, 503);
+    master.stop().await;
+}
+
+#[tokio::test]
+async fn without_the_cluster_secret_no_process_registers_or_redirects_the_gate() {
+    let master = TestMaster::fast().await;
+    let front = master.node(Role::Front, "front-1", 1, clients(0));
+    master.node_until("front-1", |_| true).await;
+    front.stop().await;
+    master.node_gone("front-1").await;
+
+    // Right after front-1 went away, a stranger claims its id with its own address. It
+    // cannot check the master's proof, so it skips that and proves what it can.
+    let stranger = ClusterKey::new(b"not this cluster's secret at all");
+    let mut link = master.raw_link().await;
+    let nonce = centrum_net::auth::nonce().expect("random");
+    let claim = Register {
+        listen: "203.0.113.9:443".into(),
+        nonce: nonce.clone(),
+        ..register(Role::Front, "front-1", 666)
+    };
+    send(&mut link, &NodeToMaster::Register(claim))
+        .await
+        .expect("send");
+    let Ok(Some(MasterToNode::Challenge(challenge))) =
+        within("challenge", recv::<_, MasterToNode>(&mut link)).await
+    else {
+        panic!("expected a challenge");
+    };
+    let proof = stranger.prove(
+        centrum_net::auth::Proof::Node,
+        &centrum_net::auth::Handshake {
+            opener: "front-1",
+            acceptor: centrum_net::MASTER_ID,
+            opener_nonce: &nonce,
+            acceptor_nonce: &challenge.nonce,
+        },
+    );
+    send(
+        &mut link,
+        &NodeToMaster::Prove(centrum_protocol::Prove { proof }),
+    )
+    .await
+    .expect("send");
+    let Ok(Some(MasterToNode::Refused(refused))) =
+        within("refusal", recv::<_, MasterToNode>(&mut link)).await
+    else {
+        panic!("expected a refusal");
+    };
+    let (reason, retry) = (refused.reason, refused.retry);
+    assert_eq!(
+        reason,
+        "the node did not prove it holds the cluster secret (another cluster, or a wrong secret on one side)"
+    );
+    assert!(
+        retry,
+        "a node with a stale secret keeps trying while it is rotated"
+    );
+    assert_eq!(master.status().await["nodes"], serde_json::json!([]));
+    assert_eq!(master.get("/gate?channel=arena").await.status, 503);
+
+    // The real front gets back in, and clients go where the config says.
+    let front = master.node(Role::Front, "front-1", 2, clients(0));
+    master.node_until("front-1", |n| n["pid"] == 2).await;
+    assert_eq!(
+        master.get("/gate?channel=arena").await.json()["url"],
+        "ws://127.0.0.1:7310"
+    );
+    let metrics = master.get("/metrics").await.body;
+    assert!(
+        metrics.contains("\ncentrum_master_registrations_unauthenticated_total 1\n"),
+        "{metrics}"
+    );
+    front.stop().await;
+    master.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_does_not_register_with_a_master_that_cannot_prove_itself() {
+    let master = TestMaster::fast().await;
+    let mut link = master.raw_link().await;
+    let other_cluster = ClusterKey::new(b"the secret of some other cluster");
+    let ended = within(
+        "registration",
+        centrum_net::register(
+            &mut link,
+            &register(Role::Back, "back-1", 1),
+            &other_cluster,
+        ),
+    )
+    .await;
+    assert!(
+        matches!(&ended, Err(Unregistered::Link(centrum_net::LinkError::Unproven(who))) if who == "the master"),
+        "{ended:?}"
+    );
     master.stop().await;
 }
 

@@ -69,6 +69,7 @@ fn sh(name: &str, script: &str, file: &Path) -> ChildSpec {
             "sh".into(),
             file.display().to_string(),
         ],
+        env: Vec::new(),
     }
 }
 
@@ -179,6 +180,7 @@ async fn an_operator_restart_forgets_the_failures_and_starts_at_once() {
                 name: "steady".into(),
                 program: "sleep".into(),
                 args: vec!["1000".into()],
+                env: Vec::new(),
             },
         ],
         options,
@@ -277,6 +279,7 @@ async fn a_failed_child_leaves_the_others_running() {
                 name: "steady".into(),
                 program: "sleep".into(),
                 args: vec!["1000".into()],
+                env: Vec::new(),
             },
         ],
         quick(1),
@@ -383,6 +386,7 @@ async fn a_program_that_cannot_start_counts_as_a_failure() {
         name: "ghost".into(),
         program: "/nonexistent/centrum-test-program".into(),
         args: Vec::new(),
+        env: Vec::new(),
     };
     let shutdown = Shutdown::new();
     let supervisor = Supervisor::start(vec![child], quick(1), shutdown.clone());

@@ -27,9 +27,9 @@ pub enum FrameError {
     Silent(std::time::Duration),
 }
 
-/// Why a front ↔ back link ended other than by a clean close: its transport failed, or
-/// the peer broke the link protocol (PROTOCOL.md section 14). Either way the link is
-/// closed; only that link.
+/// Why a link between processes (front ↔ back, node → master) ended other than by a
+/// clean close: its transport failed, or the peer broke the protocol (PROTOCOL.md
+/// sections 14 and 15). Either way the link is closed; only that link.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     /// The connection or its framing failed, or the peer fell silent.
@@ -56,6 +56,14 @@ pub enum LinkError {
     /// that are queued past the capacity (leaves, aways, resyncs).
     #[error("the front sends more leaves than its channel can queue")]
     Overloaded,
+    /// The peer refused the link, with its reason.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The peer did not prove it holds the cluster secret.
+    #[error(
+        "{0} did not prove it holds the cluster secret (another cluster, or a wrong secret on one side)"
+    )]
+    Unproven(String),
     /// The peer did not answer the handshake in time.
     #[error("no {0} within the handshake timeout")]
     HandshakeTimeout(&'static str),

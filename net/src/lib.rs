@@ -1,12 +1,15 @@
 //! What every centrum process shares on the network: accepting under resource
-//! exhaustion, length-prefixed framed links, reconnect back-off, liveness timers and
+//! exhaustion, cluster authentication, length-prefixed framed links, reconnect back-off, liveness timers and
 //! TCP keepalive, the shutdown signal, and a node's registration with the master.
 
 mod accept;
+pub mod auth;
 mod backoff;
 mod frame;
 mod keepalive;
 mod liveness;
+mod open_link;
+mod pending;
 mod register;
 mod tasks;
 
@@ -15,6 +18,10 @@ pub use backoff::Backoff;
 pub use frame::{FrameError, Framed, LinkError, framed, recv, send, send_bytes};
 pub use keepalive::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES, keepalive};
 pub use liveness::{Beat, LiveFrames, Liveness};
-pub use register::{RegisterError, Registration, register_and_heartbeat};
+pub use open_link::{LinkOpener, shown};
+pub use pending::{Pending, PendingSlot};
+pub use register::{
+    MASTER_ID, RegisterError, Registration, Unregistered, register, register_and_heartbeat,
+};
 pub use tasks::{wait_tasks, write_queued};
 pub use tokio_util::sync::CancellationToken as Shutdown;

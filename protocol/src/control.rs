@@ -1,6 +1,8 @@
 //! Messages between a node (front or back) and the master, on a length-prefixed TCP
-//! link the node opens: `Register`, then a `Heartbeat` every `limits.heartbeat_ms`.
+//! link the node opens: `Register`, the master's `Challenge`, the node's `Prove`, then
+//! `Registered` and a `Heartbeat` every `limits.heartbeat_ms`.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::tagged_enum;
@@ -11,6 +13,7 @@ tagged_enum! {
     pub enum NodeToMaster {
         Register(Register) = 0,
         Heartbeat(Heartbeat) = 1,
+        Prove(Prove) = 2,
     }
 }
 
@@ -20,6 +23,7 @@ tagged_enum! {
     pub enum MasterToNode {
         Registered(Registered) = 0,
         Refused(Refused) = 1,
+        Challenge(Challenge) = 2,
     }
 }
 
@@ -38,8 +42,22 @@ pub struct Register {
     pub pid: u32,
     /// The address the node actually listens on (clients for a front, links for a back).
     pub listen: String,
-    /// For a front, the URL clients connect to; empty for a back.
-    pub client_url: String,
+    /// Fresh random bytes (`NONCE_BYTES` of them) for this link's proofs.
+    pub nonce: Bytes,
+}
+
+/// The master's answer to `Register`: its nonce and its proof that it holds the cluster
+/// secret. A node that cannot verify the proof closes the link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Challenge {
+    pub nonce: Bytes,
+    pub proof: Bytes,
+}
+
+/// The node's proof that it holds the cluster secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prove {
+    pub proof: Bytes,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,11 +65,13 @@ pub struct Registered {
     pub master: String,
 }
 
-/// Registration refused, for example a second live instance of the same back id.
-/// The node must stop.
+/// Registration refused. With `retry` the cause can pass (a wrong proof while secrets
+/// are being rotated, an id still held by an instance that is going away) and the node
+/// tries again after a back-off; without it (another cluster version) the node stops.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Refused {
     pub reason: String,
+    pub retry: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

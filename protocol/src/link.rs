@@ -1,8 +1,10 @@
 //! Messages on a link between a front and a back: length-prefixed frames over TCP
 //! (or an in-memory pipe), each frame one message.
 //!
-//! A front opens the link with `LinkHello`; the back answers `LinkWelcome`, then one
-//! `State` per channel before any `Patch` of that channel.
+//! A front opens the link with `LinkHello`; the back proves it holds the cluster secret
+//! (`LinkChallenge`), the front proves it too (`LinkAuth`), the back answers
+//! `LinkWelcome`, the front names the sessions it holds (`LinkSessions`), and the back
+//! sends one `State` per channel before any `Patch` of that channel.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -16,6 +18,14 @@ pub type SessionKey = u64;
 /// A channel's position in the back's `LinkWelcome::channels`.
 pub type ChannelIndex = u16;
 
+/// The largest frame either side of a link or a control link takes before the peer has
+/// proved it holds the cluster secret: enough for every handshake message, too little
+/// to make a stranger's connection cost anything.
+pub const HANDSHAKE_FRAME_BYTES: u32 = 4096;
+
+/// The length of a handshake nonce.
+pub const NONCE_BYTES: usize = 32;
+
 tagged_enum! {
     /// Front to back.
     #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +38,8 @@ tagged_enum! {
         Away(LinkAway) = 5,
         Call(LinkCall) = 6,
         Heartbeat(LinkHeartbeat) = 7,
+        Auth(LinkAuth) = 8,
+        Sessions(LinkSessions) = 9,
     }
 }
 
@@ -45,21 +57,48 @@ tagged_enum! {
         Message(LinkMessage) = 7,
         Reply(LinkReply) = 8,
         Heartbeat(LinkHeartbeat) = 9,
+        Challenge(LinkChallenge) = 10,
     }
 }
 
-/// Opens a link. `sessions` are the front's clients already in channels of this back
-/// (after a relink): the back keeps, restores or re-joins exactly these. Of the other
-/// sessions it had from this front, it removes those of the same `instance` (they
-/// ended while the link was down) and holds for resume those of another one (the
-/// front restarted; its clients are reconnecting).
+/// Opens a link. Nothing else is read from the front until it has proved, in
+/// [`LinkAuth`], that it holds the cluster secret; until then a back takes frames of at
+/// most [`HANDSHAKE_FRAME_BYTES`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkHello {
     pub version: u32,
     pub front: String,
-    pub sessions: Vec<LinkSession>,
     /// Random per front process: tells a relink apart from a restarted front.
     pub instance: u64,
+    /// Fresh random bytes ([`NONCE_BYTES`] of them) for this link's proofs.
+    pub nonce: Bytes,
+}
+
+/// The back's answer to a hello: its id, its own nonce, and its proof that it holds the
+/// cluster secret (PROTOCOL.md, "Cluster authentication"). A front that cannot verify
+/// the proof closes the link before it sends anything about its clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkChallenge {
+    pub back: String,
+    pub nonce: Bytes,
+    pub proof: Bytes,
+}
+
+/// The front's proof that it holds the cluster secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkAuth {
+    pub proof: Bytes,
+}
+
+/// The front's first message after `LinkWelcome`, exactly once per link. `sessions` are
+/// the front's clients already in channels of this back (after a relink): the back
+/// keeps, restores or re-joins exactly these. Of the other sessions it had from this
+/// front, it removes those of the same `instance` (they ended while the link was down)
+/// and holds for resume those of another one (the front restarted; its clients are
+/// reconnecting).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkSessions {
+    pub sessions: Vec<LinkSession>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -185,9 +185,7 @@ fn unknown_type_and_garbage_are_refused() {
 #[test]
 fn every_message_round_trips() {
     let msgs = [
-        encode(&FrontToBack::Hello(LinkHello {
-            version: 1,
-            front: "f".into(),
+        encode(&FrontToBack::Sessions(LinkSessions {
             sessions: vec![LinkSession {
                 session: 3,
                 channel: "c".into(),
@@ -195,7 +193,6 @@ fn every_message_round_trips() {
                 secret: 0xfeed,
                 identity: Some(Identity::new("ann").with_claim("name", "Ann")),
             }],
-            instance: 0x1234_5678_9abc,
         })),
         encode(&BackToFront::Patch(LinkPatch {
             channel: 1,
@@ -210,11 +207,11 @@ fn every_message_round_trips() {
             id: "b".into(),
             pid: 7,
             listen: "127.0.0.1:1".into(),
-            client_url: String::new(),
+            nonce: Bytes::from_static(&[1; 32]),
         })),
     ];
     assert!(
-        matches!(decode::<FrontToBack>(&msgs[0], LIMIT).unwrap(), FrontToBack::Hello(h) if h.sessions[0].session == 3)
+        matches!(decode::<FrontToBack>(&msgs[0], LIMIT).unwrap(), FrontToBack::Sessions(s) if s.sessions[0].session == 3)
     );
     assert!(
         matches!(decode::<BackToFront>(&msgs[1], LIMIT).unwrap(), BackToFront::Patch(p) if p.acks == vec![(3, Seq(4))])

@@ -20,11 +20,14 @@ use centrum_app::Registry;
 use centrum_back::Back;
 use centrum_client::{Client, ClientError, ClientOptions, Event};
 use centrum_config::{
-    AuthConfig, BackConfig, CallsConfig, ChannelConfig, Config, FrontConfig, Limits, MasterConfig,
-    StoreConfig, StoreKind,
+    AuthConfig, BackConfig, CallsConfig, ChannelConfig, ClusterConfig, Config, FrontConfig, Limits,
+    MasterConfig, StoreConfig, StoreKind,
 };
 use centrum_front::Front;
 use centrum_net::Shutdown;
+
+/// The cluster secret of every in-process test cluster.
+pub const CLUSTER_SECRET: &str = "the in-process test clusters' secret";
 
 /// Every network await in a test is bounded by this.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -123,6 +126,10 @@ impl TestCluster {
                 http: http.local_addr().expect("addr"),
                 nodes: nodes.local_addr().expect("addr"),
                 admin_token: spec.admin_token.clone().map(centrum_config::Secret::new),
+            },
+            cluster: ClusterConfig {
+                secret: Some(centrum_config::Secret::new(CLUSTER_SECRET)),
+                ..ClusterConfig::default()
             },
             fronts: front_listeners
                 .iter()

@@ -332,7 +332,7 @@ async fn the_gate_points_clients_at_a_live_front() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_works_over_an_in_process_stream_as_over_tcp() {
-    use centrum_protocol::{BackToFront, CLUSTER_VERSION, FrontToBack, LinkHello};
+    use centrum_protocol::{BackToFront, HANDSHAKE_FRAME_BYTES};
     let cluster = TestCluster::start(bench_spec(1)).await;
     // Let the real front-1 link first (a join through it proves it); the in-process
     // link then takes over as front-1's newer link.
@@ -340,22 +340,19 @@ async fn a_link_works_over_an_in_process_stream_as_over_tcp() {
     join(&mut client, "arena", &[]).await;
     let (front_side, back_side) = tokio::io::duplex(1 << 16);
     cluster.backs[0].link_stream(back_side);
-    let mut link = centrum_net::framed(front_side, 1 << 20);
-    let hello = FrontToBack::Hello(LinkHello {
-        version: CLUSTER_VERSION,
-        front: "front-1".into(),
-        sessions: vec![],
+    let mut link = centrum_net::framed(front_side, HANDSHAKE_FRAME_BYTES);
+    let key = centrum_net::auth::ClusterKey::new(centrum_tests::CLUSTER_SECRET.as_bytes());
+    let opener = centrum_net::LinkOpener {
+        key: &key,
+        front: "front-1",
+        back: "back-1",
         instance: 1,
-    });
-    within("hello", centrum_net::send(&mut link, &hello))
+        max_frame_bytes: 1 << 20,
+    };
+    let welcome = within("welcome", opener.open(&mut link, Vec::new))
         .await
-        .expect("send");
-    let welcome = within("welcome", centrum_net::recv::<_, BackToFront>(&mut link))
-        .await
-        .expect("recv");
-    assert!(
-        matches!(welcome, Some(BackToFront::Welcome(w)) if w.channels == vec!["arena".to_owned()])
-    );
+        .expect("the back welcomes a front of its cluster");
+    assert_eq!(welcome.channels, vec!["arena".to_owned()]);
     // The link's first frame for the channel is its full state.
     let state = within("state", centrum_net::recv::<_, BackToFront>(&mut link))
         .await

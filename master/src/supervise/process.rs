@@ -61,6 +61,9 @@ impl Process {
     pub(super) fn spawn(spec: &ChildSpec, log_dir: Option<&Path>) -> io::Result<Process> {
         let mut command = Command::new(&spec.program);
         command.args(&spec.args).stdin(Stdio::null());
+        for (name, value) in &spec.env {
+            command.env(name, value.expose());
+        }
         let log = match log_dir {
             Some(dir) => {
                 let (file, path, offset) = logs::open(dir, &spec.name)?;
@@ -426,6 +429,7 @@ mod tests {
             name: "sleeper".into(),
             program,
             args: vec!["1000.5".into()],
+            env: Vec::new(),
         };
         let mut sleeper = Guard(sleeper);
         let mut process = Process::adopt(&spec, None).expect("the sleeper is found");
