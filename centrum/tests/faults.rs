@@ -207,6 +207,9 @@ struct Seen {
     unavailable: u32,
     /// Connections that closed under the client (each followed by a resume).
     closed: u32,
+    /// The last ack the client had when it last resumed: its resumed membership must
+    /// not be behind it.
+    acked_before_resume: Option<Seq>,
 }
 
 /// Connects to the front on `port` (retrying while it is down, as a game would), with
@@ -277,6 +280,7 @@ async fn play(
                     let (_, x) = player(&client, &name);
                     let ack = client.ack("arena");
                     let mut s = seen.lock();
+                    s.acked_before_resume = Some(s.ack);
                     s.ack = later(s.ack, ack);
                     s.states.push((Instant::now(), ack, x));
                 }
@@ -453,13 +457,9 @@ async fn a_front_killed_under_load_loses_no_player() {
         let s = s.lock();
         assert!(s.closed >= 1, "the connection closed under the client");
         slowest = slowest.max(at.duration_since(killed));
-        // The last ack before the kill: the same membership goes on from it.
-        let before = s
-            .states
-            .iter()
-            .filter(|(t, ..)| *t < killed)
-            .map(|(_, a, _)| *a)
-            .fold(s.ack, later);
+        // The last ack before the resume: the same membership goes on from it. (Not
+        // the latest ack: the client has played on since.)
+        let before = s.acked_before_resume.expect("the client resumed");
         assert!(
             !before.is_after(ack),
             "the ack went back from {before:?} to {ack:?}"

@@ -30,6 +30,19 @@ http = "127.0.0.1:7300"    # the master's HTTP endpoint
 nodes = "127.0.0.1:7301"   # fronts and backs connect and heartbeat here
 # admin_token = "change-me-to-a-long-secret"   # protects /admin, /status and /metrics
 
+# The master's HTTP endpoint. Every setting may be omitted; the values shown are the defaults.
+# [master.limits]
+# header_timeout_ms = 5000       # a request's head must arrive within this long of its first byte (or of
+#                                #   the connection opening), and its body within this long after the head;
+#                                #   else the connection is closed (100-120000)
+# idle_timeout_ms = 30000        # a connection with no request for this long is closed (100-3600000)
+# max_connections = 1024         # connections served at once; at the cap, each new connection closes the
+#                                #   open one that has waited longest for a request (1-65536)
+# login_attempts_per_minute = 5  # dashboard logins per client address (IPv6: per /64) per minute; more get
+#                                #   HTTP 429 (1-1000)
+# session_ms = 43200000          # how long a dashboard login lasts (60000-2592000000)
+# max_sessions = 1024            # dashboard logins kept at once; a new one ends the oldest (1-65536)
+
 # Every process proves to the others that it belongs to the cluster, with a shared secret
 # (16-1024 characters) that never crosses the wire. It is read, in this order, from the
 # environment variable named by secret_env, from secret_file, or from secret. Without any,
@@ -89,6 +102,23 @@ channels = [{ name = "arena", app = "arena" }]
 # client_ping_ms = 5000          # a front pings a client it has heard nothing from for this long (100-600000)
 # client_timeout_ms = 15000      # a client silent this long is dropped, held for resume (200-600000, >= 2 x client_ping_ms)
 # slow_client = "resync"         # "resync" or "disconnect" a client whose queue is full
+# client_messages_per_s = 100    # WebSocket frames a client may send per second, fragments and control
+#                                #   frames included; over it a frame is dropped (0 = no limit, 0-1000000)
+# client_message_burst = 200     # frames a client may send at once above that rate (1-1000000)
+# client_bytes_per_s = 262144    # payload bytes a client may send per second (0 = no limit, 0-1073741824)
+# client_bytes_burst = 262144    # payload bytes at once above that rate (max_message_bytes-1073741824)
+# client_flood_close_ms = 5000   # a client with frames dropped for this long in a row is closed (0 = never, 0-600000)
+# hello_max_bytes = 4096         # largest frame before the Hello is accepted (64-16777216; at most max_message_bytes applies)
+# client_idle_ms = 60000         # a client in no channel that sent nothing but Ping for this long is closed
+#                                #   (0 = never, or 100-86400000)
+# max_connections_per_ip = 128   # open connections per client IP address (IPv6: per /64) (0 = no limit, 0-1000000)
+# connections_per_ip_per_s = 16  # new connections per client IP address per second (0 = no limit, 0-1000000)
+# connections_per_ip_burst = 64  # new connections per IP address at once above that rate (1-1000000)
+
+# Who may connect to a front. Both lists are empty by default; the values shown are examples.
+# [access]
+# trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]  # peers whose X-Forwarded-For names the client (IPs or CIDRs)
+# allowed_origins = ["https://game.example.com"] # browser pages that may open a WebSocket (empty: any)
 
 # Calls to a channel's game over HTTP: POST /v1/channels/{channel}/call on any front, with
 # "Authorization: Bearer <server_key>". Without a server_key, calls are off.
@@ -149,6 +179,8 @@ pub struct Config {
     #[serde(default)]
     pub calls: CallsConfig,
     #[serde(default)]
+    pub access: AccessConfig,
+    #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
     pub supervision: SupervisionConfig,
@@ -172,6 +204,60 @@ pub struct MasterConfig {
     /// demo stay public: game clients use them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<Secret>,
+    /// Timeouts, the connection cap, the login rate and admin sessions of the HTTP
+    /// endpoint (`[master.limits]`).
+    #[serde(default)]
+    pub limits: MasterLimits,
+}
+
+/// Limits of the master's HTTP endpoint, so that idle or slow connections cannot lock
+/// out new ones and the admin token cannot be guessed at speed. Each field may be omitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MasterLimits {
+    /// A request's head must be complete within this long of its first byte (of the
+    /// connection opening, for the first request), and a body a route reads within this
+    /// long after the head.
+    pub header_timeout_ms: u32,
+    /// A connection with no request in progress for this long is closed.
+    pub idle_timeout_ms: u32,
+    /// Connections served at once. At the cap, a new connection closes the open one that
+    /// has waited longest for a request (an idle one, or one still sending its head).
+    pub max_connections: u32,
+    /// Dashboard logins (right or wrong) per client address per minute, all of them at
+    /// once if need be; IPv6 addresses count per /64.
+    pub login_attempts_per_minute: u32,
+    /// How long a dashboard login lasts.
+    pub session_ms: u32,
+    /// Dashboard logins kept at once; a new one beyond it ends the oldest.
+    pub max_sessions: u32,
+}
+
+impl MasterLimits {
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms.into())
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms.into())
+    }
+
+    pub fn session(&self) -> Duration {
+        Duration::from_millis(self.session_ms.into())
+    }
+}
+
+impl Default for MasterLimits {
+    fn default() -> Self {
+        MasterLimits {
+            header_timeout_ms: 5_000,
+            idle_timeout_ms: 30_000,
+            max_connections: 1_024,
+            login_attempts_per_minute: 5,
+            session_ms: 12 * 3_600_000,
+            max_sessions: 1_024,
+        }
+    }
 }
 
 /// A process that accepts client WebSocket connections.
@@ -259,6 +345,89 @@ pub struct Limits {
     /// `client_ping_ms`.
     pub client_timeout_ms: u32,
     pub slow_client: SlowClientPolicy,
+    /// WebSocket frames (fragments and control frames included) a client may send per
+    /// second; a frame over it is dropped. 0: no limit.
+    pub client_messages_per_s: u32,
+    /// Frames a client may send at once above `client_messages_per_s`.
+    pub client_message_burst: u32,
+    /// Payload bytes a client may send per second; a frame over it is dropped. 0: no limit.
+    pub client_bytes_per_s: u32,
+    /// Payload bytes a client may send at once; at least `max_message_bytes`, so that
+    /// any frame the size limit allows can pass.
+    pub client_bytes_burst: u32,
+    /// A client that had frames dropped for this long, with no second free of drops, is
+    /// closed. 0: never (its frames are only dropped).
+    pub client_flood_close_ms: u32,
+    /// The largest frame before the client's Hello is accepted: a frame claiming more
+    /// is refused from its header, before its payload is read. Never more than
+    /// `max_message_bytes` applies: see [`Limits::hello_max`].
+    pub hello_max_bytes: u32,
+    /// A welcomed client in no channel that sent nothing but `Ping` for this long is
+    /// closed. 0: never.
+    pub client_idle_ms: u32,
+    /// Connections open at once from one client address (an IPv6 /64). 0: no limit.
+    pub max_connections_per_ip: u32,
+    /// New connections per second from one client address. 0: no limit.
+    pub connections_per_ip_per_s: u32,
+    /// New connections at once from one address above `connections_per_ip_per_s`.
+    pub connections_per_ip_burst: u32,
+}
+
+/// Who may connect to a front (the `[access]` section).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Proxies whose `X-Forwarded-For` is believed: the client is the rightmost address
+    /// in it that is not itself one of these. Empty: every peer is the client.
+    pub trusted_proxies: Vec<IpRange>,
+    /// Origins (`https://game.example.com`) whose pages may open a WebSocket; a request
+    /// without an `Origin` header (not from a browser) is not checked. Empty: any.
+    pub allowed_origins: Vec<String>,
+}
+
+/// An IP address or a network in CIDR form (`10.0.0.0/8`), as the config writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange(ipnet::IpNet);
+
+impl IpRange {
+    /// Whether `ip` is in the range; an IPv4-mapped IPv6 address counts as its IPv4 one.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        self.0.contains(&ip.to_canonical())
+    }
+}
+
+impl std::str::FromStr for IpRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let net = if s.contains('/') {
+            s.parse::<ipnet::IpNet>().map(|net| net.trunc()).ok()
+        } else {
+            s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from)
+        };
+        net.map(IpRange).ok_or_else(|| {
+            format!("{s:?} is not an IP address or network (like \"10.0.0.1\" or \"10.0.0.0/8\")")
+        })
+    }
+}
+
+impl std::fmt::Display for IpRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for IpRange {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for IpRange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Calls to a channel's game over HTTP (`POST /v1/channels/{channel}/call` on any
@@ -756,6 +925,23 @@ impl Limits {
     pub fn client_timeout(&self) -> Duration {
         Duration::from_millis(self.client_timeout_ms.into())
     }
+
+    /// `client_flood_close_ms` as a duration; `None` when off.
+    pub fn client_flood_close(&self) -> Option<Duration> {
+        (self.client_flood_close_ms > 0)
+            .then(|| Duration::from_millis(self.client_flood_close_ms.into()))
+    }
+
+    /// The frame size limit until a client's Hello is accepted: `hello_max_bytes`, or
+    /// `max_message_bytes` when that is smaller.
+    pub fn hello_max(&self) -> u32 {
+        self.hello_max_bytes.min(self.max_message_bytes)
+    }
+
+    /// `client_idle_ms` as a duration; `None` when off.
+    pub fn client_idle(&self) -> Option<Duration> {
+        (self.client_idle_ms > 0).then(|| Duration::from_millis(self.client_idle_ms.into()))
+    }
 }
 
 impl Default for Limits {
@@ -777,6 +963,16 @@ impl Default for Limits {
             client_ping_ms: 5_000,
             client_timeout_ms: 15_000,
             slow_client: SlowClientPolicy::Resync,
+            client_messages_per_s: 100,
+            client_message_burst: 200,
+            client_bytes_per_s: 262_144,
+            client_bytes_burst: 262_144,
+            client_flood_close_ms: 5_000,
+            hello_max_bytes: 4_096,
+            client_idle_ms: 60_000,
+            max_connections_per_ip: 128,
+            connections_per_ip_per_s: 16,
+            connections_per_ip_burst: 64,
         }
     }
 }
@@ -886,6 +1082,8 @@ slow_client = "disconnect"
         assert!(uncommented.contains("\n[limits]\n"), "{uncommented}");
         let config = Config::parse(&uncommented).expect("uncommented DEFAULT_TOML");
         assert_eq!(config.limits, Limits::default());
+        assert!(uncommented.contains("\n[master.limits]\n"), "{uncommented}");
+        assert_eq!(config.master.limits, MasterLimits::default());
         assert_eq!(
             config.supervision,
             SupervisionConfig {
@@ -897,6 +1095,12 @@ slow_client = "disconnect"
             config.fronts[0].public_url.as_deref(),
             Some("wss://play.example.com/front-1")
         );
+        assert_eq!(config.access.trusted_proxies.len(), 2);
+        assert_eq!(
+            config.access.allowed_origins,
+            ["https://game.example.com".to_owned()]
+        );
+        assert_eq!(Config::embedded_default().access, AccessConfig::default());
         let auth = config.auth.expect("the [auth] example");
         assert_eq!((auth.algorithm, auth.leeway_s), (JwtAlgorithm::HS256, 30));
         assert_eq!(auth.channels_claim, "channels");
@@ -1043,6 +1247,20 @@ slow_client = "disconnect"
         assert_eq!(limits.client_ping(), Duration::from_secs(5));
         assert_eq!(limits.client_timeout(), Duration::from_secs(15));
         assert_eq!(limits.slow_client, SlowClientPolicy::Resync);
+        assert_eq!(limits.client_flood_close(), Some(Duration::from_secs(5)));
+        assert_eq!(limits.client_idle(), Some(Duration::from_secs(60)));
+        assert_eq!(limits.hello_max(), 4_096);
+        let small = Limits {
+            max_message_bytes: 1_024,
+            ..limits
+        };
+        assert_eq!(small.hello_max(), 1_024);
+        let off = Limits {
+            client_flood_close_ms: 0,
+            client_idle_ms: 0,
+            ..limits
+        };
+        assert_eq!((off.client_flood_close(), off.client_idle()), (None, None));
     }
 
     #[test]
@@ -1054,6 +1272,35 @@ slow_client = "disconnect"
         };
         assert!(message.contains("unknown field `tick_rate`"), "{message}");
         assert!(message.contains("line "), "{message}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let text = format!(
+            "{DEFAULT_TOML}\n[access]\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\", \"::1\", \"192.168.1.7/24\"]\n"
+        );
+        let config = Config::parse(&text).expect("trusted proxies");
+        let proxies = &config.access.trusted_proxies;
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("test address");
+        assert!(proxies[0].contains(ip("10.200.3.4")));
+        assert!(proxies[0].contains(ip("::ffff:10.1.2.3")), "IPv4-mapped");
+        assert!(!proxies[0].contains(ip("11.0.0.1")));
+        assert!(proxies[1].contains(ip("127.0.0.1")));
+        assert!(!proxies[1].contains(ip("127.0.0.2")));
+        assert!(proxies[2].contains(ip("::1")));
+        // Host bits are dropped: the network is meant.
+        assert_eq!(proxies[3].to_string(), "192.168.1.0/24");
+        assert_eq!(
+            Config::parse(&config.to_toml()).expect("round trip"),
+            config
+        );
+
+        let text = format!("{DEFAULT_TOML}\n[access]\ntrusted_proxies = [\"10.0.0.0/33\"]\n");
+        let err = Config::parse(&text).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Parse(m) if m.contains("trusted_proxies") && m.contains("\"10.0.0.0/33\" is not an IP address or network")),
+            "{err}"
+        );
     }
 
     #[test]

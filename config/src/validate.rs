@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::{
-    BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits, StoreConfig,
-    SupervisionConfig,
+    AccessConfig, BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits, MasterLimits,
+    StoreConfig, SupervisionConfig,
 };
 
 /// What [`is_name`] asks of a name, as an error says it.
@@ -48,6 +48,40 @@ impl<'a> Checker<'a> {
             .push(("master.nodes".into(), &master.host, master.nodes));
         if let Some(token) = &master.admin_token {
             self.token("master.admin_token", token.expose());
+        }
+        self.master_limits(&master.limits);
+    }
+
+    fn master_limits(&mut self, limits: &MasterLimits) {
+        // Destructured so that a new limit is a compile error here until it has a rule.
+        let MasterLimits {
+            header_timeout_ms,
+            idle_timeout_ms,
+            max_connections,
+            login_attempts_per_minute,
+            session_ms,
+            max_sessions,
+        } = *limits;
+        let ranges = [
+            ("header_timeout_ms", header_timeout_ms, 100, 120_000),
+            ("idle_timeout_ms", idle_timeout_ms, 100, 3_600_000),
+            ("max_connections", max_connections, 1, 65_536),
+            (
+                "login_attempts_per_minute",
+                login_attempts_per_minute,
+                1,
+                1_000,
+            ),
+            ("session_ms", session_ms, 60_000, 2_592_000_000),
+            ("max_sessions", max_sessions, 1, 65_536),
+        ];
+        for (name, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                self.push(
+                    format!("master.limits.{name}"),
+                    format!("must be between {min} and {max}"),
+                );
+            }
         }
     }
 
@@ -277,6 +311,16 @@ impl<'a> Checker<'a> {
             client_ping_ms,
             client_timeout_ms,
             slow_client: _,
+            client_messages_per_s,
+            client_message_burst,
+            client_bytes_per_s,
+            client_bytes_burst,
+            client_flood_close_ms,
+            hello_max_bytes,
+            client_idle_ms,
+            max_connections_per_ip,
+            connections_per_ip_per_s,
+            connections_per_ip_burst,
         } = *limits;
         let ranges = [
             ("max_frame_bytes", max_frame_bytes, 1024, 67_108_864),
@@ -294,6 +338,30 @@ impl<'a> Checker<'a> {
             ("link_timeout_ms", link_timeout_ms, 100, 600_000),
             ("client_ping_ms", client_ping_ms, 100, 600_000),
             ("client_timeout_ms", client_timeout_ms, 200, 600_000),
+            ("client_messages_per_s", client_messages_per_s, 0, 1_000_000),
+            ("client_message_burst", client_message_burst, 1, 1_000_000),
+            ("client_bytes_per_s", client_bytes_per_s, 0, 1 << 30),
+            ("client_bytes_burst", client_bytes_burst, 1, 1 << 30),
+            ("client_flood_close_ms", client_flood_close_ms, 0, 600_000),
+            ("hello_max_bytes", hello_max_bytes, 64, 16_777_216),
+            (
+                "max_connections_per_ip",
+                max_connections_per_ip,
+                0,
+                1_000_000,
+            ),
+            (
+                "connections_per_ip_per_s",
+                connections_per_ip_per_s,
+                0,
+                1_000_000,
+            ),
+            (
+                "connections_per_ip_burst",
+                connections_per_ip_burst,
+                1,
+                1_000_000,
+            ),
         ];
         for (name, value, min, max) in ranges {
             if !(min..=max).contains(&value) {
@@ -326,6 +394,19 @@ impl<'a> Checker<'a> {
                 );
             }
         }
+        if client_idle_ms != 0 && !(100..=86_400_000).contains(&client_idle_ms) {
+            self.push(
+                "limits.client_idle_ms",
+                "must be 0 (never) or between 100 and 86400000",
+            );
+        }
+        // Every message the size limit lets through must be able to pass the byte budget.
+        if client_bytes_burst < max_message_bytes {
+            self.push(
+                "limits.client_bytes_burst",
+                format!("must be at least limits.max_message_bytes ({max_message_bytes})"),
+            );
+        }
         // A client message travels to the back inside one frame.
         if max_message_bytes > max_frame_bytes {
             self.push(
@@ -334,6 +415,40 @@ impl<'a> Checker<'a> {
             );
         }
     }
+}
+
+// `[access]`: who may connect to a front.
+impl Checker<'_> {
+    fn access(&mut self, access: &AccessConfig) {
+        let AccessConfig {
+            trusted_proxies: _,
+            allowed_origins,
+        } = access;
+        for (i, origin) in allowed_origins.iter().enumerate() {
+            if !is_origin(origin) {
+                self.push(
+                    format!("access.allowed_origins[{i}]"),
+                    format!(
+                        "{origin:?} is not an origin: http:// or https:// and a host, with an optional port and no path (like \"https://game.example.com\")"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// An origin as browsers send it (RFC 6454): scheme, host and optional port, nothing else.
+fn is_origin(origin: &str) -> bool {
+    let Some(rest) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
 }
 
 // `[supervision]`: how `centrum up` restarts its nodes.
@@ -398,6 +513,7 @@ pub(crate) fn problems(config: &Config) -> Vec<FieldError> {
     checker.address_clashes();
     checker.limits(&config.limits);
     checker.calls(&config.calls, &config.limits);
+    checker.access(&config.access);
     checker.store(&config.store);
     // Two backs with one id are reported above; two ids with one directory here.
     let dir_of = |b: &BackConfig| {
@@ -541,6 +657,16 @@ mod tests {
             handshake_timeout_ms: 100,
             heartbeat_ms: 50,
             link_grace_ms: 0,
+            client_messages_per_s: 0,
+            client_message_burst: 1,
+            client_bytes_per_s: 0,
+            client_bytes_burst: 64,
+            client_flood_close_ms: 0,
+            hello_max_bytes: 64,
+            client_idle_ms: 0,
+            max_connections_per_ip: 0,
+            connections_per_ip_per_s: 0,
+            connections_per_ip_burst: 1,
             ..Limits::default()
         };
         let high = Limits {
@@ -554,6 +680,16 @@ mod tests {
             handshake_timeout_ms: 120_000,
             heartbeat_ms: 60_000,
             link_grace_ms: 600_000,
+            client_messages_per_s: 1_000_000,
+            client_message_burst: 1_000_000,
+            client_bytes_per_s: 1 << 30,
+            client_bytes_burst: 1 << 30,
+            client_flood_close_ms: 600_000,
+            hello_max_bytes: 16_777_216,
+            client_idle_ms: 86_400_000,
+            max_connections_per_ip: 1_000_000,
+            connections_per_ip_per_s: 1_000_000,
+            connections_per_ip_burst: 1_000_000,
             ..Limits::default()
         };
         assert_eq!(
@@ -594,11 +730,60 @@ mod tests {
     fn message_larger_than_frame() {
         let found = problems_after(|c| {
             c.limits.max_message_bytes = c.limits.max_frame_bytes + 1;
+            c.limits.client_bytes_burst = c.limits.max_message_bytes;
         });
         assert_eq!(
             found,
             ["limits.max_message_bytes: must not exceed limits.max_frame_bytes (1048576)"]
         );
+    }
+
+    #[test]
+    fn client_limits_out_of_range_or_inconsistent() {
+        let found = problems_after(|c| {
+            c.limits.client_messages_per_s = 1_000_001;
+            c.limits.client_message_burst = 0;
+            c.limits.client_bytes_burst = 1_000;
+            c.limits.client_flood_close_ms = 600_001;
+            c.limits.hello_max_bytes = 63;
+            c.limits.client_idle_ms = 99;
+            c.limits.connections_per_ip_burst = 0;
+        });
+        assert_eq!(
+            found,
+            [
+                "limits.client_messages_per_s: must be between 0 and 1000000",
+                "limits.client_message_burst: must be between 1 and 1000000",
+                "limits.client_flood_close_ms: must be between 0 and 600000",
+                "limits.hello_max_bytes: must be between 64 and 16777216",
+                "limits.connections_per_ip_burst: must be between 1 and 1000000",
+                "limits.client_idle_ms: must be 0 (never) or between 100 and 86400000",
+                "limits.client_bytes_burst: must be at least limits.max_message_bytes (65536)",
+            ]
+        );
+        // The smaller of the two applies before the Hello: no rule between them.
+        assert!(problems_after(|c| c.limits.hello_max_bytes = 65_537).is_empty());
+    }
+
+    #[test]
+    fn origins_are_scheme_and_host_only() {
+        let found = problems_after(|c| {
+            c.access.allowed_origins = vec![
+                "https://game.example.com".into(),
+                "http://localhost:8080".into(),
+                "game.example.com".into(),
+                "https://game.example.com/".into(),
+                "https://".into(),
+            ];
+        });
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0]
+                .starts_with("access.allowed_origins[2]: \"game.example.com\" is not an origin"),
+            "{found:?}"
+        );
+        assert!(found[1].starts_with("access.allowed_origins[3]: "));
+        assert!(found[2].starts_with("access.allowed_origins[4]: "));
     }
 
     #[test]
@@ -746,6 +931,52 @@ mod tests {
             })
             .is_empty()
         );
+    }
+
+    #[test]
+    fn master_limits_out_of_range() {
+        let problems = problems_after(|c| {
+            c.master.limits = MasterLimits {
+                header_timeout_ms: 99,
+                idle_timeout_ms: 3_600_001,
+                max_connections: 0,
+                login_attempts_per_minute: 1_001,
+                session_ms: 59_999,
+                max_sessions: 0,
+            };
+        });
+        assert_eq!(
+            problems,
+            [
+                "master.limits.header_timeout_ms: must be between 100 and 120000",
+                "master.limits.idle_timeout_ms: must be between 100 and 3600000",
+                "master.limits.max_connections: must be between 1 and 65536",
+                "master.limits.login_attempts_per_minute: must be between 1 and 1000",
+                "master.limits.session_ms: must be between 60000 and 2592000000",
+                "master.limits.max_sessions: must be between 1 and 65536",
+            ]
+        );
+        let at_bounds = [
+            MasterLimits {
+                header_timeout_ms: 100,
+                idle_timeout_ms: 100,
+                max_connections: 1,
+                login_attempts_per_minute: 1,
+                session_ms: 60_000,
+                max_sessions: 1,
+            },
+            MasterLimits {
+                header_timeout_ms: 120_000,
+                idle_timeout_ms: 3_600_000,
+                max_connections: 65_536,
+                login_attempts_per_minute: 1_000,
+                session_ms: 2_592_000_000,
+                max_sessions: 65_536,
+            },
+        ];
+        for limits in at_bounds {
+            assert!(problems_after(|c| c.master.limits = limits).is_empty());
+        }
     }
 
     #[test]

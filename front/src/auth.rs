@@ -1,6 +1,6 @@
 //! Client authentication: the JWT in a client's hello, checked against `[auth]`
 //! (signature, `exp`, `nbf`, issuer, audience), and what it proves: the identity the
-//! games see and the channels the connection may join ([`Access`]).
+//! games see and the channels the connection may join ([`Grant`]).
 
 use std::fmt;
 use std::path::Path;
@@ -40,9 +40,10 @@ enum Keys {
     Set(Vec<(Option<String>, DecodingKey)>),
 }
 
-/// What a connection may do, as its hello's token decided.
+/// What a connection's hello token grants: the channels it may join, the identity its
+/// joins carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Access {
+pub(crate) enum Grant {
     /// No `[auth]`: every channel, no identity.
     Open,
     /// No token: the channels with `anonymous = true` only.
@@ -219,10 +220,10 @@ impl Verifier {
     ///
     /// # Errors
     /// [`AuthFailure`] for a token that does not verify, or none where one is required.
-    pub(crate) fn admit(&self, token: &str) -> Result<Access, AuthFailure> {
+    pub(crate) fn admit(&self, token: &str) -> Result<Grant, AuthFailure> {
         if token.is_empty() {
             return if self.anonymous_channels {
-                Ok(Access::Anonymous)
+                Ok(Grant::Anonymous)
             } else {
                 Err(AuthFailure::Missing)
             };
@@ -250,7 +251,7 @@ impl Verifier {
     }
 
     /// The identity and channel patterns of verified `claims`.
-    fn access(&self, claims: &Map<String, Value>) -> Result<Access, AuthFailure> {
+    fn access(&self, claims: &Map<String, Value>) -> Result<Grant, AuthFailure> {
         let Some(Value::String(subject)) = claims.get("sub") else {
             return Err(AuthFailure::Claims(
                 "the token's `sub` must be a string".into(),
@@ -279,7 +280,7 @@ impl Verifier {
             ),
             Some(_) => return Err(self.bad_channels()),
         };
-        Ok(Access::Token { identity, channels })
+        Ok(Grant::Token { identity, channels })
     }
 
     fn bad_channels(&self) -> AuthFailure {
@@ -290,12 +291,12 @@ impl Verifier {
     }
 }
 
-impl Access {
+impl Grant {
     /// The identity the games see, if any.
     pub(crate) fn identity(&self) -> Option<&Identity> {
         match self {
-            Access::Token { identity, .. } => Some(identity),
-            Access::Open | Access::Anonymous => None,
+            Grant::Token { identity, .. } => Some(identity),
+            Grant::Open | Grant::Anonymous => None,
         }
     }
 
@@ -303,11 +304,11 @@ impl Access {
     /// without a token), as the `Rejected` reason; `None` if it may.
     pub(crate) fn refusal(&self, channel: &str, anonymous: bool) -> Option<Refused> {
         match self {
-            Access::Open => None,
+            Grant::Open => None,
             _ if anonymous => None,
-            Access::Anonymous => Some(Refused::Unauthorized),
-            Access::Token { channels: None, .. } => None,
-            Access::Token {
+            Grant::Anonymous => Some(Refused::Unauthorized),
+            Grant::Token { channels: None, .. } => None,
+            Grant::Token {
                 channels: Some(patterns),
                 ..
             } => (!patterns.iter().any(|p| matches(p, channel))).then_some(Refused::Forbidden),
@@ -447,14 +448,14 @@ fn jwks(
 /// # Errors
 /// The `unauthorized` error and close 1008 for a token that does not verify, or none
 /// where one is required.
-pub(crate) fn admit(hub: &Hub, token: &str) -> Result<Access, End> {
+pub(crate) fn admit(hub: &Hub, token: &str) -> Result<Grant, End> {
     let Some(verifier) = &hub.auth else {
-        return Ok(Access::Open);
+        return Ok(Grant::Open);
     };
     let metrics = &hub.metrics;
     match verifier.admit(token) {
         Ok(access) => {
-            if matches!(access, Access::Token { .. }) {
+            if matches!(access, Grant::Token { .. }) {
                 metrics.auth_verified.fetch_add(1, Relaxed);
             }
             Ok(access)
@@ -513,14 +514,14 @@ mod tests {
 
     #[test]
     fn access_decides_channel_by_channel() {
-        let token = |channels: Option<&[&str]>| Access::Token {
+        let token = |channels: Option<&[&str]>| Grant::Token {
             identity: Identity::new("ann"),
             channels: channels.map(|c| c.iter().map(|s| (*s).to_owned()).collect()),
         };
-        assert_eq!(Access::Open.refusal("arena", false), None);
-        assert_eq!(Access::Anonymous.refusal("lobby", true), None);
+        assert_eq!(Grant::Open.refusal("arena", false), None);
+        assert_eq!(Grant::Anonymous.refusal("lobby", true), None);
         assert_eq!(
-            Access::Anonymous.refusal("arena", false),
+            Grant::Anonymous.refusal("arena", false),
             Some(Refused::Unauthorized)
         );
         assert_eq!(token(None).refusal("arena", false), None);

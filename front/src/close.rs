@@ -46,6 +46,7 @@ pub(crate) fn ws_code(e: &ws::WsError) -> &'static str {
     match e {
         ws::WsError::TooLarge { .. } => "too_large",
         ws::WsError::Protocol(_) => "malformed",
+        ws::WsError::TooManyFragments { .. } => "too_many_fragments",
     }
 }
 

@@ -15,6 +15,7 @@ use tracing::debug;
 
 use centrum_net::Shutdown;
 
+use crate::access::{IpSlot, Refused};
 use crate::call;
 use crate::hub::Hub;
 
@@ -49,6 +50,14 @@ impl Request {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of header `name` (lowercase), in order.
+    pub(crate) fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
 
@@ -127,10 +136,12 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
 
 /// Reads a connection's first request and answers it: a call is served to the end
 /// here, a WebSocket upgrade is accepted and returned with the bytes that followed it,
-/// anything else is refused.
+/// anything else is refused. A connection from a trusted proxy comes with no `slot`:
+/// it is admitted here, as the client its `X-Forwarded-For` names.
 pub(crate) async fn first_request(
     mut stream: TcpStream,
     peer: SocketAddr,
+    slot: &mut Option<IpSlot>,
     hub: &Arc<Hub>,
     shutdown: &Shutdown,
     deadline: tokio::time::Instant,
@@ -156,6 +167,19 @@ pub(crate) async fn first_request(
             return None;
         }
     };
+    if slot.is_none() {
+        let client = hub
+            .access
+            .client_ip(peer.ip(), request.header_values("x-forwarded-for"));
+        debug!(%client, "forwarded by a trusted proxy");
+        match hub.access.admit(client) {
+            Ok(admitted) => *slot = Some(admitted),
+            Err(refused) => {
+                refuse(&mut stream, hub, &refused).await;
+                return None;
+            }
+        }
+    }
     if request.path.starts_with("/v1/") {
         call::serve(stream, request, buf, hub.clone(), shutdown.clone()).await;
         return None;
@@ -170,6 +194,19 @@ pub(crate) async fn first_request(
             return None;
         }
     };
+    // Browsers always send Origin with a WebSocket upgrade, and a page cannot change
+    // it; other clients need not send it, and could write any value if they did.
+    if let Some(origin) = request.header("origin")
+        && !hub.access.origin_allowed(origin)
+    {
+        hub.metrics.origin_refusals.fetch_add(1, Relaxed);
+        hub.metrics.handshake_failures.fetch_add(1, Relaxed);
+        debug!(%peer, origin, "origin not allowed");
+        let message = format!("pages from {origin:?} may not connect to this front");
+        respond_error(&mut stream, 403, &message, false).await;
+        drain(&mut stream).await;
+        return None;
+    }
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
@@ -222,6 +259,23 @@ pub(crate) async fn drain(stream: &mut TcpStream) {
     .await;
 }
 
+/// Answers a connection refused by the per-address limits with 429, counted.
+pub(crate) async fn refuse(stream: &mut TcpStream, hub: &Hub, refused: &Refused) {
+    count_refusal(hub, refused);
+    respond_error(stream, 429, &refused.message(), false).await;
+    drain(stream).await;
+}
+
+/// Counts a connection refused by the per-address limits, answered or not.
+pub(crate) fn count_refusal(hub: &Hub, refused: &Refused) {
+    let counter = match refused {
+        Refused::TooMany(_) => &hub.metrics.ip_cap_refusals,
+        Refused::TooFast(_) => &hub.metrics.ip_rate_refusals,
+    };
+    counter.fetch_add(1, Relaxed);
+    debug!(?refused, "connection refused");
+}
+
 /// The reason phrase of the statuses a front sends.
 fn reason(status: u16) -> &'static str {
     match status {
@@ -237,6 +291,7 @@ fn reason(status: u16) -> &'static str {
         415 => "Unsupported Media Type",
         422 => "Unprocessable Content",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -290,6 +345,7 @@ fn headers_for(status: u16) -> &'static str {
         401 => "WWW-Authenticate: Bearer\r\n",
         405 => "Allow: POST\r\n",
         426 => "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+        429 => "Retry-After: 1\r\n",
         _ => "",
     }
 }

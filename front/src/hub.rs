@@ -20,7 +20,8 @@ use centrum_protocol::{
     Rejected, Seq, SessionKey, SharedKind, SharedPrefix, Unavailable, encode,
 };
 
-use crate::auth::{Access, Verifier};
+use crate::access::Access;
+use crate::auth::{Grant, Verifier};
 use crate::metrics::FrontMetrics;
 
 /// What a client connection's writer sends: whole messages, or a shared body behind
@@ -67,7 +68,7 @@ pub(crate) struct ClientHandle {
     /// The session's resume secret, told to every back it joins.
     pub(crate) secret: u64,
     /// What its hello's token allows, and the identity every join carries.
-    pub(crate) access: Arc<Access>,
+    pub(crate) grant: Arc<Grant>,
 }
 
 /// Where a channel's members stand.
@@ -116,6 +117,8 @@ pub(crate) struct Hub {
     /// Checks client tokens; `None` without `[auth]`.
     pub(crate) auth: Option<Verifier>,
     pub(crate) metrics: FrontMetrics,
+    /// Per-address connection limits, trusted proxies and allowed origins.
+    pub(crate) access: Arc<Access>,
     clients: RwLock<HashMap<SessionKey, ClientHandle>>,
     /// Fixed at start from the config: one lock per channel, never nested.
     channels: HashMap<String, Mutex<ChannelRoute>>,
@@ -184,6 +187,7 @@ impl Hub {
         Self {
             id: id.to_owned(),
             instance: crate::resume::new_instance(),
+            access: Arc::new(Access::new(&config)),
             config,
             auth,
             metrics: FrontMetrics::default(),
@@ -223,6 +227,14 @@ impl Hub {
         }
     }
 
+    /// Whether the client is a member of a channel (joining, joined or waiting for a
+    /// fresh state). One lock at a time: called only when an idle timer fires.
+    pub(crate) fn in_any_channel(&self, key: SessionKey) -> bool {
+        self.channels
+            .values()
+            .any(|route| route.lock().members.contains_key(&key))
+    }
+
     /// Starts a join; the back's State or rejection arrives later through the link.
     /// `resume` is the session this client claims from before, if any. A channel the
     /// client's token does not open is rejected here: its back never hears of it.
@@ -239,7 +251,7 @@ impl Hub {
             .get(channel)
             .ok_or_else(|| Refusal::Reject(format!("unknown channel {channel:?}")))?;
         let mut route = route.lock();
-        if let Some(refused) = client.access.refusal(channel, route.anonymous) {
+        if let Some(refused) = client.grant.refusal(channel, route.anonymous) {
             self.metrics.joins_refused[refused as usize].fetch_add(1, Relaxed);
             return Err(Refusal::Reject(refused.reason(channel)));
         }
@@ -260,7 +272,7 @@ impl Hub {
             data: data.clone(),
             secret: client.secret,
             resume: resume.cloned(),
-            identity: client.access.identity().cloned(),
+            identity: client.grant.identity().cloned(),
         }));
         if tx.try_send(Bytes::from(frame)).is_err() {
             return Err(Refusal::Reject(format!(
@@ -361,7 +373,7 @@ impl Hub {
                         channel: name.clone(),
                         data: m.data.clone(),
                         secret: m.client.secret,
-                        identity: m.client.access.identity().cloned(),
+                        identity: m.client.grant.identity().cloned(),
                     });
                 }
             }
@@ -670,7 +682,7 @@ impl Hub {
     }
 
     /// A non-fatal `Error` for one client.
-    fn error(code: String, message: String) -> Outbound {
+    pub(crate) fn error(code: String, message: String) -> Outbound {
         Outbound::Message(Bytes::from(encode(&FrontMsg::Error(ErrorMsg {
             code,
             message,
@@ -720,7 +732,7 @@ mod tests {
                 tx,
                 kill: Shutdown::new(),
                 secret: 1,
-                access: Arc::new(Access::Open),
+                grant: Arc::new(Grant::Open),
             },
             rx,
         )

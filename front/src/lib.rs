@@ -6,6 +6,7 @@
 //! request, read by `http`, is a WebSocket upgrade, then a client with `ws` framing, or
 //! a call, served by `call`) -> `hub` (routing and fan-out) <- `link` (one task per back).
 
+mod access;
 mod auth;
 mod call;
 mod close;
@@ -15,6 +16,7 @@ mod http;
 mod hub;
 mod link;
 mod metrics;
+mod rate;
 mod resume;
 mod ws;
 
@@ -151,11 +153,17 @@ pub async fn run(
     Front::start(config, id, listener, shutdown)?.wait().await
 }
 
+/// Refused connections answered (429) at once; beyond that they are closed without an
+/// answer, so that a flood of them holds no connection permit and no unbounded tasks.
+const REFUSALS_ANSWERED: usize = 64;
+
 /// Accepts clients up to `limits.max_connections`: a permit is taken before each
-/// accept and moved into the connection's task.
+/// accept and moved into the connection's task. A connection over its address's limits
+/// gives its permit back at once.
 async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
     let mut listener = Acceptor::new(listener);
     let permits = Arc::new(Semaphore::new(hub.config.limits.max_connections as usize));
+    let answering = Arc::new(Semaphore::new(REFUSALS_ANSWERED));
     let mut tasks = JoinSet::new();
     loop {
         let permit = tokio::select! {
@@ -174,11 +182,41 @@ async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
         hub.metrics
             .connections_total
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A trusted proxy's connections are admitted once their request names the client.
+        let direct = peer.ip().to_canonical();
+        let slot = if hub.access.is_trusted(direct) {
+            None
+        } else {
+            match hub.access.admit(direct) {
+                Ok(slot) => Some(slot),
+                Err(refused) => {
+                    drop(permit);
+                    let Ok(answer) = answering.clone().try_acquire_owned() else {
+                        http::count_refusal(&hub, &refused);
+                        hub.metrics
+                            .refusals_unanswered
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    };
+                    let hub = hub.clone();
+                    let span = tracing::info_span!("refused", %peer);
+                    tasks.spawn(
+                        async move {
+                            let mut stream = stream;
+                            http::refuse(&mut stream, &hub, &refused).await;
+                            drop(answer);
+                        }
+                        .instrument(span),
+                    );
+                    continue;
+                }
+            }
+        };
         let (hub, stop) = (hub.clone(), shutdown.clone());
         let span = tracing::info_span!("client", %peer, session = tracing::field::Empty);
         tasks.spawn(
             async move {
-                connection::serve(stream, peer, hub, stop).await;
+                connection::serve(stream, peer, slot, hub, stop).await;
                 drop(permit);
             }
             .instrument(span),

@@ -45,6 +45,24 @@ pub(crate) struct FrontMetrics {
     /// Joins refused by the front for want of a token or of the token's leave, by
     /// [`Refused`] discriminant.
     pub(crate) joins_refused: [AtomicU64; Refused::LABELS.len()],
+    /// Client frames dropped over `limits.client_messages_per_s` or `client_bytes_per_s`.
+    pub(crate) rate_limited: AtomicU64,
+    /// Clients closed after `limits.client_flood_close_ms` over those limits.
+    pub(crate) rate_limit_closes: AtomicU64,
+    /// Clients closed after `limits.client_idle_ms` in no channel.
+    pub(crate) idle_closes: AtomicU64,
+    /// Connections refused (429) at `limits.max_connections_per_ip`.
+    pub(crate) ip_cap_refusals: AtomicU64,
+    /// Connections refused (429) over `limits.connections_per_ip_per_s`.
+    pub(crate) ip_rate_refusals: AtomicU64,
+    /// Refused connections closed without an answer: too many were being answered.
+    pub(crate) refusals_unanswered: AtomicU64,
+    /// WebSocket upgrades refused (403) for an origin not in `access.allowed_origins`.
+    pub(crate) origin_refusals: AtomicU64,
+    /// Clients closed for a message in more than `ws::MAX_FRAGMENTS` frames.
+    pub(crate) fragment_closes: AtomicU64,
+    /// Clients closed for a frame over `limits.hello_max_bytes` before their Hello.
+    pub(crate) hello_too_large: AtomicU64,
     /// From a patch's arrival from the back to its write to a client's socket.
     patch_delay_us_sum: AtomicU64,
     patch_writes: AtomicU64,
@@ -63,7 +81,7 @@ impl FrontMetrics {
     /// Every metric; called once per heartbeat, since it resets the delay maximum.
     pub(crate) fn metrics(&self, clients: usize) -> Vec<Metric> {
         use MetricKind::{Counter, Gauge};
-        let all: [(&str, &str, MetricKind, &AtomicU64); 24] = [
+        let all: [(&str, &str, MetricKind, &AtomicU64); 33] = [
             (
                 "centrum_front_accept_errors_total",
                 "Failed accepts of client connections (out of file descriptors, for example); each is waited out, not retried at once.",
@@ -171,6 +189,60 @@ impl FrontMetrics {
                 "Client connections closed because nothing, not even a pong, arrived for limits.client_timeout_ms.",
                 Counter,
                 &self.client_timeouts,
+            ),
+            (
+                "centrum_front_rate_limited_total",
+                "Client WebSocket frames dropped over limits.client_messages_per_s or limits.client_bytes_per_s (the client is told rate_limited).",
+                Counter,
+                &self.rate_limited,
+            ),
+            (
+                "centrum_front_rate_limit_closes_total",
+                "Clients closed (1008 rate_limited) after limits.client_flood_close_ms of frames dropped over their limits.",
+                Counter,
+                &self.rate_limit_closes,
+            ),
+            (
+                "centrum_front_idle_closes_total",
+                "Clients closed (1000 idle) after limits.client_idle_ms in no channel without a message other than Ping.",
+                Counter,
+                &self.idle_closes,
+            ),
+            (
+                "centrum_front_ip_cap_refusals_total",
+                "Connections refused with 429 because limits.max_connections_per_ip were open from the client's address.",
+                Counter,
+                &self.ip_cap_refusals,
+            ),
+            (
+                "centrum_front_ip_rate_refusals_total",
+                "Connections refused with 429 over limits.connections_per_ip_per_s from the client's address.",
+                Counter,
+                &self.ip_rate_refusals,
+            ),
+            (
+                "centrum_front_refusals_unanswered_total",
+                "Connections refused by the per-address limits and closed without a 429, because too many refusals were being answered already.",
+                Counter,
+                &self.refusals_unanswered,
+            ),
+            (
+                "centrum_front_origin_refusals_total",
+                "WebSocket upgrades refused with 403: their Origin is not in access.allowed_origins.",
+                Counter,
+                &self.origin_refusals,
+            ),
+            (
+                "centrum_front_fragment_closes_total",
+                "Clients closed (1008 too_many_fragments) for a message in more than 64 frames.",
+                Counter,
+                &self.fragment_closes,
+            ),
+            (
+                "centrum_front_hello_too_large_total",
+                "Clients closed (1009 too_large) for a frame over limits.hello_max_bytes before their Hello (also counted in handshake_failures).",
+                Counter,
+                &self.hello_too_large,
             ),
             (
                 "centrum_front_game_messages_total",

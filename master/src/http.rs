@@ -4,34 +4,34 @@
 //! `{"error": "..."}`.
 
 use std::collections::BTreeMap;
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::Ordering::Relaxed;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use centrum_config::Config;
 use centrum_net::Shutdown;
 use centrum_protocol::{NodeStats, Role};
 
+use crate::conn::{self, ConnLimits};
+use crate::login_limit::LoginLimiter;
+use crate::metrics::HttpCounters;
 use crate::registry::{Node, Registry, role_name};
+use crate::sessions::Sessions;
 use crate::{ChildStatus, SuperviseError, SupervisorHandle, metrics, web};
 
-/// HTTP connections served at once; more wait in the kernel's backlog.
-pub(crate) const MAX_HTTP_CONNECTIONS: usize = 1024;
+/// The largest request body read: the only one is the login form's token.
+const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// What every handler reads.
 #[derive(Debug, Clone)]
@@ -48,6 +48,13 @@ pub(crate) struct HttpState {
     pub(crate) supervisor: Option<SupervisorHandle>,
     /// What the nodes port counts (refused registrations, evicted handshakes).
     pub(crate) nodes_metrics: Arc<crate::nodes::NodesMetrics>,
+    /// The dashboard's logins.
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) logins: Arc<LoginLimiter>,
+    pub(crate) counters: Arc<HttpCounters>,
+    /// The admin cookie gets `Secure` (sent over HTTPS only): true when the master
+    /// serves TLS.
+    pub(crate) secure_cookies: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,103 +156,12 @@ struct Configured {
     backs: Vec<String>,
 }
 
-/// A listener that holds a permit per open connection, so at most
-/// [`MAX_HTTP_CONNECTIONS`] are served at once.
-#[derive(Debug)]
-struct LimitedListener {
-    inner: TcpListener,
-    limit: Arc<Semaphore>,
-}
-
-/// A connection and the permit it releases when dropped.
-#[derive(Debug)]
-struct LimitedIo {
-    stream: TcpStream,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl axum::serve::Listener for LimitedListener {
-    type Io = LimitedIo;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (LimitedIo, SocketAddr) {
-        // Invariant: this semaphore is never closed, so acquiring only waits.
-        let permit = self
-            .limit
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the HTTP connection semaphore is never closed");
-        // TcpListener's own impl logs and retries failed accepts.
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        let io = LimitedIo {
-            stream,
-            _permit: permit,
-        };
-        (io, addr)
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
-}
-
-impl AsyncRead for LimitedIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for LimitedIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-}
-
-/// Serves the API on `listener` until `shutdown`, then finishes the requests in flight.
-///
-/// # Errors
-/// None in practice: axum retries failed accepts itself.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    state: HttpState,
-    shutdown: Shutdown,
-) -> io::Result<()> {
-    let listener = LimitedListener {
-        inner: listener,
-        limit: Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS)),
-    };
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+/// Serves the API on `listener` until `shutdown`, then finishes the requests in flight
+/// (see [`conn::serve`]).
+pub(crate) async fn serve(listener: TcpListener, state: HttpState, shutdown: Shutdown) {
+    let limits = ConnLimits::new(&state.config.master.limits);
+    let counters = state.counters.clone();
+    conn::serve(listener, router(state), limits, counters, shutdown).await;
 }
 
 /// Every route of the API.
@@ -269,6 +185,7 @@ pub(crate) fn router(state: HttpState) -> Router {
         .merge(admin_api)
         .fallback(web::page_or_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -440,9 +357,18 @@ fn supervised(state: &HttpState) -> Vec<ChildStatus> {
 
 /// `GET /metrics`: Prometheus text exposition.
 async fn metrics(State(state): State<HttpState>) -> Response {
-    let live = state.registry.live(Instant::now());
+    let now = Instant::now();
+    let live = state.registry.live(now);
+    let sessions = state.sessions.live(now) as u64;
+    state.counters.sessions.store(sessions, Relaxed);
     let own = state.nodes_metrics.metrics();
-    let text = metrics::render(&state.config, &live, &supervised(&state), &own);
+    let text = metrics::render(
+        &state.config,
+        &live,
+        &supervised(&state),
+        &state.counters,
+        &own,
+    );
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 

@@ -6,10 +6,13 @@
 //! `supervise` runs the processes and knows nothing of the rest; `http` reads its
 //! [`SupervisorHandle`] when there is one. The master is never in the data path.
 
+mod conn;
 mod http;
+mod login_limit;
 mod metrics;
 mod nodes;
 mod registry;
+mod sessions;
 mod supervise;
 mod web;
 
@@ -32,8 +35,10 @@ pub use web::Page;
 
 use centrum_net::auth::ClusterKey;
 use http::HttpState;
+use login_limit::LoginLimiter;
 use nodes::NodesContext;
 use registry::Registry;
+use sessions::Sessions;
 
 /// How long [`run`] waits for its tasks after the shutdown signal.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -77,7 +82,7 @@ pub enum MasterError {
 /// every node link and waits (at most 5 s) for every task it started.
 ///
 /// # Errors
-/// [`MasterError::Io`] when a listener's address cannot be read or the HTTP server fails;
+/// [`MasterError::Io`] when a listener's address cannot be read;
 /// [`MasterError::Task`] when one of its tasks panicked. Either stops the master.
 pub async fn run(
     config: Arc<Config>,
@@ -120,8 +125,8 @@ pub async fn run_with(
             Ok(())
         }
     });
+    let limits = config.master.limits;
     let state = HttpState {
-        config,
         registry,
         http: http_addr,
         nodes: nodes_addr,
@@ -129,10 +134,22 @@ pub async fn run_with(
         pages: Arc::new(options.pages),
         supervisor: options.supervisor,
         nodes_metrics,
+        sessions: Arc::new(Sessions::new(
+            limits.session(),
+            usize::try_from(limits.max_sessions).unwrap_or(usize::MAX),
+        )),
+        logins: Arc::new(LoginLimiter::new(limits.login_attempts_per_minute)),
+        counters: Arc::default(),
+        // No TLS on the master yet: cookies go over plain HTTP, so not `Secure`.
+        secure_cookies: false,
+        config,
     };
     tasks.spawn({
         let stop = stop.clone();
-        async move { Ok(http::serve(listeners.http, state, stop).await?) }
+        async move {
+            http::serve(listeners.http, state, stop).await;
+            Ok(())
+        }
     });
     info!(http = %http_addr, nodes = %nodes_addr, "master started");
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use centrum_config::Config;
 use centrum_protocol::{Metric, MetricKind, Role};
@@ -32,15 +33,36 @@ struct Exposition {
     families: BTreeMap<String, Family>,
 }
 
-/// Renders /metrics from the config, the live nodes, the supervised processes and the
-/// master's own counters (`own`, without labels).
+/// What the master's own HTTP endpoint counts: each of its limits as it acts.
+#[derive(Debug, Default)]
+pub(crate) struct HttpCounters {
+    /// Open connections (a gauge).
+    pub(crate) connections: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
+    pub(crate) header_timeouts: AtomicU64,
+    pub(crate) body_timeouts: AtomicU64,
+    pub(crate) idle_timeouts: AtomicU64,
+    /// Connections closed at `max_connections` to make room for a new one.
+    pub(crate) evicted: AtomicU64,
+    pub(crate) login_throttled: AtomicU64,
+    pub(crate) login_failures: AtomicU64,
+    /// Live admin sessions (a gauge).
+    pub(crate) sessions: AtomicU64,
+    /// Sessions ended early to make room at `max_sessions`.
+    pub(crate) sessions_evicted: AtomicU64,
+}
+
+/// Renders /metrics from the config, the live nodes, the supervised processes, the
+/// master's HTTP counters and its other own counters (`own`, without labels).
 pub(crate) fn render(
     config: &Config,
     nodes: &[Node],
     supervised: &[ChildStatus],
+    http: &HttpCounters,
     own: &[Metric],
 ) -> String {
     let mut exp = Exposition::default();
+    http_samples(&mut exp, http);
     for metric in own {
         exp.master_sample(&metric.name, &metric.help, metric.kind, &[], metric.value);
     }
@@ -133,6 +155,75 @@ pub(crate) fn render(
         }
     }
     exp.render()
+}
+
+/// The master's HTTP limits: every sample always present, 0 until the limit acts.
+fn http_samples(exp: &mut Exposition, http: &HttpCounters) {
+    let value = |counter: &AtomicU64| counter.load(Relaxed) as f64;
+    exp.master_sample(
+        "centrum_master_http_connections",
+        "HTTP connections open on the master.",
+        MetricKind::Gauge,
+        &[],
+        value(&http.connections),
+    );
+    exp.master_sample(
+        "centrum_master_http_accept_errors_total",
+        "Failed accepts on the master's HTTP port (for want of file descriptors or memory).",
+        MetricKind::Counter,
+        &[],
+        value(&http.accept_errors),
+    );
+    for (kind, counter) in [
+        ("header", &http.header_timeouts),
+        ("body", &http.body_timeouts),
+        ("idle", &http.idle_timeouts),
+    ] {
+        exp.master_sample(
+            "centrum_master_http_timeouts_total",
+            "HTTP connections or requests the master ended for time: a head or a body not \
+             sent within master.limits.header_timeout_ms, or a connection idle for \
+             master.limits.idle_timeout_ms.",
+            MetricKind::Counter,
+            &[("kind", kind)],
+            value(counter),
+        );
+    }
+    exp.master_sample(
+        "centrum_master_http_evicted_total",
+        "HTTP connections closed at master.limits.max_connections to make room for a new one.",
+        MetricKind::Counter,
+        &[],
+        value(&http.evicted),
+    );
+    exp.master_sample(
+        "centrum_master_login_throttled_total",
+        "Dashboard logins refused with 429: over master.limits.login_attempts_per_minute.",
+        MetricKind::Counter,
+        &[],
+        value(&http.login_throttled),
+    );
+    exp.master_sample(
+        "centrum_master_login_failures_total",
+        "Dashboard logins with a wrong admin token.",
+        MetricKind::Counter,
+        &[],
+        value(&http.login_failures),
+    );
+    exp.master_sample(
+        "centrum_master_admin_sessions",
+        "Dashboard logins in force.",
+        MetricKind::Gauge,
+        &[],
+        value(&http.sessions),
+    );
+    exp.master_sample(
+        "centrum_master_admin_sessions_evicted_total",
+        "Dashboard logins ended early to make room at master.limits.max_sessions.",
+        MetricKind::Counter,
+        &[],
+        value(&http.sessions_evicted),
+    );
 }
 
 impl Exposition {
@@ -286,6 +377,7 @@ mod tests {
                 http: addr,
                 nodes: addr,
                 admin_token: None,
+                limits: Default::default(),
             },
             fronts: vec![FrontConfig {
                 id: "front-1".into(),
@@ -307,6 +399,7 @@ mod tests {
             }],
             limits: Limits::default(),
             calls: Default::default(),
+            access: Default::default(),
             store: Default::default(),
             supervision: Default::default(),
             auth: None,
@@ -346,17 +439,48 @@ mod tests {
 
     #[test]
     fn master_gauges_without_nodes() {
-        let text = render(&config(), &[], &[], &[]);
-        assert_eq!(
-            text,
-            "# HELP centrum_master_nodes Live nodes registered with the master, by role.\n\
+        let text = render(&config(), &[], &[], &HttpCounters::default(), &[]);
+        // After the master's HTTP families (`centrum_master_a..`, `_h..`, `_l..`).
+        assert!(
+            text.ends_with(
+                "# HELP centrum_master_nodes Live nodes registered with the master, by role.\n\
              # TYPE centrum_master_nodes gauge\n\
              centrum_master_nodes{role=\"front\"} 0\n\
              centrum_master_nodes{role=\"back\"} 0\n\
              # HELP centrum_master_up Whether the master is up.\n\
              # TYPE centrum_master_up gauge\n\
              centrum_master_up 1\n"
+            ),
+            "{text}"
         );
+    }
+
+    #[test]
+    fn the_http_limits_are_counted() {
+        let http = HttpCounters::default();
+        http.connections.store(3, Relaxed);
+        http.header_timeouts.store(4, Relaxed);
+        http.idle_timeouts.store(5, Relaxed);
+        http.evicted.store(6, Relaxed);
+        http.login_throttled.store(7, Relaxed);
+        http.login_failures.store(8, Relaxed);
+        http.sessions.store(2, Relaxed);
+        let text = render(&config(), &[], &[], &http, &[]);
+        for line in [
+            "# TYPE centrum_master_http_connections gauge\ncentrum_master_http_connections 3\n",
+            "centrum_master_http_accept_errors_total 0\n",
+            "# TYPE centrum_master_http_timeouts_total counter\n\
+             centrum_master_http_timeouts_total{kind=\"header\"} 4\n\
+             centrum_master_http_timeouts_total{kind=\"body\"} 0\n\
+             centrum_master_http_timeouts_total{kind=\"idle\"} 5\n",
+            "centrum_master_http_evicted_total 6\n",
+            "centrum_master_login_throttled_total 7\n",
+            "centrum_master_login_failures_total 8\n",
+            "# TYPE centrum_master_admin_sessions gauge\ncentrum_master_admin_sessions 2\n",
+            "centrum_master_admin_sessions_evicted_total 0\n",
+        ] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
     }
 
     #[test]
@@ -373,7 +497,7 @@ mod tests {
             retry_at: None,
             log: None,
         };
-        let text = render(&config(), &[], &[child], &[]);
+        let text = render(&config(), &[], &[child], &HttpCounters::default(), &[]);
         for line in [
             "centrum_master_node_state{node=\"back-1\",state=\"running\"} 0\n",
             "centrum_master_node_state{node=\"back-1\",state=\"restarting\"} 0\n",
@@ -420,6 +544,7 @@ mod tests {
                 (Role::Front, "front-1", front),
             ]),
             &[],
+            &HttpCounters::default(),
             &[],
         );
         let expected_x = "# HELP centrum_x_total Help of centrum_x_total.\n\
@@ -469,6 +594,7 @@ mod tests {
             &config(),
             &nodes(vec![(Role::Front, "front-1", stats)]),
             &[],
+            &HttpCounters::default(),
             &[],
         );
         assert!(!text.contains("bad"), "{text}");
@@ -500,6 +626,7 @@ mod tests {
             &config(),
             &nodes(vec![(Role::Front, "front-1", stats)]),
             &[],
+            &HttpCounters::default(),
             &[],
         );
         assert!(

@@ -3,19 +3,22 @@
 //! and the admin token check that guards the dashboard, `/status` and `/metrics`.
 
 use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Form;
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
+use tokio::time::Instant;
 
 use crate::http::{HttpState, error};
 
-/// The cookie the login form sets; its value is the admin token itself, so the master
-/// keeps no session table. `HttpOnly` keeps it from page scripts, `SameSite=Strict`
-/// from other sites' forms.
+/// The cookie the login form sets; its value is a session id ([`crate::sessions`]), never the
+/// admin token. `HttpOnly` keeps it from page scripts, `SameSite=Strict` from other
+/// sites' forms, `Secure` (with TLS) off plain HTTP.
 const COOKIE: &str = "centrum_admin";
 
 /// A page or asset compiled into the binary.
@@ -135,31 +138,86 @@ pub(crate) async fn admin(State(state): State<HttpState>, headers: HeaderMap) ->
     }
 }
 
-/// `POST /admin/login` (form field `token`): sets the cookie and goes to the dashboard,
-/// or back to the form with `?login=failed`.
-pub(crate) async fn login(State(state): State<HttpState>, Form(login): Form<Login>) -> Response {
+/// `POST /admin/login` (form field `token`): opens a session, sets its cookie and goes to
+/// the dashboard, or back to the form with `?login=failed`; 429 with `Retry-After` past
+/// the address's allowance of attempts.
+pub(crate) async fn login(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(login): Form<Login>,
+) -> Response {
     let Some(expected) = &state.config.master.admin_token else {
         return Redirect::to("/admin").into_response();
     };
+    if let Err(wait) = state.logins.check(peer.ip()) {
+        state.counters.login_throttled.fetch_add(1, Relaxed);
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many login attempts from {}; retry in {seconds} s",
+                peer.ip()
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        return response;
+    }
     if !expected.matches(&login.token) {
-        tracing::warn!("admin login with a wrong token");
+        state.counters.login_failures.fetch_add(1, Relaxed);
+        tracing::warn!(peer = %peer.ip(), "admin login with a wrong token");
         return Redirect::to("/admin?login=failed").into_response();
     }
-    // Invariant: the config only accepts printable ASCII tokens without ';' or ','.
-    let cookie = HeaderValue::from_str(&format!(
-        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
-        expected.expose()
-    ))
-    .expect("a validated admin token is a valid header value");
+    let opened = match state.sessions.open(Instant::now()) {
+        Ok(opened) => opened,
+        Err(e) => {
+            tracing::error!(error = %e, "no randomness for an admin session id");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot make a session id: the system has no randomness to give".into(),
+            );
+        }
+    };
+    if opened.evicted {
+        state.counters.sessions_evicted.fetch_add(1, Relaxed);
+    }
+    let cookie = cookie(
+        &opened.id,
+        state.sessions.lifetime().as_secs(),
+        state.secure_cookies,
+    );
     ([(header::SET_COOKIE, cookie)], Redirect::to("/admin")).into_response()
 }
 
-/// `POST /admin/logout`: clears the cookie.
-pub(crate) async fn logout() -> Response {
-    let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    // Invariant: built from constants only.
-    let clear = HeaderValue::from_str(&clear).expect("a constant cookie is a valid header");
+/// `POST /admin/logout`: ends the session and clears the cookie.
+pub(crate) async fn logout(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    for id in cookie_values(&headers) {
+        state.sessions.close(id);
+    }
+    let clear = cookie("", 0, state.secure_cookies);
     ([(header::SET_COOKIE, clear)], Redirect::to("/admin")).into_response()
+}
+
+/// The admin cookie carrying `value` for `max_age_s` seconds (0 clears it).
+fn cookie(value: &str, max_age_s: u64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie =
+        format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
+    // Invariant: the value is a session id in hex or empty; the rest is constant.
+    HeaderValue::from_str(&cookie).expect("a hex session id makes a valid header value")
+}
+
+/// The values of every admin cookie the request carries.
+fn cookie_values(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value)
 }
 
 /// `GET /assets/{name}`.
@@ -200,8 +258,8 @@ pub(crate) async fn require_admin(
     response
 }
 
-/// True when no token is configured, or the request carries it as a bearer token or in
-/// the login cookie.
+/// True when no token is configured, or the request carries it as a bearer token, or a
+/// cookie of a session in force.
 fn authorized(state: &HttpState, headers: &HeaderMap) -> bool {
     let Some(expected) = &state.config.master.admin_token else {
         return true;
@@ -212,16 +270,8 @@ fn authorized(state: &HttpState, headers: &HeaderMap) -> bool {
         .filter_map(|value| value.to_str().ok())
         .filter_map(|value| value.strip_prefix("Bearer "))
         .any(|token| expected.matches(token.trim()));
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(name, _)| *name == COOKIE)
-        .map(|(_, token)| token)
-        .any(|token| expected.matches(token));
-    bearer || cookie
+    let now = Instant::now();
+    bearer || cookie_values(headers).any(|id| state.sessions.is_live(id, now))
 }
 
 fn html(status: StatusCode, body: &'static str) -> Response {
@@ -234,4 +284,42 @@ fn html(status: StatusCode, body: &'static str) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_is_http_only_strict_and_secure_only_with_tls() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            cookie(id, 43_200, false),
+            "centrum_admin=0123456789abcdef0123456789abcdef; Path=/; HttpOnly; SameSite=Strict; \
+             Max-Age=43200"
+        );
+        assert_eq!(
+            cookie(id, 43_200, true),
+            "centrum_admin=0123456789abcdef0123456789abcdef; Path=/; HttpOnly; SameSite=Strict; \
+             Max-Age=43200; Secure"
+        );
+        assert_eq!(
+            cookie("", 0, true),
+            "centrum_admin=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0; Secure"
+        );
+    }
+
+    #[test]
+    fn every_admin_cookie_of_a_request_is_read() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; centrum_admin=x"),
+        );
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("centrum_admin=y;centrum_admin_other=z"),
+        );
+        assert_eq!(cookie_values(&headers).collect::<Vec<_>>(), ["x", "y"]);
+    }
 }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use centrum_config::{
     BackConfig, ChannelConfig, ClusterConfig, Config, FrontConfig, Limits, MasterConfig,
+    MasterLimits,
 };
 use centrum_master::{MasterError, MasterListeners};
 use centrum_net::auth::ClusterKey;
@@ -82,6 +83,19 @@ impl TestMaster {
     }
 
     async fn start_with(limits: Limits, admin_token: Option<&str>) -> TestMaster {
+        TestMaster::start_full(limits, MasterLimits::default(), admin_token).await
+    }
+
+    /// A master with `http` as its `[master.limits]`.
+    async fn start_http(http: MasterLimits, admin_token: Option<&str>) -> TestMaster {
+        TestMaster::start_full(Limits::default(), http, admin_token).await
+    }
+
+    async fn start_full(
+        limits: Limits,
+        http_limits: MasterLimits,
+        admin_token: Option<&str>,
+    ) -> TestMaster {
         let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let nodes = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let (http_addr, nodes_addr) = (
@@ -96,6 +110,7 @@ impl TestMaster {
                 http: http_addr,
                 nodes: nodes_addr,
                 admin_token: admin_token.map(centrum_config::Secret::new),
+                limits: http_limits,
             },
             cluster: ClusterConfig {
                 secret: Some(centrum_config::Secret::new(SECRET)),
@@ -146,6 +161,7 @@ impl TestMaster {
             ],
             limits,
             calls: Default::default(),
+            access: Default::default(),
             store: Default::default(),
             supervision: Default::default(),
             auth: None,
@@ -1012,7 +1028,26 @@ async fn an_admin_token_guards_the_dashboard_status_and_metrics_but_not_the_gate
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
+    // A random session id, never the token; not `Secure` on plain HTTP.
     let pair = cookie.split(';').next().expect("name=value");
+    let id = pair
+        .strip_prefix("centrum_admin=")
+        .expect("the admin cookie");
+    assert_ne!(id, TOKEN);
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    assert!(cookie.contains("; Path=/"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    for forged in [
+        format!("centrum_admin={TOKEN}"),
+        "centrum_admin=0123456789abcdef0123456789abcdef".to_owned(),
+    ] {
+        let forged = [("Cookie", forged.as_str())];
+        let reply = request_with(master.http, "GET", "/status", &forged, "").await;
+        assert_eq!(reply.status, 401, "{forged:?}");
+    }
     let with_cookie = [("Cookie", pair)];
     let dashboard = request_with(master.http, "GET", "/admin", &with_cookie, "").await;
     assert_eq!(dashboard.status, 200);
@@ -1030,6 +1065,11 @@ async fn an_admin_token_guards_the_dashboard_status_and_metrics_but_not_the_gate
             .header("set-cookie")
             .is_some_and(|c| c.contains("Max-Age=0"))
     );
+    // The session ended on the master: the old cookie no longer opens anything.
+    let after = request_with(master.http, "GET", "/status", &with_cookie, "").await;
+    assert_eq!(after.status, 401);
+    let after = request_with(master.http, "GET", "/admin", &with_cookie, "").await;
+    assert!(after.body.contains("name=\"token\""), "the form again");
     master.stop().await;
 }
 
@@ -1297,4 +1337,299 @@ async fn shutdown_closes_node_links_and_idle_connections() {
         start.elapsed()
     );
     closed_by_master(&mut link).await;
+}
+
+/// `[master.limits]` with small timeouts for the tests below.
+fn http_limits(header_ms: u32, idle_ms: u32) -> MasterLimits {
+    MasterLimits {
+        header_timeout_ms: header_ms,
+        idle_timeout_ms: idle_ms,
+        ..MasterLimits::default()
+    }
+}
+
+/// Reads one response from a keep-alive connection: its status and body.
+async fn read_response(stream: &mut TcpStream) -> (u16, String) {
+    within("a response", async {
+        let mut raw = Vec::new();
+        let head_end = loop {
+            if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "closed before a response: {raw:?}");
+            raw.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8(raw[..head_end].to_vec()).expect("utf-8 head");
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no content-length in {head}"));
+        let mut body = raw[head_end..].to_vec();
+        while body.len() < length {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "closed in a body");
+            body.extend_from_slice(&chunk[..n]);
+        }
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line in {head}"));
+        (status, String::from_utf8(body).expect("utf-8 body"))
+    })
+    .await
+}
+
+/// Waits until the master closes `stream` (end of stream or reset), reading and
+/// discarding anything before; returns when that happened.
+async fn closed_at(stream: &mut TcpStream) -> Instant {
+    within("the master closes the connection", async {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return Instant::now(),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+}
+
+/// The value of the one sample `name{labels}` on /metrics.
+async fn metric(master: &TestMaster, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let reply = master.get("/metrics").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let samples = parse_exposition(&reply.body);
+    find(&samples, name, labels)
+        .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{}", reply.body))
+        .value
+}
+
+#[tokio::test]
+async fn a_head_sent_a_byte_at_a_time_is_closed_at_the_header_timeout() {
+    let master = TestMaster::start_http(http_limits(500, 60_000), None).await;
+    let mut stream = within("connect", TcpStream::connect(master.http))
+        .await
+        .expect("connect");
+    let opened = Instant::now();
+    let (mut reader, mut writer) = stream.split();
+    let head = b"GET /status HTTP/1.1\r\nHost: master\r\nX-Padding: slowly, slowly\r\n\r\n";
+    let trickle = async {
+        for byte in head {
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the whole head went through a byte per 100 ms");
+    };
+    let closed = async {
+        let mut chunk = [0u8; 1024];
+        within("the master closes the connection", async {
+            match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => Instant::now(),
+                Ok(n) => panic!("an answer to a trickled head: {:?}", &chunk[..n]),
+            }
+        })
+        .await
+    };
+    let at = tokio::select! {
+        at = closed => at,
+        () = trickle => unreachable!("the trickle panics or returns after the close"),
+    };
+    let after = at - opened;
+    assert!(
+        after >= Duration::from_millis(450) && after < Duration::from_millis(2_000),
+        "closed after {after:?}"
+    );
+    assert_eq!(
+        metric(
+            &master,
+            "centrum_master_http_timeouts_total",
+            &[("kind", "header")]
+        )
+        .await,
+        1.0
+    );
+    master.stop().await;
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_is_closed_after_the_idle_timeout_not_before() {
+    let master = TestMaster::start_http(http_limits(5_000, 400), None).await;
+    let mut stream = within("connect", TcpStream::connect(master.http))
+        .await
+        .expect("connect");
+    let request = b"GET /gate?channel=arena HTTP/1.1\r\nHost: master\r\n\r\n";
+    // Two requests on one connection: it is kept alive between them.
+    for _ in 0..2 {
+        stream.write_all(request).await.expect("write");
+        let (status, body) = read_response(&mut stream).await;
+        assert_eq!(status, 503, "{body}");
+    }
+    let answered = Instant::now();
+    let idle = closed_at(&mut stream).await - answered;
+    assert!(
+        idle >= Duration::from_millis(350) && idle < Duration::from_millis(2_000),
+        "closed after {idle:?} idle"
+    );
+    assert_eq!(
+        metric(
+            &master,
+            "centrum_master_http_timeouts_total",
+            &[("kind", "idle")]
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &master,
+            "centrum_master_http_timeouts_total",
+            &[("kind", "header")]
+        )
+        .await,
+        0.0
+    );
+    master.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_fails_its_request_and_closes_the_connection() {
+    const TOKEN: &str = "a-good-token-1234";
+    let master = TestMaster::start_http(http_limits(400, 60_000), Some(TOKEN)).await;
+    let mut stream = within("connect", TcpStream::connect(master.http))
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"POST /admin/login HTTP/1.1\r\nHost: master\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntoken=",
+        )
+        .await
+        .expect("write");
+    let sent = Instant::now();
+    let (status, body) = read_response(&mut stream).await;
+    assert_eq!(status, 400, "{body}");
+    let closed = closed_at(&mut stream).await - sent;
+    assert!(
+        closed >= Duration::from_millis(350) && closed < Duration::from_millis(2_000),
+        "closed after {closed:?}"
+    );
+    let bearer = [("Authorization", "Bearer a-good-token-1234")];
+    let reply = request_with(master.http, "GET", "/metrics", &bearer, "").await;
+    let samples = parse_exposition(&reply.body);
+    let timeouts = |kind| {
+        find(
+            &samples,
+            "centrum_master_http_timeouts_total",
+            &[("kind", kind)],
+        )
+        .expect("a sample")
+        .value
+    };
+    assert_eq!(timeouts("body"), 1.0);
+
+    // A body over the limit is refused unread.
+    let form_type = [("Content-Type", "application/x-www-form-urlencoded")];
+    let big = format!("token={}", "x".repeat(20_000));
+    let reply = request_with(master.http, "POST", "/admin/login", &form_type, &big).await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    master.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_cap_taken_by_idle_and_slow_connections_the_gate_still_answers() {
+    let master = TestMaster::start_http(
+        MasterLimits {
+            max_connections: 20,
+            ..http_limits(60_000, 60_000)
+        },
+        None,
+    )
+    .await;
+    let front = master.node(Role::Front, "front-1", 1, clients(0));
+    master.node_until("front-1", |_| true).await;
+    // 30 connections for a cap of 20: half never send a byte, half stop mid-head.
+    let mut hogs = Vec::new();
+    for i in 0..30 {
+        let mut stream = within("connect", TcpStream::connect(master.http))
+            .await
+            .expect("connect");
+        if i % 2 == 1 {
+            stream.write_all(b"GET /status HT").await.expect("write");
+        }
+        hogs.push(stream);
+    }
+    let asked = Instant::now();
+    let reply = request(master.http, "GET", "/gate?channel=arena").await;
+    let took = asked.elapsed();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["front"], "front-1");
+    assert!(took < Duration::from_secs(1), "the gate took {took:?}");
+    // Room was made by closing the longest-waiting connections, never more than the cap open.
+    let evicted = metric(&master, "centrum_master_http_evicted_total", &[]).await;
+    assert!(evicted >= 11.0, "{evicted} evicted");
+    let open = metric(&master, "centrum_master_http_connections", &[]).await;
+    assert!(open <= 20.0, "{open} open");
+    // The first connections made were the first closed.
+    closed_at(&mut hogs[0]).await;
+    closed_at(&mut hogs[1]).await;
+    front.stop().await;
+    master.stop().await;
+}
+
+#[tokio::test]
+async fn a_sixth_login_within_a_minute_gets_429_with_retry_after() {
+    const TOKEN: &str = "a-good-token-1234";
+    let master = TestMaster::start_http(MasterLimits::default(), Some(TOKEN)).await;
+    let form_type = [("Content-Type", "application/x-www-form-urlencoded")];
+    let login = |token: &'static str| {
+        request_with(
+            master.http,
+            "POST",
+            "/admin/login",
+            &form_type,
+            match token {
+                "right" => "token=a-good-token-1234",
+                _ => "token=a-bad-token-12345",
+            },
+        )
+    };
+    for _ in 0..5 {
+        let reply = login("wrong").await;
+        assert_eq!(reply.status, 303);
+        assert_eq!(reply.header("location"), Some("/admin?login=failed"));
+    }
+    // Even the right token waits now.
+    let throttled = login("right").await;
+    assert_eq!(throttled.status, 429, "{}", throttled.body);
+    assert!(
+        throttled.error().contains("too many login attempts"),
+        "{}",
+        throttled.body
+    );
+    assert_eq!(throttled.header("set-cookie"), None);
+    let retry: u64 = throttled
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!((1..=12).contains(&retry), "{retry}");
+
+    let bearer = [("Authorization", "Bearer a-good-token-1234")];
+    let reply = request_with(master.http, "GET", "/metrics", &bearer, "").await;
+    assert_eq!(reply.status, 200, "the bearer token is not rate limited");
+    let samples = parse_exposition(&reply.body);
+    let value = |name| find(&samples, name, &[]).expect("a sample").value;
+    assert_eq!(value("centrum_master_login_throttled_total"), 1.0);
+    assert_eq!(value("centrum_master_login_failures_total"), 5.0);
+    assert_eq!(value("centrum_master_admin_sessions"), 0.0);
+    master.stop().await;
 }

@@ -1929,7 +1929,16 @@ var DEFAULTS = {
   WebSocket: void 0
 };
 var PROBE_NONCE = 2 ** 52;
-var FATAL_FOR_GOOD = /* @__PURE__ */ new Set(["version", "hello_required", "malformed", "too_large", "binary_only"]);
+var FATAL_FOR_GOOD = /* @__PURE__ */ new Set([
+  "version",
+  "hello_required",
+  "malformed",
+  "too_large",
+  "binary_only",
+  "too_many_fragments",
+  "rate_limited",
+  "idle"
+]);
 var FIRST_RETRY_MS = 100;
 var LONGEST_RETRY_MS = 5e3;
 var Client = class _Client extends Emitter {

@@ -20,8 +20,8 @@ use centrum_app::Registry;
 use centrum_back::Back;
 use centrum_client::{Client, ClientError, ClientOptions, Event};
 use centrum_config::{
-    AuthConfig, BackConfig, CallsConfig, ChannelConfig, ClusterConfig, Config, FrontConfig, Limits,
-    MasterConfig, StoreConfig, StoreKind,
+    AccessConfig, AuthConfig, BackConfig, CallsConfig, ChannelConfig, ClusterConfig, Config,
+    FrontConfig, Limits, MasterConfig, StoreConfig, StoreKind,
 };
 use centrum_front::Front;
 use centrum_net::Shutdown;
@@ -54,6 +54,8 @@ pub struct ClusterSpec {
     pub admin_token: Option<String>,
     /// The `[calls]` table (server key off by default).
     pub calls: CallsConfig,
+    /// The `[access]` table (no trusted proxies, any origin by default).
+    pub access: AccessConfig,
     /// The games the backs host; the built-in ones by default.
     pub apps: Registry,
     /// The `[auth]` table (none by default: tokens ignored).
@@ -72,6 +74,7 @@ impl Default for ClusterSpec {
             proxied_links: false,
             admin_token: None,
             calls: CallsConfig::default(),
+            access: AccessConfig::default(),
             apps: centrum_games::registry(),
             auth: None,
             anonymous: Vec::new(),
@@ -126,6 +129,7 @@ impl TestCluster {
                 http: http.local_addr().expect("addr"),
                 nodes: nodes.local_addr().expect("addr"),
                 admin_token: spec.admin_token.clone().map(centrum_config::Secret::new),
+                limits: Default::default(),
             },
             cluster: ClusterConfig {
                 secret: Some(centrum_config::Secret::new(CLUSTER_SECRET)),
@@ -160,6 +164,7 @@ impl TestCluster {
                 .collect(),
             limits: spec.limits,
             calls: spec.calls.clone(),
+            access: spec.access.clone(),
             // In-process clusters keep nothing on disk; the process tests do.
             store: StoreConfig {
                 kind: StoreKind::Memory,

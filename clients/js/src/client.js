@@ -28,8 +28,14 @@ const DEFAULTS = {
 /** The nonces of the pings that probe a silent front start here; `ping()` counts from 1. */
 const PROBE_NONCE = 2 ** 52;
 
-/** Server error codes after which dialling again cannot help (§10). */
-const FATAL_FOR_GOOD = new Set(['version', 'hello_required', 'malformed', 'too_large', 'binary_only']);
+/**
+ * Server close reasons after which dialling again cannot help (§10): the same client
+ * would break the same rule, flood again, or (`idle`) had nothing to do on the server.
+ */
+const FATAL_FOR_GOOD = new Set([
+  'version', 'hello_required', 'malformed', 'too_large', 'binary_only',
+  'too_many_fragments', 'rate_limited', 'idle',
+]);
 
 /** Back-off between reconnection attempts: 100 ms doubling to 5 s, with jitter. */
 const FIRST_RETRY_MS = 100;
