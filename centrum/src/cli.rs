@@ -328,6 +328,32 @@ impl Cli {
             None => "off (no [calls] server_key)".into(),
         };
         say(format_args!("  calls   {calls}"))?;
+        // The key is read as a front reads it when it starts.
+        if let Err(problem) = centrum_front::check_auth(&config) {
+            return Err(ConfigError::Invalid(vec![problem]).into());
+        }
+        let auth = match &config.auth {
+            Some(auth) => {
+                let anonymous: Vec<&str> = config
+                    .backs
+                    .iter()
+                    .flat_map(|b| &b.channels)
+                    .filter(|c| c.anonymous)
+                    .map(|c| c.name.as_str())
+                    .collect();
+                format!(
+                    "JWT {:?}; without a token: {}",
+                    auth.algorithm,
+                    if anonymous.is_empty() {
+                        "refused".to_owned()
+                    } else {
+                        anonymous.join(", ")
+                    }
+                )
+            }
+            None => "off (no [auth]: tokens are ignored, every channel is open)".into(),
+        };
+        say(format_args!("  auth    {auth}"))?;
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ use tracing::{debug, trace};
 use centrum_protocol::{ClientMsg, Input, Mirror, Seq, encode};
 
 use crate::session::{Due, Session};
-use crate::{ClientError, Event, data, gate, tls};
+use crate::{ClientError, Event, Token, data, gate, tls};
 
 /// Events that arrive while [`Client::join`] waits for its answer are kept for
 /// [`Client::next_event`]; when this many are waiting, `join` stops waiting and
@@ -32,8 +32,9 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// How a client connects.
 #[derive(Clone)]
 pub struct ClientOptions {
-    /// Authentication token sent in the hello; empty when the cluster needs none.
-    pub token: String,
+    /// The token sent in the hello (PROTOCOL.md: authentication): none, a fixed one,
+    /// or one fetched before every connect. A `&str` or `String` converts into it.
+    pub token: Token,
     /// The [`Client::resume_token`] of an earlier connection, to resume its session:
     /// joining a channel again then restores the membership (same player, same ack)
     /// where the back still holds it. PROTOCOL.md §7.8 says how long that is.
@@ -61,14 +62,7 @@ pub struct ClientOptions {
 impl fmt::Debug for ClientOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientOptions")
-            .field(
-                "token",
-                &if self.token.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
+            .field("token", &self.token)
             .field("resume", &self.resume.as_ref().map(|_| "<redacted>"))
             .field("max_message_bytes", &self.max_message_bytes)
             .field("connect_timeout", &self.connect_timeout)
@@ -82,7 +76,7 @@ impl fmt::Debug for ClientOptions {
 impl Default for ClientOptions {
     fn default() -> Self {
         Self {
-            token: String::new(),
+            token: Token::None,
             resume: None,
             max_message_bytes: 16 << 20,
             connect_timeout: Duration::from_secs(10),
@@ -179,7 +173,8 @@ impl Client {
             tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, connector)
                 .await
                 .map_err(|e| connect_error(e.into()))?;
-        let hello = Session::hello(&options.token, options.resume.as_deref());
+        let token = options.token.get().await?;
+        let hello = Session::hello(&token, options.resume.as_deref());
         send_message(&mut ws, &hello).await?;
         let bytes = loop {
             match incoming(&mut ws).await {

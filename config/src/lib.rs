@@ -2,7 +2,10 @@
 //! their channels and the shared limits. [`Config::parse`] and [`Config::load`] read and
 //! validate it; [`Config::embedded_default`] is a one-machine cluster for trying things out.
 
+mod auth;
 mod validate;
+
+pub use auth::{AuthConfig, JwtAlgorithm, MIN_HMAC_SECRET};
 
 pub use validate::{NAME_RULE, is_name};
 
@@ -67,6 +70,7 @@ id = "back-1"
 listen = "127.0.0.1:7320"
 tick_hz = 20               # ticks per second, 1-240
 # Each channel is owned by exactly one back; `app` names the game logic it runs.
+# `anonymous = true` lets clients without a token join it when [auth] is set (default false).
 channels = [{ name = "arena", app = "arena" }]
 # data_dir = "/var/lib/centrum/back-1"   # where this back keeps its channels; default <store.dir>/<id>
 
@@ -128,6 +132,24 @@ channels = [{ name = "arena", app = "arena" }]
 # max_body_bytes = 65536         # largest call body (64-16777216, <= limits.max_frame_bytes - 64)
 # max_in_flight = 1024           # calls waiting for their answer on one front (1-65536)
 
+# Client authentication: with this section a front verifies the JWT (JSON Web Token) a
+# client presents in its hello, and only channels with `anonymous = true` take clients
+# without one. Without it tokens are ignored and every channel is open. Tokens must carry
+# `sub` and `exp`; `nbf`, when present, is checked too.
+# [auth]
+# algorithm = "HS256"            # "HS256", "HS384" or "HS512" with a shared secret; "RS256", "RS384",
+#                                #   "RS512", "ES256", "ES384" or "EdDSA" with a public key
+# secret = "change-me-to-a-secret-of-32-bytes-or-more"   # HMAC secret, at least 32 bytes; or instead:
+#   secret_env = "CENTRUM_JWT_SECRET"   # the environment variable holding it, or
+#   secret_file = "jwt.secret"          # a file holding it (relative to this file's folder)
+#   public_key_file = "jwt.pem"         # for RS*/ES*/EdDSA: the PEM public key, or
+#   jwks_file = "jwks.json"             # a JWKS file; each token's `kid` picks its key
+#   issuer = "https://auth.example.com" # when set, `iss` must be this
+#   audience = "my-game"                # when set, `aud` must be (or list) this
+# leeway_s = 30                  # clock skew allowed on exp and nbf, in seconds (0-600)
+# claims = []                    # claims passed to the games besides `sub`, e.g. ["name"] (at most 32)
+# channels_claim = "channels"    # a claim listing the channels a token may join ("match-*": any characters)
+
 # How `centrum up` keeps the nodes of its host running. Every setting may be omitted; the
 # values shown are the defaults. A node that exits is restarted after a back-off that
 # doubles from restart_min_ms to restart_max_ms; after max_failures quick exits in a row
@@ -166,6 +188,9 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub supervision: SupervisionConfig,
+    /// Client authentication; none: tokens are ignored, every channel is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -293,6 +318,10 @@ pub struct ChannelConfig {
     pub name: String,
     /// The game logic the channel runs; which apps exist is checked by the back, not here.
     pub app: String,
+    /// With `[auth]`: clients without a token may join it. Without `[auth]` every
+    /// channel is open.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
 }
 
 /// Sizes, queue depths and timeouts shared by every process. Each field may be omitted.
@@ -798,6 +827,18 @@ impl Config {
             tls.cert = folder.join(&tls.cert);
             tls.key = folder.join(&tls.key);
         }
+        if let Some(auth) = &mut config.auth {
+            for file in [
+                &mut auth.secret_file,
+                &mut auth.public_key_file,
+                &mut auth.jwks_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *file = folder.join(&*file);
+            }
+        }
         Ok(config)
     }
 
@@ -1094,6 +1135,45 @@ slow_client = "disconnect"
             ["https://game.example.com".to_owned()]
         );
         assert_eq!(Config::embedded_default().access, AccessConfig::default());
+        let auth = config.auth.expect("the [auth] example");
+        assert_eq!((auth.algorithm, auth.leeway_s), (JwtAlgorithm::HS256, 30));
+        assert_eq!(auth.channels_claim, "channels");
+        assert!(auth.claims.is_empty() && auth.secret_env.is_none());
+    }
+
+    #[test]
+    fn auth_parses_from_toml_with_key_files_beside_the_config_file() {
+        let path = temp_path("auth.toml");
+        let text = DEFAULT_TOML.replace(
+            r#"channels = [{ name = "arena", app = "arena" }]"#,
+            r#"channels = [{ name = "arena", app = "arena" }, { name = "lobby", app = "arena", anonymous = true }]"#,
+        ) + "[auth]\nalgorithm = \"EdDSA\"\njwks_file = \"keys/jwks.json\"\nclaims = [\"name\"]\n";
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let auth = config.auth.as_ref().unwrap();
+        assert_eq!(auth.algorithm, JwtAlgorithm::EdDSA);
+        let folder = std::path::absolute(&path).unwrap();
+        let expected = folder.parent().unwrap().join("keys/jwks.json");
+        assert_eq!(auth.jwks_file.as_deref(), Some(expected.as_path()));
+        assert_eq!(auth.claims, ["name"]);
+        let anonymous: Vec<bool> = config.backs[0]
+            .channels
+            .iter()
+            .map(|c| c.anonymous)
+            .collect();
+        assert_eq!(anonymous, [false, true]);
+        // And it writes back out as it was read.
+        assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn a_bad_auth_section_is_refused_naming_the_field() {
+        let text = format!("{DEFAULT_TOML}\n[auth]\nalgorithm = \"HS256\"\nsecret = \"short\"\n");
+        let e = Config::parse(&text).unwrap_err().to_string();
+        assert!(e.contains("auth.secret: must be at least 32 bytes"), "{e}");
+        let text = format!("{DEFAULT_TOML}\n[auth]\nalgorithm = \"HS1\"\n");
+        assert!(matches!(Config::parse(&text), Err(ConfigError::Parse(_))));
     }
 
     fn looks_like_key_value(line: &str) -> bool {

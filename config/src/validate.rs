@@ -549,6 +549,11 @@ pub(crate) fn problems(config: &Config) -> Vec<FieldError> {
         }
     }
     checker.supervision(&config.supervision);
+    if let Some(auth) = &config.auth {
+        for (field, reason) in auth.problems() {
+            checker.push(field, reason);
+        }
+    }
     checker.problems
 }
 
@@ -602,6 +607,7 @@ mod tests {
         ChannelConfig {
             name: name.into(),
             app: app.into(),
+            anonymous: false,
         }
     }
 

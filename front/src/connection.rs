@@ -24,6 +24,7 @@ use centrum_protocol::{
 };
 
 use crate::access::IpSlot;
+use crate::auth;
 use crate::close::{End, binary_only, finish, ws_code};
 use crate::handshake::{self, Welcomed};
 use crate::http;
@@ -97,6 +98,13 @@ pub(crate) async fn serve(
         }
     };
     reader.set_max_message(max_message);
+    let grant = match auth::admit(&hub, &hello.token) {
+        Ok(grant) => grant,
+        Err(end) => {
+            hub.metrics.handshake_failures.fetch_add(1, Relaxed);
+            return finish(&mut stream, end).await;
+        }
+    };
     let Welcomed {
         key,
         resume,
@@ -108,6 +116,7 @@ pub(crate) async fn serve(
         tx,
         kill: shutdown.child_token(),
         secret,
+        grant: Arc::new(grant),
     };
     let mut conn = Conn {
         hub: hub.clone(),
@@ -561,7 +570,7 @@ mod tests {
         tokio::task::JoinHandle<()>,
         mpsc::Receiver<Bytes>,
     ) {
-        let hub = Arc::new(Hub::new("front-1", Arc::new(config)));
+        let hub = Arc::new(Hub::new("front-1", Arc::new(config), None));
         let (link_tx, link_rx) = mpsc::channel(16);
         hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

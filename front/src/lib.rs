@@ -7,6 +7,7 @@
 //! a call, served by `call`) -> `hub` (routing and fan-out) <- `link` (one task per back).
 
 mod access;
+mod auth;
 mod call;
 mod close;
 mod connection;
@@ -34,11 +35,16 @@ use centrum_protocol::{CLUSTER_VERSION, NodeStats, Register, Role};
 
 use hub::Hub;
 
+pub use auth::check as check_auth;
+
 /// Why a front could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
     #[error("no front with id {0:?} in the config")]
     UnknownId(String),
+    /// The `[auth]` key cannot be read or used.
+    #[error("{0}")]
+    Auth(centrum_config::FieldError),
     #[error(transparent)]
     Refused(#[from] centrum_net::RegisterError),
     /// The cluster secret is missing or unreadable.
@@ -72,6 +78,7 @@ impl Front {
     /// # Errors
     /// [`FrontError::UnknownId`] when `id` is not a front of the config,
     /// [`FrontError::Tls`] when its certificate or key cannot be used.
+    /// [`FrontError::Auth`] when the key of its `[auth]` cannot be read or used.
     pub fn start(
         config: Arc<Config>,
         id: &str,
@@ -92,7 +99,8 @@ impl Front {
         } else {
             me.client_url()
         };
-        let hub = Arc::new(Hub::new(id, config.clone()));
+        let auth = auth::Verifier::from_config(&config).map_err(FrontError::Auth)?;
+        let hub = Arc::new(Hub::new(id, config.clone(), auth));
         let tls = match &me.tls {
             None => None,
             Some(files) => Some(

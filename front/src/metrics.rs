@@ -7,6 +7,8 @@ use centrum_net::TlsCounters;
 
 use centrum_protocol::{Metric, MetricKind};
 
+use crate::auth::{AuthFailure, Refused};
+
 #[derive(Debug, Default)]
 pub(crate) struct FrontMetrics {
     pub(crate) connections_total: AtomicU64,
@@ -38,6 +40,14 @@ pub(crate) struct FrontMetrics {
     pub(crate) calls: AtomicU64,
     pub(crate) calls_failed: AtomicU64,
     pub(crate) calls_timed_out: AtomicU64,
+    /// Hellos whose token was refused (or missing where one is required), by
+    /// [`AuthFailure::index`].
+    pub(crate) auth_failures: [AtomicU64; AuthFailure::LABELS.len()],
+    /// Hellos with a token that verified.
+    pub(crate) auth_verified: AtomicU64,
+    /// Joins refused by the front for want of a token or of the token's leave, by
+    /// [`Refused`] discriminant.
+    pub(crate) joins_refused: [AtomicU64; Refused::LABELS.len()],
     /// Client frames dropped over `limits.client_messages_per_s` or `client_bytes_per_s`.
     pub(crate) rate_limited: AtomicU64,
     /// Clients closed after `limits.client_flood_close_ms` over those limits.
@@ -319,7 +329,7 @@ impl FrontMetrics {
         let loaded = all
             .into_iter()
             .map(|(name, help, kind, v)| (name, help, kind, v.load(Relaxed) as f64));
-        loaded
+        let mut out: Vec<Metric> = loaded
             .chain(computed)
             .map(|(name, help, kind, value)| Metric {
                 name: name.into(),
@@ -328,6 +338,39 @@ impl FrontMetrics {
                 labels: Vec::new(),
                 value,
             })
-            .collect()
+            .collect();
+        let labelled = |name: &str, help: &str, labels: &[&str], values: &[AtomicU64]| {
+            labels
+                .iter()
+                .zip(values)
+                .map(|(label, v)| Metric {
+                    name: name.into(),
+                    help: help.into(),
+                    kind: Counter,
+                    labels: vec![("reason".into(), (*label).into())],
+                    value: v.load(Relaxed) as f64,
+                })
+                .collect::<Vec<_>>()
+        };
+        out.extend(labelled(
+            "centrum_front_auth_failures_total",
+            "Hellos refused for their token (close 1008, unauthorized), by what failed; missing: no token where one is required.",
+            &AuthFailure::LABELS,
+            &self.auth_failures,
+        ));
+        out.extend(labelled(
+            "centrum_front_joins_refused_total",
+            "Joins the front rejected before the back saw them: unauthorized (the channel needs a token), forbidden (the token's channel claim does not list it).",
+            &Refused::LABELS,
+            &self.joins_refused,
+        ));
+        out.push(Metric {
+            name: "centrum_front_auth_verified_total".into(),
+            help: "Hellos whose token verified.".into(),
+            kind: Counter,
+            labels: Vec::new(),
+            value: self.auth_verified.load(Relaxed) as f64,
+        });
+        out
     }
 }

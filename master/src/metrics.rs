@@ -424,6 +424,7 @@ mod tests {
                 channels: vec![ChannelConfig {
                     name: "arena".into(),
                     app: "arena".into(),
+                    anonymous: false,
                 }],
                 data_dir: None,
             }],
@@ -432,6 +433,7 @@ mod tests {
             access: Default::default(),
             store: Default::default(),
             supervision: Default::default(),
+            auth: None,
         }
     }
 

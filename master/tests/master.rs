@@ -138,10 +138,12 @@ impl TestMaster {
                         ChannelConfig {
                             name: "arena".into(),
                             app: "arena".into(),
+                            anonymous: false,
                         },
                         ChannelConfig {
                             name: "lobby".into(),
                             app: "chat".into(),
+                            anonymous: false,
                         },
                     ],
                     data_dir: None,
@@ -154,6 +156,7 @@ impl TestMaster {
                     channels: vec![ChannelConfig {
                         name: "race".into(),
                         app: "race".into(),
+                        anonymous: false,
                     }],
                     data_dir: None,
                 },
@@ -163,6 +166,7 @@ impl TestMaster {
             access: Default::default(),
             store: Default::default(),
             supervision: Default::default(),
+            auth: None,
         });
         config.validate().expect("test config is valid");
         let shutdown = Shutdown::new();

@@ -21,8 +21,8 @@ use centrum_app::Registry;
 use centrum_back::Back;
 use centrum_client::{Client, ClientError, ClientOptions, Event};
 use centrum_config::{
-    AccessConfig, BackConfig, CallsConfig, ChannelConfig, ClusterConfig, Config, FrontConfig,
-    Limits, MasterConfig, StoreConfig, StoreKind, TlsConfig,
+    AccessConfig, AuthConfig, BackConfig, CallsConfig, ChannelConfig, ClusterConfig, Config,
+    FrontConfig, Limits, MasterConfig, StoreConfig, StoreKind, TlsConfig,
 };
 use centrum_front::Front;
 use centrum_net::Shutdown;
@@ -61,6 +61,10 @@ pub struct ClusterSpec {
     pub apps: Registry,
     /// The certificate of the master and of every front: https:// and wss://.
     pub tls: Option<TlsConfig>,
+    /// The `[auth]` table (none by default: tokens ignored).
+    pub auth: Option<AuthConfig>,
+    /// The channels marked `anonymous = true`.
+    pub anonymous: Vec<String>,
 }
 
 impl Default for ClusterSpec {
@@ -76,6 +80,8 @@ impl Default for ClusterSpec {
             access: AccessConfig::default(),
             apps: centrum_games::registry(),
             tls: None,
+            auth: None,
+            anonymous: Vec::new(),
         }
     }
 }
@@ -157,6 +163,7 @@ impl TestCluster {
                     channels: vec![ChannelConfig {
                         name: channel.clone(),
                         app: app.clone(),
+                        anonymous: spec.anonymous.contains(channel),
                     }],
                     data_dir: None,
                 })
@@ -170,6 +177,7 @@ impl TestCluster {
                 ..StoreConfig::default()
             },
             supervision: Default::default(),
+            auth: spec.auth.clone(),
         });
         config.validate().expect("test config is valid");
         let master_http = config.master.http;
