@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use centrum_protocol::{State, Tick};
+use centrum_protocol::{Identity, State, Tick};
 
 use crate::{ClientId, Rng};
 
@@ -35,6 +35,9 @@ pub struct Ctx<'a> {
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Clients {
     connected: BTreeMap<ClientId, bool>,
+    /// The verified identity of each client that joined with a token.
+    #[serde(default)]
+    identities: BTreeMap<ClientId, Identity>,
 }
 
 /// The messages a game sent during one call, waiting for the host to deliver them.
@@ -154,6 +157,26 @@ impl<'a> Ctx<'a> {
         self.clients.is_connected(client)
     }
 
+    /// Who `client` is, as the token it joined with says (PROTOCOL.md: authentication):
+    /// its subject and the claims the cluster's `auth.claims` passes on. `None` for a
+    /// client that joined without a token (a channel open to anonymous clients, or a
+    /// cluster without `[auth]`), or that is not in the channel. Already set during
+    /// the client's [`App::join`](crate::App::join), and the same after a resume or a
+    /// restart of the back.
+    ///
+    /// ```
+    /// use centrum_app::{AppError, ClientId, Ctx};
+    ///
+    /// /// The name a player shows: the token's `name` claim, else its subject.
+    /// fn player_name(ctx: &Ctx<'_>, client: ClientId) -> Result<String, AppError> {
+    ///     let identity = ctx.identity(client).ok_or("this game needs a token")?;
+    ///     Ok(identity.claim("name").unwrap_or_else(|| identity.subject.clone()))
+    /// }
+    /// ```
+    pub fn identity(&self, client: ClientId) -> Option<&Identity> {
+        self.clients.identity(client)
+    }
+
     /// Sends `value` to one client of the channel, as MessagePack (structs as maps).
     /// A client that is in the channel but not connected (see
     /// [`Ctx::is_connected`]) does not get it.
@@ -194,6 +217,18 @@ impl Clients {
         self.connected.insert(client, true);
     }
 
+    /// `client` joined with a verified `identity` (see [`Ctx::identity`]).
+    pub fn set_identity(&mut self, client: ClientId, identity: Identity) {
+        if self.connected.contains_key(&client) {
+            self.identities.insert(client, identity);
+        }
+    }
+
+    /// Who `client` is, if it joined with a token.
+    pub fn identity(&self, client: ClientId) -> Option<&Identity> {
+        self.identities.get(&client)
+    }
+
     /// `client`'s connection dropped; it stays in the channel.
     pub fn disconnect(&mut self, client: ClientId) {
         if let Some(connected) = self.connected.get_mut(&client) {
@@ -204,6 +239,7 @@ impl Clients {
     /// `client` left the channel.
     pub fn remove(&mut self, client: ClientId) {
         self.connected.remove(&client);
+        self.identities.remove(&client);
     }
 
     /// Whether `client` is in the channel with a live connection.
@@ -349,5 +385,33 @@ mod tests {
         });
         let sent: Vec<Outgoing> = outbox.drain().collect();
         assert_eq!(&sent[0].data[..], b"\x81\xa2by\xa3ann");
+    }
+
+    #[test]
+    fn an_identity_lives_as_long_as_its_client_and_survives_a_snapshot() {
+        let mut clients = Clients::new();
+        clients.set_identity(ClientId(1), Identity::new("nobody"));
+        assert_eq!(clients.identity(ClientId(1)), None, "not in the channel");
+        clients.connect(ClientId(1));
+        clients.connect(ClientId(2));
+        clients.set_identity(ClientId(1), Identity::new("ann").with_claim("name", "Ann"));
+        let mut outbox = Outbox::new(64, 3);
+        with_ctx(&clients, &mut outbox, |ctx| {
+            let ann = ctx.identity(ClientId(1)).unwrap();
+            assert_eq!(ann.subject, "ann");
+            assert_eq!(ann.claim::<String>("name").as_deref(), Some("Ann"));
+            assert_eq!(ctx.identity(ClientId(2)), None, "anonymous");
+        });
+        // Snapshots encode clients as arrays; one from before identities still reads.
+        let saved = rmp_serde::to_vec(&clients).unwrap();
+        assert_eq!(rmp_serde::from_slice::<Clients>(&saved).unwrap(), clients);
+        let older: Clients = rmp_serde::from_slice(
+            &rmp_serde::to_vec(&(BTreeMap::from([(ClientId(2), true)]),)).unwrap(),
+        )
+        .unwrap();
+        assert!(older.contains(ClientId(2)) && older.identity(ClientId(2)).is_none());
+        clients.remove(ClientId(1));
+        clients.connect(ClientId(1));
+        assert_eq!(clients.identity(ClientId(1)), None, "gone with its client");
     }
 }

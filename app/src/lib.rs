@@ -55,7 +55,7 @@ pub use bytes::Bytes;
 
 pub use centrum_derive::Kind;
 pub use centrum_protocol::{
-    Entity, EntityId, Field, FieldDef, FieldType, FieldValue, Kind, SavedState, Schema,
+    Entity, EntityId, Field, FieldDef, FieldType, FieldValue, Identity, Kind, SavedState, Schema,
     SchemaError, Seq, State, StateError, Tick, Value,
 };
 

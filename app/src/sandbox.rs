@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 
-use centrum_protocol::{Seq, State, Tick};
+use centrum_protocol::{Identity, Seq, State, Tick};
 
 use crate::{
     App, AppError, CallFailure, ClientId, Clients, Ctx, DynApp, Outbox, Outgoing, Payload, Rng,
@@ -103,11 +103,36 @@ impl Sandbox {
     /// # Errors
     /// As [`Sandbox::join`].
     pub fn join_raw(&mut self, client: ClientId, data: Bytes) -> Result<(), AppError> {
+        self.join_with(client, None, data)
+    }
+
+    /// `client` joins as a client whose token proved `identity` (see [`Ctx::identity`]).
+    ///
+    /// # Errors
+    /// As [`Sandbox::join`].
+    pub fn join_as<T: Serialize + ?Sized>(
+        &mut self,
+        client: ClientId,
+        identity: Identity,
+        data: &T,
+    ) -> Result<(), AppError> {
+        self.join_with(client, Some(identity), encode(data)?)
+    }
+
+    fn join_with(
+        &mut self,
+        client: ClientId,
+        identity: Option<Identity>,
+        data: Bytes,
+    ) -> Result<(), AppError> {
         if self.clients.contains(client) {
             return Err(AppError::new(format!("client {} already joined", client.0)));
         }
         // In the channel during its own join, so that the game can already message it.
         self.clients.connect(client);
+        if let Some(identity) = identity {
+            self.clients.set_identity(client, identity);
+        }
         if let Err(e) = self.with_ctx(|app, ctx| app.join(ctx, client, &data)) {
             self.clients.remove(client);
             return Err(e);

@@ -22,8 +22,8 @@ use tracing::{debug, info, warn};
 
 use centrum_app::{AppError, CallFailure, DynApp, Outbox};
 use centrum_protocol::{
-    BackToFront, CallOutcome, ChannelIndex, LinkJoinRejected, LinkNotice, LinkReply, LinkResume,
-    Seq, SessionKey, Tick, encode,
+    BackToFront, CallOutcome, ChannelIndex, Identity, LinkJoinRejected, LinkNotice, LinkReply,
+    LinkResume, LinkSession, Seq, SessionKey, Tick, encode,
 };
 use centrum_store::Store;
 
@@ -358,7 +358,8 @@ impl Channel {
                 data,
                 secret,
                 resume,
-            } => return self.join(&link, session, data, secret, resume.as_ref()),
+                identity,
+            } => return self.join(&link, session, data, secret, resume.as_ref(), identity),
             Event::Leave { link, session } => self.members.leave(&link, session, out),
             Event::Away { link, session } => self.members.away(&link, session, now, out),
             Event::Input {
@@ -396,7 +397,14 @@ impl Channel {
                     self.play(Entry::Disconnect { client });
                 }
                 Effect::Rejoin(link, listed) => {
-                    self.join(&link, listed.session, listed.data, listed.secret, None);
+                    let LinkSession {
+                        session,
+                        data,
+                        secret,
+                        identity,
+                        ..
+                    } = listed;
+                    self.join(&link, session, data, secret, None, identity);
                 }
                 Effect::Send(link, frame) => self.outgoing.push((link, frame)),
                 Effect::Close(link) => link.close(),
@@ -433,10 +441,22 @@ impl Channel {
         data: Bytes,
         secret: u64,
         resume: Option<&LinkResume>,
+        identity: Option<Identity>,
     ) {
-        let start = self
-            .members
-            .begin_join(link, session, secret, resume, &mut self.effects);
+        // A resume is the same player going on: only for the same subject (or an
+        // anonymous client for an anonymous one); a resume token is no proof of who
+        // the client is.
+        let subject = identity.as_ref().map(|i| i.subject.as_str());
+        let clients = &self.game.clients;
+        let same_subject = |client| clients.identity(client).map(|i| i.subject.as_str()) == subject;
+        let start = self.members.begin_join(
+            link,
+            session,
+            secret,
+            resume,
+            same_subject,
+            &mut self.effects,
+        );
         match start {
             JoinStart::Stale | JoinStart::Already => {}
             JoinStart::Resumed { client, seat } => {
@@ -451,6 +471,7 @@ impl Channel {
                     client,
                     data,
                     seat: seat.clone(),
+                    identity,
                 });
                 match joined {
                     Applied::Join(Ok(())) => {

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use centrum_protocol::{LinkResume, LinkSession, Seq, SessionKey};
+use centrum_protocol::{Identity, LinkResume, LinkSession, Seq, SessionKey};
 
 use crate::link::LinkHandle;
 
@@ -27,6 +27,7 @@ pub(crate) enum Event {
         data: Bytes,
         secret: u64,
         resume: Option<LinkResume>,
+        identity: Option<Identity>,
     },
     Leave {
         link: LinkHandle,

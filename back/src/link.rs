@@ -363,6 +363,7 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Link
                 data: j.data,
                 secret: j.secret,
                 resume: j.resume,
+                identity: j.identity,
             }) == Err(Full)
             {
                 channel.metrics.joins_rejected.fetch_add(1, Relaxed);

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use centrum_app::{App, Registry};
-use centrum_config::{Config, ConfigError, DEFAULT_TOML};
+use centrum_config::{Config, ConfigError, DEFAULT_TOML, FieldError};
 use centrum_master::Page;
 use centrum_net::Shutdown;
 
@@ -68,7 +68,8 @@ enum Command {
     Front(NodeArgs),
     /// Run one back.
     Back(NodeArgs),
-    /// Validate a config file (application names included) and print a summary.
+    /// Validate a config file (application names, and the TLS certificates and keys
+    /// it names, included) and print a summary.
     Check { file: PathBuf },
     /// Restart a node of a running `up` now, a failed one included (its failures start
     /// again from zero): `POST /nodes/ID/restart` on the config's master, with its admin
@@ -290,9 +291,15 @@ impl Cli {
 
     fn check(&self, file: &Path) -> Result<()> {
         let config = self.load(Some(file))?;
+        check_tls(&config, None)?;
         say(format_args!("{}: ok", file.display()))?;
+        let scheme = if config.master.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         say(format_args!(
-            "  master  http {}  nodes {}  (host {})",
+            "  master  {scheme} {}  nodes {}  (host {})",
             config.master.http, config.master.nodes, config.master.host
         ))?;
         for f in &config.fronts {
@@ -321,7 +328,67 @@ impl Cli {
             None => "off (no [calls] server_key)".into(),
         };
         say(format_args!("  calls   {calls}"))?;
+        // The key is read as a front reads it when it starts.
+        if let Err(problem) = centrum_front::check_auth(&config) {
+            return Err(ConfigError::Invalid(vec![problem]).into());
+        }
+        let auth = match &config.auth {
+            Some(auth) => {
+                let anonymous: Vec<&str> = config
+                    .backs
+                    .iter()
+                    .flat_map(|b| &b.channels)
+                    .filter(|c| c.anonymous)
+                    .map(|c| c.name.as_str())
+                    .collect();
+                format!(
+                    "JWT {:?}; without a token: {}",
+                    auth.algorithm,
+                    if anonymous.is_empty() {
+                        "refused".to_owned()
+                    } else {
+                        anonymous.join(", ")
+                    }
+                )
+            }
+            None => "off (no [auth]: tokens are ignored, every channel is open)".into(),
+        };
+        say(format_args!("  auth    {auth}"))?;
         Ok(())
+    }
+}
+
+/// Whether the certificate and key of every node on `host` (every node, for `None`)
+/// can be used, before anything starts: `fronts[0].tls.key: no private key in ...`.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] listing each unusable file.
+pub(crate) fn check_tls(config: &Config, host: Option<&str>) -> Result<(), ConfigError> {
+    let on_host = |h: &str| host.is_none_or(|host| host == h);
+    let master =
+        (on_host(&config.master.host)).then(|| ("master".to_owned(), config.master.tls.as_ref()));
+    let fronts = config
+        .fronts
+        .iter()
+        .enumerate()
+        .filter(|(_, front)| on_host(&front.host))
+        .map(|(i, front)| (format!("fronts[{i}]"), front.tls.as_ref()));
+    let problems: Vec<FieldError> = master
+        .into_iter()
+        .chain(fronts)
+        .filter_map(|(at, tls)| {
+            let tls = tls?;
+            let e = centrum_net::ServerTls::check(&tls.cert, &tls.key).err()?;
+            Some(FieldError {
+                field: e.field(&at),
+                reason: e.reason,
+            })
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(problems))
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use centrum_config::{Config, Secret, SecretError};
 
-use crate::cli::{Cli, bind, channel_list, on_signal, say};
+use crate::cli::{Cli, bind, channel_list, check_tls, on_signal, say};
 
 pub(crate) async fn up(
     cli: &Cli,
@@ -19,6 +19,8 @@ pub(crate) async fn up(
 ) -> Result<()> {
     let mut config = cli.load(file)?;
     let host = host.unwrap_or_else(|| config.master.host.clone());
+    // A node whose certificate cannot be used would only fail, again and again.
+    check_tls(&config, Some(&host))?;
     let shutdown = on_signal();
     let mut tasks = tokio::task::JoinSet::new();
 
@@ -32,8 +34,13 @@ pub(crate) async fn up(
             nodes: bind(config.master.nodes, "master nodes").await?,
         };
         let http = config.master.http;
+        let web = if config.master.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         for page in cli.pages() {
-            lines.push(format!("  page     http://{http}{}", page.path));
+            lines.push(format!("  page     {web}://{http}{}", page.path));
         }
         // Without a page of the game's own at `/`, the demo plays the first arena channel.
         let arena = config
@@ -47,12 +54,12 @@ pub(crate) async fn up(
                 name => format!("?channel={name}"),
             };
             lines.push(format!(
-                "  play     http://{http}/{query}   (the arena demo: open it in two tabs)"
+                "  play     {web}://{http}/{query}   (the arena demo: open it in two tabs)"
             ));
         }
-        lines.push(format!("  admin    http://{http}/admin   (the dashboard)"));
+        lines.push(format!("  admin    {web}://{http}/admin   (the dashboard)"));
         lines.push(format!(
-            "  master   http://{http}   gate: /gate?channel=C   status: /status   metrics: /metrics"
+            "  master   {web}://{http}   gate: /gate?channel=C   status: /status   metrics: /metrics"
         ));
         master = Some(listeners);
     }

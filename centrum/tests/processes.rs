@@ -4,7 +4,7 @@
 #[path = "support/ports.rs"]
 mod ports;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,40 @@ channels = [{ name = "arena", app = "arena" }]
     assert!(
         String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/centrum.toml")
     );
+}
+
+/// `centrum check` reads the `[auth]` key as a front will: a good one is shown, one that
+/// cannot be read is named by its field.
+#[test]
+fn check_reads_the_auth_key_as_a_front_will() {
+    let dir = scratch("check-auth");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/jwt");
+    let key = fixtures.join("ed25519.pub.pem");
+    let good = dir.join("auth.toml");
+    let auth = format!(
+        "\n[auth]\nalgorithm = \"EdDSA\"\npublic_key_file = {:?}\n",
+        key.display().to_string()
+    );
+    std::fs::write(&good, format!("{}{auth}", centrum_config::DEFAULT_TOML)).expect("write");
+    let out = centrum().arg("check").arg(&good).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("auth    JWT EdDSA; without a token: refused"),
+        "{stdout}"
+    );
+
+    let bad = dir.join("bad-auth.toml");
+    let wrong = auth.replace("ed25519.pub.pem", "es256.pub.pem");
+    std::fs::write(&bad, format!("{}{wrong}", centrum_config::DEFAULT_TOML)).expect("write");
+    let out = centrum().arg("check").arg(&bad).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("auth.public_key_file: "), "{stderr}");
 }
 
 /// `centrum check FILE | head -2`: the reader goes away; the command ends quietly.

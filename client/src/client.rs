@@ -14,13 +14,13 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tracing::{debug, trace};
 
 use centrum_protocol::{ClientMsg, Input, Mirror, Seq, encode};
 
 use crate::session::{Due, Session};
-use crate::{ClientError, Event, data, gate};
+use crate::{ClientError, Event, Token, data, gate, tls};
 
 /// Events that arrive while [`Client::join`] waits for its answer are kept for
 /// [`Client::next_event`]; when this many are waiting, `join` stops waiting and
@@ -32,8 +32,9 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// How a client connects.
 #[derive(Clone)]
 pub struct ClientOptions {
-    /// Authentication token sent in the hello; empty when the cluster needs none.
-    pub token: String,
+    /// The token sent in the hello (PROTOCOL.md: authentication): none, a fixed one,
+    /// or one fetched before every connect. A `&str` or `String` converts into it.
+    pub token: Token,
     /// The [`Client::resume_token`] of an earlier connection, to resume its session:
     /// joining a channel again then restores the membership (same player, same ack)
     /// where the back still holds it. PROTOCOL.md §7.8 says how long that is.
@@ -52,25 +53,22 @@ pub struct ClientOptions {
     /// dropped, and resuming works as after any drop. A silent front is found within
     /// `ping_after + silence_timeout` of its last message.
     pub silence_timeout: Duration,
+    /// Root certificates (PEM) trusted for `wss://` fronts and an `https://` gate
+    /// besides the web's usual ones: a cluster's own CA, or a self-signed certificate.
+    pub tls_root_pem: Option<String>,
 }
 
 /// The tokens are secrets: they are not printed.
 impl fmt::Debug for ClientOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientOptions")
-            .field(
-                "token",
-                &if self.token.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
+            .field("token", &self.token)
             .field("resume", &self.resume.as_ref().map(|_| "<redacted>"))
             .field("max_message_bytes", &self.max_message_bytes)
             .field("connect_timeout", &self.connect_timeout)
             .field("ping_after", &self.ping_after)
             .field("silence_timeout", &self.silence_timeout)
+            .field("tls_root_pem", &self.tls_root_pem.as_ref().map(|_| "<pem>"))
             .finish()
     }
 }
@@ -78,12 +76,13 @@ impl fmt::Debug for ClientOptions {
 impl Default for ClientOptions {
     fn default() -> Self {
         Self {
-            token: String::new(),
+            token: Token::None,
             resume: None,
             max_message_bytes: 16 << 20,
             connect_timeout: Duration::from_secs(10),
             ping_after: Duration::from_secs(2),
             silence_timeout: Duration::from_secs(4),
+            tls_root_pem: None,
         }
     }
 }
@@ -116,7 +115,8 @@ enum Incoming {
 }
 
 impl Client {
-    /// Connects to the front at `url` (`ws://host:port`) and exchanges hello and welcome.
+    /// Connects to the front at `url` (`ws://host:port`, or `wss://` for TLS) and
+    /// exchanges hello and welcome.
     ///
     /// # Errors
     /// [`ClientError::Connect`] when the front cannot be reached or refuses the
@@ -130,8 +130,9 @@ impl Client {
             .map_err(|_| ClientError::Timeout("connect"))?
     }
 
-    /// Asks the master's gate (`127.0.0.1:7300` or `http://127.0.0.1:7300`) which
-    /// front serves `channel`, then connects to it. It does not join the channel.
+    /// Asks the master's gate (`127.0.0.1:7300`, `http://127.0.0.1:7300`, or
+    /// `https://` for TLS) which front serves `channel`, then connects to it. It does
+    /// not join the channel.
     ///
     /// # Errors
     /// [`ClientError::Gate`] with the master's status and message when it has no front
@@ -144,7 +145,7 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let url = tokio::time::timeout(
             options.connect_timeout,
-            gate::front_url(master_http, channel),
+            gate::front_url(master_http, channel, options.tls_root_pem.as_deref()),
         )
         .await
         .map_err(|_| ClientError::Timeout("gate"))??;
@@ -157,14 +158,23 @@ impl Client {
         let config = WebSocketConfig::default()
             .max_message_size(Some(limit))
             .max_frame_size(Some(limit));
+        let connect_error = |source| ClientError::Connect {
+            url: url.to_owned(),
+            source,
+        };
+        // A plain `ws://` needs no TLS config; building one reads every root.
+        let connector = match tls::has_scheme(url, "wss://") {
+            true => Some(Connector::Rustls(
+                tls::client_config(options.tls_root_pem.as_deref()).map_err(connect_error)?,
+            )),
+            false => None,
+        };
         let (mut ws, _response) =
-            tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+            tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, connector)
                 .await
-                .map_err(|e| ClientError::Connect {
-                    url: url.to_owned(),
-                    source: e.into(),
-                })?;
-        let hello = Session::hello(&options.token, options.resume.as_deref());
+                .map_err(|e| connect_error(e.into()))?;
+        let token = options.token.get().await?;
+        let hello = Session::hello(&token, options.resume.as_deref());
         send_message(&mut ws, &hello).await?;
         let bytes = loop {
             match incoming(&mut ws).await {

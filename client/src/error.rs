@@ -14,8 +14,12 @@ pub enum ClientError {
         #[source]
         source: BoxError,
     },
-    /// The front refused the hello (for example code `version`), or answered it with
-    /// something other than a welcome it could accept.
+    /// The function of [`Token::fetch`](crate::Token::fetch) failed; nothing was sent.
+    #[error("cannot get a token: {0}")]
+    Token(String),
+    /// The front refused the hello (for example code `version`, or `unauthorized` for
+    /// a token it does not accept), or answered it with something other than a
+    /// welcome it could accept.
     #[error("the front refused the hello ({code}): {message}")]
     Handshake { code: String, message: String },
     /// The master's gate answered with an error (`status` 404, 400, 503, ...) or with a

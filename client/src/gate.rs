@@ -1,6 +1,6 @@
-//! The master's gate: one plain HTTP/1.1 `GET /gate?channel=C` that names the front a
-//! client should connect to. No connection pool: a client asks once, then talks to
-//! the front.
+//! The master's gate: one HTTP/1.1 `GET /gate?channel=C` (over TLS for an `https://`
+//! master) that names the front a client should connect to. No connection pool: a
+//! client asks once, then talks to the front.
 
 use std::fmt::Write as _;
 
@@ -8,11 +8,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::header;
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
 use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 use tracing::debug;
 
-use crate::ClientError;
+use crate::{BoxError, ClientError, tls};
 
 /// A gate answer is a short JSON object; anything longer is not one.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
@@ -29,12 +32,21 @@ struct GateErrorReply {
     error: String,
 }
 
-/// Asks the gate at `master_http` (`host:port`, optionally `http://`-prefixed) which
-/// front serves `channel`, and returns that front's WebSocket URL.
-pub(crate) async fn front_url(master_http: &str, channel: &str) -> Result<String, ClientError> {
-    let authority = authority(master_http)?;
-    let url = format!("http://{authority}/gate?channel={}", query_escape(channel));
-    let connect_error = |source: crate::error::BoxError| ClientError::Connect {
+/// Asks the gate at `master_http` (`host:port`, `http://host:port` or
+/// `https://host:port`) which front serves `channel`, and returns that front's
+/// WebSocket URL. Over https, `extra_root_pem` is trusted besides the usual roots.
+pub(crate) async fn front_url(
+    master_http: &str,
+    channel: &str,
+    extra_root_pem: Option<&str>,
+) -> Result<String, ClientError> {
+    let (authority, https) = authority(master_http)?;
+    let scheme = if https { "https" } else { "http" };
+    let url = format!(
+        "{scheme}://{authority}/gate?channel={}",
+        query_escape(channel)
+    );
+    let connect_error = |source: BoxError| ClientError::Connect {
         url: url.clone(),
         source,
     };
@@ -43,41 +55,18 @@ pub(crate) async fn front_url(master_http: &str, channel: &str) -> Result<String
         .await
         .map_err(|e| connect_error(e.into()))?;
     let _ = stream.set_nodelay(true);
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| connect_error(e.into()))?;
-    let request = hyper::Request::get(format!("/gate?channel={}", query_escape(channel)))
-        .header(header::HOST, authority)
-        .header(header::CONNECTION, "close")
-        .header(header::ACCEPT, "application/json")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| connect_error(e.into()))?;
-
-    let exchange = async {
-        let response = sender
-            .send_request(request)
+    let (status, body) = if https {
+        let config = tls::client_config(extra_root_pem).map_err(connect_error)?;
+        let name = server_name(authority).map_err(connect_error)?;
+        let stream = TlsConnector::from(config)
+            .connect(name, stream)
             .await
             .map_err(|e| connect_error(e.into()))?;
-        let status = response.status().as_u16();
-        let body = Limited::new(response.into_body(), MAX_REPLY_BYTES)
-            .collect()
-            .await
-            .map_err(connect_error)?
-            .to_bytes();
-        Ok::<_, ClientError>((status, body))
-    };
-    // The connection future drives the socket; polling it beside the exchange keeps
-    // the request inside this call instead of a spawned task that outlives it. It may
-    // finish first (the whole answer read, `connection: close`), leaving the body to
-    // be taken from its buffer.
-    tokio::pin!(connection, exchange);
-    let (status, body) = tokio::select! {
-        exchange = &mut exchange => exchange?,
-        ended = &mut connection => match ended {
-            Ok(()) => exchange.await?,
-            Err(e) => return Err(connect_error(e.into())),
-        },
-    };
+        ask(stream, authority, channel).await
+    } else {
+        ask(stream, authority, channel).await
+    }
+    .map_err(connect_error)?;
     debug!(%url, status, "gate answered");
 
     if status != 200 {
@@ -95,17 +84,73 @@ pub(crate) async fn front_url(master_http: &str, channel: &str) -> Result<String
         })
 }
 
-/// `host:port` out of `host:port` or `http://host:port[/]`.
-fn authority(master_http: &str) -> Result<&str, ClientError> {
-    let trimmed = master_http.trim().trim_end_matches('/');
-    let authority = trimmed.strip_prefix("http://").unwrap_or(trimmed);
+/// The gate request on a connected stream, plain or TLS: the status and the body.
+async fn ask<S>(stream: S, authority: &str, channel: &str) -> Result<(u16, Bytes), BoxError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let request = hyper::Request::get(format!("/gate?channel={}", query_escape(channel)))
+        .header(header::HOST, authority)
+        .header(header::CONNECTION, "close")
+        .header(header::ACCEPT, "application/json")
+        .body(Empty::<Bytes>::new())?;
+
+    let exchange = async {
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let body = Limited::new(response.into_body(), MAX_REPLY_BYTES)
+            .collect()
+            .await?
+            .to_bytes();
+        Ok::<_, BoxError>((status, body))
+    };
+    // The connection future drives the socket; polling it beside the exchange keeps
+    // the request inside this call instead of a spawned task that outlives it. It may
+    // finish first (the whole answer read, `connection: close`), leaving the body to
+    // be taken from its buffer.
+    tokio::pin!(connection, exchange);
+    tokio::select! {
+        exchange = &mut exchange => exchange,
+        ended = &mut connection => match ended {
+            Ok(()) => exchange.await,
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+/// `host:port` out of `host:port`, `http://host:port[/]` or `https://host:port[/]`,
+/// and whether it is https.
+fn authority(master_http: &str) -> Result<(&str, bool), ClientError> {
+    let trimmed = master_http.trim();
+    let (authority, https) = if tls::has_scheme(trimmed, "https://") {
+        (&trimmed["https://".len()..], true)
+    } else if tls::has_scheme(trimmed, "http://") {
+        (&trimmed["http://".len()..], false)
+    } else {
+        (trimmed, false)
+    };
+    let authority = authority.trim_end_matches('/');
     if authority.is_empty() || authority.contains("://") || authority.contains('/') {
         return Err(ClientError::Connect {
             url: master_http.to_owned(),
-            source: "the gate address must be host:port or http://host:port".into(),
+            source: "the gate address must be host:port, http://host:port or https://host:port"
+                .into(),
         });
     }
-    Ok(authority)
+    Ok((authority, https))
+}
+
+/// The name a certificate must bear for `host:port` (`[v6]:port` too): a DNS name
+/// or an IP address.
+fn server_name(authority: &str) -> Result<ServerName<'static>, BoxError> {
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok(ServerName::try_from(host.to_owned())?)
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
@@ -128,16 +173,34 @@ mod tests {
 
     #[test]
     fn addresses_with_and_without_scheme() {
-        assert_eq!(authority("127.0.0.1:7300").unwrap(), "127.0.0.1:7300");
+        assert_eq!(
+            authority("127.0.0.1:7300").unwrap(),
+            ("127.0.0.1:7300", false)
+        );
         assert_eq!(
             authority("http://127.0.0.1:7300/").unwrap(),
-            "127.0.0.1:7300"
+            ("127.0.0.1:7300", false)
+        );
+        assert_eq!(
+            authority("HTTPS://play.example.com:443").unwrap(),
+            ("play.example.com:443", true)
         );
         assert!(matches!(
-            authority("https://127.0.0.1:7300"),
+            authority("ftp://127.0.0.1:7300"),
             Err(ClientError::Connect { .. })
         ));
         assert!(authority("").is_err());
+        assert!(authority("https://").is_err());
+    }
+
+    #[test]
+    fn server_names_of_hosts_and_addresses() {
+        let name = |a| server_name(a).unwrap().to_str().into_owned();
+        assert_eq!(name("play.example.com:443"), "play.example.com");
+        assert_eq!(name("127.0.0.1:7300"), "127.0.0.1");
+        assert_eq!(name("[::1]:7300"), "::1");
+        assert_eq!(name("localhost"), "localhost");
+        assert!(server_name("bad name:1").is_err());
     }
 
     #[test]

@@ -8,11 +8,14 @@ mod error;
 mod event;
 mod gate;
 mod session;
+mod tls;
+mod token;
 
 pub use centrum_protocol::{EntityId, Mirror, MirrorEntity, Seq, Tick, Value};
 pub use client::{Client, ClientOptions};
 pub use error::{BoxError, ClientError};
 pub use event::Event;
+pub use token::Token;
 
 #[cfg(test)]
 mod fixtures;

@@ -134,8 +134,14 @@ export interface ClientEvents {
 }
 
 export interface ClientOptions {
-  /** Sent in Hello; `""` when the cluster requires none. */
-  token?: string;
+  /**
+   * The JWT sent in Hello; `""` (the default) for none. A function is called before every
+   * dial, the first and each reconnect, so that an expired token is replaced: it may return
+   * the token or a promise of it; if it throws, the dial fails with `token_failed`. A token
+   * the front refuses fails the dial with `unauthorized`; a reconnect gives up on it unless
+   * the token is a function.
+   */
+  token?: string | (() => string | Promise<string>);
   /** Dial again after an unexpected close. Default true. */
   reconnect?: boolean;
   /** Give up reconnecting after this long. Default 30000. */

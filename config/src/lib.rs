@@ -2,7 +2,10 @@
 //! their channels and the shared limits. [`Config::parse`] and [`Config::load`] read and
 //! validate it; [`Config::embedded_default`] is a one-machine cluster for trying things out.
 
+mod auth;
 mod validate;
+
+pub use auth::{AuthConfig, JwtAlgorithm, MIN_HMAC_SECRET};
 
 pub use validate::{NAME_RULE, is_name};
 
@@ -26,6 +29,8 @@ pub const DEFAULT_TOML: &str = r#"# centrum cluster config: one file for every p
 http = "127.0.0.1:7300"    # the master's HTTP endpoint
 nodes = "127.0.0.1:7301"   # fronts and backs connect and heartbeat here
 # admin_token = "change-me-to-a-long-secret"   # protects /admin, /status and /metrics
+# tls = { cert = "master.crt", key = "master.key" }  # serve https:// (PEM files; relative paths are
+#                                                    #   relative to this file's folder). Default: plain http://
 
 # The master's HTTP endpoint. Every setting may be omitted; the values shown are the defaults.
 # [master.limits]
@@ -54,7 +59,9 @@ nodes = "127.0.0.1:7301"   # fronts and backs connect and heartbeat here
 id = "front-1"             # 1-64 characters of a-z, A-Z, 0-9, '-' or '_'; unique over fronts and backs
 # host = "127.0.0.1"
 listen = "127.0.0.1:7310"
-# public_url = "wss://play.example.com/front-1"   # the URL clients dial; default ws://<listen>
+# public_url = "wss://play.example.com/front-1"   # the URL clients dial; default ws://<listen>, wss://<listen> with tls
+# tls = { cert = "front-1.crt", key = "front-1.key" }  # serve wss:// (PEM certificate chain and private key;
+#                                                      #   reloaded on SIGHUP or when a file changes). Default: plain ws://
 
 # One [[backs]] table per back. A back runs the simulation of the channels it owns.
 [[backs]]
@@ -63,6 +70,7 @@ id = "back-1"
 listen = "127.0.0.1:7320"
 tick_hz = 20               # ticks per second, 1-240
 # Each channel is owned by exactly one back; `app` names the game logic it runs.
+# `anonymous = true` lets clients without a token join it when [auth] is set (default false).
 channels = [{ name = "arena", app = "arena" }]
 # data_dir = "/var/lib/centrum/back-1"   # where this back keeps its channels; default <store.dir>/<id>
 
@@ -98,6 +106,23 @@ channels = [{ name = "arena", app = "arena" }]
 # client_ping_ms = 5000          # a front pings a client it has heard nothing from for this long (100-600000)
 # client_timeout_ms = 15000      # a client silent this long is dropped, held for resume (200-600000, >= 2 x client_ping_ms)
 # slow_client = "resync"         # "resync" or "disconnect" a client whose queue is full
+# client_messages_per_s = 100    # WebSocket frames a client may send per second, fragments and control
+#                                #   frames included; over it a frame is dropped (0 = no limit, 0-1000000)
+# client_message_burst = 200     # frames a client may send at once above that rate (1-1000000)
+# client_bytes_per_s = 262144    # payload bytes a client may send per second (0 = no limit, 0-1073741824)
+# client_bytes_burst = 262144    # payload bytes at once above that rate (max_message_bytes-1073741824)
+# client_flood_close_ms = 5000   # a client with frames dropped for this long in a row is closed (0 = never, 0-600000)
+# hello_max_bytes = 4096         # largest frame before the Hello is accepted (64-16777216; at most max_message_bytes applies)
+# client_idle_ms = 60000         # a client in no channel that sent nothing but Ping for this long is closed
+#                                #   (0 = never, or 100-86400000)
+# max_connections_per_ip = 128   # open connections per client IP address (IPv6: per /64) (0 = no limit, 0-1000000)
+# connections_per_ip_per_s = 16  # new connections per client IP address per second (0 = no limit, 0-1000000)
+# connections_per_ip_burst = 64  # new connections per IP address at once above that rate (1-1000000)
+
+# Who may connect to a front. Both lists are empty by default; the values shown are examples.
+# [access]
+# trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]  # peers whose X-Forwarded-For names the client (IPs or CIDRs)
+# allowed_origins = ["https://game.example.com"] # browser pages that may open a WebSocket (empty: any)
 
 # Calls to a channel's game over HTTP: POST /v1/channels/{channel}/call on any front, with
 # "Authorization: Bearer <server_key>". Without a server_key, calls are off.
@@ -106,6 +131,24 @@ channels = [{ name = "arena", app = "arena" }]
 # timeout_ms = 5000              # a call not answered in time gets 504 (100-120000)
 # max_body_bytes = 65536         # largest call body (64-16777216, <= limits.max_frame_bytes - 64)
 # max_in_flight = 1024           # calls waiting for their answer on one front (1-65536)
+
+# Client authentication: with this section a front verifies the JWT (JSON Web Token) a
+# client presents in its hello, and only channels with `anonymous = true` take clients
+# without one. Without it tokens are ignored and every channel is open. Tokens must carry
+# `sub` and `exp`; `nbf`, when present, is checked too.
+# [auth]
+# algorithm = "HS256"            # "HS256", "HS384" or "HS512" with a shared secret; "RS256", "RS384",
+#                                #   "RS512", "ES256", "ES384" or "EdDSA" with a public key
+# secret = "change-me-to-a-secret-of-32-bytes-or-more"   # HMAC secret, at least 32 bytes; or instead:
+#   secret_env = "CENTRUM_JWT_SECRET"   # the environment variable holding it, or
+#   secret_file = "jwt.secret"          # a file holding it (relative to this file's folder)
+#   public_key_file = "jwt.pem"         # for RS*/ES*/EdDSA: the PEM public key, or
+#   jwks_file = "jwks.json"             # a JWKS file; each token's `kid` picks its key
+#   issuer = "https://auth.example.com" # when set, `iss` must be this
+#   audience = "my-game"                # when set, `aud` must be (or list) this
+# leeway_s = 30                  # clock skew allowed on exp and nbf, in seconds (0-600)
+# claims = []                    # claims passed to the games besides `sub`, e.g. ["name"] (at most 32)
+# channels_claim = "channels"    # a claim listing the channels a token may join ("match-*": any characters)
 
 # How `centrum up` keeps the nodes of its host running. Every setting may be omitted; the
 # values shown are the defaults. A node that exits is restarted after a back-off that
@@ -140,9 +183,14 @@ pub struct Config {
     #[serde(default)]
     pub calls: CallsConfig,
     #[serde(default)]
+    pub access: AccessConfig,
+    #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
     pub supervision: SupervisionConfig,
+    /// Client authentication; none: tokens are ignored, every channel is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -164,6 +212,9 @@ pub struct MasterConfig {
     /// endpoint (`[master.limits]`).
     #[serde(default)]
     pub limits: MasterLimits,
+    /// When set, the HTTP endpoint serves https:// with this certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 /// Limits of the master's HTTP endpoint, so that idle or slow connections cannot lock
@@ -228,6 +279,20 @@ pub struct FrontConfig {
     /// or a wildcard listen address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// When set, clients connect with TLS (`wss://`) using this certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// A server certificate: PEM files read at start and again on SIGHUP or when either
+/// changes. Relative paths are relative to the config file's folder.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, the server's own certificate first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// A process that owns channels and ticks their simulation.
@@ -253,6 +318,10 @@ pub struct ChannelConfig {
     pub name: String,
     /// The game logic the channel runs; which apps exist is checked by the back, not here.
     pub app: String,
+    /// With `[auth]`: clients without a token may join it. Without `[auth]` every
+    /// channel is open.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
 }
 
 /// Sizes, queue depths and timeouts shared by every process. Each field may be omitted.
@@ -297,6 +366,89 @@ pub struct Limits {
     /// `client_ping_ms`.
     pub client_timeout_ms: u32,
     pub slow_client: SlowClientPolicy,
+    /// WebSocket frames (fragments and control frames included) a client may send per
+    /// second; a frame over it is dropped. 0: no limit.
+    pub client_messages_per_s: u32,
+    /// Frames a client may send at once above `client_messages_per_s`.
+    pub client_message_burst: u32,
+    /// Payload bytes a client may send per second; a frame over it is dropped. 0: no limit.
+    pub client_bytes_per_s: u32,
+    /// Payload bytes a client may send at once; at least `max_message_bytes`, so that
+    /// any frame the size limit allows can pass.
+    pub client_bytes_burst: u32,
+    /// A client that had frames dropped for this long, with no second free of drops, is
+    /// closed. 0: never (its frames are only dropped).
+    pub client_flood_close_ms: u32,
+    /// The largest frame before the client's Hello is accepted: a frame claiming more
+    /// is refused from its header, before its payload is read. Never more than
+    /// `max_message_bytes` applies: see [`Limits::hello_max`].
+    pub hello_max_bytes: u32,
+    /// A welcomed client in no channel that sent nothing but `Ping` for this long is
+    /// closed. 0: never.
+    pub client_idle_ms: u32,
+    /// Connections open at once from one client address (an IPv6 /64). 0: no limit.
+    pub max_connections_per_ip: u32,
+    /// New connections per second from one client address. 0: no limit.
+    pub connections_per_ip_per_s: u32,
+    /// New connections at once from one address above `connections_per_ip_per_s`.
+    pub connections_per_ip_burst: u32,
+}
+
+/// Who may connect to a front (the `[access]` section).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Proxies whose `X-Forwarded-For` is believed: the client is the rightmost address
+    /// in it that is not itself one of these. Empty: every peer is the client.
+    pub trusted_proxies: Vec<IpRange>,
+    /// Origins (`https://game.example.com`) whose pages may open a WebSocket; a request
+    /// without an `Origin` header (not from a browser) is not checked. Empty: any.
+    pub allowed_origins: Vec<String>,
+}
+
+/// An IP address or a network in CIDR form (`10.0.0.0/8`), as the config writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange(ipnet::IpNet);
+
+impl IpRange {
+    /// Whether `ip` is in the range; an IPv4-mapped IPv6 address counts as its IPv4 one.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        self.0.contains(&ip.to_canonical())
+    }
+}
+
+impl std::str::FromStr for IpRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let net = if s.contains('/') {
+            s.parse::<ipnet::IpNet>().map(|net| net.trunc()).ok()
+        } else {
+            s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from)
+        };
+        net.map(IpRange).ok_or_else(|| {
+            format!("{s:?} is not an IP address or network (like \"10.0.0.1\" or \"10.0.0.0/8\")")
+        })
+    }
+}
+
+impl std::fmt::Display for IpRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for IpRange {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for IpRange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Calls to a channel's game over HTTP (`POST /v1/channels/{channel}/call` on any
@@ -668,6 +820,25 @@ impl Config {
                 *dir = folder.join(&*dir);
             }
         }
+        // So are certificates: a node started from anywhere reads the same files.
+        let tls = std::iter::once(&mut config.master.tls)
+            .chain(config.fronts.iter_mut().map(|front| &mut front.tls));
+        for tls in tls.flatten() {
+            tls.cert = folder.join(&tls.cert);
+            tls.key = folder.join(&tls.key);
+        }
+        if let Some(auth) = &mut config.auth {
+            for file in [
+                &mut auth.secret_file,
+                &mut auth.public_key_file,
+                &mut auth.jwks_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *file = folder.join(&*file);
+            }
+        }
         Ok(config)
     }
 
@@ -729,12 +900,18 @@ impl Config {
 }
 
 impl FrontConfig {
-    /// The URL clients dial: `public_url` if set, else `ws://{listen}`.
+    /// The URL clients dial: `public_url` if set, else `ws://{listen}`, or
+    /// `wss://{listen}` with `tls`.
     pub fn client_url(&self) -> String {
         match &self.public_url {
             Some(url) => url.clone(),
-            None => format!("ws://{}", self.listen),
+            None => format!("{}://{}", self.scheme(), self.listen),
         }
+    }
+
+    /// `wss` with `tls`, else `ws`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "wss" } else { "ws" }
     }
 }
 
@@ -782,6 +959,23 @@ impl Limits {
     pub fn client_timeout(&self) -> Duration {
         Duration::from_millis(self.client_timeout_ms.into())
     }
+
+    /// `client_flood_close_ms` as a duration; `None` when off.
+    pub fn client_flood_close(&self) -> Option<Duration> {
+        (self.client_flood_close_ms > 0)
+            .then(|| Duration::from_millis(self.client_flood_close_ms.into()))
+    }
+
+    /// The frame size limit until a client's Hello is accepted: `hello_max_bytes`, or
+    /// `max_message_bytes` when that is smaller.
+    pub fn hello_max(&self) -> u32 {
+        self.hello_max_bytes.min(self.max_message_bytes)
+    }
+
+    /// `client_idle_ms` as a duration; `None` when off.
+    pub fn client_idle(&self) -> Option<Duration> {
+        (self.client_idle_ms > 0).then(|| Duration::from_millis(self.client_idle_ms.into()))
+    }
 }
 
 impl Default for Limits {
@@ -803,6 +997,16 @@ impl Default for Limits {
             client_ping_ms: 5_000,
             client_timeout_ms: 15_000,
             slow_client: SlowClientPolicy::Resync,
+            client_messages_per_s: 100,
+            client_message_burst: 200,
+            client_bytes_per_s: 262_144,
+            client_bytes_burst: 262_144,
+            client_flood_close_ms: 5_000,
+            hello_max_bytes: 4_096,
+            client_idle_ms: 60_000,
+            max_connections_per_ip: 128,
+            connections_per_ip_per_s: 16,
+            connections_per_ip_burst: 64,
         }
     }
 }
@@ -925,6 +1129,51 @@ slow_client = "disconnect"
             config.fronts[0].public_url.as_deref(),
             Some("wss://play.example.com/front-1")
         );
+        assert_eq!(config.access.trusted_proxies.len(), 2);
+        assert_eq!(
+            config.access.allowed_origins,
+            ["https://game.example.com".to_owned()]
+        );
+        assert_eq!(Config::embedded_default().access, AccessConfig::default());
+        let auth = config.auth.expect("the [auth] example");
+        assert_eq!((auth.algorithm, auth.leeway_s), (JwtAlgorithm::HS256, 30));
+        assert_eq!(auth.channels_claim, "channels");
+        assert!(auth.claims.is_empty() && auth.secret_env.is_none());
+    }
+
+    #[test]
+    fn auth_parses_from_toml_with_key_files_beside_the_config_file() {
+        let path = temp_path("auth.toml");
+        let text = DEFAULT_TOML.replace(
+            r#"channels = [{ name = "arena", app = "arena" }]"#,
+            r#"channels = [{ name = "arena", app = "arena" }, { name = "lobby", app = "arena", anonymous = true }]"#,
+        ) + "[auth]\nalgorithm = \"EdDSA\"\njwks_file = \"keys/jwks.json\"\nclaims = [\"name\"]\n";
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let auth = config.auth.as_ref().unwrap();
+        assert_eq!(auth.algorithm, JwtAlgorithm::EdDSA);
+        let folder = std::path::absolute(&path).unwrap();
+        let expected = folder.parent().unwrap().join("keys/jwks.json");
+        assert_eq!(auth.jwks_file.as_deref(), Some(expected.as_path()));
+        assert_eq!(auth.claims, ["name"]);
+        let anonymous: Vec<bool> = config.backs[0]
+            .channels
+            .iter()
+            .map(|c| c.anonymous)
+            .collect();
+        assert_eq!(anonymous, [false, true]);
+        // And it writes back out as it was read.
+        assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn a_bad_auth_section_is_refused_naming_the_field() {
+        let text = format!("{DEFAULT_TOML}\n[auth]\nalgorithm = \"HS256\"\nsecret = \"short\"\n");
+        let e = Config::parse(&text).unwrap_err().to_string();
+        assert!(e.contains("auth.secret: must be at least 32 bytes"), "{e}");
+        let text = format!("{DEFAULT_TOML}\n[auth]\nalgorithm = \"HS1\"\n");
+        assert!(matches!(Config::parse(&text), Err(ConfigError::Parse(_))));
     }
 
     fn looks_like_key_value(line: &str) -> bool {
@@ -1032,6 +1281,20 @@ slow_client = "disconnect"
         assert_eq!(limits.client_ping(), Duration::from_secs(5));
         assert_eq!(limits.client_timeout(), Duration::from_secs(15));
         assert_eq!(limits.slow_client, SlowClientPolicy::Resync);
+        assert_eq!(limits.client_flood_close(), Some(Duration::from_secs(5)));
+        assert_eq!(limits.client_idle(), Some(Duration::from_secs(60)));
+        assert_eq!(limits.hello_max(), 4_096);
+        let small = Limits {
+            max_message_bytes: 1_024,
+            ..limits
+        };
+        assert_eq!(small.hello_max(), 1_024);
+        let off = Limits {
+            client_flood_close_ms: 0,
+            client_idle_ms: 0,
+            ..limits
+        };
+        assert_eq!((off.client_flood_close(), off.client_idle()), (None, None));
     }
 
     #[test]
@@ -1043,6 +1306,35 @@ slow_client = "disconnect"
         };
         assert!(message.contains("unknown field `tick_rate`"), "{message}");
         assert!(message.contains("line "), "{message}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let text = format!(
+            "{DEFAULT_TOML}\n[access]\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\", \"::1\", \"192.168.1.7/24\"]\n"
+        );
+        let config = Config::parse(&text).expect("trusted proxies");
+        let proxies = &config.access.trusted_proxies;
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("test address");
+        assert!(proxies[0].contains(ip("10.200.3.4")));
+        assert!(proxies[0].contains(ip("::ffff:10.1.2.3")), "IPv4-mapped");
+        assert!(!proxies[0].contains(ip("11.0.0.1")));
+        assert!(proxies[1].contains(ip("127.0.0.1")));
+        assert!(!proxies[1].contains(ip("127.0.0.2")));
+        assert!(proxies[2].contains(ip("::1")));
+        // Host bits are dropped: the network is meant.
+        assert_eq!(proxies[3].to_string(), "192.168.1.0/24");
+        assert_eq!(
+            Config::parse(&config.to_toml()).expect("round trip"),
+            config
+        );
+
+        let text = format!("{DEFAULT_TOML}\n[access]\ntrusted_proxies = [\"10.0.0.0/33\"]\n");
+        let err = Config::parse(&text).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Parse(m) if m.contains("trusted_proxies") && m.contains("\"10.0.0.0/33\" is not an IP address or network")),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1094,6 +1386,54 @@ slow_client = "disconnect"
         let folder = path.parent().expect("a folder");
         expected.store.dir = folder.join(&expected.store.dir);
         assert_eq!(loaded.expect("load"), expected);
+    }
+
+    #[test]
+    fn tls_files_are_relative_to_the_config_file_and_make_the_url_wss() {
+        let path = temp_path("tls.toml");
+        let text = DEFAULT_TOML
+            .replace(
+                "nodes = \"127.0.0.1:7301\"",
+                "nodes = \"127.0.0.1:7301\"\ntls = { cert = \"/etc/m.crt\", key = \"m.key\" }",
+            )
+            .replace(
+                "listen = \"127.0.0.1:7310\"",
+                "listen = \"127.0.0.1:7310\"\ntls = { cert = \"certs/f.crt\", key = \"certs/f.key\" }",
+            );
+        std::fs::write(&path, text).expect("write temp config");
+        let loaded = Config::load(&path);
+        let _ = std::fs::remove_file(&path);
+        let config = loaded.expect("load");
+        let folder = std::path::absolute(&path).expect("absolute");
+        let folder = folder.parent().expect("a folder");
+        assert_eq!(
+            config.master.tls,
+            Some(TlsConfig {
+                cert: "/etc/m.crt".into(),
+                key: folder.join("m.key"),
+            })
+        );
+        let front = &config.fronts[0];
+        assert_eq!(
+            front.tls.as_ref().map(|t| (&t.cert, &t.key)),
+            Some((&folder.join("certs/f.crt"), &folder.join("certs/f.key")))
+        );
+        assert_eq!(front.client_url(), "wss://127.0.0.1:7310");
+        let written = config.to_toml();
+        assert_eq!(Config::parse(&written).expect(&written), config);
+    }
+
+    #[test]
+    fn unknown_tls_field_is_a_parse_error() {
+        let text = DEFAULT_TOML.replace(
+            "listen = \"127.0.0.1:7310\"",
+            "listen = \"127.0.0.1:7310\"\ntls = { cert = \"a\", private_key = \"b\" }",
+        );
+        let err = Config::parse(&text).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Parse(m) if m.contains("unknown field `private_key`")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::{
-    BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits, MasterLimits, StoreConfig,
-    SupervisionConfig,
+    AccessConfig, BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits, MasterLimits,
+    StoreConfig, SupervisionConfig, TlsConfig,
 };
 
 /// What [`is_name`] asks of a name, as an error says it.
@@ -50,6 +50,9 @@ impl<'a> Checker<'a> {
             self.token("master.admin_token", token.expose());
         }
         self.master_limits(&master.limits);
+        if let Some(tls) = &master.tls {
+            self.tls("master.tls", tls);
+        }
     }
 
     fn master_limits(&mut self, limits: &MasterLimits) {
@@ -114,6 +117,16 @@ impl<'a> Checker<'a> {
             .is_some_and(|f| f.as_os_str().is_empty())
         {
             self.push("cluster.secret_file", "must not be empty");
+        }
+    }
+
+    /// Whether the files exist and hold PEM is checked where they are read (a node's
+    /// start, `centrum check`): a host other than theirs may validate the config.
+    fn tls(&mut self, at: &str, tls: &TlsConfig) {
+        for (name, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+            if path.as_os_str().is_empty() {
+                self.push(format!("{at}.{name}"), "must not be empty");
+            }
         }
     }
 
@@ -217,6 +230,9 @@ impl<'a> Checker<'a> {
                 "must start with ws:// or wss://",
             );
         }
+        if let Some(tls) = &front.tls {
+            self.tls(&format!("{at}.tls"), tls);
+        }
     }
 
     fn back(&mut self, i: usize, back: &'a BackConfig) {
@@ -311,6 +327,16 @@ impl<'a> Checker<'a> {
             client_ping_ms,
             client_timeout_ms,
             slow_client: _,
+            client_messages_per_s,
+            client_message_burst,
+            client_bytes_per_s,
+            client_bytes_burst,
+            client_flood_close_ms,
+            hello_max_bytes,
+            client_idle_ms,
+            max_connections_per_ip,
+            connections_per_ip_per_s,
+            connections_per_ip_burst,
         } = *limits;
         let ranges = [
             ("max_frame_bytes", max_frame_bytes, 1024, 67_108_864),
@@ -328,6 +354,30 @@ impl<'a> Checker<'a> {
             ("link_timeout_ms", link_timeout_ms, 100, 600_000),
             ("client_ping_ms", client_ping_ms, 100, 600_000),
             ("client_timeout_ms", client_timeout_ms, 200, 600_000),
+            ("client_messages_per_s", client_messages_per_s, 0, 1_000_000),
+            ("client_message_burst", client_message_burst, 1, 1_000_000),
+            ("client_bytes_per_s", client_bytes_per_s, 0, 1 << 30),
+            ("client_bytes_burst", client_bytes_burst, 1, 1 << 30),
+            ("client_flood_close_ms", client_flood_close_ms, 0, 600_000),
+            ("hello_max_bytes", hello_max_bytes, 64, 16_777_216),
+            (
+                "max_connections_per_ip",
+                max_connections_per_ip,
+                0,
+                1_000_000,
+            ),
+            (
+                "connections_per_ip_per_s",
+                connections_per_ip_per_s,
+                0,
+                1_000_000,
+            ),
+            (
+                "connections_per_ip_burst",
+                connections_per_ip_burst,
+                1,
+                1_000_000,
+            ),
         ];
         for (name, value, min, max) in ranges {
             if !(min..=max).contains(&value) {
@@ -360,6 +410,19 @@ impl<'a> Checker<'a> {
                 );
             }
         }
+        if client_idle_ms != 0 && !(100..=86_400_000).contains(&client_idle_ms) {
+            self.push(
+                "limits.client_idle_ms",
+                "must be 0 (never) or between 100 and 86400000",
+            );
+        }
+        // Every message the size limit lets through must be able to pass the byte budget.
+        if client_bytes_burst < max_message_bytes {
+            self.push(
+                "limits.client_bytes_burst",
+                format!("must be at least limits.max_message_bytes ({max_message_bytes})"),
+            );
+        }
         // A client message travels to the back inside one frame.
         if max_message_bytes > max_frame_bytes {
             self.push(
@@ -368,6 +431,40 @@ impl<'a> Checker<'a> {
             );
         }
     }
+}
+
+// `[access]`: who may connect to a front.
+impl Checker<'_> {
+    fn access(&mut self, access: &AccessConfig) {
+        let AccessConfig {
+            trusted_proxies: _,
+            allowed_origins,
+        } = access;
+        for (i, origin) in allowed_origins.iter().enumerate() {
+            if !is_origin(origin) {
+                self.push(
+                    format!("access.allowed_origins[{i}]"),
+                    format!(
+                        "{origin:?} is not an origin: http:// or https:// and a host, with an optional port and no path (like \"https://game.example.com\")"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// An origin as browsers send it (RFC 6454): scheme, host and optional port, nothing else.
+fn is_origin(origin: &str) -> bool {
+    let Some(rest) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
 }
 
 // `[supervision]`: how `centrum up` restarts its nodes.
@@ -432,6 +529,7 @@ pub(crate) fn problems(config: &Config) -> Vec<FieldError> {
     checker.address_clashes();
     checker.limits(&config.limits);
     checker.calls(&config.calls, &config.limits);
+    checker.access(&config.access);
     checker.store(&config.store);
     // Two backs with one id are reported above; two ids with one directory here.
     let dir_of = |b: &BackConfig| {
@@ -451,6 +549,11 @@ pub(crate) fn problems(config: &Config) -> Vec<FieldError> {
         }
     }
     checker.supervision(&config.supervision);
+    if let Some(auth) = &config.auth {
+        for (field, reason) in auth.problems() {
+            checker.push(field, reason);
+        }
+    }
     checker.problems
 }
 
@@ -504,6 +607,7 @@ mod tests {
         ChannelConfig {
             name: name.into(),
             app: app.into(),
+            anonymous: false,
         }
     }
 
@@ -569,6 +673,16 @@ mod tests {
             handshake_timeout_ms: 100,
             heartbeat_ms: 50,
             link_grace_ms: 0,
+            client_messages_per_s: 0,
+            client_message_burst: 1,
+            client_bytes_per_s: 0,
+            client_bytes_burst: 64,
+            client_flood_close_ms: 0,
+            hello_max_bytes: 64,
+            client_idle_ms: 0,
+            max_connections_per_ip: 0,
+            connections_per_ip_per_s: 0,
+            connections_per_ip_burst: 1,
             ..Limits::default()
         };
         let high = Limits {
@@ -582,6 +696,16 @@ mod tests {
             handshake_timeout_ms: 120_000,
             heartbeat_ms: 60_000,
             link_grace_ms: 600_000,
+            client_messages_per_s: 1_000_000,
+            client_message_burst: 1_000_000,
+            client_bytes_per_s: 1 << 30,
+            client_bytes_burst: 1 << 30,
+            client_flood_close_ms: 600_000,
+            hello_max_bytes: 16_777_216,
+            client_idle_ms: 86_400_000,
+            max_connections_per_ip: 1_000_000,
+            connections_per_ip_per_s: 1_000_000,
+            connections_per_ip_burst: 1_000_000,
             ..Limits::default()
         };
         assert_eq!(
@@ -622,11 +746,60 @@ mod tests {
     fn message_larger_than_frame() {
         let found = problems_after(|c| {
             c.limits.max_message_bytes = c.limits.max_frame_bytes + 1;
+            c.limits.client_bytes_burst = c.limits.max_message_bytes;
         });
         assert_eq!(
             found,
             ["limits.max_message_bytes: must not exceed limits.max_frame_bytes (1048576)"]
         );
+    }
+
+    #[test]
+    fn client_limits_out_of_range_or_inconsistent() {
+        let found = problems_after(|c| {
+            c.limits.client_messages_per_s = 1_000_001;
+            c.limits.client_message_burst = 0;
+            c.limits.client_bytes_burst = 1_000;
+            c.limits.client_flood_close_ms = 600_001;
+            c.limits.hello_max_bytes = 63;
+            c.limits.client_idle_ms = 99;
+            c.limits.connections_per_ip_burst = 0;
+        });
+        assert_eq!(
+            found,
+            [
+                "limits.client_messages_per_s: must be between 0 and 1000000",
+                "limits.client_message_burst: must be between 1 and 1000000",
+                "limits.client_flood_close_ms: must be between 0 and 600000",
+                "limits.hello_max_bytes: must be between 64 and 16777216",
+                "limits.connections_per_ip_burst: must be between 1 and 1000000",
+                "limits.client_idle_ms: must be 0 (never) or between 100 and 86400000",
+                "limits.client_bytes_burst: must be at least limits.max_message_bytes (65536)",
+            ]
+        );
+        // The smaller of the two applies before the Hello: no rule between them.
+        assert!(problems_after(|c| c.limits.hello_max_bytes = 65_537).is_empty());
+    }
+
+    #[test]
+    fn origins_are_scheme_and_host_only() {
+        let found = problems_after(|c| {
+            c.access.allowed_origins = vec![
+                "https://game.example.com".into(),
+                "http://localhost:8080".into(),
+                "game.example.com".into(),
+                "https://game.example.com/".into(),
+                "https://".into(),
+            ];
+        });
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0]
+                .starts_with("access.allowed_origins[2]: \"game.example.com\" is not an origin"),
+            "{found:?}"
+        );
+        assert!(found[1].starts_with("access.allowed_origins[3]: "));
+        assert!(found[2].starts_with("access.allowed_origins[4]: "));
     }
 
     #[test]
@@ -969,6 +1142,27 @@ mod tests {
             let found = problems_after(|c| c.fronts[0].public_url = Some(url.into()));
             assert_eq!(found, Vec::<String>::new(), "{url}");
         }
+    }
+
+    #[test]
+    fn tls_paths_must_not_be_empty() {
+        let found = problems_after(|c| {
+            c.master.tls = Some(TlsConfig {
+                cert: "master.crt".into(),
+                key: "".into(),
+            });
+            c.fronts[0].tls = Some(TlsConfig {
+                cert: "".into(),
+                key: "front.key".into(),
+            });
+        });
+        assert_eq!(
+            found,
+            [
+                "master.tls.key: must not be empty",
+                "fronts[0].tls.cert: must not be empty"
+            ]
+        );
     }
 
     #[test]

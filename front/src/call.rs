@@ -9,10 +9,9 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tracing::debug;
 
-use centrum_net::Shutdown;
+use centrum_net::{ServerStream, Shutdown};
 use centrum_protocol::{CallOutcome, LinkReply};
 
 use crate::http::{self, Request, error_body, respond, respond_error};
@@ -48,7 +47,7 @@ impl Response {
 
 /// Serves calls on one connection, one request after another while it is kept alive.
 pub(crate) async fn serve(
-    mut stream: TcpStream,
+    mut stream: ServerStream,
     first: Request,
     mut buf: BytesMut,
     hub: Arc<Hub>,
@@ -105,7 +104,7 @@ pub(crate) async fn serve(
 
 /// One request to its response. The flag says whether its body was read whole.
 async fn handle(
-    stream: &mut TcpStream,
+    stream: &mut ServerStream,
     request: &Request,
     buf: &mut BytesMut,
     hub: &Hub,
@@ -198,10 +197,7 @@ async fn handle(
     if request
         .header("expect")
         .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
-        && stream
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .await
-            .is_err()
+        && continue_100(stream).await.is_err()
     {
         return (Response::error(400, "the connection failed"), false);
     }
@@ -218,9 +214,15 @@ async fn handle(
     (response, true)
 }
 
+/// `100 Continue`, flushed: the caller waits for it before it sends the body.
+async fn continue_100(stream: &mut ServerStream) -> std::io::Result<()> {
+    stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+    stream.flush().await
+}
+
 /// The body of `length` bytes: what `buf` holds already, then reads.
 async fn read_body(
-    stream: &mut TcpStream,
+    stream: &mut ServerStream,
     buf: &mut BytesMut,
     length: usize,
     hub: &Hub,

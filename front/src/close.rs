@@ -2,8 +2,8 @@
 //! close frame that tell the client why, written best effort.
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
+use centrum_net::ServerStream;
 use centrum_protocol::{ErrorMsg, FrontMsg, encode};
 
 use crate::ws::{self, MAX_HEADER};
@@ -46,16 +46,17 @@ pub(crate) fn ws_code(e: &ws::WsError) -> &'static str {
     match e {
         ws::WsError::TooLarge { .. } => "too_large",
         ws::WsError::Protocol(_) => "malformed",
+        ws::WsError::TooManyFragments { .. } => "too_many_fragments",
     }
 }
 
 /// Says why (best effort) and closes.
-pub(crate) async fn finish(stream: &mut TcpStream, end: End) {
+pub(crate) async fn finish(stream: &mut ServerStream, end: End) {
     let timed_out = matches!(end, End::TimedOut);
     let (code, error) = match end {
         End::Gone => return,
         End::Abort => {
-            let _ = stream.set_zero_linger();
+            let _ = stream.tcp().set_zero_linger();
             return;
         }
         End::Goodbye => (1000, None),
@@ -75,14 +76,20 @@ pub(crate) async fn finish(stream: &mut TcpStream, end: End) {
         out.extend_from_slice(&msg);
         reason = code_name;
     }
-    if code == 1008 {
+    if code == 1008 && error.is_none() {
         reason = "slow client";
     }
     if timed_out {
         reason = "timeout";
     }
     out.extend_from_slice(&ws::close_frame(code, reason));
-    // The peer may be gone or stuck; neither may hold the task.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(&out)).await;
-    let _ = stream.shutdown().await;
+    // The peer may be gone or stuck; neither may hold the task. Over TLS, the
+    // shutdown's close_notify is a write too.
+    let limit = std::time::Duration::from_secs(1);
+    let write = async {
+        stream.write_all(&out).await?;
+        stream.flush().await
+    };
+    let _ = tokio::time::timeout(limit, write).await;
+    let _ = tokio::time::timeout(limit, stream.shutdown()).await;
 }

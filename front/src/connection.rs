@@ -17,37 +17,67 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, trace};
 
-use centrum_net::{Beat, Liveness, Shutdown};
+use centrum_net::{Beat, Liveness, ServerStream, ServerTls, Shutdown};
 use centrum_protocol::{
     ClientMsg, ErrorMsg, FrontMsg, LinkResume, Pong, Rejected, SessionKey, SharedKind,
     SharedPrefix, decode, encode,
 };
 
+use crate::access::IpSlot;
+use crate::auth;
 use crate::close::{End, binary_only, finish, ws_code};
 use crate::handshake::{self, Welcomed};
 use crate::http;
 use crate::hub::{ClientHandle, Hub, Outbound, Refusal};
+use crate::rate::{Budget, Flood, Verdict};
 use crate::ws::{self, FrameReader, MAX_HEADER, WsEvent};
 
 /// At most this many queued messages go into one vectored write.
 const BATCH: usize = 32;
 
-/// Serves one accepted connection to the end: its first request (`http`: a call is
-/// served there), then, for a WebSocket upgrade, the client's Hello, by the same
-/// deadline, and its messages.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, shutdown: Shutdown) {
+/// Serves one accepted connection to the end: with `tls`, its TLS handshake; its first
+/// request (`http`: a call is served there), then, for a WebSocket upgrade, the
+/// client's Hello, all by the same deadline, and its messages.
+///
+/// `slot` counts the connection against its address (`access`) while it lasts; `None`
+/// for a trusted proxy's connection, admitted once its request names the client.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut slot: Option<IpSlot>,
+    hub: Arc<Hub>,
+    tls: Option<ServerTls>,
+    shutdown: Shutdown,
+) {
     let limits = hub.config.limits;
-    // The upgrade and the client's Hello share one deadline (PROTOCOL.md §4).
+    // TLS, the upgrade and the client's Hello share one deadline (PROTOCOL.md §4).
     let deadline = tokio::time::Instant::now() + limits.handshake_timeout();
+    let stream = match tls {
+        None => ServerStream::Plain(stream),
+        Some(tls) => {
+            let handshake = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                handshake = tls.accept(stream, deadline) => handshake,
+            };
+            match handshake {
+                Some(stream) => ServerStream::Tls(Box::new(stream)),
+                None => return,
+            }
+        }
+    };
     // Boxed, so that the first request's state is freed once it is done: a client
     // connection lives for hours and should carry only what it needs.
-    let Some((mut stream, rest)) =
-        Box::pin(http::first_request(stream, peer, &hub, &shutdown, deadline)).await
+    let Some((mut stream, rest)) = Box::pin(http::first_request(
+        stream, peer, &mut slot, &hub, &shutdown, deadline,
+    ))
+    .await
     else {
         return;
     };
     let max_message = limits.max_message_bytes as usize;
-    let mut reader = FrameReader::new(max_message);
+    // Until the Hello is accepted only a small message is read: a frame claiming more
+    // is refused from its header, before its payload is buffered.
+    let mut reader = FrameReader::new(limits.hello_max() as usize, Budget::new(&limits));
     // Whatever followed the upgrade request (rarely anything) moves to the reader's own
     // small buffer: the request's buffer grew to read the head, and an idle connection
     // should not keep that.
@@ -57,11 +87,22 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
         Ok(hello) => hello,
         Err(end) => {
             hub.metrics.handshake_failures.fetch_add(1, Relaxed);
+            if matches!(end, Some(End::Close { code: 1009, .. })) {
+                hub.metrics.hello_too_large.fetch_add(1, Relaxed);
+            }
             match end {
                 Some(end) => finish(&mut stream, end).await,
                 None => debug!(%peer, "no hello before the handshake timeout"),
             }
             return;
+        }
+    };
+    reader.set_max_message(max_message);
+    let grant = match auth::admit(&hub, &hello.token) {
+        Ok(grant) => grant,
+        Err(end) => {
+            hub.metrics.handshake_failures.fetch_add(1, Relaxed);
+            return finish(&mut stream, end).await;
         }
     };
     let Welcomed {
@@ -75,6 +116,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
         tx,
         kill: shutdown.child_token(),
         secret,
+        grant: Arc::new(grant),
     };
     let mut conn = Conn {
         hub: hub.clone(),
@@ -83,6 +125,8 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
         handle: handle.clone(),
         heads: Vec::with_capacity(BATCH * 20),
         batch: Vec::with_capacity(BATCH),
+        flood: Flood::new(&limits),
+        active_at: tokio::time::Instant::now(),
     };
     if conn
         .write(
@@ -113,8 +157,36 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
         );
         let timer = tokio::time::sleep_until(live.deadline());
         tokio::pin!(timer);
+        // Checked when it fires: the client may have sent something, or be in a channel.
+        let idle_after = limits.client_idle();
+        let idle = tokio::time::sleep_until(conn.active_at + idle_after.unwrap_or_default());
+        tokio::pin!(idle);
         loop {
             tokio::select! {
+                () = &mut idle, if idle_after.is_some() => {
+                    let after = idle_after.unwrap_or_default();
+                    let now = tokio::time::Instant::now();
+                    if now < conn.active_at + after {
+                        idle.as_mut().reset(conn.active_at + after);
+                    } else if hub.in_any_channel(key) {
+                        // Watching a channel is not idling.
+                        conn.active_at = now;
+                        idle.as_mut().reset(now + after);
+                    } else {
+                        hub.metrics.idle_closes.fetch_add(1, Relaxed);
+                        debug!(idle_ms = after.as_millis(), "idle client closed");
+                        break End::Close {
+                            code: 1000,
+                            error: Some((
+                                "idle",
+                                format!(
+                                    "no channel joined and no message in {} ms",
+                                    after.as_millis()
+                                ),
+                            )),
+                        };
+                    }
+                }
                 _ = &mut killed => {
                     let code = if shutdown.is_cancelled() { 1001 } else { 1008 };
                     break End::Close { code, error: None };
@@ -127,7 +199,10 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, sh
                             // deadline belongs to a client that is gone.
                             let mut ping = [0; MAX_HEADER];
                             let n = ws::header(ws::OP_PING, 0, &mut ping);
-                            let write = stream.write_all(&ping[..n]);
+                            let write = async {
+                                stream.write_all(&ping[..n]).await?;
+                                stream.flush().await
+                            };
                             let sent = tokio::time::timeout_at(live.dead_at(), write).await;
                             if !matches!(sent, Ok(Ok(()))) {
                                 hub.metrics.client_timeouts.fetch_add(1, Relaxed);
@@ -218,12 +293,20 @@ struct Conn {
     /// Frame headers and per-client prefixes for the batch being written.
     heads: Vec<u8>,
     batch: Vec<Outbound>,
+    /// Frames dropped over the client's budget, and when to tell or close it.
+    flood: Flood,
+    /// The client's last message other than `Ping`, for `limits.client_idle_ms`.
+    active_at: tokio::time::Instant,
 }
 
 impl Conn {
     /// Writes a batch of messages with vectored writes, retrying partial writes. The
     /// slices live on the stack: nothing is allocated per write.
-    async fn write(&mut self, stream: &mut TcpStream, batch: &[Outbound]) -> std::io::Result<()> {
+    async fn write(
+        &mut self,
+        stream: &mut ServerStream,
+        batch: &[Outbound],
+    ) -> std::io::Result<()> {
         for chunk in batch.chunks(BATCH) {
             self.write_chunk(stream, chunk).await?;
         }
@@ -233,7 +316,7 @@ impl Conn {
 
     async fn write_chunk(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut ServerStream,
         batch: &[Outbound],
     ) -> std::io::Result<()> {
         self.heads.clear();
@@ -275,6 +358,8 @@ impl Conn {
             }
             IoSlice::advance_slices(&mut slices, n);
         }
+        // Nothing for TCP; TLS may hold the end of the batch until told.
+        stream.flush().await?;
         let now = Instant::now();
         for item in batch {
             if let Outbound::Shared {
@@ -294,7 +379,7 @@ impl Conn {
     async fn drain_frames(
         &mut self,
         reader: &mut FrameReader,
-        stream: &mut TcpStream,
+        stream: &mut ServerStream,
     ) -> Result<(), End> {
         loop {
             let event = match reader.next_event() {
@@ -302,6 +387,9 @@ impl Conn {
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     self.hub.metrics.protocol_errors.fetch_add(1, Relaxed);
+                    if matches!(e, ws::WsError::TooManyFragments { .. }) {
+                        self.hub.metrics.fragment_closes.fetch_add(1, Relaxed);
+                    }
                     return Err(End::Close {
                         code: e.close_code(),
                         error: Some((ws_code(&e), e.to_string())),
@@ -320,9 +408,47 @@ impl Conn {
                     let mut pong = head[..n].to_vec();
                     pong.extend_from_slice(&payload);
                     stream.write_all(&pong).await.map_err(|_| End::Gone)?;
+                    stream.flush().await.map_err(|_| End::Gone)?;
                 }
                 WsEvent::Pong => {}
                 WsEvent::Close => return Err(End::Goodbye),
+                WsEvent::Dropped => self.dropped()?,
+            }
+        }
+    }
+
+    /// A frame over the client's budget was dropped: tell the client at most once a
+    /// second, and close it once it has kept on for `limits.client_flood_close_ms`.
+    fn dropped(&mut self) -> Result<(), End> {
+        let metrics = &self.hub.metrics;
+        metrics.rate_limited.fetch_add(1, Relaxed);
+        let limits = &self.hub.config.limits;
+        // Only when the client is told: a dropped frame costs no allocation.
+        let rates = || {
+            format!(
+                "{} messages/s and {} bytes/s",
+                limits.client_messages_per_s, limits.client_bytes_per_s
+            )
+        };
+        match self.flood.dropped(tokio::time::Instant::now()) {
+            Verdict::Quiet => Ok(()),
+            Verdict::Notify(n) => {
+                trace!(dropped = n, "client over its rate limits");
+                self.reply(Hub::error(
+                    "rate_limited".into(),
+                    format!("over the limits of {}: {n} messages dropped", rates()),
+                ))
+            }
+            Verdict::Close => {
+                metrics.rate_limit_closes.fetch_add(1, Relaxed);
+                debug!("client closed for flooding");
+                Err(End::Close {
+                    code: 1008,
+                    error: Some((
+                        "rate_limited",
+                        format!("over the limits of {} for too long", rates()),
+                    )),
+                })
             }
         }
     }
@@ -341,6 +467,9 @@ impl Conn {
                 });
             }
         };
+        if !matches!(msg, ClientMsg::Ping(_)) {
+            self.active_at = tokio::time::Instant::now();
+        }
         let (channel, result) = match msg {
             ClientMsg::Hello(_) => (
                 String::new(),
@@ -441,7 +570,7 @@ mod tests {
         tokio::task::JoinHandle<()>,
         mpsc::Receiver<Bytes>,
     ) {
-        let hub = Arc::new(Hub::new("front-1", Arc::new(config)));
+        let hub = Arc::new(Hub::new("front-1", Arc::new(config), None));
         let (link_tx, link_rx) = mpsc::channel(16);
         hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -450,7 +579,7 @@ mod tests {
             let hub = hub.clone();
             async move {
                 let (stream, peer) = listener.accept().await.unwrap();
-                serve(stream, peer, hub, Shutdown::new()).await;
+                serve(stream, peer, None, hub, None, Shutdown::new()).await;
                 drop(link_tx);
             }
         });

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tracing::debug;
 
+use centrum_net::ServerStream;
 use centrum_protocol::{
     ClientMsg, FrontMsg, Hello, LinkResume, PROTOCOL_VERSION, SessionKey, Welcome, decode,
 };
@@ -40,7 +40,7 @@ pub(crate) struct Welcomed {
 /// `Some(End)` to tell the client why; `None` when there is no one to tell (the
 /// deadline passed, or the client went away).
 pub(crate) async fn read_hello(
-    stream: &mut TcpStream,
+    stream: &mut ServerStream,
     reader: &mut FrameReader,
     deadline: tokio::time::Instant,
     max_message: usize,

@@ -9,12 +9,12 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::debug;
 
-use centrum_net::Shutdown;
+use centrum_net::{ServerStream, Shutdown};
 
+use crate::access::{IpSlot, Refused};
 use crate::call;
 use crate::hub::Hub;
 
@@ -52,6 +52,14 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of header `name` (lowercase), in order.
+    pub(crate) fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Whether header `name` is a comma-separated list holding `token` (any case).
     fn has_token(&self, name: &str, token: &str) -> bool {
         self.header(name)
@@ -70,7 +78,7 @@ impl Request {
 /// Reads one request head from `stream` into `buf`; the bytes after it (a body, or
 /// frames) stay in `buf`.
 pub(crate) async fn read_head(
-    stream: &mut TcpStream,
+    stream: &mut ServerStream,
     buf: &mut BytesMut,
 ) -> Result<Request, HeadError> {
     loop {
@@ -127,15 +135,17 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadErr
 
 /// Reads a connection's first request and answers it: a call is served to the end
 /// here, a WebSocket upgrade is accepted and returned with the bytes that followed it,
-/// anything else is refused.
+/// anything else is refused. A connection from a trusted proxy comes with no `slot`:
+/// it is admitted here, as the client its `X-Forwarded-For` names.
 pub(crate) async fn first_request(
-    mut stream: TcpStream,
+    mut stream: ServerStream,
     peer: SocketAddr,
+    slot: &mut Option<IpSlot>,
     hub: &Arc<Hub>,
     shutdown: &Shutdown,
     deadline: tokio::time::Instant,
-) -> Option<(TcpStream, BytesMut)> {
-    let _ = stream.set_nodelay(true);
+) -> Option<(ServerStream, BytesMut)> {
+    let _ = stream.tcp().set_nodelay(true);
     let mut buf = BytesMut::with_capacity(1024);
     let head = tokio::select! {
         _ = shutdown.cancelled() => return None,
@@ -156,6 +166,19 @@ pub(crate) async fn first_request(
             return None;
         }
     };
+    if slot.is_none() {
+        let client = hub
+            .access
+            .client_ip(peer.ip(), request.header_values("x-forwarded-for"));
+        debug!(%client, "forwarded by a trusted proxy");
+        match hub.access.admit(client) {
+            Ok(admitted) => *slot = Some(admitted),
+            Err(refused) => {
+                refuse(&mut stream, hub, &refused).await;
+                return None;
+            }
+        }
+    }
     if request.path.starts_with("/v1/") {
         call::serve(stream, request, buf, hub.clone(), shutdown.clone()).await;
         return None;
@@ -170,10 +193,24 @@ pub(crate) async fn first_request(
             return None;
         }
     };
+    // Browsers always send Origin with a WebSocket upgrade, and a page cannot change
+    // it; other clients need not send it, and could write any value if they did.
+    if let Some(origin) = request.header("origin")
+        && !hub.access.origin_allowed(origin)
+    {
+        hub.metrics.origin_refusals.fetch_add(1, Relaxed);
+        hub.metrics.handshake_failures.fetch_add(1, Relaxed);
+        debug!(%peer, origin, "origin not allowed");
+        let message = format!("pages from {origin:?} may not connect to this front");
+        respond_error(&mut stream, 403, &message, false).await;
+        drain(&mut stream).await;
+        return None;
+    }
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
     stream.write_all(response.as_bytes()).await.ok()?;
+    stream.flush().await.ok()?;
     Some((stream, buf))
 }
 
@@ -208,7 +245,7 @@ const DRAIN_BYTES: usize = 1 << 20;
 
 /// Reads and drops what the caller still sends, for at most [`DRAIN_TIME`] and
 /// [`DRAIN_BYTES`], so that closing does not reset the connection under its answer.
-pub(crate) async fn drain(stream: &mut TcpStream) {
+pub(crate) async fn drain(stream: &mut ServerStream) {
     let mut sink = vec![0; 16 * 1024];
     let mut total = 0;
     let _ = tokio::time::timeout(DRAIN_TIME, async {
@@ -220,6 +257,23 @@ pub(crate) async fn drain(stream: &mut TcpStream) {
         }
     })
     .await;
+}
+
+/// Answers a connection refused by the per-address limits with 429, counted.
+pub(crate) async fn refuse(stream: &mut ServerStream, hub: &Hub, refused: &Refused) {
+    count_refusal(hub, refused);
+    respond_error(stream, 429, &refused.message(), false).await;
+    drain(stream).await;
+}
+
+/// Counts a connection refused by the per-address limits, answered or not.
+pub(crate) fn count_refusal(hub: &Hub, refused: &Refused) {
+    let counter = match refused {
+        Refused::TooMany(_) => &hub.metrics.ip_cap_refusals,
+        Refused::TooFast(_) => &hub.metrics.ip_rate_refusals,
+    };
+    counter.fetch_add(1, Relaxed);
+    debug!(?refused, "connection refused");
 }
 
 /// The reason phrase of the statuses a front sends.
@@ -237,6 +291,7 @@ fn reason(status: u16) -> &'static str {
         415 => "Unsupported Media Type",
         422 => "Unprocessable Content",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -251,7 +306,7 @@ fn reason(status: u16) -> &'static str {
 /// # Errors
 /// The socket's: the caller ends the connection.
 pub(crate) async fn respond(
-    stream: &mut TcpStream,
+    stream: &mut ServerStream,
     status: u16,
     content_type: &str,
     body: &[u8],
@@ -266,6 +321,7 @@ pub(crate) async fn respond(
     );
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body).await?;
+    stream.flush().await?;
     if !keep_alive {
         let _ = stream.shutdown().await;
     }
@@ -274,7 +330,7 @@ pub(crate) async fn respond(
 
 /// `{"error": message}` with `status`, as every error of a front's HTTP reads.
 pub(crate) async fn respond_error(
-    stream: &mut TcpStream,
+    stream: &mut ServerStream,
     status: u16,
     message: &str,
     keep_alive: bool,
@@ -290,6 +346,7 @@ fn headers_for(status: u16) -> &'static str {
         401 => "WWW-Authenticate: Bearer\r\n",
         405 => "Allow: POST\r\n",
         426 => "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+        429 => "Retry-After: 1\r\n",
         _ => "",
     }
 }

@@ -20,6 +20,8 @@ use centrum_protocol::{
     Rejected, Seq, SessionKey, SharedKind, SharedPrefix, Unavailable, encode,
 };
 
+use crate::access::Access;
+use crate::auth::{Grant, Verifier};
 use crate::metrics::FrontMetrics;
 
 /// What a client connection's writer sends: whole messages, or a shared body behind
@@ -65,6 +67,8 @@ pub(crate) struct ClientHandle {
     pub(crate) kill: Shutdown,
     /// The session's resume secret, told to every back it joins.
     pub(crate) secret: u64,
+    /// What its hello's token allows, and the identity every join carries.
+    pub(crate) grant: Arc<Grant>,
 }
 
 /// Where a channel's members stand.
@@ -95,6 +99,8 @@ struct Member {
 #[derive(Debug)]
 struct ChannelRoute {
     back: usize,
+    /// Open to clients without a token (`anonymous = true`).
+    anonymous: bool,
     /// The link's outbound queue and this channel's index on it; None while unlinked.
     link: Option<(mpsc::Sender<Bytes>, ChannelIndex, Shutdown)>,
     members: HashMap<SessionKey, Member>,
@@ -108,7 +114,11 @@ pub(crate) struct Hub {
     /// sessions are not the earlier one's.
     pub(crate) instance: u64,
     pub(crate) config: Arc<Config>,
+    /// Checks client tokens; `None` without `[auth]`.
+    pub(crate) auth: Option<Verifier>,
     pub(crate) metrics: FrontMetrics,
+    /// Per-address connection limits, trusted proxies and allowed origins.
+    pub(crate) access: Arc<Access>,
     clients: RwLock<HashMap<SessionKey, ClientHandle>>,
     /// Fixed at start from the config: one lock per channel, never nested.
     channels: HashMap<String, Mutex<ChannelRoute>>,
@@ -159,7 +169,7 @@ pub(crate) enum Refusal {
 }
 
 impl Hub {
-    pub(crate) fn new(id: &str, config: Arc<Config>) -> Self {
+    pub(crate) fn new(id: &str, config: Arc<Config>, auth: Option<Verifier>) -> Self {
         let mut channels = HashMap::new();
         for (b, back) in config.backs.iter().enumerate() {
             for ch in &back.channels {
@@ -167,6 +177,7 @@ impl Hub {
                     ch.name.clone(),
                     Mutex::new(ChannelRoute {
                         back: b,
+                        anonymous: ch.anonymous,
                         link: None,
                         members: HashMap::new(),
                     }),
@@ -176,7 +187,9 @@ impl Hub {
         Self {
             id: id.to_owned(),
             instance: crate::resume::new_instance(),
+            access: Arc::new(Access::new(&config)),
             config,
+            auth,
             metrics: FrontMetrics::default(),
             clients: RwLock::new(HashMap::new()),
             channels,
@@ -214,8 +227,17 @@ impl Hub {
         }
     }
 
+    /// Whether the client is a member of a channel (joining, joined or waiting for a
+    /// fresh state). One lock at a time: called only when an idle timer fires.
+    pub(crate) fn in_any_channel(&self, key: SessionKey) -> bool {
+        self.channels
+            .values()
+            .any(|route| route.lock().members.contains_key(&key))
+    }
+
     /// Starts a join; the back's State or rejection arrives later through the link.
-    /// `resume` is the session this client claims from before, if any.
+    /// `resume` is the session this client claims from before, if any. A channel the
+    /// client's token does not open is rejected here: its back never hears of it.
     pub(crate) fn join(
         &self,
         key: SessionKey,
@@ -229,6 +251,10 @@ impl Hub {
             .get(channel)
             .ok_or_else(|| Refusal::Reject(format!("unknown channel {channel:?}")))?;
         let mut route = route.lock();
+        if let Some(refused) = client.grant.refusal(channel, route.anonymous) {
+            self.metrics.joins_refused[refused as usize].fetch_add(1, Relaxed);
+            return Err(Refusal::Reject(refused.reason(channel)));
+        }
         if route.members.contains_key(&key) {
             return Err(Refusal::Error(
                 "already_joined",
@@ -246,6 +272,7 @@ impl Hub {
             data: data.clone(),
             secret: client.secret,
             resume: resume.cloned(),
+            identity: client.grant.identity().cloned(),
         }));
         if tx.try_send(Bytes::from(frame)).is_err() {
             return Err(Refusal::Reject(format!(
@@ -346,6 +373,7 @@ impl Hub {
                         channel: name.clone(),
                         data: m.data.clone(),
                         secret: m.client.secret,
+                        identity: m.client.grant.identity().cloned(),
                     });
                 }
             }
@@ -654,7 +682,7 @@ impl Hub {
     }
 
     /// A non-fatal `Error` for one client.
-    fn error(code: String, message: String) -> Outbound {
+    pub(crate) fn error(code: String, message: String) -> Outbound {
         Outbound::Message(Bytes::from(encode(&FrontMsg::Error(ErrorMsg {
             code,
             message,
@@ -694,7 +722,7 @@ mod tests {
     fn hub(policy: SlowClientPolicy) -> Hub {
         let mut config = Config::embedded_default();
         config.limits.slow_client = policy;
-        Hub::new("front-1", Arc::new(config))
+        Hub::new("front-1", Arc::new(config), None)
     }
 
     fn client(capacity: usize) -> (ClientHandle, mpsc::Receiver<Outbound>) {
@@ -704,6 +732,7 @@ mod tests {
                 tx,
                 kill: Shutdown::new(),
                 secret: 1,
+                grant: Arc::new(Grant::Open),
             },
             rx,
         )
@@ -986,7 +1015,7 @@ mod tests {
     fn calls_in_flight_are_bounded() {
         let mut config = Config::embedded_default();
         config.calls.max_in_flight = 1;
-        let hub = Hub::new("front-1", Arc::new(config));
+        let hub = Hub::new("front-1", Arc::new(config), None);
         let (link_tx, _link_rx) = mpsc::channel(16);
         hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
         let first = hub.call("arena", Bytes::new()).unwrap();

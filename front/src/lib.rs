@@ -6,6 +6,8 @@
 //! request, read by `http`, is a WebSocket upgrade, then a client with `ws` framing, or
 //! a call, served by `call`) -> `hub` (routing and fan-out) <- `link` (one task per back).
 
+mod access;
+mod auth;
 mod call;
 mod close;
 mod connection;
@@ -17,6 +19,7 @@ mod http;
 mod hub;
 mod link;
 mod metrics;
+mod rate;
 mod resume;
 mod ws;
 
@@ -30,21 +33,33 @@ use tracing::{Instrument, info};
 
 use centrum_config::Config;
 use centrum_net::auth::ClusterKey;
-use centrum_net::{Acceptor, Registration, Shutdown};
+use centrum_net::{Acceptor, Registration, ServerStream, ServerTls, Shutdown};
 use centrum_protocol::{CLUSTER_VERSION, NodeStats, Register, Role};
 
 use hub::Hub;
+
+pub use auth::check as check_auth;
 
 /// Why a front could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
     #[error("no front with id {0:?} in the config")]
     UnknownId(String),
+    /// The `[auth]` key cannot be read or used.
+    #[error("{0}")]
+    Auth(centrum_config::FieldError),
     #[error(transparent)]
     Refused(#[from] centrum_net::RegisterError),
     /// The cluster secret is missing or unreadable.
     #[error(transparent)]
     Secret(#[from] centrum_config::SecretError),
+    /// The certificate or key named by `field` cannot be used.
+    #[error("{field}: {source}")]
+    Tls {
+        field: String,
+        #[source]
+        source: centrum_net::TlsError,
+    },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -64,27 +79,50 @@ impl Front {
     /// to every back (retrying until each is up) and registers with the master.
     ///
     /// # Errors
-    /// [`FrontError::UnknownId`] when `id` is not a front of the config.
+    /// [`FrontError::UnknownId`] when `id` is not a front of the config,
+    /// [`FrontError::Tls`] when its certificate or key cannot be used.
+    /// [`FrontError::Auth`] when the key of its `[auth]` cannot be read or used.
     pub fn start(
         config: Arc<Config>,
         id: &str,
         listener: TcpListener,
         shutdown: Shutdown,
     ) -> Result<Front, FrontError> {
-        let me = config
-            .front(id)
-            .ok_or_else(|| FrontError::UnknownId(id.to_owned()))?
-            .clone();
+        let index = config
+            .fronts
+            .iter()
+            .position(|front| front.id == id)
+            .ok_or_else(|| FrontError::UnknownId(id.to_owned()))?;
+        let me = config.fronts[index].clone();
         let key = ClusterKey::new(config.cluster.secret()?.expose().as_bytes());
         let local_addr = listener.local_addr()?;
         // With port 0 in the config, the URL must name the port actually bound.
         let client_url = if me.public_url.is_none() && me.listen.port() == 0 {
-            format!("ws://{local_addr}")
+            format!("{}://{local_addr}", me.scheme())
         } else {
             me.client_url()
         };
-        let hub = Arc::new(Hub::new(id, config.clone()));
+        let auth = auth::Verifier::from_config(&config).map_err(FrontError::Auth)?;
+        let hub = Arc::new(Hub::new(id, config.clone(), auth));
+        let tls = match &me.tls {
+            None => None,
+            Some(files) => Some(
+                ServerTls::load(&files.cert, &files.key, hub.metrics.tls.clone()).map_err(
+                    |source| FrontError::Tls {
+                        field: source.field(&format!("fronts[{index}]")),
+                        source,
+                    },
+                )?,
+            ),
+        };
         let mut tasks = JoinSet::new();
+        if let Some(tls) = &tls {
+            let watch = tls.clone().watch(shutdown.clone());
+            tasks.spawn(async move {
+                watch.await;
+                Ok(())
+            });
+        }
         for back in 0..config.backs.len() {
             let (hub, key, stop) = (hub.clone(), key.clone(), shutdown.clone());
             tasks.spawn(async move {
@@ -95,7 +133,7 @@ impl Front {
         tasks.spawn({
             let (hub, stop) = (hub.clone(), shutdown.clone());
             async move {
-                accept_loop(listener, hub, stop).await;
+                accept_loop(listener, hub, tls, stop).await;
                 Ok(())
             }
         });
@@ -146,11 +184,22 @@ pub async fn run(
     Front::start(config, id, listener, shutdown)?.wait().await
 }
 
+/// Refused connections answered (429) at once; beyond that they are closed without an
+/// answer, so that a flood of them holds no connection permit and no unbounded tasks.
+const REFUSALS_ANSWERED: usize = 64;
+
 /// Accepts clients up to `limits.max_connections`: a permit is taken before each
-/// accept and moved into the connection's task.
-async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
+/// accept and moved into the connection's task. A connection over its address's limits
+/// gives its permit back at once.
+async fn accept_loop(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    tls: Option<ServerTls>,
+    shutdown: Shutdown,
+) {
     let mut listener = Acceptor::new(listener);
     let permits = Arc::new(Semaphore::new(hub.config.limits.max_connections as usize));
+    let answering = Arc::new(Semaphore::new(REFUSALS_ANSWERED));
     let mut tasks = JoinSet::new();
     loop {
         let permit = tokio::select! {
@@ -169,11 +218,43 @@ async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, shutdown: Shutdown) {
         hub.metrics
             .connections_total
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (hub, stop) = (hub.clone(), shutdown.clone());
+        // A trusted proxy's connections are admitted once their request names the client.
+        let direct = peer.ip().to_canonical();
+        let slot = if hub.access.is_trusted(direct) {
+            None
+        } else {
+            match hub.access.admit(direct) {
+                Ok(slot) => Some(slot),
+                Err(refused) => {
+                    drop(permit);
+                    let Ok(answer) = answering.clone().try_acquire_owned() else {
+                        http::count_refusal(&hub, &refused);
+                        hub.metrics
+                            .refusals_unanswered
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    };
+                    let hub = hub.clone();
+                    let span = tracing::info_span!("refused", %peer);
+                    tasks.spawn(
+                        async move {
+                            // In clear even on a TLS port: the refusal is not worth a
+                            // handshake, and a TLS client sees its connection fail.
+                            let mut stream = ServerStream::Plain(stream);
+                            http::refuse(&mut stream, &hub, &refused).await;
+                            drop(answer);
+                        }
+                        .instrument(span),
+                    );
+                    continue;
+                }
+            }
+        };
+        let (hub, tls, stop) = (hub.clone(), tls.clone(), shutdown.clone());
         let span = tracing::info_span!("client", %peer, session = tracing::field::Empty);
         tasks.spawn(
             async move {
-                connection::serve(stream, peer, hub, stop).await;
+                connection::serve(stream, peer, slot, hub, tls, stop).await;
                 drop(permit);
             }
             .instrument(span),

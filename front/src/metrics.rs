@@ -1,8 +1,13 @@
 //! A front's counters, reported to the master in every heartbeat.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use centrum_net::TlsCounters;
+
 use centrum_protocol::{Metric, MetricKind};
+
+use crate::auth::{AuthFailure, Refused};
 
 #[derive(Debug, Default)]
 pub(crate) struct FrontMetrics {
@@ -35,11 +40,39 @@ pub(crate) struct FrontMetrics {
     pub(crate) calls: AtomicU64,
     pub(crate) calls_failed: AtomicU64,
     pub(crate) calls_timed_out: AtomicU64,
+    /// Hellos whose token was refused (or missing where one is required), by
+    /// [`AuthFailure::index`].
+    pub(crate) auth_failures: [AtomicU64; AuthFailure::LABELS.len()],
+    /// Hellos with a token that verified.
+    pub(crate) auth_verified: AtomicU64,
+    /// Joins refused by the front for want of a token or of the token's leave, by
+    /// [`Refused`] discriminant.
+    pub(crate) joins_refused: [AtomicU64; Refused::LABELS.len()],
+    /// Client frames dropped over `limits.client_messages_per_s` or `client_bytes_per_s`.
+    pub(crate) rate_limited: AtomicU64,
+    /// Clients closed after `limits.client_flood_close_ms` over those limits.
+    pub(crate) rate_limit_closes: AtomicU64,
+    /// Clients closed after `limits.client_idle_ms` in no channel.
+    pub(crate) idle_closes: AtomicU64,
+    /// Connections refused (429) at `limits.max_connections_per_ip`.
+    pub(crate) ip_cap_refusals: AtomicU64,
+    /// Connections refused (429) over `limits.connections_per_ip_per_s`.
+    pub(crate) ip_rate_refusals: AtomicU64,
+    /// Refused connections closed without an answer: too many were being answered.
+    pub(crate) refusals_unanswered: AtomicU64,
+    /// WebSocket upgrades refused (403) for an origin not in `access.allowed_origins`.
+    pub(crate) origin_refusals: AtomicU64,
+    /// Clients closed for a message in more than `ws::MAX_FRAGMENTS` frames.
+    pub(crate) fragment_closes: AtomicU64,
+    /// Clients closed for a frame over `limits.hello_max_bytes` before their Hello.
+    pub(crate) hello_too_large: AtomicU64,
     /// From a patch's arrival from the back to its write to a client's socket.
     patch_delay_us_sum: AtomicU64,
     patch_writes: AtomicU64,
     /// The longest such delay since the last heartbeat.
     patch_delay_us_max: AtomicU64,
+    /// Certificate reloads and failed TLS handshakes (all zero without `tls`).
+    pub(crate) tls: Arc<TlsCounters>,
 }
 
 impl FrontMetrics {
@@ -53,7 +86,7 @@ impl FrontMetrics {
     /// Every metric; called once per heartbeat, since it resets the delay maximum.
     pub(crate) fn metrics(&self, clients: usize) -> Vec<Metric> {
         use MetricKind::{Counter, Gauge};
-        let all: [(&str, &str, MetricKind, &AtomicU64); 24] = [
+        let all: [(&str, &str, MetricKind, &AtomicU64); 36] = [
             (
                 "centrum_front_accept_errors_total",
                 "Failed accepts of client connections (out of file descriptors, for example); each is waited out, not retried at once.",
@@ -163,6 +196,60 @@ impl FrontMetrics {
                 &self.client_timeouts,
             ),
             (
+                "centrum_front_rate_limited_total",
+                "Client WebSocket frames dropped over limits.client_messages_per_s or limits.client_bytes_per_s (the client is told rate_limited).",
+                Counter,
+                &self.rate_limited,
+            ),
+            (
+                "centrum_front_rate_limit_closes_total",
+                "Clients closed (1008 rate_limited) after limits.client_flood_close_ms of frames dropped over their limits.",
+                Counter,
+                &self.rate_limit_closes,
+            ),
+            (
+                "centrum_front_idle_closes_total",
+                "Clients closed (1000 idle) after limits.client_idle_ms in no channel without a message other than Ping.",
+                Counter,
+                &self.idle_closes,
+            ),
+            (
+                "centrum_front_ip_cap_refusals_total",
+                "Connections refused with 429 because limits.max_connections_per_ip were open from the client's address.",
+                Counter,
+                &self.ip_cap_refusals,
+            ),
+            (
+                "centrum_front_ip_rate_refusals_total",
+                "Connections refused with 429 over limits.connections_per_ip_per_s from the client's address.",
+                Counter,
+                &self.ip_rate_refusals,
+            ),
+            (
+                "centrum_front_refusals_unanswered_total",
+                "Connections refused by the per-address limits and closed without a 429, because too many refusals were being answered already.",
+                Counter,
+                &self.refusals_unanswered,
+            ),
+            (
+                "centrum_front_origin_refusals_total",
+                "WebSocket upgrades refused with 403: their Origin is not in access.allowed_origins.",
+                Counter,
+                &self.origin_refusals,
+            ),
+            (
+                "centrum_front_fragment_closes_total",
+                "Clients closed (1008 too_many_fragments) for a message in more than 64 frames.",
+                Counter,
+                &self.fragment_closes,
+            ),
+            (
+                "centrum_front_hello_too_large_total",
+                "Clients closed (1009 too_large) for a frame over limits.hello_max_bytes before their Hello (also counted in handshake_failures).",
+                Counter,
+                &self.hello_too_large,
+            ),
+            (
                 "centrum_front_game_messages_total",
                 "Messages of the games (not state) queued to clients.",
                 Counter,
@@ -191,6 +278,24 @@ impl FrontMetrics {
                 "HTTP calls whose channel did not answer within calls.timeout_ms (504).",
                 Counter,
                 &self.calls_timed_out,
+            ),
+            (
+                "centrum_front_tls_reloads_total",
+                "TLS certificates reloaded (SIGHUP, or the files changed).",
+                Counter,
+                &self.tls.reloads,
+            ),
+            (
+                "centrum_front_tls_reload_failures_total",
+                "TLS certificate reloads that failed; the certificate loaded before stays in use.",
+                Counter,
+                &self.tls.reload_failures,
+            ),
+            (
+                "centrum_front_tls_handshake_failures_total",
+                "Client connections whose TLS handshake failed or did not finish within limits.handshake_timeout_ms.",
+                Counter,
+                &self.tls.handshake_failures,
             ),
             (
                 "centrum_front_patch_writes_total",
@@ -224,7 +329,7 @@ impl FrontMetrics {
         let loaded = all
             .into_iter()
             .map(|(name, help, kind, v)| (name, help, kind, v.load(Relaxed) as f64));
-        loaded
+        let mut out: Vec<Metric> = loaded
             .chain(computed)
             .map(|(name, help, kind, value)| Metric {
                 name: name.into(),
@@ -233,6 +338,39 @@ impl FrontMetrics {
                 labels: Vec::new(),
                 value,
             })
-            .collect()
+            .collect();
+        let labelled = |name: &str, help: &str, labels: &[&str], values: &[AtomicU64]| {
+            labels
+                .iter()
+                .zip(values)
+                .map(|(label, v)| Metric {
+                    name: name.into(),
+                    help: help.into(),
+                    kind: Counter,
+                    labels: vec![("reason".into(), (*label).into())],
+                    value: v.load(Relaxed) as f64,
+                })
+                .collect::<Vec<_>>()
+        };
+        out.extend(labelled(
+            "centrum_front_auth_failures_total",
+            "Hellos refused for their token (close 1008, unauthorized), by what failed; missing: no token where one is required.",
+            &AuthFailure::LABELS,
+            &self.auth_failures,
+        ));
+        out.extend(labelled(
+            "centrum_front_joins_refused_total",
+            "Joins the front rejected before the back saw them: unauthorized (the channel needs a token), forbidden (the token's channel claim does not list it).",
+            &Refused::LABELS,
+            &self.joins_refused,
+        ));
+        out.push(Metric {
+            name: "centrum_front_auth_verified_total".into(),
+            help: "Hellos whose token verified.".into(),
+            kind: Counter,
+            labels: Vec::new(),
+            value: self.auth_verified.load(Relaxed) as f64,
+        });
+        out
     }
 }

@@ -136,9 +136,14 @@ impl App for Arena {
             )));
         }
         self.joined += 1;
-        let mut name: String = join
-            .unwrap_or_default()
-            .name
+        // A client that joined with a token plays under the name its token gives (its
+        // `name` claim, else its subject): other players cannot take it.
+        let proven = ctx.identity(client).map(|id| {
+            id.claim::<String>("name")
+                .unwrap_or_else(|| id.subject.clone())
+        });
+        let mut name: String = proven
+            .unwrap_or_else(|| join.unwrap_or_default().name)
             .chars()
             .filter(|c| !c.is_control())
             .take(MAX_NAME)
@@ -271,6 +276,28 @@ mod tests {
     enum Heard {
         You { player: u32 },
         Scored { player: u32, score: u64 },
+    }
+
+    #[test]
+    fn a_client_with_a_token_plays_under_its_name_claim_or_else_its_subject() {
+        let mut arena = Sandbox::new(Arena::new());
+        let named = centrum_app::Identity::new("user-1").with_claim("name", "Ann");
+        arena
+            .join_as(ClientId(1), named, &Name { name: "mallory" })
+            .unwrap();
+        let unnamed = centrum_app::Identity::new("user-2");
+        arena.join_as(ClientId(2), unnamed, &()).unwrap();
+        let names: Vec<String> = arena
+            .take_messages()
+            .iter()
+            .map(|m| match m.decode().unwrap() {
+                Heard::You { player: id } => {
+                    arena.state().get(player(&arena, id), Player::NAME).unwrap()
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(names, ["Ann", "user-2"]);
     }
 
     fn player(arena: &Sandbox, id: u32) -> Entity<Player> {

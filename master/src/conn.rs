@@ -1,7 +1,8 @@
 //! Serving the master's HTTP connections (hyper's HTTP/1, one task per connection): the
 //! accept loop with its connection cap, and per connection the head, body and idle
 //! timeouts. At the cap, a new connection closes the open one that has waited longest
-//! for a request, so idle or slow connections cannot lock out new ones.
+//! for a request, so idle or slow connections cannot lock out new ones. With TLS, each
+//! connection's handshake runs in its task, by the head's deadline.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -32,7 +33,7 @@ use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
 
 use centrum_config::MasterLimits;
-use centrum_net::{Acceptor, Shutdown};
+use centrum_net::{Acceptor, ServerTls, Shutdown};
 
 use crate::metrics::HttpCounters;
 
@@ -212,6 +213,7 @@ pub(crate) async fn serve(
     router: Router,
     limits: ConnLimits,
     counters: Arc<HttpCounters>,
+    tls: Option<ServerTls>,
     shutdown: Shutdown,
 ) {
     let mut acceptor = Acceptor::new(listener);
@@ -252,10 +254,25 @@ pub(crate) async fn serve(
             shutdown: shutdown.clone(),
             _permit: permit,
         };
-        let table = table.clone();
+        let (table, tls) = (table.clone(), tls.clone());
         tasks.spawn(async move {
             let counters = served.counters.clone();
-            served.run(stream).await;
+            match tls {
+                None => served.run(stream).await,
+                Some(tls) => {
+                    // The handshake counts as waiting for the first request: it has the
+                    // head's deadline, and the connection may be evicted meanwhile.
+                    let deadline = Instant::now() + limits.header;
+                    let evicted = served.conn.clone();
+                    let handshake = tokio::select! {
+                        stream = tls.accept(stream, deadline) => stream,
+                        () = evicted.evict.notified() => None,
+                    };
+                    if let Some(stream) = handshake {
+                        served.run(stream).await;
+                    }
+                }
+            }
             table.conns.lock().remove(&id);
             counters.connections.fetch_sub(1, Relaxed);
         });

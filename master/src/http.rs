@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use centrum_config::Config;
-use centrum_net::Shutdown;
+use centrum_net::{ServerTls, Shutdown};
 use centrum_protocol::{NodeStats, Role};
 
 use crate::conn::{self, ConnLimits};
@@ -55,6 +55,8 @@ pub(crate) struct HttpState {
     /// The admin cookie gets `Secure` (sent over HTTPS only): true when the master
     /// serves TLS.
     pub(crate) secure_cookies: bool,
+    /// The certificate, when the master serves https://.
+    pub(crate) tls: Option<ServerTls>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,7 +163,8 @@ struct Configured {
 pub(crate) async fn serve(listener: TcpListener, state: HttpState, shutdown: Shutdown) {
     let limits = ConnLimits::new(&state.config.master.limits);
     let counters = state.counters.clone();
-    conn::serve(listener, router(state), limits, counters, shutdown).await;
+    let tls = state.tls.clone();
+    conn::serve(listener, router(state), limits, counters, tls, shutdown).await;
 }
 
 /// Every route of the API.
@@ -361,7 +364,10 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     let live = state.registry.live(now);
     let sessions = state.sessions.live(now) as u64;
     state.counters.sessions.store(sessions, Relaxed);
-    let own = state.nodes_metrics.metrics();
+    let mut own = state.nodes_metrics.metrics();
+    if let Some(tls) = &state.tls {
+        own.extend(metrics::tls_metrics(tls.counters()));
+    }
     let text = metrics::render(
         &state.config,
         &live,

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tracing::{error, info};
 
 use centrum_config::Config;
-use centrum_net::Shutdown;
+use centrum_net::{ServerTls, Shutdown};
 
 pub use supervise::{
     ChildSpec, ChildState, ChildStatus, RunDir, STDERR_TAIL_BYTES, SuperviseError, Supervisor,
@@ -76,6 +76,13 @@ pub enum MasterError {
     /// The cluster secret is missing or unreadable.
     #[error(transparent)]
     Secret(#[from] centrum_config::SecretError),
+    /// The certificate or key named by `field` cannot be used.
+    #[error("{field}: {source}")]
+    Tls {
+        field: String,
+        #[source]
+        source: centrum_net::TlsError,
+    },
 }
 
 /// Serves node links and the HTTP API until `shutdown`, then stops accepting, closes
@@ -84,6 +91,7 @@ pub enum MasterError {
 /// # Errors
 /// [`MasterError::Io`] when a listener's address cannot be read;
 /// [`MasterError::Task`] when one of its tasks panicked. Either stops the master.
+/// [`MasterError::Tls`] when `master.tls` names files it cannot use: it does not start.
 pub async fn run(
     config: Arc<Config>,
     listeners: MasterListeners,
@@ -106,6 +114,17 @@ pub async fn run_with(
     let nodes_metrics = Arc::new(nodes::NodesMetrics::default());
     let http_addr = listeners.http.local_addr()?;
     let nodes_addr = listeners.nodes.local_addr()?;
+    let tls = match &config.master.tls {
+        None => None,
+        Some(files) => Some(
+            ServerTls::load(&files.cert, &files.key, Arc::default()).map_err(|source| {
+                MasterError::Tls {
+                    field: source.field("master"),
+                    source,
+                }
+            })?,
+        ),
+    };
     let registry = Registry::new(config.limits.heartbeat() * MISSED_HEARTBEATS);
     // A failing task stops the master's own tasks, not whatever else the caller's
     // signal governs (e.g. the nodes of `centrum up --in-process`).
@@ -140,10 +159,18 @@ pub async fn run_with(
         )),
         logins: Arc::new(LoginLimiter::new(limits.login_attempts_per_minute)),
         counters: Arc::default(),
-        // No TLS on the master yet: cookies go over plain HTTP, so not `Secure`.
-        secure_cookies: false,
+        // Over https the admin cookie must never go out in clear.
+        secure_cookies: tls.is_some(),
+        tls: tls.clone(),
         config,
     };
+    if let Some(tls) = tls {
+        let watch = tls.watch(stop.clone());
+        tasks.spawn(async move {
+            watch.await;
+            Ok(())
+        });
+    }
     tasks.spawn({
         let stop = stop.clone();
         async move {

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use centrum_config::Config;
+use centrum_net::TlsCounters;
 use centrum_protocol::{Metric, MetricKind, Role};
 
 use crate::registry::Node;
@@ -358,6 +359,34 @@ fn valid_label_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The master's TLS counters, when it serves https://, as its own metrics.
+pub(crate) fn tls_metrics(tls: &TlsCounters) -> Vec<Metric> {
+    let counter = |name: &str, help: &str, value: &AtomicU64| Metric {
+        name: name.into(),
+        help: help.into(),
+        kind: MetricKind::Counter,
+        labels: Vec::new(),
+        value: value.load(Relaxed) as f64,
+    };
+    vec![
+        counter(
+            "centrum_master_tls_reloads_total",
+            "TLS certificates of the master's https:// reloaded (SIGHUP, or the files changed).",
+            &tls.reloads,
+        ),
+        counter(
+            "centrum_master_tls_reload_failures_total",
+            "TLS certificate reloads of the master that failed; the certificate loaded before stays in use.",
+            &tls.reload_failures,
+        ),
+        counter(
+            "centrum_master_tls_handshake_failures_total",
+            "HTTP connections to the master whose TLS handshake failed or did not finish within limits.handshake_timeout_ms.",
+            &tls.handshake_failures,
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,12 +407,14 @@ mod tests {
                 nodes: addr,
                 admin_token: None,
                 limits: Default::default(),
+                tls: None,
             },
             fronts: vec![FrontConfig {
                 id: "front-1".into(),
                 host: "127.0.0.1".into(),
                 listen: addr,
                 public_url: None,
+                tls: None,
             }],
             backs: vec![BackConfig {
                 id: "back-1".into(),
@@ -393,13 +424,16 @@ mod tests {
                 channels: vec![ChannelConfig {
                     name: "arena".into(),
                     app: "arena".into(),
+                    anonymous: false,
                 }],
                 data_dir: None,
             }],
             limits: Limits::default(),
             calls: Default::default(),
+            access: Default::default(),
             store: Default::default(),
             supervision: Default::default(),
+            auth: None,
         }
     }
 

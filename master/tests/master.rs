@@ -111,6 +111,7 @@ impl TestMaster {
                 nodes: nodes_addr,
                 admin_token: admin_token.map(centrum_config::Secret::new),
                 limits: http_limits,
+                tls: None,
             },
             cluster: ClusterConfig {
                 secret: Some(centrum_config::Secret::new(SECRET)),
@@ -124,6 +125,7 @@ impl TestMaster {
                     host: "127.0.0.1".into(),
                     listen: listen(7310 + i as u16),
                     public_url: None,
+                    tls: None,
                 })
                 .collect(),
             backs: vec![
@@ -136,10 +138,12 @@ impl TestMaster {
                         ChannelConfig {
                             name: "arena".into(),
                             app: "arena".into(),
+                            anonymous: false,
                         },
                         ChannelConfig {
                             name: "lobby".into(),
                             app: "chat".into(),
+                            anonymous: false,
                         },
                     ],
                     data_dir: None,
@@ -152,14 +156,17 @@ impl TestMaster {
                     channels: vec![ChannelConfig {
                         name: "race".into(),
                         app: "race".into(),
+                        anonymous: false,
                     }],
                     data_dir: None,
                 },
             ],
             limits,
             calls: Default::default(),
+            access: Default::default(),
             store: Default::default(),
             supervision: Default::default(),
+            auth: None,
         });
         config.validate().expect("test config is valid");
         let shutdown = Shutdown::new();

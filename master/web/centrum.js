@@ -1929,7 +1929,16 @@ var DEFAULTS = {
   WebSocket: void 0
 };
 var PROBE_NONCE = 2 ** 52;
-var FATAL_FOR_GOOD = /* @__PURE__ */ new Set(["version", "hello_required", "malformed", "too_large", "binary_only"]);
+var FATAL_FOR_GOOD = /* @__PURE__ */ new Set([
+  "version",
+  "hello_required",
+  "malformed",
+  "too_large",
+  "binary_only",
+  "too_many_fragments",
+  "rate_limited",
+  "idle"
+]);
 var FIRST_RETRY_MS = 100;
 var LONGEST_RETRY_MS = 5e3;
 var Client = class _Client extends Emitter {
@@ -2063,6 +2072,7 @@ var Client = class _Client extends Emitter {
    * @returns {Promise<boolean>} whether the server resumed the previous session
    */
   async #dial() {
+    const token = await this.#token();
     const url = this.#target.url ?? (await askGate(this.#target.gate, this.#target.channel, this.#options.connectTimeoutMs)).url;
     const WebSocketClass = await webSocketClass(this.#options.WebSocket);
     const ws = new WebSocketClass(url);
@@ -2078,7 +2088,7 @@ var Client = class _Client extends Emitter {
         ws.close();
       }, this.#options.connectTimeoutMs);
       ws.addEventListener("open", () => {
-        ws.send(encodeHello(this.#options.token, this.#resume));
+        ws.send(encodeHello(token, this.#resume));
       });
       ws.addEventListener("error", () => {
         fail(new CentrumError("connect_failed", `cannot connect to ${url}`));
@@ -2164,6 +2174,21 @@ var Client = class _Client extends Emitter {
     this.#watchTimer = setTimeout(() => this.#watch(ws), Math.max(0, wake - now));
     this.#watchTimer.unref?.();
   }
+  /** The token for the next Hello: the option itself, or what its function gives now. */
+  async #token() {
+    const option = this.#options.token;
+    if (typeof option !== "function") return option ?? "";
+    let token;
+    try {
+      token = await option();
+    } catch (err) {
+      throw new CentrumError("token_failed", `the token function failed: ${err?.message ?? err}`);
+    }
+    if (typeof token !== "string") {
+      throw new CentrumError("token_failed", `the token function gave ${typeof token}, not a string`);
+    }
+    return token;
+  }
   /** The connection ended without `close()`: dial again, or give up. */
   #dropped(code, reason) {
     clearTimeout(this.#watchTimer);
@@ -2193,7 +2218,8 @@ var Client = class _Client extends Emitter {
       try {
         resumed = await this.#dial();
       } catch (err) {
-        if (FATAL_FOR_GOOD.has(err.code)) {
+        const refusedForGood = err.code === "unauthorized" && typeof this.#options.token !== "function";
+        if (FATAL_FOR_GOOD.has(err.code) || refusedForGood) {
           this.emit("error", err);
           this.#end(err.message);
           return;

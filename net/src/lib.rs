@@ -1,6 +1,7 @@
 //! What every centrum process shares on the network: accepting under resource
-//! exhaustion, cluster authentication, length-prefixed framed links, reconnect back-off, liveness timers and
-//! TCP keepalive, the shutdown signal, and a node's registration with the master.
+//! exhaustion, cluster authentication, length-prefixed framed links, reconnect back-off,
+//! liveness timers and TCP keepalive, the shutdown signal, a node's registration with the
+//! master, and server TLS (reloadable certificates, one stream type for plain and TLS).
 
 mod accept;
 pub mod auth;
@@ -11,7 +12,9 @@ mod liveness;
 mod open_link;
 mod pending;
 mod register;
+mod stream;
 mod tasks;
+pub mod tls;
 
 pub use accept::Acceptor;
 pub use backoff::Backoff;
@@ -23,5 +26,7 @@ pub use pending::{Pending, PendingSlot};
 pub use register::{
     MASTER_ID, RegisterError, Registration, Unregistered, register, register_and_heartbeat,
 };
+pub use stream::ServerStream;
 pub use tasks::{wait_tasks, write_queued};
+pub use tls::{ServerTls, TlsCounters, TlsError, TlsPart};
 pub use tokio_util::sync::CancellationToken as Shutdown;

@@ -7,6 +7,7 @@
 mod client;
 mod codec;
 mod control;
+mod identity;
 mod ids;
 mod kind;
 mod link;
@@ -18,6 +19,7 @@ mod wire;
 pub use client::*;
 pub use codec::{DecodeError, decode, encode, encode_into};
 pub use control::*;
+pub use identity::Identity;
 pub use ids::{EntityId, FieldId, KindId, Seq, Tick};
 pub use kind::{Entity, Field, FieldValue, FixedPoint, Kind};
 pub use link::*;

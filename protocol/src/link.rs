@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::tagged_enum;
-use crate::{Seq, Tick};
+use crate::{Identity, Seq, Tick};
 
 /// A front's own number for one of its client connections; unique within that front.
 pub type SessionKey = u64;
@@ -109,6 +109,9 @@ pub struct LinkSession {
     pub data: Bytes,
     /// The session's resume secret, as in its `LinkJoin`.
     pub secret: u64,
+    /// The client's identity, as in its `LinkJoin`.
+    #[serde(default)]
+    pub identity: Option<Identity>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +132,8 @@ pub struct LinkRefused {
 /// if the back still holds that session's membership and the secret matches, the
 /// membership moves to `session` as it was (same player, same ack) and the
 /// application's `join` is not called; otherwise this is an ordinary join.
+/// `identity` is what the client's token proved (none for an anonymous client): a
+/// resume is granted only to the same subject (or to anonymous for anonymous).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkJoin {
     pub session: SessionKey,
@@ -136,6 +141,8 @@ pub struct LinkJoin {
     pub data: Bytes,
     pub secret: u64,
     pub resume: Option<LinkResume>,
+    #[serde(default)]
+    pub identity: Option<Identity>,
 }
 
 /// The session a client resumes: the front that held it, its key there, its secret.

@@ -191,6 +191,7 @@ fn every_message_round_trips() {
                 channel: "c".into(),
                 data: Bytes::from_static(b"x"),
                 secret: 0xfeed,
+                identity: Some(Identity::new("ann").with_claim("name", "Ann")),
             }],
         })),
         encode(&BackToFront::Patch(LinkPatch {
@@ -229,6 +230,7 @@ fn every_message_round_trips() {
             session: 3,
             secret: 0xfeed,
         }),
+        identity: Some(Identity::new("ann").with_claim("channels", &["a", "m-*"])),
     });
     let away = FrontToBack::Away(LinkAway {
         session: 4,

@@ -1,10 +1,11 @@
-//! A plain HTTP/1.1 client over a raw socket, enough to test what a front answers to
-//! calls (every status, keep-alive) without an HTTP library between the test and the
-//! bytes.
+//! A plain HTTP/1.1 client over a raw socket (or TLS over it), enough to test what a
+//! front answers to calls (every status, keep-alive) without an HTTP library between
+//! the test and the bytes.
 
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::within;
@@ -40,10 +41,15 @@ impl Response {
     }
 }
 
+/// A connection's byte stream: TCP, or TLS over it.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug> Stream for S {}
+
 /// A connection to one server, for one request or several (keep-alive).
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     buf: Vec<u8>,
 }
 
@@ -53,7 +59,18 @@ impl Connection {
             .await
             .expect("connect");
         Connection {
-            stream,
+            stream: Box::new(stream),
+            buf: Vec::new(),
+        }
+    }
+
+    /// An https connection trusting only `root`.
+    pub async fn open_tls(addr: SocketAddr, root: &CertificateDer<'static>) -> Connection {
+        let stream = within("https connect", crate::tls::connect(addr, root))
+            .await
+            .expect("tls connect");
+        Connection {
+            stream: Box::new(stream),
             buf: Vec::new(),
         }
     }
@@ -64,7 +81,8 @@ impl Connection {
         let request = format!("{head}Content-Length: {}\r\n\r\n", body.len());
         within("http send", async {
             self.stream.write_all(request.as_bytes()).await?;
-            self.stream.write_all(body).await
+            self.stream.write_all(body).await?;
+            self.stream.flush().await
         })
         .await
         .expect("send");
@@ -72,9 +90,12 @@ impl Connection {
 
     /// Sends raw bytes as they are.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
-        within("http send", self.stream.write_all(bytes))
-            .await
-            .expect("send");
+        within("http send", async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        })
+        .await
+        .expect("send");
     }
 
     /// Reads one response (its body by Content-Length).

@@ -1,10 +1,11 @@
 //! Test harness: a whole cluster in-process on 127.0.0.1:0 ([`TestCluster`]), a TCP
 //! proxy that can cut or black-hole a link on demand ([`Proxy`]), client helpers, a
-//! plain HTTP/1.1 client ([`http`]) and a small game for testing the platform
-//! ([`games::Echo`]).
+//! plain HTTP/1.1 client ([`http`], over TLS too), certificates made at test time
+//! ([`tls`]) and a small game for testing the platform ([`games::Echo`]).
 
 pub mod games;
 pub mod http;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,8 +21,8 @@ use centrum_app::Registry;
 use centrum_back::Back;
 use centrum_client::{Client, ClientError, ClientOptions, Event};
 use centrum_config::{
-    BackConfig, CallsConfig, ChannelConfig, ClusterConfig, Config, FrontConfig, Limits,
-    MasterConfig, StoreConfig, StoreKind,
+    AccessConfig, AuthConfig, BackConfig, CallsConfig, ChannelConfig, ClusterConfig, Config,
+    FrontConfig, Limits, MasterConfig, StoreConfig, StoreKind, TlsConfig,
 };
 use centrum_front::Front;
 use centrum_net::Shutdown;
@@ -54,8 +55,16 @@ pub struct ClusterSpec {
     pub admin_token: Option<String>,
     /// The `[calls]` table (server key off by default).
     pub calls: CallsConfig,
+    /// The `[access]` table (no trusted proxies, any origin by default).
+    pub access: AccessConfig,
     /// The games the backs host; the built-in ones by default.
     pub apps: Registry,
+    /// The certificate of the master and of every front: https:// and wss://.
+    pub tls: Option<TlsConfig>,
+    /// The `[auth]` table (none by default: tokens ignored).
+    pub auth: Option<AuthConfig>,
+    /// The channels marked `anonymous = true`.
+    pub anonymous: Vec<String>,
 }
 
 impl Default for ClusterSpec {
@@ -68,7 +77,11 @@ impl Default for ClusterSpec {
             proxied_links: false,
             admin_token: None,
             calls: CallsConfig::default(),
+            access: AccessConfig::default(),
             apps: centrum_games::registry(),
+            tls: None,
+            auth: None,
+            anonymous: Vec::new(),
         }
     }
 }
@@ -121,6 +134,7 @@ impl TestCluster {
                 nodes: nodes.local_addr().expect("addr"),
                 admin_token: spec.admin_token.clone().map(centrum_config::Secret::new),
                 limits: Default::default(),
+                tls: spec.tls.clone(),
             },
             cluster: ClusterConfig {
                 secret: Some(centrum_config::Secret::new(CLUSTER_SECRET)),
@@ -134,6 +148,7 @@ impl TestCluster {
                     host: "127.0.0.1".into(),
                     listen: l.local_addr().expect("addr"),
                     public_url: None,
+                    tls: spec.tls.clone(),
                 })
                 .collect(),
             backs: spec
@@ -148,18 +163,21 @@ impl TestCluster {
                     channels: vec![ChannelConfig {
                         name: channel.clone(),
                         app: app.clone(),
+                        anonymous: spec.anonymous.contains(channel),
                     }],
                     data_dir: None,
                 })
                 .collect(),
             limits: spec.limits,
             calls: spec.calls.clone(),
+            access: spec.access.clone(),
             // In-process clusters keep nothing on disk; the process tests do.
             store: StoreConfig {
                 kind: StoreKind::Memory,
                 ..StoreConfig::default()
             },
             supervision: Default::default(),
+            auth: spec.auth.clone(),
         });
         config.validate().expect("test config is valid");
         let master_http = config.master.http;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use centrum_app::{AppError, CallFailure, ClientId, Clients, Ctx, DynApp, Outbox, Rng};
-use centrum_protocol::{Seq, State, Tick};
+use centrum_protocol::{Identity, Seq, State, Tick};
 
 use super::membership::Seat;
 
@@ -18,10 +18,14 @@ use super::membership::Seat;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Entry {
     /// A new client asked to join with `data`; it is in on `seat` if the game accepts.
+    /// `identity`: what its token proved, none for an anonymous client (and in
+    /// records written before identities).
     Join {
         client: ClientId,
         data: Bytes,
         seat: Seat,
+        #[serde(default)]
+        identity: Option<Identity>,
     },
     /// A held or moved membership now sits on `seat`.
     Resume {
@@ -129,12 +133,20 @@ impl Game {
     /// Applies one entry through the game.
     pub(crate) fn apply(&mut self, entry: &Entry) -> Applied {
         match entry {
-            Entry::Join { client, data, .. } => {
+            Entry::Join {
+                client,
+                data,
+                identity,
+                ..
+            } => {
                 let client = *client;
                 self.next_client = self.next_client.max(client.0 + 1);
                 // In the channel during its own join, so that the game can already
                 // message it; what it sends arrives after the joiner's first state.
                 self.clients.connect(client);
+                if let Some(identity) = identity {
+                    self.clients.set_identity(client, identity.clone());
+                }
                 let result = self.with_app(|app, ctx| app.join(ctx, client, data));
                 if result.is_err() {
                     self.clients.remove(client);

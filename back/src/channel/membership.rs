@@ -341,14 +341,16 @@ impl Membership {
     }
 
     /// Starts a join of `session` on `link`: a resume when `resume` claims a membership
-    /// this channel holds with that secret; a claim that does not match is an
-    /// ordinary join (telling why would help someone guessing secrets).
+    /// this channel holds with that secret and whose client `may_resume` (the same
+    /// identity); a claim that does not match is an ordinary join (telling why would
+    /// help someone guessing secrets), and the claimed membership stays as it was.
     pub(crate) fn begin_join(
         &mut self,
         link: &LinkHandle,
         session: SessionKey,
         secret: u64,
         resume: Option<&LinkResume>,
+        may_resume: impl Fn(ClientId) -> bool,
         out: &mut Vec<Effect>,
     ) -> JoinStart {
         let Some(front) = self.current(link) else {
@@ -363,7 +365,9 @@ impl Membership {
             session,
             secret,
         };
-        let Some((client, ack)) = resume.and_then(|claim| self.take_resumable(claim, out)) else {
+        let Some((client, ack)) =
+            resume.and_then(|claim| self.take_resumable(claim, &may_resume, out))
+        else {
             return JoinStart::New { seat };
         };
         let s = Session {
@@ -388,10 +392,12 @@ impl Membership {
     }
 
     /// Takes the membership a resuming client claims, if this channel still has it
-    /// (held after a disconnect, or still with its old front) and the secret matches.
+    /// (held after a disconnect, or still with its old front), the secret matches and
+    /// its client `may_resume`.
     fn take_resumable(
         &mut self,
         claim: &LinkResume,
+        may_resume: &impl Fn(ClientId) -> bool,
         out: &mut Vec<Effect>,
     ) -> Option<(ClientId, Seq)> {
         // A zero secret is what a front sends when it had no random source.
@@ -399,17 +405,18 @@ impl Membership {
             return None;
         }
         let front_id: Arc<str> = Arc::from(claim.front.as_str());
-        if let Some(h) = self
-            .held
-            .remove(&(front_id.clone(), claim.session, claim.secret))
-        {
-            return Some((h.client, h.ack));
+        let key = (front_id.clone(), claim.session, claim.secret);
+        if let Some(h) = self.held.get(&key) {
+            if !may_resume(h.client) {
+                return None;
+            }
+            return self.held.remove(&key).map(|h| (h.client, h.ack));
         }
         let front = self.fronts.get_mut(&front_id)?;
         if front
             .sessions
             .get(&claim.session)
-            .is_none_or(|s| s.secret != claim.secret)
+            .is_none_or(|s| s.secret != claim.secret || !may_resume(s.client))
         {
             return None;
         }

@@ -2,7 +2,7 @@
 
 use centrum_app::{ClientId, Ctx};
 use centrum_games::BenchArena;
-use centrum_protocol::{BackToFront, LinkSession, decode};
+use centrum_protocol::{BackToFront, Identity, LinkSession, decode};
 use tokio::sync::mpsc;
 
 use super::*;
@@ -58,6 +58,7 @@ fn join(link: LinkHandle, session: SessionKey) -> Event {
         data: Bytes::new(),
         secret: session * 1000,
         resume: None,
+        identity: None,
     }
 }
 
@@ -83,6 +84,7 @@ fn listed(session: SessionKey) -> LinkSession {
         channel: "arena".into(),
         data: Bytes::new(),
         secret: session * 1000,
+        identity: None,
     }
 }
 
@@ -328,6 +330,7 @@ fn resume_on(
                 session: 1,
                 secret: claim_secret,
             }),
+            identity: None,
         })
         .unwrap();
     tick(ch);
@@ -568,6 +571,7 @@ fn named_join(link: &LinkHandle, session: SessionKey, name: &str) -> Event {
         data: Bytes::from(rmp_serde::to_vec(name).unwrap()),
         secret: 1,
         resume: None,
+        identity: None,
     }
 }
 
@@ -807,6 +811,7 @@ fn a_restarted_fronts_new_session_under_an_old_key_leaves_the_held_one_claimable
             data: Bytes::new(),
             secret: 4242,
             resume: None,
+            identity: None,
         }]
     });
     assert_eq!(ch.game.state.len(), 2, "the held player and the new one");

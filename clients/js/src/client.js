@@ -7,6 +7,8 @@
 // The game's messages go to the Channel they name, in the order the front sent them.
 // A front that falls silent (nothing for `pingAfterMs`, then no answer to a ping for
 // `silenceTimeoutMs`: PROTOCOL.md §7.10) is treated exactly like a dropped connection.
+// The token (PROTOCOL.md: authentication) is a string, or a function asked for a fresh
+// one before every dial, since a token may have expired by the time the client reconnects.
 import { appData, decodeServer, encodeHello, encodeInput, encodeJoin, encodeLeave, encodePing } from './codec.js';
 import { Channel } from './channel.js';
 import { Emitter } from './emitter.js';
@@ -26,8 +28,14 @@ const DEFAULTS = {
 /** The nonces of the pings that probe a silent front start here; `ping()` counts from 1. */
 const PROBE_NONCE = 2 ** 52;
 
-/** Server error codes after which dialling again cannot help (§10). */
-const FATAL_FOR_GOOD = new Set(['version', 'hello_required', 'malformed', 'too_large', 'binary_only']);
+/**
+ * Server close reasons after which dialling again cannot help (§10): the same client
+ * would break the same rule, flood again, or (`idle`) had nothing to do on the server.
+ */
+const FATAL_FOR_GOOD = new Set([
+  'version', 'hello_required', 'malformed', 'too_large', 'binary_only',
+  'too_many_fragments', 'rate_limited', 'idle',
+]);
 
 /** Back-off between reconnection attempts: 100 ms doubling to 5 s, with jitter. */
 const FIRST_RETRY_MS = 100;
@@ -174,6 +182,7 @@ export class Client extends Emitter {
    * @returns {Promise<boolean>} whether the server resumed the previous session
    */
   async #dial() {
+    const token = await this.#token();
     const url = this.#target.url ?? (await askGate(this.#target.gate, this.#target.channel, this.#options.connectTimeoutMs)).url;
     const WebSocketClass = await webSocketClass(this.#options.WebSocket);
     const ws = new WebSocketClass(url);
@@ -189,7 +198,7 @@ export class Client extends Emitter {
         ws.close();
       }, this.#options.connectTimeoutMs);
       ws.addEventListener('open', () => {
-        ws.send(encodeHello(this.#options.token, this.#resume));
+        ws.send(encodeHello(token, this.#resume));
       });
       ws.addEventListener('error', () => {
         fail(new CentrumError('connect_failed', `cannot connect to ${url}`));
@@ -280,6 +289,22 @@ export class Client extends Emitter {
     this.#watchTimer.unref?.();
   }
 
+  /** The token for the next Hello: the option itself, or what its function gives now. */
+  async #token() {
+    const option = this.#options.token;
+    if (typeof option !== 'function') return option ?? '';
+    let token;
+    try {
+      token = await option();
+    } catch (err) {
+      throw new CentrumError('token_failed', `the token function failed: ${err?.message ?? err}`);
+    }
+    if (typeof token !== 'string') {
+      throw new CentrumError('token_failed', `the token function gave ${typeof token}, not a string`);
+    }
+    return token;
+  }
+
   /** The connection ended without `close()`: dial again, or give up. */
   #dropped(code, reason) {
     clearTimeout(this.#watchTimer);
@@ -310,7 +335,9 @@ export class Client extends Emitter {
       try {
         resumed = await this.#dial();
       } catch (err) {
-        if (FATAL_FOR_GOOD.has(err.code)) {
+        // A refused token is refused again, unless a fresh one can be fetched.
+        const refusedForGood = err.code === 'unauthorized' && typeof this.#options.token !== 'function';
+        if (FATAL_FOR_GOOD.has(err.code) || refusedForGood) {
           this.emit('error', err);
           this.#end(err.message);
           return;

@@ -5,6 +5,7 @@
 // each front. The binary is CENTRUM_BIN, or target/debug/centrum of this repository, or
 // the one given (a game's own binary, such as the tag example's).
 import { spawn, spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
@@ -25,11 +26,20 @@ process.on('exit', () => {
 
 const DEFAULT_CHANNELS = [{ name: 'arena', app: 'arena' }, { name: 'bench', app: 'bench-arena' }];
 
+/** An HS256 JWT of `claims`, signed with `secret`. */
+export function signHs256(secret, claims) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
 /**
- * @param {{ adminToken?: string, bin?: string, channels?: { name: string, app: string }[] }} [options]
+ * @param {{ adminToken?: string, bin?: string, channels?: { name: string, app: string }[],
+ *   jwtSecret?: string }} [options] with `jwtSecret`, the cluster requires HS256 tokens
+ *   signed with it (no channel is anonymous); its probes present one
  * @returns {Promise<Cluster>}
  */
-export async function startCluster({ adminToken, bin = BIN, channels = DEFAULT_CHANNELS } = {}) {
+export async function startCluster({ adminToken, bin = BIN, channels = DEFAULT_CHANNELS, jwtSecret } = {}) {
   if (!existsSync(bin)) throw new Error(`no centrum binary at ${bin}: build it first (cargo build), or set CENTRUM_BIN`);
   const [http, nodes, front1, front2, back] = await freePorts(5);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'centrum-js-'));
@@ -56,7 +66,7 @@ channels = [${channels.map((c) => `{ name = "${c.name}", app = "${c.app}" }`).jo
 
 [limits]
 heartbeat_ms = 200
-`);
+${jwtSecret ? `\n[auth]\nalgorithm = "HS256"\nsecret = "${jwtSecret}"\n` : ''}`);
   const check = spawnSync(bin, ['check', config], { encoding: 'utf8' });
   if (check.status !== 0) throw new Error(`centrum check refused the test config:\n${check.stderr}`);
 
@@ -107,7 +117,8 @@ heartbeat_ms = 200
     const probe = channels[0].name;
     for (const url of cluster.frontUrls) {
       await until(`a client joins ${probe} through ${url}`, async () => {
-        const client = await Client.connect({ url }, { reconnect: false });
+        const token = jwtSecret ? signHs256(jwtSecret, { sub: 'probe', exp: Math.floor(Date.now() / 1000) + 600 }) : '';
+        const client = await Client.connect({ url }, { reconnect: false, token });
         try {
           await client.join(probe, { name: 'probe' });
           return true;

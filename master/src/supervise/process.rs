@@ -432,7 +432,15 @@ mod tests {
             env: Vec::new(),
         };
         let mut sleeper = Guard(sleeper);
-        let mut process = Process::adopt(&spec, None).expect("the sleeper is found");
+        // Until the child has exec'd `sleep`, its command line is still this test's.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut process = loop {
+            if let Some(found) = Process::adopt(&spec, None) {
+                break found;
+            }
+            assert!(std::time::Instant::now() < deadline, "the sleeper is found");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
         assert_eq!(process.pid(), sleeper.0.id());
         assert!(process.adopted());
         let other = ChildSpec {

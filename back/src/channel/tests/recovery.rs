@@ -176,6 +176,7 @@ async fn a_recovered_channel_is_the_one_that_crashed() {
             data: Bytes::new(),
             secret: 77,
             resume: Some(claim),
+            identity: None,
         })
         .unwrap();
     durable_tick(&mut after).await;
@@ -511,6 +512,7 @@ async fn after_a_restart_a_client_that_resumed_elsewhere_is_evicted_from_its_old
         data: Bytes::new(),
         secret: 44,
         resume: Some(claim),
+        identity: None,
     };
     after.shared.inbox.push(join).unwrap();
     durable_tick(&mut after).await;
@@ -561,4 +563,80 @@ async fn a_game_that_does_not_save_gets_no_snapshot_and_still_recovers_from_its_
     drop(ch);
     let again = quirky_recovered(&store, Quirk::DoesNotSave, true);
     assert_eq!(again.full_state(), expected, "the whole journal replays");
+}
+
+/// Clients that joined with a token are the same people after a restart: the game
+/// reads the same identity from the snapshot or from the journal's joins, and a
+/// resume of the held one needs the same subject.
+#[tokio::test]
+async fn identities_survive_a_restart_from_a_snapshot_or_the_journal() {
+    for snapshots in [true, false] {
+        let store = MemoryStore::new();
+        let mut ch = recovered(&store, snapshots);
+        let (link, _rx) = LinkHandle::for_test("front-1", 64);
+        ch.shared.inbox.push(attach(&link)).unwrap();
+        let ann = Identity::new("user-1").with_claim("name", "Ann");
+        for (session, identity) in [(1, Some(ann.clone())), (2, None)] {
+            ch.shared
+                .inbox
+                .push(Event::Join {
+                    link: link.clone(),
+                    session,
+                    data: Bytes::new(),
+                    secret: session * 1000,
+                    resume: None,
+                    identity,
+                })
+                .unwrap();
+        }
+        durable_tick(&mut ch).await;
+        if let Some(p) = &mut ch.persist {
+            p.finish_snapshot().await;
+        }
+        durable_tick(&mut ch).await;
+        drop(ch);
+
+        let mut after = recovered(&store, snapshots);
+        let clients = &after.game.clients;
+        assert_eq!(
+            clients.identity(ClientId(1)),
+            Some(&ann),
+            "snapshots: {snapshots}"
+        );
+        assert_eq!(clients.identity(ClientId(2)), None);
+        // Client 1 is held after the restart (front-1 never relinks): another
+        // subject cannot resume it, the same one can.
+        let mallory = Identity::new("user-2");
+        let (front2, mut rx2) = LinkHandle::for_test("front-2", 64);
+        after.shared.inbox.push(attach(&front2)).unwrap();
+        for (session, identity) in [(7, mallory), (8, ann.clone())] {
+            after
+                .shared
+                .inbox
+                .push(Event::Join {
+                    link: front2.clone(),
+                    session,
+                    data: Bytes::new(),
+                    secret: 77,
+                    resume: Some(LinkResume {
+                        front: "front-1".into(),
+                        session: 1,
+                        secret: 1000,
+                    }),
+                    identity: Some(identity),
+                })
+                .unwrap();
+            durable_tick(&mut after).await;
+        }
+        let m = &after.shared.metrics;
+        assert_eq!(
+            (m.joins.load(Relaxed), m.resumes.load(Relaxed)),
+            (1, 1),
+            "user-2 joined as a new player; user-1 resumed its own"
+        );
+        let client_of = |ch: &mut Channel, session| ch.members.member(&front2, session).unwrap().0;
+        assert_eq!(client_of(&mut after, 7), ClientId(3), "a new player");
+        assert_eq!(client_of(&mut after, 8), ClientId(1), "the same player");
+        assert_eq!(states(&mut rx2).len(), 2);
+    }
 }
