@@ -165,6 +165,7 @@ fn link_msgs() -> Vec<Vec<u8>> {
                 channel: "arena".into(),
                 data: Bytes::from_static(b"\xc0"),
                 secret: 0xfeed,
+                identity: None,
             }],
         })),
         encode(&FrontToBack::Join(LinkJoin {
@@ -172,6 +173,7 @@ fn link_msgs() -> Vec<Vec<u8>> {
             channel: 0,
             data: Bytes::from_static(b"j"),
             secret: u64::MAX,
+            identity: Some(Identity::new("ann").with_claim("name", "Ann")),
             resume: Some(LinkResume {
                 front: "front-2".into(),
                 session: 3,
@@ -411,7 +413,8 @@ fn main() {
     }
 
     let hello = &client_msgs()[0];
-    let mut ws = vec![0, 0];
+    // [limit, chunking, budget, chunk sizes..., frames...]
+    let mut ws = vec![0, 0, 0];
     ws.extend(ws_frame(true, 0x2, hello, false));
     ws.extend(ws_frame(true, 0x9, b"ping", false));
     ws.extend(ws_frame(false, 0x2, &hello[..2], false));
@@ -420,20 +423,26 @@ fn main() {
     ws.extend(ws_frame(true, 0x1, b"text", false));
     ws.extend(ws_frame(true, 0x8, &[0x03, 0xe8], false));
     write("ws_frames", "session", &ws);
-    let mut ws = vec![40, 5, 0, 1, 63];
+    let mut ws = vec![40, 5, 0, 0, 1, 63];
     ws.extend(ws_frame(true, 0x2, &[7; 300], false));
     ws.extend(ws_frame(true, 0x2, &[8; 200], true));
     write("ws_frames", "long-lengths-chunked", &ws);
-    let mut ws = vec![0, 0];
+    let mut ws = vec![0, 0, 0];
     ws.extend(ws_frame(true, 0x2, &[1; 100], false)[..6].to_vec());
     ws.extend_from_slice(&[0x82, 0xff, 0, 0, 0, 1, 0, 0, 0, 0]);
     write("ws_frames", "too-large", &ws);
-    let mut ws = vec![0, 0];
+    let mut ws = vec![0, 0, 0x22];
     ws.extend(ws_frame(false, 0x2, &[1; 40], false));
     ws.extend(ws_frame(false, 0x0, &[2; 40], false));
     ws.extend(ws_frame(true, 0x0, &[3; 40], false));
     write("ws_frames", "fragments", &ws);
-    write("ws_frames", "unmasked", &[0, 0, 0x82, 0x01, 0x00]);
+    write("ws_frames", "unmasked", &[0, 0, 0, 0x82, 0x01, 0x00]);
+    // Frames past a burst of 2 frames are dropped, with the message they belong to.
+    let mut ws = vec![0, 0, 0x10];
+    for _ in 0..4 {
+        ws.extend(ws_frame(true, 0x2, hello, false));
+    }
+    write("ws_frames", "over-budget", &ws);
 
     let upgrade = "GET /anything HTTP/1.1\r\nHost: play.example.com\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
     let requests: [&[u8]; 8] = [
@@ -468,6 +477,43 @@ fn main() {
     write("config", "tag", &tag);
     let two = "[master]\nhttp = \"127.0.0.1:0\"\nnodes = \"127.0.0.1:0\"\nadmin_token = \"an-admin-token-long-enough\"\n\n[[fronts]]\nid = \"f1\"\nlisten = \"127.0.0.1:0\"\npublic_url = \"wss://x.example/f1\"\n\n[[fronts]]\nid = \"f2\"\nhost = \"10.0.0.2\"\nlisten = \"10.0.0.2:7310\"\n\n[[backs]]\nid = \"b1\"\nlisten = \"127.0.0.1:0\"\ntick_hz = 60\nchannels = [{ name = \"arena\", app = \"arena\" }, { name = \"lobby\", app = \"chat\" }]\ndata_dir = \"/var/lib/centrum/b1\"\n\n[store]\nkind = \"memory\"\n\n[calls]\nserver_key = \"a-server-key-long-enough\"\n\n[cluster]\nsecret = \"a-cluster-secret-long-enough\"\nsecret_env = \"CENTRUM_FUZZ_NEVER_SET\"\n\n[limits]\nmax_message_bytes = 1024\nslow_client = \"disconnect\"\n";
     write("config", "two-fronts", two.as_bytes());
+
+    // [mode, ...]: even modes a token as sent (and `pattern\0name` for the channel
+    // matcher), odd modes claims the target signs with its key.
+    let signed_elsewhere = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"sub": "ann", "exp": 4_102_444_800u64, "iss": "issuer", "aud": "centrum"}),
+        &jsonwebtoken::EncodingKey::from_secret(b"another-secret-another-secret-32"),
+    )
+    .expect("HMAC signs anything");
+    let jwts: [(u8, &str); 9] = [
+        (0, ""),
+        (0, &signed_elsewhere),
+        (0, "match-*\0match-12"),
+        (2, "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbm4ifQ."),
+        (
+            1,
+            r#"{"sub":"ann","exp":4102444800,"iss":"issuer","aud":"centrum","name":"Ann","team":"red","rooms":["arena","match-*"]}"#,
+        ),
+        (
+            5,
+            r#"{"sub":"bo","exp":4102444800,"iss":"issuer","aud":["centrum","x"],"nbf":0}"#,
+        ),
+        (1, r#"{"sub":"ann","exp":1,"iss":"issuer","aud":"centrum"}"#),
+        (
+            1,
+            r#"{"sub":7,"exp":4102444800,"iss":"other","aud":"centrum","rooms":"arena"}"#,
+        ),
+        (
+            1,
+            r#"{"exp":4102444800,"iss":"issuer","aud":"centrum","nbf":4102444800}"#,
+        ),
+    ];
+    for (i, (mode, text)) in jwts.iter().enumerate() {
+        let mut seed = vec![*mode];
+        seed.extend_from_slice(text.as_bytes());
+        write("jwt", &format!("{i}"), &seed);
+    }
 
     for (i, t) in [
         "front-1.2a.9f3c51e07d2a4c81.front-1-42",

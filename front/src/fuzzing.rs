@@ -1,12 +1,15 @@
 //! Entry points for the fuzz targets in `fuzz/` (cargo feature `fuzzing`): the parsers a
 //! client reaches before it is anyone (the first request's head, WebSocket frames, the
-//! resume token), wrapped so that the crate's own types stay private. Not a stable API.
+//! resume token, the hello's JWT), wrapped so that the crate's own types stay private.
+//! Not a stable API.
 
 use bytes::{BufMut, Bytes};
 
+use centrum_config::{Config, Limits};
 use centrum_protocol::LinkResume;
 
-use crate::{http, resume, ws};
+use crate::rate::Budget;
+use crate::{auth, http, resume, ws};
 
 /// The front's WebSocket frame reader, fed as a connection feeds it.
 #[derive(Debug)]
@@ -20,6 +23,8 @@ pub enum WsEvent {
     Ping(Bytes),
     Pong,
     Close,
+    /// A frame over the client's budget, dropped unread (with its whole message).
+    Dropped,
 }
 
 /// The framing rule a client broke: the close code the front sends, and why.
@@ -30,9 +35,22 @@ pub struct WsFailure {
 }
 
 impl FrameReader {
-    /// A reader refusing messages over `max_message` bytes.
+    /// A reader refusing messages over `max_message` bytes, with no rate limits.
     pub fn new(max_message: usize) -> Self {
-        Self(ws::FrameReader::new(max_message))
+        Self::with_burst(max_message, 0, 0)
+    }
+
+    /// A reader whose client may send `frames` frames and `bytes` payload bytes (0: no
+    /// limit) and then one more of each a second: within one run, only the burst.
+    pub fn with_burst(max_message: usize, frames: u32, bytes: u32) -> Self {
+        let limits = Limits {
+            client_messages_per_s: u32::from(frames > 0),
+            client_message_burst: frames.max(1),
+            client_bytes_per_s: u32::from(bytes > 0),
+            client_bytes_burst: bytes.max(1),
+            ..Limits::default()
+        };
+        Self(ws::FrameReader::new(max_message, Budget::new(&limits)))
     }
 
     /// Takes as many of `bytes` as one `read_buf` from the socket would (the buffer's
@@ -64,6 +82,7 @@ impl FrameReader {
                 ws::WsEvent::Ping(b) => WsEvent::Ping(b),
                 ws::WsEvent::Pong => WsEvent::Pong,
                 ws::WsEvent::Close => WsEvent::Close,
+                ws::WsEvent::Dropped => WsEvent::Dropped,
             })),
             Err(e) => Err(WsFailure {
                 close_code: e.close_code(),
@@ -132,4 +151,63 @@ pub fn encode_resume_token(session_id: &str, claim: &LinkResume) -> String {
         claim: claim.clone(),
     }
     .encode()
+}
+
+/// The front's JWT check of a hello's token, as `[auth]` of a config sets it up.
+#[derive(Debug)]
+pub struct JwtVerifier(auth::Verifier);
+
+/// What a verified token (or none) grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtGrant {
+    Anonymous,
+    Token {
+        subject: String,
+        /// Claim names passed on, with their values as MessagePack.
+        claims: Vec<(String, Bytes)>,
+        /// The token's channel patterns; `None`: any channel.
+        channels: Option<Vec<String>>,
+    },
+}
+
+/// Why a token was refused: the metric's reason label and the client's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtFailure {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The largest identity (subject and claims, MessagePack) a token may pass on.
+pub const MAX_IDENTITY_BYTES: usize = auth::MAX_IDENTITY_BYTES;
+
+impl JwtVerifier {
+    /// The verifier of `config`'s `[auth]`; `None` without one or when its key cannot
+    /// be read.
+    pub fn new(config: &Config) -> Option<Self> {
+        auth::Verifier::from_config(config).ok().flatten().map(Self)
+    }
+
+    /// What a hello with `token` (empty: none) may do.
+    ///
+    /// # Errors
+    /// [`JwtFailure`] for a token that does not verify, or none where one is required.
+    pub fn admit(&self, token: &str) -> Result<JwtGrant, JwtFailure> {
+        match self.0.admit(token) {
+            Ok(auth::Grant::Open | auth::Grant::Anonymous) => Ok(JwtGrant::Anonymous),
+            Ok(auth::Grant::Token { identity, channels }) => Ok(JwtGrant::Token {
+                subject: identity.subject,
+                claims: identity.claims.into_iter().collect(),
+                channels,
+            }),
+            Err(e) => Err(JwtFailure {
+                reason: auth::AuthFailure::LABELS[e.index()],
+                message: e.message(),
+            }),
+        }
+    }
+}
+
+/// Whether channel `name` matches a token's channel `pattern` (`*`: any run).
+pub fn channel_matches(pattern: &str, name: &str) -> bool {
+    auth::matches(pattern, name)
 }

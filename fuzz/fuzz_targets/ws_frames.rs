@@ -1,6 +1,7 @@
 //! The front's WebSocket frame reader on arbitrary client bytes, read as a connection
 //! reads its socket (fuzzer-chosen chunk sizes, each read capped by the buffer's spare
-//! room). Checked: no message over the limit is ever returned, the buffer stays
+//! room), with or without a rate budget (its burst only: a run is far shorter than a
+//! refill). Checked: no message over the limit is ever returned, the buffer stays
 //! within a small multiple of the limit, and the events (and the error that ends
 //! them) are the same however the bytes were split.
 #![no_main]
@@ -15,23 +16,27 @@ fn check(event: &WsEvent, max_message: usize) {
     match event {
         WsEvent::Binary(b) => assert!(b.len() <= max_message, "{} > {max_message}", b.len()),
         WsEvent::Ping(b) => assert!(b.len() <= 125),
-        WsEvent::Text | WsEvent::Pong | WsEvent::Close => {}
+        WsEvent::Text | WsEvent::Pong | WsEvent::Close | WsEvent::Dropped => {}
     }
 }
 
 fn failure(f: &WsFailure) {
-    assert!(matches!(f.close_code, 1002 | 1009), "{f:?}");
+    assert!(matches!(f.close_code, 1002 | 1008 | 1009), "{f:?}");
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [limit, chunking, rest @ ..] = data else {
+    let [limit, chunking, budget, rest @ ..] = data else {
         return;
     };
     let max_message = 64 + 8 * usize::from(*limit);
     let (chunks, stream) = rest.split_at(usize::from(*chunking % 8).min(rest.len()));
+    // High nibble: frames the client may send (0: no limit); low nibble: bytes, in 64s.
+    let frames = u32::from(budget >> 4) * 2;
+    let bytes = u32::from(budget & 0xf) * 64;
+    let reader = || FrameReader::with_burst(max_message, frames, bytes);
 
     // All at once.
-    let mut whole = FrameReader::new(max_message);
+    let mut whole = reader();
     whole.push(stream);
     let mut expected = Vec::new();
     let end = loop {
@@ -49,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
     };
 
     // As a socket delivers them.
-    let mut reader = FrameReader::new(max_message);
+    let mut reader = reader();
     let mut got = Vec::new();
     let mut left = stream;
     let mut next_chunk = 0;
