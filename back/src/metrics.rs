@@ -79,6 +79,9 @@ pub(crate) struct BackMetrics {
     pub(crate) links_unauthenticated: AtomicU64,
     /// Links closed in their handshake to make room for newer ones (at `PENDING_LINKS`).
     pub(crate) handshakes_evicted: AtomicU64,
+    /// Certificate reloads and failed TLS handshakes of the link port (zero without
+    /// `tls`).
+    pub(crate) tls: std::sync::Arc<centrum_net::TlsCounters>,
     pub(crate) link_overflows: AtomicU64,
     pub(crate) link_errors: AtomicU64,
     /// Links closed because the front sent nothing for `limits.link_timeout_ms`.
@@ -400,6 +403,24 @@ impl BackMetrics {
             "Links closed in their handshake to make room for newer ones (at most 64 at once).",
             MetricKind::Counter,
             &self.handshakes_evicted,
+        );
+        push(
+            "centrum_back_tls_reloads_total",
+            "TLS certificates of the link port reloaded (SIGHUP, or the files changed).",
+            MetricKind::Counter,
+            &self.tls.reloads,
+        );
+        push(
+            "centrum_back_tls_reload_failures_total",
+            "TLS certificate reloads of the link port that failed; the certificate loaded before stays in use.",
+            MetricKind::Counter,
+            &self.tls.reload_failures,
+        );
+        push(
+            "centrum_back_tls_handshake_failures_total",
+            "Link connections whose TLS handshake failed or did not finish within limits.handshake_timeout_ms.",
+            MetricKind::Counter,
+            &self.tls.handshake_failures,
         );
         push(
             "centrum_back_link_overflows_total",
