@@ -142,6 +142,7 @@ impl Back {
             // headers around it; 1 KiB covers them.
             max_game_message_bytes: (limits.max_frame_bytes as usize).saturating_sub(1024),
             max_game_messages: (limits.link_queue as usize / 4).max(1),
+            max_frame_bytes: limits.max_frame_bytes as usize,
         };
         let policy = SnapshotPolicy {
             every: config.store.snapshot_every(),

@@ -408,7 +408,7 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Link
             if channel.inbox.push(event) == Err(Full) {
                 channel.metrics.inputs_dropped_full.fetch_add(1, Relaxed);
                 let message = format!(
-                    "input {} dropped: channel {:?} has {} inputs queued",
+                    "input {} dropped: channel {:?} has its {} inputs queued, or this client its share of them",
                     i.seq, channel.name, shared.config.limits.channel_inputs
                 );
                 let notice = centrum_protocol::LinkNotice {

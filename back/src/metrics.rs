@@ -60,6 +60,10 @@ pub(crate) struct ChannelMetrics {
     pub(crate) store_errors: AtomicU64,
     /// Ticks that replayed other than they first ran (a game that is not deterministic).
     pub(crate) replay_divergences: AtomicU64,
+    /// Joins refused because the state would no longer fit a link frame.
+    pub(crate) joins_too_large: AtomicU64,
+    /// States or patches not sent because they would not fit a link frame.
+    pub(crate) frames_too_large: AtomicU64,
 }
 
 /// The back's counters across channels.
@@ -286,6 +290,18 @@ impl ChannelMetrics {
             "Ticks that replayed from the journal other than they first ran: a game that is not deterministic.",
             Counter,
             &self.replay_divergences,
+        );
+        push(
+            "centrum_back_joins_too_large_total",
+            "Joins refused because the channel's full state would no longer fit a link frame (limits.max_frame_bytes).",
+            Counter,
+            &self.joins_too_large,
+        );
+        push(
+            "centrum_back_frames_too_large_total",
+            "Full states or patches not sent because they would not fit a link frame; their clients got a full state instead or left the channel.",
+            Counter,
+            &self.frames_too_large,
         );
         push(
             "centrum_back_clients",

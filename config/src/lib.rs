@@ -95,7 +95,8 @@ channels = [{ name = "arena", app = "arena" }]
 # client_queue = 256             # messages queued per client before slow_client applies (1-65536)
 # link_queue = 65536             # frames queued per front<->back link (1-1048576)
 # link_linger_us = 1000          # a front gathers inputs this long before writing them to a back (0-10000)
-# channel_inputs = 65536         # inputs queued per channel between two ticks (1-16777216)
+# channel_inputs = 65536         # inputs queued per channel between two ticks (1-16777216); one client may
+#                                #   hold at most channel_inputs / (clients with inputs queued + 1) of them
 # max_connections = 10000        # client connections per front (1-1000000)
 # handshake_timeout_ms = 5000    # (100-120000)
 # heartbeat_ms = 1000            # node -> master heartbeat period (50-60000)
