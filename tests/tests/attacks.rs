@@ -581,14 +581,20 @@ async fn idle_connections_at_the_cap_do_not_lock_new_players_out() {
 /// Joins whose data would make the arena's full state larger than `max_frame_bytes`
 /// are refused, and the front's link (which carries the state) never drops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the back's refusal of a join that would outgrow max_frame_bytes has not landed on main yet"]
+#[ignore = "the built-in games keep no large join data (arena drops the name, bench-arena refuses names over 64 characters), so no join here grows the state; needs a test game that stores its join data"]
 async fn joins_that_would_outgrow_the_link_frame_are_refused_and_the_link_holds() {
-    let cluster = TestCluster::start(spec(Limits {
-        max_frame_bytes: 64 << 10,
-        max_message_bytes: 32 << 10,
-        client_bytes_burst: 32 << 10,
-        ..limits()
-    }))
+    let cluster = TestCluster::start(ClusterSpec {
+        calls: centrum_config::CallsConfig {
+            max_body_bytes: 16 << 10,
+            ..Default::default()
+        },
+        ..spec(Limits {
+            max_frame_bytes: 64 << 10,
+            max_message_bytes: 32 << 10,
+            client_bytes_burst: 32 << 10,
+            ..limits()
+        })
+    })
     .await;
     let honest = Honest::start(&cluster).await;
     #[derive(serde::Serialize)]
