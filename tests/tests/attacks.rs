@@ -21,7 +21,7 @@ use centrum_protocol::{
     BackToFront, ClientMsg, FrontMsg, FrontToBack, HANDSHAKE_FRAME_BYTES, Hello, Input, Join,
     LinkAuth, LinkHello, PROTOCOL_VERSION, Register, Role, Seq, decode,
 };
-use centrum_tests::{CLUSTER_SECRET, ClusterSpec, TestCluster, join, within};
+use centrum_tests::{CLUSTER_SECRET, ClusterSpec, TestCluster, join, until, within};
 
 const OP_CONTINUATION: u8 = 0x0;
 const OP_BINARY: u8 = 0x2;
@@ -581,9 +581,14 @@ async fn idle_connections_at_the_cap_do_not_lock_new_players_out() {
 /// Joins whose data would make the arena's full state larger than `max_frame_bytes`
 /// are refused, and the front's link (which carries the state) never drops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the built-in games keep no large join data (arena drops the name, bench-arena refuses names over 64 characters), so no join here grows the state; needs a test game that stores its join data"]
 async fn joins_that_would_outgrow_the_link_frame_are_refused_and_the_link_holds() {
+    // `echo` keeps each joiner's name in its state: big names grow the full state.
     let cluster = TestCluster::start(ClusterSpec {
+        backs: vec![
+            ("arena".into(), "arena".into()),
+            ("talk".into(), "echo".into()),
+        ],
+        apps: centrum_games::registry().with("echo", centrum_tests::games::Echo::default),
         calls: centrum_config::CallsConfig {
             max_body_bytes: 16 << 10,
             ..Default::default()
@@ -597,26 +602,45 @@ async fn joins_that_would_outgrow_the_link_frame_are_refused_and_the_link_holds(
     })
     .await;
     let honest = Honest::start(&cluster).await;
-    #[derive(serde::Serialize)]
-    struct Named {
-        name: String,
-    }
-    let data = rmp_serde::to_vec_named(&Named {
-        name: "x".repeat(16 << 10),
-    })
-    .expect("encode");
+    // A member of the channel the big joins go to: its link must hold throughout.
+    let mut member = cluster.connect(0).await;
+    join(
+        &mut member,
+        "talk",
+        &rmp_serde::to_vec(&"member").expect("encode"),
+    )
+    .await;
+    let data = rmp_serde::to_vec(&"x".repeat(16 << 10)).expect("encode");
     let mut refused = 0;
     for _ in 0..8 {
         let mut big = cluster.connect(0).await;
-        match within("a big join", big.join("arena", &data)).await {
+        match within("a big join", big.join("talk", &data)).await {
             Ok(()) => {}
-            Err(centrum_client::ClientError::Rejected { .. }) => refused += 1,
+            Err(centrum_client::ClientError::Rejected { reason, .. }) => {
+                assert!(reason.contains("is full"), "{reason}");
+                refused += 1;
+            }
             Err(e) => panic!("a big join failed otherwise: {e}"),
         }
-        drop(big);
     }
     println!("{refused} of 8 big joins refused");
-    assert!(refused > 0, "the state outgrew max_frame_bytes");
+    assert!(refused > 0, "the state would have outgrown max_frame_bytes");
+    // The member still hears its channel: a line it says comes back to it.
+    let line = centrum_tests::games::Say::Line {
+        text: "still here".into(),
+    };
+    member
+        .send_input("talk", &rmp_serde::to_vec_named(&line).expect("encode"))
+        .await
+        .expect("input");
+    until(&mut member, "the member's line is acked", |c, event| {
+        assert!(
+            !matches!(event, Event::Unavailable { .. }),
+            "the link dropped"
+        );
+        c.ack("talk") == Seq(1)
+    })
+    .await;
     honest.finish("big joins").await;
     cluster.stop().await;
 }
