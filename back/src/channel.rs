@@ -22,8 +22,8 @@ use tracing::{debug, info, warn};
 
 use centrum_app::{AppError, CallFailure, DynApp, Outbox};
 use centrum_protocol::{
-    BackToFront, CallOutcome, ChannelIndex, Identity, LinkJoinRejected, LinkNotice, LinkReply,
-    LinkResume, LinkSession, Seq, SessionKey, Tick, encode,
+    BackToFront, CallOutcome, ChannelIndex, Identity, LinkEvicted, LinkJoinRejected, LinkNotice,
+    LinkReply, LinkResume, LinkSession, Seq, SessionKey, Tick, encode,
 };
 use centrum_store::Store;
 
@@ -57,7 +57,18 @@ pub(crate) struct ChannelOptions {
     pub(crate) max_game_message_bytes: usize,
     /// The most messages a game may send in one tick.
     pub(crate) max_game_messages: usize,
+    /// The largest link frame: a state or patch that would not fit one is never sent,
+    /// so that no client's data can close a link.
+    pub(crate) max_frame_bytes: usize,
 }
+
+/// What a join may add to the full state, besides its data, in the estimate that
+/// decides whether the state must be measured before the join is let in.
+const JOIN_GROWTH: usize = 1024;
+
+/// What a `LinkState` frame holds besides the full state (envelope, tick, a few
+/// sessions); a frame that is larger still is caught before it is sent.
+const STATE_FRAME_OVERHEAD: usize = 1024;
 
 /// The task-owned side of a channel.
 pub(crate) struct Channel {
@@ -85,6 +96,12 @@ pub(crate) struct Channel {
     /// Reused buffers, so that a steady tick allocates only its patch.
     events: Vec<Event>,
     effects: Vec<Effect>,
+    /// An upper estimate of the full state's encoded size: exact when it was last
+    /// encoded, plus what joins and patches may have added since.
+    full_len: usize,
+    /// Sessions whose full state could not be sent (too large for a frame): they leave
+    /// at the next tick, with the reason, before anything else happens.
+    oversized: Vec<(LinkHandle, SessionKey)>,
 }
 
 /// A game that fails every tick is logged this often, not every tick.
@@ -124,6 +141,8 @@ impl Channel {
             restored: Vec::new(),
             events: Vec::new(),
             effects: Vec::new(),
+            full_len: 0,
+            oversized: Vec::new(),
         }
     }
 
@@ -305,6 +324,7 @@ impl Channel {
             self.members.restore(restored, now);
         }
         self.game.begin_tick();
+        self.evict_oversized();
         let spare = std::mem::take(&mut self.events);
         let mut events = self.shared.inbox.take(spare);
         for event in events.drain(..) {
@@ -465,7 +485,23 @@ impl Channel {
                 self.shared.metrics.resumes.fetch_add(1, Relaxed);
                 self.play(Entry::Resume { client, seat });
             }
+            JoinStart::New { .. } if !self.fits(data.len()) => {
+                self.shared.metrics.joins_too_large.fetch_add(1, Relaxed);
+                self.shared.metrics.joins_rejected.fetch_add(1, Relaxed);
+                let reason = format!(
+                    "channel {:?} is full: its state would not fit the cluster's {} byte frames",
+                    self.shared.name, self.options.max_frame_bytes
+                );
+                let msg = BackToFront::JoinRejected(LinkJoinRejected {
+                    session,
+                    channel: self.shared.index,
+                    reason,
+                });
+                self.outgoing
+                    .push((link.clone(), Bytes::from(encode(&msg))));
+            }
             JoinStart::New { seat } => {
+                self.full_len += data.len() + JOIN_GROWTH;
                 let client = self.game.new_client();
                 let joined = self.play(Entry::Join {
                     client,
@@ -491,6 +527,44 @@ impl Channel {
                     other => unreachable!("a join entry is applied as a join, not {other:?}"),
                 }
             }
+        }
+        self.apply_effects();
+    }
+
+    /// Whether the full state, grown by a join with `data_len` bytes of data, would
+    /// still fit a link frame. The state is measured (encoded) only when the estimate
+    /// says it might not, so a channel far from the limit pays nothing.
+    fn fits(&mut self, data_len: usize) -> bool {
+        let limit = self
+            .options
+            .max_frame_bytes
+            .saturating_sub(STATE_FRAME_OVERHEAD);
+        let grown = |full: usize| full + data_len + JOIN_GROWTH <= limit;
+        if grown(self.full_len) {
+            return true;
+        }
+        self.full_len = self.full_state().len();
+        grown(self.full_len)
+    }
+
+    /// Sessions whose full state could not be sent leave, told why: the channel's state
+    /// has outgrown the cluster's frames. Done first in a tick, so that the leaves are
+    /// journaled and replayed like any other.
+    fn evict_oversized(&mut self) {
+        for (link, session) in std::mem::take(&mut self.oversized) {
+            if self.members.member(&link, session).is_none() {
+                continue;
+            }
+            self.members.leave(&link, session, &mut self.effects);
+            let msg = BackToFront::Evicted(LinkEvicted {
+                session,
+                channel: self.shared.index,
+                reason: format!(
+                    "channel {:?} has outgrown the cluster's {} byte frames",
+                    self.shared.name, self.options.max_frame_bytes
+                ),
+            });
+            self.outgoing.push((link, Bytes::from(encode(&msg))));
         }
         self.apply_effects();
     }

@@ -2,6 +2,8 @@
 //! Link readers push; the channel takes the whole batch at its tick, so there is no
 //! wake-up per message. Bounded: see [`Inbox::push`].
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use parking_lot::Mutex;
 
@@ -76,6 +78,9 @@ struct Queue {
     events: Vec<Event>,
     inputs: usize,
     joins: usize,
+    /// Inputs queued per session (link, session key) since the last tick. Cleared, not
+    /// freed, at each tick; it holds at most as many entries as inputs fit the queue.
+    per_session: HashMap<(u64, SessionKey), usize>,
 }
 
 impl Inbox {
@@ -87,10 +92,14 @@ impl Inbox {
     }
 
     /// Queues an event. Inputs, joins and calls are refused with [`Full`] past the
-    /// capacity (the caller tells the client or caller). Leaves, aways and resyncs are refused only past three
-    /// times the capacity, which only a misbehaving front reaches (its link is then
-    /// closed, and relinking reconciles its sessions). A link's attach and detach are
-    /// always queued: there is one of each per link connection.
+    /// capacity (the caller tells the client or caller). The capacity is shared: a
+    /// session may queue at most `capacity / (n + 1)` inputs between two ticks, where
+    /// `n` is the number of sessions with inputs queued, so that one flooding client
+    /// (one that gets past its front's rate limit) always leaves room for the others.
+    /// Leaves, aways and resyncs are refused only past three times the capacity, which
+    /// only a misbehaving front reaches (its link is then closed, and relinking
+    /// reconciles its sessions). A link's attach and detach are always queued: there is
+    /// one of each per link connection.
     pub(crate) fn push(&self, event: Event) -> Result<(), Full> {
         let mut q = self.inner.lock();
         let control = matches!(
@@ -100,12 +109,23 @@ impl Inbox {
         if !control && q.events.len() >= self.capacity.saturating_mul(3) {
             return Err(Full);
         }
-        match event {
+        match &event {
             Event::Input { .. } | Event::Call { .. } if q.inputs >= self.capacity => {
                 return Err(Full);
             }
+            Event::Input { link, session, .. } => {
+                let key = (link.id(), *session);
+                let sessions = q.per_session.len() + usize::from(!q.per_session.contains_key(&key));
+                let share = (self.capacity / (sessions + 1)).max(1);
+                let queued = q.per_session.entry(key).or_insert(0);
+                if *queued >= share {
+                    return Err(Full);
+                }
+                *queued += 1;
+                q.inputs += 1;
+            }
             Event::Join { .. } if q.joins >= self.capacity => return Err(Full),
-            Event::Input { .. } | Event::Call { .. } => q.inputs += 1,
+            Event::Call { .. } => q.inputs += 1,
             Event::Join { .. } => q.joins += 1,
             _ => {}
         }
@@ -119,6 +139,7 @@ impl Inbox {
         let mut q = self.inner.lock();
         q.inputs = 0;
         q.joins = 0;
+        q.per_session.clear();
         std::mem::replace(&mut q.events, spare)
     }
 }

@@ -26,7 +26,7 @@ use tracing::info;
 use centrum_app::Registry;
 use centrum_config::{Config, FieldError, Fsync};
 use centrum_net::auth::ClusterKey;
-use centrum_net::{Registration, Shutdown};
+use centrum_net::{Registration, ServerTls, Shutdown};
 use centrum_protocol::{CLUSTER_VERSION, NodeStats, Register, Role, Tick};
 
 pub use channel::RecoverError;
@@ -72,6 +72,13 @@ pub enum BackError {
     /// The cluster secret is missing or unreadable.
     #[error(transparent)]
     Secret(#[from] centrum_config::SecretError),
+    /// The link port's certificate or key (`field`) cannot be used.
+    #[error("{field}: {source}")]
+    Tls {
+        field: String,
+        #[source]
+        source: centrum_net::TlsError,
+    },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -132,6 +139,18 @@ impl Back {
             .ok_or_else(|| BackError::UnknownId(id.to_owned()))?
             .clone();
         let key = ClusterKey::new(config.cluster.secret()?.expose().as_bytes());
+        let metrics = Arc::new(BackMetrics::default());
+        let tls = match &me.tls {
+            None => None,
+            Some(files) => {
+                let index = config.backs.iter().position(|b| b.id == id).unwrap_or(0);
+                let loaded = ServerTls::load(&files.cert, &files.key, metrics.tls.clone());
+                Some(loaded.map_err(|source| BackError::Tls {
+                    field: source.field(&format!("backs[{index}]")),
+                    source,
+                })?)
+            }
+        };
         let local_addr = listener.local_addr()?;
         let limits = &config.limits;
         let options = ChannelOptions {
@@ -142,6 +161,7 @@ impl Back {
             // headers around it; 1 KiB covers them.
             max_game_message_bytes: (limits.max_frame_bytes as usize).saturating_sub(1024),
             max_game_messages: (limits.link_queue as usize / 4).max(1),
+            max_frame_bytes: limits.max_frame_bytes as usize,
         };
         let policy = SnapshotPolicy {
             every: config.store.snapshot_every(),
@@ -182,7 +202,7 @@ impl Back {
             id: id.to_owned(),
             config: config.clone(),
             channels,
-            metrics: Arc::default(),
+            metrics,
             key,
         });
         let mut tasks = JoinSet::new();
@@ -190,10 +210,17 @@ impl Back {
             let stop = shutdown.clone();
             tasks.spawn(runner.run(stop));
         }
+        if let Some(tls) = &tls {
+            let watch = tls.clone().watch(shutdown.clone());
+            tasks.spawn(async move {
+                watch.await;
+                Ok(())
+            });
+        }
         tasks.spawn({
             let (shared, stop) = (shared.clone(), shutdown.clone());
             async move {
-                link::accept_loop(listener, shared, stop).await;
+                link::accept_loop(listener, shared, tls, stop).await;
                 Ok(())
             }
         });

@@ -16,8 +16,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use centrum_net::auth::{self, Proof, nonce};
 use centrum_net::{
-    Acceptor, FrameError, LinkError, LiveFrames, Pending, PendingSlot, Shutdown, framed, recv,
-    send, shown,
+    Acceptor, FrameError, LinkError, LiveFrames, Pending, PendingSlot, ServerTls, Shutdown, framed,
+    recv, send, shown,
 };
 use centrum_protocol::{
     BackToFront, CLUSTER_VERSION, FrontToBack, HANDSHAKE_FRAME_BYTES, LinkChallenge, LinkHeartbeat,
@@ -103,7 +103,14 @@ impl LinkHandle {
 pub(crate) const PENDING_LINKS: usize = 64;
 
 /// Accepts links until shutdown; waits for every link task before returning.
-pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Shutdown) {
+/// With `tls`, each connection's TLS handshake runs first, in its own task, under the
+/// handshake timeout.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<ServerTls>,
+    shutdown: Shutdown,
+) {
     let mut listener = Acceptor::new(listener);
     let pending = Pending::new(PENDING_LINKS);
     let mut tasks = JoinSet::new();
@@ -122,9 +129,22 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shut
             shared.metrics.handshakes_evicted.fetch_add(1, Relaxed);
         }
         let span = info_span!("link", %peer, front = tracing::field::Empty);
-        tasks.spawn(
-            serve_link(stream, shared.clone(), Some(slot), shutdown.child_token()).instrument(span),
-        );
+        let (shared, tls, stop) = (shared.clone(), tls.clone(), shutdown.child_token());
+        let served = async move {
+            let Some(tls) = tls else {
+                return serve_link(stream, shared, Some(slot), stop).await;
+            };
+            let timeout = shared.config.limits.handshake_timeout();
+            let deadline = tokio::time::Instant::now() + timeout;
+            let handshake = tokio::select! {
+                stream = tls.accept(stream, deadline) => stream,
+                () = slot.evicted() => None,
+            };
+            if let Some(stream) = handshake {
+                serve_link(stream, shared, Some(slot), stop).await;
+            }
+        };
+        tasks.spawn(served.instrument(span));
     }
     while tasks.join_next().await.is_some() {}
 }
@@ -408,7 +428,7 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Link
             if channel.inbox.push(event) == Err(Full) {
                 channel.metrics.inputs_dropped_full.fetch_add(1, Relaxed);
                 let message = format!(
-                    "input {} dropped: channel {:?} has {} inputs queued",
+                    "input {} dropped: channel {:?} has its {} inputs queued, or this client its share of them",
                     i.seq, channel.name, shared.config.limits.channel_inputs
                 );
                 let notice = centrum_protocol::LinkNotice {

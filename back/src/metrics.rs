@@ -60,6 +60,10 @@ pub(crate) struct ChannelMetrics {
     pub(crate) store_errors: AtomicU64,
     /// Ticks that replayed other than they first ran (a game that is not deterministic).
     pub(crate) replay_divergences: AtomicU64,
+    /// Joins refused because the state would no longer fit a link frame.
+    pub(crate) joins_too_large: AtomicU64,
+    /// States or patches not sent because they would not fit a link frame.
+    pub(crate) frames_too_large: AtomicU64,
 }
 
 /// The back's counters across channels.
@@ -75,6 +79,9 @@ pub(crate) struct BackMetrics {
     pub(crate) links_unauthenticated: AtomicU64,
     /// Links closed in their handshake to make room for newer ones (at `PENDING_LINKS`).
     pub(crate) handshakes_evicted: AtomicU64,
+    /// Certificate reloads and failed TLS handshakes of the link port (zero without
+    /// `tls`).
+    pub(crate) tls: std::sync::Arc<centrum_net::TlsCounters>,
     pub(crate) link_overflows: AtomicU64,
     pub(crate) link_errors: AtomicU64,
     /// Links closed because the front sent nothing for `limits.link_timeout_ms`.
@@ -288,6 +295,18 @@ impl ChannelMetrics {
             &self.replay_divergences,
         );
         push(
+            "centrum_back_joins_too_large_total",
+            "Joins refused because the channel's full state would no longer fit a link frame (limits.max_frame_bytes).",
+            Counter,
+            &self.joins_too_large,
+        );
+        push(
+            "centrum_back_frames_too_large_total",
+            "Full states or patches not sent because they would not fit a link frame; their clients got a full state instead or left the channel.",
+            Counter,
+            &self.frames_too_large,
+        );
+        push(
             "centrum_back_clients",
             "Clients joined to the channel.",
             Gauge,
@@ -384,6 +403,24 @@ impl BackMetrics {
             "Links closed in their handshake to make room for newer ones (at most 64 at once).",
             MetricKind::Counter,
             &self.handshakes_evicted,
+        );
+        push(
+            "centrum_back_tls_reloads_total",
+            "TLS certificates of the link port reloaded (SIGHUP, or the files changed).",
+            MetricKind::Counter,
+            &self.tls.reloads,
+        );
+        push(
+            "centrum_back_tls_reload_failures_total",
+            "TLS certificate reloads of the link port that failed; the certificate loaded before stays in use.",
+            MetricKind::Counter,
+            &self.tls.reload_failures,
+        );
+        push(
+            "centrum_back_tls_handshake_failures_total",
+            "Link connections whose TLS handshake failed or did not finish within limits.handshake_timeout_ms.",
+            MetricKind::Counter,
+            &self.tls.handshake_failures,
         );
         push(
             "centrum_back_link_overflows_total",

@@ -138,6 +138,10 @@ pub struct ArenaResult {
     pub inputs_sent_per_s: f64,
     pub inputs_expected_per_s: f64,
     pub server_inputs_applied_per_s: Option<f64>,
+    /// Patches per second received by the client that got the fewest, and the mean
+    /// over clients, in the window.
+    pub patches_per_client_per_s_min: Option<f64>,
+    pub patches_per_client_per_s_mean: Option<f64>,
     pub server_ticks_per_s: Option<f64>,
     pub server_patches_sent_per_s: Option<f64>,
     /// The fronts' mean delay from a patch's arrival from the back to its write to a
@@ -678,6 +682,7 @@ fn summarize(s: Summary<'_>) -> ArenaResult {
         .take(5)
         .collect();
     let patches = sum(|t| t.patches);
+    let per_client: Vec<f64> = s.tallies.iter().map(|t| t.patches as f64 / wall).collect();
     let players = s.joined as f64;
     let mut join_errors = s.join_errors;
     join_errors.truncate(5);
@@ -715,6 +720,13 @@ fn summarize(s: Summary<'_>) -> ArenaResult {
         inputs_expected_per_s: (s.options.n as f64 * 20.0),
         server_ticks_per_s: s.rates.map(|r| round(r.ticks_per_s, 2)),
         server_inputs_applied_per_s: s.rates.map(|r| round(r.inputs_per_s, 1)),
+        patches_per_client_per_s_min: per_client
+            .iter()
+            .copied()
+            .min_by(f64::total_cmp)
+            .map(|v| round(v, 2)),
+        patches_per_client_per_s_mean: (!per_client.is_empty())
+            .then(|| round(per_client.iter().sum::<f64>() / per_client.len() as f64, 2)),
         server_patches_sent_per_s: s.rates.map(|r| round(r.patches_per_s, 2)),
         front_patch_delay_ms: s
             .rates

@@ -1,11 +1,12 @@
-//! centrum's load generator. [`arena`] runs the arena workload of
-//! shared/bench/ARENA.md against a cluster it starts ([`cluster`]) or one already
-//! running, and reports the same metrics as the Colyseus reference; [`idle`] measures
-//! what an idle client connection costs a front.
+//! centrum's load generator. [`arena`] runs the arena workload of shared/bench/ARENA.md
+//! against a cluster it starts ([`cluster`]) or one already running, with the Colyseus
+//! reference's metrics; [`idle`] measures what an idle client connection costs a
+//! front; [`flood`] what flooding clients cost honest ones.
 
 pub mod arena;
 pub mod cluster;
 mod error;
+pub mod flood;
 pub mod idle;
 mod plot;
 mod procfs;

@@ -9,6 +9,7 @@ use clap::{Subcommand, ValueEnum};
 
 use centrum_bench::arena::{ArenaOptions, Decode, Server};
 use centrum_bench::cluster::{Cluster, ClusterOptions, Layout};
+use centrum_bench::flood::FloodOptions;
 use centrum_bench::idle::IdleOptions;
 use centrum_bench::{Target, arena_series, write_report};
 
@@ -21,6 +22,28 @@ pub(crate) enum BenchCommand {
     Arena(ArenaArgs),
     /// Opens idle client connections on one front and reports its memory per connection.
     Idle(IdleArgs),
+    /// Honest clients play the arena workload through one front while flooders send
+    /// inputs as fast as they can; prints one JSON line on stdout.
+    Flood(FloodArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct FloodArgs {
+    /// Honest clients.
+    #[arg(long, default_value_t = 20)]
+    honest: usize,
+    /// Flooding clients; each connects again whenever it is closed.
+    #[arg(long, default_value_t = 1)]
+    flooders: usize,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of play (and flood) before the measurement.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// No progress on stderr.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -102,6 +125,7 @@ pub(crate) async fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Arena(args) => arena(args).await,
         BenchCommand::Idle(args) => idle(args).await,
+        BenchCommand::Flood(args) => flood(args).await,
     }
 }
 
@@ -227,4 +251,37 @@ async fn idle(args: IdleArgs) -> Result<()> {
     let report = centrum_bench::idle::run(&options).await;
     cluster.stop().await;
     say(serde_json::to_string(&report?).unwrap_or_default())
+}
+
+async fn flood(args: FloodArgs) -> Result<()> {
+    if !(1..=10_000).contains(&args.honest) {
+        bail!("--honest must be between 1 and 10000");
+    }
+    if args.flooders > 1_000 {
+        bail!("--flooders must be at most 1000");
+    }
+    let options = FloodOptions {
+        honest: args.honest,
+        flooders: args.flooders,
+        window: seconds("duration", args.duration)?,
+        warmup: seconds("warmup", args.warmup)?,
+        progress: !args.quiet,
+    };
+    if options.window.is_zero() {
+        bail!("--duration must be more than 0 seconds");
+    }
+    centrum_bench::raise_open_files_limit();
+    let dir = work_dir(None).join("flood");
+    let cluster =
+        Cluster::start(&cluster_options(Layout::Processes, 1, "arena", dir, false)?).await?;
+    let server = Server {
+        fronts: cluster.fronts.clone(),
+        master: Some(cluster.master_http),
+        pids: cluster.pids(),
+        layout: centrum_bench::layout_name(Layout::Processes).into(),
+        store: "memory".into(),
+    };
+    let result = centrum_bench::flood::run(&options, &server).await;
+    cluster.stop().await;
+    say(serde_json::to_string(&result?).unwrap_or_default())
 }

@@ -53,6 +53,7 @@ nodes = "127.0.0.1:7301"   # fronts and backs connect and heartbeat here
 # secret_env = "CENTRUM_CLUSTER_SECRET"   # the default
 # secret_file = "cluster.secret"          # its first line; relative to this file's folder
 # secret = "change-me-to-a-long-secret"   # inline: for tests; a file or the environment is better
+# ca = "cluster-ca.pem"                   # the certificates fronts trust for links to backs with `tls`
 
 # One [[fronts]] table per front. Clients connect to a front over WebSocket.
 [[fronts]]
@@ -73,6 +74,8 @@ tick_hz = 20               # ticks per second, 1-240
 # `anonymous = true` lets clients without a token join it when [auth] is set (default false).
 channels = [{ name = "arena", app = "arena" }]
 # data_dir = "/var/lib/centrum/back-1"   # where this back keeps its channels; default <store.dir>/<id>
+# tls = { cert = "back-1.crt", key = "back-1.key" }  # links from fronts over TLS (checked against cluster.ca,
+#                                                    #   for the listen IP); default plain, on a private network
 
 # Every channel is durable: its back keeps a snapshot and a journal of every tick, and
 # a restarted back carries on from its last durable tick. The values shown are the defaults.
@@ -95,7 +98,8 @@ channels = [{ name = "arena", app = "arena" }]
 # client_queue = 256             # messages queued per client before slow_client applies (1-65536)
 # link_queue = 65536             # frames queued per front<->back link (1-1048576)
 # link_linger_us = 1000          # a front gathers inputs this long before writing them to a back (0-10000)
-# channel_inputs = 65536         # inputs queued per channel between two ticks (1-16777216)
+# channel_inputs = 65536         # inputs queued per channel between two ticks (1-16777216); one client may
+#                                #   hold at most channel_inputs / (clients with inputs queued + 1) of them
 # max_connections = 10000        # client connections per front (1-1000000)
 # handshake_timeout_ms = 5000    # (100-120000)
 # heartbeat_ms = 1000            # node -> master heartbeat period (50-60000)
@@ -310,6 +314,10 @@ pub struct BackConfig {
     /// `<store.dir>/<id>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// When set, the back's link port serves TLS with this certificate, and fronts
+    /// check it against `cluster.ca`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -618,6 +626,9 @@ pub struct ClusterConfig {
     pub secret_file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<Secret>,
+    /// The certificates (PEM) fronts trust for the links of backs that serve TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
 }
 
 /// The environment variable read for the cluster secret when `cluster.secret_env` is unset.
@@ -812,7 +823,10 @@ impl Config {
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_default();
         config.store.dir = folder.join(&config.store.dir);
-        if let Some(file) = &mut config.cluster.secret_file {
+        for file in [&mut config.cluster.secret_file, &mut config.cluster.ca]
+            .into_iter()
+            .flatten()
+        {
             *file = folder.join(&*file);
         }
         for back in &mut config.backs {
@@ -822,7 +836,8 @@ impl Config {
         }
         // So are certificates: a node started from anywhere reads the same files.
         let tls = std::iter::once(&mut config.master.tls)
-            .chain(config.fronts.iter_mut().map(|front| &mut front.tls));
+            .chain(config.fronts.iter_mut().map(|front| &mut front.tls))
+            .chain(config.backs.iter_mut().map(|back| &mut back.tls));
         for tls in tls.flatten() {
             tls.cert = folder.join(&tls.cert);
             tls.key = folder.join(&tls.key);
@@ -1541,8 +1556,8 @@ slow_client = "disconnect"
 
         let inline = ClusterConfig {
             secret_env: unset.clone(),
-            secret_file: None,
             secret: Some(Secret::new("inline-secret-0123456789")),
+            ..ClusterConfig::default()
         };
         assert_eq!(
             inline.secret().expect("inline").expose(),
@@ -1563,7 +1578,7 @@ slow_client = "disconnect"
         let short = ClusterConfig {
             secret_env: unset,
             secret_file: Some(dir.join("short.secret")),
-            secret: None,
+            ..ClusterConfig::default()
         };
         let error = short.secret().expect_err("too short").to_string();
         assert!(

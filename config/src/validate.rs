@@ -247,6 +247,9 @@ impl<'a> Checker<'a> {
         if back.channels.is_empty() {
             self.push(format!("{at}.channels"), "at least one channel is required");
         }
+        if let Some(tls) = &back.tls {
+            self.tls(&format!("{at}.tls"), tls);
+        }
         for (j, channel) in back.channels.iter().enumerate() {
             let field = format!("{at}.channels[{j}]");
             if !is_name(&channel.name) {
@@ -514,6 +517,15 @@ pub(crate) fn problems(config: &Config) -> Vec<FieldError> {
     let mut checker = Checker::default();
     checker.master(config);
     checker.cluster(&config.cluster);
+    // Fronts check a back's certificate against the cluster's roots: no roots, no link.
+    if config.cluster.ca.is_none()
+        && let Some(i) = config.backs.iter().position(|b| b.tls.is_some())
+    {
+        checker.push(
+            "cluster.ca",
+            format!("required when a back serves TLS (backs[{i}].tls): the certificates fronts trust for it"),
+        );
+    }
     if config.fronts.is_empty() {
         checker.push("fronts", "at least one front is required");
     }
@@ -583,6 +595,26 @@ mod tests {
         let mut config = Config::embedded_default();
         change(&mut config);
         problems(&config).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_back_with_tls_needs_the_clusters_roots() {
+        let tls = TlsConfig {
+            cert: "back.crt".into(),
+            key: "back.key".into(),
+        };
+        let missing = problems_after(|c| c.backs[0].tls = Some(tls.clone()));
+        assert_eq!(
+            missing,
+            [
+                "cluster.ca: required when a back serves TLS (backs[0].tls): the certificates fronts trust for it"
+            ]
+        );
+        let good = problems_after(|c| {
+            c.backs[0].tls = Some(tls);
+            c.cluster.ca = Some("ca.pem".into());
+        });
+        assert!(good.is_empty(), "{good:?}");
     }
 
     #[test]

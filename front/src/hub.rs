@@ -119,6 +119,9 @@ pub(crate) struct Hub {
     pub(crate) metrics: FrontMetrics,
     /// Per-address connection limits, trusted proxies and allowed origins.
     pub(crate) access: Arc<Access>,
+    /// TLS for the links to backs that serve it (`backs[].tls`), checked against
+    /// `cluster.ca`; set once at start.
+    pub(crate) link_tls: Option<centrum_net::LinkTls>,
     clients: RwLock<HashMap<SessionKey, ClientHandle>>,
     /// Fixed at start from the config: one lock per channel, never nested.
     channels: HashMap<String, Mutex<ChannelRoute>>,
@@ -188,6 +191,7 @@ impl Hub {
             id: id.to_owned(),
             instance: crate::resume::new_instance(),
             access: Arc::new(Access::new(&config)),
+            link_tls: None,
             config,
             auth,
             metrics: FrontMetrics::default(),

@@ -103,7 +103,17 @@ impl Front {
             me.client_url()
         };
         let auth = auth::Verifier::from_config(&config).map_err(FrontError::Auth)?;
-        let hub = Arc::new(Hub::new(id, config.clone(), auth));
+        let mut hub = Hub::new(id, config.clone(), auth);
+        if config.backs.iter().any(|b| b.tls.is_some())
+            && let Some(ca) = &config.cluster.ca
+        {
+            let connector = centrum_net::link_connector(ca).map_err(|source| FrontError::Tls {
+                field: "cluster.ca".into(),
+                source,
+            })?;
+            hub.link_tls = Some(connector);
+        }
+        let hub = Arc::new(hub);
         let tls = match &me.tls {
             None => None,
             Some(files) => Some(

@@ -86,7 +86,8 @@ async fn session(
 ) -> Result<(), LinkError> {
     let limits = hub.config.limits;
     let addr = hub.config.backs[back].listen;
-    let stream = tokio::time::timeout(limits.handshake_timeout(), TcpStream::connect(addr))
+    let deadline = tokio::time::Instant::now() + limits.handshake_timeout();
+    let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
         .await
         .map_err(|_| LinkError::HandshakeTimeout("connection"))?
         .map_err(FrameError::from)?;
@@ -94,6 +95,34 @@ async fn session(
     if let Err(e) = centrum_net::keepalive(&stream) {
         debug!(error = %e, "no tcp keepalive on the link");
     }
+    let tls = hub
+        .link_tls
+        .as_ref()
+        .filter(|_| hub.config.backs[back].tls.is_some());
+    let Some(tls) = tls else {
+        return run(hub, back, stream, key, backoff, shutdown).await;
+    };
+    // The back's certificate must name the address dialled and chain to `cluster.ca`.
+    let stream = tokio::time::timeout_at(deadline, tls.connect(addr.ip(), stream))
+        .await
+        .map_err(|_| LinkError::HandshakeTimeout("TLS handshake"))?
+        .map_err(FrameError::from)?;
+    run(hub, back, stream, key, backoff, shutdown).await
+}
+
+/// A link over `stream` (TCP, or TLS over it), from its handshake to its close.
+async fn run<S>(
+    hub: &Arc<Hub>,
+    back: usize,
+    stream: S,
+    key: &ClusterKey,
+    backoff: &mut Backoff,
+    shutdown: &Shutdown,
+) -> Result<(), LinkError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = hub.config.limits;
     // Small frames until the back has proved it belongs to the cluster.
     let mut link = framed(stream, HANDSHAKE_FRAME_BYTES);
     let opener = LinkOpener {

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use centrum_app::{App, AppError, ClientId, Ctx, Entity, Kind, NoCalls, Schema, Seq};
 
+/// The longest name a player may join with: a name is shown, not stored as a payload,
+/// and a client must not grow the state every other client receives at will.
+pub const MAX_NAME: usize = 64;
+
 /// A player of the workload. Positions are declared with a precision of 1/1000, the
 /// workload's own tolerance, so they travel as small integers instead of floats.
 #[derive(Kind, Debug)]
@@ -65,11 +69,17 @@ impl App for BenchArena {
         client: ClientId,
         join: Option<Join>,
     ) -> Result<(), AppError> {
+        let name = join.unwrap_or_default().name;
+        if name.chars().count() > MAX_NAME {
+            return Err(AppError::new(format!(
+                "a name is at most {MAX_NAME} characters"
+            )));
+        }
         let player = ctx.state.spawn(Player {
             x: 0.1,
             y: 0.1,
             seq: 0,
-            name: join.unwrap_or_default().name,
+            name,
         })?;
         self.players.insert(client, player);
         Ok(())
@@ -89,6 +99,9 @@ impl App for BenchArena {
         seq: Seq,
         m: Move,
     ) -> Result<(), AppError> {
+        if !m.dx.is_finite() || !m.dy.is_finite() {
+            return Err(AppError::new("dx and dy must be finite numbers"));
+        }
         let Some(&player) = self.players.get(&client) else {
             return Ok(());
         };
@@ -139,10 +152,37 @@ mod tests {
             )
             .unwrap();
         arena.input(ClientId(7), &M { dx: 0.25, dy: 0.0 }).unwrap();
+        let refused = arena.input(
+            ClientId(7),
+            &M {
+                dx: f64::NAN,
+                dy: 0.0,
+            },
+        );
+        assert!(refused.is_err(), "a NaN step is refused");
+        let refused = arena.input(
+            ClientId(7),
+            &M {
+                dx: 0.0,
+                dy: f64::INFINITY,
+            },
+        );
+        assert!(refused.is_err(), "an infinite step is refused");
         assert_eq!(arena.state().get(p, Player::X).unwrap(), 0.6);
         assert_eq!(arena.state().get(p, Player::Y).unwrap(), -0.15);
         assert_eq!(arena.state().get(p, Player::SEQ).unwrap(), 2);
         arena.leave(ClientId(7)).unwrap();
         assert!(arena.state().is_empty());
+    }
+
+    #[test]
+    fn a_name_longer_than_the_limit_is_refused() {
+        let mut arena = Sandbox::new(BenchArena::new());
+        let long = "n".repeat(MAX_NAME + 1);
+        let refused = arena.join(ClientId(1), &Name { name: &long });
+        assert!(refused.is_err_and(|e| e.to_string().contains("at most 64 characters")));
+        assert!(arena.state().is_empty());
+        let longest = "n".repeat(MAX_NAME);
+        arena.join(ClientId(2), &Name { name: &longest }).unwrap();
     }
 }

@@ -427,6 +427,7 @@ mod tests {
                     anonymous: false,
                 }],
                 data_dir: None,
+                tls: None,
             }],
             limits: Limits::default(),
             calls: Default::default(),

@@ -147,6 +147,7 @@ impl TestMaster {
                         },
                     ],
                     data_dir: None,
+                    tls: None,
                 },
                 BackConfig {
                     id: "back-2".into(),
@@ -159,6 +160,7 @@ impl TestMaster {
                         anonymous: false,
                     }],
                     data_dir: None,
+                    tls: None,
                 },
             ],
             limits,

@@ -28,5 +28,5 @@ pub use register::{
 };
 pub use stream::ServerStream;
 pub use tasks::{wait_tasks, write_queued};
-pub use tls::{ServerTls, TlsCounters, TlsError, TlsPart};
+pub use tls::{LinkTls, ServerTls, TlsCounters, TlsError, TlsPart, link_connector};
 pub use tokio_util::sync::CancellationToken as Shutdown;

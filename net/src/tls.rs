@@ -1,6 +1,7 @@
-//! Server TLS for fronts and the master: a PEM certificate chain and key read into a
-//! rustls `ServerConfig` (ring provider) whose certificate is swapped while serving, on
-//! SIGHUP or when either file changes; a failed reload keeps the certificate in use.
+//! Server TLS for fronts, backs' link ports and the master: a PEM certificate chain and
+//! key read into a rustls `ServerConfig` (ring provider) whose certificate is swapped
+//! while serving, on SIGHUP or when either file changes; a failed reload keeps the
+//! certificate in use. And the client side of links: the cluster's roots.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -16,8 +17,8 @@ use rustls::{Error as RustlsError, InconsistentKeys, ServerConfig};
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, error, info, warn};
 
 use crate::Shutdown;
@@ -319,15 +320,7 @@ fn certified_key(
         reason,
     };
     let (cert_path, key_path) = (cert.display(), key.display());
-    let chain = read_pem(cert).map_err(cert_error)?;
-    let chain = CertificateDer::pem_slice_iter(&chain)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| cert_error(format!("bad PEM in {cert_path}: {e}")))?;
-    if chain.is_empty() {
-        return Err(cert_error(format!(
-            "no certificate in {cert_path} (expected PEM \"CERTIFICATE\")"
-        )));
-    }
+    let chain = read_certs(cert).map_err(cert_error)?;
     let pem_key = read_pem(key).map_err(key_error)?;
     let private = match PrivateKeyDer::from_pem_slice(&pem_key) {
         Ok(private) => private,
@@ -354,6 +347,76 @@ fn certified_key(
         Err(e) => Err(cert_error(format!(
             "not a usable certificate in {cert_path}: {e}"
         ))),
+    }
+}
+
+/// The certificates in the PEM file at `path`: at least one.
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let shown = path.display();
+    let pem = read_pem(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("bad PEM in {shown}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "no certificate in {shown} (expected PEM \"CERTIFICATE\")"
+        ));
+    }
+    Ok(certs)
+}
+
+/// The client side of links to backs that serve TLS: a back's certificate must chain
+/// to one of the certificates in `ca` (PEM) and name the address the front dials.
+///
+/// # Errors
+/// [`TlsError`] (its part: the certificate) when `ca` cannot be read or holds no
+/// usable certificate.
+pub fn link_connector(ca: &Path) -> Result<LinkTls, TlsError> {
+    let error = |reason: String| TlsError {
+        part: TlsPart::Cert,
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in read_certs(ca).map_err(error)? {
+        roots.add(cert).map_err(|e| {
+            error(format!(
+                "not a usable root certificate in {}: {e}",
+                ca.display()
+            ))
+        })?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| error(format!("no TLS version to offer: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(LinkTls(TlsConnector::from(Arc::new(config))))
+}
+
+/// The client side of TLS links to backs (see [`link_connector`]); cheap to clone.
+#[derive(Clone)]
+pub struct LinkTls(TlsConnector);
+
+impl LinkTls {
+    /// The TLS handshake over `tcp` with the back at `ip`, whose certificate must name it.
+    ///
+    /// # Errors
+    /// The handshake's: an untrusted certificate, one for another address, a broken
+    /// connection.
+    pub async fn connect(
+        &self,
+        ip: std::net::IpAddr,
+        tcp: TcpStream,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let name = rustls_pki_types::ServerName::IpAddress(ip.into());
+        self.0.connect(name, tcp).await
+    }
+}
+
+impl std::fmt::Debug for LinkTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkTls")
     }
 }
 

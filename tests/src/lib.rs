@@ -61,6 +61,9 @@ pub struct ClusterSpec {
     pub apps: Registry,
     /// The certificate of the master and of every front: https:// and wss://.
     pub tls: Option<TlsConfig>,
+    /// The certificate of every back's link port, and the roots the fronts trust for it
+    /// (`cluster.ca`): links over TLS.
+    pub link_tls: Option<(TlsConfig, std::path::PathBuf)>,
     /// The `[auth]` table (none by default: tokens ignored).
     pub auth: Option<AuthConfig>,
     /// The channels marked `anonymous = true`.
@@ -80,6 +83,7 @@ impl Default for ClusterSpec {
             access: AccessConfig::default(),
             apps: centrum_games::registry(),
             tls: None,
+            link_tls: None,
             auth: None,
             anonymous: Vec::new(),
         }
@@ -138,6 +142,7 @@ impl TestCluster {
             },
             cluster: ClusterConfig {
                 secret: Some(centrum_config::Secret::new(CLUSTER_SECRET)),
+                ca: spec.link_tls.as_ref().map(|(_, ca)| ca.clone()),
                 ..ClusterConfig::default()
             },
             fronts: front_listeners
@@ -166,6 +171,7 @@ impl TestCluster {
                         anonymous: spec.anonymous.contains(channel),
                     }],
                     data_dir: None,
+                    tls: spec.link_tls.as_ref().map(|(tls, _)| tls.clone()),
                 })
                 .collect(),
             limits: spec.limits,

@@ -368,3 +368,53 @@ async fn the_admin_cookie_is_secure_over_https() {
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_to_backs_run_over_tls_checked_against_the_clusters_roots() {
+    let back = TestCert::new("link");
+    let cluster = TestCluster::start(ClusterSpec {
+        link_tls: Some((back.config(), back.cert.clone())),
+        ..ClusterSpec::default()
+    })
+    .await;
+    let mut client = cluster.connect(0).await;
+    join(&mut client, "arena", &[]).await;
+    plays(&mut client, 1).await;
+    cluster.stop().await;
+
+    // A front whose roots do not include the back's certificate never links.
+    let stranger = TestCert::new("link-stranger");
+    let cluster = TestCluster::start(ClusterSpec {
+        link_tls: Some((back.config(), stranger.cert.clone())),
+        limits: Limits {
+            heartbeat_ms: 100,
+            ..Limits::default()
+        },
+        ..ClusterSpec::default()
+    })
+    .await;
+    // The front has tried, and failed, to link (the master's /metrics shows it).
+    within("a failed link", async {
+        loop {
+            let head = "GET /metrics HTTP/1.1\r\nHost: master\r\n";
+            let metrics = centrum_tests::http::request(cluster.master_http, head, b"").await;
+            let text = String::from_utf8_lossy(&metrics.body).into_owned();
+            let failed = text.lines().any(|line| {
+                line.starts_with("centrum_front_link_failures_total{")
+                    && line.rsplit(' ').next().is_some_and(|v| v != "0")
+            });
+            if failed {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let mut client = cluster.connect(0).await;
+    let refused = client.join("arena", &[]).await;
+    assert!(
+        matches!(&refused, Err(ClientError::Rejected { reason, .. }) if reason.contains("unavailable")),
+        "{refused:?}"
+    );
+    cluster.stop().await;
+}

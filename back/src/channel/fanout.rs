@@ -31,7 +31,10 @@ impl Channel {
                 .metrics
                 .patch_bytes
                 .fetch_add(body.len() as u64, Relaxed);
+            // What the state may have grown by; measured again when it matters.
+            self.full_len += body.len();
         }
+        let max_frame = self.options.max_frame_bytes;
         let mut body = Bytes::from(body);
         for front in self.members.fronts_mut() {
             let Some(link) = &front.link else { continue };
@@ -63,8 +66,15 @@ impl Channel {
                 acks,
                 body: body.clone(),
             });
-            self.outgoing
-                .push((link.clone(), Bytes::from(encode(&msg))));
+            let frame = encode(&msg);
+            if frame.len() > max_frame {
+                // A frame this large would close the link. The front's clients here
+                // get a full state instead, or, if that does not fit either, leave.
+                self.shared.metrics.frames_too_large.fetch_add(1, Relaxed);
+                front.want_state.extend(front.sessions.keys().copied());
+                continue;
+            }
+            self.outgoing.push((link.clone(), Bytes::from(frame)));
         }
     }
 
@@ -78,7 +88,9 @@ impl Channel {
             return;
         }
         let body = self.full_state();
+        self.full_len = body.len();
         let tick = self.game.tick();
+        let max_frame = self.options.max_frame_bytes;
         for front in self.members.fronts_mut() {
             let Some(link) = &front.link else { continue };
             if front.want_state.is_empty() && !front.just_attached {
@@ -98,8 +110,19 @@ impl Channel {
                 sessions,
                 body: body.clone(),
             });
-            self.outgoing
-                .push((link.clone(), Bytes::from(encode(&msg))));
+            let frame = encode(&msg);
+            if frame.len() > max_frame {
+                // Never sent: it would close the link, and with it every channel of
+                // this back for that front. These sessions leave at the next tick.
+                self.shared.metrics.frames_too_large.fetch_add(1, Relaxed);
+                tracing::warn!(channel = %self.shared.name, bytes = frame.len(), max_frame, "a full state does not fit a link frame; its sessions leave the channel");
+                if let BackToFront::State(state) = msg {
+                    let evicted = state.sessions.into_iter().map(|(k, _)| (link.clone(), k));
+                    self.oversized.extend(evicted);
+                }
+                continue;
+            }
+            self.outgoing.push((link.clone(), Bytes::from(frame)));
         }
     }
 

@@ -14,6 +14,7 @@ fn options() -> ChannelOptions {
         resume_grace: Duration::from_secs(15),
         max_game_message_bytes: 1 << 16,
         max_game_messages: 64,
+        max_frame_bytes: 1 << 20,
     }
 }
 
@@ -178,36 +179,45 @@ fn a_new_link_gets_the_full_state_first_even_without_sessions() {
 }
 
 #[test]
-fn the_inbox_refuses_inputs_past_its_capacity() {
+fn the_inbox_shares_its_capacity_between_sessions() {
     let ch = channel();
     let (link, _rx) = LinkHandle::for_test("front-1", 64);
-    for seq in 0..4 {
-        ch.shared
-            .inbox
-            .push(Event::Input {
-                link: link.clone(),
-                session: 1,
-                seq: Seq(seq),
-                data: Bytes::new(),
-            })
-            .unwrap();
-    }
+    let input = |session: SessionKey, seq: u32| Event::Input {
+        link: link.clone(),
+        session,
+        seq: Seq(seq),
+        data: Bytes::new(),
+    };
+    // Capacity 4: a session alone may take half, so that others still get in.
+    let inbox = &ch.shared.inbox;
+    assert!(inbox.push(input(1, 1)).is_ok() && inbox.push(input(1, 2)).is_ok());
     assert_eq!(
-        ch.shared.inbox.push(Event::Input {
-            link: link.clone(),
-            session: 1,
-            seq: Seq(5),
-            data: Bytes::new()
-        }),
-        Err(crate::inbox::Full)
+        inbox.push(input(1, 3)),
+        Err(crate::inbox::Full),
+        "a flooder's share is used up"
     );
     assert!(
-        ch.shared
-            .inbox
-            .push(Event::Leave { link, session: 1 })
+        inbox.push(input(2, 1)).is_ok(),
+        "another client still gets in"
+    );
+    assert!(inbox.push(input(3, 1)).is_ok());
+    assert_eq!(
+        inbox.push(input(4, 1)),
+        Err(crate::inbox::Full),
+        "the capacity holds"
+    );
+    assert!(
+        inbox
+            .push(Event::Leave {
+                link: link.clone(),
+                session: 1
+            })
             .is_ok(),
         "leaves are still queued"
     );
+    // A tick takes the queue: the shares start afresh.
+    drop(inbox.take(Vec::new()));
+    assert!(inbox.push(input(1, 3)).is_ok());
 }
 
 #[test]
@@ -838,3 +848,70 @@ fn a_restarted_fronts_new_session_under_an_old_key_leaves_the_held_one_claimable
 }
 
 mod recovery;
+
+/// A channel whose state has outgrown the cluster's frames refuses joins, and never
+/// sends a frame that would close the link.
+#[test]
+fn joins_that_would_outgrow_a_frame_are_refused_and_no_frame_is_too_large() {
+    const MAX_FRAME: usize = 4096;
+    let shared = Arc::new(ChannelShared {
+        name: "arena".into(),
+        app_name: "test".into(),
+        index: 0,
+        inbox: Inbox::new(1024),
+        metrics: Arc::default(),
+    });
+    let options = ChannelOptions {
+        max_frame_bytes: MAX_FRAME,
+        ..options()
+    };
+    let mut ch = Channel::new(shared, Box::new(BenchArena::new()), options);
+    let (link, mut rx) = LinkHandle::for_test("front-1", 4096);
+    ch.shared.inbox.push(attach(&link)).unwrap();
+    let name = "n".repeat(60);
+    let (mut rejected, mut sizes) = (Vec::new(), Vec::new());
+    for session in 1..=200u64 {
+        #[derive(serde::Serialize)]
+        struct Join<'a> {
+            name: &'a str,
+        }
+        let data = rmp_serde::to_vec_named(&Join { name: &name }).unwrap();
+        ch.shared
+            .inbox
+            .push(Event::Join {
+                link: link.clone(),
+                session,
+                data: Bytes::from(data),
+                secret: session,
+                resume: None,
+                identity: None,
+            })
+            .unwrap();
+        if session % 10 == 0 {
+            tick(&mut ch);
+            while let Ok(frame) = rx.try_recv() {
+                sizes.push(frame.len());
+                if let BackToFront::JoinRejected(r) = decode(&frame, usize::MAX).unwrap() {
+                    rejected.push((r.session, r.reason));
+                }
+            }
+        }
+    }
+    assert!(sizes.iter().all(|&len| len <= MAX_FRAME), "{sizes:?}");
+    assert!(
+        !rejected.is_empty(),
+        "the state outgrew a frame, yet every join got in"
+    );
+    assert!(
+        rejected[0]
+            .1
+            .contains("is full: its state would not fit the cluster's 4096 byte frames"),
+        "{:?}",
+        rejected[0]
+    );
+    assert!(!link.is_closed(), "the link stays");
+    assert_eq!(
+        ch.shared.metrics.joins_too_large.load(Relaxed) as usize,
+        rejected.len()
+    );
+}
