@@ -359,15 +359,19 @@ fn valid_label_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// The master's TLS counters, when it serves https://, as its own metrics.
-pub(crate) fn tls_metrics(tls: &TlsCounters) -> Vec<Metric> {
-    let counter = |name: &str, help: &str, value: &AtomicU64| Metric {
+/// One of the master's own counters, unlabelled, as a metric for [`render`].
+pub(crate) fn counter(name: &str, help: &str, value: &AtomicU64) -> Metric {
+    Metric {
         name: name.into(),
         help: help.into(),
         kind: MetricKind::Counter,
         labels: Vec::new(),
         value: value.load(Relaxed) as f64,
-    };
+    }
+}
+
+/// The master's TLS counters, when it serves https://, as its own metrics.
+pub(crate) fn tls_metrics(tls: &TlsCounters) -> Vec<Metric> {
     vec![
         counter(
             "centrum_master_tls_reloads_total",

@@ -21,8 +21,8 @@ use centrum_net::{
     shown,
 };
 use centrum_protocol::{
-    CLUSTER_VERSION, Challenge, HANDSHAKE_FRAME_BYTES, MasterToNode, Metric, MetricKind,
-    NodeToMaster, Refused, Register, Registered, Role,
+    CLUSTER_VERSION, Challenge, HANDSHAKE_FRAME_BYTES, MasterToNode, Metric, NodeToMaster, Refused,
+    Register, Registered, Role,
 };
 
 use crate::registry::{Registry, role_name};
@@ -49,13 +49,7 @@ pub(crate) struct NodesMetrics {
 impl NodesMetrics {
     /// The counters, as the master's own metrics on /metrics.
     pub(crate) fn metrics(&self) -> Vec<Metric> {
-        let counter = |name: &str, help: &str, value: &AtomicU64| Metric {
-            name: name.into(),
-            help: help.into(),
-            kind: MetricKind::Counter,
-            labels: Vec::new(),
-            value: value.load(Relaxed) as f64,
-        };
+        use crate::metrics::counter;
         vec![
             counter(
                 "centrum_master_registrations_refused_total",

@@ -5,6 +5,7 @@
 
 pub mod games;
 pub mod http;
+pub mod raw_ws;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -21,11 +21,8 @@ use centrum_protocol::{
     BackToFront, ClientMsg, FrontMsg, FrontToBack, HANDSHAKE_FRAME_BYTES, Hello, Input, Join,
     LinkAuth, LinkHello, PROTOCOL_VERSION, Register, Role, Seq, decode,
 };
+use centrum_tests::raw_ws::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, frame, message};
 use centrum_tests::{CLUSTER_SECRET, ClusterSpec, TestCluster, join, until, within};
-
-const OP_CONTINUATION: u8 = 0x0;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
 
 /// The attacks come from 127.0.0.1, as the honest clients do: no per-address limit,
 /// or it would stop the attackers before the limit under test.
@@ -181,30 +178,6 @@ async fn play(mut client: Client, mut stopped: watch::Receiver<bool>) -> Service
     service.unacked = pending.len();
     let _ = client.close().await;
     service
-}
-
-/// A masked client frame.
-fn frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut f = vec![if fin { 0x80 | opcode } else { opcode }];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
-    f
-}
-
-fn message(msg: &ClientMsg) -> Vec<u8> {
-    frame(OP_BINARY, true, &centrum_protocol::encode(msg))
 }
 
 /// Opens a WebSocket on `addr` without a client library; returns the socket once the

@@ -13,35 +13,8 @@ use tokio::net::TcpStream;
 use centrum_client::Event;
 use centrum_config::{AccessConfig, Limits};
 use centrum_protocol::{ClientMsg, FrontMsg, Hello, Input, Join, PROTOCOL_VERSION, Seq, decode};
+use centrum_tests::raw_ws::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, frame, message};
 use centrum_tests::{ClusterSpec, TestCluster, join, within};
-
-const OP_CONTINUATION: u8 = 0x0;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-
-/// A masked client frame.
-fn frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut f = vec![if fin { 0x80 | opcode } else { opcode }];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
-    f
-}
-
-fn message(msg: &ClientMsg) -> Vec<u8> {
-    frame(OP_BINARY, true, &centrum_protocol::encode(msg))
-}
 
 fn hello() -> Vec<u8> {
     message(&ClientMsg::Hello(Hello {
