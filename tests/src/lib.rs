@@ -28,6 +28,16 @@ use centrum_config::{
 use centrum_front::Front;
 use centrum_net::Shutdown;
 
+/// An arena input moving the player along x by `dx` (MessagePack `{dx, dy: 0}`).
+pub fn steer(dx: f64) -> bytes::Bytes {
+    #[derive(serde::Serialize)]
+    struct Move {
+        dx: f64,
+        dy: f64,
+    }
+    bytes::Bytes::from(rmp_serde::to_vec_named(&Move { dx, dy: 0.0 }).expect("a move encodes"))
+}
+
 /// The cluster secret of every in-process test cluster.
 pub const CLUSTER_SECRET: &str = "the in-process test clusters' secret";
 

@@ -22,7 +22,7 @@ use centrum_protocol::{
     LinkAuth, LinkHello, PROTOCOL_VERSION, Register, Role, Seq, decode,
 };
 use centrum_tests::raw_ws::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, frame, message};
-use centrum_tests::{CLUSTER_SECRET, ClusterSpec, TestCluster, join, until, within};
+use centrum_tests::{CLUSTER_SECRET, ClusterSpec, TestCluster, join, steer, until, within};
 
 /// The attacks come from 127.0.0.1, as the honest clients do: no per-address limit,
 /// or it would stop the attackers before the limit under test.
@@ -39,16 +39,6 @@ fn spec(limits: Limits) -> ClusterSpec {
         limits,
         ..ClusterSpec::default()
     }
-}
-
-/// An arena input: move left or right, slowly, so every tick changes the state.
-fn steer(dx: f64) -> Bytes {
-    #[derive(serde::Serialize)]
-    struct Move {
-        dx: f64,
-        dy: f64,
-    }
-    Bytes::from(rmp_serde::to_vec_named(&Move { dx, dy: 0.0 }).expect("encode"))
 }
 
 /// How long the honest players play at the least, attack or not.

@@ -14,7 +14,7 @@ use centrum_client::Event;
 use centrum_config::{AccessConfig, Limits};
 use centrum_protocol::{ClientMsg, FrontMsg, Hello, Input, Join, PROTOCOL_VERSION, Seq, decode};
 use centrum_tests::raw_ws::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, frame, message};
-use centrum_tests::{ClusterSpec, TestCluster, join, within};
+use centrum_tests::{ClusterSpec, TestCluster, join, steer, within};
 
 fn hello() -> Vec<u8> {
     message(&ClientMsg::Hello(Hello {
@@ -146,17 +146,6 @@ fn spec(limits: Limits) -> ClusterSpec {
         limits,
         ..ClusterSpec::default()
     }
-}
-
-/// An arena input: move left or right, slowly. Back and forth, a player never stops
-/// at a wall, so every tick changes the state and makes a patch.
-fn steer(dx: f64) -> Bytes {
-    #[derive(serde::Serialize)]
-    struct Move {
-        dx: f64,
-        dy: f64,
-    }
-    Bytes::from(rmp_serde::to_vec_named(&Move { dx, dy: 0.0 }).expect("encode"))
 }
 
 /// A client flooding inputs as fast as its socket takes them is told `rate_limited`,

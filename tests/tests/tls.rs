@@ -15,7 +15,7 @@ use centrum_net::Shutdown;
 use centrum_protocol::{Seq, Value};
 use centrum_tests::http::Connection;
 use centrum_tests::tls::{TestCert, connect};
-use centrum_tests::{ClusterSpec, TestCluster, join, until, within};
+use centrum_tests::{ClusterSpec, TestCluster, join, steer, until, within};
 
 fn spec(cert: &TestCert) -> ClusterSpec {
     ClusterSpec {
@@ -92,16 +92,6 @@ async fn serves(addr: SocketAddr, cert: &CertificateDer<'static>) {
         }
     })
     .await;
-}
-
-/// Arena input: move along x.
-fn steer(dx: f64) -> Vec<u8> {
-    #[derive(serde::Serialize)]
-    struct Move {
-        dx: f64,
-        dy: f64,
-    }
-    rmp_serde::to_vec_named(&Move { dx, dy: 0.0 }).expect("encode")
 }
 
 async fn plays(client: &mut Client, seq: u32) {
