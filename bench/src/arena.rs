@@ -1,11 +1,13 @@
 //! The arena workload of shared/bench/ARENA.md, exactly: N clients join one channel
 //! (at most 25 joins in flight), then client i sends an input every 50 ms from
 //! `start + i/N * 50 ms`; after a warm-up, a measurement window and a tail, every
-//! client leaves and one result ([`ArenaResult`]) describes the window.
+//! client leaves and one result ([`ArenaResult`]) describes the window. [`drive`]
+//! runs the same phases for clients that each join a channel of their own (rooms).
 
 mod probe;
 pub(crate) mod raw;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -18,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use centrum_client::{Client, ClientOptions};
+use centrum_client::{Client, ClientOptions, SeatReservation};
 
 use crate::procfs::{self, CpuTime};
 use crate::stats::{self, round};
@@ -201,12 +203,14 @@ impl Workload {
     }
 
     fn join_data(name: &str) -> Bytes {
-        #[derive(Serialize)]
-        struct JoinData<'a> {
-            name: &'a str,
-        }
         Bytes::from(rmp_serde::to_vec_named(&JoinData { name }).unwrap_or_default())
     }
+}
+
+/// The join data of the workload: `{name}`, the key a client finds its player by.
+#[derive(Serialize)]
+struct JoinData<'a> {
+    name: &'a str,
 }
 
 /// The run's instants, fixed once every client has joined.
@@ -302,8 +306,10 @@ pub(crate) struct Tally {
     inputs: u64,
     msgs: u64,
     bytes: u64,
-    patches: u64,
-    patch_bytes: u64,
+    /// Patches received in the window.
+    pub(crate) patches: u64,
+    /// Bytes of those patches.
+    pub(crate) patch_bytes: u64,
     latencies_ms: Vec<f64>,
     unresolved: u64,
     checks: u64,
@@ -342,7 +348,7 @@ impl Tally {
 }
 
 /// A joined connection of either kind.
-enum Conn {
+pub(crate) enum Conn {
     // Boxed: a measuring client carries its mirror and buffers, a counting one a socket.
     Probe(Box<Client>),
     Raw(raw::RawClient),
@@ -367,6 +373,22 @@ macro_rules! progress {
     };
 }
 
+/// How client `index` gets into its channel: given the index and whether it measures
+/// (a probe), a joined connection and the name of the channel it joined.
+pub(crate) type JoinFn = Arc<
+    dyn Fn(usize, bool) -> Pin<Box<dyn Future<Output = Result<(Conn, String), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A run's result before its verdict, with what each client received, by channel.
+#[derive(Debug)]
+pub(crate) struct Driven {
+    pub(crate) result: ArenaResult,
+    /// Each client that joined: its channel and what it saw.
+    pub(crate) clients: Vec<(String, Tally)>,
+}
+
 /// Runs the workload once against `server`.
 ///
 /// # Errors
@@ -376,6 +398,36 @@ pub async fn run(options: &ArenaOptions, server: &Server) -> Result<ArenaResult,
     if server.fronts.is_empty() {
         return Err(BenchError::Setup("no front to connect to".into()));
     }
+    let fronts = server.fronts.clone();
+    let channel = options.channel.clone();
+    let join: JoinFn = Arc::new(move |index, probe| {
+        let url = fronts[index % fronts.len()].clone();
+        let channel = channel.clone();
+        Box::pin(async move {
+            let conn = join(index, &url, &channel, probe, None).await?;
+            Ok((conn, channel))
+        })
+    });
+    let counted = Some(options.channel.clone());
+    let mut driven = drive(options, server, join, counted, None).await?;
+    judge(&mut driven.result);
+    Ok(driven.result)
+}
+
+/// The phases of the workload for clients that `join` places; `counted` names the
+/// channel whose server counters the result reads (None: none are read, the server
+/// rates stay null); `joined_tx` hears when the join phase is over. The result has no
+/// verdict yet.
+///
+/// # Errors
+/// As [`run`].
+pub(crate) async fn drive(
+    options: &ArenaOptions,
+    server: &Server,
+    join: JoinFn,
+    counted: Option<String>,
+    joined_tx: Option<tokio::sync::oneshot::Sender<()>>,
+) -> Result<Driven, BenchError> {
     if options.n == 0 {
         return Err(BenchError::Setup("N must be at least 1".into()));
     }
@@ -383,7 +435,7 @@ pub async fn run(options: &ArenaOptions, server: &Server) -> Result<ArenaResult,
     let probes = probe_indices(n, options.decode);
     let stop = CancellationToken::new();
     let (timeline_tx, timeline_rx) = watch::channel(None);
-    let mut tasks: JoinSet<(Option<Conn>, Tally)> = JoinSet::new();
+    let mut tasks: JoinSet<(Option<Conn>, Tally, String)> = JoinSet::new();
 
     // Join phase.
     progress!(options, "joining {n} clients ({} decode)", options.decode);
@@ -397,12 +449,10 @@ pub async fn run(options: &ArenaOptions, server: &Server) -> Result<ArenaResult,
         else {
             break;
         };
-        let url = server.fronts[index % server.fronts.len()].clone();
-        let channel = options.channel.clone();
-        let probe = probes.contains(&index);
+        let joining = join(index, probes.contains(&index));
         let timeout = options.join_timeout;
         joins.spawn(async move {
-            let joined = tokio::time::timeout(timeout, join(index, &url, &channel, probe)).await;
+            let joined = tokio::time::timeout(timeout, joining).await;
             drop(permit);
             (
                 index,
@@ -421,15 +471,9 @@ pub async fn run(options: &ArenaOptions, server: &Server) -> Result<ArenaResult,
             break;
         };
         match result {
-            Ok((index, Ok(conn))) => {
+            Ok((index, Ok((conn, channel)))) => {
                 joined += 1;
-                let run = ClientRun::new(
-                    index,
-                    n,
-                    options.channel.clone(),
-                    stop.clone(),
-                    timeline_rx.clone(),
-                );
+                let run = ClientRun::new(index, n, channel, stop.clone(), timeline_rx.clone());
                 tasks.spawn(client_task(conn, run));
             }
             Ok((_, Err(e))) => join_errors.push(e),
@@ -439,6 +483,9 @@ pub async fn run(options: &ArenaOptions, server: &Server) -> Result<ArenaResult,
     joins.abort_all();
     let join_failures = n - joined;
     let join_s = join_started.elapsed().as_secs_f64();
+    if let Some(tx) = joined_tx {
+        let _ = tx.send(());
+    }
     progress!(
         options,
         "{joined} joined in {join_s:.1} s, {join_failures} failed"
@@ -464,7 +511,8 @@ pub async fn run(options: &ArenaOptions, server: &Server) -> Result<ArenaResult,
     let me_before = procfs::cpu(std::process::id());
     let counters_before = server
         .master
-        .map(|m| tokio::spawn(scrape::fresh(m, options.channel.clone())));
+        .zip(counted.clone())
+        .map(|(m, c)| tokio::spawn(scrape::fresh(m, c)));
     progress!(
         options,
         "window open ({:.0} s)",
@@ -487,7 +535,8 @@ pub async fn run(options: &ArenaOptions, server: &Server) -> Result<ArenaResult,
     let wall = (Instant::now() - timeline.window_start).as_secs_f64();
     let counters_after = server
         .master
-        .map(|m| tokio::spawn(scrape::fresh(m, options.channel.clone())));
+        .zip(counted)
+        .map(|(m, c)| tokio::spawn(scrape::fresh(m, c)));
     progress!(
         options,
         "window closed; {:.0} s tail",
@@ -498,18 +547,18 @@ pub async fn run(options: &ArenaOptions, server: &Server) -> Result<ArenaResult,
     stop.cancel();
 
     // Collect, then everyone leaves.
-    let mut tallies = Vec::new();
+    let mut clients = Vec::new();
     let mut conns = Vec::new();
     while let Some(done) = tasks.join_next().await {
         match done {
-            Ok((conn, tally)) => {
+            Ok((conn, tally, channel)) => {
                 conns.extend(conn);
-                tallies.push(tally);
+                clients.push((channel, tally));
             }
             Err(e) => {
                 let mut t = Tally::default();
                 t.dropped(format!("client task failed: {e}"));
-                tallies.push(t);
+                clients.push((String::new(), t));
             }
         }
     }
@@ -527,7 +576,7 @@ pub async fn run(options: &ArenaOptions, server: &Server) -> Result<ArenaResult,
         },
         _ => None,
     };
-    let mut result = summarize(Summary {
+    let result = summarize(Summary {
         options,
         server,
         probes: probes.len(),
@@ -536,7 +585,7 @@ pub async fn run(options: &ArenaOptions, server: &Server) -> Result<ArenaResult,
         join_errors,
         join_s,
         wall,
-        tallies,
+        tallies: &clients,
         server_cpu,
         rss_peak_kib,
         loadgen_cpu: match (me_before, me_after) {
@@ -545,12 +594,18 @@ pub async fn run(options: &ArenaOptions, server: &Server) -> Result<ArenaResult,
         },
         rates,
     });
-    judge(&mut result);
-    Ok(result)
+    Ok(Driven { result, clients })
 }
 
-/// Connects and joins client `index`: a measuring client or a counting one.
-async fn join(index: usize, url: &str, channel: &str, probe: bool) -> Result<Conn, String> {
+/// Connects and joins client `index`: a measuring client or a counting one; with a
+/// seat from the matchmaker, to the seat's room.
+pub(crate) async fn join(
+    index: usize,
+    url: &str,
+    channel: &str,
+    probe: bool,
+    seat: Option<&SeatReservation>,
+) -> Result<Conn, String> {
     let name = format!("c{index}");
     let data = Workload::join_data(&name);
     if probe {
@@ -561,10 +616,11 @@ async fn join(index: usize, url: &str, channel: &str, probe: bool) -> Result<Con
         let mut client = Client::connect(url, options)
             .await
             .map_err(|e| e.to_string())?;
-        client
-            .join(channel, &data)
-            .await
-            .map_err(|e| e.to_string())?;
+        match seat {
+            Some(seat) => client.join_room(seat, &JoinData { name: &name }).await,
+            None => client.join(channel, &data).await,
+        }
+        .map_err(|e| e.to_string())?;
         if probe::own_player(&client, channel, &name).is_none() {
             return Err(format!(
                 "{name} is not in the state it was sent after joining"
@@ -576,12 +632,21 @@ async fn join(index: usize, url: &str, channel: &str, probe: bool) -> Result<Con
         let mut client = raw::RawClient::connect(url, channel, seed)
             .await
             .map_err(|e| format!("{url}: {e}"))?;
-        client.join(data).await.map_err(|e| e.to_string())?;
+        client
+            .join(data, seat.map(|s| s.seat.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(Conn::Raw(client))
     }
 }
 
-async fn client_task(conn: Conn, run: ClientRun) -> (Option<Conn>, Tally) {
+async fn client_task(conn: Conn, run: ClientRun) -> (Option<Conn>, Tally, String) {
+    let channel = run.channel.clone();
+    let (conn, tally) = client_loop(conn, run).await;
+    (conn, tally, channel)
+}
+
+async fn client_loop(conn: Conn, run: ClientRun) -> (Option<Conn>, Tally) {
     match conn {
         Conn::Probe(client) => {
             let name = format!("c{}", run.index);
@@ -659,7 +724,7 @@ struct Summary<'a> {
     join_errors: Vec<String>,
     join_s: f64,
     wall: f64,
-    tallies: Vec<Tally>,
+    tallies: &'a [(String, Tally)],
     server_cpu: Option<CpuTime>,
     rss_peak_kib: Option<u64>,
     loadgen_cpu: Option<CpuTime>,
@@ -668,26 +733,24 @@ struct Summary<'a> {
 
 fn summarize(s: Summary<'_>) -> ArenaResult {
     let wall = s.wall.max(1e-9);
-    let sum = |f: fn(&Tally) -> u64| s.tallies.iter().map(f).sum::<u64>() as f64;
-    let mut latencies: Vec<f64> = s
-        .tallies
+    let tallies: Vec<&Tally> = s.tallies.iter().map(|(_, t)| t).collect();
+    let sum = |f: fn(&Tally) -> u64| tallies.iter().map(|t| f(t)).sum::<u64>() as f64;
+    let mut latencies: Vec<f64> = tallies
         .iter()
         .flat_map(|t| t.latencies_ms.iter().copied())
         .collect();
     latencies.sort_by(f64::total_cmp);
-    let drop_reasons: Vec<String> = s
-        .tallies
+    let drop_reasons: Vec<String> = tallies
         .iter()
         .filter_map(|t| t.drop.clone())
         .take(5)
         .collect();
     let patches = sum(|t| t.patches);
-    let per_client: Vec<f64> = s.tallies.iter().map(|t| t.patches as f64 / wall).collect();
+    let per_client: Vec<f64> = tallies.iter().map(|t| t.patches as f64 / wall).collect();
     let players = s.joined as f64;
     let mut join_errors = s.join_errors;
     join_errors.truncate(5);
-    let mut client_errors: Vec<String> = s
-        .tallies
+    let mut client_errors: Vec<String> = tallies
         .iter()
         .filter_map(|t| t.first_error.clone())
         .collect();
@@ -703,7 +766,7 @@ fn summarize(s: Summary<'_>) -> ArenaResult {
         join_failures: s.join_failures,
         join_errors,
         join_s: round(s.join_s, 2),
-        drops: s.tallies.iter().filter(|t| t.drop.is_some()).count(),
+        drops: tallies.iter().filter(|t| t.drop.is_some()).count(),
         drop_reasons,
         client_errors: sum(|t| t.errors) as u64,
         warmup_s: s.options.warmup.as_secs_f64(),
@@ -764,7 +827,7 @@ fn summarize(s: Summary<'_>) -> ArenaResult {
 /// everyone joined and stayed, about every input was delivered (at least 97 %), the
 /// patches went out at the input rate (at least 97.5 % of 20 per second), and every
 /// state check passed.
-fn judge(r: &mut ArenaResult) {
+pub(crate) fn judge(r: &mut ArenaResult) {
     let mut reasons = Vec::new();
     if r.join_failures > 0 {
         reasons.push(format!("{} joins failed", r.join_failures));

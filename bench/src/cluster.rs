@@ -36,6 +36,20 @@ pub struct ClusterOptions {
     /// Whether the back keeps its channel in a store on disk (the default of every
     /// cluster), under `<dir>/data`, emptied first; or nowhere (`store.kind = "memory"`).
     pub durable: bool,
+    /// More channels of the back, each served by `bench-arena` as `channel` is.
+    pub more_channels: Vec<String>,
+    /// A room type the back offers to the matchmaker; the matchmaker then makes rooms
+    /// as fast as it is asked (`creates_per_minute = 0`).
+    pub room_type: Option<RoomType>,
+}
+
+/// A room type of the `bench-arena` application (`backs[].rooms`).
+#[derive(Clone, Debug)]
+pub struct RoomType {
+    pub kind: String,
+    pub max_clients: usize,
+    pub max_rooms: usize,
+    pub empty_dispose_s: u32,
 }
 
 /// A running cluster; its processes are killed when it is dropped.
@@ -125,6 +139,14 @@ impl Cluster {
         self.children
             .iter()
             .find(|(n, _)| *n == name)
+            .and_then(|(_, c)| c.id())
+    }
+
+    /// The pid of the back's process, when each role has its own.
+    pub fn back_pid(&self) -> Option<u32> {
+        self.children
+            .iter()
+            .find(|(n, _)| n == "back-1")
             .and_then(|(_, c)| c.id())
     }
 
@@ -258,13 +280,28 @@ fn run_secret() -> String {
 }
 
 fn config_toml(options: &ClusterOptions, ports: &[SocketAddr], data: &Path) -> String {
+    let channels: Vec<String> = std::iter::once(&options.channel)
+        .chain(&options.more_channels)
+        .map(|name| format!("{{ name = \"{name}\", app = \"bench-arena\" }}"))
+        .collect();
     let mut s = format!(
         "# written by `centrum bench`\n\
          [master]\nhttp = \"{}\"\nnodes = \"{}\"\n\n\
          [[backs]]\nid = \"back-1\"\nlisten = \"{}\"\ntick_hz = {}\n\
-         channels = [{{ name = \"{}\", app = \"bench-arena\" }}]\n",
-        ports[0], ports[1], ports[2], options.tick_hz, options.channel
+         channels = [{}]\n",
+        ports[0],
+        ports[1],
+        ports[2],
+        options.tick_hz,
+        channels.join(", ")
     );
+    if let Some(t) = &options.room_type {
+        s.push_str(&format!(
+            "rooms = [{{ type = \"{}\", app = \"bench-arena\", max_clients = {}, max_rooms = {}, \
+             empty_dispose_s = {} }}]\n\n[matchmaker]\ncreates_per_minute = 0\n",
+            t.kind, t.max_clients, t.max_rooms, t.empty_dispose_s
+        ));
+    }
     // The run's own processes share a secret made for it; the config stays in the
     // run's folder, readable by its owner like any file there.
     s.push_str(&format!("\n[cluster]\nsecret = \"{}\"\n", run_secret()));

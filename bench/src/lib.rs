@@ -1,7 +1,8 @@
 //! centrum's load generator. [`arena`] runs the arena workload of shared/bench/ARENA.md
 //! against a cluster it starts ([`cluster`]) or one already running, with the Colyseus
 //! reference's metrics; [`idle`] measures what an idle client connection costs a
-//! front; [`flood`] what flooding clients cost honest ones.
+//! front; [`flood`] what flooding clients cost honest ones; [`rooms`] the workload in
+//! many small rooms, declared or made by the matchmaker, and what idle rooms cost.
 
 pub mod arena;
 pub mod cluster;
@@ -10,6 +11,7 @@ pub mod flood;
 pub mod idle;
 mod plot;
 mod procfs;
+pub mod rooms;
 mod runner;
 mod scrape;
 mod stats;

@@ -8,9 +8,10 @@ use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
 
 use centrum_bench::arena::{ArenaOptions, Decode, Server};
-use centrum_bench::cluster::{Cluster, ClusterOptions, Layout};
+use centrum_bench::cluster::{Cluster, ClusterOptions, Layout, RoomType};
 use centrum_bench::flood::FloodOptions;
 use centrum_bench::idle::IdleOptions;
+use centrum_bench::rooms::{self, IdleRoomsOptions, RoomsOptions};
 use centrum_bench::{Target, arena_series, write_report};
 
 use crate::cli::say;
@@ -25,6 +26,46 @@ pub(crate) enum BenchCommand {
     /// Honest clients play the arena workload through one front while flooders send
     /// inputs as fast as they can; prints one JSON line on stdout.
     Flood(FloodArgs),
+    /// The arena workload in R rooms of M clients each (one JSON line per R, a fresh
+    /// cluster each), the rooms declared in the config or made by the matchmaker; or,
+    /// with --idle N, what N rooms that nobody joins cost their back.
+    Rooms(RoomsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct RoomsArgs {
+    /// Room counts, one run (and one fresh cluster) each.
+    rooms: Vec<usize>,
+    /// Clients per room.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Rooms made by the master's matchmaker: every client takes a seat with
+    /// join-or-create and joins its room with it. Without it the config declares
+    /// the rooms (`room-1` .. `room-R`).
+    #[arg(long)]
+    matchmaker: bool,
+    /// Instead of play: make N rooms through the matchmaker, join none, and report
+    /// the back's memory and CPU without them and with them.
+    #[arg(long, value_name = "N", conflicts_with = "rooms")]
+    idle: Option<usize>,
+    /// `all`: every client decodes and measures; `probe:K`: K clients do.
+    #[arg(long, default_value = "probe:20")]
+    decode: Decode,
+    /// Seconds of inputs before the window.
+    #[arg(long, default_value_t = 5.0)]
+    warmup: f64,
+    /// Seconds measured (default 20; with --idle, each of the two windows: 10).
+    #[arg(long)]
+    window: Option<f64>,
+    /// Seconds of inputs after the window.
+    #[arg(long, default_value_t = 2.0)]
+    tail: f64,
+    /// Joins (with --idle: room creations) in flight at once.
+    #[arg(long, default_value_t = 25)]
+    join_concurrency: usize,
+    /// No progress on stderr.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -126,6 +167,7 @@ pub(crate) async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Arena(args) => arena(args).await,
         BenchCommand::Idle(args) => idle(args).await,
         BenchCommand::Flood(args) => flood(args).await,
+        BenchCommand::Rooms(args) => rooms(args).await,
     }
 }
 
@@ -159,6 +201,8 @@ fn cluster_options(
         channel: channel.to_owned(),
         dir,
         durable,
+        more_channels: Vec::new(),
+        room_type: None,
     })
 }
 
@@ -284,4 +328,119 @@ async fn flood(args: FloodArgs) -> Result<()> {
     let result = centrum_bench::flood::run(&options, &server).await;
     cluster.stop().await;
     say(serde_json::to_string(&result?).unwrap_or_default())
+}
+
+async fn rooms(args: RoomsArgs) -> Result<()> {
+    if !(1..=10_000).contains(&args.clients) {
+        bail!("--clients must be between 1 and 10000");
+    }
+    let window = seconds(
+        "window",
+        args.window
+            .unwrap_or(if args.idle.is_some() { 10.0 } else { 20.0 }),
+    )?;
+    if window.is_zero() {
+        bail!("--window must be more than 0 seconds");
+    }
+    centrum_bench::raise_open_files_limit();
+    let dir = work_dir(None).join("rooms");
+    let room_type = |max_rooms: usize| RoomType {
+        kind: rooms::ROOM_TYPE.into(),
+        max_clients: args.clients,
+        max_rooms,
+        // Longer than any run: no room is disposed while it is measured.
+        empty_dispose_s: 86_400,
+    };
+    if let Some(n) = args.idle {
+        if !(1..=100_000).contains(&n) {
+            bail!("--idle must be between 1 and 100000");
+        }
+        let options = ClusterOptions {
+            room_type: Some(room_type(n)),
+            ..cluster_options(Layout::Processes, 1, "arena", dir.join("idle"), false)?
+        };
+        let cluster = Cluster::start(&options).await?;
+        let back_pid = cluster.back_pid().context("the back has no process id")?;
+        let idle = IdleRoomsOptions {
+            rooms: n,
+            concurrency: args.join_concurrency.max(1),
+            window,
+            master: cluster.master_http,
+            back_pid,
+            progress: !args.quiet,
+        };
+        let report = rooms::idle(&idle).await;
+        cluster.stop().await;
+        return say(serde_json::to_string(&report?).unwrap_or_default());
+    }
+    if args.rooms.is_empty() {
+        bail!("give one or more room counts (R), or --idle N");
+    }
+    if args.rooms.iter().any(|r| !(1..=50_000).contains(r)) {
+        bail!("every room count must be between 1 and 50000");
+    }
+    if args.rooms.iter().any(|r| r * args.clients > 100_000) {
+        bail!("rooms × clients must be at most 100000");
+    }
+    let arena = ArenaOptions {
+        decode: args.decode,
+        warmup: seconds("warmup", args.warmup)?,
+        window,
+        tail: seconds("tail", args.tail)?,
+        join_concurrency: args.join_concurrency.max(1),
+        progress: !args.quiet,
+        ..ArenaOptions::new(0)
+    };
+    for &r in &args.rooms {
+        let mode = if args.matchmaker {
+            "matchmaker"
+        } else {
+            "declared"
+        };
+        let base = cluster_options(
+            Layout::Processes,
+            1,
+            "arena",
+            dir.join(format!("{mode}-{r}")),
+            false,
+        )?;
+        // Rooms keep nothing on disk, so neither do the declared ones: like for like.
+        let options = if args.matchmaker {
+            ClusterOptions {
+                room_type: Some(room_type(2 * r)),
+                ..base
+            }
+        } else {
+            ClusterOptions {
+                more_channels: rooms::declared_rooms(r),
+                ..base
+            }
+        };
+        if !args.quiet {
+            eprintln!(
+                "[rooms] {r} rooms of {} ({mode}): starting a cluster (logs in {})",
+                args.clients,
+                options.dir.display()
+            );
+        }
+        let cluster = Cluster::start(&options).await?;
+        let server = Server {
+            fronts: cluster.fronts.clone(),
+            master: Some(cluster.master_http),
+            pids: cluster.pids(),
+            layout: centrum_bench::layout_name(Layout::Processes).into(),
+            store: "memory".into(),
+        };
+        let run = RoomsOptions {
+            rooms: r,
+            clients: args.clients,
+            matchmaker: args.matchmaker,
+            arena: arena.clone(),
+        };
+        let result = rooms::run(&run, &server).await;
+        cluster.stop().await;
+        // A reader that went away ends the command quietly.
+        say(serde_json::to_string(&result?).unwrap_or_default())?;
+    }
+    Ok(())
 }

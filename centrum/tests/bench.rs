@@ -169,3 +169,114 @@ fn bench_arena_refuses_bad_arguments_clearly() {
     assert!(!ok);
     assert!(stderr.contains("--front"), "{stderr}");
 }
+
+/// Every room of `r` has exactly its `m` clients, and the run is valid.
+fn assert_full_rooms(r: &Value, rooms: u64, m: u64) {
+    assert_eq!(r["rooms"], rooms, "{r}");
+    assert_eq!(r["clients_per_room"], m, "{r}");
+    assert_eq!(r["joined"], rooms * m, "{r}");
+    assert_eq!(r["drops"], 0, "{r}");
+    assert_eq!(r["state_mismatches"], 0, "{r}");
+    assert!(r["latency_samples"].as_u64().unwrap_or(0) > 0, "{r}");
+    assert_eq!(r["rooms_joined"], rooms, "{r}");
+    assert_eq!(r["rooms_exactly_full"], true, "{r}");
+    assert!(r["room_patches_per_s_min"].as_f64().is_some(), "{r}");
+    assert!(r["server_cpu_s"].as_f64().is_some(), "{r}");
+    assert_eq!(r["valid"], true, "{r}");
+}
+
+#[test]
+fn bench_rooms_through_the_matchmaker_fills_every_room_exactly() {
+    let (ok, stdout, stderr) = centrum(
+        &[
+            "bench",
+            "rooms",
+            "4",
+            "--clients",
+            "2",
+            "--matchmaker",
+            "--decode",
+            "all",
+            "--warmup",
+            "1",
+            "--window",
+            "2",
+            "--tail",
+            "1",
+            "--quiet",
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(ok, "{stderr}");
+    let results = lines(&stdout);
+    assert_eq!(results.len(), 1, "{stdout}");
+    let r = &results[0];
+    assert_full_rooms(r, 4, 2);
+    assert_eq!(r["mode"], "matchmaker");
+    assert_eq!(r["decoding_clients"], 8, "{r}");
+    // Every client took a seat, and the master lists the four rooms, two in each.
+    assert_eq!(r["seats"], 8, "{r}");
+    assert_eq!(r["rooms_listed"], 4, "{r}");
+    assert!(r["seat_max_ms"].as_f64().is_some(), "{r}");
+}
+
+#[test]
+fn bench_rooms_declared_runs_each_room_at_its_tick() {
+    let (ok, stdout, stderr) = centrum(
+        &[
+            "bench",
+            "rooms",
+            "3",
+            "--clients",
+            "2",
+            "--decode",
+            "probe:2",
+            "--warmup",
+            "1",
+            "--window",
+            "2",
+            "--tail",
+            "1",
+            "--quiet",
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(ok, "{stderr}");
+    let r = &lines(&stdout)[0];
+    assert_full_rooms(r, 3, 2);
+    assert_eq!(r["mode"], "declared");
+    assert_eq!(r["seats"], 0, "{r}");
+    assert_eq!(r["rooms_listed"], Value::Null, "{r}");
+}
+
+#[test]
+fn bench_rooms_idle_makes_rooms_that_stay() {
+    let (ok, stdout, stderr) = centrum(
+        &["bench", "rooms", "--idle", "50", "--window", "1", "--quiet"],
+        Duration::from_secs(120),
+    );
+    assert!(ok, "{stderr}");
+    let r: Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(r["created"], 50, "{r}");
+    assert_eq!(r["rooms_listed"], 50, "{r}");
+    assert_eq!(r["rooms_listed_after"], 50, "none disposed: {r}");
+    assert_eq!(r["valid"], true, "{r}");
+    assert!(r["kib_per_room"].as_f64().is_some(), "{r}");
+    assert!(
+        r["back_cpu_per_wall_s_idle_rooms"].as_f64().is_some(),
+        "{r}"
+    );
+}
+
+#[test]
+fn bench_rooms_refuses_bad_arguments_clearly() {
+    let (ok, _, stderr) = centrum(&["bench", "rooms"], Duration::from_secs(20));
+    assert!(!ok);
+    assert!(stderr.contains("--idle"), "{stderr}");
+    let (ok, _, stderr) = centrum(
+        &["bench", "rooms", "2", "--idle", "5"],
+        Duration::from_secs(20),
+    );
+    assert!(!ok);
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+}

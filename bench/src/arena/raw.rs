@@ -190,12 +190,13 @@ impl RawClient {
         Ok(client)
     }
 
-    /// Joins the channel and waits for its full state.
-    pub(crate) async fn join(&mut self, data: Bytes) -> io::Result<()> {
+    /// Joins the channel (a room with the matchmaker's seat token) and waits for its
+    /// full state.
+    pub(crate) async fn join(&mut self, data: Bytes, seat: Option<String>) -> io::Result<()> {
         let join = ClientMsg::Join(Join {
             channel: self.channel.clone(),
             data,
-            seat: None,
+            seat,
         });
         self.send(&join).await?;
         self.wait_for(Received::default(), &[STATE]).await
