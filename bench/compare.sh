@@ -12,6 +12,10 @@
 #   MEMORY_NS="1000"  also run centrum with its store in memory at these N, for the cost of
 #                     durability (the centrum rows are durable: journal synced every tick)
 #   IDLE=10000        idle connections opened on one front (0 skips that measurement)
+#   ROOMS="125 500"   centrum in rooms of ROOM_CLIENTS=8 clients (N = rooms x 8), declared in
+#                     the config and made by the matchmaker ("" skips both)
+#   IDLE_ROOMS=5000   rooms made by the matchmaker and never joined: what they cost the back
+#                     (0 skips)
 #   MICRO=1           run the patch micro benchmarks (criterion, short); 0 skips them
 #   NO_WRITE=1        print the tables only, leave BENCHMARKS.md alone
 #   CENTRUM_BIN=path  use this binary and skip `cargo build` (for testing the script)
@@ -34,6 +38,9 @@ TAIL="${TAIL:-2}"
 QUIET_MAX="${QUIET_MAX:-0.15}"
 QUIET_WAIT_S="${QUIET_WAIT_S:-120}"
 IDLE="${IDLE:-10000}"
+ROOMS="${ROOMS-125 500}"
+ROOM_CLIENTS="${ROOM_CLIENTS:-8}"
+IDLE_ROOMS="${IDLE_ROOMS:-5000}"
 MEMORY_NS="${MEMORY_NS:-1000}"
 MICRO="${MICRO:-1}"
 read -r -a NLIST <<<"$NS"
@@ -55,6 +62,7 @@ rm -rf "$RES"
 mkdir -p "$RES"
 : >"$RES/centrum.jsonl"; : >"$RES/centrum_memory.jsonl"; : >"$RES/limit.jsonl"; : >"$RES/colyseus.jsonl"
 : >"$RES/idle.jsonl"; : >"$RES/micro.jsonl"
+: >"$RES/rooms.jsonl"; : >"$RES/rooms_idle.jsonl"
 STDOUT="$RES/.stdout"   # one sub-run's stdout, sorted into JSON lines and the rest
 FAILED=()
 
@@ -156,6 +164,25 @@ done
 if [ "$IDLE" -gt 0 ]; then
   log "centrum: $IDLE idle connections on one front"
   run_one idle "$IDLE" "$REPO" 300 "$CENTRUM" bench idle --connections "$IDLE"
+fi
+
+# The same workload in rooms of ROOM_CLIENTS clients: declared in the config, then made
+# by the matchmaker (each client takes a seat with join-or-create), at each room count.
+read -r -a ROOM_LIST <<<"$ROOMS"
+for r in "${ROOM_LIST[@]}"; do
+  for mode in declared matchmaker; do
+    flag=(); [ "$mode" = matchmaker ] && flag=(--matchmaker)
+    wait_quiet "rooms_$mode" "$r"
+    log "centrum: $r rooms of $ROOM_CLIENTS clients, $mode"
+    run_one rooms "$((r * ROOM_CLIENTS))" "$REPO" $((180 + WARMUP + WINDOW + TAIL + 120)) \
+      "$CENTRUM" bench rooms "$r" --clients "$ROOM_CLIENTS" "${flag[@]}" --decode "$DECODE" \
+      --warmup "$WARMUP" --window "$WINDOW" --tail "$TAIL"
+  done
+done
+if [ "$IDLE_ROOMS" -gt 0 ]; then
+  wait_quiet rooms_idle "$IDLE_ROOMS"
+  log "centrum: $IDLE_ROOMS idle rooms"
+  run_one rooms_idle "$IDLE_ROOMS" "$REPO" 300 "$CENTRUM" bench rooms --idle "$IDLE_ROOMS"
 fi
 
 # Patch production and mirror application (criterion, shortened). CRITERION_HOME is

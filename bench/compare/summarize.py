@@ -153,11 +153,37 @@ def micro_means(lines):
             if num(r, "mean_ns") is not None}
 
 
+def rooms_rows(lines):
+    """{(n, mode): median row} of `centrum bench rooms` lines, and [(label, problem)]."""
+    runs, problems = {}, []
+    for r in lines:
+        if not isinstance(r.get("n"), int):
+            continue
+        label = f"rooms N={r['n']}" + (f" ({r['mode']})" if r.get("mode") else "")
+        if "error" in r:
+            problems.append((label, str(r["error"])))
+            continue
+        if r.get("valid") is False and r.get("invalid_reasons"):
+            problems.append((label, "not valid: " + "; ".join(map(str, r["invalid_reasons"]))))
+        row = hub_row(r)
+        row.update({
+            "rooms": num(r, "rooms"), "clients": num(r, "clients_per_room"),
+            "room_patches": num(r, "room_patches_per_s_min"),
+            "received": num(r, "patches_received_pct"),
+            "join_s": num(r, "join_s"), "seat_p50": num(r, "seat_p50_ms"),
+            "seat_p99": num(r, "seat_p99_ms"), "seat_max": num(r, "seat_max_ms"),
+            "full": r.get("rooms_exactly_full") if isinstance(r.get("rooms_exactly_full"), bool)
+            else None,
+        })
+        runs.setdefault((r["n"], r.get("mode")), []).append(row)
+    return {k: median_row(v) for k, v in runs.items()}, problems
+
+
 def median_row(rows):
     out = {"runs": len(rows)}
     for key in rows[0]:
         vals = [r[key] for r in rows if r[key] is not None]
-        if key in ("valid", "disturbed"):
+        if key in ("valid", "disturbed", "full"):
             out[key] = (vals[0] if len(rows) == 1 and vals else
                         f"{sum(map(bool, vals))}/{len(rows)}" if vals else None)
         else:
@@ -247,6 +273,52 @@ def idle_text(idle):
             f"**{f(num(idle, 'kib_per_connection'))} KiB per connection**.")
 
 
+def rooms_table(rooms):
+    rows = []
+    for (n, mode), r in sorted(rooms.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        seat = (DASH if mode != "matchmaker" else
+                f"{f(r['seat_p50'])} / {f(r['seat_p99'])} / {f(r['seat_max'])}")
+        rows.append([
+            n, f"{f(r['rooms'], 0)} × {f(r['clients'], 0)}",
+            str(mode) + (f", median of {r['runs']}" if r["runs"] > 1 else ""),
+            yesno(r["valid"]), f"{f(r['cpu'], 3)} ({f(r['user'], 3)} / {f(r['sys'], 3)})",
+            f(r["rss"]), f(r["bpp"]), f"{f(r['p50'])} / {f(r['p99'])} / {f(r['max'])}",
+            f(r["inputs"]), f(r["room_patches"]), f(r["received"]), f(r["join_s"], 2), seat,
+            yesno(r["full"]),
+        ])
+    return table(["N", "rooms × clients", "rooms", "valid", "server CPU s/s (user / sys)",
+                  "server RSS peak MiB", "bytes / player / patch", "latency p50 / p99 / max ms",
+                  "inputs delivered %", "patches/s (least room)", "patches received %",
+                  "all joined in s", "join-or-create p50 / p99 / max ms",
+                  "every room exactly full"], rows)
+
+
+ROOMS_NOTES = """\
+The same workload in rooms of a few clients each: every client plays in its own room
+and receives only that room's players. "declared": the rooms are channels of the back's
+config (`room-1` .. `room-R`); "matchmaker": the back offers a room type and every
+client first asks the master's matchmaker for a seat (`POST /v1/rooms/arena/join-or-create`,
+all at once with the load generator's join concurrency), then joins the room it names
+with the seat. The back keeps nothing on disk in either mode (rooms are never durable).
+Inputs and patches are counted by the clients; "patches/s (least room)" is, over rooms,
+the least mean rate its clients received; "all joined in" runs from the first request
+to the last client's full state; "every room exactly full" checks the clients' rooms,
+their seats and the master's listing (`GET /v1/rooms`)."""
+
+
+def idle_rooms_text(idle):
+    return (f"`centrum bench rooms --idle {idle.get('idle_rooms')}` made {idle.get('created')} "
+            f"rooms through the matchmaker in {f(num(idle, 'create_s'))} s "
+            f"({idle.get('create_failures')} failures) and joined none; "
+            f"{idle.get('rooms_listed_after')} were still listed after the window. The back's RSS "
+            f"went from {f(num(idle, 'back_rss_before_mib'))} MiB to "
+            f"{f(num(idle, 'back_rss_after_mib'))} MiB: **{f(num(idle, 'kib_per_room'))} KiB per "
+            f"room**; its CPU over {f(num(idle, 'window_s'), 0)} s was "
+            f"{f(num(idle, 'back_cpu_per_wall_s_no_rooms'), 4)} s/s without rooms and "
+            f"{f(num(idle, 'back_cpu_per_wall_s_idle_rooms'), 4)} s/s with them "
+            "(an empty room is parked until something arrives for it).")
+
+
 def durability_table(data):
     """centrum durable beside centrum keeping nothing, at each N both were run."""
     rows = []
@@ -271,7 +343,36 @@ def durable_p99(data, n):
     return d, f"{d:+.1f} ms ({f(a['p99'])} vs {f(b['p99'])} ms)"
 
 
-def targets_table(data, idle, micro):
+def rooms_checks(rooms):
+    """Target rows for the rooms runs, where they were measured."""
+    checks = []
+    mm1000 = rooms.get((1000, "matchmaker"))
+    if mm1000:
+        joined, full = mm1000["join_s"], mm1000["full"]
+        checks.append((1000, "rooms: 1,000 clients joined through the matchmaker in < 5 s, "
+                             "every room exactly full",
+                       (None if joined is None else (joined, full),
+                        f"{f(joined, 2)} s, " + ("every room full" if full is True else
+                                                  "**not every room full**")),
+                       lambda v: v[0] < 5 and v[1] is True))
+    mm4000 = rooms.get((4000, "matchmaker"))
+    if mm4000:
+        checks.append((4000, "rooms: 4,000 clients in 500 rooms held with the matchmaker",
+                       (mm4000["valid"], f"valid: {yesno(mm4000['valid'])}, least room "
+                                         f"{f(mm4000['room_patches'])} patches/s"),
+                       lambda v: v is True))
+    for n in sorted({n for n, _ in rooms}):
+        a, b = rooms.get((n, "matchmaker")), rooms.get((n, "declared"))
+        q = div(a["cpu"], b["cpu"]) if a and b else None
+        if a and b:
+            checks.append((n, "rooms: server CPU made by the matchmaker ≤ 1.05× declared",
+                           (q, DASH if q is None else
+                            f"{q:.2f}× ({f(a['cpu'], 3)} vs {f(b['cpu'], 3)} s/s)"),
+                           lambda v: v <= 1.05))
+    return checks
+
+
+def targets_table(data, idle, micro, rooms=None):
     def c(n, key):
         r = data["centrum"].get(n)
         return None if r is None else r[key]
@@ -319,6 +420,12 @@ def targets_table(data, idle, micro):
             verdict = "met" if ok(value) else "**missed**"
             if n != DASH and c(n, "valid") is not True:
                 verdict += " (centrum row not valid)"
+        rows.append([n, target, shown, verdict])
+    for n, target, (value, shown), ok in rooms_checks(rooms or {}):
+        if value is None:
+            verdict = "not measured"
+        else:
+            verdict = "met" if ok(value) else "**missed**"
         rows.append([n, target, shown, verdict])
     return table(["N", "target", "measured", "result"], rows)
 
@@ -498,10 +605,14 @@ def main():
     ns = sorted({n for d in data.values() for n in d} | {n for es in errors.values() for n, _ in es})
     idle = idle_result(load_lines(args.results, "idle"))
     micro = micro_means(load_lines(args.results, "micro"))
+    rooms, room_problems = rooms_rows(load_lines(args.results, "rooms"))
+    idle_rooms = next((r for r in reversed(load_lines(args.results, "rooms_idle"))
+                       if "error" not in r and num(r, "kib_per_room") is not None), None)
 
     problems = [f"- {label} N={n}: {e}" for stem, label in SYSTEMS for n, e in errors[stem]]
     problems += [f"- floor N={n}: another process used the machine during the window "
                  "(`undisturbed: false`)" for n, r in data["limit"].items() if r.get("disturbed")]
+    problems += [f"- centrum {label}: {e}" for label, e in room_problems]
     tables = "\n\n".join(filter(None, [
         "## Results\n\n" + results_table(data, ns),
         NOTES.rstrip(),
@@ -515,12 +626,14 @@ def main():
           "the patch, the encoding); the journal write runs beside the tick, on a blocking "
           "thread, and only delays the tick's frames." if data["centrum_memory"] else "",
         "## Idle connections\n\n" + idle_text(idle) if idle else "",
+        "## Rooms (same run)\n\n" + rooms_table(rooms) + "\n\n" + ROOMS_NOTES if rooms else "",
+        "## Idle rooms\n\n" + idle_rooms_text(idle_rooms) if idle_rooms else "",
         "## Patch production and application (criterion, same run)\n\n" + micro_table(micro)
         + "\n\nMean time per tick for 1,000 changed entities, in a state of 1k or 100k "
           "entities: `patch` is the application's changes to encoded patch bytes, "
           "`commit_patch` the commit alone, `mirror_apply` a client applying the patch. "
           "Producing a patch costs what changed, not the size of the state." if micro else "",
-        "## Targets\n\n" + targets_table(data, idle, micro),
+        "## Targets\n\n" + targets_table(data, idle, micro, rooms),
         latency_floor_text(data),
     ]))
     print(tables)
