@@ -575,13 +575,15 @@ other for every N (each sub-run about 30–40 s with the default phases, bounded
 `timeout`); the default N list takes about 8–10 minutes, plus the first builds (centrum,
 the floor's cargo workspace, Colyseus's `npm install`). It needs `../shared/bench` beside
 the repository, cargo, node/npm and python3; all traffic stays on 127.0.0.1. Raw JSON
-lines are kept in `target/compare/results/{centrum,limit,colyseus,idle,micro}.jsonl`, and
+lines are kept in `target/compare/results/{centrum,limit,colyseus,idle,micro,rooms,rooms_idle}.jsonl`, and
 `python3 bench/compare/summarize.py` rebuilds this file from them.
 
 Environment: `NS="100 500 1000 2000"`, `DECODE=probe:20` (`all` makes every client
 decode), `WARMUP=5`, `WINDOW=20`, `TAIL=2` (seconds), `QUIET_MAX=0.15` /
 `QUIET_WAIT_S=120` (each sub-run first waits, bounded, for an idle machine), `IDLE=10000`
-(idle connections on one front; 0 skips), `MICRO=1` (the patch micro benchmarks,
+(idle connections on one front; 0 skips), `ROOMS="125 500"` / `ROOM_CLIENTS=8` (the
+workload in rooms of 8, declared and made by the matchmaker; "" skips),
+`IDLE_ROOMS=5000` (rooms nobody joins; 0 skips), `MICRO=1` (the patch micro benchmarks,
 shortened; 0 skips), `NO_WRITE=1` (print the tables, leave this file alone),
 `CENTRUM_BIN=path` (use that binary, no build).
 A quick check: `NS=100 WARMUP=2 WINDOW=5 MICRO=0 NO_WRITE=1 bash bench/compare.sh`.

@@ -225,10 +225,13 @@ pub(crate) struct Timeline {
 #[derive(Debug)]
 pub(crate) struct ClientRun {
     index: usize,
-    n: usize,
     channel: String,
     timeline: watch::Receiver<Option<Timeline>>,
     current: Option<Timeline>,
+    /// Every client's phase, by index, set before the timeline is published.
+    phases: Arc<OnceLock<Vec<f64>>>,
+    /// This client's, read when the timeline arrives.
+    phase: f64,
     /// Inputs sent so far; the last one's seq.
     sent: u32,
     next_due: Pin<Box<Sleep>>,
@@ -244,13 +247,15 @@ impl ClientRun {
         channel: String,
         stop: CancellationToken,
         timeline: watch::Receiver<Option<Timeline>>,
+        phases: Arc<OnceLock<Vec<f64>>>,
     ) -> Self {
         Self {
             index,
-            n,
             channel,
             timeline,
             current: None,
+            phases,
+            phase: index as f64 / n as f64,
             sent: 0,
             // Far off until the timeline is published.
             next_due: Box::pin(tokio::time::sleep(Duration::from_secs(86_400))),
@@ -268,6 +273,9 @@ impl ClientRun {
                 changed = self.timeline.changed(), if self.current.is_none() => {
                     changed.ok()?;
                     self.current = *self.timeline.borrow();
+                    if let Some(p) = self.phases.get().and_then(|p| p.get(self.index)) {
+                        self.phase = *p;
+                    }
                     if let Some(t) = self.current {
                         let first = t.start + self.offset();
                         self.next_due.as_mut().reset(first);
@@ -283,9 +291,9 @@ impl ClientRun {
         }
     }
 
-    /// Client i's phase: `i/N` of the input period.
+    /// Client i's phase: `i/N` of the input period with one channel (see [`phases`]).
     fn offset(&self) -> Duration {
-        PERIOD.mul_f64(self.index as f64 / self.n as f64)
+        PERIOD.mul_f64(self.phase)
     }
 
     /// When the input after `sent` inputs is due.
@@ -465,6 +473,8 @@ pub(crate) async fn drive(
     }
     let mut join_errors = Vec::new();
     let mut joined = 0;
+    let phases = Arc::new(OnceLock::new());
+    let mut placed = Vec::with_capacity(n);
     loop {
         let next = tokio::time::timeout_at(join_deadline, joins.join_next()).await;
         let Ok(Some(result)) = next else {
@@ -473,7 +483,15 @@ pub(crate) async fn drive(
         match result {
             Ok((index, Ok((conn, channel)))) => {
                 joined += 1;
-                let run = ClientRun::new(index, n, channel, stop.clone(), timeline_rx.clone());
+                placed.push((index, channel.clone()));
+                let run = ClientRun::new(
+                    index,
+                    n,
+                    channel,
+                    stop.clone(),
+                    timeline_rx.clone(),
+                    phases.clone(),
+                );
                 tasks.spawn(client_task(conn, run));
             }
             Ok((_, Err(e))) => join_errors.push(e),
@@ -492,6 +510,7 @@ pub(crate) async fn drive(
     );
 
     // Inputs, warm-up, window, tail.
+    let _ = phases.set(phases_of(n, &placed));
     let start = Instant::now() + Duration::from_millis(100);
     let timeline = Timeline {
         start,
@@ -704,6 +723,30 @@ async fn counting_run(
     (Some(client), tally)
 }
 
+/// Each client's phase in the input period, by index, from the channel it joined:
+/// client j (by index) of a channel's M sends at `j/M`, shifted by `r/(R*M)` for the
+/// r-th of R channels. With one channel that is ARENA.md's `i/N`; with many, each
+/// channel's inputs are spread over the period as one channel's are (so that no tick
+/// of a small room goes without an input), and the channels' over each other.
+fn phases_of(n: usize, placed: &[(usize, String)]) -> Vec<f64> {
+    let mut by_channel: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (index, channel) in placed {
+        by_channel.entry(channel).or_default().push(*index);
+    }
+    let channels = by_channel.len() as f64;
+    let mut phases: Vec<f64> = (0..n).map(|i| i as f64 / n.max(1) as f64).collect();
+    for (r, indices) in by_channel.values_mut().enumerate() {
+        indices.sort_unstable();
+        let m = indices.len() as f64;
+        for (j, index) in indices.iter().enumerate() {
+            if let Some(p) = phases.get_mut(*index) {
+                *p = (j as f64 + r as f64 / channels) / m;
+            }
+        }
+    }
+    phases
+}
+
 /// K indices spread evenly over 0..n (`j * n / K`), or all of them.
 fn probe_indices(n: usize, decode: Decode) -> std::collections::HashSet<usize> {
     match decode {
@@ -877,6 +920,16 @@ mod tests {
         assert_eq!(p, vec![0, 25, 50, 75]);
         assert_eq!(probe_indices(3, Decode::Probe(20)).len(), 3);
         assert_eq!(probe_indices(5, Decode::All).len(), 5);
+    }
+
+    #[test]
+    fn phases_spread_each_channel_over_the_period() {
+        let one: Vec<_> = (0..4).map(|i| (i, "arena".to_owned())).collect();
+        assert_eq!(phases_of(4, &one), vec![0.0, 0.25, 0.5, 0.75]);
+        // Two rooms of two: each room's two clients half a period apart, the rooms a
+        // quarter apart.
+        let rooms = [(0, "b"), (1, "a"), (2, "b"), (3, "a")].map(|(i, c)| (i, c.to_owned()));
+        assert_eq!(phases_of(4, &rooms), vec![0.25, 0.0, 0.75, 0.5]);
     }
 
     #[test]

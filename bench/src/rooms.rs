@@ -17,7 +17,7 @@ use centrum_client::Matchmaker;
 
 use crate::arena::{self, ArenaOptions, ArenaResult, JoinFn, Server};
 use crate::stats::{self, round};
-use crate::{BenchError, procfs};
+use crate::{BenchError, procfs, scrape};
 
 /// The room type the matchmaker makes rooms of, with the `bench-arena` application.
 pub const ROOM_TYPE: &str = "arena";
@@ -117,10 +117,7 @@ pub async fn run(options: &RoomsOptions, server: &Server) -> Result<RoomsResult,
     let listing = async move {
         let master = master?;
         joined_rx.await.ok()?;
-        let listed = Matchmaker::new(&master.to_string())
-            .rooms(Some(ROOM_TYPE))
-            .await;
-        Some(listed.map_err(|e| e.to_string()))
+        Some(listing(master).await)
     };
     // The server's counters are not read: a back exports none per room, and reading
     // hundreds of declared channels' counters in the window would cost the master
@@ -175,12 +172,10 @@ pub async fn run(options: &RoomsOptions, server: &Server) -> Result<RoomsResult,
         match listed {
             Some(Ok(listing)) => {
                 rooms_listed = Some(listing.len());
-                let counts: BTreeMap<&str, usize> = listing
-                    .iter()
-                    .map(|l| (l.id.as_str(), l.clients as usize))
-                    .collect();
+                let counts: BTreeMap<&str, usize> =
+                    listing.iter().map(|l| (l.id.as_str(), l.clients)).collect();
                 check_full("listing", &counts, r, m, &mut problems);
-                if let Some(l) = listing.iter().find(|l| l.max as usize != m) {
+                if let Some(l) = listing.iter().find(|l| l.max != m) {
                     problems.push(format!("listing: room {} has max {}", l.id, l.max));
                 }
             }
@@ -228,6 +223,26 @@ pub async fn run(options: &RoomsOptions, server: &Server) -> Result<RoomsResult,
         seat_p99_ms: stats::percentile(&rtts, 99.0).map(|v| round(v, 2)),
         seat_max_ms: rtts.last().map(|v| round(*v, 2)),
     })
+}
+
+/// A room as the matchmaker lists it.
+#[derive(Debug, serde::Deserialize)]
+struct Listed {
+    id: String,
+    clients: usize,
+    max: usize,
+}
+
+/// The master's listing of the rooms of [`ROOM_TYPE`]. Read with the load generator's
+/// own GET: the client library takes answers of at most 64 KiB, some 600 rooms.
+async fn listing(master: SocketAddr) -> Result<Vec<Listed>, String> {
+    let path = format!("/v1/rooms?type={ROOM_TYPE}");
+    let body = tokio::time::timeout(Duration::from_secs(10), scrape::get(master, &path))
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("GET {path} on the master did not answer 200"))?;
+    serde_json::from_str(&body).map_err(|e| format!("GET {path}: {e}"))
 }
 
 /// Adds a problem unless `counts` holds exactly `rooms` rooms of `clients` each.
@@ -334,8 +349,7 @@ pub async fn idle(options: &IdleRoomsOptions) -> Result<IdleRoomsReport, BenchEr
     let unreadable = || BenchError::Setup(format!("cannot read process {pid}"));
     let matchmaker = Matchmaker::new(&options.master.to_string());
     let list = || async {
-        matchmaker
-            .rooms(Some(ROOM_TYPE))
+        listing(options.master)
             .await
             .map(|l| l.len())
             .map_err(|e| BenchError::Setup(format!("the matchmaker's listing: {e}")))

@@ -118,7 +118,7 @@ async fn read(master: SocketAddr, channel: &str) -> Option<Counters> {
 }
 
 /// A plain HTTP/1.0 GET: the body, when the status is 200.
-async fn get(addr: SocketAddr, path: &str) -> Option<String> {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(addr).await.ok()?;
     let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.ok()?;
