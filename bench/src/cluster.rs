@@ -125,6 +125,9 @@ impl Cluster {
             cluster.children.push((name, child));
         }
         cluster.wait_ready(&options.channel).await?;
+        if let Some(room_type) = &options.room_type {
+            cluster.wait_matchmaker(&room_type.kind).await?;
+        }
         Ok(cluster)
     }
 
@@ -186,6 +189,39 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// Waits until the master's matchmaker can place a room of type `kind`: the back
+    /// has registered with the master and reported its rooms. A front serves the
+    /// back's channels before that, so a cluster that serves is not yet one that
+    /// makes rooms (the matchmaker would answer `no_capacity`).
+    async fn wait_matchmaker(&mut self, kind: &str) -> Result<(), BenchError> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let reported = format!("type=\"{kind}\"");
+        loop {
+            self.check_alive()?;
+            let metrics = tokio::time::timeout(
+                Duration::from_secs(5),
+                crate::scrape::get(self.master_http, "/metrics"),
+            )
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+            if metrics
+                .lines()
+                .any(|l| l.starts_with("centrum_back_rooms{") && l.contains(&reported))
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Setup(format!(
+                    "the master did not hear of a back offering room type {kind:?} within 30 s (logs in {})",
+                    self.dir.display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// An error naming the first process that has exited, if any.
