@@ -244,16 +244,8 @@ impl Hub {
     /// comes from the room's id (`<type>.<random>.<back id>`), which must name a back
     /// that offers the type; the room's number on the link, if the back announced it.
     fn room_route(&self, room: &str) -> Option<Arc<Mutex<ChannelRoute>>> {
-        let mut parts = room.split('.');
-        let (Some(kind), Some(_), Some(back_id), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        let (back, offered) = self.config.backs.iter().enumerate().find_map(|(b, cfg)| {
-            (cfg.id == back_id).then(|| (b, cfg.rooms.iter().find(|r| r.kind == kind)))
-        })?;
-        let anonymous = offered?.anonymous;
+        let (back, _, kind) = self.config.room_owner(room)?;
+        let anonymous = kind.anonymous;
         let mut routes = self.routes.write();
         if let Some(route) = routes.channels.get(room) {
             return Some(route.clone());

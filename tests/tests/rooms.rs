@@ -174,6 +174,17 @@ async fn a_burst_of_joins_fills_rooms_spread_over_the_backs_exactly() {
         rooms.len() == 50 && rooms.iter().all(|r| r.clients == 4 && r.max == 4)
     })
     .await;
+    // The gate takes a room's id too (a client reconnecting to its room).
+    let gate = centrum_tests::http::request(
+        cluster.master_http,
+        &format!(
+            "GET /gate?channel={} HTTP/1.1\r\nHost: x\r\n\r\n",
+            seats[0].room
+        ),
+        b"",
+    )
+    .await;
+    assert_eq!(gate.status, 200, "{}", gate.error());
     // A full room takes no one by id.
     let full = seats[0].room.clone();
     assert_eq!(
