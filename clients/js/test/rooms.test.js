@@ -1,8 +1,9 @@
 // Rooms against a real cluster whose back offers rooms of type `match` (the arena, two
-// clients at most) and `brief` (disposed one second after it empties): joinOrCreate fills
-// a room and then opens another, create and the listing, joinById and its refusals, the
-// seats a back refuses, a room client that resumes after its connection breaks, and a
-// disposed room leaving the listing.
+// clients at most) and `brief` (disposed one second after it empties), with seats that
+// lapse after SEAT_TTL_MS: joinOrCreate fills a room and then opens another, create and
+// the listing, joinById and its refusals, the seats a back refuses, a room client that
+// resumes after its connection breaks (its seat expired by then), and a disposed room
+// leaving the listing.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -16,6 +17,8 @@ const ROOMS = [
   { type: 'brief', app: 'arena', max_clients: 4, empty_dispose_s: 1 },
 ];
 const ROOM_ID = /^match\.[a-z2-7]{12}\.back-1$/;
+/** Long enough for a join on a busy machine, short enough to wait out in a test. */
+const SEAT_TTL_MS = 2_000;
 
 let cluster;
 let master;
@@ -23,7 +26,7 @@ let master;
 const clients = [];
 
 before(async () => {
-  cluster = await startCluster({ rooms: ROOMS });
+  cluster = await startCluster({ rooms: ROOMS, matchmaker: { seat_ttl_ms: SEAT_TTL_MS } });
   master = cluster.masterHttp;
 });
 after(() => cluster?.stop());
@@ -41,6 +44,20 @@ async function closeAll() {
 /** The listing's entry for `id`. */
 async function listed(id, type = 'match') {
   return (await within('the listing', Client.getAvailableRooms(master, type))).find((room) => room.id === id);
+}
+
+/**
+ * The listing's entry for `id` once `check` holds for it (undefined: not listed). Backs
+ * report their rooms' members periodically, so the listing catches up within a report.
+ */
+async function listedAs(what, id, check, type = 'match') {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const entry = await listed(id, type);
+    if (check(entry)) return entry;
+    if (Date.now() > deadline) assert.fail(`the listing never showed ${what}: ${JSON.stringify(entry)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 /** Resolves with what `promise` rejected with; fails if it resolved. */
@@ -73,8 +90,8 @@ test('joinOrCreate twice fills one room of two, and a third client gets a new ro
   assert.notEqual(cy.channel.name, room, 'the full room is not offered');
   assert.equal(player(cy.channel, 'ana'), undefined);
 
-  assert.deepEqual(await listed(room), { id: room, type: 'match', clients: 2, max: 2, metadata: null, locked: false });
-  assert.equal((await listed(cy.channel.name))?.clients, 1);
+  assert.deepEqual(await listedAs('ana and bob', room, (r) => r?.clients === 2), { id: room, type: 'match', clients: 2, max: 2, metadata: null, locked: false });
+  await listedAs('cy', cy.channel.name, (r) => r?.clients === 1);
   const all = await within('all types', Client.getAvailableRooms(master));
   assert.ok(all.some((r) => r.id === room) && all.every((r) => r.type === 'match' || r.type === 'brief'));
 });
@@ -86,14 +103,14 @@ test('create always makes a room, the listing shows it, joinById joins it until 
   // The same client creates a second room and plays in both.
   const second = await within('dee: create again', dee.client.create('match', { data: { name: 'dee-2' } }));
   assert.notEqual(second.name, dee.channel.name);
-  assert.equal((await listed(dee.channel.name))?.clients, 1);
-  assert.equal((await listed(second.name))?.clients, 1);
+  await listedAs('dee', dee.channel.name, (r) => r?.clients === 1);
+  await listedAs('dee', second.name, (r) => r?.clients === 1);
 
   const eve = await within('eve: joinById', Client.joinById(master, dee.channel.name, { data: { name: 'eve' } }));
   keep(eve.client);
   assert.equal(eve.channel.name, dee.channel.name);
   assert.ok(player(eve.channel, 'dee'), 'eve sees dee');
-  assert.equal((await listed(dee.channel.name))?.clients, 2);
+  await listedAs('dee and eve', dee.channel.name, (r) => r?.clients === 2);
 
   const full = await refusal('joinById of a full room', Client.joinById(master, dee.channel.name, { data: { name: 'fay' } }));
   assert.deepEqual([full.code, full.status], ['room_full', 409]);
@@ -125,37 +142,43 @@ test('a back refuses a join without the room\'s seat, a forged one, another room
   assert.deepEqual([used.code, used.reason], ['rejected', 'seat_used']);
 });
 
-test('a room client whose connection breaks rejoins with its seat and resumes as the same player', async (t) => {
+test('a room client whose connection breaks resumes with its expired seat; an expired seat alone is refused', async (t) => {
   const proxy = await pausableProxy(Number(new URL(cluster.frontUrls[0]).port));
   t.after(() => proxy.close());
   t.after(closeAll);
   const client = keep(await within('connect', Client.connect({ url: proxy.url, master })));
   const room = await within('create', client.create('match', { data: { name: 'ivy' } }));
+  // The room's other seat, reserved and never used.
+  const spare = await within('reserve the other seat', new Matchmaker(master).joinById(room.name));
+  assert.equal(spare.expiresInMs, SEAT_TTL_MS);
   const first = room.sendInput({ dx: 0, dy: 0 });
   await whenever('the input is acked', room, 'patch', () => room.ack === first);
   const id = player(room, 'ivy').id;
+  // Time is what this test is about: both seats lapse.
+  await new Promise((resolve) => setTimeout(resolve, SEAT_TTL_MS + 250));
+
   const reconnected = new Promise((resolve) => client.once('reconnected', resolve));
   proxy.cut();
   const { resumed } = await within('reconnected', reconnected, 10_000);
   assert.equal(resumed, true);
-  // The seat is used: only the resume claim gets the client back in.
+  // The seat is used and expired: the resume claim alone gets the client back in.
   await whenever('joined again', room, 'state', () => room.state === 'joined', 10_000);
   assert.equal(player(room, 'ivy')?.id, id, 'the same player');
   assert.equal(room.ack, first, 'the same ack');
-  assert.equal((await listed(room.name))?.clients, 1);
+
+  const late = keep(await within('connect', Client.connect({ url: cluster.frontUrls[1] })));
+  const expired = await refusal('an expired seat', late.join(room.name, { name: 'kit' }, { seat: spare.seat }));
+  assert.deepEqual([expired.code, expired.reason], ['rejected', 'seat_expired']);
+  await listedAs('ivy alone: the lapsed seat no longer counts', room.name, (r) => r?.clients === 1);
 });
 
 test('an emptied room is disposed: it leaves the listing and takes no more joins', async (t) => {
   t.after(closeAll);
   const { client, channel } = await within('create', Client.create(master, 'brief', { data: { name: 'jo' } }));
   keep(client);
-  assert.equal((await listed(channel.name, 'brief'))?.clients, 1);
+  await listedAs('jo', channel.name, (r) => r?.clients === 1, 'brief');
   await within('leave', channel.leave());
-  const deadline = Date.now() + 10_000;
-  while (await listed(channel.name, 'brief')) {
-    assert.ok(Date.now() < deadline, 'the empty room is still listed after 10 s');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await listedAs('the room gone', channel.name, (r) => r === undefined, 'brief');
   const err = await refusal('joinById of the disposed room', client.joinById(channel.name));
   assert.equal(err.code, 'no_such_room');
 });
