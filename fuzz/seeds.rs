@@ -104,6 +104,7 @@ fn client_msgs() -> Vec<Vec<u8>> {
         encode(&ClientMsg::Join(Join {
             channel: "arena".into(),
             data: Bytes::from_static(b"\x81\xa4name\xa3ann"),
+            seat: None,
         })),
         encode(&ClientMsg::Leave(Leave {
             channel: "arena".into(),

@@ -58,6 +58,7 @@ pub struct ClientId(pub u64);
 ///     type Input = Input;
 ///     type Call = NoCalls;
 ///     type Reply = NoCalls;
+///     type Options = ();
 ///
 ///     fn schema(&self) -> Schema {
 ///         Schema::new().kind::<Counter>()
@@ -102,6 +103,10 @@ pub trait App: Serialize + DeserializeOwned + Send + 'static {
     type Call: Payload;
     /// The answer to a call, sent back as MessagePack (or JSON, if the caller sent JSON).
     type Reply: Serialize;
+    /// The options a room of this game is created with (`joinOrCreate` and `create`
+    /// through the matchmaker); `()` for a game that takes none. Channels of the config
+    /// are not created with options.
+    type Options: Payload;
 
     /// The kinds and fields of this game's state; called once, before anything else.
     fn schema(&self) -> Schema;
@@ -146,6 +151,29 @@ pub trait App: Serialize + DeserializeOwned + Send + 'static {
     /// # Errors
     /// An [`AppError`] is logged and counted; what the tick changed before it still goes out.
     fn tick(&mut self, ctx: &mut Ctx<'_>) -> Result<(), AppError>;
+
+    /// A room of this game was just made with `options`, before any client joins: the
+    /// place to read them, set the room's metadata (`ctx.room()`), or refuse them.
+    /// Not called for a channel of the config.
+    ///
+    /// # Errors
+    /// An [`AppError`] refuses the options: the room is not made, and whoever asked
+    /// gets `bad_options` with the message.
+    fn create(&mut self, ctx: &mut Ctx<'_>, options: Self::Options) -> Result<(), AppError> {
+        let _ = (ctx, options);
+        Ok(())
+    }
+
+    /// The room is about to be disposed of (it stayed empty for its type's
+    /// `empty_dispose_s`, or the game asked with `Room::dispose`): the last call the
+    /// game gets. Members still in it leave without [`App::leave`].
+    ///
+    /// # Errors
+    /// An [`AppError`] is logged and counted; the room goes either way.
+    fn dispose(&mut self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+        let _ = ctx;
+        Ok(())
+    }
 
     /// A call from a server-side system (a lobby, a web back end, an admin script),
     /// answered with a reply. It runs on the channel's tick like everything else, so it

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use centrum_protocol::{Identity, State, Tick};
 
-use crate::{ClientId, Rng};
+use crate::{ClientId, Rng, Room};
 
 /// The context of one call into a game.
 ///
@@ -27,6 +27,7 @@ pub struct Ctx<'a> {
     clients: &'a Clients,
     outbox: &'a mut Outbox,
     rng: &'a mut Rng,
+    room: Option<&'a mut Room>,
 }
 
 /// The clients in a channel, as the game knows them: joined, not yet left. A client
@@ -112,7 +113,20 @@ impl<'a> Ctx<'a> {
             clients,
             outbox,
             rng,
+            room: None,
         }
+    }
+
+    /// The same context, for a room made at run time.
+    pub fn with_room(mut self, room: Option<&'a mut Room>) -> Self {
+        self.room = room;
+        self
+    }
+
+    /// The room this channel is, with its metadata, lock and disposal; `None` for a
+    /// channel of the config.
+    pub fn room(&mut self) -> Option<&mut Room> {
+        self.room.as_deref_mut()
     }
 
     /// The channel's name.

@@ -42,6 +42,18 @@ pub trait DynApp: Send {
     /// The game's error, for the log.
     fn tick(&mut self, ctx: &mut Ctx<'_>) -> Result<(), AppError>;
 
+    /// Decodes the creation options and calls [`App::create`].
+    ///
+    /// # Errors
+    /// The options do not decode, or the game refused them.
+    fn create(&mut self, ctx: &mut Ctx<'_>, options: &Bytes) -> Result<(), AppError>;
+
+    /// As [`App::dispose`].
+    ///
+    /// # Errors
+    /// The game's error, for the log.
+    fn dispose(&mut self, ctx: &mut Ctx<'_>) -> Result<(), AppError>;
+
     /// Decodes the call, calls [`App::call`] and encodes its reply as MessagePack.
     ///
     /// # Errors
@@ -105,6 +117,16 @@ impl<A: App> DynApp for A {
 
     fn tick(&mut self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
         App::tick(self, ctx)
+    }
+
+    fn create(&mut self, ctx: &mut Ctx<'_>, options: &Bytes) -> Result<(), AppError> {
+        let options =
+            A::Options::decode(options).map_err(|e| AppError::new(format!("options {e}")))?;
+        App::create(self, ctx, options)
+    }
+
+    fn dispose(&mut self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+        App::dispose(self, ctx)
     }
 
     fn call(&mut self, ctx: &mut Ctx<'_>, data: &Bytes) -> Result<Vec<u8>, CallFailure> {

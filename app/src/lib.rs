@@ -41,6 +41,7 @@ mod dyn_app;
 mod payload;
 mod registry;
 mod rng;
+mod room;
 mod sandbox;
 
 pub use app::{App, AppError, ClientId};
@@ -49,6 +50,7 @@ pub use dyn_app::{CallFailure, DynApp};
 pub use payload::{NoCalls, Payload, PayloadError, Raw};
 pub use registry::Registry;
 pub use rng::Rng;
+pub use room::{MAX_METADATA_BYTES, Room};
 pub use sandbox::Sandbox;
 
 pub use bytes::Bytes;

@@ -12,7 +12,7 @@ use crate::{App, DynApp};
 /// # use centrum_app::{App, AppError, ClientId, Ctx, NoCalls, Schema, Seq};
 /// # #[derive(Default, serde::Serialize, serde::Deserialize)] struct Chess;
 /// # impl App for Chess {
-/// #     type Join = (); type Input = (); type Call = NoCalls; type Reply = NoCalls;
+/// #     type Join = (); type Input = (); type Call = NoCalls; type Reply = NoCalls; type Options = ();
 /// #     fn schema(&self) -> Schema { Schema::new() }
 /// #     fn join(&mut self, _: &mut Ctx<'_>, _: ClientId, _: ()) -> Result<(), AppError> { Ok(()) }
 /// #     fn leave(&mut self, _: &mut Ctx<'_>, _: ClientId) -> Result<(), AppError> { Ok(()) }

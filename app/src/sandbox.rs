@@ -20,7 +20,7 @@ use crate::{
 /// # use centrum_app::{App, AppError, ClientId, Ctx, NoCalls, Schema, Seq};
 /// # #[derive(Default, serde::Serialize, serde::Deserialize)] struct Echo;
 /// # impl App for Echo {
-/// #     type Join = (); type Input = String; type Call = NoCalls; type Reply = NoCalls;
+/// #     type Join = (); type Input = String; type Call = NoCalls; type Reply = NoCalls; type Options = ();
 /// #     fn schema(&self) -> Schema { Schema::new() }
 /// #     fn join(&mut self, _: &mut Ctx<'_>, _: ClientId, _: ()) -> Result<(), AppError> { Ok(()) }
 /// #     fn leave(&mut self, _: &mut Ctx<'_>, _: ClientId) -> Result<(), AppError> { Ok(()) }

@@ -20,16 +20,20 @@ use bytes::Bytes;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 
-use centrum_app::{AppError, CallFailure, DynApp, Outbox};
+use std::collections::HashMap;
+
+use centrum_app::{AppError, CallFailure, DynApp, Outbox, Room};
+use centrum_net::seat::{Seat, SeatError, unix_ms};
 use centrum_protocol::{
-    BackToFront, CallOutcome, ChannelIndex, Identity, LinkEvicted, LinkJoinRejected, LinkNotice,
-    LinkReply, LinkResume, LinkSession, Seq, SessionKey, Tick, encode,
+    BackToFront, CallOutcome, ChannelIndex, Identity, LinkClosed, LinkEvicted, LinkJoinRejected,
+    LinkNotice, LinkOpened, LinkReply, LinkResume, LinkSession, Seq, SessionKey, Tick, encode,
 };
 use centrum_store::Store;
 
 use crate::inbox::{Event, Inbox};
 use crate::link::LinkHandle;
 use crate::metrics::ChannelMetrics;
+use crate::rooms::{RoomShared, Rooms};
 use game::{Applied, Entry, Game};
 use membership::{Effect, JoinStart, Membership};
 use persist::{Persist, Stopped};
@@ -45,6 +49,8 @@ pub(crate) struct ChannelShared {
     pub(crate) index: ChannelIndex,
     pub(crate) inbox: Inbox,
     pub(crate) metrics: Arc<ChannelMetrics>,
+    /// Set for a room made at run time; None for a channel of the config.
+    pub(crate) room: Option<Arc<RoomShared>>,
 }
 
 /// How a channel runs: its period, its grace periods and its message limits.
@@ -102,6 +108,32 @@ pub(crate) struct Channel {
     /// Sessions whose full state could not be sent (too large for a frame): they leave
     /// at the next tick, with the reason, before anything else happens.
     oversized: Vec<(LinkHandle, SessionKey)>,
+    /// What a room has beyond a channel; None for a channel of the config.
+    room: Option<RoomRun>,
+}
+
+/// A room's own bookkeeping, on its channel's task.
+#[derive(Debug)]
+struct RoomRun {
+    shared: Arc<RoomShared>,
+    rooms: Arc<Rooms>,
+    /// Seats taken, by number, until they expire: a seat is good for one join.
+    used: HashMap<u64, u64>,
+    /// Seats taken since the last report.
+    taken: Vec<u64>,
+    /// Members (connected or held) after the last tick.
+    clients: u32,
+    /// When an empty room is disposed of; None while it has members.
+    empty_deadline: Option<Instant>,
+}
+
+/// What a new member must show, besides what the game asks.
+#[derive(Debug, Clone, Copy)]
+enum Admission<'a> {
+    /// A client's join: a seat token, for a room.
+    Seat(Option<&'a str>),
+    /// A session a relinking front lists: it was admitted before.
+    Relisted,
 }
 
 /// A game that fails every tick is logged this often, not every tick.
@@ -143,7 +175,51 @@ impl Channel {
             effects: Vec::new(),
             full_len: 0,
             oversized: Vec::new(),
+            room: None,
         }
+    }
+
+    /// A room made at run time with `options`, which its game reads (and may refuse)
+    /// before the room exists for anyone. Kept nowhere across a restart of the back.
+    ///
+    /// # Errors
+    /// The game's refusal of the options.
+    pub(crate) fn new_room(
+        shared: Arc<ChannelShared>,
+        app: Box<dyn DynApp>,
+        options: ChannelOptions,
+        rooms: Arc<Rooms>,
+        room_options: &Bytes,
+        now: Instant,
+    ) -> Result<Self, AppError> {
+        let room_shared = shared
+            .room
+            .clone()
+            .ok_or_else(|| AppError::new("not a room"))?;
+        let mut channel = Self::new(shared, app, options);
+        let mut room = Room::new(&room_shared.id, &room_shared.kind, room_shared.max_clients);
+        channel.game.room = Some(room.clone());
+        if let Applied::Room(Err(e)) = channel.play(Entry::Create {
+            options: room_options.clone(),
+        }) {
+            return Err(e);
+        }
+        if let Some(game_room) = &mut channel.game.room {
+            room = game_room.clone();
+            game_room.take_changed();
+        }
+        room_shared.update(0, &room, &mut Vec::new());
+        // A new room waits for the seats handed out with it before it counts as empty.
+        let wait = room_shared.empty_dispose.max(rooms.seat_ttl);
+        channel.room = Some(RoomRun {
+            shared: room_shared,
+            rooms,
+            used: HashMap::new(),
+            taken: Vec::new(),
+            clients: 0,
+            empty_deadline: Some(now + wait),
+        });
+        Ok(channel)
     }
 
     /// A durable channel: brought back from `store` to its last durable tick, every
@@ -227,6 +303,18 @@ impl Channel {
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
         info!(channel = %self.shared.name, app = %self.shared.app_name, period_ms = period.as_secs_f64() * 1e3, tick = self.game.step, "channel started");
         loop {
+            // An empty room does no work at all until something arrives for it or its
+            // time is up; a channel of the config ticks whatever happens.
+            if let Some(deadline) = self.room.as_ref().and_then(|r| r.empty_deadline) {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    () = self.shared.inbox.pushed() => interval.reset_immediately(),
+                    () = tokio::time::sleep_until(deadline.into()) => {
+                        self.dispose("it stayed empty", Instant::now());
+                        return Ok(());
+                    }
+                }
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = interval.tick() => {}
@@ -247,6 +335,10 @@ impl Channel {
                         channel: self.shared.name.clone(),
                     });
                 }
+            }
+            if self.game.room.as_ref().is_some_and(Room::dispose_requested) {
+                self.dispose("the game asked", Instant::now());
+                return Ok(());
             }
         }
         debug!(channel = %self.shared.name, "channel stopped");
@@ -350,6 +442,7 @@ impl Channel {
                 let _ = reply.send((self.game.tick(), body.clone()));
             }
         }
+        self.room_after_tick(now);
         let m = &self.shared.metrics;
         m.tick.store(u64::from(self.game.tick().0), Relaxed);
         m.entities.store(self.game.state.len() as u64, Relaxed);
@@ -365,7 +458,16 @@ impl Channel {
                 instance,
                 sessions,
             } => {
-                info!(channel = %self.shared.name, front = %link.front(), "front attached");
+                if self.room.is_some() {
+                    let opened = BackToFront::Opened(LinkOpened {
+                        channel: self.shared.index,
+                        name: self.shared.name.clone(),
+                    });
+                    self.outgoing
+                        .push((link.clone(), Bytes::from(encode(&opened))));
+                } else {
+                    info!(channel = %self.shared.name, front = %link.front(), "front attached");
+                }
                 self.members.attach(link, instance, sessions, now, out);
             }
             Event::Detach { link } => {
@@ -379,7 +481,19 @@ impl Channel {
                 secret,
                 resume,
                 identity,
-            } => return self.join(&link, session, data, secret, resume.as_ref(), identity),
+                seat,
+            } => {
+                let seat = seat.as_deref();
+                return self.join(
+                    &link,
+                    session,
+                    data,
+                    secret,
+                    resume.as_ref(),
+                    identity,
+                    seat,
+                );
+            }
             Event::Leave { link, session } => self.members.leave(&link, session, out),
             Event::Away { link, session } => self.members.away(&link, session, now, out),
             Event::Input {
@@ -424,7 +538,8 @@ impl Channel {
                         identity,
                         ..
                     } = listed;
-                    self.join(&link, session, data, secret, None, identity);
+                    // A relinked front's session was admitted before: no seat again.
+                    self.join_again(&link, session, data, secret, identity);
                 }
                 Effect::Send(link, frame) => self.outgoing.push((link, frame)),
                 Effect::Close(link) => link.close(),
@@ -454,6 +569,28 @@ impl Channel {
         }
     }
 
+    /// A session a relinking front still lists but this channel no longer knows
+    /// joins afresh, without a seat: it had one when it first joined.
+    fn join_again(
+        &mut self,
+        link: &LinkHandle,
+        session: SessionKey,
+        data: Bytes,
+        secret: u64,
+        identity: Option<Identity>,
+    ) {
+        self.join_with(
+            link,
+            session,
+            data,
+            secret,
+            None,
+            identity,
+            Admission::Relisted,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn join(
         &mut self,
         link: &LinkHandle,
@@ -462,6 +599,29 @@ impl Channel {
         secret: u64,
         resume: Option<&LinkResume>,
         identity: Option<Identity>,
+        seat: Option<&str>,
+    ) {
+        self.join_with(
+            link,
+            session,
+            data,
+            secret,
+            resume,
+            identity,
+            Admission::Seat(seat),
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join_with(
+        &mut self,
+        link: &LinkHandle,
+        session: SessionKey,
+        data: Bytes,
+        secret: u64,
+        resume: Option<&LinkResume>,
+        identity: Option<Identity>,
+        admission: Admission<'_>,
     ) {
         // A resume is the same player going on: only for the same subject (or an
         // anonymous client for an anonymous one); a resume token is no proof of who
@@ -477,6 +637,21 @@ impl Channel {
             same_subject,
             &mut self.effects,
         );
+        // A new member of a room needs a good seat and a free place.
+        let mut seat_number = None;
+        if matches!(start, JoinStart::New { .. })
+            && let Admission::Seat(token) = admission
+        {
+            match self.admit_seat(token) {
+                Ok(number) => seat_number = number,
+                Err(reason) => {
+                    self.shared.metrics.joins_rejected.fetch_add(1, Relaxed);
+                    self.reject(link, session, reason);
+                    self.apply_effects();
+                    return;
+                }
+            }
+        }
         match start {
             JoinStart::Stale | JoinStart::Already => {}
             JoinStart::Resumed { client, seat } => {
@@ -492,13 +667,7 @@ impl Channel {
                     "channel {:?} is full: its state would not fit the cluster's {} byte frames",
                     self.shared.name, self.options.max_frame_bytes
                 );
-                let msg = BackToFront::JoinRejected(LinkJoinRejected {
-                    session,
-                    channel: self.shared.index,
-                    reason,
-                });
-                self.outgoing
-                    .push((link.clone(), Bytes::from(encode(&msg))));
+                self.reject(link, session, reason);
             }
             JoinStart::New { seat } => {
                 self.full_len += data.len() + JOIN_GROWTH;
@@ -513,22 +682,129 @@ impl Channel {
                     Applied::Join(Ok(())) => {
                         self.shared.metrics.joins.fetch_add(1, Relaxed);
                         self.members.admit(seat, client, &mut self.effects);
+                        if let (Some(run), Some((number, expires))) = (&mut self.room, seat_number)
+                        {
+                            run.used.insert(number, expires);
+                            run.taken.push(number);
+                        }
                     }
                     Applied::Join(Err(rejection)) => {
                         self.shared.metrics.joins_rejected.fetch_add(1, Relaxed);
-                        let msg = BackToFront::JoinRejected(LinkJoinRejected {
-                            session,
-                            channel: self.shared.index,
-                            reason: rejection.message().to_owned(),
-                        });
-                        self.outgoing
-                            .push((link.clone(), Bytes::from(encode(&msg))));
+                        self.reject(link, session, rejection.message().to_owned());
                     }
                     other => unreachable!("a join entry is applied as a join, not {other:?}"),
                 }
             }
         }
         self.apply_effects();
+    }
+
+    fn reject(&mut self, link: &LinkHandle, session: SessionKey, reason: String) {
+        let msg = BackToFront::JoinRejected(LinkJoinRejected {
+            session,
+            channel: self.shared.name.clone(),
+            reason,
+        });
+        self.outgoing
+            .push((link.clone(), Bytes::from(encode(&msg))));
+    }
+
+    /// For a room, checks a new member's seat token and that the room has a place:
+    /// `Ok(Some((seat number, expiry)))` to take once the game lets it in; `Ok(None)`
+    /// for a channel of the config, which needs no seat.
+    ///
+    /// # Errors
+    /// The rejection's reason, starting with its code (PROTOCOL.md, rooms).
+    fn admit_seat(&mut self, token: Option<&str>) -> Result<Option<(u64, u64)>, String> {
+        let members = (self.members.live_count() + self.members.held_count()) as u32;
+        let Some(run) = &mut self.room else {
+            return Ok(None);
+        };
+        let refused = |run: &RoomRun, reason: String| {
+            run.rooms.metrics.seats_refused.fetch_add(1, Relaxed);
+            Err(reason)
+        };
+        let now_ms = unix_ms();
+        let Some(token) = token else {
+            return refused(run, SeatError::Required.to_string());
+        };
+        let seat = match Seat::check(&run.rooms.key, token, &run.shared.id, now_ms) {
+            Ok(seat) => seat,
+            Err(e) => return refused(run, e.to_string()),
+        };
+        run.used.retain(|_, expires| *expires > now_ms);
+        if run.used.contains_key(&seat.number) {
+            return refused(run, SeatError::Used.to_string());
+        }
+        if members >= run.shared.max_clients {
+            let reason = format!(
+                "room_full: room {} has its {} clients",
+                run.shared.id, run.shared.max_clients
+            );
+            return refused(run, reason);
+        }
+        Ok(Some((seat.number, seat.expires_ms)))
+    }
+
+    /// After a room's tick: what the matchmaker should hear, and whether it is empty.
+    fn room_after_tick(&mut self, now: Instant) {
+        let members = (self.members.live_count() + self.members.held_count()) as u32;
+        let (Some(run), Some(room)) = (&mut self.room, &mut self.game.room) else {
+            return;
+        };
+        let changed = room.take_changed();
+        if changed || members != run.clients || !run.taken.is_empty() {
+            run.clients = members;
+            run.shared.update(members, room, &mut run.taken);
+        }
+        if members > 0 {
+            run.empty_deadline = None;
+        } else if run.empty_deadline.is_none() {
+            run.empty_deadline = Some(now + run.shared.empty_dispose);
+        }
+    }
+
+    /// The room ends: the game hears it, its last messages leave, every front is told
+    /// (its members there get `Left`), and the back forgets it.
+    fn dispose(&mut self, reason: &str, now: Instant) {
+        if let Applied::Room(Err(e)) = self.play(Entry::Dispose) {
+            self.app_error("dispose", &e);
+        }
+        self.send_messages();
+        self.entries.clear();
+        // Gone from the directory first, so that nothing new finds it; what arrived
+        // meanwhile is answered, not dropped: a join is rejected, a call fails; inputs
+        // and leaves of a gone room need no answer.
+        if let Some(run) = &self.room {
+            run.rooms.disposed(&run.shared, self.shared.index, now);
+        }
+        for event in self.shared.inbox.close() {
+            match event {
+                Event::Join { link, session, .. } => {
+                    let reason = format!("no_such_room: room {} was disposed of", self.shared.name);
+                    self.reject(&link, session, reason);
+                }
+                Event::Call { link, call, .. } => {
+                    let message = format!("room {} was disposed of", self.shared.name);
+                    self.replies
+                        .push((link, reply_failed(call, CallOutcome::Failed, message)));
+                }
+                Event::Snapshot { .. } | Event::Attach { .. } | Event::Detach { .. } => {}
+                Event::Leave { .. } | Event::Away { .. } | Event::Input { .. } => {}
+                Event::Resync { .. } => {}
+            }
+        }
+        self.send_replies();
+        self.release();
+        // Clients hear only that the room is gone; the log says why.
+        let closed = Bytes::from(encode(&BackToFront::Closed(LinkClosed {
+            channel: self.shared.index,
+            reason: "disposed".to_owned(),
+        })));
+        for link in self.members.links() {
+            link.send(closed.clone());
+        }
+        info!(room = %self.shared.name, reason, "room disposed of");
     }
 
     /// Whether the full state, grown by a join with `data_len` bytes of data, would

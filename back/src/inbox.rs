@@ -30,6 +30,8 @@ pub(crate) enum Event {
         secret: u64,
         resume: Option<LinkResume>,
         identity: Option<Identity>,
+        /// For a room: the seat token from the matchmaker.
+        seat: Option<String>,
     },
     Leave {
         link: LinkHandle,
@@ -69,12 +71,16 @@ pub(crate) struct Full;
 #[derive(Debug)]
 pub(crate) struct Inbox {
     inner: Mutex<Queue>,
+    /// Wakes a room that sleeps while it is empty (channels of the config tick always).
+    wake: tokio::sync::Notify,
     /// At most this many inputs and calls, and as many joins, wait between two ticks.
     capacity: usize,
 }
 
 #[derive(Debug, Default)]
 struct Queue {
+    /// The channel is gone (a disposed room): nothing more is queued.
+    closed: bool,
     events: Vec<Event>,
     inputs: usize,
     joins: usize,
@@ -87,6 +93,7 @@ impl Inbox {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             inner: Mutex::new(Queue::default()),
+            wake: tokio::sync::Notify::new(),
             capacity,
         }
     }
@@ -102,6 +109,9 @@ impl Inbox {
     /// one of each per link connection.
     pub(crate) fn push(&self, event: Event) -> Result<(), Full> {
         let mut q = self.inner.lock();
+        if q.closed {
+            return Err(Full);
+        }
         let control = matches!(
             event,
             Event::Attach { .. } | Event::Detach { .. } | Event::Snapshot { .. }
@@ -130,7 +140,26 @@ impl Inbox {
             _ => {}
         }
         q.events.push(event);
+        drop(q);
+        self.wake.notify_one();
         Ok(())
+    }
+
+    /// Closes the inbox for good (a disposed room) and hands back what was queued.
+    pub(crate) fn close(&self) -> Vec<Event> {
+        let mut q = self.inner.lock();
+        q.closed = true;
+        std::mem::take(&mut q.events)
+    }
+
+    /// Whether [`Inbox::close`] was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inner.lock().closed
+    }
+
+    /// Returns once something was pushed since the last call (at once if it was).
+    pub(crate) async fn pushed(&self) {
+        self.wake.notified().await;
     }
 
     /// Takes every queued event, swapping in `spare` (an empty Vec with capacity) so

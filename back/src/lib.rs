@@ -3,7 +3,9 @@
 //! schedule through the hosted game (an [`App`](centrum_app::App) from the
 //! [`Registry`] it is given), and sends one patch per tick to every front.
 //!
-//! Layers: `link` (accept loop, per-link tasks) -> `inbox` (per-channel queue) ->
+//! Layers: `link` (accept loop, per-link tasks) -> `directory` (which channels and
+//! links there are now; `rooms`: the channels made at run time for the master's
+//! matchmaker) -> `inbox` (per-channel queue) ->
 //! `channel` (tick loop; `membership`: who is in, `game`: the hosted game,
 //! `fanout`: patches, states, messages, replies; `journal` and `persist`: the
 //! channel's records and snapshots in a [`Store`], and its recovery from them).
@@ -11,9 +13,11 @@
 pub use centrum_store::{DiskStore, MemoryStore, Store, StoreError};
 
 mod channel;
+mod directory;
 mod inbox;
 mod link;
 mod metrics;
+mod rooms;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,13 +30,18 @@ use tracing::info;
 use centrum_app::Registry;
 use centrum_config::{Config, FieldError, Fsync};
 use centrum_net::auth::ClusterKey;
-use centrum_net::{Registration, ServerTls, Shutdown};
-use centrum_protocol::{CLUSTER_VERSION, NodeStats, Register, Role, Tick};
+use centrum_net::{Control, Registration, ServerTls, Shutdown};
+use centrum_protocol::{
+    CLUSTER_VERSION, MasterToNode, NodeStats, NodeToMaster, Register, Role, Tick,
+};
+use tokio_util::task::TaskTracker;
 
 pub use channel::RecoverError;
 use channel::{Channel, ChannelOptions, ChannelShared, SnapshotPolicy};
+use directory::Directory;
 use inbox::{Event, Inbox};
 use metrics::{BackMetrics, ChannelMetrics};
+use rooms::Rooms;
 
 /// Why a back could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +97,12 @@ pub enum BackError {
 pub(crate) struct Shared {
     pub(crate) id: String,
     pub(crate) config: Arc<Config>,
-    pub(crate) channels: Vec<Arc<ChannelShared>>,
+    /// The channels of the config, in order: their index is their number on a link.
+    pub(crate) static_channels: Vec<String>,
+    /// Every channel there is now, rooms included, and the open links.
+    pub(crate) directory: Arc<Directory>,
+    /// The rooms this back makes; None when it offers no room type.
+    pub(crate) rooms: Option<Arc<Rooms>>,
     pub(crate) metrics: Arc<BackMetrics>,
     /// Signs this back's proofs and checks the fronts'.
     pub(crate) key: ClusterKey,
@@ -100,6 +114,8 @@ pub struct Back {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
     tasks: JoinSet<Result<(), BackError>>,
+    /// The rooms' channel tasks, waited for with the others.
+    room_tasks: TaskTracker,
     shutdown: Shutdown,
 }
 
@@ -168,9 +184,9 @@ impl Back {
             journal_bytes: config.store.snapshot_journal_bytes,
         };
         let now = std::time::Instant::now();
-        let mut channels = Vec::new();
+        let directory = Arc::new(Directory::default());
         let mut runners = Vec::new();
-        for (i, ch) in me.channels.iter().enumerate() {
+        for ch in &me.channels {
             let app = apps.create(&ch.app).ok_or_else(|| BackError::UnknownApp {
                 channel: ch.name.clone(),
                 app: ch.app.clone(),
@@ -182,26 +198,49 @@ impl Back {
                     channel: ch.name.clone(),
                     source,
                 })?;
-            let shared = Arc::new(ChannelShared {
-                name: ch.name.clone(),
-                app_name: ch.app.clone(),
-                index: u16::try_from(i).map_err(|_| BackError::TooManyChannels)?,
-                inbox: Inbox::new(config.limits.channel_inputs as usize),
-                metrics: Arc::new(ChannelMetrics::default()),
-            });
+            // No link is open yet: nothing to attach.
+            let shared = directory
+                .insert(
+                    |index| {
+                        Arc::new(ChannelShared {
+                            name: ch.name.clone(),
+                            app_name: ch.app.clone(),
+                            index,
+                            inbox: Inbox::new(config.limits.channel_inputs as usize),
+                            metrics: Arc::new(ChannelMetrics::default()),
+                            room: None,
+                        })
+                    },
+                    |_, _| {},
+                )
+                .map_err(|_| BackError::TooManyChannels)?;
             let runner = match &store {
-                Some(store) => {
-                    Channel::recover(shared.clone(), app, options, &**store, policy, now)?
-                }
-                None => Channel::new(shared.clone(), app, options),
+                Some(store) => Channel::recover(shared, app, options, &**store, policy, now)?,
+                None => Channel::new(shared, app, options),
             };
             runners.push(runner);
-            channels.push(shared);
         }
+        let room_tasks = TaskTracker::new();
+        let rooms = (!me.rooms.is_empty()).then(|| {
+            Arc::new(Rooms::new(
+                id,
+                me.rooms.clone(),
+                apps.clone(),
+                key.clone(),
+                options,
+                config.limits.channel_inputs as usize,
+                directory.clone(),
+                room_tasks.clone(),
+                shutdown.clone(),
+                config.matchmaker.seat_ttl(),
+            ))
+        });
         let shared = Arc::new(Shared {
             id: id.to_owned(),
             config: config.clone(),
-            channels,
+            static_channels: me.channels.iter().map(|c| c.name.clone()).collect(),
+            directory,
+            rooms,
             metrics,
             key,
         });
@@ -235,11 +274,12 @@ impl Back {
             .map_or("nowhere (store.kind = \"memory\")".to_owned(), |s| {
                 s.describe()
             });
-        info!(back = id, listen = %local_addr, channels = me.channels.len(), store = %kept, "back started");
+        info!(back = id, listen = %local_addr, channels = me.channels.len(), room_types = me.rooms.len(), store = %kept, "back started");
         Ok(Back {
             shared,
             local_addr,
             tasks,
+            room_tasks,
             shutdown,
         })
     }
@@ -252,7 +292,7 @@ impl Back {
     /// The full state of `channel` right after its next tick, as the shared body of a
     /// client `State` message. For tests and tools; `None` for an unknown channel.
     pub async fn snapshot(&self, channel: &str) -> Option<(Tick, Bytes)> {
-        let ch = self.shared.channels.iter().find(|c| c.name == channel)?;
+        let ch = self.shared.directory.named(channel)?;
         let (reply, rx) = tokio::sync::oneshot::channel();
         ch.inbox.push(Event::Snapshot { reply }).ok()?;
         rx.await.ok()
@@ -277,7 +317,12 @@ impl Back {
     /// # Errors
     /// [`BackError::Refused`] when the master refused this back (e.g. its id is live elsewhere).
     pub async fn wait(mut self) -> Result<(), BackError> {
-        centrum_net::wait_tasks(&mut self.tasks, &self.shutdown).await
+        let result = centrum_net::wait_tasks(&mut self.tasks, &self.shutdown).await;
+        // Rooms stop on the same signal; the tasks above had their 5 s.
+        self.room_tasks.close();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(1), self.room_tasks.wait()).await;
+        result
     }
 }
 
@@ -340,6 +385,20 @@ pub fn check_apps(config: &Config, apps: &Registry) -> Result<(), Vec<FieldError
                 ch.app
             ),
         })
+        .chain(config.backs.iter().enumerate().flat_map(|(b, back)| {
+            let known = &known;
+            back.rooms
+                .iter()
+                .enumerate()
+                .filter(|(_, room)| !apps.contains(&room.app))
+                .map(move |(r, room)| FieldError {
+                    field: format!("backs[{b}].rooms[{r}].app"),
+                    reason: format!(
+                        "unknown application {:?} (this binary has: {known})",
+                        room.app
+                    ),
+                })
+        }))
         .collect();
     if problems.is_empty() {
         Ok(())
@@ -370,26 +429,89 @@ async fn register(
         max_frame_bytes: limits.max_frame_bytes,
         key: shared.key.clone(),
     };
-    let stats_source = shared.clone();
-    let stats = move || {
-        let s = &stats_source;
+    let control = BackControl { shared, tick_hz };
+    centrum_net::register_and_heartbeat(reg, control, shutdown).await?;
+    Ok(())
+}
+
+/// What a back tells the master: its stats, its rooms; and the rooms it makes for it.
+struct BackControl {
+    shared: Arc<Shared>,
+    tick_hz: u32,
+}
+
+impl Control for BackControl {
+    fn stats(&self) -> NodeStats {
+        let s = &self.shared;
         let mut metrics = Vec::new();
         s.metrics.metrics(&mut metrics);
-        let channels = s
-            .channels
-            .iter()
-            .map(|c| {
-                c.metrics.metrics(&c.name, &mut metrics);
-                c.metrics.stats(&c.name, &c.app_name, tick_hz)
-            })
-            .collect::<Vec<_>>();
+        // Channels of the config are reported one by one; rooms, which may be
+        // thousands, by type (`Rooms::metrics`) and in the room reports.
+        let mut busy_us = 0;
+        let mut clients = 0;
+        let mut channels = Vec::new();
+        for c in s.directory.channels() {
+            if c.room.is_some() {
+                let stats = c.metrics.stats(&c.name, &c.app_name, self.tick_hz);
+                busy_us += stats.tick_us_avg * u64::from(self.tick_hz);
+                clients += stats.clients;
+                continue;
+            }
+            c.metrics.metrics(&c.name, &mut metrics);
+            let stats = c.metrics.stats(&c.name, &c.app_name, self.tick_hz);
+            busy_us += stats.tick_us_avg * u64::from(self.tick_hz);
+            clients += stats.clients;
+            channels.push(stats);
+        }
+        if let Some(rooms) = &s.rooms {
+            rooms.metrics(&mut metrics);
+        }
+        metrics.push(centrum_protocol::Metric {
+            name: "centrum_back_busy_ratio".into(),
+            help: "The share of one core the back's ticks took over the last heartbeat period (rooms included); the matchmaker places new rooms by it and by clients.".into(),
+            kind: centrum_protocol::MetricKind::Gauge,
+            labels: Vec::new(),
+            value: busy_us as f64 / 1e6,
+        });
+        channels.sort_by(|a, b| a.name.cmp(&b.name));
         NodeStats {
-            clients: channels.iter().map(|c| c.clients).sum(),
+            clients,
             links: s.metrics.links.load(std::sync::atomic::Ordering::Relaxed) as u32,
             channels,
             metrics,
         }
-    };
-    centrum_net::register_and_heartbeat(reg, stats, shutdown).await?;
-    Ok(())
+    }
+
+    fn reports(&self, all: bool) -> Vec<NodeToMaster> {
+        let Some(rooms) = &self.shared.rooms else {
+            return Vec::new();
+        };
+        let max = self.shared.config.limits.max_frame_bytes as usize / 2;
+        rooms
+            .reports(all, max)
+            .into_iter()
+            .map(NodeToMaster::Rooms)
+            .collect()
+    }
+
+    fn request(&self, msg: MasterToNode) -> Option<NodeToMaster> {
+        match msg {
+            MasterToNode::CreateRoom(req) => {
+                let answer = match &self.shared.rooms {
+                    Some(rooms) => rooms.create(req, std::time::Instant::now()),
+                    None => centrum_protocol::RoomCreated {
+                        request: req.request,
+                        error: Some((
+                            "unknown_type".into(),
+                            format!("back {} offers no room types", self.shared.id),
+                        )),
+                    },
+                };
+                Some(NodeToMaster::RoomCreated(answer))
+            }
+            MasterToNode::Registered(_) | MasterToNode::Refused(_) | MasterToNode::Challenge(_) => {
+                None
+            }
+        }
+    }
 }

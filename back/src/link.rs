@@ -20,8 +20,8 @@ use centrum_net::{
     recv, send, shown,
 };
 use centrum_protocol::{
-    BackToFront, CLUSTER_VERSION, FrontToBack, HANDSHAKE_FRAME_BYTES, LinkChallenge, LinkHeartbeat,
-    LinkHello, LinkRefused, LinkSession, LinkWelcome, decode, encode,
+    BackToFront, CLUSTER_VERSION, ChannelIndex, FrontToBack, HANDSHAKE_FRAME_BYTES, LinkChallenge,
+    LinkHeartbeat, LinkHello, LinkRefused, LinkSession, LinkWelcome, SessionKey, decode, encode,
 };
 
 use crate::Shared;
@@ -35,6 +35,8 @@ pub(crate) struct LinkHandle(Arc<LinkInner>);
 struct LinkInner {
     id: u64,
     front: Arc<str>,
+    /// The front's process (`LinkHello::instance`).
+    instance: u64,
     /// Bounded by `limits.link_queue`. When full the front is too slow to keep up
     /// with the ticks: the link is closed (never waited on), and the front relinks
     /// and resynchronises its clients with full states.
@@ -54,6 +56,10 @@ impl LinkHandle {
         &self.0.front
     }
 
+    pub(crate) fn instance(&self) -> u64 {
+        self.0.instance
+    }
+
     pub(crate) fn front_arc(&self) -> Arc<str> {
         self.0.front.clone()
     }
@@ -65,6 +71,7 @@ impl LinkHandle {
         let inner = LinkInner {
             id: NEXT_LINK.fetch_add(1, Relaxed),
             front: Arc::from(front),
+            instance: 1,
             tx,
             close: Shutdown::new(),
             overflows: Arc::default(),
@@ -186,13 +193,16 @@ pub(crate) async fn serve_link<S>(
     let handle = LinkHandle(Arc::new(LinkInner {
         id: NEXT_LINK.fetch_add(1, Relaxed),
         front: Arc::from(hello.front.as_str()),
+        instance: hello.instance,
         tx,
         close: close.clone(),
         overflows: shared.metrics.clone(),
     }));
     // Every channel learns of the link, with the sessions the front holds in it; each
     // answers with its full state at its next tick, before any patch.
-    for channel in &shared.channels {
+    // Sessions in channels the back no longer has (rooms disposed while the link was
+    // down) are left out; the front hears nothing of them and drops them.
+    shared.directory.link_opened(&handle, |channel| {
         let sessions: Vec<LinkSession> = sessions
             .iter()
             .filter(|s| s.channel == channel.name)
@@ -203,6 +213,12 @@ pub(crate) async fn serve_link<S>(
             instance: hello.instance,
             sessions,
         });
+    });
+    // Sessions of rooms disposed of while the link was down: their members have left.
+    for s in &sessions {
+        if shared.directory.named(&s.channel).is_none() {
+            reject_join(&handle, s.session, s.channel.clone(), "disposed".into());
+        }
     }
     shared.metrics.links.fetch_add(1, Relaxed);
     shared.metrics.links_opened.fetch_add(1, Relaxed);
@@ -236,11 +252,20 @@ pub(crate) async fn serve_link<S>(
         info!("link closed");
     }
     shared.metrics.links.fetch_sub(1, Relaxed);
-    for channel in &shared.channels {
+    shared.directory.link_closed(&handle, |channel| {
         let _ = channel.inbox.push(Event::Detach {
             link: handle.clone(),
         });
-    }
+    });
+}
+
+fn reject_join(link: &LinkHandle, session: SessionKey, channel: String, reason: String) {
+    let msg = centrum_protocol::LinkJoinRejected {
+        session,
+        channel,
+        reason,
+    };
+    link.send(Bytes::from(encode(&BackToFront::JoinRejected(msg))));
 }
 
 /// A heartbeat frame, `since_open` after the link opened.
@@ -338,7 +363,7 @@ where
     let welcome = BackToFront::Welcome(LinkWelcome {
         version: CLUSTER_VERSION,
         back: shared.id.clone(),
-        channels: shared.channels.iter().map(|c| c.name.clone()).collect(),
+        channels: shared.static_channels.clone(),
     });
     send(link, &welcome).await?;
     match recv::<_, FrontToBack>(link).await? {
@@ -365,42 +390,53 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
 /// Routes one frame from a front to its channel's inbox.
 fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), LinkError> {
     let msg: FrontToBack = decode(frame, usize::MAX)?;
-    let channel_of = |index: u16| {
-        shared
-            .channels
-            .get(usize::from(index))
-            .ok_or(LinkError::UnknownChannel(index))
+    // A number the back never gave is a protocol violation; one of a room disposed
+    // of since the front sent the frame is not, and the frame is dropped.
+    let channel_of = |index: ChannelIndex| match shared.directory.get(index) {
+        Some(channel) => Ok(Some(channel)),
+        None if shared.directory.was_given(index) => Ok(None),
+        None => Err(LinkError::UnknownChannel(index)),
     };
     match msg {
         FrontToBack::Hello(_) => return Err(LinkError::Repeated("hello")),
         FrontToBack::Auth(_) => return Err(LinkError::Repeated("auth")),
         FrontToBack::Sessions(_) => return Err(LinkError::Repeated("sessions")),
         FrontToBack::Join(j) => {
-            let channel = channel_of(j.channel)?;
-            if channel.inbox.push(Event::Join {
+            let Some(channel) = shared.directory.named(&j.channel) else {
+                let reason = format!(
+                    "no_such_room: this back has no channel or room {:?}",
+                    j.channel
+                );
+                reject_join(link, j.session, j.channel, reason);
+                return Ok(());
+            };
+            let pushed = channel.inbox.push(Event::Join {
                 link: link.clone(),
                 session: j.session,
                 data: j.data,
                 secret: j.secret,
                 resume: j.resume,
                 identity: j.identity,
-            }) == Err(Full)
-            {
+                seat: j.seat,
+            });
+            if pushed == Err(Full) {
                 channel.metrics.joins_rejected.fetch_add(1, Relaxed);
-                let reason = format!(
-                    "channel {:?} is too busy to take joins; try again",
-                    channel.name
-                );
-                let msg = centrum_protocol::LinkJoinRejected {
-                    session: j.session,
-                    channel: j.channel,
-                    reason,
+                let reason = if channel.inbox.is_closed() {
+                    format!("no_such_room: room {:?} was disposed of", channel.name)
+                } else {
+                    format!(
+                        "channel {:?} is too busy to take joins; try again",
+                        channel.name
+                    )
                 };
-                link.send(Bytes::from(encode(&BackToFront::JoinRejected(msg))));
+                reject_join(link, j.session, j.channel, reason);
             }
         }
         FrontToBack::Leave(l) => {
-            channel_of(l.channel)?
+            let Some(channel) = channel_of(l.channel)? else {
+                return Ok(());
+            };
+            channel
                 .inbox
                 .push(Event::Leave {
                     link: link.clone(),
@@ -409,7 +445,10 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Link
                 .map_err(|_| LinkError::Overloaded)?;
         }
         FrontToBack::Away(a) => {
-            channel_of(a.channel)?
+            let Some(channel) = channel_of(a.channel)? else {
+                return Ok(());
+            };
+            channel
                 .inbox
                 .push(Event::Away {
                     link: link.clone(),
@@ -418,7 +457,9 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Link
                 .map_err(|_| LinkError::Overloaded)?;
         }
         FrontToBack::Input(i) => {
-            let channel = channel_of(i.channel)?;
+            let Some(channel) = channel_of(i.channel)? else {
+                return Ok(());
+            };
             let event = Event::Input {
                 link: link.clone(),
                 session: i.session,
@@ -440,7 +481,15 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Link
             }
         }
         FrontToBack::Call(c) => {
-            let channel = channel_of(c.channel)?;
+            let Some(channel) = channel_of(c.channel)? else {
+                let reply = crate::channel::reply_failed(
+                    c.call,
+                    centrum_protocol::CallOutcome::Failed,
+                    "the room was disposed of".into(),
+                );
+                link.send(Bytes::from(encode(&BackToFront::Reply(reply))));
+                return Ok(());
+            };
             let event = Event::Call {
                 link: link.clone(),
                 call: c.call,
@@ -463,7 +512,10 @@ fn dispatch(shared: &Shared, link: &LinkHandle, frame: &[u8]) -> Result<(), Link
         // Its arrival is all it says; the reader has noted it.
         FrontToBack::Heartbeat(_) => {}
         FrontToBack::Resync(r) => {
-            channel_of(r.channel)?
+            let Some(channel) = channel_of(r.channel)? else {
+                return Ok(());
+            };
+            channel
                 .inbox
                 .push(Event::Resync {
                     link: link.clone(),
@@ -493,7 +545,9 @@ mod tests {
         Arc::new(Shared {
             id: "back-1".into(),
             config: Arc::new(Config::embedded_default()),
-            channels: Vec::new(),
+            static_channels: Vec::new(),
+            directory: Arc::default(),
+            rooms: None,
             metrics: Arc::default(),
             key: key(),
         })

@@ -138,6 +138,7 @@ async fn flood_once(url: &str, index: usize, until: Instant) -> Result<FlooderRu
     let join = ClientMsg::Join(Join {
         channel: "arena".into(),
         data: Bytes::new(),
+        seat: None,
     });
     for msg in [hello, join] {
         ws.send(Message::Binary(centrum_protocol::encode(&msg).into()))

@@ -5,7 +5,7 @@
 //! # use centrum::{App, AppError, ClientId, Ctx, NoCalls, Schema, Seq};
 //! # #[derive(Default, serde::Serialize, serde::Deserialize)] struct Tag;
 //! # impl App for Tag {
-//! #     type Join = (); type Input = (); type Call = NoCalls; type Reply = NoCalls;
+//! #     type Join = (); type Input = (); type Call = NoCalls; type Reply = NoCalls; type Options = ();
 //! #     fn schema(&self) -> Schema { Schema::new() }
 //! #     fn join(&mut self, _: &mut Ctx<'_>, _: ClientId, _: ()) -> Result<(), AppError> { Ok(()) }
 //! #     fn leave(&mut self, _: &mut Ctx<'_>, _: ClientId) -> Result<(), AppError> { Ok(()) }

@@ -267,8 +267,36 @@ impl Client {
         self.join_bytes(channel, data.into()).await
     }
 
+    /// Joins the room of a seat the [`Matchmaker`](crate::Matchmaker) reserved, with
+    /// join data the game reads as a serde value, and waits for the room's state as
+    /// [`Client::join`] does. After a reconnect with the resume token, join again with
+    /// the same reservation: the back restores the membership it holds without looking
+    /// at the (by then maybe expired) seat.
+    ///
+    /// # Errors
+    /// As [`Client::join`]; a refused seat is [`ClientError::Rejected`] whose reason
+    /// starts with its code (`seat_expired: ...`, `room_full: ...`).
+    pub async fn join_room<T: Serialize + ?Sized>(
+        &mut self,
+        seat: &crate::SeatReservation,
+        data: &T,
+    ) -> Result<(), ClientError> {
+        let data = data::encode(data)?;
+        self.join_with(&seat.room, data.into(), Some(seat.seat.clone()))
+            .await
+    }
+
     async fn join_bytes(&mut self, channel: &str, data: Bytes) -> Result<(), ClientError> {
-        let join = self.session.join(channel, data)?;
+        self.join_with(channel, data, None).await
+    }
+
+    async fn join_with(
+        &mut self,
+        channel: &str,
+        data: Bytes,
+        seat: Option<String>,
+    ) -> Result<(), ClientError> {
+        let join = self.session.join(channel, data, seat)?;
         self.send(&join).await?;
         loop {
             if self.queue.len() >= MAX_QUEUED_EVENTS {

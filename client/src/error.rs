@@ -26,6 +26,14 @@ pub enum ClientError {
     /// reply that is not a gate answer.
     #[error("the gate answered {status}: {message}")]
     Gate { status: u16, message: String },
+    /// The master's matchmaker refused (`code`: `room_full`, `unknown_type`, ...; the
+    /// list is in PROTOCOL.md), or could not be understood (`code` empty).
+    #[error("matchmaker: {status} {code}: {message}")]
+    Matchmaker {
+        status: u16,
+        code: String,
+        message: String,
+    },
     /// The channel refused the join.
     #[error("join of channel {channel:?} rejected: {reason}")]
     Rejected { channel: String, reason: String },

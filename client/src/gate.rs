@@ -1,11 +1,12 @@
-//! The master's gate: one HTTP/1.1 `GET /gate?channel=C` (over TLS for an `https://`
-//! master) that names the front a client should connect to. No connection pool: a
-//! client asks once, then talks to the front.
+//! The master's HTTP API as a client uses it: one HTTP/1.1 request per question (over
+//! TLS for an `https://` master): the gate (`GET /gate?channel=C`, the front a client
+//! should connect to) and the matchmaker's requests. No connection pool: a client asks
+//! once, then talks to the front.
 
 use std::fmt::Write as _;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::header;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
@@ -40,35 +41,8 @@ pub(crate) async fn front_url(
     channel: &str,
     extra_root_pem: Option<&str>,
 ) -> Result<String, ClientError> {
-    let (authority, https) = authority(master_http)?;
-    let scheme = if https { "https" } else { "http" };
-    let url = format!(
-        "{scheme}://{authority}/gate?channel={}",
-        query_escape(channel)
-    );
-    let connect_error = |source: BoxError| ClientError::Connect {
-        url: url.clone(),
-        source,
-    };
-
-    let stream = TcpStream::connect(authority)
-        .await
-        .map_err(|e| connect_error(e.into()))?;
-    let _ = stream.set_nodelay(true);
-    let (status, body) = if https {
-        let config = tls::client_config(extra_root_pem).map_err(connect_error)?;
-        let name = server_name(authority).map_err(connect_error)?;
-        let stream = TlsConnector::from(config)
-            .connect(name, stream)
-            .await
-            .map_err(|e| connect_error(e.into()))?;
-        ask(stream, authority, channel).await
-    } else {
-        ask(stream, authority, channel).await
-    }
-    .map_err(connect_error)?;
-    debug!(%url, status, "gate answered");
-
+    let path = format!("/gate?channel={}", query_escape(channel));
+    let (status, body) = request(master_http, "GET", &path, None, extra_root_pem).await?;
     if status != 200 {
         let message = match serde_json::from_slice::<GateErrorReply>(&body) {
             Ok(reply) => reply.error,
@@ -84,18 +58,67 @@ pub(crate) async fn front_url(
         })
 }
 
-/// The gate request on a connected stream, plain or TLS: the status and the body.
-async fn ask<S>(stream: S, authority: &str, channel: &str) -> Result<(u16, Bytes), BoxError>
+/// One request to the master at `master_http` (`host:port`, `http://host:port` or
+/// `https://host:port`): `method` on `path`, with a JSON `body` if any. Returns the
+/// status and the body (at most 64 KiB). Over https, `extra_root_pem` is trusted
+/// besides the usual roots.
+pub(crate) async fn request(
+    master_http: &str,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+    extra_root_pem: Option<&str>,
+) -> Result<(u16, Bytes), ClientError> {
+    let (authority, https) = authority(master_http)?;
+    let scheme = if https { "https" } else { "http" };
+    let url = format!("{scheme}://{authority}{path}");
+    let connect_error = |source: BoxError| ClientError::Connect {
+        url: url.clone(),
+        source,
+    };
+    let stream = TcpStream::connect(authority)
+        .await
+        .map_err(|e| connect_error(e.into()))?;
+    let _ = stream.set_nodelay(true);
+    let (status, body) = if https {
+        let config = tls::client_config(extra_root_pem).map_err(connect_error)?;
+        let name = server_name(authority).map_err(connect_error)?;
+        let stream = TlsConnector::from(config)
+            .connect(name, stream)
+            .await
+            .map_err(|e| connect_error(e.into()))?;
+        ask(stream, authority, method, path, body).await
+    } else {
+        ask(stream, authority, method, path, body).await
+    }
+    .map_err(connect_error)?;
+    debug!(%url, status, "master answered");
+    Ok((status, body))
+}
+
+/// One request on a connected stream, plain or TLS: the status and the body.
+async fn ask<S>(
+    stream: S,
+    authority: &str,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<(u16, Bytes), BoxError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    let request = hyper::Request::get(format!("/gate?channel={}", query_escape(channel)))
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
         .header(header::HOST, authority)
         .header(header::CONNECTION, "close")
-        .header(header::ACCEPT, "application/json")
-        .body(Empty::<Bytes>::new())?;
+        .header(header::ACCEPT, "application/json");
+    if body.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
 
     let exchange = async {
         let response = sender.send_request(request).await?;
@@ -154,7 +177,7 @@ fn server_name(authority: &str) -> Result<ServerName<'static>, BoxError> {
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
-fn query_escape(s: &str) -> String {
+pub(crate) fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

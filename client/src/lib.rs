@@ -7,6 +7,7 @@ mod data;
 mod error;
 mod event;
 mod gate;
+mod matchmaker;
 mod session;
 mod tls;
 mod token;
@@ -15,6 +16,7 @@ pub use centrum_protocol::{EntityId, Mirror, MirrorEntity, Seq, Tick, Value};
 pub use client::{Client, ClientOptions};
 pub use error::{BoxError, ClientError};
 pub use event::Event;
+pub use matchmaker::{Matchmaker, RoomListing, SeatReservation};
 pub use token::Token;
 
 #[cfg(test)]

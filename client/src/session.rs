@@ -146,13 +146,19 @@ impl Session {
     /// # Errors
     /// [`ClientError::AlreadyJoined`] when the client is in the channel and not
     /// leaving it (a channel being left may be joined again at once).
-    pub(crate) fn join(&self, channel: &str, data: Bytes) -> Result<ClientMsg, ClientError> {
+    pub(crate) fn join(
+        &self,
+        channel: &str,
+        data: Bytes,
+        seat: Option<String>,
+    ) -> Result<ClientMsg, ClientError> {
         if self.is_joined(channel) {
             return Err(ClientError::AlreadyJoined(channel.to_owned()));
         }
         Ok(ClientMsg::Join(Join {
             channel: channel.to_owned(),
             data,
+            seat,
         }))
     }
 

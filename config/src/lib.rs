@@ -73,6 +73,16 @@ tick_hz = 20               # ticks per second, 1-240
 # Each channel is owned by exactly one back; `app` names the game logic it runs.
 # `anonymous = true` lets clients without a token join it when [auth] is set (default false).
 channels = [{ name = "arena", app = "arena" }]
+# Room types: rooms made at run time through the master's matchmaker (POST /v1/rooms/...),
+# each a channel of its own on a back that offers the type; several backs may offer one
+# type (they must agree on app and max_clients), and new rooms go to the least loaded.
+#   type            1-64 characters of a-z, A-Z, 0-9, '-' or '_'
+#   app             the game a room of this type runs
+#   max_clients     seats per room (1-10000)
+#   max_rooms       rooms of this type on this back at once (1-100000; default 1000)
+#   empty_dispose_s a room empty this long is disposed (0 = at once; 0-86400; default 30)
+#   anonymous       with [auth]: clients without a token may join (default false)
+rooms = [{ type = "match", app = "arena", max_clients = 8, max_rooms = 100 }]
 # data_dir = "/var/lib/centrum/back-1"   # where this back keeps its channels; default <store.dir>/<id>
 # tls = { cert = "back-1.crt", key = "back-1.key" }  # links from fronts over TLS (checked against cluster.ca,
 #                                                    #   for the listen IP); default plain, on a private network
@@ -154,6 +164,13 @@ channels = [{ name = "arena", app = "arena" }]
 # claims = []                    # claims passed to the games besides `sub`, e.g. ["name"] (at most 32)
 # channels_claim = "channels"    # a claim listing the channels a token may join ("match-*": any characters)
 
+# The matchmaker on the master: how seats are reserved and rooms made. Every setting may
+# be omitted; the values shown are the defaults.
+# [matchmaker]
+# seat_ttl_ms = 10000            # a seat reservation not used to join within this long lapses (1000-600000)
+# creates_per_minute = 30        # rooms one client address (IPv6: /64) may create per minute (0 = no limit, 0-100000)
+# create_timeout_ms = 5000       # a back that does not answer a room creation in this long: 503 (100-60000)
+
 # How `centrum up` keeps the nodes of its host running. Every setting may be omitted; the
 # values shown are the defaults. A node that exits is restarted after a back-off that
 # doubles from restart_min_ms to restart_max_ms; after max_failures quick exits in a row
@@ -192,6 +209,8 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub supervision: SupervisionConfig,
+    #[serde(default)]
+    pub matchmaker: MatchmakerConfig,
     /// Client authentication; none: tokens are ignored, every channel is open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthConfig>,
@@ -310,6 +329,9 @@ pub struct BackConfig {
     pub tick_hz: u32,
     #[serde(default)]
     pub channels: Vec<ChannelConfig>,
+    /// The room types this back offers to the matchmaker.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rooms: Vec<RoomTypeConfig>,
     /// Where this back keeps its channels' snapshots and journals, when not
     /// `<store.dir>/<id>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -330,6 +352,68 @@ pub struct ChannelConfig {
     /// channel is open.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub anonymous: bool,
+}
+
+/// A kind of room a back can make at run time.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomTypeConfig {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub app: String,
+    pub max_clients: u32,
+    #[serde(default = "default_max_rooms")]
+    pub max_rooms: u32,
+    #[serde(default = "default_empty_dispose_s")]
+    pub empty_dispose_s: u32,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
+}
+
+impl RoomTypeConfig {
+    pub fn empty_dispose(&self) -> Duration {
+        Duration::from_secs(u64::from(self.empty_dispose_s))
+    }
+}
+
+fn default_max_rooms() -> u32 {
+    1000
+}
+
+fn default_empty_dispose_s() -> u32 {
+    30
+}
+
+/// The master's matchmaker (the `[matchmaker]` section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatchmakerConfig {
+    /// How long a seat reservation holds its place.
+    pub seat_ttl_ms: u32,
+    /// Rooms one client address may create per minute; 0: no limit.
+    pub creates_per_minute: u32,
+    /// How long the master waits for a back to make a room.
+    pub create_timeout_ms: u32,
+}
+
+impl Default for MatchmakerConfig {
+    fn default() -> Self {
+        Self {
+            seat_ttl_ms: 10_000,
+            creates_per_minute: 30,
+            create_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl MatchmakerConfig {
+    pub fn seat_ttl(&self) -> Duration {
+        Duration::from_millis(u64::from(self.seat_ttl_ms))
+    }
+
+    pub fn create_timeout(&self) -> Duration {
+        Duration::from_millis(u64::from(self.create_timeout_ms))
+    }
 }
 
 /// Sizes, queue depths and timeouts shared by every process. Each field may be omitted.
@@ -907,6 +991,15 @@ impl Config {
     }
 
     /// The back that owns `channel`.
+    /// The room type `kind` as the backs offer it (the first one's: validation makes
+    /// them agree), or None when no back offers it.
+    pub fn room_type(&self, kind: &str) -> Option<&RoomTypeConfig> {
+        self.backs
+            .iter()
+            .flat_map(|b| &b.rooms)
+            .find(|r| r.kind == kind)
+    }
+
     pub fn channel_owner(&self, channel: &str) -> Option<&BackConfig> {
         self.backs
             .iter()

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use crate::{
     AccessConfig, BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits, MasterLimits,
-    StoreConfig, SupervisionConfig, TlsConfig,
+    MatchmakerConfig, RoomTypeConfig, StoreConfig, SupervisionConfig, TlsConfig,
 };
 
 /// What [`is_name`] asks of a name, as an error says it.
@@ -20,6 +20,8 @@ struct Checker<'a> {
     ids: HashMap<&'a str, String>,
     /// Channel name -> the back that owns it first (`backs[0]`).
     channels: HashMap<&'a str, String>,
+    /// Room type -> the first field that offered it, with its app and max_clients.
+    room_types: HashMap<&'a str, (String, &'a str, u32)>,
     /// Every address that binds a socket, with its field and the host it is bound on.
     addresses: Vec<(String, &'a str, SocketAddr)>,
 }
@@ -244,8 +246,11 @@ impl<'a> Checker<'a> {
         if !(1..=240).contains(&back.tick_hz) {
             self.push(format!("{at}.tick_hz"), "must be between 1 and 240");
         }
-        if back.channels.is_empty() {
-            self.push(format!("{at}.channels"), "at least one channel is required");
+        if back.channels.is_empty() && back.rooms.is_empty() {
+            self.push(
+                format!("{at}.channels"),
+                "at least one channel (or a room type in rooms) is required",
+            );
         }
         if let Some(tls) = &back.tls {
             self.tls(&format!("{at}.tls"), tls);
@@ -263,6 +268,74 @@ impl<'a> Checker<'a> {
             if channel.app.is_empty() {
                 self.push(format!("{field}.app"), "must not be empty");
             }
+        }
+        for (j, room) in back.rooms.iter().enumerate() {
+            self.room_type(&format!("{at}.rooms[{j}]"), room);
+            if back.rooms[..j].iter().any(|r| r.kind == room.kind) {
+                let reason = format!("room type {:?} is offered twice by this back", room.kind);
+                self.push(format!("{at}.rooms[{j}].type"), reason);
+            }
+        }
+    }
+
+    fn room_type(&mut self, field: &str, room: &'a RoomTypeConfig) {
+        if !is_name(&room.kind) {
+            self.push(format!("{field}.type"), NAME_RULE);
+        }
+        if room.app.is_empty() {
+            self.push(format!("{field}.app"), "must not be empty");
+        }
+        if !(1..=10_000).contains(&room.max_clients) {
+            self.push(
+                format!("{field}.max_clients"),
+                "must be between 1 and 10000",
+            );
+        }
+        if !(1..=100_000).contains(&room.max_rooms) {
+            self.push(format!("{field}.max_rooms"), "must be between 1 and 100000");
+        }
+        if room.empty_dispose_s > 86_400 {
+            self.push(
+                format!("{field}.empty_dispose_s"),
+                "must be between 0 and 86400",
+            );
+        }
+        match self.room_types.get(room.kind.as_str()) {
+            Some((first, app, max)) if *app != room.app || *max != room.max_clients => {
+                let reason = format!(
+                    "room type {:?} is offered by {first} with app {app:?} and max_clients {max}: every back must offer a type alike",
+                    room.kind
+                );
+                self.push(field.to_owned(), reason);
+            }
+            Some(_) => {}
+            None => {
+                self.room_types
+                    .insert(&room.kind, (field.to_owned(), &room.app, room.max_clients));
+            }
+        }
+    }
+
+    fn matchmaker(&mut self, m: &MatchmakerConfig) {
+        let MatchmakerConfig {
+            seat_ttl_ms,
+            creates_per_minute,
+            create_timeout_ms,
+        } = *m;
+        if !(1_000..=600_000).contains(&seat_ttl_ms) {
+            self.push("matchmaker.seat_ttl_ms", "must be between 1000 and 600000");
+        }
+        if creates_per_minute > 100_000 {
+            self.push(
+                "matchmaker.creates_per_minute",
+                "must be between 0 and 100000",
+            );
+        }
+        if !(100..=60_000).contains(&create_timeout_ms) {
+            self.push(
+                "matchmaker.create_timeout_ms",
+                "must be between 100 and 60000",
+            );
         }
     }
 
@@ -561,6 +634,7 @@ pub(crate) fn problems(config: &Config) -> Vec<FieldError> {
         }
     }
     checker.supervision(&config.supervision);
+    checker.matchmaker(&config.matchmaker);
     if let Some(auth) = &config.auth {
         for (field, reason) in auth.problems() {
             checker.push(field, reason);
@@ -1120,10 +1194,18 @@ mod tests {
 
     #[test]
     fn back_without_channels() {
-        let found = problems_after(|c| c.backs[0].channels.clear());
+        let found = problems_after(|c| {
+            c.backs[0].channels.clear();
+            c.backs[0].rooms.clear();
+        });
         assert_eq!(
             found,
-            ["backs[0].channels: at least one channel is required"]
+            ["backs[0].channels: at least one channel (or a room type in rooms) is required"]
+        );
+        assert_eq!(
+            problems_after(|c| c.backs[0].channels.clear()),
+            Vec::<String>::new(),
+            "a back of rooms alone"
         );
     }
 
@@ -1139,6 +1221,64 @@ mod tests {
                 "backs[0].channels[1].name: must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'",
                 "backs[0].channels[1].app: must not be empty",
                 "backs[0].channels[2].app: must not be empty",
+            ]
+        );
+    }
+
+    fn room(kind: &str, app: &str, max_clients: u32) -> RoomTypeConfig {
+        RoomTypeConfig {
+            kind: kind.into(),
+            app: app.into(),
+            max_clients,
+            max_rooms: 10,
+            empty_dispose_s: 30,
+            anonymous: false,
+        }
+    }
+
+    #[test]
+    fn room_types_out_of_range_repeated_or_offered_unalike() {
+        let found = problems_after(|c| {
+            c.backs[0].rooms = vec![
+                room("duel", "tag", 2),
+                RoomTypeConfig {
+                    max_rooms: 0,
+                    empty_dispose_s: 90_000,
+                    ..room("a b", "", 0)
+                },
+                room("duel", "tag", 2),
+            ];
+            add_back(c).rooms = vec![room("duel", "tag", 3)];
+        });
+        assert_eq!(
+            found,
+            [
+                "backs[0].rooms[1].type: must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'",
+                "backs[0].rooms[1].app: must not be empty",
+                "backs[0].rooms[1].max_clients: must be between 1 and 10000",
+                "backs[0].rooms[1].max_rooms: must be between 1 and 100000",
+                "backs[0].rooms[1].empty_dispose_s: must be between 0 and 86400",
+                r#"backs[0].rooms[2].type: room type "duel" is offered twice by this back"#,
+                r#"backs[1].rooms[0]: room type "duel" is offered by backs[0].rooms[0] with app "tag" and max_clients 2: every back must offer a type alike"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn matchmaker_settings_out_of_range() {
+        let found = problems_after(|c| {
+            c.matchmaker = MatchmakerConfig {
+                seat_ttl_ms: 999,
+                creates_per_minute: 100_001,
+                create_timeout_ms: 60_001,
+            };
+        });
+        assert_eq!(
+            found,
+            [
+                "matchmaker.seat_ttl_ms: must be between 1000 and 600000",
+                "matchmaker.creates_per_minute: must be between 0 and 100000",
+                "matchmaker.create_timeout_ms: must be between 100 and 60000",
             ]
         );
     }

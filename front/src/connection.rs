@@ -485,6 +485,7 @@ impl Conn {
                     &j.channel,
                     j.data,
                     self.resume.as_ref(),
+                    j.seat,
                 );
                 (j.channel, r)
             }
@@ -615,6 +616,7 @@ mod tests {
             ClientMsg::Join(Join {
                 channel: "arena".into(),
                 data: Bytes::new(),
+                seat: None,
             }),
         ] {
             ws.send(Message::Binary(encode(&msg).into())).await.unwrap();
@@ -724,6 +726,7 @@ mod tests {
         let join = ClientMsg::Join(Join {
             channel: "arena".into(),
             data: Bytes::new(),
+            seat: None,
         });
         ws.send(Message::Binary(encode(&join).into()))
             .await

@@ -99,6 +99,8 @@ struct Member {
 #[derive(Debug)]
 struct ChannelRoute {
     back: usize,
+    /// A room made at run time: the route exists while this front has a use for it.
+    room: bool,
     /// Open to clients without a token (`anonymous = true`).
     anonymous: bool,
     /// The link's outbound queue and this channel's index on it; None while unlinked.
@@ -123,12 +125,27 @@ pub(crate) struct Hub {
     /// `cluster.ca`; set once at start.
     pub(crate) link_tls: Option<centrum_net::LinkTls>,
     clients: RwLock<HashMap<SessionKey, ClientHandle>>,
-    /// Fixed at start from the config: one lock per channel, never nested.
-    channels: HashMap<String, Mutex<ChannelRoute>>,
+    /// The channels of the config (from the start) and the rooms this front's clients
+    /// are in; one lock per channel, taken after (never while holding) another.
+    routes: RwLock<Routes>,
+    /// Each back's link while it is up: a room's join goes there before the front
+    /// knows the room's number.
+    links: Mutex<Vec<Option<BackLink>>>,
     /// HTTP calls sent to backs and waiting for their reply, by call number. Bounded
     /// by `calls.max_in_flight`: more are refused (503), never queued.
     calls: Mutex<HashMap<u64, PendingCall>>,
     next_call: AtomicU64,
+}
+
+/// A back's link as a room's join uses it: its outbound queue and its close signal.
+type BackLink = (mpsc::Sender<Bytes>, Shutdown);
+
+#[derive(Debug, Default)]
+struct Routes {
+    channels: HashMap<String, Arc<Mutex<ChannelRoute>>>,
+    /// Every room the linked backs have announced (`LinkOpened`), with its back and
+    /// number, whether or not a client of this front is in it.
+    rooms: HashMap<String, (usize, ChannelIndex)>,
 }
 
 #[derive(Debug)]
@@ -178,15 +195,17 @@ impl Hub {
             for ch in &back.channels {
                 channels.insert(
                     ch.name.clone(),
-                    Mutex::new(ChannelRoute {
+                    Arc::new(Mutex::new(ChannelRoute {
                         back: b,
+                        room: false,
                         anonymous: ch.anonymous,
                         link: None,
                         members: HashMap::new(),
-                    }),
+                    })),
                 );
             }
         }
+        let links = Mutex::new(vec![None; config.backs.len()]);
         Self {
             id: id.to_owned(),
             instance: crate::resume::new_instance(),
@@ -196,9 +215,101 @@ impl Hub {
             auth,
             metrics: FrontMetrics::default(),
             clients: RwLock::new(HashMap::new()),
-            channels,
+            routes: RwLock::new(Routes {
+                channels,
+                rooms: HashMap::new(),
+            }),
+            links,
             calls: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
+        }
+    }
+
+    /// The route of `channel`, if there is one.
+    fn route(&self, channel: &str) -> Option<Arc<Mutex<ChannelRoute>>> {
+        self.routes.read().channels.get(channel).cloned()
+    }
+
+    /// Every route, to go through one at a time.
+    fn all_routes(&self) -> Vec<(String, Arc<Mutex<ChannelRoute>>)> {
+        let routes = self.routes.read();
+        routes
+            .channels
+            .iter()
+            .map(|(name, route)| (name.clone(), route.clone()))
+            .collect()
+    }
+
+    /// The route of a room a client joins: made if this front has none yet. The back
+    /// comes from the room's id (`<type>.<random>.<back id>`), which must name a back
+    /// that offers the type; the room's number on the link, if the back announced it.
+    fn room_route(&self, room: &str) -> Option<Arc<Mutex<ChannelRoute>>> {
+        let mut parts = room.split('.');
+        let (Some(kind), Some(_), Some(back_id), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let (back, offered) = self.config.backs.iter().enumerate().find_map(|(b, cfg)| {
+            (cfg.id == back_id).then(|| (b, cfg.rooms.iter().find(|r| r.kind == kind)))
+        })?;
+        let anonymous = offered?.anonymous;
+        let mut routes = self.routes.write();
+        if let Some(route) = routes.channels.get(room) {
+            return Some(route.clone());
+        }
+        let link = match (routes.rooms.get(room), &self.links.lock()[back]) {
+            (Some((b, index)), Some((tx, close))) if *b == back => {
+                Some((tx.clone(), *index, close.clone()))
+            }
+            _ => None,
+        };
+        let route = Arc::new(Mutex::new(ChannelRoute {
+            back,
+            room: true,
+            anonymous,
+            link,
+            members: HashMap::new(),
+        }));
+        routes.channels.insert(room.to_owned(), route.clone());
+        Some(route)
+    }
+
+    /// A back announced a room: its number on the link.
+    pub(crate) fn room_opened(&self, back: usize, name: &str, index: ChannelIndex) {
+        let mut routes = self.routes.write();
+        routes.rooms.insert(name.to_owned(), (back, index));
+        if let Some(route) = routes.channels.get(name) {
+            let mut route = route.lock();
+            if route.back == back
+                && let Some((tx, close)) = &self.links.lock()[back]
+            {
+                route.link = Some((tx.clone(), index, close.clone()));
+            }
+        }
+    }
+
+    /// A back disposed of a room: its members here are told, and the route goes.
+    pub(crate) fn room_closed(&self, back: usize, name: &str, reason: &str) {
+        let route = {
+            let mut routes = self.routes.write();
+            if routes.rooms.get(name).is_some_and(|(b, _)| *b == back) {
+                routes.rooms.remove(name);
+            }
+            match routes.channels.get(name) {
+                Some(route) if route.lock().back == back => routes.channels.remove(name),
+                _ => None,
+            }
+        };
+        let Some(route) = route else {
+            return;
+        };
+        let left = Bytes::from(encode(&FrontMsg::Left(Left {
+            channel: name.to_owned(),
+            reason: reason.to_owned(),
+        })));
+        for (_, m) in route.lock().members.drain() {
+            let _ = m.client.tx.try_send(Outbound::Message(left.clone()));
         }
     }
 
@@ -215,7 +326,7 @@ impl Hub {
     /// them for a resume (`limits.resume_grace_ms`).
     pub(crate) fn remove_client(&self, key: SessionKey, leave: bool) {
         self.clients.write().remove(&key);
-        for route in self.channels.values() {
+        for (_, route) in self.all_routes() {
             let mut route = route.lock();
             if route.members.remove(&key).is_some()
                 && let Some((tx, channel, close)) = &route.link
@@ -234,9 +345,9 @@ impl Hub {
     /// Whether the client is a member of a channel (joining, joined or waiting for a
     /// fresh state). One lock at a time: called only when an idle timer fires.
     pub(crate) fn in_any_channel(&self, key: SessionKey) -> bool {
-        self.channels
-            .values()
-            .any(|route| route.lock().members.contains_key(&key))
+        self.all_routes()
+            .iter()
+            .any(|(_, route)| route.lock().members.contains_key(&key))
     }
 
     /// Starts a join; the back's State or rejection arrives later through the link.
@@ -249,10 +360,11 @@ impl Hub {
         channel: &str,
         data: Bytes,
         resume: Option<&LinkResume>,
+        seat: Option<String>,
     ) -> Result<(), Refusal> {
         let route = self
-            .channels
-            .get(channel)
+            .route(channel)
+            .or_else(|| self.room_route(channel))
             .ok_or_else(|| Refusal::Reject(format!("unknown channel {channel:?}")))?;
         let mut route = route.lock();
         if let Some(refused) = client.grant.refusal(channel, route.anonymous) {
@@ -265,18 +377,32 @@ impl Hub {
                 format!("already in channel {channel:?}"),
             ));
         }
-        let Some((tx, index, _)) = &route.link else {
-            return Err(Refusal::Reject(format!(
-                "channel {channel:?} is unavailable"
-            )));
+        // A room's join may go before the back announced the room's number to this
+        // front: it names the room, and the announcement comes before the answer.
+        let tx = match (&route.link, route.room) {
+            (Some((tx, _, _)), _) => tx.clone(),
+            (None, true) => match &self.links.lock()[route.back] {
+                Some((tx, _)) => tx.clone(),
+                None => {
+                    return Err(Refusal::Reject(format!(
+                        "channel {channel:?} is unavailable"
+                    )));
+                }
+            },
+            (None, false) => {
+                return Err(Refusal::Reject(format!(
+                    "channel {channel:?} is unavailable"
+                )));
+            }
         };
         let frame = encode(&FrontToBack::Join(LinkJoin {
             session: key,
-            channel: *index,
+            channel: channel.to_owned(),
             data: data.clone(),
             secret: client.secret,
             resume: resume.cloned(),
             identity: client.grant.identity().cloned(),
+            seat,
         }));
         if tx.try_send(Bytes::from(frame)).is_err() {
             return Err(Refusal::Reject(format!(
@@ -298,7 +424,7 @@ impl Hub {
 
     pub(crate) fn leave(&self, key: SessionKey, channel: &str) -> Result<(), Refusal> {
         let not_joined = || Refusal::Error("not_joined", format!("not in channel {channel:?}"));
-        let route = self.channels.get(channel).ok_or_else(not_joined)?;
+        let route = self.route(channel).ok_or_else(not_joined)?;
         let mut route = route.lock();
         route.members.remove(&key).ok_or_else(not_joined)?;
         if let Some((tx, index, close)) = &route.link {
@@ -328,7 +454,7 @@ impl Hub {
                 format!("input for channel {channel:?}, which this client has not joined"),
             )
         };
-        let route = self.channels.get(channel).ok_or_else(not_joined)?;
+        let route = self.route(channel).ok_or_else(not_joined)?;
         let (tx, index) = {
             let route = route.lock();
             match route.members.get(&key).map(|m| m.status) {
@@ -365,7 +491,7 @@ impl Hub {
     /// The sessions this front holds in the channels of back `back`, for a LinkHello.
     pub(crate) fn sessions_of_back(&self, back: usize) -> Vec<LinkSession> {
         let mut out = Vec::new();
-        for (name, route) in &self.channels {
+        for (name, route) in self.all_routes() {
             let route = route.lock();
             if route.back != back {
                 continue;
@@ -393,10 +519,11 @@ impl Hub {
         tx: &mpsc::Sender<Bytes>,
         close: &Shutdown,
     ) {
+        self.links.lock()[back] = Some((tx.clone(), close.clone()));
         for (i, name) in channels.iter().enumerate() {
-            if let (Some(route), Ok(index)) = (self.channels.get(name), ChannelIndex::try_from(i)) {
+            if let (Some(route), Ok(index)) = (self.route(name), ChannelIndex::try_from(i)) {
                 let mut route = route.lock();
-                if route.back == back {
+                if route.back == back && !route.room {
                     route.link = Some((tx.clone(), index, close.clone()));
                 }
             }
@@ -408,11 +535,16 @@ impl Hub {
     pub(crate) fn link_down(&self, back: usize) {
         // Their replies cannot come now: the callers hear it at once (503).
         self.calls.lock().retain(|_, pending| pending.back != back);
-        for (name, route) in &self.channels {
+        self.links.lock()[back] = None;
+        // The back announces its rooms again when the link is back.
+        self.routes.write().rooms.retain(|_, (b, _)| *b != back);
+        for (name, route) in self.all_routes() {
             let mut route = route.lock();
-            if route.back != back || route.link.is_none() {
+            let joining = route.members.values().any(|m| m.status == Status::Joining);
+            if route.back != back || (route.link.is_none() && !(route.room && joining)) {
                 continue;
             }
+            let name = &name;
             route.link = None;
             let unavailable = Bytes::from(encode(&FrontMsg::Unavailable(Unavailable {
                 channel: name.clone(),
@@ -436,7 +568,7 @@ impl Hub {
 
     /// A full state for the listed sessions: they become active from this tick on.
     pub(crate) fn on_state(&self, channel: &str, msg: LinkState) {
-        let Some(route) = self.channels.get(channel) else {
+        let Some(route) = self.route(channel) else {
             return;
         };
         let since = Instant::now();
@@ -467,7 +599,7 @@ impl Hub {
 
     /// Fans one patch out: the same body to every active member, each behind its own ack.
     pub(crate) fn on_patch(&self, channel: &str, msg: LinkPatch) {
-        let Some(route) = self.channels.get(channel) else {
+        let Some(route) = self.route(channel) else {
             return;
         };
         let since = Instant::now();
@@ -535,7 +667,7 @@ impl Hub {
     /// full misses it: under the `resync` policy it is told later (`messages_dropped`),
     /// under `disconnect` a full queue disconnects it, as for a patch.
     pub(crate) fn on_message(&self, channel: &str, msg: LinkMessage) {
-        let Some(route) = self.channels.get(channel) else {
+        let Some(route) = self.route(channel) else {
             return;
         };
         let mut route = route.lock();
@@ -608,11 +740,8 @@ impl Hub {
         data: Bytes,
     ) -> Result<(CallTicket<'_>, oneshot::Receiver<LinkReply>), CallRefusal> {
         let (tx, index, back) = {
-            let route = self
-                .channels
-                .get(channel)
-                .ok_or(CallRefusal::UnknownChannel)?
-                .lock();
+            let route = self.route(channel).ok_or(CallRefusal::UnknownChannel)?;
+            let route = route.lock();
             let Some((tx, index, _)) = &route.link else {
                 return Err(CallRefusal::Unavailable);
             };
@@ -652,22 +781,34 @@ impl Hub {
     }
 
     pub(crate) fn on_join_rejected(&self, channel: &str, key: SessionKey, reason: String) {
-        let Some(route) = self.channels.get(channel) else {
+        let Some(route) = self.route(channel) else {
             return;
         };
         let mut route = route.lock();
         if let Some(m) = route.members.remove(&key) {
-            let msg = encode(&FrontMsg::Rejected(Rejected {
-                channel: channel.to_owned(),
-                reason,
-            }));
-            let _ = m.client.tx.try_send(Outbound::Message(Bytes::from(msg)));
+            // A member that was in already (a relinked front's session in a room
+            // disposed of meanwhile) has left; one that was joining is rejected.
+            let msg = if m.status == Status::Joining {
+                FrontMsg::Rejected(Rejected {
+                    channel: channel.to_owned(),
+                    reason,
+                })
+            } else {
+                FrontMsg::Left(Left {
+                    channel: channel.to_owned(),
+                    reason,
+                })
+            };
+            let _ = m
+                .client
+                .tx
+                .try_send(Outbound::Message(Bytes::from(encode(&msg))));
         }
     }
 
     /// The session resumed on another connection: this one is out of the channel.
     pub(crate) fn on_evicted(&self, channel: &str, key: SessionKey, reason: String) {
-        let Some(route) = self.channels.get(channel) else {
+        let Some(route) = self.route(channel) else {
             return;
         };
         if let Some(m) = route.lock().members.remove(&key) {
@@ -767,8 +908,10 @@ mod tests {
         hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
         let (slow, slow_rx) = client(1);
         let (fast, fast_rx) = client(16);
-        hub.join(1, &slow, "arena", Bytes::new(), None).unwrap();
-        hub.join(2, &fast, "arena", Bytes::new(), None).unwrap();
+        hub.join(1, &slow, "arena", Bytes::new(), None, None)
+            .unwrap();
+        hub.join(2, &fast, "arena", Bytes::new(), None, None)
+            .unwrap();
         for _ in 0..2 {
             let frame = link_rx.try_recv().unwrap();
             assert!(matches!(
@@ -859,7 +1002,8 @@ mod tests {
     fn a_dropped_link_tells_members_and_rejects_joins_in_flight() {
         let (hub, _link_rx, _slow, _slow_rx, mut fast_rx) = linked(SlowClientPolicy::Resync);
         let (late, mut late_rx) = client(4);
-        hub.join(3, &late, "arena", Bytes::new(), None).unwrap();
+        hub.join(3, &late, "arena", Bytes::new(), None, None)
+            .unwrap();
         hub.link_down(0);
         let _state = fast_rx.try_recv().unwrap();
         let Outbound::Message(m) = fast_rx.try_recv().unwrap() else {
@@ -902,7 +1046,8 @@ mod tests {
     fn messages_reach_their_members_and_a_client_that_was_behind_is_told_what_it_missed() {
         let (hub, _link_rx, _slow, mut slow_rx, mut fast_rx) = linked(SlowClientPolicy::Resync);
         let (late, mut late_rx) = client(4);
-        hub.join(3, &late, "arena", Bytes::new(), None).unwrap();
+        hub.join(3, &late, "arena", Bytes::new(), None, None)
+            .unwrap();
         let _state = fast_rx.try_recv().unwrap();
 
         hub.on_message("arena", message(None));
@@ -943,7 +1088,8 @@ mod tests {
         let (link_tx, _link_rx) = mpsc::channel(16);
         hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
         let (behind, mut rx) = client(2);
-        hub.join(1, &behind, "arena", Bytes::new(), None).unwrap();
+        hub.join(1, &behind, "arena", Bytes::new(), None, None)
+            .unwrap();
         let state = |tick| LinkState {
             channel: 0,
             tick: Tick(tick),

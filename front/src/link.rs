@@ -5,6 +5,7 @@
 //! goes out every `limits.link_heartbeat_ms`; a back silent for `limits.link_timeout_ms`
 //! is taken for gone: the link closes and its channels are unavailable until a relink.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use centrum_net::auth::ClusterKey;
 use centrum_net::{Backoff, FrameError, LinkError, LinkOpener, LiveFrames, Shutdown, framed};
 use centrum_protocol::{
-    BackToFront, FrontToBack, HANDSHAKE_FRAME_BYTES, LinkHeartbeat, decode, encode,
+    BackToFront, ChannelIndex, FrontToBack, HANDSHAKE_FRAME_BYTES, LinkHeartbeat, decode, encode,
 };
 
 use crate::hub::Hub;
@@ -182,9 +183,13 @@ where
         let beat = |since| {
             let _ = heartbeats.try_send(heartbeat(since));
         };
+        let mut names = ChannelNames {
+            config: &welcome.channels,
+            rooms: HashMap::new(),
+        };
         while let Some(frame) = frames.next(beat).await {
             let msg: BackToFront = decode(&frame?, usize::MAX)?;
-            route(hub, back, &welcome.channels, msg)?;
+            route(hub, back, &mut names, msg)?;
         }
         Ok::<_, LinkError>(())
     };
@@ -210,17 +215,37 @@ fn heartbeat(since_open: Duration) -> Bytes {
     Bytes::from(encode(&FrontToBack::Heartbeat(LinkHeartbeat { sent_ms })))
 }
 
-/// Hands one message from the back to the hub.
-fn route(hub: &Hub, back: usize, channels: &[String], msg: BackToFront) -> Result<(), LinkError> {
-    let name = |index: u16| {
-        channels
-            .get(usize::from(index))
+/// The channels of one link by number: those of the config, by their place in the
+/// welcome, and the rooms the back announced.
+struct ChannelNames<'a> {
+    config: &'a [String],
+    rooms: HashMap<ChannelIndex, String>,
+}
+
+impl ChannelNames<'_> {
+    fn name(&self, index: ChannelIndex) -> Result<&str, LinkError> {
+        let found = match usize::try_from(index).ok().and_then(|i| self.config.get(i)) {
+            Some(name) => Some(name),
+            None => self.rooms.get(&index),
+        };
+        found
+            .map(String::as_str)
             .ok_or(LinkError::UnknownChannel(index))
-    };
+    }
+}
+
+/// Hands one message from the back to the hub.
+fn route(
+    hub: &Hub,
+    back: usize,
+    names: &mut ChannelNames<'_>,
+    msg: BackToFront,
+) -> Result<(), LinkError> {
+    let name = |index| names.name(index);
     match msg {
         BackToFront::Patch(p) => hub.on_patch(name(p.channel)?, p),
         BackToFront::State(s) => hub.on_state(name(s.channel)?, s),
-        BackToFront::JoinRejected(r) => hub.on_join_rejected(name(r.channel)?, r.session, r.reason),
+        BackToFront::JoinRejected(r) => hub.on_join_rejected(&r.channel, r.session, r.reason),
         BackToFront::Notice(n) => hub.on_notice(n.session, n.code, n.message),
         BackToFront::Evicted(e) => hub.on_evicted(name(e.channel)?, e.session, e.reason),
         BackToFront::Message(m) => hub.on_message(name(m.channel)?, m),
@@ -231,6 +256,16 @@ fn route(hub: &Hub, back: usize, channels: &[String], msg: BackToFront) -> Resul
             return Err(LinkError::Repeated("welcome"));
         }
         BackToFront::Challenge(_) => return Err(LinkError::Repeated("challenge")),
+        BackToFront::Opened(o) => {
+            hub.room_opened(back, &o.name, o.channel);
+            names.rooms.insert(o.channel, o.name);
+        }
+        BackToFront::Closed(c) => {
+            // A room closed before this link was told of it has nothing here.
+            if let Some(name) = names.rooms.remove(&c.channel) {
+                hub.room_closed(back, &name, &c.reason);
+            }
+        }
     }
     Ok(())
 }

@@ -48,6 +48,19 @@ pub struct Join {
     pub name: String,
 }
 
+/// A room's creation options: `{label}`, or nothing.
+#[derive(Deserialize, Default, Debug)]
+pub struct RoomOptions {
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// What a room of the arena lists: `{label}`.
+#[derive(Serialize, Debug)]
+pub struct RoomMetadata {
+    pub label: String,
+}
+
 /// An input: the direction to steer in, `{dx, dy}`.
 #[derive(Deserialize, Debug)]
 pub struct Steer {
@@ -119,9 +132,25 @@ impl App for Arena {
     type Input = Steer;
     type Call = NoCalls;
     type Reply = NoCalls;
+    type Options = Option<RoomOptions>;
 
     fn schema(&self) -> Schema {
         Schema::new().kind::<Player>().kind::<Coin>()
+    }
+
+    /// A room of the arena shows its label in the lobby's listing.
+    fn create(&mut self, ctx: &mut Ctx<'_>, options: Option<RoomOptions>) -> Result<(), AppError> {
+        let label: String = options
+            .and_then(|o| o.label)
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_NAME)
+            .collect();
+        if let Some(room) = ctx.room() {
+            room.set_metadata(&RoomMetadata { label })?;
+        }
+        Ok(())
     }
 
     fn join(

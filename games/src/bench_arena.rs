@@ -58,6 +58,7 @@ impl App for BenchArena {
     type Input = Move;
     type Call = NoCalls;
     type Reply = NoCalls;
+    type Options = ();
 
     fn schema(&self) -> Schema {
         Schema::new().kind::<Player>()

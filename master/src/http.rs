@@ -1,15 +1,16 @@
 //! The master's HTTP API (axum): `/gate` sends a client to the least-loaded live front,
-//! `/status` describes the cluster as JSON, `/metrics` serves Prometheus text; the web
-//! pages are in [`crate::web`]. Every route is in [`router`]; errors are JSON
-//! `{"error": "..."}`.
+//! `/status` describes the cluster as JSON, `/metrics` serves Prometheus text, `/v1/rooms`
+//! is the matchmaker; the web pages are in [`crate::web`]. Every route is in [`router`];
+//! errors are JSON `{"error": "..."}` (the matchmaker's add a `message`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
+use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -25,6 +26,7 @@ use centrum_protocol::{NodeStats, Role};
 
 use crate::conn::{self, ConnLimits};
 use crate::login_limit::LoginLimiter;
+use crate::matchmaker::{MatchError, Matchmaker};
 use crate::metrics::HttpCounters;
 use crate::registry::{Node, Registry, role_name};
 use crate::sessions::Sessions;
@@ -38,6 +40,7 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 pub(crate) struct HttpState {
     pub(crate) config: Arc<Config>,
     pub(crate) registry: Registry,
+    pub(crate) matchmaker: Matchmaker,
     /// The addresses actually bound (the config may say port 0).
     pub(crate) http: SocketAddr,
     pub(crate) nodes: SocketAddr,
@@ -181,6 +184,8 @@ pub(crate) fn router(state: HttpState) -> Router {
     Router::new()
         .route("/", get(web::play))
         .route("/gate", get(gate))
+        .route("/v1/rooms", get(rooms))
+        .route("/v1/rooms/{name}/{action}", post(matchmake))
         .route("/admin", get(web::admin))
         .route("/admin/login", post(web::login))
         .route("/admin/logout", post(web::logout))
@@ -231,6 +236,119 @@ async fn gate(
         channel,
     })
     .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct RoomsQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+/// `GET /v1/rooms[?type=T]`: the rooms of a type (or all), as their backs reported them.
+async fn rooms(
+    State(state): State<HttpState>,
+    query: Result<Query<RoomsQuery>, QueryRejection>,
+) -> Response {
+    match query {
+        Ok(Query(q)) => Json(state.matchmaker.list(q.kind.as_deref())).into_response(),
+        Err(rejection) => matched::<()>(Err(MatchError {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: format!("bad query string: {}", rejection.body_text()),
+        })),
+    }
+}
+
+/// What a matchmaking request may carry; every field may be left out.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatchBody {
+    #[serde(default)]
+    options: serde_json::Value,
+    #[serde(default)]
+    filter: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Serialize)]
+struct SeatReply {
+    room: String,
+    #[serde(rename = "type")]
+    kind: String,
+    front: String,
+    seat: String,
+    expires_in_ms: u64,
+}
+
+/// `POST /v1/rooms/{type}/join-or-create`, `/v1/rooms/{type}/create` and
+/// `/v1/rooms/{room}/join`: a seat reservation (PROTOCOL.md, rooms).
+async fn matchmake(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((name, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let body: MatchBody = if body.iter().all(u8::is_ascii_whitespace) {
+        MatchBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(body) => body,
+            Err(e) => {
+                return matched::<()>(Err(MatchError {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "bad_request",
+                    message: format!(
+                        "the body must be JSON {{\"options\": ..., \"filter\": {{...}}}}: {e}"
+                    ),
+                }));
+            }
+        }
+    };
+    let mm = &state.matchmaker;
+    let ip = peer.ip();
+    let reserved = match action.as_str() {
+        "join-or-create" => {
+            let filter = body.filter.unwrap_or_default();
+            mm.join_or_create(&name, &body.options, &filter, ip).await
+        }
+        "create" => mm.create(&name, &body.options, ip).await,
+        "join" => mm.join_by_id(&name).await,
+        _ => {
+            return matched::<()>(Err(MatchError {
+                status: StatusCode::NOT_FOUND,
+                code: "bad_request",
+                message: format!(
+                    "no action {action:?}: use join-or-create, create (of a type) or join (of a room)"
+                ),
+            }));
+        }
+    };
+    matched(reserved.map(|r| {
+        let front = client_url(&state.config, &r.front);
+        SeatReply {
+            front,
+            room: r.room,
+            kind: r.kind,
+            seat: r.token,
+            expires_in_ms: r.expires_in.as_millis() as u64,
+        }
+    }))
+}
+
+/// A matchmaker answer: the value, or `{"error": code, "message": ...}` with its status.
+fn matched<T: Serialize>(result: Result<T, MatchError>) -> Response {
+    match result {
+        Ok(value) => Json(value).into_response(),
+        Err(e) => {
+            let body = Json(serde_json::json!({ "error": e.code, "message": e.message }));
+            let mut response = (e.status, body).into_response();
+            if e.status == StatusCode::TOO_MANY_REQUESTS {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            }
+            response
+        }
+    }
 }
 
 /// `GET /status`: the master, the live nodes, and every configured channel.
@@ -365,6 +483,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     let sessions = state.sessions.live(now) as u64;
     state.counters.sessions.store(sessions, Relaxed);
     let mut own = state.nodes_metrics.metrics();
+    own.extend(state.matchmaker.metrics());
     if let Some(tls) = &state.tls {
         own.extend(metrics::tls_metrics(tls.counters()));
     }

@@ -9,6 +9,7 @@
 mod conn;
 mod http;
 mod login_limit;
+mod matchmaker;
 mod metrics;
 mod nodes;
 mod registry;
@@ -126,6 +127,7 @@ pub async fn run_with(
         ),
     };
     let registry = Registry::new(config.limits.heartbeat() * MISSED_HEARTBEATS);
+    let matchmaker = matchmaker::Matchmaker::new(config.clone(), key.clone(), registry.clone());
     // A failing task stops the master's own tasks, not whatever else the caller's
     // signal governs (e.g. the nodes of `centrum up --in-process`).
     let stop = shutdown.child_token();
@@ -136,6 +138,7 @@ pub async fn run_with(
         http: http_addr,
         key,
         metrics: nodes_metrics.clone(),
+        matchmaker: matchmaker.clone(),
     };
     tasks.spawn({
         let stop = stop.clone();
@@ -147,6 +150,7 @@ pub async fn run_with(
     let limits = config.master.limits;
     let state = HttpState {
         registry,
+        matchmaker,
         http: http_addr,
         nodes: nodes_addr,
         started: Instant::now(),

@@ -430,6 +430,7 @@ mod tests {
                     app: "arena".into(),
                     anonymous: false,
                 }],
+                rooms: Vec::new(),
                 data_dir: None,
                 tls: None,
             }],
@@ -438,6 +439,7 @@ mod tests {
             access: Default::default(),
             store: Default::default(),
             supervision: Default::default(),
+            matchmaker: Default::default(),
             auth: None,
         }
     }

@@ -25,6 +25,7 @@ use centrum_protocol::{
     Register, Registered, Role,
 };
 
+use crate::matchmaker::Matchmaker;
 use crate::registry::{Registry, role_name};
 
 /// Control links served at once; more wait in the kernel's backlog. A cluster has a
@@ -85,6 +86,8 @@ pub(crate) struct NodesContext {
     /// Signs the master's proofs and checks the nodes'.
     pub(crate) key: ClusterKey,
     pub(crate) metrics: Arc<NodesMetrics>,
+    /// Hears the backs' rooms and sends them the matchmaker's requests.
+    pub(crate) matchmaker: Matchmaker,
 }
 
 /// Accepts control links until shutdown, then waits for every link task (each closes its
@@ -185,7 +188,7 @@ pub(crate) async fn serve_link<S>(
             return refuse(&mut link, reason, true).await;
         }
     };
-    let id = reg.id;
+    let (id, role) = (reg.id, reg.role);
     let reply = MasterToNode::Registered(Registered {
         master: ctx.http.to_string(),
     });
@@ -198,8 +201,16 @@ pub(crate) async fn serve_link<S>(
     let stale_after = ctx.registry.stale_after();
     let silence = tokio::time::sleep_until(registered_at + stale_after);
     tokio::pin!(silence);
+    // The matchmaker's requests for a back; a front gets none.
+    let mut requests = (role == Role::Back).then(|| ctx.matchmaker.back_linked(&id, key));
     loop {
         tokio::select! {
+            Some(request) = async { requests.as_mut()?.recv().await } => {
+                if let Err(e) = send(&mut link, &request).await {
+                    log_link_error(&e, "registered");
+                    break;
+                }
+            }
             _ = shutdown.cancelled() => {
                 debug!("closing the node link: the master is stopping");
                 break;
@@ -221,6 +232,10 @@ pub(crate) async fn serve_link<S>(
                     }
                     silence.as_mut().reset(now + stale_after);
                 }
+                Ok(Some(NodeToMaster::Rooms(report))) => {
+                    ctx.matchmaker.report(&id, report, Instant::now());
+                }
+                Ok(Some(NodeToMaster::RoomCreated(answer))) => ctx.matchmaker.created(answer),
                 Ok(Some(other @ (NodeToMaster::Register(_) | NodeToMaster::Prove(_)))) => {
                     warn!(message = other.name(), "handshake message on a registered link; closing it");
                     break;
@@ -235,6 +250,9 @@ pub(crate) async fn serve_link<S>(
                 }
             },
         }
+    }
+    if requests.is_some() {
+        ctx.matchmaker.back_gone(&id, key);
     }
     if ctx.registry.remove(&id, key) {
         info!("node removed");

@@ -48,6 +48,9 @@ pub(crate) struct Node {
     /// The heartbeat before `stats` and when it arrived: counters' rates are the change
     /// between the two, so every reader sees the same rates whenever it asks.
     pub(crate) previous: Option<(Instant, Arc<NodeStats>)>,
+    /// Clients sent to this front (gate, seats) since its last heartbeat: they count as
+    /// its load until the heartbeat does, so a burst of clients is spread over fronts.
+    pub(crate) handouts: u32,
 }
 
 /// A live node already holds the id; the newcomer is refused with this as the reason.
@@ -111,6 +114,7 @@ impl Registry {
                 last_seen: now,
                 stats: Arc::default(),
                 previous: None,
+                handouts: 0,
             },
         );
         Ok(link)
@@ -126,6 +130,7 @@ impl Registry {
                 Some(node) if node.link == link => {
                     let last = std::mem::replace(&mut node.stats, stats);
                     let seen = std::mem::replace(&mut node.last_seen, now);
+                    node.handouts = 0;
                     Some(node.previous.replace((seen, last)))
                 }
                 _ => None,
@@ -157,15 +162,28 @@ impl Registry {
             .collect()
     }
 
-    /// The live front with the fewest clients; ties go to the smallest id.
-    pub(crate) fn least_loaded_front(&self, now: Instant) -> Option<Node> {
+    /// Whether node `id` is live.
+    pub(crate) fn is_live_id(&self, id: &str, now: Instant) -> bool {
         let nodes = self.inner.nodes.lock();
-        nodes
-            .values()
-            .filter(|node| node.role == Role::Front && self.is_live(node, now))
+        nodes.get(id).is_some_and(|node| self.is_live(node, now))
+    }
+
+    /// The live front with the fewest clients, counting those sent to it since its
+    /// last heartbeat; ties go to the smallest id. The client about to be sent there
+    /// is counted too.
+    pub(crate) fn least_loaded_front(&self, now: Instant) -> Option<Node> {
+        let mut nodes = self.inner.nodes.lock();
+        let stale_after = self.inner.stale_after;
+        let node = nodes
+            .values_mut()
+            .filter(|node| {
+                node.role == Role::Front
+                    && now.saturating_duration_since(node.last_seen) < stale_after
+            })
             // The map iterates in id order and `min_by_key` keeps the first minimum.
-            .min_by_key(|node| node.stats.clients)
-            .cloned()
+            .min_by_key(|node| node.stats.clients + node.handouts)?;
+        node.handouts += 1;
+        Some(node.clone())
     }
 
     fn is_live(&self, node: &Node, now: Instant) -> bool {
@@ -267,6 +285,11 @@ mod tests {
             Some("front-1"),
             "a tie goes to the smaller id"
         );
+
+        // Clients sent to a front count until its next heartbeat.
+        assert_eq!(pick(500).as_deref(), Some("front-2"));
+        assert_eq!(pick(500).as_deref(), Some("front-1"));
+        assert_eq!(pick(500).as_deref(), Some("front-2"));
 
         // front-1 stays silent; front-2 keeps heartbeating and is the only live front.
         assert!(registry.heartbeat("front-2", f2, stats(50), at(3000)));

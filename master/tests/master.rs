@@ -146,6 +146,7 @@ impl TestMaster {
                             anonymous: false,
                         },
                     ],
+                    rooms: Vec::new(),
                     data_dir: None,
                     tls: None,
                 },
@@ -159,6 +160,7 @@ impl TestMaster {
                         app: "race".into(),
                         anonymous: false,
                     }],
+                    rooms: Vec::new(),
                     data_dir: None,
                     tls: None,
                 },
@@ -168,6 +170,7 @@ impl TestMaster {
             access: Default::default(),
             store: Default::default(),
             supervision: Default::default(),
+            matchmaker: Default::default(),
             auth: None,
         });
         config.validate().expect("test config is valid");

@@ -74,6 +74,17 @@ impl ClusterKey {
             && self.mac_of(purpose, handshake).verify_slice(proof).is_ok()
     }
 
+    /// An HMAC over `parts` (each length-prefixed) for a purpose other than a
+    /// handshake, named by `label`.
+    pub(crate) fn mac_parts(&self, label: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
+        let mut mac = self.mac.clone();
+        for part in std::iter::once(label).chain(parts.iter().copied()) {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac
+    }
+
     fn mac_of(&self, purpose: Proof, h: &Handshake<'_>) -> Hmac<Sha256> {
         let mut mac = self.mac.clone();
         // Each part is length-prefixed, so no two different handshakes sign the same bytes.

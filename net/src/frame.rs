@@ -40,7 +40,7 @@ pub enum LinkError {
     Decode(#[from] DecodeError),
     /// A channel index the link's welcome did not list.
     #[error("no channel with index {0}")]
-    UnknownChannel(u16),
+    UnknownChannel(u32),
     /// A message out of place: the handshake's reply was something else.
     #[error("expected {expected}, got {got}")]
     Unexpected {

@@ -12,6 +12,7 @@ mod liveness;
 mod open_link;
 mod pending;
 mod register;
+pub mod seat;
 mod stream;
 mod tasks;
 pub mod tls;
@@ -24,7 +25,7 @@ pub use liveness::{Beat, LiveFrames, Liveness};
 pub use open_link::{LinkOpener, shown};
 pub use pending::{Pending, PendingSlot};
 pub use register::{
-    MASTER_ID, RegisterError, Registration, Unregistered, register, register_and_heartbeat,
+    Control, MASTER_ID, RegisterError, Registration, Unregistered, register, register_and_heartbeat,
 };
 pub use stream::ServerStream;
 pub use tasks::{wait_tasks, write_queued};

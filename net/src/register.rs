@@ -34,6 +34,34 @@ pub struct Registration {
     pub key: ClusterKey,
 }
 
+/// What a node tells the master besides its heartbeat, and how it answers the
+/// master's requests (a back makes rooms for the matchmaker).
+pub trait Control: Send + Sync {
+    /// The node's stats, for each heartbeat.
+    fn stats(&self) -> NodeStats;
+
+    /// Messages to send after a heartbeat: `all` right after a registration (the
+    /// master may be new and know nothing), else only what changed.
+    fn reports(&self, all: bool) -> Vec<NodeToMaster> {
+        let _ = all;
+        Vec::new()
+    }
+
+    /// The answer to a request of the master, or None for a message the node does
+    /// not take.
+    fn request(&self, msg: MasterToNode) -> Option<NodeToMaster> {
+        let _ = msg;
+        None
+    }
+}
+
+/// A node that only reports its stats.
+impl<F: Fn() -> NodeStats + Send + Sync> Control for F {
+    fn stats(&self) -> NodeStats {
+        self()
+    }
+}
+
 /// The id the master signs its proofs with.
 pub const MASTER_ID: &str = "master";
 
@@ -126,14 +154,11 @@ fn unexpected(expected: &'static str, got: &MasterToNode) -> Unregistered {
 ///
 /// # Errors
 /// [`RegisterError`] with the master's reason.
-pub async fn register_and_heartbeat<F>(
+pub async fn register_and_heartbeat<C: Control>(
     reg: Registration,
-    stats: F,
+    control: C,
     shutdown: Shutdown,
-) -> Result<(), RegisterError>
-where
-    F: Fn() -> NodeStats + Send,
-{
+) -> Result<(), RegisterError> {
     // At most a second apart: a master that comes back (a new `centrum up` taking its
     // nodes over) has every node registered within about a second; one connection
     // attempt a second per node costs nothing.
@@ -144,7 +169,7 @@ where
     loop {
         let attempt = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            r = session(&reg, &stats, &mut backoff) => r,
+            r = session(&reg, &control, &mut backoff) => r,
         };
         match attempt {
             Unregistered::Refused {
@@ -174,9 +199,9 @@ where
 }
 
 /// One connection to the master: the handshake, then heartbeats until it ends.
-async fn session<F: Fn() -> NodeStats>(
+async fn session<C: Control>(
     reg: &Registration,
-    stats: &F,
+    control: &C,
     backoff: &mut Backoff,
 ) -> Unregistered {
     let stream = match TcpStream::connect(reg.master).await {
@@ -198,16 +223,33 @@ async fn session<F: Fn() -> NodeStats>(
     backoff.reset();
     let mut ticker = tokio::time::interval(reg.heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first reports after a registration tell everything: the master may be new.
+    let mut all = true;
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                let beat = NodeToMaster::Heartbeat(Heartbeat { stats: stats() });
+                let beat = NodeToMaster::Heartbeat(Heartbeat { stats: control.stats() });
                 if let Err(e) = send(&mut link, &beat).await {
                     return e.into();
                 }
+                for report in control.reports(std::mem::take(&mut all)) {
+                    if let Err(e) = send(&mut link, &report).await {
+                        return e.into();
+                    }
+                }
             }
             msg = next(&mut link) => match msg {
-                Ok(other) => warn!(message = other.name(), "unexpected message from the master after registration"),
+                Ok(msg) => {
+                    let name = msg.name();
+                    match control.request(msg) {
+                        Some(answer) => {
+                            if let Err(e) = send(&mut link, &answer).await {
+                                return e.into();
+                            }
+                        }
+                        None => warn!(message = name, "unexpected message from the master after registration"),
+                    }
+                }
                 Err(ended) => return ended,
             },
         }

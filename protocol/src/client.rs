@@ -54,6 +54,10 @@ pub struct Join {
     pub channel: String,
     /// Application data for the join (MessagePack the application defines), may be empty.
     pub data: Bytes,
+    /// For a room: the seat token the matchmaker handed out. A Join of two elements
+    /// (no seat) is valid: static channels need none, and a Join without one is sent so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

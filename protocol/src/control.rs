@@ -1,6 +1,8 @@
 //! Messages between a node (front or back) and the master, on a length-prefixed TCP
 //! link the node opens: `Register`, the master's `Challenge`, the node's `Prove`, then
-//! `Registered` and a `Heartbeat` every `limits.heartbeat_ms`.
+//! `Registered` and a `Heartbeat` every `limits.heartbeat_ms`. A back also reports its
+//! rooms (`Rooms`, what changed since its last report on this link) and makes rooms
+//! the master asks for (`CreateRoom`, answered by `RoomCreated`).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -14,6 +16,8 @@ tagged_enum! {
         Register(Register) = 0,
         Heartbeat(Heartbeat) = 1,
         Prove(Prove) = 2,
+        RoomCreated(RoomCreated) = 3,
+        Rooms(RoomsReport) = 4,
     }
 }
 
@@ -24,6 +28,7 @@ tagged_enum! {
         Registered(Registered) = 0,
         Refused(Refused) = 1,
         Challenge(Challenge) = 2,
+        CreateRoom(CreateRoom) = 3,
     }
 }
 
@@ -122,4 +127,49 @@ pub struct Metric {
 pub enum MetricKind {
     Counter,
     Gauge,
+}
+
+/// The matchmaker asks a back to make a room. `room` is the id the master chose
+/// (`<type>.<random>.<back id>`); a back refuses an id it has or had.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateRoom {
+    /// The master's number for this request, echoed in the answer.
+    pub request: u64,
+    pub room: String,
+    pub kind: String,
+    /// The creation options (MessagePack the game defines), decoded by the game.
+    pub options: Bytes,
+}
+
+/// The answer to [`CreateRoom`]: made, or why not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomCreated {
+    pub request: u64,
+    /// None when the room was made; else the matchmaker's error code
+    /// (`bad_options`, `no_capacity`, `unknown_type`, `exists`) and a message.
+    pub error: Option<(String, String)>,
+}
+
+/// A back's rooms that changed since its last report on this link (all of them, first).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoomsReport {
+    pub rooms: Vec<RoomReport>,
+    /// Rooms disposed since the last report.
+    pub gone: Vec<String>,
+}
+
+/// One room as the matchmaker sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomReport {
+    pub id: String,
+    pub kind: String,
+    /// Members, connected or held for resume.
+    pub clients: u32,
+    pub max_clients: u32,
+    /// What the game set as the room's searchable metadata (MessagePack), or empty.
+    pub metadata: Bytes,
+    pub locked: bool,
+    /// Seats (by their number) taken since the last report: the matchmaker stops
+    /// counting them as reservations, since `clients` now counts them.
+    pub seats_taken: Vec<u64>,
 }

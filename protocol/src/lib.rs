@@ -34,7 +34,7 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// back, PROTOCOL.md section 14) and registration (node ↔ master, section 15). Clients
 /// never see it, so it moves without making them upgrade; every process of a cluster
 /// must have the same.
-pub const CLUSTER_VERSION: u32 = 4;
+pub const CLUSTER_VERSION: u32 = 5;
 
 #[cfg(test)]
 mod tests;

@@ -15,8 +15,11 @@ use crate::{Identity, Seq, Tick};
 /// A front's own number for one of its client connections; unique within that front.
 pub type SessionKey = u64;
 
-/// A channel's position in the back's `LinkWelcome::channels`.
-pub type ChannelIndex = u16;
+/// A channel's number on a link: its position in the back's `LinkWelcome::channels`
+/// for a channel of the config, or the number a `LinkOpened` gave a room. A back never
+/// gives one number to two channels while it runs, so a frame that names a disposed
+/// room cannot reach another one.
+pub type ChannelIndex = u32;
 
 /// The largest frame either side of a link or a control link takes before the peer has
 /// proved it holds the cluster secret: enough for every handshake message, too little
@@ -58,6 +61,8 @@ tagged_enum! {
         Reply(LinkReply) = 8,
         Heartbeat(LinkHeartbeat) = 9,
         Challenge(LinkChallenge) = 10,
+        Opened(LinkOpened) = 11,
+        Closed(LinkClosed) = 12,
     }
 }
 
@@ -137,12 +142,15 @@ pub struct LinkRefused {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkJoin {
     pub session: SessionKey,
-    pub channel: ChannelIndex,
+    /// By name: a room may be new to the front, which learns its index from the
+    /// `LinkOpened` that comes before the room's first frame to it.
+    pub channel: String,
     pub data: Bytes,
     pub secret: u64,
     pub resume: Option<LinkResume>,
-    #[serde(default)]
     pub identity: Option<Identity>,
+    /// The seat token the matchmaker gave the client, for a room.
+    pub seat: Option<String>,
 }
 
 /// The session a client resumes: the front that held it, its key there, its secret.
@@ -209,6 +217,23 @@ pub struct LinkPatch {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkJoinRejected {
     pub session: SessionKey,
+    /// By name, as in the join.
+    pub channel: String,
+    pub reason: String,
+}
+
+/// A room's number on this link, sent before anything else about the room: when the
+/// room is made (to every link), and to a link that opens while it exists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkOpened {
+    pub channel: ChannelIndex,
+    pub name: String,
+}
+
+/// A room is gone (disposed): its members on this front have left it, and its
+/// number names nothing from now on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkClosed {
     pub channel: ChannelIndex,
     pub reason: String,
 }

@@ -88,8 +88,20 @@ fn golden_client_join_and_input() {
     let join = ClientMsg::Join(Join {
         channel: "arena".into(),
         data: Bytes::new(),
+        seat: None,
     });
     assert_eq!(hex(&encode(&join)), "92 01 92 a5 61 72 65 6e 61 c4 00");
+    // A room's join carries the seat token as a third element.
+    let room = ClientMsg::Join(Join {
+        channel: "d.x.b".into(),
+        data: Bytes::new(),
+        seat: Some("t".into()),
+    });
+    assert_eq!(
+        hex(&encode(&room)),
+        "92 01 93 a5 64 2e 78 2e 62 c4 00 a1 74"
+    );
+    assert_eq!(decode::<ClientMsg>(&encode(&room), LIMIT).unwrap(), room);
     // Input data is the application's MessagePack: here the map {"dx": 0.25, "dy": -0.25}
     // written with float32 values.
     let data = [
@@ -222,7 +234,7 @@ fn every_message_round_trips() {
     // The messages that carry a resume, compared whole.
     let join = FrontToBack::Join(LinkJoin {
         session: 4,
-        channel: 0,
+        channel: "arena".into(),
         data: Bytes::from_static(b"j"),
         secret: u64::MAX,
         resume: Some(LinkResume {
@@ -231,6 +243,7 @@ fn every_message_round_trips() {
             secret: 0xfeed,
         }),
         identity: Some(Identity::new("ann").with_claim("channels", &["a", "m-*"])),
+        seat: Some("duel.abc.back-1:1:2:00".into()),
     });
     let away = FrontToBack::Away(LinkAway {
         session: 4,

@@ -1,6 +1,6 @@
 //! A small game for testing what the platform does around games: it greets joiners,
 //! broadcasts what clients say, sends oversized messages on request and answers
-//! calls. Registered by tests as `echo`.
+//! calls. Registered by tests as `echo`; and a room game, `match`, for the matchmaker.
 
 use std::collections::BTreeMap;
 
@@ -57,6 +57,7 @@ impl App for Echo {
     type Input = Say;
     type Call = Ask;
     type Reply = BTreeMap<String, u32>;
+    type Options = ();
 
     fn schema(&self) -> Schema {
         Schema::new().kind::<Speaker>()
@@ -140,5 +141,93 @@ impl App for Echo {
             }
             Ask::Refuse => Err(AppError::new("the echo refuses")),
         }
+    }
+}
+
+/// A room game for the matchmaker's tests (registered as `match`): its creation
+/// options become its metadata, and a player can lock, unlock or end the room.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Match {
+    players: BTreeMap<ClientId, Entity<Speaker>>,
+}
+
+/// A match's creation options: `{mode}`; mode `"refuse"` is refused.
+#[derive(Deserialize, Serialize, Debug)]
+pub struct MatchOptions {
+    pub mode: String,
+}
+
+/// What a player of a match sends.
+#[derive(Deserialize, Serialize, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    Lock,
+    Unlock,
+    End,
+}
+
+impl App for Match {
+    type Join = ();
+    type Input = Order;
+    type Call = centrum_app::NoCalls;
+    type Reply = centrum_app::NoCalls;
+    type Options = Option<MatchOptions>;
+
+    fn schema(&self) -> Schema {
+        Schema::new().kind::<Speaker>()
+    }
+
+    fn create(&mut self, ctx: &mut Ctx<'_>, options: Option<MatchOptions>) -> Result<(), AppError> {
+        let mode = options.map_or_else(|| "casual".to_owned(), |o| o.mode);
+        if mode == "refuse" {
+            return Err(AppError::new("this match refuses mode \"refuse\""));
+        }
+        let room = ctx.room().ok_or("a match is a room")?;
+        room.set_metadata(&BTreeMap::from([("mode", mode)]))?;
+        Ok(())
+    }
+
+    fn join(&mut self, ctx: &mut Ctx<'_>, client: ClientId, (): ()) -> Result<(), AppError> {
+        let player = ctx.state.spawn(Speaker {
+            name: format!("player {}", client.0),
+            lines: 0,
+        })?;
+        self.players.insert(client, player);
+        Ok(())
+    }
+
+    fn leave(&mut self, ctx: &mut Ctx<'_>, client: ClientId) -> Result<(), AppError> {
+        if let Some(player) = self.players.remove(&client) {
+            ctx.state.remove(player);
+        }
+        Ok(())
+    }
+
+    fn input(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        _: ClientId,
+        _: Seq,
+        order: Order,
+    ) -> Result<(), AppError> {
+        let room = ctx.room().ok_or("a match is a room")?;
+        match order {
+            Order::Lock => room.lock(),
+            Order::Unlock => room.unlock(),
+            Order::End => room.dispose(),
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, _: &mut Ctx<'_>) -> Result<(), AppError> {
+        Ok(())
+    }
+
+    fn dispose(&mut self, ctx: &mut Ctx<'_>) -> Result<(), AppError> {
+        ctx.broadcast(&Heard::Said {
+            name: "server".into(),
+            text: "the match is over".into(),
+        })?;
+        Ok(())
     }
 }

@@ -23,7 +23,8 @@ use centrum_back::Back;
 use centrum_client::{Client, ClientError, ClientOptions, Event};
 use centrum_config::{
     AccessConfig, AuthConfig, BackConfig, CallsConfig, ChannelConfig, ClusterConfig, Config,
-    FrontConfig, Limits, MasterConfig, StoreConfig, StoreKind, TlsConfig,
+    FrontConfig, Limits, MasterConfig, MatchmakerConfig, RoomTypeConfig, StoreConfig, StoreKind,
+    TlsConfig,
 };
 use centrum_front::Front;
 use centrum_net::Shutdown;
@@ -79,6 +80,10 @@ pub struct ClusterSpec {
     pub auth: Option<AuthConfig>,
     /// The channels marked `anonymous = true`.
     pub anonymous: Vec<String>,
+    /// The room types every back offers.
+    pub rooms: Vec<RoomTypeConfig>,
+    /// The `[matchmaker]` table.
+    pub matchmaker: MatchmakerConfig,
 }
 
 impl Default for ClusterSpec {
@@ -97,6 +102,8 @@ impl Default for ClusterSpec {
             link_tls: None,
             auth: None,
             anonymous: Vec::new(),
+            rooms: Vec::new(),
+            matchmaker: MatchmakerConfig::default(),
         }
     }
 }
@@ -113,7 +120,27 @@ pub struct TestCluster {
     shutdown: Shutdown,
     /// One per front, children of `shutdown`, for [`TestCluster::stop_front`].
     front_stops: Vec<Shutdown>,
+    /// One per back, for [`TestCluster::stop_back`].
+    back_stops: Vec<Shutdown>,
+    master_stop: Shutdown,
     master: JoinHandle<()>,
+}
+
+fn spawn_master(
+    config: Arc<Config>,
+    http: TcpListener,
+    nodes: TcpListener,
+    stop: Shutdown,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        centrum_master::run(
+            config,
+            centrum_master::MasterListeners { http, nodes },
+            stop,
+        )
+        .await
+        .expect("master runs");
+    })
 }
 
 impl TestCluster {
@@ -181,6 +208,7 @@ impl TestCluster {
                         app: app.clone(),
                         anonymous: spec.anonymous.contains(channel),
                     }],
+                    rooms: spec.rooms.clone(),
                     data_dir: None,
                     tls: spec.link_tls.as_ref().map(|(tls, _)| tls.clone()),
                 })
@@ -194,32 +222,28 @@ impl TestCluster {
                 ..StoreConfig::default()
             },
             supervision: Default::default(),
+            matchmaker: spec.matchmaker,
             auth: spec.auth.clone(),
         });
         config.validate().expect("test config is valid");
         let master_http = config.master.http;
-        let master = tokio::spawn({
-            let (config, stop) = (config.clone(), shutdown.clone());
-            async move {
-                centrum_master::run(
-                    config,
-                    centrum_master::MasterListeners { http, nodes },
-                    stop,
-                )
-                .await
-                .expect("master runs");
-            }
-        });
+        let master_stop = shutdown.child_token();
+        let master = spawn_master(config.clone(), http, nodes, master_stop.clone());
+        let back_stops: Vec<Shutdown> = back_listeners
+            .iter()
+            .map(|_| shutdown.child_token())
+            .collect();
         let backs = back_listeners
             .into_iter()
+            .zip(&back_stops)
             .enumerate()
-            .map(|(i, l)| {
+            .map(|(i, (l, stop))| {
                 Back::start(
                     config.clone(),
                     &spec.apps,
                     &format!("back-{}", i + 1),
                     l,
-                    shutdown.child_token(),
+                    stop.clone(),
                 )
                 .expect("back starts")
             })
@@ -245,8 +269,31 @@ impl TestCluster {
             proxies,
             shutdown,
             front_stops,
+            back_stops,
+            master_stop,
             master,
         }
+    }
+
+    /// Stops back `i`; the rest of the cluster keeps running.
+    pub fn stop_back(&self, i: usize) {
+        self.back_stops[i].cancel();
+    }
+
+    /// Stops the master, waits for it, and starts a new one on the same addresses, which
+    /// knows nothing until the nodes register with it again.
+    pub async fn restart_master(&mut self) {
+        self.master_stop.cancel();
+        let old = std::mem::replace(&mut self.master, tokio::spawn(async {}));
+        within("master stops", old).await.expect("master task");
+        let http = TcpListener::bind(self.config.master.http)
+            .await
+            .expect("rebind http");
+        let nodes = TcpListener::bind(self.config.master.nodes)
+            .await
+            .expect("rebind nodes");
+        self.master_stop = self.shutdown.child_token();
+        self.master = spawn_master(self.config.clone(), http, nodes, self.master_stop.clone());
     }
 
     /// The WebSocket URL of front `i`.

@@ -413,6 +413,7 @@ async fn a_client_flooding_at_full_rate_is_closed_and_honest_players_keep_their_
     let join_arena = message(&ClientMsg::Join(Join {
         channel: "arena".into(),
         data: Bytes::new(),
+        seat: None,
     }));
     flooder.write_all(&join_arena).await.expect("join");
     let batch: Vec<u8> = (1..=500)

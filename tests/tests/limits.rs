@@ -177,6 +177,7 @@ async fn a_flooding_client_is_told_then_closed_and_an_honest_one_misses_nothing(
     let join_arena = message(&ClientMsg::Join(Join {
         channel: "arena".into(),
         data: Bytes::new(),
+        seat: None,
     }));
     flooder.read.write_all(&join_arena).await.expect("join");
     let batch: Vec<u8> = (1..=1_000)

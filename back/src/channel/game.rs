@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use centrum_app::{AppError, CallFailure, ClientId, Clients, Ctx, DynApp, Outbox, Rng};
+use centrum_app::{AppError, CallFailure, ClientId, Clients, Ctx, DynApp, Outbox, Rng, Room};
 use centrum_protocol::{Identity, Seq, State, Tick};
 
 use super::membership::Seat;
@@ -50,6 +50,12 @@ pub(crate) enum Entry {
     Call {
         data: Bytes,
     },
+    /// The room was made with these options (a room's first entry).
+    Create {
+        options: Bytes,
+    },
+    /// The room is being disposed of (its last entry).
+    Dispose,
 }
 
 /// What the game made of an entry.
@@ -61,6 +67,8 @@ pub(crate) enum Applied {
     Leave(Result<(), AppError>),
     Input(Result<(), AppError>),
     Call(Result<Vec<u8>, CallFailure>),
+    /// The game's `create` or `dispose`.
+    Room(Result<(), AppError>),
 }
 
 pub(crate) struct Game {
@@ -75,6 +83,8 @@ pub(crate) struct Game {
     pub(crate) step: u64,
     /// The id the next new client gets.
     pub(crate) next_client: u64,
+    /// For a room: its metadata, lock and disposal, as the game sets them.
+    pub(crate) room: Option<Room>,
     channel: String,
     period: Duration,
 }
@@ -104,6 +114,7 @@ impl Game {
             outbox,
             step: 0,
             next_client: 1,
+            room: None,
             channel: channel.to_owned(),
             period,
         }
@@ -172,6 +183,10 @@ impl Game {
                 Applied::Input(self.with_app(|app, ctx| app.input(ctx, client, seq, data)))
             }
             Entry::Call { data } => Applied::Call(self.with_app(|app, ctx| app.call(ctx, data))),
+            Entry::Create { options } => {
+                Applied::Room(self.with_app(|app, ctx| app.create(ctx, options)))
+            }
+            Entry::Dispose => Applied::Room(self.with_app(|app, ctx| app.dispose(ctx))),
         }
     }
 
@@ -190,7 +205,8 @@ impl Game {
             &self.clients,
             &mut self.outbox,
             &mut self.rng,
-        );
+        )
+        .with_room(self.room.as_mut());
         call(self.app.as_mut(), &mut ctx)
     }
 }

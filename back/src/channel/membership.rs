@@ -234,6 +234,11 @@ impl Membership {
         self.held.len()
     }
 
+    /// The links of the fronts attached now.
+    pub(crate) fn links(&self) -> impl Iterator<Item = &LinkHandle> {
+        self.fronts.values().filter_map(|f| f.link.as_ref())
+    }
+
     /// The entry of the front that owns `link`, if `link` is still its current link.
     /// Events from a replaced link are stale and ignored.
     fn current(&mut self, link: &LinkHandle) -> Option<&mut FrontSessions> {

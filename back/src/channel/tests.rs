@@ -25,6 +25,7 @@ fn channel_with(app: Box<dyn DynApp>) -> Channel {
         index: 0,
         inbox: Inbox::new(4),
         metrics: Arc::default(),
+        room: None,
     });
     Channel::new(shared, app, options())
 }
@@ -60,6 +61,7 @@ fn join(link: LinkHandle, session: SessionKey) -> Event {
         secret: session * 1000,
         resume: None,
         identity: None,
+        seat: None,
     }
 }
 
@@ -341,6 +343,7 @@ fn resume_on(
                 secret: claim_secret,
             }),
             identity: None,
+            seat: None,
         })
         .unwrap();
     tick(ch);
@@ -518,6 +521,7 @@ impl centrum_app::App for Echo {
     type Input = String;
     type Call = EchoCall;
     type Reply = u64;
+    type Options = ();
 
     fn schema(&self) -> centrum_protocol::Schema {
         centrum_protocol::Schema::new()
@@ -582,6 +586,7 @@ fn named_join(link: &LinkHandle, session: SessionKey, name: &str) -> Event {
         secret: 1,
         resume: None,
         identity: None,
+        seat: None,
     }
 }
 
@@ -822,6 +827,7 @@ fn a_restarted_fronts_new_session_under_an_old_key_leaves_the_held_one_claimable
             secret: 4242,
             resume: None,
             identity: None,
+            seat: None,
         }]
     });
     assert_eq!(ch.game.state.len(), 2, "the held player and the new one");
@@ -860,6 +866,7 @@ fn joins_that_would_outgrow_a_frame_are_refused_and_no_frame_is_too_large() {
         index: 0,
         inbox: Inbox::new(1024),
         metrics: Arc::default(),
+        room: None,
     });
     let options = ChannelOptions {
         max_frame_bytes: MAX_FRAME,
@@ -885,6 +892,7 @@ fn joins_that_would_outgrow_a_frame_are_refused_and_no_frame_is_too_large() {
                 secret: session,
                 resume: None,
                 identity: None,
+                seat: None,
             })
             .unwrap();
         if session % 10 == 0 {

@@ -195,6 +195,7 @@ impl RawClient {
         let join = ClientMsg::Join(Join {
             channel: self.channel.clone(),
             data,
+            seat: None,
         });
         self.send(&join).await?;
         self.wait_for(Received::default(), &[STATE]).await

@@ -220,20 +220,21 @@ fn joining_a_channel_the_client_is_in_is_refused_and_sends_nothing() {
     let mut session = session();
     let data = Bytes::from_static(b"ada");
     assert_eq!(
-        session.join("arena", data.clone()).expect("join"),
+        session.join("arena", data.clone(), None).expect("join"),
         ClientMsg::Join(Join {
             channel: "arena".into(),
             data: data.clone(),
+            seat: None,
         })
     );
     apply(&mut session, &state_message(&world(), "arena", 1, 0)).expect("state");
-    match session.join("arena", data.clone()) {
+    match session.join("arena", data.clone(), None) {
         Err(ClientError::AlreadyJoined(channel)) => assert_eq!(channel, "arena"),
         other => panic!("expected AlreadyJoined, got {other:?}"),
     }
     // A channel being left may be joined again at once.
     session.leave("arena");
-    assert!(session.join("arena", data).is_ok());
+    assert!(session.join("arena", data, None).is_ok());
 }
 
 #[test]

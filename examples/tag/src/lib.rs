@@ -116,6 +116,7 @@ impl App for Tag {
     type Input = Input;
     type Call = Call;
     type Reply = Vec<Score>;
+    type Options = ();
 
     fn schema(&self) -> Schema {
         Schema::new().kind::<Player>()

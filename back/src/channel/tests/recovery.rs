@@ -26,6 +26,7 @@ fn shared() -> Arc<ChannelShared> {
         index: 0,
         inbox: Inbox::new(64),
         metrics: Arc::default(),
+        room: None,
     })
 }
 
@@ -177,6 +178,7 @@ async fn a_recovered_channel_is_the_one_that_crashed() {
             secret: 77,
             resume: Some(claim),
             identity: None,
+            seat: None,
         })
         .unwrap();
     durable_tick(&mut after).await;
@@ -247,6 +249,7 @@ impl centrum_app::App for Quirky {
     type Input = ();
     type Call = centrum_app::NoCalls;
     type Reply = centrum_app::NoCalls;
+    type Options = ();
 
     fn schema(&self) -> centrum_protocol::Schema {
         centrum_protocol::Schema::new().kind::<Counter>()
@@ -513,6 +516,7 @@ async fn after_a_restart_a_client_that_resumed_elsewhere_is_evicted_from_its_old
         secret: 44,
         resume: Some(claim),
         identity: None,
+        seat: None,
     };
     after.shared.inbox.push(join).unwrap();
     durable_tick(&mut after).await;
@@ -586,6 +590,7 @@ async fn identities_survive_a_restart_from_a_snapshot_or_the_journal() {
                     secret: session * 1000,
                     resume: None,
                     identity,
+                    seat: None,
                 })
                 .unwrap();
         }
@@ -624,6 +629,7 @@ async fn identities_survive_a_restart_from_a_snapshot_or_the_journal() {
                         secret: 1000,
                     }),
                     identity: Some(identity),
+                    seat: None,
                 })
                 .unwrap();
             durable_tick(&mut after).await;

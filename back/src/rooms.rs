@@ -1,0 +1,453 @@
+//! The rooms a back makes at run time: which types it offers, which rooms it has, the
+//! ids it must not give out again, and what it reports to the master's matchmaker.
+//! A room is a channel like any other once made; this file decides whether to make
+//! it and keeps the book the matchmaker reads.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use centrum_app::{Registry, Room};
+use centrum_config::RoomTypeConfig;
+use centrum_net::Shutdown;
+use centrum_net::auth::ClusterKey;
+use centrum_protocol::{CreateRoom, Metric, MetricKind, RoomCreated, RoomReport, RoomsReport};
+
+use crate::channel::{Channel, ChannelOptions, ChannelShared};
+use crate::directory::Directory;
+use crate::inbox::{Event, Inbox};
+use crate::metrics::ChannelMetrics;
+
+/// How long the id of a disposed room is refused for a new one: long enough that no
+/// seat or report naming the old room is still about.
+const ID_HOLD: Duration = Duration::from_secs(600);
+
+/// The most disposed ids held at once; past it the oldest go first.
+const MAX_HELD_IDS: usize = 100_000;
+
+/// The most rooms in one report frame; [`Rooms::reports`] also cuts by size, since a
+/// room's metadata may take 1 KiB.
+const REPORT_ROOMS: usize = 256;
+
+/// A room as its channel's task and the matchmaker's reports share it.
+#[derive(Debug)]
+pub(crate) struct RoomShared {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) max_clients: u32,
+    pub(crate) empty_dispose: Duration,
+    /// What the master has not heard yet.
+    report: Mutex<Reported>,
+}
+
+#[derive(Debug, Default)]
+struct Reported {
+    clients: u32,
+    metadata: Bytes,
+    locked: bool,
+    seats_taken: Vec<u64>,
+    /// Changed since the last report.
+    dirty: bool,
+}
+
+impl RoomShared {
+    /// The channel's view after a tick: told to the master with its next heartbeat.
+    pub(crate) fn update(&self, clients: u32, room: &Room, seats_taken: &mut Vec<u64>) {
+        let mut r = self.report.lock();
+        r.clients = clients;
+        if r.metadata != room.metadata() {
+            r.metadata = room.metadata().clone();
+        }
+        r.locked = room.is_locked();
+        r.seats_taken.append(seats_taken);
+        r.dirty = true;
+    }
+
+    fn report(&self, all: bool) -> Option<RoomReport> {
+        let mut r = self.report.lock();
+        if !(all || r.dirty) {
+            return None;
+        }
+        r.dirty = false;
+        Some(RoomReport {
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            clients: r.clients,
+            max_clients: self.max_clients,
+            metadata: r.metadata.clone(),
+            locked: r.locked,
+            seats_taken: std::mem::take(&mut r.seats_taken),
+        })
+    }
+}
+
+/// Everything a back needs to make rooms.
+#[derive(Debug)]
+pub(crate) struct Rooms {
+    back: String,
+    types: Vec<RoomTypeConfig>,
+    apps: Registry,
+    pub(crate) key: ClusterKey,
+    options: ChannelOptions,
+    inbox_capacity: usize,
+    directory: Arc<Directory>,
+    tasks: TaskTracker,
+    shutdown: Shutdown,
+    /// How long a seat the matchmaker hands out is good: a new room waits at least
+    /// this long for its first client before it counts as empty.
+    pub(crate) seat_ttl: Duration,
+    book: Mutex<Book>,
+    pub(crate) metrics: RoomMetrics,
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    live: HashMap<String, Arc<RoomShared>>,
+    per_type: HashMap<String, u32>,
+    /// Disposed ids, refused for new rooms until their time is up, oldest first.
+    held: VecDeque<(String, Instant)>,
+    held_ids: std::collections::HashSet<String>,
+    /// Disposed since the last report.
+    gone: Vec<String>,
+}
+
+/// Counters of the rooms of each type, for /metrics (per type, not per room: a back
+/// may have thousands).
+#[derive(Debug, Default)]
+pub(crate) struct RoomMetrics {
+    pub(crate) created: AtomicU64,
+    pub(crate) disposed: AtomicU64,
+    pub(crate) create_refused: AtomicU64,
+    pub(crate) seats_refused: AtomicU64,
+}
+
+/// Why a room was not made: the matchmaker's error code and a message.
+pub(crate) type Refusal = (&'static str, String);
+
+impl Rooms {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        back: &str,
+        types: Vec<RoomTypeConfig>,
+        apps: Registry,
+        key: ClusterKey,
+        options: ChannelOptions,
+        inbox_capacity: usize,
+        directory: Arc<Directory>,
+        tasks: TaskTracker,
+        shutdown: Shutdown,
+        seat_ttl: Duration,
+    ) -> Self {
+        Self {
+            back: back.to_owned(),
+            types,
+            apps,
+            key,
+            options,
+            inbox_capacity,
+            directory,
+            tasks,
+            shutdown,
+            seat_ttl,
+            book: Mutex::new(Book::default()),
+            metrics: RoomMetrics::default(),
+        }
+    }
+
+    /// Makes the room the master asks for, and answers.
+    pub(crate) fn create(self: &Arc<Self>, req: CreateRoom, now: Instant) -> RoomCreated {
+        let error = match self.try_create(&req, now) {
+            Ok(()) => None,
+            Err((code, message)) => {
+                self.metrics.create_refused.fetch_add(1, Relaxed);
+                warn!(room = %req.room, code, %message, "room not made");
+                Some((code.to_owned(), message))
+            }
+        };
+        RoomCreated {
+            request: req.request,
+            error,
+        }
+    }
+
+    fn try_create(self: &Arc<Self>, req: &CreateRoom, now: Instant) -> Result<(), Refusal> {
+        let Some(kind) = self.types.iter().find(|t| t.kind == req.kind) else {
+            return Err((
+                "unknown_type",
+                format!("back {} offers no room type {:?}", self.back, req.kind),
+            ));
+        };
+        if !self.is_room_id(&req.room, &kind.kind) {
+            return Err((
+                "bad_request",
+                format!(
+                    "{:?} is not a room id of type {:?} on back {}",
+                    req.room, kind.kind, self.back
+                ),
+            ));
+        }
+        let app = self.apps.create(&kind.app).ok_or_else(|| {
+            (
+                "unknown_type",
+                format!("this back's binary has no application {:?}", kind.app),
+            )
+        })?;
+        // Counted as made before the game is asked, so two creations at once cannot
+        // both pass `max_rooms`; given back if the game refuses.
+        {
+            let mut book = self.book.lock();
+            book.expire_held(now);
+            if book.live.contains_key(&req.room) || book.held_ids.contains(&req.room) {
+                return Err(("exists", format!("room {} exists or existed", req.room)));
+            }
+            let count = book.per_type.entry(kind.kind.clone()).or_insert(0);
+            if *count >= kind.max_rooms {
+                return Err((
+                    "no_capacity",
+                    format!(
+                        "back {} has its {} rooms of type {:?}",
+                        self.back, kind.max_rooms, kind.kind
+                    ),
+                ));
+            }
+            *count += 1;
+        }
+        let room = Arc::new(RoomShared {
+            id: req.room.clone(),
+            kind: kind.kind.clone(),
+            max_clients: kind.max_clients,
+            empty_dispose: kind.empty_dispose(),
+            report: Mutex::new(Reported::default()),
+        });
+        let made = self.make(room.clone(), &kind.app, app, &req.options, now);
+        let mut book = self.book.lock();
+        match made {
+            Ok(()) => {
+                book.live.insert(req.room.clone(), room);
+                self.metrics.created.fetch_add(1, Relaxed);
+                info!(room = %req.room, kind = %kind.kind, "room made");
+                Ok(())
+            }
+            Err(refusal) => {
+                if let Some(count) = book.per_type.get_mut(&kind.kind) {
+                    *count = count.saturating_sub(1);
+                }
+                Err(refusal)
+            }
+        }
+    }
+
+    /// The room's channel: made, told the options, added to the directory (attached
+    /// to every open link), and started.
+    fn make(
+        self: &Arc<Self>,
+        room: Arc<RoomShared>,
+        app_name: &str,
+        app: Box<dyn centrum_app::DynApp>,
+        options: &Bytes,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        app.schema()
+            .validate()
+            .map_err(|e| ("bad_options", format!("the game's schema: {e}")))?;
+        let name = room.id.clone();
+        let mut made = None;
+        let mut refusal = None;
+        let directory = self.directory.clone();
+        let inserted = directory.insert(
+            |index| {
+                let shared = Arc::new(ChannelShared {
+                    name: name.clone(),
+                    app_name: app_name.to_owned(),
+                    index,
+                    inbox: Inbox::new(self.inbox_capacity),
+                    metrics: Arc::new(ChannelMetrics::default()),
+                    room: Some(room.clone()),
+                });
+                match Channel::new_room(
+                    shared.clone(),
+                    app,
+                    self.options,
+                    self.clone(),
+                    options,
+                    now,
+                ) {
+                    Ok(channel) => made = Some(channel),
+                    Err(e) => refusal = Some(("bad_options", e.message().to_owned())),
+                }
+                shared
+            },
+            |channel, link| {
+                let _ = channel.inbox.push(Event::Attach {
+                    link: link.clone(),
+                    instance: link.instance(),
+                    sessions: Vec::new(),
+                });
+            },
+        );
+        let shared = inserted.map_err(|e| ("no_capacity", e.to_string()))?;
+        match (made, refusal) {
+            (Some(channel), None) => {
+                self.tasks.spawn(channel.run(self.shutdown.clone()));
+                Ok(())
+            }
+            (_, refusal) => {
+                directory.remove(shared.index);
+                Err(refusal.unwrap_or(("bad_options", "the room was not made".into())))
+            }
+        }
+    }
+
+    /// `<type>.<random>.<this back>`: what the master makes, and fronts route by.
+    fn is_room_id(&self, id: &str, kind: &str) -> bool {
+        let mut parts = id.split('.');
+        matches!(
+            (parts.next(), parts.next(), parts.next(), parts.next()),
+            (Some(k), Some(random), Some(back), None)
+                if k == kind && back == self.back
+                    && (1..=32).contains(&random.len())
+                    && random.bytes().all(|b| b.is_ascii_alphanumeric())
+        )
+    }
+
+    /// A room's channel stopped for good: its id is held, and the master told.
+    pub(crate) fn disposed(
+        &self,
+        room: &RoomShared,
+        index: centrum_protocol::ChannelIndex,
+        now: Instant,
+    ) {
+        self.directory.remove(index);
+        let mut book = self.book.lock();
+        book.live.remove(&room.id);
+        if let Some(count) = book.per_type.get_mut(&room.kind) {
+            *count = count.saturating_sub(1);
+        }
+        book.gone.push(room.id.clone());
+        if book.held.len() >= MAX_HELD_IDS
+            && let Some((oldest, _)) = book.held.pop_front()
+        {
+            book.held_ids.remove(&oldest);
+        }
+        book.held.push_back((room.id.clone(), now + ID_HOLD));
+        book.held_ids.insert(room.id.clone());
+        self.metrics.disposed.fetch_add(1, Relaxed);
+    }
+
+    /// What the master has not heard: every room when `all` (a new registration),
+    /// else those that changed, and the rooms disposed since. Cut into frames of at
+    /// most [`REPORT_ROOMS`] rooms and about `max_bytes`.
+    pub(crate) fn reports(&self, all: bool, max_bytes: usize) -> Vec<RoomsReport> {
+        let (rooms, gone) = {
+            let mut book = self.book.lock();
+            let rooms: Vec<Arc<RoomShared>> = book.live.values().cloned().collect();
+            (rooms, std::mem::take(&mut book.gone))
+        };
+        let mut out = vec![RoomsReport {
+            rooms: Vec::new(),
+            gone,
+        }];
+        let mut bytes = 0;
+        for report in rooms.iter().filter_map(|r| r.report(all)) {
+            let size = 64
+                + report.id.len()
+                + report.kind.len()
+                + report.metadata.len()
+                + report.seats_taken.len() * 9;
+            let last = out.last_mut().map_or(0, |r| r.rooms.len());
+            if last >= REPORT_ROOMS || (last > 0 && bytes + size > max_bytes) {
+                out.push(RoomsReport::default());
+                bytes = 0;
+            }
+            bytes += size;
+            if let Some(frame) = out.last_mut() {
+                frame.rooms.push(report);
+            }
+        }
+        out.retain(|r| !(r.rooms.is_empty() && r.gone.is_empty()));
+        out
+    }
+
+    /// Rooms per type now, for /metrics.
+    pub(crate) fn metrics(&self, out: &mut Vec<Metric>) {
+        let book = self.book.lock();
+        for t in &self.types {
+            let live = book.per_type.get(&t.kind).copied().unwrap_or(0);
+            let clients: u32 = book
+                .live
+                .values()
+                .filter(|r| r.kind == t.kind)
+                .map(|r| r.report.lock().clients)
+                .sum();
+            for (name, help, value) in [
+                (
+                    "centrum_back_rooms",
+                    "Rooms of this type on this back.",
+                    live,
+                ),
+                (
+                    "centrum_back_room_clients",
+                    "Clients in the rooms of this type (connected or held for resume).",
+                    clients,
+                ),
+            ] {
+                out.push(Metric {
+                    name: name.into(),
+                    help: help.into(),
+                    kind: MetricKind::Gauge,
+                    labels: vec![("type".into(), t.kind.clone())],
+                    value: f64::from(value),
+                });
+            }
+        }
+        let m = &self.metrics;
+        for (name, help, v) in [
+            (
+                "centrum_back_rooms_created_total",
+                "Rooms made.",
+                &m.created,
+            ),
+            (
+                "centrum_back_rooms_disposed_total",
+                "Rooms disposed of.",
+                &m.disposed,
+            ),
+            (
+                "centrum_back_rooms_refused_total",
+                "Room creations refused (unknown type, max_rooms, bad options, a used id).",
+                &m.create_refused,
+            ),
+            (
+                "centrum_back_seats_refused_total",
+                "Joins of a room refused for their seat (missing, forged, expired, used) or a full room.",
+                &m.seats_refused,
+            ),
+        ] {
+            out.push(Metric {
+                name: name.into(),
+                help: help.into(),
+                kind: MetricKind::Counter,
+                labels: Vec::new(),
+                value: v.load(Relaxed) as f64,
+            });
+        }
+    }
+}
+
+impl Book {
+    fn expire_held(&mut self, now: Instant) {
+        while let Some((id, until)) = self.held.front() {
+            if *until > now {
+                break;
+            }
+            self.held_ids.remove(id);
+            self.held.pop_front();
+        }
+    }
+}
