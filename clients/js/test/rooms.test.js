@@ -1,7 +1,7 @@
 // Rooms against a real cluster whose back offers rooms of type `match` (the arena, two
 // clients at most) and `brief` (disposed one second after it empties), with seats that
-// lapse after SEAT_TTL_MS: joinOrCreate fills a room and then opens another, create and
-// the listing, joinById and its refusals, the seats a back refuses, a room client that
+// lapse after SEAT_TTL_MS: joinOrCreate fills a room and then opens another, a filter on
+// the rooms' metadata, create and the listing, joinById and its refusals, the seats a back refuses, a room client that
 // resumes after its connection breaks (its seat expired by then), and a disposed room
 // leaving the listing.
 import { test, before, after } from 'node:test';
@@ -90,10 +90,24 @@ test('joinOrCreate twice fills one room of two, and a third client gets a new ro
   assert.notEqual(cy.channel.name, room, 'the full room is not offered');
   assert.equal(player(cy.channel, 'ana'), undefined);
 
-  assert.deepEqual(await listedAs('ana and bob', room, (r) => r?.clients === 2), { id: room, type: 'match', clients: 2, max: 2, metadata: null, locked: false });
+  assert.deepEqual(await listedAs('ana and bob', room, (r) => r?.clients === 2), { id: room, type: 'match', clients: 2, max: 2, metadata: { label: '' }, locked: false });
   await listedAs('cy', cy.channel.name, (r) => r?.clients === 1);
   const all = await within('all types', Client.getAvailableRooms(master));
   assert.ok(all.some((r) => r.id === room) && all.every((r) => r.type === 'match' || r.type === 'brief'));
+});
+
+test('joinOrCreate with a filter joins only a room whose metadata matches; options the game refuses are bad_options', async (t) => {
+  t.after(closeAll);
+  // The arena lists the label of its creation options as its metadata.
+  const duel = { options: { label: 'duel' }, filter: { label: 'duel' } };
+  const kay = await within('kay: joinOrCreate a duel', Client.joinOrCreate(master, 'match', { ...duel, data: { name: 'kay' } }));
+  keep(kay.client);
+  await listedAs('a new room labelled duel', kay.channel.name, (r) => r?.clients === 1 && r.metadata?.label === 'duel');
+  const lee = await within('lee: joinOrCreate a duel', Client.joinOrCreate(master, 'match', { ...duel, data: { name: 'lee' } }));
+  keep(lee.client);
+  assert.equal(lee.channel.name, kay.channel.name, 'the room labelled duel');
+  const bad = await refusal('options that are not the arena\'s', Client.create(master, 'match', { options: 5 }));
+  assert.deepEqual([bad.code, bad.status], ['bad_options', 400]);
 });
 
 test('create always makes a room, the listing shows it, joinById joins it until it is full', async (t) => {
