@@ -224,7 +224,6 @@ function showRooms(rooms) {
       item.title = room.id;
       const name = document.createElement('span');
       name.className = 'name';
-      name.textContent = shortRoom(room.id);
       const count = document.createElement('span');
       count.className = 'count';
       const join = document.createElement('button');
@@ -234,7 +233,10 @@ function showRooms(rooms) {
       item.append(name, count, join);
       roomItems.set(room.id, item);
     }
-    const [, count, join] = item.children;
+    const [name, count, join] = item.children;
+    // The arena lists the label of its creation options.
+    const label = typeof room.metadata?.label === 'string' ? room.metadata.label : '';
+    name.textContent = label ? `${shortRoom(room.id)} ${label}` : shortRoom(room.id);
     count.textContent = `${room.clients}/${room.max}${room.locked ? ' · locked' : ''}`;
     item.dataset.clients = String(room.clients);
     item.dataset.max = String(room.max);
