@@ -367,10 +367,17 @@ impl Channel {
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
         info!(channel = %self.shared.name, app = %self.shared.app_name, period_ms = period.as_secs_f64() * 1e3, tick = self.game.step, "channel started");
+        // A room's first tick journals its creation before it may sleep.
+        let mut first = true;
         loop {
             // An empty room does no work at all until something arrives for it or its
             // time is up; a channel of the config ticks whatever happens.
-            if let Some(deadline) = self.room.as_ref().and_then(|r| r.empty_deadline) {
+            if let Some(deadline) = self
+                .room
+                .as_ref()
+                .and_then(|r| r.empty_deadline)
+                .filter(|_| !std::mem::take(&mut first))
+            {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     () = self.shared.inbox.pushed() => interval.reset_immediately(),

@@ -639,18 +639,34 @@ mod tests {
             joined.is_ok() && opened,
             "the room announced itself, then took its member"
         );
+        // A room nobody joined (and no front knows) still journals its creation at once.
+        let idle = "match.idle.back-1";
+        assert_eq!(create(&back, idle).error, None);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while store.open(idle).unwrap().recovered.records.is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the idle room's creation is journaled");
         stop.cancel();
         back.wait().await.unwrap();
 
         let stop = Shutdown::new();
         let back = start(&config, &store, &stop).await;
         let report = rooms(&back).reports(true, 1 << 20);
-        let listed: Vec<_> = report.iter().flat_map(|r| &r.rooms).collect();
-        assert_eq!(listed.len(), 1);
+        let mut listed: Vec<_> = report.iter().flat_map(|r| &r.rooms).collect();
+        listed.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(listed.len(), 2);
         assert_eq!(
             (listed[0].id.as_str(), listed[0].clients),
             (room, 1),
             "the member is held for its resume"
+        );
+        assert_eq!((listed[1].id.as_str(), listed[1].clients), (idle, 0));
+        assert!(
+            !listed[1].metadata.is_empty(),
+            "the game's create ran again in the replay"
         );
         assert_eq!(
             create(&back, room).error.map(|e| e.0),
