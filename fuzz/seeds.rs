@@ -106,6 +106,11 @@ fn client_msgs() -> Vec<Vec<u8>> {
             data: Bytes::from_static(b"\x81\xa4name\xa3ann"),
             seat: None,
         })),
+        encode(&ClientMsg::Join(Join {
+            channel: "match.k3x9q2m7p4za.back-1".into(),
+            data: Bytes::new(),
+            seat: Some("match.k3x9q2m7p4za.back-1:1:1796000000000:00".into()),
+        })),
         encode(&ClientMsg::Leave(Leave {
             channel: "arena".into(),
         })),
@@ -171,7 +176,7 @@ fn link_msgs() -> Vec<Vec<u8>> {
         })),
         encode(&FrontToBack::Join(LinkJoin {
             session: 4,
-            channel: 0,
+            channel: "arena".into(),
             data: Bytes::from_static(b"j"),
             secret: u64::MAX,
             identity: Some(Identity::new("ann").with_claim("name", "Ann")),
@@ -180,6 +185,7 @@ fn link_msgs() -> Vec<Vec<u8>> {
                 session: 3,
                 secret: 0xfeed,
             }),
+            seat: Some("match.k3x9q2m7p4za.back-1:1:1796000000000:00".into()),
         })),
         encode(&FrontToBack::Leave(LinkLeave {
             session: 4,
@@ -228,8 +234,16 @@ fn link_msgs() -> Vec<Vec<u8>> {
         })),
         encode(&BackToFront::JoinRejected(LinkJoinRejected {
             session: 3,
-            channel: 0,
+            channel: "arena".into(),
             reason: "full".into(),
+        })),
+        encode(&BackToFront::Opened(LinkOpened {
+            channel: 70_000,
+            name: "match.k3x9q2m7p4za.back-1".into(),
+        })),
+        encode(&BackToFront::Closed(LinkClosed {
+            channel: 70_000,
+            reason: "disposed".into(),
         })),
         encode(&BackToFront::Notice(LinkNotice {
             session: 3,
@@ -324,6 +338,28 @@ fn node_msgs() -> Vec<Vec<u8>> {
         })),
         encode(&NodeToMaster::Prove(Prove {
             proof: Bytes::from(vec![4; 32]),
+        })),
+        encode(&MasterToNode::CreateRoom(CreateRoom {
+            request: 7,
+            room: "match.k3x9q2m7p4za.back-1".into(),
+            kind: "match".into(),
+            options: Bytes::from_static(b"\x81\xa5label\xa3fun"),
+        })),
+        encode(&NodeToMaster::RoomCreated(RoomCreated {
+            request: 7,
+            error: Some(("bad_options".into(), "no".into())),
+        })),
+        encode(&NodeToMaster::Rooms(RoomsReport {
+            rooms: vec![RoomReport {
+                id: "match.k3x9q2m7p4za.back-1".into(),
+                kind: "match".into(),
+                clients: 2,
+                max_clients: 8,
+                metadata: Bytes::from_static(b"\x81\xa5label\xa3fun"),
+                locked: true,
+                seats_taken: vec![1, u64::MAX],
+            }],
+            gone: vec!["match.gone.back-1".into()],
         })),
     ]
 }
@@ -527,4 +563,20 @@ fn main() {
     {
         write("resume_token", &format!("{i}"), t.as_bytes());
     }
+    // Seat tokens signed with the target's secret, and text that is almost one.
+    let key = centrum_net::auth::ClusterKey::new(b"the fuzzed cluster's secret");
+    let seats = [
+        ("match.k3x9q2m7p4za.back-1", 1, 1_796_000_000_000),
+        ("", 0, 0),
+        ("duel.a.b", u64::MAX, u64::MAX),
+    ];
+    for (i, (room, number, expires_ms)) in seats.into_iter().enumerate() {
+        let seat = centrum_net::seat::Seat {
+            room: room.into(),
+            number,
+            expires_ms,
+        };
+        write("seat_token", &format!("{i}"), seat.token(&key).as_bytes());
+    }
+    write("seat_token", "3", b"room:1:2:00112233445566778899aabbccddeeff");
 }

@@ -127,6 +127,17 @@ struct RoomRun {
     empty_deadline: Option<Instant>,
 }
 
+/// Why a room could not be made or brought back.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RoomError {
+    /// The game refused its options (or is no room game).
+    #[error("{0}")]
+    Refused(AppError),
+    /// Its store could not be opened, read or cleared.
+    #[error(transparent)]
+    Back(#[from] crate::BackError),
+}
+
 /// What a new member must show, besides what the game asks.
 #[derive(Debug, Clone, Copy)]
 enum Admission<'a> {
@@ -191,35 +202,79 @@ impl Channel {
         rooms: Arc<Rooms>,
         room_options: &Bytes,
         now: Instant,
-    ) -> Result<Self, AppError> {
-        let room_shared = shared
-            .room
-            .clone()
-            .ok_or_else(|| AppError::new("not a room"))?;
-        let mut channel = Self::new(shared, app, options);
-        let mut room = Room::new(&room_shared.id, &room_shared.kind, room_shared.max_clients);
-        channel.game.room = Some(room.clone());
+    ) -> Result<Self, RoomError> {
+        let mut channel = Self::room_channel(shared, app, options)?;
         if let Applied::Room(Err(e)) = channel.play(Entry::Create {
             options: room_options.clone(),
         }) {
-            return Err(e);
+            return Err(RoomError::Refused(e));
         }
-        if let Some(game_room) = &mut channel.game.room {
-            room = game_room.clone();
-            game_room.take_changed();
+        if let Some((store, policy)) = rooms.store() {
+            // A new room's id is new: anything kept under it is from a room of an
+            // earlier run that was never disposed of.
+            store
+                .remove(&channel.shared.name)
+                .map_err(crate::BackError::from)?;
+            channel = channel.restore(store, policy, now)?;
         }
-        room_shared.update(0, &room, &mut Vec::new());
+        Ok(channel.run_room(rooms, now))
+    }
+
+    /// A room of an earlier run of this back, brought back from `store`.
+    ///
+    /// # Errors
+    /// What the store could not read, or the channel could not use.
+    pub(crate) fn recover_room(
+        shared: Arc<ChannelShared>,
+        app: Box<dyn DynApp>,
+        options: ChannelOptions,
+        rooms: Arc<Rooms>,
+        now: Instant,
+    ) -> Result<Self, RoomError> {
+        let channel = Self::room_channel(shared, app, options)?;
+        let (store, policy) = rooms
+            .store()
+            .ok_or_else(|| RoomError::Refused(AppError::new("this back keeps no rooms")))?;
+        let channel = channel.restore(store, policy, now)?;
+        Ok(channel.run_room(rooms, now))
+    }
+
+    fn room_channel(
+        shared: Arc<ChannelShared>,
+        app: Box<dyn DynApp>,
+        options: ChannelOptions,
+    ) -> Result<Self, RoomError> {
+        let room = shared
+            .room
+            .as_ref()
+            .map(|r| Room::new(&r.id, &r.kind, r.max_clients))
+            .ok_or_else(|| RoomError::Refused(AppError::new("not a room")))?;
+        let mut channel = Self::new(shared, app, options);
+        channel.game.room = Some(room);
+        Ok(channel)
+    }
+
+    /// The room's own bookkeeping starts, and the matchmaker hears of it.
+    fn run_room(mut self, rooms: Arc<Rooms>, now: Instant) -> Self {
+        let Some(shared) = self.shared.room.clone() else {
+            return self;
+        };
+        let members = (self.restored.len() + self.members.live_count()) as u32;
+        if let Some(room) = &mut self.game.room {
+            room.take_changed();
+            shared.update(members, room, &mut Vec::new());
+        }
         // A new room waits for the seats handed out with it before it counts as empty.
-        let wait = room_shared.empty_dispose.max(rooms.seat_ttl);
-        channel.room = Some(RoomRun {
-            shared: room_shared,
+        let wait = shared.empty_dispose.max(rooms.seat_ttl);
+        self.room = Some(RoomRun {
+            shared,
             rooms,
             used: HashMap::new(),
             taken: Vec::new(),
-            clients: 0,
-            empty_deadline: Some(now + wait),
+            clients: members,
+            empty_deadline: (members == 0).then(|| now + wait),
         });
-        Ok(channel)
+        self
     }
 
     /// A durable channel: brought back from `store` to its last durable tick, every
@@ -235,7 +290,17 @@ impl Channel {
         policy: SnapshotPolicy,
         now: Instant,
     ) -> Result<Self, crate::BackError> {
-        let mut channel = Self::new(shared, app, options);
+        Self::new(shared, app, options).restore(store, policy, now)
+    }
+
+    /// This channel brought back from `store` and kept there from now on.
+    fn restore(
+        self,
+        store: &dyn Store,
+        policy: SnapshotPolicy,
+        now: Instant,
+    ) -> Result<Self, crate::BackError> {
+        let mut channel = self;
         let name = channel.shared.name.clone();
         let opened = store.open(&name)?;
         for repair in &opened.recovered.repairs {
@@ -302,10 +367,17 @@ impl Channel {
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
         info!(channel = %self.shared.name, app = %self.shared.app_name, period_ms = period.as_secs_f64() * 1e3, tick = self.game.step, "channel started");
+        // A room's first tick journals its creation before it may sleep.
+        let mut first = true;
         loop {
             // An empty room does no work at all until something arrives for it or its
             // time is up; a channel of the config ticks whatever happens.
-            if let Some(deadline) = self.room.as_ref().and_then(|r| r.empty_deadline) {
+            if let Some(deadline) = self
+                .room
+                .as_ref()
+                .and_then(|r| r.empty_deadline)
+                .filter(|_| !std::mem::take(&mut first))
+            {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     () = self.shared.inbox.pushed() => interval.reset_immediately(),
@@ -393,6 +465,7 @@ impl Channel {
             rng: self.game.rng.clone(),
             next_client: self.game.next_client,
             members: self.members.members(),
+            room: self.game.room.clone(),
         };
         self.shared
             .metrics
@@ -777,6 +850,14 @@ impl Channel {
         // and leaves of a gone room need no answer.
         if let Some(run) = &self.room {
             run.rooms.disposed(&run.shared, self.shared.index, now);
+        }
+        // Nothing more is journaled; what was kept of the room goes.
+        self.persist = None;
+        if let Some((store, _)) = self.room.as_ref().and_then(|r| r.rooms.store())
+            && let Err(e) = store.remove(&self.shared.name)
+        {
+            self.shared.metrics.store_errors.fetch_add(1, Relaxed);
+            warn!(room = %self.shared.name, error = %e, "what was kept of a disposed room could not be removed");
         }
         for event in self.shared.inbox.close() {
             match event {

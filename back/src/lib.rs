@@ -233,8 +233,15 @@ impl Back {
                 room_tasks.clone(),
                 shutdown.clone(),
                 config.matchmaker.seat_ttl(),
+                store.clone().map(|s| (s, policy)),
             ))
         });
+        if let Some(rooms) = &rooms {
+            let recovered = rooms.recover(now)?;
+            if recovered > 0 {
+                info!(back = id, rooms = recovered, "rooms recovered");
+            }
+        }
         let shared = Arc::new(Shared {
             id: id.to_owned(),
             config: config.clone(),

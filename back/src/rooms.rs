@@ -19,10 +19,11 @@ use centrum_net::Shutdown;
 use centrum_net::auth::ClusterKey;
 use centrum_protocol::{CreateRoom, Metric, MetricKind, RoomCreated, RoomReport, RoomsReport};
 
-use crate::channel::{Channel, ChannelOptions, ChannelShared};
+use crate::channel::{Channel, ChannelOptions, ChannelShared, RoomError, SnapshotPolicy};
 use crate::directory::Directory;
 use crate::inbox::{Event, Inbox};
 use crate::metrics::ChannelMetrics;
+use centrum_store::Store;
 
 /// How long the id of a disposed room is refused for a new one: long enough that no
 /// seat or report naming the old room is still about.
@@ -102,6 +103,8 @@ pub(crate) struct Rooms {
     /// How long a seat the matchmaker hands out is good: a new room waits at least
     /// this long for its first client before it counts as empty.
     pub(crate) seat_ttl: Duration,
+    /// Where rooms are kept, like every channel; None: nowhere.
+    store: Option<(Arc<dyn Store>, SnapshotPolicy)>,
     book: Mutex<Book>,
     pub(crate) metrics: RoomMetrics,
 }
@@ -143,6 +146,7 @@ impl Rooms {
         tasks: TaskTracker,
         shutdown: Shutdown,
         seat_ttl: Duration,
+        store: Option<(Arc<dyn Store>, SnapshotPolicy)>,
     ) -> Self {
         Self {
             back: back.to_owned(),
@@ -155,9 +159,61 @@ impl Rooms {
             tasks,
             shutdown,
             seat_ttl,
+            store,
             book: Mutex::new(Book::default()),
             metrics: RoomMetrics::default(),
         }
+    }
+
+    /// The store rooms are kept in, if any.
+    pub(crate) fn store(&self) -> Option<(&dyn Store, SnapshotPolicy)> {
+        self.store.as_ref().map(|(s, p)| (&**s, *p))
+    }
+
+    /// Brings back the rooms of an earlier run of this back from its store: every room
+    /// id of this back and of a type it still offers. Its members are held for resume,
+    /// as in every recovered channel.
+    ///
+    /// # Errors
+    /// What a room's store holds that cannot be used: the back does not start over it.
+    pub(crate) fn recover(self: &Arc<Self>, now: Instant) -> Result<usize, crate::BackError> {
+        let Some((store, _)) = self.store() else {
+            return Ok(0);
+        };
+        let mut recovered = 0;
+        for id in store.channels()? {
+            let Some(kind) = self.types.iter().find(|t| self.is_room_id(&id, &t.kind)) else {
+                continue;
+            };
+            let Some(app) = self.apps.create(&kind.app) else {
+                continue;
+            };
+            let room = Arc::new(RoomShared {
+                id: id.clone(),
+                kind: kind.kind.clone(),
+                max_clients: kind.max_clients,
+                empty_dispose: kind.empty_dispose(),
+                report: Mutex::new(Reported::default()),
+            });
+            let made = self.start(room.clone(), &kind.app, |shared| {
+                Channel::recover_room(shared, app, self.options, self.clone(), now)
+            });
+            match made {
+                Ok(()) => {}
+                Err(RoomError::Back(e)) => return Err(e),
+                Err(RoomError::Refused(e)) => {
+                    return Err(crate::BackError::Recover {
+                        channel: id,
+                        source: crate::RecoverError::Room(e.message().to_owned()),
+                    });
+                }
+            }
+            let mut book = self.book.lock();
+            book.live.insert(id, room);
+            *book.per_type.entry(kind.kind.clone()).or_insert(0) += 1;
+            recovered += 1;
+        }
+        Ok(recovered)
     }
 
     /// Makes the room the master asks for, and answers.
@@ -256,9 +312,25 @@ impl Rooms {
         app.schema()
             .validate()
             .map_err(|e| ("bad_options", format!("the game's schema: {e}")))?;
+        let made = self.start(room, app_name, |shared| {
+            Channel::new_room(shared, app, self.options, self.clone(), options, now)
+        });
+        made.map_err(|e| match e {
+            RoomError::Refused(e) => ("bad_options", e.message().to_owned()),
+            RoomError::Back(e) => ("unavailable", format!("the room's store: {e}")),
+        })
+    }
+
+    /// Builds the room's channel with `build`, adds it to the directory (attached to
+    /// every open link) and starts its task.
+    fn start(
+        self: &Arc<Self>,
+        room: Arc<RoomShared>,
+        app_name: &str,
+        build: impl FnOnce(Arc<ChannelShared>) -> Result<Channel, RoomError>,
+    ) -> Result<(), RoomError> {
         let name = room.id.clone();
-        let mut made = None;
-        let mut refusal = None;
+        let mut built = None;
         let directory = self.directory.clone();
         let inserted = directory.insert(
             |index| {
@@ -270,17 +342,7 @@ impl Rooms {
                     metrics: Arc::new(ChannelMetrics::default()),
                     room: Some(room.clone()),
                 });
-                match Channel::new_room(
-                    shared.clone(),
-                    app,
-                    self.options,
-                    self.clone(),
-                    options,
-                    now,
-                ) {
-                    Ok(channel) => made = Some(channel),
-                    Err(e) => refusal = Some(("bad_options", e.message().to_owned())),
-                }
+                built = Some(build(shared.clone()));
                 shared
             },
             |channel, link| {
@@ -291,15 +353,22 @@ impl Rooms {
                 });
             },
         );
-        let shared = inserted.map_err(|e| ("no_capacity", e.to_string()))?;
-        match (made, refusal) {
-            (Some(channel), None) => {
+        let shared =
+            inserted.map_err(|e| RoomError::Refused(centrum_app::AppError::new(e.to_string())))?;
+        match built {
+            Some(Ok(channel)) => {
                 self.tasks.spawn(channel.run(self.shutdown.clone()));
                 Ok(())
             }
-            (_, refusal) => {
+            Some(Err(e)) => {
                 directory.remove(shared.index);
-                Err(refusal.unwrap_or(("bad_options", "the room was not made".into())))
+                Err(e)
+            }
+            None => {
+                directory.remove(shared.index);
+                Err(RoomError::Refused(centrum_app::AppError::new(
+                    "the room was not made",
+                )))
             }
         }
     }
@@ -449,5 +518,189 @@ impl Book {
             self.held_ids.remove(id);
             self.held.pop_front();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use centrum_config::Config;
+    use centrum_net::seat::{Seat, unix_ms};
+    use centrum_protocol::{BackToFront, decode};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::link::LinkHandle;
+    use crate::{Back, MemoryStore};
+
+    const SECRET: &str = "a cluster secret of some length";
+
+    fn config(empty_dispose_s: u32) -> Arc<Config> {
+        let mut config = Config::embedded_default();
+        config.cluster.secret = Some(centrum_config::Secret::new(SECRET));
+        config.backs[0].listen = "127.0.0.1:0".parse().unwrap();
+        config.backs[0].rooms[0].empty_dispose_s = empty_dispose_s;
+        config.matchmaker.seat_ttl_ms = 1_000;
+        // No master runs: the back retries it in the background, which is harmless.
+        config.master.nodes = "127.0.0.1:9".parse().unwrap();
+        Arc::new(config)
+    }
+
+    async fn start(config: &Arc<Config>, store: &MemoryStore, stop: &Shutdown) -> Back {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(store.clone());
+        Back::start_with_store(
+            config.clone(),
+            &centrum_games::registry(),
+            "back-1",
+            Some(store),
+            listener,
+            stop.clone(),
+        )
+        .unwrap()
+    }
+
+    fn rooms(back: &Back) -> &Arc<Rooms> {
+        back.shared
+            .rooms
+            .as_ref()
+            .expect("the default back offers rooms")
+    }
+
+    fn create(back: &Back, room: &str) -> RoomCreated {
+        let req = CreateRoom {
+            request: 1,
+            room: room.into(),
+            kind: "match".into(),
+            options: Bytes::from_static(b"\xc0"),
+        };
+        rooms(back).create(req, Instant::now())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_back_brings_its_rooms_back_with_their_members_held() {
+        let (config, store) = (config(30), MemoryStore::new());
+        let stop = Shutdown::new();
+        let back = start(&config, &store, &stop).await;
+        let room = "match.abc.back-1";
+        assert_eq!(create(&back, room).error, None);
+        let again = create(&back, room);
+        assert_eq!(
+            again.error.map(|e| e.0),
+            Some("exists".into()),
+            "an id is made once"
+        );
+        let bad = create(&back, "match.abc.back-2");
+        assert_eq!(
+            bad.error.map(|e| e.0),
+            Some("bad_request".into()),
+            "another back's id"
+        );
+
+        // A member joins with a seat, and its join is durable before its state leaves.
+        let (link, mut frames) = LinkHandle::for_test("front-1", 64);
+        let channel = back.shared.directory.named(room).expect("the room");
+        channel
+            .inbox
+            .push(Event::Attach {
+                link: link.clone(),
+                instance: 1,
+                sessions: vec![],
+            })
+            .unwrap();
+        let key = ClusterKey::new(SECRET.as_bytes());
+        let seat = Seat {
+            room: room.into(),
+            number: 7,
+            expires_ms: unix_ms() + 60_000,
+        };
+        let join = Event::Join {
+            link: link.clone(),
+            session: 1,
+            data: Bytes::new(),
+            secret: 99,
+            resume: None,
+            identity: None,
+            seat: Some(seat.token(&key)),
+        };
+        channel.inbox.push(join).unwrap();
+        let mut opened = false;
+        let joined = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(frame) = frames.recv().await {
+                match decode::<BackToFront>(&frame, usize::MAX).unwrap() {
+                    BackToFront::Opened(o) => opened |= o.name == room,
+                    BackToFront::State(s) if s.sessions.iter().any(|(k, _)| *k == 1) => return,
+                    BackToFront::JoinRejected(r) => panic!("rejected: {}", r.reason),
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            joined.is_ok() && opened,
+            "the room announced itself, then took its member"
+        );
+        // A room nobody joined (and no front knows) still journals its creation at once.
+        let idle = "match.idle.back-1";
+        assert_eq!(create(&back, idle).error, None);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while store.open(idle).unwrap().recovered.records.is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the idle room's creation is journaled");
+        stop.cancel();
+        back.wait().await.unwrap();
+
+        let stop = Shutdown::new();
+        let back = start(&config, &store, &stop).await;
+        let report = rooms(&back).reports(true, 1 << 20);
+        let mut listed: Vec<_> = report.iter().flat_map(|r| &r.rooms).collect();
+        listed.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(listed.len(), 2);
+        assert_eq!(
+            (listed[0].id.as_str(), listed[0].clients),
+            (room, 1),
+            "the member is held for its resume"
+        );
+        assert_eq!((listed[1].id.as_str(), listed[1].clients), (idle, 0));
+        assert!(
+            !listed[1].metadata.is_empty(),
+            "the game's create ran again in the replay"
+        );
+        assert_eq!(
+            create(&back, room).error.map(|e| e.0),
+            Some("exists".into())
+        );
+        stop.cancel();
+        back.wait().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_empty_room_goes_with_what_was_kept_of_it() {
+        let (config, store) = (config(0), MemoryStore::new());
+        let stop = Shutdown::new();
+        let back = start(&config, &store, &stop).await;
+        let room = "match.empty.back-1";
+        assert_eq!(create(&back, room).error, None);
+        assert!(store.channels().unwrap().contains(&room.to_owned()));
+        // Nobody comes within the seats' time (1 s): the room goes, and its id with it.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while back.shared.directory.named(room).is_some() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("disposed of");
+        assert!(!store.channels().unwrap().contains(&room.to_owned()));
+        let report = rooms(&back).reports(false, 1 << 20);
+        assert!(report.iter().any(|r| r.gone.contains(&room.to_owned())));
+        assert_eq!(
+            create(&back, room).error.map(|e| e.0),
+            Some("exists".into()),
+            "a disposed id is not made again"
+        );
+        stop.cancel();
+        back.wait().await.unwrap();
     }
 }

@@ -319,6 +319,23 @@ impl Cli {
                 channel_list(b),
                 b.host
             ))?;
+            for r in &b.rooms {
+                say(format_args!(
+                    "          rooms: type {} ({}), {} clients a room, at most {} rooms, disposed {} s after emptying",
+                    r.kind, r.app, r.max_clients, r.max_rooms, r.empty_dispose_s
+                ))?;
+            }
+        }
+        let m = &config.matchmaker;
+        if config.backs.iter().any(|b| !b.rooms.is_empty()) {
+            say(format_args!(
+                "  rooms   POST /v1/rooms/{{type}}/join-or-create on the master; seats last {} ms; {} room creations a minute per address",
+                m.seat_ttl_ms,
+                match m.creates_per_minute {
+                    0 => "any number of".to_owned(),
+                    n => n.to_string(),
+                }
+            ))?;
         }
         let calls = match &config.calls.server_key {
             Some(_) => format!(

@@ -1,7 +1,7 @@
 //! Faults with real processes under `centrum up`, under load from real clients: a back
 //! killed with SIGKILL comes back from its store with every acknowledged input, and
-//! its clients are served again as the same players; a front killed with SIGKILL
-//! loses none of its players, who resume on it when it is back.
+//! its clients are served again as the same players (in its rooms too); a front killed
+//! with SIGKILL loses none of its players, who resume on it when it is back.
 
 #[path = "support/ports.rs"]
 mod ports;
@@ -55,6 +55,7 @@ impl Scratch {
                  [[fronts]]\nid = \"front-1\"\nlisten = \"127.0.0.1:{front}\"\n\
                  [[backs]]\nid = \"back-1\"\nlisten = \"127.0.0.1:{back}\"\ntick_hz = 20\n\
                  channels = [{{ name = \"arena\", app = \"{app}\" }}]\n\
+                 rooms = [{{ type = \"duel\", app = \"{app}\", max_clients = 4 }}]\n\
                  [limits]\nheartbeat_ms = 200\n{CLUSTER_SECRET_TOML}"
             ),
         )
@@ -301,7 +302,12 @@ fn later(a: Seq, b: Seq) -> Seq {
 /// The player called `name` in `client`'s mirror: its entity id and its `x`, which
 /// each input applied to it moved by 1. Fails when there is not exactly one.
 fn player(client: &Client, name: &str) -> (u32, f64) {
-    let mirror = client.mirror("arena").expect("a mirror");
+    player_in(client, "arena", name)
+}
+
+/// As [`player`], in channel (or room) `channel`.
+fn player_in(client: &Client, channel: &str, name: &str) -> (u32, f64) {
+    let mirror = client.mirror(channel).expect("a mirror");
     let mine: Vec<_> = mirror
         .entities()
         .keys()
@@ -478,6 +484,80 @@ async fn a_front_killed_under_load_loses_no_player() {
     );
     assert_eq!(lost, 0.0, "acknowledged inputs lost");
     up.stop(&[back, restarted]);
+}
+
+/// Reads `client`'s events until `done` holds.
+async fn until_event(client: &mut Client, what: &str, done: impl Fn(&Client, &Event) -> bool) {
+    let read = async {
+        loop {
+            let event = client.next_event().await.expect("event");
+            if done(client, &event) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_back_brings_its_rooms_back_and_their_players_with_them() {
+    let up = Up::start("rooms");
+    let back = up.pid("back-1", None).await;
+    up.pid("front-1", None).await;
+    let mm = centrum_client::Matchmaker::new(&up.http);
+    let deadline = Instant::now() + TIMEOUT;
+    let seat = loop {
+        match mm.create("duel", &()).await {
+            Ok(seat) => break seat,
+            // The back is not registered with the master yet.
+            Err(ClientError::Matchmaker { status: 503, .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("create a room: {e}\n{}", up.log()),
+        }
+    };
+    let other = mm.create("duel", &()).await.expect("a second room");
+    let mut ann = Client::connect(&seat.front, ClientOptions::default())
+        .await
+        .expect("connect");
+    let join = Join { name: "ann".into() };
+    ann.join_room(&seat, &join).await.expect("join the room");
+    ann.send_value(&seat.room, &Move { dx: 1.0, dy: 0.0 })
+        .await
+        .expect("input");
+    let room = seat.room.clone();
+    let acked = |c: &Client| c.ack(&room) == Seq(1);
+    until_event(&mut ann, "ann's input is acked", |c, _| acked(c)).await;
+    let x_before = player_in(&ann, &room, "ann").1;
+
+    kill9(back);
+    let again = up.pid("back-1", Some(back)).await;
+    assert_ne!(again, back);
+    // The front relinks; ann, held for her resume, gets the room's state again.
+    until_event(&mut ann, "ann is served again", |c, e| {
+        matches!(e, Event::State { channel, .. } if *channel == room) && acked(c)
+    })
+    .await;
+    assert_eq!(
+        player_in(&ann, &room, "ann").1,
+        x_before,
+        "the same player, where she was"
+    );
+    // Both rooms are listed again, from the restarted back's first report.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let rooms = mm.rooms(Some("duel")).await.expect("listing");
+        let ids: Vec<&str> = rooms.iter().map(|r| r.id.as_str()).collect();
+        if ids.contains(&seat.room.as_str()) && ids.contains(&other.room.as_str()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rooms came back: {ids:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let front = node_pid(&up.http, "front-1").await.expect("front");
+    up.stop(&[again, front]);
 }
 
 #[test]

@@ -6,8 +6,11 @@ export declare const PROTOCOL_VERSION: 2;
 /**
  * Every rejected promise and every `error` event carries one. `code` is the server's
  * (PROTOCOL.md §10: `version`, `malformed`, `not_joined`, `input_refused`, `bad_seq`,
- * `messages_dropped`, …) or the client's own: `gate_failed`, `connect_failed`, `closed`,
+ * `messages_dropped`, …), the matchmaker's (`unknown_type`, `no_such_room`, `room_full`,
+ * `room_locked`, `bad_options`, `bad_request`, `rate_limited`, `no_capacity`,
+ * `unavailable`), or the client's own: `gate_failed`, `connect_failed`, `closed`,
  * `protocol`, `not_connected`, `not_joined`, `already_joined`, `timeout`, `rejected`,
+ * `matchmake_failed` (the matchmaker could not be reached or answered nothing readable),
  * `silent` (the front stopped answering; the client reconnects).
  */
 export declare class CentrumError extends Error {
@@ -15,6 +18,17 @@ export declare class CentrumError extends Error {
   readonly code: string;
   /** True when the connection ends because of it. */
   readonly fatal: boolean;
+  /**
+   * Code `rejected` only: the leading code of the server's reason (the text before
+   * `": "`: `seat_required`, `seat_invalid`, `seat_expired`, `seat_used`, `room_full`,
+   * `no_such_room`, `unauthorized`, `forbidden`, …), or `""` when it has none. The whole
+   * reason is `message`.
+   */
+  readonly reason?: string;
+  /** A matchmaker's refusal: the HTTP status it came with (404, 409, 429, 503, …). */
+  readonly status?: number;
+  /** A matchmaker's `rate_limited`: its `Retry-After`, in milliseconds. */
+  readonly retryAfterMs?: number;
   constructor(code: string, message: string, fatal?: boolean);
 }
 
@@ -84,7 +98,10 @@ export interface ChannelEvents<M = unknown> {
   removed: (entity: Entity) => void;
   /** The channel's back is unreachable; a `state` follows when it is back. */
   unavailable: () => void;
-  /** The client is no longer in the channel. */
+  /**
+   * The client is no longer in the channel: `left` (its own leave), `disposed` (the room
+   * closed), or the reason the connection or a re-join ended.
+   */
   left: (info: { reason: string }) => void;
   /** A re-join (after `unavailable` or a reconnect) was refused; `left` follows. */
   rejected: (info: { reason: string }) => void;
@@ -160,11 +177,99 @@ export interface ClientOptions {
   WebSocket?: unknown;
 }
 
-export type Target = { url: string } | { gate: string; channel: string };
+/**
+ * Where to connect: a front's WebSocket URL (with `master`, the master's HTTP origin, the
+ * client can reserve room seats), or the master's gate and the channel to ask it about.
+ */
+export type Target = { url: string; master?: string } | { gate: string; channel: string };
+
+/** A room as `GET /v1/rooms` lists it. */
+export interface RoomListing {
+  /** The room id, `<type>.<12 base32 chars>.<back id>`: treat it as opaque. It is the room's channel name. */
+  id: string;
+  type: string;
+  /** Joined clients plus unexpired seat reservations. */
+  clients: number;
+  /** The room's `max_clients`. */
+  max: number;
+  /** What the game published about the room (filters match it), or null. */
+  metadata: unknown;
+  /** A locked room takes no joinOrCreate and no joinById. */
+  locked: boolean;
+}
+
+/** A seat the matchmaker reserved: good for one Join of `room` on any front, for `expiresInMs`. */
+export interface SeatReservation {
+  /** The room id, to join as a channel name. */
+  room: string;
+  type: string;
+  /** A front's WebSocket URL to dial (any front of the cluster takes the seat). */
+  front: string;
+  /** The opaque token the Join presents. */
+  seat: string;
+  expiresInMs: number;
+}
+
+/** What joinOrCreate asks for. */
+export interface JoinOrCreateRequest {
+  /** Creation options for a new room, any JSON; the game may refuse them (`bad_options`). Default null. */
+  options?: unknown;
+  /** Join only a room whose metadata has each of these fields equal to the given value. */
+  filter?: Record<string, unknown>;
+  /** The join data, as for `join`. */
+  data?: unknown;
+}
+
+export interface CreateRequest {
+  options?: unknown;
+  data?: unknown;
+}
+
+export interface JoinByIdRequest {
+  data?: unknown;
+}
+
+/** The client a static room helper connected, and the room it joined. */
+export interface Seated<M = unknown> {
+  client: Client;
+  channel: Channel<M>;
+}
+
+/**
+ * The master's matchmaker over HTTP: seat reservations and the listing of rooms. The
+ * Client's room methods use it; use it alone to reserve a seat that another program joins.
+ * Refusals reject with the server's code, unreachable or unreadable answers with
+ * `matchmake_failed`.
+ */
+export declare class Matchmaker {
+  /** `master`: the master's HTTP(S) origin. `timeoutMs` bounds each request (default 10000). */
+  constructor(master: string, options?: { timeoutMs?: number });
+  readonly master: string;
+  joinOrCreate(type: string, request?: { options?: unknown; filter?: Record<string, unknown> }): Promise<SeatReservation>;
+  create(type: string, request?: { options?: unknown }): Promise<SeatReservation>;
+  joinById(roomId: string): Promise<SeatReservation>;
+  /** The rooms of `type`, or of every type. */
+  rooms(type?: string): Promise<RoomListing[]>;
+}
 
 export declare class Client {
   /** Connects (through the master's gate, or to a front's URL) and waits for Welcome. */
   static connect(target: Target, options?: ClientOptions): Promise<Client>;
+  /**
+   * Asks the master (`master`: its HTTP(S) origin) for a seat in an open room of `type`
+   * whose metadata matches `filter`, or in a new room created with `options`; connects to
+   * the front the seat names and joins the room with `data`. The client reconnects to that
+   * front. Rejects with the matchmaker's code (`unknown_type`, `no_capacity`,
+   * `rate_limited`, …), `matchmake_failed`, `connect_failed` or `rejected`; on a failed
+   * join the client is closed.
+   */
+  static joinOrCreate<M = unknown>(master: string, type: string, request?: JoinOrCreateRequest & ClientOptions): Promise<Seated<M>>;
+  /** Like `joinOrCreate`, always in a new room. */
+  static create<M = unknown>(master: string, type: string, request?: CreateRequest & ClientOptions): Promise<Seated<M>>;
+  /** Like `joinOrCreate`, in room `roomId` (`no_such_room`, `room_full`, `room_locked`). */
+  static joinById<M = unknown>(master: string, roomId: string, request?: JoinByIdRequest & ClientOptions): Promise<Seated<M>>;
+  /** `GET {master}/v1/rooms?type=…`: the rooms of `type` (of every type when absent). */
+  static getAvailableRooms(master: string, type?: string, options?: { connectTimeoutMs?: number }): Promise<RoomListing[]>;
   readonly state: 'open' | 'reconnecting' | 'closed';
   readonly session: string;
   readonly front: string;
@@ -175,9 +280,21 @@ export declare class Client {
   readonly resumed: boolean;
   /**
    * Resolves with the Channel once its first State arrived; rejects `rejected` with the
-   * reason. `M` types the game's messages (`message` events); it is not checked.
+   * reason. `M` types the game's messages (`message` events); it is not checked. A room
+   * needs its `seat` (see `joinOrCreate`); the client presents it again when it rejoins
+   * after a reconnect.
    */
-  join<M = unknown>(channel: string, data?: unknown): Promise<Channel<M>>;
+  join<M = unknown>(channel: string, data?: unknown, options?: { seat?: string }): Promise<Channel<M>>;
+  /**
+   * Reserves a seat through this client's master (the gate it connected through, or the
+   * `master` beside its URL) and joins the room on this connection; resolves with the
+   * room's Channel. Rejects as the static `joinOrCreate`; a TypeError when the client
+   * knows no master.
+   */
+  joinOrCreate<M = unknown>(type: string, request?: JoinOrCreateRequest): Promise<Channel<M>>;
+  create<M = unknown>(type: string, request?: CreateRequest): Promise<Channel<M>>;
+  joinById<M = unknown>(roomId: string, request?: JoinByIdRequest): Promise<Channel<M>>;
+  getAvailableRooms(type?: string): Promise<RoomListing[]>;
   channel<M = unknown>(name: string): Channel<M> | undefined;
   /** Round trip in milliseconds. */
   ping(timeoutMs?: number): Promise<number>;

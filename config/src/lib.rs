@@ -1000,6 +1000,28 @@ impl Config {
             .find(|r| r.kind == kind)
     }
 
+    /// The back that owns room `id` and the room's type: a room id is
+    /// `<type>.<random>.<back id>` and names a back that offers the type. Whether the
+    /// room exists now only its back knows.
+    pub fn room_owner(&self, id: &str) -> Option<(usize, &BackConfig, &RoomTypeConfig)> {
+        let mut parts = id.split('.');
+        let (Some(kind), Some(random), Some(back_id), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        if random.is_empty() {
+            return None;
+        }
+        let (index, back) = self
+            .backs
+            .iter()
+            .enumerate()
+            .find(|(_, b)| b.id == back_id)?;
+        let kind = back.rooms.iter().find(|r| r.kind == kind)?;
+        Some((index, back, kind))
+    }
+
     pub fn channel_owner(&self, channel: &str) -> Option<&BackConfig> {
         self.backs
             .iter()

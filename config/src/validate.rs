@@ -1265,6 +1265,25 @@ mod tests {
     }
 
     #[test]
+    fn a_room_id_names_its_back_and_type() {
+        let config = Config::embedded_default();
+        let (index, back, kind) = config.room_owner("match.k3x9q2m7p4za.back-1").unwrap();
+        assert_eq!(
+            (index, back.id.as_str(), kind.kind.as_str()),
+            (0, "back-1", "match")
+        );
+        for not_one in [
+            "match.k3x9.back-2",
+            "duel.k3x9.back-1",
+            "match..back-1",
+            "match.k3x9.back-1.x",
+            "arena",
+        ] {
+            assert!(config.room_owner(not_one).is_none(), "{not_one}");
+        }
+    }
+
+    #[test]
     fn matchmaker_settings_out_of_range() {
         let found = problems_after(|c| {
             c.matchmaker = MatchmakerConfig {

@@ -244,16 +244,8 @@ impl Hub {
     /// comes from the room's id (`<type>.<random>.<back id>`), which must name a back
     /// that offers the type; the room's number on the link, if the back announced it.
     fn room_route(&self, room: &str) -> Option<Arc<Mutex<ChannelRoute>>> {
-        let mut parts = room.split('.');
-        let (Some(kind), Some(_), Some(back_id), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        let (back, offered) = self.config.backs.iter().enumerate().find_map(|(b, cfg)| {
-            (cfg.id == back_id).then(|| (b, cfg.rooms.iter().find(|r| r.kind == kind)))
-        })?;
-        let anonymous = offered?.anonymous;
+        let (back, _, kind) = self.config.room_owner(room)?;
+        let anonymous = kind.anonymous;
         let mut routes = self.routes.write();
         if let Some(route) = routes.channels.get(room) {
             return Some(route.clone());
@@ -366,6 +358,24 @@ impl Hub {
             .route(channel)
             .or_else(|| self.room_route(channel))
             .ok_or_else(|| Refusal::Reject(format!("unknown channel {channel:?}")))?;
+        let joined = self.join_route(&route, key, client, channel, data, resume, seat);
+        if joined.is_err() {
+            self.forget_room_route(channel);
+        }
+        joined
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join_route(
+        &self,
+        route: &Mutex<ChannelRoute>,
+        key: SessionKey,
+        client: &ClientHandle,
+        channel: &str,
+        data: Bytes,
+        resume: Option<&LinkResume>,
+        seat: Option<String>,
+    ) -> Result<(), Refusal> {
         let mut route = route.lock();
         if let Some(refused) = client.grant.refusal(channel, route.anonymous) {
             self.metrics.joins_refused[refused as usize].fetch_add(1, Relaxed);
@@ -804,6 +814,31 @@ impl Hub {
                 .tx
                 .try_send(Outbound::Message(Bytes::from(encode(&msg))));
         }
+        let unused = route.room && route.link.is_none() && route.members.is_empty();
+        drop(route);
+        if unused {
+            self.forget_room_route(channel);
+        }
+    }
+
+    /// Drops the route of a room its back never announced to this front and no client
+    /// here is in or joining (a join of a room that does not exist): a client cannot
+    /// make the front keep routes by joining made-up room ids.
+    fn forget_room_route(&self, channel: &str) {
+        let mut routes = self.routes.write();
+        let unused = routes.channels.get(channel).is_some_and(|r| {
+            let r = r.lock();
+            r.room && r.link.is_none() && r.members.is_empty()
+        });
+        if unused {
+            routes.channels.remove(channel);
+        }
+    }
+
+    /// Room routes, for tests.
+    #[cfg(test)]
+    fn route_count(&self) -> usize {
+        self.routes.read().channels.len()
     }
 
     /// The session resumed on another connection: this one is out of the channel.
@@ -1159,6 +1194,29 @@ mod tests {
             hub.call("arena", Bytes::new()).unwrap_err(),
             CallRefusal::Unavailable
         );
+    }
+
+    #[test]
+    fn a_join_of_a_made_up_room_leaves_no_route_behind() {
+        let hub = hub(SlowClientPolicy::Resync);
+        let before = hub.route_count();
+        let (c, _rx) = client(8);
+        // No link to the back: refused at once.
+        let refused = hub.join(1, &c, "match.madeup.back-1", Bytes::new(), None, None);
+        assert!(matches!(refused, Err(Refusal::Reject(r)) if r.contains("unavailable")));
+        assert_eq!(hub.route_count(), before);
+        // Linked: the join goes to the back, which rejects it.
+        let (tx, _link_rx) = mpsc::channel(8);
+        hub.link_up(0, &["arena".into()], &tx, &Shutdown::new());
+        hub.join(1, &c, "match.madeup.back-1", Bytes::new(), None, None)
+            .expect("sent to the back");
+        assert_eq!(hub.route_count(), before + 1);
+        hub.on_join_rejected("match.madeup.back-1", 1, "no_such_room: x".into());
+        assert_eq!(hub.route_count(), before);
+        // Not a room id of this cluster: no route at all.
+        let unknown = hub.join(1, &c, "duel.madeup.back-9", Bytes::new(), None, None);
+        assert!(matches!(unknown, Err(Refusal::Reject(r)) if r.contains("unknown channel")));
+        assert_eq!(hub.route_count(), before);
     }
 
     #[test]

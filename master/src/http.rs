@@ -198,7 +198,8 @@ pub(crate) fn router(state: HttpState) -> Router {
 }
 
 /// `GET /gate?channel=C`: the live front with the fewest clients. Every front serves
-/// every channel (fronts link to every back), so any live front qualifies.
+/// every channel (fronts link to every back), so any live front qualifies. `C` may be a
+/// channel of the config or a room's id (a client reconnecting to its room).
 async fn gate(
     State(state): State<HttpState>,
     query: Result<Query<GateQuery>, QueryRejection>,
@@ -220,7 +221,8 @@ async fn gate(
             );
         }
     };
-    if state.config.channel_owner(&channel).is_none() {
+    if state.config.channel_owner(&channel).is_none() && state.config.room_owner(&channel).is_none()
+    {
         return error(
             StatusCode::NOT_FOUND,
             format!("unknown channel {channel:?}"),

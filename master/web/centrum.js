@@ -1454,8 +1454,8 @@ var FIELD_TYPES = /* @__PURE__ */ new Set(["bool", "int", "uint", "f32", "f64", 
 function encodeHello(token, resume) {
   return encoder.encode([0, [PROTOCOL_VERSION, token, resume ?? null]]);
 }
-function encodeJoin(channel, data) {
-  return encoder.encode([1, [channel, data]]);
+function encodeJoin(channel, data, seat) {
+  return encoder.encode([1, seat === void 0 ? [channel, data] : [channel, data, seat]]);
 }
 function encodeLeave(channel) {
   return encoder.encode([2, [channel]]);
@@ -1817,11 +1817,13 @@ var Channel = class extends Emitter {
    * @param {string} name
    * @param {Uint8Array} data the join data, kept to join again after a reconnect
    * @param {{ send(bytes: Uint8Array): void, input(channel: string, seq: number, data: Uint8Array): void, leave(channel: Channel): Promise<void> }} link
+   * @param {string} [seat] a room's seat token, kept (as the join data) to join again
    */
-  constructor(name, data, link) {
+  constructor(name, data, link, seat) {
     super();
     this.name = name;
     this.joinData = data;
+    this.seat = seat;
     this.#link = link;
   }
   /** The tick of the latest State or Patch. */
@@ -1918,6 +1920,115 @@ async function askGate(gate, channel, timeoutMs) {
   return body;
 }
 
+// src/matchmaker.js
+var LONGEST_RETRY_AFTER_S = 3600;
+var Matchmaker = class {
+  #origin;
+  #timeoutMs;
+  /**
+   * @param {string} master the master's HTTP(S) origin, e.g. `http://127.0.0.1:7300`
+   * @param {{ timeoutMs?: number }} [options] per request; default 10000
+   */
+  constructor(master, { timeoutMs = 1e4 } = {}) {
+    if (typeof master !== "string" || master === "") throw new TypeError("Matchmaker needs the master's HTTP origin");
+    this.#origin = master.replace(/\/+$/, "");
+    this.#timeoutMs = timeoutMs;
+  }
+  /** The master's origin, without a trailing slash. */
+  get master() {
+    return this.#origin;
+  }
+  /**
+   * A seat in an open room of `type` whose metadata matches every field of `filter`, or
+   * in a new room created with `options` when there is none.
+   * @param {string} type
+   * @param {{ options?: unknown, filter?: Record<string, unknown> }} [request]
+   * @returns {Promise<SeatReservation>}
+   * @throws {CentrumError} the server's code (`unknown_type`, `bad_options`, `no_capacity`,
+   *   `rate_limited`, …) or `matchmake_failed`
+   */
+  joinOrCreate(type, { options = null, filter } = {}) {
+    const body = filter === void 0 ? { options } : { options, filter };
+    return this.#reserve(`/v1/rooms/${encodeURIComponent(type)}/join-or-create`, body);
+  }
+  /**
+   * A seat in a new room of `type`, created with `options`.
+   * @returns {Promise<SeatReservation>}
+   * @throws {CentrumError} as `joinOrCreate`
+   */
+  create(type, { options = null } = {}) {
+    return this.#reserve(`/v1/rooms/${encodeURIComponent(type)}/create`, { options });
+  }
+  /**
+   * A seat in the room `roomId`.
+   * @returns {Promise<SeatReservation>}
+   * @throws {CentrumError} `no_such_room`, `room_full`, `room_locked`, … or `matchmake_failed`
+   */
+  joinById(roomId) {
+    return this.#reserve(`/v1/rooms/${encodeURIComponent(roomId)}/join`, {});
+  }
+  /**
+   * The rooms of `type` (of every type when it is absent), as the master lists them.
+   * @param {string} [type]
+   * @returns {Promise<RoomListing[]>}
+   * @throws {CentrumError} the server's code or `matchmake_failed`
+   */
+  async rooms(type) {
+    const query = type === void 0 ? "" : `?type=${encodeURIComponent(type)}`;
+    const { url, body } = await this.#request("GET", `/v1/rooms${query}`);
+    if (!Array.isArray(body)) throw failed(`${url} answered with no list of rooms`);
+    return body.map((room, i) => {
+      const ok = room !== null && typeof room === "object" && typeof room.id === "string" && typeof room.type === "string" && Number.isInteger(room.clients) && Number.isInteger(room.max) && typeof room.locked === "boolean";
+      if (!ok) throw failed(`${url} answered room ${i} without id, type, clients, max and locked`);
+      return { id: room.id, type: room.type, clients: room.clients, max: room.max, metadata: room.metadata ?? null, locked: room.locked };
+    });
+  }
+  async #reserve(path, request) {
+    const { url, body } = await this.#request("POST", path, request);
+    const ok = body !== null && typeof body === "object" && typeof body.room === "string" && typeof body.front === "string" && typeof body.seat === "string" && Number.isFinite(body.expires_in_ms);
+    if (!ok) throw failed(`${url} answered without a seat reservation (room, front, seat, expires_in_ms)`);
+    return { room: body.room, type: typeof body.type === "string" ? body.type : "", front: body.front, seat: body.seat, expiresInMs: body.expires_in_ms };
+  }
+  /** One request; resolves with the parsed JSON of a 2xx answer, else throws. */
+  async #request(method, path, request) {
+    const url = `${this.#origin}${path}`;
+    const init = { method, signal: AbortSignal.timeout(this.#timeoutMs) };
+    if (request !== void 0) {
+      init.headers = { "Content-Type": "application/json" };
+      init.body = JSON.stringify(request);
+    }
+    let response;
+    let text;
+    try {
+      response = await fetch(url, init);
+      text = await response.text();
+    } catch (err2) {
+      const why = err2?.name === "TimeoutError" ? `no answer within ${this.#timeoutMs} ms` : err2?.message ?? String(err2);
+      throw failed(`cannot reach the matchmaker at ${url}: ${why}`);
+    }
+    let body;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw failed(`the matchmaker at ${url} answered ${response.status} without JSON`);
+    }
+    if (response.ok) return { url, body };
+    if (typeof body?.error !== "string") {
+      throw failed(`the matchmaker at ${url} answered ${response.status} without an error code`);
+    }
+    const err = new CentrumError(body.error, typeof body.message === "string" ? body.message : `${body.error} (${response.status})`);
+    err.status = response.status;
+    const retryAfter = Number(response.headers.get("retry-after"));
+    if (response.headers.has("retry-after") && Number.isFinite(retryAfter) && retryAfter >= 0 && retryAfter <= LONGEST_RETRY_AFTER_S) {
+      err.retryAfterMs = retryAfter * 1e3;
+    }
+    throw err;
+  }
+};
+function failed(message) {
+  return new CentrumError("matchmake_failed", message);
+}
+
 // src/client.js
 var DEFAULTS = {
   token: "",
@@ -1978,8 +2089,9 @@ var Client = class _Client extends Emitter {
   #watchTimer = null;
   /**
    * Connects and waits for Welcome.
-   * @param {{ gate: string, channel: string } | { url: string }} target the master's HTTP
-   *   address and the channel to ask its gate about, or a front's WebSocket URL
+   * @param {{ gate: string, channel: string } | { url: string, master?: string }} target
+   *   the master's HTTP address and the channel to ask its gate about, or a front's
+   *   WebSocket URL (and the master's HTTP address, for rooms)
    * @param {Partial<typeof DEFAULTS>} [options]
    * @returns {Promise<Client>}
    * @throws {CentrumError} `gate_failed`, `connect_failed`, or the server's code
@@ -1992,6 +2104,56 @@ var Client = class _Client extends Emitter {
     await client.#dial();
     return client;
   }
+  /**
+   * Reserves a seat in an open room of `type` (whose metadata matches `filter`), or in a
+   * new one created with `options`; connects to the front the seat names and joins the
+   * room with `data`.
+   * @param {string} master the master's HTTP(S) origin
+   * @param {string} type
+   * @param {{ options?: unknown, filter?: Record<string, unknown>, data?: unknown } & Partial<typeof DEFAULTS>} [request]
+   *   with the options of `connect`
+   * @returns {Promise<{ client: Client, channel: Channel }>}
+   * @throws {CentrumError} the matchmaker's code (`unknown_type`, `no_capacity`, …),
+   *   `matchmake_failed`, `connect_failed`, `rejected`
+   */
+  static joinOrCreate(master, type, { options, filter, data, ...connectOptions } = {}) {
+    return _Client.#seated(master, connectOptions, data, (matchmaker) => matchmaker.joinOrCreate(type, { options, filter }));
+  }
+  /**
+   * Like `joinOrCreate`, in a new room of `type` created with `options`.
+   * @returns {Promise<{ client: Client, channel: Channel }>}
+   */
+  static create(master, type, { options, data, ...connectOptions } = {}) {
+    return _Client.#seated(master, connectOptions, data, (matchmaker) => matchmaker.create(type, { options }));
+  }
+  /**
+   * Like `joinOrCreate`, in the room `roomId`.
+   * @returns {Promise<{ client: Client, channel: Channel }>}
+   * @throws {CentrumError} `no_such_room`, `room_full`, `room_locked`, … as `joinOrCreate`
+   */
+  static joinById(master, roomId, { data, ...connectOptions } = {}) {
+    return _Client.#seated(master, connectOptions, data, (matchmaker) => matchmaker.joinById(roomId));
+  }
+  /**
+   * The rooms of `type` (every type when absent) that the master lists.
+   * @returns {Promise<import('./matchmaker.js').RoomListing[]>}
+   * @throws {CentrumError} the server's code or `matchmake_failed`
+   */
+  static getAvailableRooms(master, type, { connectTimeoutMs = DEFAULTS.connectTimeoutMs } = {}) {
+    return new Matchmaker(master, { timeoutMs: connectTimeoutMs }).rooms(type);
+  }
+  static async #seated(master, connectOptions, data, reserve) {
+    const timeoutMs = connectOptions.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
+    const reservation = await reserve(new Matchmaker(master, { timeoutMs }));
+    const client = await _Client.connect({ url: reservation.front, master }, connectOptions);
+    try {
+      const channel = await client.join(reservation.room, data, { seat: reservation.seat });
+      return { client, channel };
+    } catch (err) {
+      await client.close();
+      throw err;
+    }
+  }
   /** @private use Client.connect */
   constructor(target, options) {
     super();
@@ -2002,24 +2164,67 @@ var Client = class _Client extends Emitter {
    * Joins `name`; resolves with the Channel once its first State arrived.
    * @param {string} name
    * @param {unknown} [data] join data: a MessagePack-able value or encoded bytes
+   * @param {{ seat?: string }} [options] a room's seat token, from the matchmaker
    * @returns {Promise<Channel>}
-   * @throws {CentrumError} `rejected` (message: the reason), `already_joined`, `not_connected`
+   * @throws {CentrumError} `rejected` (message: the reason; `reason`: its leading code),
+   *   `already_joined`, `not_connected`
    */
-  join(name, data) {
+  join(name, data, { seat } = {}) {
+    if (seat !== void 0 && typeof seat !== "string") {
+      return Promise.reject(new TypeError("a seat is the matchmaker's token string"));
+    }
     if (this.#channels.has(name)) {
       return Promise.reject(new CentrumError("already_joined", `already in or joining channel ${JSON.stringify(name)}`));
     }
     const channel = new Channel(name, appData(data), {
       input: (ch, seq, bytes) => this.#send(encodeInput(ch, seq, bytes)),
       leave: (ch) => this.#leave(ch)
-    });
+    }, seat);
     try {
-      this.#send(encodeJoin(name, channel.joinData));
+      this.#send(encodeJoin(name, channel.joinData, seat));
     } catch (err) {
       return Promise.reject(err);
     }
     this.#channels.set(name, channel);
     return new Promise((resolve, reject) => this.#joins.set(channel, { resolve, reject }));
+  }
+  /**
+   * Reserves a seat through the master this client was made with (the gate's, or the
+   * `master` beside a URL) and joins the room on this connection: an open room of `type`
+   * whose metadata matches `filter`, else a new one created with `options`.
+   * @param {string} type
+   * @param {{ options?: unknown, filter?: Record<string, unknown>, data?: unknown }} [request]
+   * @returns {Promise<Channel>}
+   * @throws {CentrumError} as the static `joinOrCreate`; TypeError when no master is known
+   */
+  async joinOrCreate(type, { options, filter, data } = {}) {
+    const reservation = await this.#matchmaker().joinOrCreate(type, { options, filter });
+    return this.join(reservation.room, data, { seat: reservation.seat });
+  }
+  /** Like `joinOrCreate`, in a new room. @returns {Promise<Channel>} */
+  async create(type, { options, data } = {}) {
+    const reservation = await this.#matchmaker().create(type, { options });
+    return this.join(reservation.room, data, { seat: reservation.seat });
+  }
+  /** Like `joinOrCreate`, in the room `roomId`. @returns {Promise<Channel>} */
+  async joinById(roomId, { data } = {}) {
+    const reservation = await this.#matchmaker().joinById(roomId);
+    return this.join(reservation.room, data, { seat: reservation.seat });
+  }
+  /** The rooms of `type` (every type when absent) the master lists. */
+  getAvailableRooms(type) {
+    try {
+      return this.#matchmaker().rooms(type);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+  #matchmaker() {
+    const master = this.#target.gate ?? this.#target.master;
+    if (typeof master !== "string") {
+      throw new TypeError("this client knows no master: connect with { gate, channel } or { url, master } for rooms");
+    }
+    return new Matchmaker(master, { timeoutMs: this.#options.connectTimeoutMs });
   }
   /**
    * True when the server took the resume token this client presented (a reconnect): the
@@ -2241,7 +2446,7 @@ var Client = class _Client extends Emitter {
         continue;
       }
       channel.state = "joining";
-      this.#send(encodeJoin(name, channel.joinData));
+      this.#send(encodeJoin(name, channel.joinData, channel.seat));
     }
   }
   /** No more connection: every pending promise fails, every channel is out. */
@@ -2325,7 +2530,7 @@ var Client = class _Client extends Emitter {
         return;
       case "rejected": {
         if (!channel) return;
-        const err = new CentrumError("rejected", message.reason);
+        const err = rejectedError(message.reason);
         const join = this.#joins.get(channel);
         this.#forget(channel, message.reason, err);
         if (!join) channel.emit("rejected", { reason: message.reason });
@@ -2407,6 +2612,11 @@ var Client = class _Client extends Emitter {
     return promise;
   }
 };
+function rejectedError(reason) {
+  const err = new CentrumError("rejected", reason);
+  err.reason = /^([a-z][a-z0-9_]*): /.exec(reason)?.[1] ?? "";
+  return err;
+}
 function nextTask(fn) {
   if (typeof setImmediate === "function") {
     setImmediate(fn);
@@ -2435,6 +2645,7 @@ export {
   CentrumError,
   Channel,
   Client,
+  Matchmaker,
   Mirror,
   PROTOCOL_VERSION,
   serialAfter

@@ -2,7 +2,9 @@
 // the mouse or a finger, and draws every player and coin. Positions arrive once per tick;
 // the page draws them INTERPOLATION_MS in the past, between the two samples around that
 // moment, so motion is smooth at any frame rate. The game's messages say which player is
-// this tab's (`you`) and who scored (`scored`, shown as a toast).
+// this tab's (`you`) and who scored (`scored`, shown as a toast). A lobby lists the rooms
+// of type `match` (the arena in rooms made on demand) and joins one through the master's
+// matchmaker; the page then plays that room instead of the channel before it.
 import { Client } from '/assets/centrum.js';
 
 /** The arena's field, in world units (PROTOCOL.md §13). */
@@ -17,6 +19,10 @@ const SAMPLES = 20;
 const ARRIVED = 0.4;
 /** How long a toast stays up. */
 const TOAST_MS = 2500;
+/** The room type the lobby lists and makes (the embedded config offers it on back-1). */
+const ROOM_TYPE = 'match';
+/** How often the lobby asks the master for its rooms. */
+const LOBBY_EVERY_MS = 1000;
 
 const ui = {
   canvas: document.querySelector('[data-testid=field]'),
@@ -28,6 +34,13 @@ const ui = {
   scores: document.querySelector('[data-testid=scores]'),
   message: document.querySelector('[data-testid=message]'),
   toast: document.querySelector('[data-testid=toast]'),
+  room: document.querySelector('[data-testid=room]'),
+  lobby: document.querySelector('[data-testid=lobby]'),
+  rooms: document.querySelector('[data-testid=rooms]'),
+  roomsNote: document.querySelector('[data-testid=rooms-note]'),
+  quickPlay: document.querySelector('[data-testid=quick-play]'),
+  newRoom: document.querySelector('[data-testid=new-room]'),
+  toArena: document.querySelector('[data-testid=to-arena]'),
 };
 const draw = ui.canvas.getContext('2d');
 
@@ -42,7 +55,15 @@ ui.me.textContent = myName;
 
 /** Entity id -> { kind, name, hue, score, samples: [{ t, x, y }] }, oldest sample first. */
 const tracks = new Map();
+let client = null;
+/** The channel this tab plays: the static one, or a room. */
 let channel = null;
+/** Whether `channel` is a room (made by the matchmaker) rather than the static channel. */
+let inRoom = false;
+/** Unsubscribes the listeners on `channel`. */
+let unlisten = [];
+/** A join in progress from the lobby: its buttons wait. */
+let entering = false;
 /** This tab's player's entity id, from the game's `you` message; null until it arrives. */
 let myId = null;
 let toastTimer = null;
@@ -53,22 +74,88 @@ let tickPeriod = 50; // ms, measured from patch arrivals
 
 async function start() {
   setState('connecting');
-  let client;
+  const room = params.get('room');
   try {
-    client = await Client.connect({ gate: location.origin, channel: channelName });
-    channel = await client.join(channelName, { name: myName });
+    if (!client) {
+      const connecting = await Client.connect({ gate: location.origin, channel: channelName });
+      client = connecting;
+      watch(connecting);
+    }
+    if (room) await enter(() => client.joinById(room, { data: { name: myName } }), true);
+    else await enter(() => client.join(channelName, { name: myName }), false);
   } catch (err) {
     setState('error');
-    showMessage(`Cannot join ${channelName}: ${err.message}`);
-    // The cluster may still be starting: try again, a little later each time.
+    showMessage(`Cannot join ${room ?? channelName}: ${err.message}`);
+    // A room that is gone stays gone: play the channel instead.
+    if (room && ['no_such_room', 'room_full', 'room_locked', 'unknown_type', 'rejected'].includes(err.code)) setRoomParam(null);
+    // The cluster may still be starting: try again a little later.
     setTimeout(start, 2000);
     return;
   }
+  pingEvery(client, 1000);
+  refreshRooms();
+}
+
+/**
+ * Joins a channel with `join` (the static one, or a room through the matchmaker) and plays
+ * it; then leaves the one played before, so a refused join leaves the tab where it was.
+ */
+async function enter(join, room) {
+  const next = await join();
   // Right after the join: the SDK holds what followed the join's State until now, so the
   // `you` message that came with it is not missed.
-  channel.on('message', onGameMessage);
+  const previous = channel;
+  play(next, room);
+  if (previous && previous !== next && previous.state !== 'out') {
+    previous.leave().catch(() => {
+      // Not connected: the reconnect's rejoin brings it back, and the next switch leaves it.
+    });
+  }
+}
+
+/** Draws and steers `next` from now on. */
+function play(next, room) {
+  for (const off of unlisten) off();
+  channel = next;
+  inRoom = room;
+  tracks.clear();
+  wanted = { dx: 0, dy: 0 };
+  sent = { dx: 0, dy: 0 };
+  setMe(null);
+  unlisten = [
+    next.on('message', onGameMessage),
+    next.on('unavailable', () => { setState('waiting'); showMessage('The game server is restarting…'); }),
+    next.on('state', () => { hideMessage(); setState('playing'); sync(true); }),
+    next.on('patch', () => sync(false)),
+    next.on('left', ({ reason }) => onLeft(next, reason)),
+  ];
+  ui.room.textContent = room ? `room ${shortRoom(next.name)}` : next.name;
+  ui.room.title = next.name;
+  if (room) ui.room.dataset.room = next.name;
+  else delete ui.room.dataset.room;
+  ui.toArena.hidden = !room;
+  setRoomParam(room ? next.name : null);
   hideMessage();
   setState('playing');
+  sync(true);
+  showRooms(lastRooms);
+}
+
+/** The channel played ended without the tab leaving it: a room back to the arena. */
+function onLeft(left, reason) {
+  if (left !== channel || client.state === 'closed') return;
+  channel = null;
+  if (inRoom) {
+    showToast(reason === 'disposed' ? 'The room closed' : `Out of the room: ${reason}`);
+    lobbyJoin(() => client.join(channelName, { name: myName }), false);
+  } else {
+    setState('out');
+    showMessage(`Out of ${left.name}: ${reason}`);
+  }
+}
+
+/** The client's events, once: they outlive every channel it plays. */
+function watch(client) {
   client.on('reconnecting', () => setState('reconnecting'));
   client.on('reconnected', ({ resumed }) => {
     // A new session joined afresh: a new player, whose `you` follows its State. A resumed
@@ -80,11 +167,6 @@ async function start() {
   });
   client.on('error', (err) => { if (err.fatal) showMessage(err.message); });
   client.on('closed', () => { setState('closed'); showMessage('Disconnected. Reload to play again.'); });
-  channel.on('unavailable', () => { setState('waiting'); showMessage('The game server is restarting…'); });
-  channel.on('state', () => { hideMessage(); setState('playing'); sync(true); });
-  channel.on('patch', () => sync(false));
-  sync(true);
-  pingEvery(client, 1000);
 }
 
 /** The arena's messages (PROTOCOL.md §13): `{ you: { player } }`, `{ scored: { player, score } }`. */
@@ -107,7 +189,119 @@ function setMe(id) {
   showScores();
 }
 
+// ---- lobby ---------------------------------------------------------------------------
+
+/** The latest listing, to redraw when the tab changes rooms. */
+let lastRooms = [];
+/** Room id -> its list item, kept across refreshes so a button is not replaced under a click. */
+const roomItems = new Map();
+
+/** Asks the master for the rooms every LOBBY_EVERY_MS, one request at a time. */
+async function refreshRooms() {
+  try {
+    lastRooms = await Client.getAvailableRooms(location.origin, ROOM_TYPE);
+    showRooms(lastRooms);
+  } catch (err) {
+    ui.roomsNote.textContent = `No rooms here: ${err.message}`;
+    ui.roomsNote.hidden = false;
+  }
+  setTimeout(refreshRooms, LOBBY_EVERY_MS);
+}
+
+function showRooms(rooms) {
+  const busy = !client || entering;
+  ui.quickPlay.disabled = busy;
+  ui.newRoom.disabled = busy;
+  ui.toArena.disabled = busy;
+  const here = inRoom ? channel?.name : undefined;
+  const seen = new Set();
+  for (const room of rooms) {
+    seen.add(room.id);
+    let item = roomItems.get(room.id);
+    if (!item) {
+      item = document.createElement('li');
+      item.dataset.room = room.id;
+      item.title = room.id;
+      const name = document.createElement('span');
+      name.className = 'name';
+      const count = document.createElement('span');
+      count.className = 'count';
+      const join = document.createElement('button');
+      join.type = 'button';
+      join.dataset.testid = 'join-room';
+      join.addEventListener('click', () => lobbyJoin(() => client.joinById(room.id, { data: { name: myName } }), true));
+      item.append(name, count, join);
+      roomItems.set(room.id, item);
+    }
+    const [name, count, join] = item.children;
+    // The arena lists the label of its creation options.
+    const label = typeof room.metadata?.label === 'string' ? room.metadata.label : '';
+    name.textContent = label ? `${shortRoom(room.id)} ${label}` : shortRoom(room.id);
+    count.textContent = `${room.clients}/${room.max}${room.locked ? ' · locked' : ''}`;
+    item.dataset.clients = String(room.clients);
+    item.dataset.max = String(room.max);
+    item.dataset.locked = String(room.locked);
+    item.classList.toggle('here', room.id === here);
+    join.textContent = room.id === here ? 'Here' : 'Join';
+    join.disabled = busy || room.id === here || room.locked || room.clients >= room.max;
+  }
+  for (const [id, item] of roomItems) {
+    if (!seen.has(id)) {
+      item.remove();
+      roomItems.delete(id);
+    }
+  }
+  // In the listing's order; moving an item that is in place already does nothing.
+  rooms.forEach((room, i) => {
+    const item = roomItems.get(room.id);
+    if (ui.rooms.children[i] !== item) ui.rooms.insertBefore(item, ui.rooms.children[i] ?? null);
+  });
+  ui.roomsNote.textContent = 'No rooms yet.';
+  ui.roomsNote.hidden = rooms.length > 0;
+}
+
+/** A lobby button: joins with `join`, tells what went wrong, and keeps the lobby current. */
+async function lobbyJoin(join, room) {
+  if (!client || entering) return;
+  entering = true;
+  showRooms(lastRooms);
+  try {
+    await enter(join, room);
+  } catch (err) {
+    showToast(`Cannot join: ${err.message}`);
+  } finally {
+    entering = false;
+    showRooms(lastRooms);
+  }
+}
+
+ui.quickPlay.addEventListener('click', () => lobbyJoin(() => client.joinOrCreate(ROOM_TYPE, { data: { name: myName } }), true));
+ui.newRoom.addEventListener('click', () => lobbyJoin(() => client.create(ROOM_TYPE, { data: { name: myName } }), true));
+ui.toArena.addEventListener('click', () => lobbyJoin(() => client.join(channelName, { name: myName }), false));
+
+/** `match.k3x9q2m7p4za.back-1` -> `k3x9q2`: enough to tell rooms apart on the page. */
+function shortRoom(id) {
+  const parts = id.split('.');
+  return parts.length >= 3 ? parts[1].slice(0, 6) : id;
+}
+
+/** Keeps the room in the address (`?room=`), so a reload or a shared link joins it again. */
+function setRoomParam(room) {
+  const url = new URL(location.href);
+  if (room) url.searchParams.set('room', room);
+  else url.searchParams.delete('room');
+  if (room) params.set('room', room);
+  else params.delete('room');
+  history.replaceState(null, '', url);
+}
+
+// ---- ping ----------------------------------------------------------------------------
+
+let pinging = false;
+
 function pingEvery(client, ms) {
+  if (pinging) return;
+  pinging = true;
   setInterval(async () => {
     try {
       const rtt = await client.ping();

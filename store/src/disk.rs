@@ -61,6 +61,12 @@ impl DiskStore {
         lock.set_len(0).map_err(|e| io(&lock_path, e))?;
         lock.write_all(format!("{}\n", std::process::id()).as_bytes())
             .map_err(|e| io(&lock_path, e))?;
+        // What a crash left of channels being removed.
+        for entry in fs::read_dir(&root).map_err(|e| io(&root, e))?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(REMOVED) {
+                fs::remove_dir_all(entry.path()).map_err(|e| io(&entry.path(), e))?;
+            }
+        }
         Ok(Self {
             root,
             sync,
@@ -74,9 +80,44 @@ impl DiskStore {
     }
 }
 
+/// A channel directory being removed is first renamed to a name starting with this,
+/// which is never a channel's (names are plain), then deleted; what a crash leaves of
+/// one is deleted when the store is next opened.
+const REMOVED: &str = ".removed-";
+
 impl Store for DiskStore {
     fn describe(&self) -> String {
         self.root.display().to_string()
+    }
+
+    fn channels(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(|e| io(&self.root, e))? {
+            let entry = entry.map_err(|e| io(&self.root, e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with('.') || !entry.path().is_dir() {
+                continue;
+            }
+            out.push(name);
+        }
+        Ok(out)
+    }
+
+    fn remove(&self, channel: &str) -> Result<(), StoreError> {
+        let dir = self.root.join(channel);
+        if !dir.exists() {
+            return Ok(());
+        }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let gone = self
+            .root
+            .join(format!("{REMOVED}{}-{n}-{channel}", std::process::id()));
+        fs::rename(&dir, &gone).map_err(|e| io(&dir, e))?;
+        sync_dir(&self.root)?;
+        fs::remove_dir_all(&gone).map_err(|e| io(&gone, e))
     }
 
     fn open(&self, channel: &str) -> Result<Opened, StoreError> {

@@ -29,6 +29,21 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// cannot use (corruption before the journal's tail, another format version, a
     /// gap): recovery refuses rather than start over what it cannot read.
     fn open(&self, channel: &str) -> Result<Opened, StoreError>;
+
+    /// The channels the store holds, in no particular order: what a restarted back
+    /// looks through for the rooms it had.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the store cannot be read.
+    fn channels(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Removes channel `channel` and all that is kept of it (a room disposed of). It
+    /// goes at once and whole: a crash midway leaves no half of it to recover. Its
+    /// journal and snapshots must not be written after this.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when it cannot be removed.
+    fn remove(&self, channel: &str) -> Result<(), StoreError>;
 }
 
 /// A channel's log, just opened.

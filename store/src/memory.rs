@@ -33,6 +33,15 @@ impl Store for MemoryStore {
         "memory".into()
     }
 
+    fn channels(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.channels.lock().keys().cloned().collect())
+    }
+
+    fn remove(&self, channel: &str) -> Result<(), StoreError> {
+        self.channels.lock().remove(channel);
+        Ok(())
+    }
+
     fn open(&self, channel: &str) -> Result<Opened, StoreError> {
         let log = self
             .channels

@@ -2,7 +2,8 @@
 // driven by playwright-core, against a real cluster of the centrum binary (CENTRUM_BIN).
 // Two tabs play the arena demo, each knows its own player from the game's `you` message
 // and sees the other's player move, and a toast tells them when someone scores; the admin
-// dashboard, behind its token, shows both clients. Screenshots go to CENTRUM_SCREENSHOTS
+// dashboard, behind its token, shows both clients; in the lobby, a tab makes a room of
+// type `match` and another joins it from the list. Screenshots go to CENTRUM_SCREENSHOTS
 // (default target/screenshots), and README.md shows them.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,7 +29,7 @@ const pageErrors = [];
 
 before(async () => {
   mkdirSync(SCREENSHOTS, { recursive: true });
-  cluster = await startCluster({ adminToken: ADMIN_TOKEN });
+  cluster = await startCluster({ adminToken: ADMIN_TOKEN, rooms: [{ type: 'match', app: 'arena', max_clients: 8 }] });
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
@@ -208,4 +209,54 @@ test('the dashboard refuses a wrong token', async () => {
   assert.match(await admin.locator('body').textContent(), /wrong token/i);
   const status = await admin.evaluate(async () => (await fetch('/status')).status);
   assert.equal(status, 401);
+});
+
+test('the lobby: a tab makes a room, another joins it from the list, and both play in it', async () => {
+  const [dee, eli] = [await newPage(), await newPage()];
+  await dee.goto(`${cluster.masterHttp}/?name=dee`);
+  await eli.goto(`${cluster.masterHttp}/?name=eli`);
+  for (const page of [dee, eli]) {
+    await page.locator('[data-testid=state]', { hasText: 'playing' }).waitFor();
+    assert.equal(await page.locator('[data-testid=room]').textContent(), 'arena', 'the static channel first');
+  }
+
+  await dee.locator('[data-testid=new-room]').click();
+  const here = dee.locator('[data-testid=room][data-room]');
+  await here.waitFor();
+  const id = await here.getAttribute('data-room');
+  assert.match(id, /^match\.[a-z2-7]{12}\.back-1$/);
+  assert.equal(new URL(dee.url()).searchParams.get('room'), id, 'the address names the room');
+  // Dee plays the room now, alone: the arena's players are not in it.
+  await dee.locator('[data-testid=players]', { hasText: /^1$/ }).waitFor();
+  await dee.locator('[data-testid=me][data-player]').waitFor();
+
+  // Eli's lobby lists the room (refreshed every second) and joins it.
+  const listed = eli.locator(`[data-testid=rooms] li[data-room="${id}"]`);
+  await listed.waitFor();
+  await listed.locator('[data-testid=join-room]', { hasText: 'Join' }).click();
+  await eli.locator(`[data-testid=room][data-room="${id}"]`).waitFor();
+  for (const page of [dee, eli]) {
+    await page.locator('[data-testid=players]', { hasText: /^2$/ }).waitFor();
+    await page.locator('[data-testid=scores] li[data-name="dee"]').waitFor();
+    await page.locator('[data-testid=scores] li[data-name="eli"]').waitFor();
+    // The listing counts both, and marks the room the tab is in.
+    await page.locator(`[data-testid=rooms] li.here[data-room="${id}"][data-clients="2"][data-max="8"]`).waitFor();
+  }
+  const deeId = await myPlayer(dee);
+  const eliId = await myPlayer(eli);
+  assert.notEqual(deeId, eliId);
+  assert.equal(await idOf(dee, 'eli'), eliId, 'dee\'s tab lists eli\'s player under that id');
+  // Eli moves in the room; dee sees it.
+  const eliX = (await positionOf(eli, 'eli')).x;
+  await moveAndWatch(eli, dee, 'eli', eliX < 32 ? 'ArrowRight' : 'ArrowLeft', 'x', eliX < 32 ? 1 : -1);
+  await dee.bringToFront();
+  await dee.screenshot({ path: path.join(SCREENSHOTS, 'lobby.png') });
+
+  // Back to the arena: eli leaves the room, which dee sees.
+  await eli.locator('[data-testid=to-arena]').click();
+  await eli.locator('[data-testid=room]:not([data-room])', { hasText: 'arena' }).waitFor();
+  assert.equal(new URL(eli.url()).searchParams.get('room'), null);
+  await dee.locator('[data-testid=players]', { hasText: /^1$/ }).waitFor();
+  await dee.locator(`[data-testid=rooms] li[data-room="${id}"][data-clients="1"]`).waitFor();
+  assert.deepEqual(pageErrors, [], 'the pages logged errors');
 });

@@ -43,6 +43,10 @@ pub(crate) struct SnapshotBody {
     pub(crate) rng: Rng,
     pub(crate) next_client: u64,
     pub(crate) members: Vec<SavedMember>,
+    /// A room's metadata and lock (none for a channel of the config, and in snapshots
+    /// written before rooms).
+    #[serde(default)]
+    pub(crate) room: Option<centrum_app::Room>,
 }
 
 /// Why a channel cannot come back from its store. Each names where and what to do.
@@ -72,6 +76,9 @@ pub enum RecoverError {
         "journal record of tick {step}: {why}; move the journal files from this tick on away to recover up to the tick before"
     )]
     Record { step: u64, why: String },
+    /// A room whose game refuses to be made again.
+    #[error("the room cannot be made again: {0}; move its directory away to drop the room")]
+    Room(String),
 }
 
 /// What recovery restored.
@@ -148,6 +155,9 @@ pub(crate) fn recover(
         game.rng = body.rng;
         game.next_client = body.next_client;
         game.step = body.step;
+        if body.room.is_some() {
+            game.room = body.room;
+        }
         members = body.members.into_iter().map(|m| (m.client, m)).collect();
         restored.snapshot = Some(file);
     }

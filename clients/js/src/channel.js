@@ -24,11 +24,13 @@ export class Channel extends Emitter {
    * @param {string} name
    * @param {Uint8Array} data the join data, kept to join again after a reconnect
    * @param {{ send(bytes: Uint8Array): void, input(channel: string, seq: number, data: Uint8Array): void, leave(channel: Channel): Promise<void> }} link
+   * @param {string} [seat] a room's seat token, kept (as the join data) to join again
    */
-  constructor(name, data, link) {
+  constructor(name, data, link, seat) {
     super();
     this.name = name;
     this.joinData = data;
+    this.seat = seat;
     this.#link = link;
   }
 

@@ -9,11 +9,15 @@
 // `silenceTimeoutMs`: PROTOCOL.md §7.10) is treated exactly like a dropped connection.
 // The token (PROTOCOL.md: authentication) is a string, or a function asked for a fresh
 // one before every dial, since a token may have expired by the time the client reconnects.
+// Rooms (PROTOCOL.md: rooms): the master's matchmaker reserves a seat, which the Join of
+// the room presents, on this connection or on a new one to the front the seat names; a
+// rejoin after a reconnect presents the same seat, which the resume claim makes good.
 import { appData, decodeServer, encodeHello, encodeInput, encodeJoin, encodeLeave, encodePing } from './codec.js';
 import { Channel } from './channel.js';
 import { Emitter } from './emitter.js';
 import { CentrumError } from './errors.js';
 import { askGate } from './gate.js';
+import { Matchmaker } from './matchmaker.js';
 
 const DEFAULTS = {
   token: '',
@@ -80,8 +84,9 @@ export class Client extends Emitter {
 
   /**
    * Connects and waits for Welcome.
-   * @param {{ gate: string, channel: string } | { url: string }} target the master's HTTP
-   *   address and the channel to ask its gate about, or a front's WebSocket URL
+   * @param {{ gate: string, channel: string } | { url: string, master?: string }} target
+   *   the master's HTTP address and the channel to ask its gate about, or a front's
+   *   WebSocket URL (and the master's HTTP address, for rooms)
    * @param {Partial<typeof DEFAULTS>} [options]
    * @returns {Promise<Client>}
    * @throws {CentrumError} `gate_failed`, `connect_failed`, or the server's code
@@ -95,6 +100,61 @@ export class Client extends Emitter {
     return client;
   }
 
+  /**
+   * Reserves a seat in an open room of `type` (whose metadata matches `filter`), or in a
+   * new one created with `options`; connects to the front the seat names and joins the
+   * room with `data`.
+   * @param {string} master the master's HTTP(S) origin
+   * @param {string} type
+   * @param {{ options?: unknown, filter?: Record<string, unknown>, data?: unknown } & Partial<typeof DEFAULTS>} [request]
+   *   with the options of `connect`
+   * @returns {Promise<{ client: Client, channel: Channel }>}
+   * @throws {CentrumError} the matchmaker's code (`unknown_type`, `no_capacity`, …),
+   *   `matchmake_failed`, `connect_failed`, `rejected`
+   */
+  static joinOrCreate(master, type, { options, filter, data, ...connectOptions } = {}) {
+    return Client.#seated(master, connectOptions, data, (matchmaker) => matchmaker.joinOrCreate(type, { options, filter }));
+  }
+
+  /**
+   * Like `joinOrCreate`, in a new room of `type` created with `options`.
+   * @returns {Promise<{ client: Client, channel: Channel }>}
+   */
+  static create(master, type, { options, data, ...connectOptions } = {}) {
+    return Client.#seated(master, connectOptions, data, (matchmaker) => matchmaker.create(type, { options }));
+  }
+
+  /**
+   * Like `joinOrCreate`, in the room `roomId`.
+   * @returns {Promise<{ client: Client, channel: Channel }>}
+   * @throws {CentrumError} `no_such_room`, `room_full`, `room_locked`, … as `joinOrCreate`
+   */
+  static joinById(master, roomId, { data, ...connectOptions } = {}) {
+    return Client.#seated(master, connectOptions, data, (matchmaker) => matchmaker.joinById(roomId));
+  }
+
+  /**
+   * The rooms of `type` (every type when absent) that the master lists.
+   * @returns {Promise<import('./matchmaker.js').RoomListing[]>}
+   * @throws {CentrumError} the server's code or `matchmake_failed`
+   */
+  static getAvailableRooms(master, type, { connectTimeoutMs = DEFAULTS.connectTimeoutMs } = {}) {
+    return new Matchmaker(master, { timeoutMs: connectTimeoutMs }).rooms(type);
+  }
+
+  static async #seated(master, connectOptions, data, reserve) {
+    const timeoutMs = connectOptions.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
+    const reservation = await reserve(new Matchmaker(master, { timeoutMs }));
+    const client = await Client.connect({ url: reservation.front, master }, connectOptions);
+    try {
+      const channel = await client.join(reservation.room, data, { seat: reservation.seat });
+      return { client, channel };
+    } catch (err) {
+      await client.close();
+      throw err;
+    }
+  }
+
   /** @private use Client.connect */
   constructor(target, options) {
     super();
@@ -106,24 +166,72 @@ export class Client extends Emitter {
    * Joins `name`; resolves with the Channel once its first State arrived.
    * @param {string} name
    * @param {unknown} [data] join data: a MessagePack-able value or encoded bytes
+   * @param {{ seat?: string }} [options] a room's seat token, from the matchmaker
    * @returns {Promise<Channel>}
-   * @throws {CentrumError} `rejected` (message: the reason), `already_joined`, `not_connected`
+   * @throws {CentrumError} `rejected` (message: the reason; `reason`: its leading code),
+   *   `already_joined`, `not_connected`
    */
-  join(name, data) {
+  join(name, data, { seat } = {}) {
+    if (seat !== undefined && typeof seat !== 'string') {
+      return Promise.reject(new TypeError('a seat is the matchmaker\'s token string'));
+    }
     if (this.#channels.has(name)) {
       return Promise.reject(new CentrumError('already_joined', `already in or joining channel ${JSON.stringify(name)}`));
     }
     const channel = new Channel(name, appData(data), {
       input: (ch, seq, bytes) => this.#send(encodeInput(ch, seq, bytes)),
       leave: (ch) => this.#leave(ch),
-    });
+    }, seat);
     try {
-      this.#send(encodeJoin(name, channel.joinData));
+      this.#send(encodeJoin(name, channel.joinData, seat));
     } catch (err) {
       return Promise.reject(err);
     }
     this.#channels.set(name, channel);
     return new Promise((resolve, reject) => this.#joins.set(channel, { resolve, reject }));
+  }
+
+  /**
+   * Reserves a seat through the master this client was made with (the gate's, or the
+   * `master` beside a URL) and joins the room on this connection: an open room of `type`
+   * whose metadata matches `filter`, else a new one created with `options`.
+   * @param {string} type
+   * @param {{ options?: unknown, filter?: Record<string, unknown>, data?: unknown }} [request]
+   * @returns {Promise<Channel>}
+   * @throws {CentrumError} as the static `joinOrCreate`; TypeError when no master is known
+   */
+  async joinOrCreate(type, { options, filter, data } = {}) {
+    const reservation = await this.#matchmaker().joinOrCreate(type, { options, filter });
+    return this.join(reservation.room, data, { seat: reservation.seat });
+  }
+
+  /** Like `joinOrCreate`, in a new room. @returns {Promise<Channel>} */
+  async create(type, { options, data } = {}) {
+    const reservation = await this.#matchmaker().create(type, { options });
+    return this.join(reservation.room, data, { seat: reservation.seat });
+  }
+
+  /** Like `joinOrCreate`, in the room `roomId`. @returns {Promise<Channel>} */
+  async joinById(roomId, { data } = {}) {
+    const reservation = await this.#matchmaker().joinById(roomId);
+    return this.join(reservation.room, data, { seat: reservation.seat });
+  }
+
+  /** The rooms of `type` (every type when absent) the master lists. */
+  getAvailableRooms(type) {
+    try {
+      return this.#matchmaker().rooms(type);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  #matchmaker() {
+    const master = this.#target.gate ?? this.#target.master;
+    if (typeof master !== 'string') {
+      throw new TypeError('this client knows no master: connect with { gate, channel } or { url, master } for rooms');
+    }
+    return new Matchmaker(master, { timeoutMs: this.#options.connectTimeoutMs });
   }
 
   /**
@@ -361,7 +469,9 @@ export class Client extends Emitter {
         continue;
       }
       channel.state = 'joining';
-      this.#send(encodeJoin(name, channel.joinData));
+      // A room's seat again: the back takes it as good when the resume claim finds the
+      // membership, and refuses it (seat_expired) when it has to seat the client anew.
+      this.#send(encodeJoin(name, channel.joinData, channel.seat));
     }
   }
 
@@ -455,7 +565,7 @@ export class Client extends Emitter {
         return;
       case 'rejected': {
         if (!channel) return;
-        const err = new CentrumError('rejected', message.reason);
+        const err = rejectedError(message.reason);
         const join = this.#joins.get(channel);
         this.#forget(channel, message.reason, err);
         if (!join) channel.emit('rejected', { reason: message.reason });
@@ -540,6 +650,16 @@ export class Client extends Emitter {
     this.#leaves.set(channel, { ...settle, promise });
     return promise;
   }
+}
+
+/**
+ * A refused join: the message is the server's reason, whose leading code (`seat_expired`,
+ * `room_full`, `unauthorized`, …, before ": ") is also `reason`.
+ */
+function rejectedError(reason) {
+  const err = new CentrumError('rejected', reason);
+  err.reason = /^([a-z][a-z0-9_]*): /.exec(reason)?.[1] ?? '';
+  return err;
 }
 
 /**

@@ -22,8 +22,9 @@ export function encodeHello(token, resume) {
   return encoder.encode([0, [PROTOCOL_VERSION, token, resume ?? null]]);
 }
 
-export function encodeJoin(channel, data) {
-  return encoder.encode([1, [channel, data]]);
+/** A Join; with a seat (a room's, from the matchmaker) it has three elements, else two. */
+export function encodeJoin(channel, data, seat) {
+  return encoder.encode([1, seat === undefined ? [channel, data] : [channel, data, seat]]);
 }
 
 export function encodeLeave(channel) {

@@ -10,7 +10,10 @@
  * - `not_connected`: an input while the connection is down (it is not queued)
  * - `not_joined`: an input or leave for a channel the client is not in
  * - `timeout`: no answer in time
- * - `rejected`: the channel refused the join (`message` is its reason)
+ * - `rejected`: the channel refused the join (`message` is its reason, `reason` the
+ *   reason's leading code: `seat_expired`, `room_full`, `unauthorized`, …)
+ * - `matchmake_failed`: the master's matchmaker could not be reached, or answered nothing
+ *   it could read (its own refusals keep their code: `room_full`, `no_capacity`, …)
  */
 export class CentrumError extends Error {
   /**

@@ -2,7 +2,8 @@
 // ports, one process per node (the master supervises them), with two fronts and one back
 // serving `arena` (the demo game) and `bench` (bench-arena), or the channels given. Ready
 // means every node is live in /status and a client can join the first channel through
-// each front. The binary is CENTRUM_BIN, or target/debug/centrum of this repository, or
+// each front. The back offers the room types given in `rooms` (none by default), and the
+// master's matchmaker takes the settings in `matchmaker`. The binary is CENTRUM_BIN, or target/debug/centrum of this repository, or
 // the one given (a game's own binary, such as the tag example's).
 import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
@@ -35,11 +36,14 @@ export function signHs256(secret, claims) {
 
 /**
  * @param {{ adminToken?: string, bin?: string, channels?: { name: string, app: string }[],
- *   jwtSecret?: string }} [options] with `jwtSecret`, the cluster requires HS256 tokens
- *   signed with it (no channel is anonymous); its probes present one
+ *   jwtSecret?: string, rooms?: Record<string, string | number>[],
+ *   matchmaker?: Record<string, number> }} [options] with `jwtSecret`, the cluster
+ *   requires HS256 tokens signed with it (no channel is anonymous); its probes present one.
+ *   `rooms`: the back's room types, each as its keys (`{ type: 'match', app: 'arena',
+ *   max_clients: 2 }`); `matchmaker`: the `[matchmaker]` section (`{ seat_ttl_ms: 2000 }`)
  * @returns {Promise<Cluster>}
  */
-export async function startCluster({ adminToken, bin = BIN, channels = DEFAULT_CHANNELS, jwtSecret } = {}) {
+export async function startCluster({ adminToken, bin = BIN, channels = DEFAULT_CHANNELS, jwtSecret, rooms = [], matchmaker } = {}) {
   if (!existsSync(bin)) throw new Error(`no centrum binary at ${bin}: build it first (cargo build), or set CENTRUM_BIN`);
   const [http, nodes, front1, front2, back] = await freePorts(5);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'centrum-js-'));
@@ -63,10 +67,11 @@ id = "back-1"
 listen = "127.0.0.1:${back}"
 tick_hz = 20
 channels = [${channels.map((c) => `{ name = "${c.name}", app = "${c.app}" }`).join(', ')}]
+${rooms.length ? `rooms = [${rooms.map(inlineTable).join(', ')}]` : ''}
 
 [limits]
 heartbeat_ms = 200
-${jwtSecret ? `\n[auth]\nalgorithm = "HS256"\nsecret = "${jwtSecret}"\n` : ''}`);
+${matchmaker ? `\n[matchmaker]\n${Object.entries(matchmaker).map(([key, value]) => `${key} = ${JSON.stringify(value)}`).join('\n')}\n` : ''}${jwtSecret ? `\n[auth]\nalgorithm = "HS256"\nsecret = "${jwtSecret}"\n` : ''}`);
   const check = spawnSync(bin, ['check', config], { encoding: 'utf8' });
   if (check.status !== 0) throw new Error(`centrum check refused the test config:\n${check.stderr}`);
 
@@ -153,6 +158,11 @@ async function until(what, check, exited, log) {
     if (Date.now() > deadline) throw new Error(`cluster not ready within ${READY_WITHIN_MS} ms: ${what} (${last})\n${log()}`);
     await new Promise((resolve) => setTimeout(resolve, wait));
   }
+}
+
+/** `{ a: 'x', b: 2 }` as the TOML inline table `{ a = "x", b = 2 }`. */
+function inlineTable(object) {
+  return `{ ${Object.entries(object).map(([key, value]) => `${key} = ${JSON.stringify(value)}`).join(', ')} }`;
 }
 
 function killGroup(child, signal = 'SIGKILL') {

@@ -16,6 +16,8 @@ test('client messages encode to the golden bytes of §11', () => {
     hex('92 00 93 02 a0 d9 26 66 72 6f 6e 74 2d 31 2e 32 61 2e 39 66 33 63 35 31 65 30 37 64 32 61 34 63 38 31 2e 66 72 6f 6e 74 2d 31 2d 34 32'),
   );
   assert.deepEqual(encodeJoin('arena', appData(undefined)), hex('92 01 92 a5 61 72 65 6e 61 c4 00'));
+  // A room's Join carries the seat as a third element (a str).
+  assert.deepEqual(encodeJoin('r', appData(undefined), 'st'), hex('92 01 93 a1 72 c4 00 a2 73 74'));
   assert.deepEqual(appData({ name: 'ada' }), hex('81 a4 6e 61 6d 65 a3 61 64 61'));
   // §11.3 writes the input's floats as float 32: an application picks its own encoding and
   // hands the SDK the bytes.

@@ -2,11 +2,12 @@
 // stops every connection open at that moment from carrying anything (neither side is
 // read, so the sockets stay open and the bytes wait in the kernel) — a stopped process
 // or a black-holed path, as a peer sees it. Connections made later flow normally.
+// `cut()` resets the connections open at that moment instead.
 import net from 'node:net';
 
 /**
  * @param {number} targetPort the port on 127.0.0.1 to forward to
- * @returns {Promise<{ port: number, url: string, pause(): void, resume(): void, close(): void }>}
+ * @returns {Promise<{ port: number, url: string, pause(): void, resume(): void, cut(): void, close(): void }>}
  */
 export async function pausableProxy(targetPort) {
   const pairs = new Set();
@@ -44,6 +45,13 @@ export async function pausableProxy(targetPort) {
         pair.paused = false;
         pair.downstream.pipe(pair.upstream);
         pair.upstream.pipe(pair.downstream);
+      }
+    },
+    /** Resets every connection open now, as a network that drops them does. */
+    cut() {
+      for (const { downstream, upstream } of pairs) {
+        downstream.resetAndDestroy();
+        upstream.resetAndDestroy();
       }
     },
     close() {

@@ -311,3 +311,28 @@ fn a_record_over_the_limit_is_refused_not_written() {
     opened.journal.append(1, b"fits", true).unwrap();
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_removed_channel_is_gone_whole_and_a_half_removed_one_is_cleared_at_open() {
+    let dir = temp_dir("remove");
+    let s = with_three_records(&dir);
+    s.open("duel.abc.back-1").unwrap();
+    let mut listed = s.channels().unwrap();
+    listed.sort();
+    assert_eq!(listed, ["arena", "duel.abc.back-1"]);
+    s.remove("arena").unwrap();
+    assert_eq!(s.channels().unwrap(), ["duel.abc.back-1"]);
+    s.remove("arena").unwrap();
+    // A crash between the rename and the deletion leaves a directory no channel has.
+    drop(s);
+    fs::create_dir_all(dir.join(".removed-1-0-old")).unwrap();
+    let s = store(&dir);
+    assert_eq!(s.channels().unwrap(), ["duel.abc.back-1"]);
+    assert!(!dir.join(".removed-1-0-old").exists());
+    let reopened = s.open("arena").unwrap();
+    assert!(
+        reopened.recovered.records.is_empty(),
+        "a removed channel starts empty"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
