@@ -299,7 +299,8 @@ and receives only that room's players. "declared": the rooms are channels of the
 config (`room-1` .. `room-R`); "matchmaker": the back offers a room type and every
 client first asks the master's matchmaker for a seat (`POST /v1/rooms/arena/join-or-create`,
 all at once with the load generator's join concurrency), then joins the room it names
-with the seat. The back keeps nothing on disk in either mode (rooms are never durable).
+with the seat. The back keeps nothing on disk in either mode (`bench rooms` runs with
+`--store memory` unless told otherwise), so both pay the same.
 Inputs and patches are counted by the clients; "patches/s (least room)" is, over rooms,
 the least mean rate its clients received; "all joined in" runs from the first request
 to the last client's full state; "every room exactly full" checks the clients' rooms,

@@ -191,13 +191,17 @@ impl Cluster {
         Ok(())
     }
 
-    /// Waits until the master's matchmaker can place a room of type `kind`: the back
-    /// has registered with the master and reported its rooms. A front serves the
-    /// back's channels before that, so a cluster that serves is not yet one that
-    /// makes rooms (the matchmaker would answer `no_capacity`).
+    /// Waits until the master's matchmaker can place a room of type `kind` and hand
+    /// out seats: the back and every front have registered with the master and sent
+    /// it a heartbeat. A front serves the back's channels before that, so a cluster
+    /// that serves is not yet one that makes rooms (the matchmaker would answer
+    /// `no_capacity`, or `unavailable` for want of a live front).
     async fn wait_matchmaker(&mut self, kind: &str) -> Result<(), BenchError> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let reported = format!("type=\"{kind}\"");
+        let fronts: Vec<String> = (1..=self.fronts.len())
+            .map(|i| format!("node=\"front-{i}\""))
+            .collect();
         loop {
             self.check_alive()?;
             let metrics = tokio::time::timeout(
@@ -208,15 +212,19 @@ impl Cluster {
             .ok()
             .flatten()
             .unwrap_or_default();
-            if metrics
-                .lines()
-                .any(|l| l.starts_with("centrum_back_rooms{") && l.contains(&reported))
+            let heard = |prefix: &str, label: &str| {
+                metrics
+                    .lines()
+                    .any(|l| l.starts_with(prefix) && l.contains(label))
+            };
+            if heard("centrum_back_rooms{", &reported)
+                && fronts.iter().all(|f| heard("centrum_front_", f))
             {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(BenchError::Setup(format!(
-                    "the master did not hear of a back offering room type {kind:?} within 30 s (logs in {})",
+                    "the master did not hear of every front and a back offering room type {kind:?} within 30 s (logs in {})",
                     self.dir.display()
                 )));
             }

@@ -63,6 +63,10 @@ pub(crate) struct RoomsArgs {
     /// Joins (with --idle: room creations) in flight at once.
     #[arg(long, default_value_t = 25)]
     join_concurrency: usize,
+    /// Where the back keeps its channels and rooms: `memory` (nowhere, the default
+    /// here: hundreds of journals synced every tick would measure the disk) or `disk`.
+    #[arg(long, value_enum, default_value_t = StoreArg::Memory)]
+    store: StoreArg,
     /// No progress on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -344,6 +348,7 @@ async fn rooms(args: RoomsArgs) -> Result<()> {
     }
     centrum_bench::raise_open_files_limit();
     let dir = work_dir(None).join("rooms");
+    let durable = args.store == StoreArg::Disk;
     let room_type = |max_rooms: usize| RoomType {
         kind: rooms::ROOM_TYPE.into(),
         max_clients: args.clients,
@@ -357,7 +362,7 @@ async fn rooms(args: RoomsArgs) -> Result<()> {
         }
         let options = ClusterOptions {
             room_type: Some(room_type(n)),
-            ..cluster_options(Layout::Processes, 1, "arena", dir.join("idle"), false)?
+            ..cluster_options(Layout::Processes, 1, "arena", dir.join("idle"), durable)?
         };
         let cluster = Cluster::start(&options).await?;
         let back_pid = cluster.back_pid().context("the back has no process id")?;
@@ -402,9 +407,8 @@ async fn rooms(args: RoomsArgs) -> Result<()> {
             1,
             "arena",
             dir.join(format!("{mode}-{r}")),
-            false,
+            durable,
         )?;
-        // Rooms keep nothing on disk, so neither do the declared ones: like for like.
         let options = if args.matchmaker {
             ClusterOptions {
                 room_type: Some(room_type(2 * r)),
@@ -429,7 +433,7 @@ async fn rooms(args: RoomsArgs) -> Result<()> {
             master: Some(cluster.master_http),
             pids: cluster.pids(),
             layout: centrum_bench::layout_name(Layout::Processes).into(),
-            store: "memory".into(),
+            store: if durable { "disk" } else { "memory" }.into(),
         };
         let run = RoomsOptions {
             rooms: r,
