@@ -66,6 +66,21 @@ pub(crate) struct ChannelOptions {
     /// The largest link frame: a state or patch that would not fit one is never sent,
     /// so that no client's data can close a link.
     pub(crate) max_frame_bytes: usize,
+    /// The back's tick grid: every channel ticks at `epoch + k * period`, so a room
+    /// made at any moment ticks with the others and their frames to a front leave
+    /// together (one write instead of one per channel).
+    pub(crate) epoch: Instant,
+}
+
+impl ChannelOptions {
+    /// The first point of the tick grid at or after `now`.
+    fn next_tick(&self, now: Instant) -> Instant {
+        let period = self.period.as_nanos().max(1);
+        let since = now.saturating_duration_since(self.epoch).as_nanos();
+        let ticks = since.div_ceil(period);
+        let at = u64::try_from(ticks * period).unwrap_or(u64::MAX);
+        self.epoch + Duration::from_nanos(at)
+    }
 }
 
 /// What a join may add to the full state, besides its data, in the estimate that
@@ -364,7 +379,8 @@ impl Channel {
         shutdown: centrum_net::Shutdown,
     ) -> Result<(), crate::BackError> {
         let period = self.options.period;
-        let mut interval = tokio::time::interval(period);
+        let first = self.options.next_tick(Instant::now());
+        let mut interval = tokio::time::interval_at(first.into(), period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
         info!(channel = %self.shared.name, app = %self.shared.app_name, period_ms = period.as_secs_f64() * 1e3, tick = self.game.step, "channel started");
         // A room's first tick journals its creation before it may sleep.
@@ -380,7 +396,9 @@ impl Channel {
             {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    () = self.shared.inbox.pushed() => interval.reset_immediately(),
+                    () = self.shared.inbox.pushed() => {
+                        interval.reset_at(self.options.next_tick(Instant::now()).into());
+                    }
                     () = tokio::time::sleep_until(deadline.into()) => {
                         self.dispose("it stayed empty", Instant::now());
                         return Ok(());

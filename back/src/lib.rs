@@ -178,6 +178,7 @@ impl Back {
             max_game_message_bytes: (limits.max_frame_bytes as usize).saturating_sub(1024),
             max_game_messages: (limits.link_queue as usize / 4).max(1),
             max_frame_bytes: limits.max_frame_bytes as usize,
+            epoch: std::time::Instant::now(),
         };
         let policy = SnapshotPolicy {
             every: config.store.snapshot_every(),
@@ -493,7 +494,7 @@ impl Control for BackControl {
         let Some(rooms) = &self.shared.rooms else {
             return Vec::new();
         };
-        let max = self.shared.config.limits.max_frame_bytes as usize / 2;
+        let max = centrum_protocol::CONTROL_FRAME_BYTES as usize / 4;
         rooms
             .reports(all, max)
             .into_iter()

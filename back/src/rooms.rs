@@ -3,7 +3,7 @@
 //! A room is a channel like any other once made; this file decides whether to make
 //! it and keeps the book the matchmaker reads.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -43,6 +43,8 @@ pub(crate) struct RoomShared {
     pub(crate) kind: String,
     pub(crate) max_clients: u32,
     pub(crate) empty_dispose: Duration,
+    /// The room's channel's counters, summed per type on /metrics.
+    metrics: Arc<ChannelMetrics>,
     /// What the master has not heard yet.
     report: Mutex<Reported>,
 }
@@ -107,6 +109,9 @@ pub(crate) struct Rooms {
     store: Option<(Arc<dyn Store>, SnapshotPolicy)>,
     book: Mutex<Book>,
     pub(crate) metrics: RoomMetrics,
+    /// The counters of rooms disposed of, per type and name, so that the per-type sums
+    /// on /metrics never go down.
+    retired: Mutex<HashMap<String, BTreeMap<String, (String, f64)>>>,
 }
 
 #[derive(Debug, Default)]
@@ -162,6 +167,7 @@ impl Rooms {
             store,
             book: Mutex::new(Book::default()),
             metrics: RoomMetrics::default(),
+            retired: Mutex::default(),
         }
     }
 
@@ -193,6 +199,7 @@ impl Rooms {
                 kind: kind.kind.clone(),
                 max_clients: kind.max_clients,
                 empty_dispose: kind.empty_dispose(),
+                metrics: Arc::new(ChannelMetrics::default()),
                 report: Mutex::new(Reported::default()),
             });
             let made = self.start(room.clone(), &kind.app, |shared| {
@@ -279,6 +286,7 @@ impl Rooms {
             kind: kind.kind.clone(),
             max_clients: kind.max_clients,
             empty_dispose: kind.empty_dispose(),
+            metrics: Arc::new(ChannelMetrics::default()),
             report: Mutex::new(Reported::default()),
         });
         let made = self.make(room.clone(), &kind.app, app, &req.options, now);
@@ -339,7 +347,7 @@ impl Rooms {
                     app_name: app_name.to_owned(),
                     index,
                     inbox: Inbox::new(self.inbox_capacity),
-                    metrics: Arc::new(ChannelMetrics::default()),
+                    metrics: room.metrics.clone(),
                     room: Some(room.clone()),
                 });
                 built = Some(build(shared.clone()));
@@ -406,7 +414,11 @@ impl Rooms {
         }
         book.held.push_back((room.id.clone(), now + ID_HOLD));
         book.held_ids.insert(room.id.clone());
+        drop(book);
         self.metrics.disposed.fetch_add(1, Relaxed);
+        let mut retired = self.retired.lock();
+        let sums = retired.entry(room.kind.clone()).or_default();
+        add_counters(room, sums);
     }
 
     /// What the master has not heard: every room when `all` (a new registration),
@@ -443,8 +455,26 @@ impl Rooms {
         out
     }
 
-    /// Rooms per type now, for /metrics.
+    /// Rooms per type now, for /metrics: how many, their clients, and the counters of
+    /// their channels (inputs, patches, ticks, ...) summed per type, labelled
+    /// `room_type` where a channel of the config has `channel`.
     pub(crate) fn metrics(&self, out: &mut Vec<Metric>) {
+        let mut sums = self.retired.lock().clone();
+        let live: Vec<Arc<RoomShared>> = self.book.lock().live.values().cloned().collect();
+        for room in &live {
+            add_counters(room, sums.entry(room.kind.clone()).or_default());
+        }
+        for (kind, counters) in sums {
+            for (name, (help, value)) in counters {
+                out.push(Metric {
+                    name,
+                    help,
+                    kind: MetricKind::Counter,
+                    labels: vec![("room_type".into(), kind.clone())],
+                    value,
+                });
+            }
+        }
         let book = self.book.lock();
         for t in &self.types {
             let live = book.per_type.get(&t.kind).copied().unwrap_or(0);
@@ -505,6 +535,18 @@ impl Rooms {
                 labels: Vec::new(),
                 value: v.load(Relaxed) as f64,
             });
+        }
+    }
+}
+
+/// Adds the counters of `room`'s channel to `sums`.
+fn add_counters(room: &RoomShared, sums: &mut BTreeMap<String, (String, f64)>) {
+    let mut metrics = Vec::new();
+    room.metrics.metrics(&room.kind, &mut metrics);
+    for m in metrics {
+        if m.kind == MetricKind::Counter {
+            let sum = sums.entry(m.name).or_insert((m.help, 0.0));
+            sum.1 += m.value;
         }
     }
 }

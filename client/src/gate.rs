@@ -18,8 +18,8 @@ use tracing::debug;
 
 use crate::{BoxError, ClientError, tls};
 
-/// A gate answer is a short JSON object; anything longer is not one.
-const MAX_REPLY_BYTES: usize = 64 * 1024;
+/// A gate answer or a seat is a short JSON object; anything longer is not one.
+pub(crate) const MAX_REPLY_BYTES: usize = 64 * 1024;
 
 /// The master's answer to a gate request (other fields are ignored).
 #[derive(Debug, Deserialize)]
@@ -42,7 +42,15 @@ pub(crate) async fn front_url(
     extra_root_pem: Option<&str>,
 ) -> Result<String, ClientError> {
     let path = format!("/gate?channel={}", query_escape(channel));
-    let (status, body) = request(master_http, "GET", &path, None, extra_root_pem).await?;
+    let (status, body) = request(
+        master_http,
+        "GET",
+        &path,
+        None,
+        extra_root_pem,
+        MAX_REPLY_BYTES,
+    )
+    .await?;
     if status != 200 {
         let message = match serde_json::from_slice::<GateErrorReply>(&body) {
             Ok(reply) => reply.error,
@@ -60,14 +68,15 @@ pub(crate) async fn front_url(
 
 /// One request to the master at `master_http` (`host:port`, `http://host:port` or
 /// `https://host:port`): `method` on `path`, with a JSON `body` if any. Returns the
-/// status and the body (at most 64 KiB). Over https, `extra_root_pem` is trusted
-/// besides the usual roots.
+/// status and the body (at most `max_reply` bytes). Over https, `extra_root_pem` is
+/// trusted besides the usual roots.
 pub(crate) async fn request(
     master_http: &str,
     method: &str,
     path: &str,
     body: Option<Vec<u8>>,
     extra_root_pem: Option<&str>,
+    max_reply: usize,
 ) -> Result<(u16, Bytes), ClientError> {
     let (authority, https) = authority(master_http)?;
     let scheme = if https { "https" } else { "http" };
@@ -87,9 +96,9 @@ pub(crate) async fn request(
             .connect(name, stream)
             .await
             .map_err(|e| connect_error(e.into()))?;
-        ask(stream, authority, method, path, body).await
+        ask(stream, authority, method, path, body, max_reply).await
     } else {
-        ask(stream, authority, method, path, body).await
+        ask(stream, authority, method, path, body, max_reply).await
     }
     .map_err(connect_error)?;
     debug!(%url, status, "master answered");
@@ -103,6 +112,7 @@ async fn ask<S>(
     method: &str,
     path: &str,
     body: Option<Vec<u8>>,
+    max_reply: usize,
 ) -> Result<(u16, Bytes), BoxError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -123,7 +133,7 @@ where
     let exchange = async {
         let response = sender.send_request(request).await?;
         let status = response.status().as_u16();
-        let body = Limited::new(response.into_body(), MAX_REPLY_BYTES)
+        let body = Limited::new(response.into_body(), max_reply)
             .collect()
             .await?
             .to_bytes();

@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ClientError;
-use crate::gate::{query_escape, request};
+use crate::gate::{MAX_REPLY_BYTES, query_escape, request};
+
+/// The largest listing read: thousands of rooms, each with up to 1 KiB of metadata.
+const MAX_LISTING_BYTES: usize = 64 << 20;
 
 /// A seat the matchmaker holds for this client in a room, for `expires_in_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -143,6 +146,7 @@ impl Matchmaker {
             &path,
             None,
             self.tls_root_pem.as_deref(),
+            MAX_LISTING_BYTES,
         )
         .await?;
         answer(status, &body)
@@ -164,6 +168,7 @@ impl Matchmaker {
             path,
             Some(body),
             self.tls_root_pem.as_deref(),
+            MAX_REPLY_BYTES,
         )
         .await?;
         answer(status, &reply)

@@ -577,6 +577,7 @@ impl Matchmaker {
     ) -> Result<String, MatchError> {
         let kind = &room_type.kind;
         let mut best: Option<(bool, u64, String)> = None;
+        let mut offering = 0;
         for node in self.inner.registry.live(now) {
             if node.role != Role::Back || !book.backs.contains_key(&node.id) {
                 continue;
@@ -589,6 +590,7 @@ impl Matchmaker {
             else {
                 continue;
             };
+            offering += 1;
             let mine = book.rooms.values().filter(|r| r.back == node.id);
             let (mut rooms_of_type, mut load) = (0u32, 0u64);
             for r in mine {
@@ -616,11 +618,12 @@ impl Matchmaker {
             }
         }
         best.map(|(_, _, id)| id).ok_or_else(|| {
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_capacity",
-                format!("no live back can take another room of type {kind:?} (max_rooms)"),
-            )
+            let message = if offering == 0 {
+                format!("no back offering room type {kind:?} is live and registered")
+            } else {
+                format!("every live back offering room type {kind:?} has its max_rooms rooms of it")
+            };
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "no_capacity", message)
         })
     }
 }

@@ -21,8 +21,8 @@ use centrum_net::{
     shown,
 };
 use centrum_protocol::{
-    CLUSTER_VERSION, Challenge, HANDSHAKE_FRAME_BYTES, MasterToNode, Metric, NodeToMaster, Refused,
-    Register, Registered, Role,
+    CLUSTER_VERSION, CONTROL_FRAME_BYTES, Challenge, HANDSHAKE_FRAME_BYTES, MasterToNode, Metric,
+    NodeToMaster, Refused, Register, Registered, Role,
 };
 
 use crate::matchmaker::Matchmaker;
@@ -175,7 +175,7 @@ pub(crate) async fn serve_link<S>(
         }
     };
     link.codec_mut()
-        .set_max_frame_length(limits.max_frame_bytes as usize);
+        .set_max_frame_length(limits.max_frame_bytes.max(CONTROL_FRAME_BYTES) as usize);
     let registered_at = Instant::now();
     let key = match ctx.registry.insert(&reg, registered_at) {
         Ok(key) => key,

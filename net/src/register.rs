@@ -10,8 +10,8 @@ use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use centrum_protocol::{
-    HANDSHAKE_FRAME_BYTES, Heartbeat, MasterToNode, NodeStats, NodeToMaster, Prove, Refused,
-    Register, Registered,
+    CONTROL_FRAME_BYTES, HANDSHAKE_FRAME_BYTES, Heartbeat, MasterToNode, NodeStats, NodeToMaster,
+    Prove, Refused, Register, Registered,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -219,7 +219,7 @@ async fn session<C: Control>(
         Err(e) => return e,
     }
     link.codec_mut()
-        .set_max_frame_length(reg.max_frame_bytes as usize);
+        .set_max_frame_length(reg.max_frame_bytes.max(CONTROL_FRAME_BYTES) as usize);
     backoff.reset();
     let mut ticker = tokio::time::interval(reg.heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

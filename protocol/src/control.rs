@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::tagged_enum;
 
+/// The largest frame on a control link once both ends have proved they hold the
+/// cluster secret: a heartbeat carries every metric of every channel of the config (a
+/// few KiB each), so a back of thousands of channels outgrows `limits.max_frame_bytes`.
+pub const CONTROL_FRAME_BYTES: u32 = 64 << 20;
+
 tagged_enum! {
     /// Node to master.
     #[derive(Debug, Clone, PartialEq)]

@@ -208,6 +208,31 @@ async fn a_burst_of_joins_fills_rooms_spread_over_the_backs_exactly() {
             .or_default() += 1;
     }
     assert!(per_front.values().all(|&n| n >= 30), "{per_front:?}");
+    // The rooms' counters are summed per type on /metrics (a back may have thousands).
+    let joins: f64 = within("the back reports its rooms' joins", async {
+        loop {
+            let metrics = centrum_tests::http::request(
+                cluster.master_http,
+                "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"",
+            )
+            .await;
+            let text = String::from_utf8_lossy(&metrics.body).into_owned();
+            let joins: f64 = text
+                .lines()
+                .filter(|l| {
+                    l.starts_with("centrum_back_joins_total{") && l.contains("room_type=\"duel\"")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            if joins >= 200.0 {
+                return joins;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(joins, 200.0);
     // A full room takes no one by id.
     let full = seats[0].room.clone();
     assert_eq!(

@@ -15,7 +15,18 @@ fn options() -> ChannelOptions {
         max_game_message_bytes: 1 << 16,
         max_game_messages: 64,
         max_frame_bytes: 1 << 20,
+        epoch: Instant::now(),
     }
+}
+
+#[test]
+fn every_channel_ticks_on_the_backs_grid() {
+    let o = options();
+    let at = |ms: u64| o.epoch + Duration::from_millis(ms);
+    assert_eq!(o.next_tick(at(0)), at(0));
+    assert_eq!(o.next_tick(at(1)), at(50));
+    assert_eq!(o.next_tick(at(50)), at(50));
+    assert_eq!(o.next_tick(at(1234)), at(1250));
 }
 
 fn channel_with(app: Box<dyn DynApp>) -> Channel {
