@@ -111,7 +111,7 @@ pub(crate) struct Rooms {
     pub(crate) metrics: RoomMetrics,
     /// The counters of rooms disposed of, per type and name, so that the per-type sums
     /// on /metrics never go down.
-    retired: Mutex<HashMap<String, BTreeMap<String, (String, f64)>>>,
+    retired: Mutex<HashMap<String, Counters>>,
 }
 
 #[derive(Debug, Default)]
@@ -539,8 +539,11 @@ impl Rooms {
     }
 }
 
+/// Counters by name, with their help.
+type Counters = BTreeMap<String, (String, f64)>;
+
 /// Adds the counters of `room`'s channel to `sums`.
-fn add_counters(room: &RoomShared, sums: &mut BTreeMap<String, (String, f64)>) {
+fn add_counters(room: &RoomShared, sums: &mut Counters) {
     let mut metrics = Vec::new();
     room.metrics.metrics(&room.kind, &mut metrics);
     for m in metrics {
