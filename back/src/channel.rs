@@ -863,19 +863,19 @@ impl Channel {
         }
         self.send_messages();
         self.entries.clear();
-        // Gone from the directory first, so that nothing new finds it; what arrived
-        // meanwhile is answered, not dropped: a join is rejected, a call fails; inputs
-        // and leaves of a gone room need no answer.
-        if let Some(run) = &self.room {
-            run.rooms.disposed(&run.shared, self.shared.index, now);
-        }
-        // Nothing more is journaled; what was kept of the room goes.
+        // Nothing more is journaled; what was kept of the room goes, then the room
+        // leaves the directory, so that nothing new finds it. What arrived meanwhile
+        // is answered, not dropped: a join is rejected, a call fails; inputs and
+        // leaves of a gone room need no answer.
         self.persist = None;
         if let Some((store, _)) = self.room.as_ref().and_then(|r| r.rooms.store())
             && let Err(e) = store.remove(&self.shared.name)
         {
             self.shared.metrics.store_errors.fetch_add(1, Relaxed);
             warn!(room = %self.shared.name, error = %e, "what was kept of a disposed room could not be removed");
+        }
+        if let Some(run) = &self.room {
+            run.rooms.disposed(&run.shared, self.shared.index, now);
         }
         for event in self.shared.inbox.close() {
             match event {

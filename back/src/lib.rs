@@ -460,9 +460,8 @@ impl Control for BackControl {
         let mut channels = Vec::new();
         for c in s.directory.channels() {
             if c.room.is_some() {
-                let stats = c.metrics.stats(&c.name, &c.app_name, self.tick_hz);
-                busy_us += stats.tick_us_avg * u64::from(self.tick_hz);
-                clients += stats.clients;
+                busy_us += c.metrics.take_tick_us_avg() * u64::from(self.tick_hz);
+                clients += c.metrics.clients.load(std::sync::atomic::Ordering::Relaxed) as u32;
                 continue;
             }
             c.metrics.metrics(&c.name, &mut metrics);

@@ -3,7 +3,7 @@
 //! A room is a channel like any other once made; this file decides whether to make
 //! it and keeps the book the matchmaker reads.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -465,10 +465,10 @@ impl Rooms {
             add_counters(room, sums.entry(room.kind.clone()).or_default());
         }
         for (kind, counters) in sums {
-            for (name, (help, value)) in counters {
+            for (name, help, value) in counters {
                 out.push(Metric {
-                    name,
-                    help,
+                    name: name.into(),
+                    help: help.into(),
                     kind: MetricKind::Counter,
                     labels: vec![("room_type".into(), kind.clone())],
                     value,
@@ -539,19 +539,22 @@ impl Rooms {
     }
 }
 
-/// Counters by name, with their help.
-type Counters = BTreeMap<String, (String, f64)>;
+/// Counters in [`ChannelMetrics::each`]'s order: name, help, sum.
+type Counters = Vec<(&'static str, &'static str, f64)>;
 
 /// Adds the counters of `room`'s channel to `sums`.
 fn add_counters(room: &RoomShared, sums: &mut Counters) {
-    let mut metrics = Vec::new();
-    room.metrics.metrics(&room.kind, &mut metrics);
-    for m in metrics {
-        if m.kind == MetricKind::Counter {
-            let sum = sums.entry(m.name).or_insert((m.help, 0.0));
-            sum.1 += m.value;
+    let mut i = 0;
+    room.metrics.each(|name, help, kind, value| {
+        if kind != MetricKind::Counter {
+            return;
         }
-    }
+        match sums.get_mut(i) {
+            Some(sum) => sum.2 += value,
+            None => sums.push((name, help, value)),
+        }
+        i += 1;
+    });
 }
 
 impl Book {

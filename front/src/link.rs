@@ -58,9 +58,22 @@ pub(crate) async fn maintain(hub: Arc<Hub>, back: usize, key: ClusterKey, shutdo
                         "the back fell silent; link closed, relinking"
                     );
                 }
-                Err(e) => {
+                // Not reaching a back that is (re)starting is ordinary; a frame over
+                // the limit (InvalidData) is not.
+                Err(LinkError::Frame(FrameError::Io(e)))
+                    if e.kind() != std::io::ErrorKind::InvalidData =>
+                {
                     hub.metrics.link_failures.fetch_add(1, Relaxed);
                     debug!(error = %e, "link failed");
+                }
+                // Anything else is a fault an operator must hear of, once per reason.
+                Err(e) => {
+                    hub.metrics.link_failures.fetch_add(1, Relaxed);
+                    let reason = e.to_string();
+                    if reason != last_refusal {
+                        warn!(error = %reason, "link failed; retrying");
+                        last_refusal = reason;
+                    }
                 }
             }
             if shutdown.is_cancelled() {

@@ -72,6 +72,10 @@ impl LinkOpener<'_> {
             };
             return Err(LinkError::Unproven(who));
         }
+        // The back has proved itself: its frames may be as large as the cluster's, the
+        // welcome first (it names every channel of the back's config).
+        link.codec_mut()
+            .set_max_frame_length(self.max_frame_bytes as usize);
         let proof = self.key.prove(Proof::Front, &handshake);
         send(link, &FrontToBack::Auth(LinkAuth { proof })).await?;
         let welcome = match next(link).await? {
@@ -79,8 +83,6 @@ impl LinkOpener<'_> {
             BackToFront::Refused(r) => return Err(LinkError::Refused(r.reason)),
             other => return Err(unexpected("a welcome", &other)),
         };
-        link.codec_mut()
-            .set_max_frame_length(self.max_frame_bytes as usize);
         let sessions = LinkSessions {
             sessions: sessions(),
         };
