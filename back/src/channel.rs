@@ -574,7 +574,7 @@ impl Channel {
                 identity,
                 seat,
             } => {
-                let seat = seat.as_deref();
+                let seat = Admission::Seat(seat.as_deref());
                 return self.join(
                     &link,
                     session,
@@ -630,7 +630,8 @@ impl Channel {
                         ..
                     } = listed;
                     // A relinked front's session was admitted before: no seat again.
-                    self.join_again(&link, session, data, secret, identity);
+                    let again = Admission::Relisted;
+                    self.join(&link, session, data, secret, None, identity, again);
                 }
                 Effect::Send(link, frame) => self.outgoing.push((link, frame)),
                 Effect::Close(link) => link.close(),
@@ -660,51 +661,9 @@ impl Channel {
         }
     }
 
-    /// A session a relinking front still lists but this channel no longer knows
-    /// joins afresh, without a seat: it had one when it first joined.
-    fn join_again(
-        &mut self,
-        link: &LinkHandle,
-        session: SessionKey,
-        data: Bytes,
-        secret: u64,
-        identity: Option<Identity>,
-    ) {
-        self.join_with(
-            link,
-            session,
-            data,
-            secret,
-            None,
-            identity,
-            Admission::Relisted,
-        );
-    }
-
     #[allow(clippy::too_many_arguments)]
+    /// A join: `admission` is what a new member must show besides what the game asks.
     fn join(
-        &mut self,
-        link: &LinkHandle,
-        session: SessionKey,
-        data: Bytes,
-        secret: u64,
-        resume: Option<&LinkResume>,
-        identity: Option<Identity>,
-        seat: Option<&str>,
-    ) {
-        self.join_with(
-            link,
-            session,
-            data,
-            secret,
-            resume,
-            identity,
-            Admission::Seat(seat),
-        );
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn join_with(
         &mut self,
         link: &LinkHandle,
         session: SessionKey,
