@@ -348,6 +348,12 @@ fn node_msgs() -> Vec<Vec<u8>> {
         encode(&NodeToMaster::RoomCreated(RoomCreated {
             request: 7,
             error: Some(("bad_options".into(), "no".into())),
+            metadata: Bytes::new(),
+        })),
+        encode(&NodeToMaster::RoomCreated(RoomCreated {
+            request: 8,
+            error: None,
+            metadata: Bytes::from_static(b"\x81\xa5label\xa3fun"),
         })),
         encode(&NodeToMaster::Rooms(RoomsReport {
             rooms: vec![RoomReport {

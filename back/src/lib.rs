@@ -512,6 +512,7 @@ impl Control for BackControl {
                             "unknown_type".into(),
                             format!("back {} offers no room types", self.shared.id),
                         )),
+                        metadata: Bytes::new(),
                     },
                 };
                 Some(NodeToMaster::RoomCreated(answer))

@@ -225,21 +225,23 @@ impl Rooms {
 
     /// Makes the room the master asks for, and answers.
     pub(crate) fn create(self: &Arc<Self>, req: CreateRoom, now: Instant) -> RoomCreated {
-        let error = match self.try_create(&req, now) {
-            Ok(()) => None,
+        let (error, metadata) = match self.try_create(&req, now) {
+            Ok(metadata) => (None, metadata),
             Err((code, message)) => {
                 self.metrics.create_refused.fetch_add(1, Relaxed);
                 warn!(room = %req.room, code, %message, "room not made");
-                Some((code.to_owned(), message))
+                (Some((code.to_owned(), message)), Bytes::new())
             }
         };
         RoomCreated {
             request: req.request,
             error,
+            metadata,
         }
     }
 
-    fn try_create(self: &Arc<Self>, req: &CreateRoom, now: Instant) -> Result<(), Refusal> {
+    /// Makes the room; its metadata as the game's `create` set it.
+    fn try_create(self: &Arc<Self>, req: &CreateRoom, now: Instant) -> Result<Bytes, Refusal> {
         let Some(kind) = self.types.iter().find(|t| t.kind == req.kind) else {
             return Err((
                 "unknown_type",
@@ -293,10 +295,11 @@ impl Rooms {
         let mut book = self.book.lock();
         match made {
             Ok(()) => {
+                let metadata = room.report.lock().metadata.clone();
                 book.live.insert(req.room.clone(), room);
                 self.metrics.created.fetch_add(1, Relaxed);
                 info!(room = %req.room, kind = %kind.kind, "room made");
-                Ok(())
+                Ok(metadata)
             }
             Err(refusal) => {
                 if let Some(count) = book.per_type.get_mut(&kind.kind) {

@@ -233,11 +233,7 @@ impl Matchmaker {
             book.rooms.remove(&id);
         }
         for room in report.rooms {
-            let metadata = if room.metadata.is_empty() {
-                Value::Null
-            } else {
-                rmp_serde::from_slice(&room.metadata).unwrap_or(Value::Null)
-            };
+            let metadata = metadata_json(&room.metadata);
             let view = book
                 .rooms
                 .entry(room.id.clone())
@@ -408,7 +404,11 @@ impl Matchmaker {
             Ok(()) => {
                 let timeout = self.inner.config.matchmaker.create_timeout();
                 match tokio::time::timeout(timeout, answer).await {
-                    Ok(Ok(RoomCreated { error: None, .. })) => Ok(()),
+                    Ok(Ok(RoomCreated {
+                        error: None,
+                        metadata,
+                        ..
+                    })) => Ok(metadata),
                     Ok(Ok(RoomCreated {
                         error: Some((code, message)),
                         ..
@@ -422,9 +422,13 @@ impl Matchmaker {
             }
         };
         match outcome {
-            Ok(()) => {
+            Ok(metadata) => {
                 self.inner.metrics.rooms_created.fetch_add(1, Relaxed);
                 info!(%room, "room made");
+                // Listed with the metadata the game set at once, not from its first report.
+                if let Some(view) = self.inner.book.lock().rooms.get_mut(&room) {
+                    view.metadata = metadata_json(&metadata);
+                }
                 let _ = made_tx.send(Made::Yes);
                 self.hand_out(seat)
             }
@@ -626,6 +630,15 @@ impl Matchmaker {
             refuse(StatusCode::SERVICE_UNAVAILABLE, "no_capacity", message)
         })
     }
+}
+
+/// A room's metadata (MessagePack) as the listing shows it: JSON, null for none (or for
+/// a value JSON cannot hold, such as binary).
+fn metadata_json(metadata: &[u8]) -> Value {
+    if metadata.is_empty() {
+        return Value::Null;
+    }
+    rmp_serde::from_slice(metadata).unwrap_or(Value::Null)
 }
 
 fn no_such_room(room: &str) -> MatchError {

@@ -153,6 +153,9 @@ pub struct RoomCreated {
     /// None when the room was made; else the matchmaker's error code
     /// (`bad_options`, `no_capacity`, `unknown_type`, `exists`) and a message.
     pub error: Option<(String, String)>,
+    /// The metadata the game set in its `create` (MessagePack, empty for none), so that
+    /// the room is listed with it at once.
+    pub metadata: Bytes,
 }
 
 /// A back's rooms that changed since its last report on this link (all of them, first).

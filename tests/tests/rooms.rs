@@ -255,14 +255,15 @@ async fn the_game_tags_locks_and_ends_its_room_and_an_empty_room_goes() {
         mode: "ranked".into(),
     };
     let seat = mm.create("duel", &ranked).await.expect("create");
-    let mut ann = seated(&seat).await;
     let room = seat.room.clone();
-    listed(&mm, "duel", "the room lists its metadata", |rooms| {
-        rooms
-            .iter()
-            .any(|r| r.id == room && r.metadata == json!({"mode": "ranked"}) && !r.locked)
-    })
-    .await;
+    // Listed with the metadata its game set at once, before any report of its back.
+    let listed_now = listing(&mm, "duel").await;
+    let new = listed_now.iter().find(|r| r.id == room).expect("listed");
+    assert_eq!(
+        (&new.metadata, new.locked, new.clients),
+        (&json!({"mode": "ranked"}), false, 1)
+    );
+    let mut ann = seated(&seat).await;
 
     // joinOrCreate filters on metadata.
     let casual = mm
