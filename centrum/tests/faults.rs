@@ -523,7 +523,19 @@ async fn a_killed_back_brings_its_rooms_back_and_their_players_with_them() {
         .await
         .expect("connect");
     let join = Join { name: "ann".into() };
-    ann.join_room(&seat, &join).await.expect("join the room");
+    // The front may not have linked to the back yet (it refuses the join at once, and
+    // the seat stays good).
+    loop {
+        match ann.join_room(&seat, &join).await {
+            Ok(()) => break,
+            Err(ClientError::Rejected { reason, .. })
+                if reason.contains("unavailable") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("join the room: {e}"),
+        }
+    }
     ann.send_value(&seat.room, &Move { dx: 1.0, dy: 0.0 })
         .await
         .expect("input");
