@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use centrum_app::{Registry, Room};
-use centrum_config::RoomTypeConfig;
+use centrum_config::{RoomId, RoomTypeConfig};
 use centrum_net::Shutdown;
 use centrum_net::auth::ClusterKey;
 use centrum_protocol::{CreateRoom, Metric, MetricKind, RoomCreated, RoomReport, RoomsReport};
@@ -386,14 +386,7 @@ impl Rooms {
 
     /// `<type>.<random>.<this back>`: what the master makes, and fronts route by.
     fn is_room_id(&self, id: &str, kind: &str) -> bool {
-        let mut parts = id.split('.');
-        matches!(
-            (parts.next(), parts.next(), parts.next(), parts.next()),
-            (Some(k), Some(random), Some(back), None)
-                if k == kind && back == self.back
-                    && (1..=32).contains(&random.len())
-                    && random.bytes().all(|b| b.is_ascii_alphanumeric())
-        )
+        RoomId::parse(id).is_some_and(|r| r.kind == kind && r.back == self.back)
     }
 
     /// A room's channel stopped for good: its id is held, and the master told.

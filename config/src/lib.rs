@@ -354,6 +354,30 @@ pub struct ChannelConfig {
     pub anonymous: bool,
 }
 
+/// The parts of a room's id, `<type>.<random>.<back id>`: what the master makes, what
+/// fronts route by, and what a back recognises as one of its rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomId<'a> {
+    pub kind: &'a str,
+    pub back: &'a str,
+}
+
+impl<'a> RoomId<'a> {
+    /// None for anything else than three dot-separated parts with a random part of 1-32
+    /// ASCII letters and digits.
+    pub fn parse(id: &'a str) -> Option<Self> {
+        let mut parts = id.split('.');
+        let (Some(kind), Some(random), Some(back), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let random_ok =
+            (1..=32).contains(&random.len()) && random.bytes().all(|b| b.is_ascii_alphanumeric());
+        random_ok.then_some(Self { kind, back })
+    }
+}
+
 /// A kind of room a back can make at run time.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -1004,15 +1028,10 @@ impl Config {
     /// `<type>.<random>.<back id>` and names a back that offers the type. Whether the
     /// room exists now only its back knows.
     pub fn room_owner(&self, id: &str) -> Option<(usize, &BackConfig, &RoomTypeConfig)> {
-        let mut parts = id.split('.');
-        let (Some(kind), Some(random), Some(back_id), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        if random.is_empty() {
-            return None;
-        }
+        let RoomId {
+            kind,
+            back: back_id,
+        } = RoomId::parse(id)?;
         let (index, back) = self
             .backs
             .iter()

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use centrum_config::{Config, RoomTypeConfig};
+use centrum_config::{Config, RoomId, RoomTypeConfig};
 use centrum_net::auth::ClusterKey;
 use centrum_net::seat::{Seat, unix_ms};
 use centrum_protocol::{CreateRoom, MasterToNode, Role, RoomCreated, RoomsReport};
@@ -560,7 +560,7 @@ impl Matchmaker {
                 )
             })?;
         self.inner.metrics.seats.fetch_add(1, Relaxed);
-        let kind = seat.room.split('.').next().unwrap_or_default().to_owned();
+        let kind = RoomId::parse(&seat.room).map_or("", |r| r.kind).to_owned();
         Ok(Reservation {
             token: seat.token(&self.inner.key),
             room: seat.room,
