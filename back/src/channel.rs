@@ -66,20 +66,27 @@ pub(crate) struct ChannelOptions {
     /// The largest link frame: a state or patch that would not fit one is never sent,
     /// so that no client's data can close a link.
     pub(crate) max_frame_bytes: usize,
-    /// The back's tick grid: every channel ticks at `epoch + k * period`, so a room
-    /// made at any moment ticks with the others and their frames to a front leave
-    /// together (one write instead of one per channel).
+    /// The back's tick grid: channel `i` ticks at `epoch + (i % TICK_PHASES) * period /
+    /// TICK_PHASES + k * period`. A room made at any moment ticks with the others of
+    /// its phase, and their frames to a front leave together (one write instead of
+    /// one per channel); the phases spread a back's work, and its fronts' fan-out,
+    /// over the period instead of one burst.
     pub(crate) epoch: Instant,
 }
 
+/// The phases of a back's tick grid (`ChannelOptions::epoch`).
+const TICK_PHASES: u32 = 4;
+
 impl ChannelOptions {
-    /// The first point of the tick grid at or after `now`.
-    fn next_tick(&self, now: Instant) -> Instant {
+    /// The first tick of channel `index` at or after `now`.
+    fn next_tick(&self, now: Instant, index: ChannelIndex) -> Instant {
         let period = self.period.as_nanos().max(1);
-        let since = now.saturating_duration_since(self.epoch).as_nanos();
+        let phase = period * u128::from(index % TICK_PHASES) / u128::from(TICK_PHASES);
+        let epoch = self.epoch + Duration::from_nanos(u64::try_from(phase).unwrap_or(0));
+        let since = now.saturating_duration_since(epoch).as_nanos();
         let ticks = since.div_ceil(period);
         let at = u64::try_from(ticks * period).unwrap_or(u64::MAX);
-        self.epoch + Duration::from_nanos(at)
+        epoch + Duration::from_nanos(at)
     }
 }
 
@@ -379,7 +386,7 @@ impl Channel {
         shutdown: centrum_net::Shutdown,
     ) -> Result<(), crate::BackError> {
         let period = self.options.period;
-        let first = self.options.next_tick(Instant::now());
+        let first = self.options.next_tick(Instant::now(), self.shared.index);
         let mut interval = tokio::time::interval_at(first.into(), period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
         info!(channel = %self.shared.name, app = %self.shared.app_name, period_ms = period.as_secs_f64() * 1e3, tick = self.game.step, "channel started");
@@ -397,7 +404,8 @@ impl Channel {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     () = self.shared.inbox.pushed() => {
-                        interval.reset_at(self.options.next_tick(Instant::now()).into());
+                        let next = self.options.next_tick(Instant::now(), self.shared.index);
+                        interval.reset_at(next.into());
                     }
                     () = tokio::time::sleep_until(deadline.into()) => {
                         self.dispose("it stayed empty", Instant::now());

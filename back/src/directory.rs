@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use centrum_protocol::ChannelIndex;
+use centrum_protocol::{ChannelIndex, IdMap};
 
 use crate::channel::ChannelShared;
 use crate::link::LinkHandle;
@@ -19,7 +19,7 @@ pub(crate) struct Directory {
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_index: HashMap<ChannelIndex, Arc<ChannelShared>>,
+    by_index: IdMap<ChannelIndex, Arc<ChannelShared>>,
     by_name: HashMap<String, ChannelIndex>,
     links: Vec<LinkHandle>,
     /// The next room's number. Numbers are never given twice while the back runs, so a

@@ -12,15 +12,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tracing::{debug, trace};
 
 use centrum_net::{Beat, Liveness, ServerStream, ServerTls, Shutdown};
 use centrum_protocol::{
-    ClientMsg, ErrorMsg, FrontMsg, LinkResume, Pong, Rejected, SessionKey, SharedKind,
-    SharedPrefix, decode, encode,
+    ClientMsg, ErrorMsg, FrontMsg, LinkResume, Pong, Rejected, SessionKey, decode, encode,
 };
 
 use crate::access::IpSlot;
@@ -28,12 +26,16 @@ use crate::auth;
 use crate::close::{End, binary_only, finish, ws_code};
 use crate::handshake::{self, Welcomed};
 use crate::http;
-use crate::hub::{ClientHandle, Hub, Outbound, Refusal};
+use crate::hub::{ClientHandle, Hub, Refusal};
+use crate::outbox::{Event, HEAD_MAX, Kill, Outbound, Outbox, Refused};
 use crate::rate::{Budget, Flood, Verdict};
 use crate::ws::{self, FrameReader, MAX_HEADER, WsEvent};
 
 /// At most this many queued messages go into one vectored write.
 const BATCH: usize = 32;
+
+/// A WebSocket ping without payload.
+const PING: &[u8] = &[0x80 | ws::OP_PING, 0];
 
 /// Serves one accepted connection to the end: with `tls`, its TLS handshake; its first
 /// request (`http`: a call is served there), then, for a WebSocket upgrade, the
@@ -57,7 +59,7 @@ pub(crate) async fn serve(
         Some(tls) => {
             let handshake = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                handshake = tls.accept(stream, deadline) => handshake,
+                handshake = Box::pin(tls.accept(stream, deadline)) => handshake,
             };
             match handshake {
                 Some(stream) => ServerStream::Tls(Box::new(stream)),
@@ -83,7 +85,16 @@ pub(crate) async fn serve(
     // should not keep that.
     reader.buf.extend_from_slice(&rest);
     drop(rest);
-    let hello = match handshake::read_hello(&mut stream, &mut reader, deadline, max_message).await {
+    // Boxed, as every rarely taken await below: a future's size is that of its largest
+    // await, and a connection's task is held for as long as the client stays.
+    let hello = match Box::pin(handshake::read_hello(
+        &mut stream,
+        &mut reader,
+        deadline,
+        max_message,
+    ))
+    .await
+    {
         Ok(hello) => hello,
         Err(end) => {
             hub.metrics.handshake_failures.fetch_add(1, Relaxed);
@@ -91,7 +102,7 @@ pub(crate) async fn serve(
                 hub.metrics.hello_too_large.fetch_add(1, Relaxed);
             }
             match end {
-                Some(end) => finish(&mut stream, end).await,
+                Some(end) => Box::pin(finish(&mut stream, end)).await,
                 None => debug!(%peer, "no hello before the handshake timeout"),
             }
             return;
@@ -102,7 +113,7 @@ pub(crate) async fn serve(
         Ok(grant) => grant,
         Err(end) => {
             hub.metrics.handshake_failures.fetch_add(1, Relaxed);
-            return finish(&mut stream, end).await;
+            return Box::pin(finish(&mut stream, end)).await;
         }
     };
     let Welcomed {
@@ -111,10 +122,14 @@ pub(crate) async fn serve(
         secret,
         welcome,
     } = handshake::welcome(&hub, &hello);
-    let (tx, mut rx) = mpsc::channel(limits.client_queue as usize);
+    let outbox = Arc::new(Outbox::new(limits.client_queue as usize));
+    // A plain socket is shared with the fan-out, which writes into it directly.
+    let (mut stream, socket) = stream.share();
+    if let Some(socket) = socket {
+        outbox.set_socket(socket);
+    }
     let handle = ClientHandle {
-        tx,
-        kill: shutdown.child_token(),
+        outbox: outbox.clone(),
         secret,
         grant: Arc::new(grant),
     };
@@ -123,32 +138,24 @@ pub(crate) async fn serve(
         key,
         resume,
         handle: handle.clone(),
-        heads: Vec::with_capacity(BATCH * 20),
-        batch: Vec::with_capacity(BATCH),
+        batch: Vec::new(),
         flood: Flood::new(&limits),
         active_at: tokio::time::Instant::now(),
     };
     if conn
-        .write(
-            &mut stream,
-            &[Outbound::Message(Bytes::from(encode(&welcome)))],
-        )
-        .await
+        .reply(Outbound::Message(Bytes::from(encode(&welcome))))
         .is_err()
     {
+        outbox.close();
         return;
     }
     hub.add_client(key, handle.clone());
     // Messages that arrived in the same read as the Hello are already buffered.
-    let pending = conn.drain_frames(&mut reader, &mut stream).await;
+    let pending = conn.drain_frames(&mut reader);
 
     let end = if let Err(end) = pending {
         end
     } else {
-        // `kill` is a child of `shutdown`, so one future covers both; it is made once,
-        // not per iteration, since each one registers with the token.
-        let killed = handle.kill.cancelled();
-        tokio::pin!(killed);
         // Anything read from the client counts as life (messages, pongs, its own pings).
         let mut live = Liveness::when_silent(
             tokio::time::Instant::now(),
@@ -187,24 +194,13 @@ pub(crate) async fn serve(
                         };
                     }
                 }
-                _ = &mut killed => {
-                    let code = if shutdown.is_cancelled() { 1001 } else { 1008 };
-                    break End::Close { code, error: None };
-                }
                 () = &mut timer => {
                     match live.poll(tokio::time::Instant::now()) {
                         Beat::Wait => {}
                         Beat::Send => {
-                            // Two bytes; a socket that cannot take them before the
-                            // deadline belongs to a client that is gone.
-                            let mut ping = [0; MAX_HEADER];
-                            let n = ws::header(ws::OP_PING, 0, &mut ping);
-                            let write = async {
-                                stream.write_all(&ping[..n]).await?;
-                                stream.flush().await
-                            };
-                            let sent = tokio::time::timeout_at(live.dead_at(), write).await;
-                            if !matches!(sent, Ok(Ok(()))) {
+                            // Two bytes, queued behind what waits; a client that cannot
+                            // take them is as slow as one that cannot take a patch.
+                            if conn.reply(Outbound::Control(Bytes::from_static(PING))).is_err() {
                                 hub.metrics.client_timeouts.fetch_add(1, Relaxed);
                                 break End::Abort;
                             }
@@ -216,7 +212,7 @@ pub(crate) async fn serve(
                             Ok(0) => break End::Gone,
                             Ok(_) => {
                                 live.heard(tokio::time::Instant::now());
-                                if let Err(end) = conn.drain_frames(&mut reader, &mut stream).await {
+                                if let Err(end) = conn.drain_frames(&mut reader) {
                                     break end;
                                 }
                             }
@@ -230,45 +226,27 @@ pub(crate) async fn serve(
                     }
                     timer.as_mut().reset(live.deadline());
                 }
-                first = rx.recv() => {
-                    let Some(first) = first else { break End::Gone };
-                    conn.batch.push(first);
-                    while conn.batch.len() < BATCH {
-                        match rx.try_recv() {
-                            Ok(item) => conn.batch.push(item),
-                            Err(_) => break,
-                        }
-                    }
-                    let batch = std::mem::take(&mut conn.batch);
-                    // A client that stops reading blocks this write for good, so the
-                    // kill (the slow-client policy, shutdown) must be able to cut it.
-                    // Biased: the write nearly always completes at once, and only a
-                    // pending one needs to look at the kill.
-                    // So must the client's timeout: a write that cannot finish within it
-                    // is to a client that reads nothing, as gone as one that says nothing.
-                    let written = tokio::select! {
-                        biased;
-                        written = conn.write(&mut stream, &batch) => Some(written),
-                        _ = &mut killed => None,
-                        () = tokio::time::sleep(limits.client_timeout()) => {
-                            hub.metrics.client_timeouts.fetch_add(1, Relaxed);
-                            None
-                        }
+                event = outbox.event() => {
+                    let kill = match event {
+                        Event::Kill(kill) => kill,
+                        // Only when a direct write could not take it all.
+                        Event::Write => match Box::pin(conn.flush(&mut stream)).await {
+                            Ok(()) => continue,
+                            Err(end) => break end,
+                        },
                     };
-                    conn.batch = batch;
-                    conn.batch.clear();
-                    match written {
-                        Some(Ok(())) => {}
-                        Some(Err(_)) => break End::Gone,
-                        None => break End::Abort,
-                    }
+                    let code = match kill {
+                        Kill::Shutdown => 1001,
+                        Kill::Slow => 1008,
+                    };
+                    break End::Close { code, error: None };
                 }
-                read = stream.read_buf(&mut reader.buf) => {
+                read = stream.read_some(&mut reader.buf) => {
                     match read {
                         Ok(0) | Err(_) => break End::Gone,
                         Ok(_) => live.heard(tokio::time::Instant::now()),
                     }
-                    match conn.drain_frames(&mut reader, &mut stream).await {
+                    match conn.drain_frames(&mut reader) {
                         Ok(()) => {}
                         Err(end) => break end,
                     }
@@ -278,8 +256,14 @@ pub(crate) async fn serve(
     };
     // Only a client that said goodbye leaves now; a dropped one may still resume.
     hub.remove_client(key, matches!(end, End::Goodbye));
+    // A message cut off part way cannot be followed by a close frame.
+    let end = if outbox.close() && !matches!(end, End::Gone) {
+        End::Abort
+    } else {
+        end
+    };
     let slow = matches!(end, End::Close { code: 1008, .. } | End::Abort);
-    finish(&mut stream, end).await;
+    Box::pin(finish(&mut stream, end)).await;
     debug!(slow, "connection closed");
 }
 
@@ -290,8 +274,7 @@ struct Conn {
     /// The session this connection resumes, claimed in each of its joins.
     resume: Option<LinkResume>,
     handle: ClientHandle,
-    /// Frame headers and per-client prefixes for the batch being written.
-    heads: Vec<u8>,
+    /// Messages taken off the queue, being written; empty (and unallocated) in between.
     batch: Vec<Outbound>,
     /// Frames dropped over the client's budget, and when to tell or close it.
     flood: Flood,
@@ -300,15 +283,51 @@ struct Conn {
 }
 
 impl Conn {
-    /// Writes a batch of messages with vectored writes, retrying partial writes. The
-    /// slices live on the stack: nothing is allocated per write.
+    /// Writes what waits in the outbox until it is empty. A client that stops reading
+    /// blocks this write for good, so a kill (the slow-client policy, shutdown) cuts
+    /// it, and so does the client's timeout: a write that cannot finish within it is
+    /// to a client that reads nothing, as gone as one that says nothing.
+    async fn flush(&mut self, stream: &mut ServerStream) -> Result<(), End> {
+        let outbox = self.handle.outbox.clone();
+        let timeout = self.hub.config.limits.client_timeout();
+        let mut batch = std::mem::take(&mut self.batch);
+        loop {
+            let sent = outbox.take(&mut batch, BATCH);
+            if batch.is_empty() {
+                return Ok(());
+            }
+            // Biased: the write nearly always completes at once, and only a pending
+            // one needs to look at the kill.
+            let written = tokio::select! {
+                biased;
+                written = self.write(stream, &batch, sent) => Some(written),
+                _ = outbox.killed() => None,
+                () = tokio::time::sleep(timeout) => {
+                    self.hub.metrics.client_timeouts.fetch_add(1, Relaxed);
+                    None
+                }
+            };
+            batch.clear();
+            outbox.written();
+            match written {
+                Some(Ok(())) => {}
+                Some(Err(_)) => return Err(End::Gone),
+                None => return Err(End::Abort),
+            }
+        }
+    }
+
+    /// Writes a batch of messages with vectored writes, retrying partial writes, after
+    /// the first `sent` bytes (which a direct write put on the socket already).
     async fn write(
         &mut self,
         stream: &mut ServerStream,
         batch: &[Outbound],
+        mut sent: usize,
     ) -> std::io::Result<()> {
         for chunk in batch.chunks(BATCH) {
-            self.write_chunk(stream, chunk).await?;
+            self.write_chunk(stream, chunk, sent).await?;
+            sent = 0;
         }
         trace!(messages = batch.len(), "wrote batch");
         Ok(())
@@ -318,31 +337,26 @@ impl Conn {
         &mut self,
         stream: &mut ServerStream,
         batch: &[Outbound],
+        sent: usize,
     ) -> std::io::Result<()> {
-        self.heads.clear();
-        // Where each message's header and prefix end in `heads`.
+        // Frame headers and per-client prefixes, one after the other.
+        let mut heads = Vec::with_capacity(batch.len() * HEAD_MAX);
+        // Where each message's head ends in `heads`.
         let mut ends = [0usize; BATCH];
-        let mut payload_bytes = 0;
         for (item, end) in batch.iter().zip(&mut ends) {
-            let mut head = [0; MAX_HEADER];
-            let (prefix, body) = item.parts();
-            let prefix_bytes = prefix.as_ref().map(SharedPrefix::as_bytes).unwrap_or(&[]);
-            let n = ws::header(ws::OP_BINARY, prefix_bytes.len() + body.len(), &mut head);
-            self.heads.extend_from_slice(&head[..n]);
-            self.heads.extend_from_slice(prefix_bytes);
-            *end = self.heads.len();
-            payload_bytes += prefix_bytes.len() + body.len();
+            let mut head = [0; HEAD_MAX];
+            let n = item.head(&mut head);
+            heads.extend_from_slice(&head[..n]);
+            *end = heads.len();
         }
-        let metrics = &self.hub.metrics;
-        metrics.bytes_out.fetch_add(payload_bytes as u64, Relaxed);
-        metrics.messages_out.fetch_add(batch.len() as u64, Relaxed);
-
         let mut slices = [IoSlice::new(&[]); 2 * BATCH];
         let mut count = 0;
         let mut start = 0;
         for (item, &end) in batch.iter().zip(&ends) {
-            slices[count] = IoSlice::new(&self.heads[start..end]);
-            count += 1;
+            if end > start {
+                slices[count] = IoSlice::new(&heads[start..end]);
+                count += 1;
+            }
             start = end;
             let body = item.body();
             if !body.is_empty() {
@@ -351,6 +365,7 @@ impl Conn {
             }
         }
         let mut slices = &mut slices[..count];
+        IoSlice::advance_slices(&mut slices, sent);
         while !slices.is_empty() {
             let n = stream.write_vectored(slices).await?;
             if n == 0 {
@@ -362,25 +377,13 @@ impl Conn {
         stream.flush().await?;
         let now = Instant::now();
         for item in batch {
-            if let Outbound::Shared {
-                kind: SharedKind::Patch,
-                since,
-                ..
-            } = item
-            {
-                let us = now.saturating_duration_since(*since).as_micros();
-                metrics.record_patch_delay(u64::try_from(us).unwrap_or(u64::MAX));
-            }
+            item.count_sent(&self.hub.metrics, now);
         }
         Ok(())
     }
 
     /// Handles every complete frame in the read buffer.
-    async fn drain_frames(
-        &mut self,
-        reader: &mut FrameReader,
-        stream: &mut ServerStream,
-    ) -> Result<(), End> {
+    fn drain_frames(&mut self, reader: &mut FrameReader) -> Result<(), End> {
         loop {
             let event = match reader.next_event() {
                 Ok(Some(e)) => e,
@@ -407,8 +410,7 @@ impl Conn {
                     let n = ws::header(ws::OP_PONG, payload.len(), &mut head);
                     let mut pong = head[..n].to_vec();
                     pong.extend_from_slice(&payload);
-                    stream.write_all(&pong).await.map_err(|_| End::Gone)?;
-                    stream.flush().await.map_err(|_| End::Gone)?;
+                    self.reply(Outbound::Control(Bytes::from(pong)))?;
                 }
                 WsEvent::Pong => {}
                 WsEvent::Close => return Err(End::Goodbye),
@@ -520,12 +522,12 @@ impl Conn {
         }
     }
 
-    /// Queues a reply behind whatever is already queued, so replies keep their order
+    /// Sends a reply behind whatever is already queued, so replies keep their order
     /// relative to patches. A client too slow to take a reply is disconnected.
     fn reply(&self, item: Outbound) -> Result<(), End> {
-        match self.handle.tx.try_send(item) {
+        match self.handle.outbox.push(item, &self.hub.metrics) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 self.hub
                     .metrics
                     .slow_client_disconnects
@@ -535,7 +537,7 @@ impl Conn {
                     error: None,
                 })
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(End::Gone),
+            Err(Refused::Closed) => Err(End::Gone),
         }
     }
 }
@@ -545,7 +547,9 @@ mod tests {
     use std::time::Duration;
 
     use futures_util::SinkExt;
+    use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpSocket};
+    use tokio::sync::mpsc;
     use tokio::time::timeout;
     use tokio_tungstenite::tungstenite::Message;
 
@@ -836,5 +840,110 @@ mod tests {
             matches!(decode(&away, usize::MAX).unwrap(), FrontToBack::Away(_)),
             "a drop, held for resume"
         );
+    }
+
+    /// An idle connection is its task and little else (`centrum bench idle` measures
+    /// the whole): the rarely taken awaits (TLS, the handshake, a blocked write, the
+    /// close) are boxed, so the task's future stays small.
+    #[tokio::test]
+    async fn a_connection_task_is_small() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let hub = Arc::new(Hub::new(
+            "front-1",
+            Arc::new(Config::embedded_default()),
+            None,
+        ));
+        let task = serve(stream, peer, None, hub, None, Shutdown::new());
+        let size = size_of_val(&task);
+        assert!(size <= 2048, "the connection's future takes {size} bytes");
+    }
+
+    /// Patches too large for the socket's buffers go partly straight into the socket
+    /// and partly through the client's queue: the client, reading only once all are
+    /// sent, gets every one whole and in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn patches_larger_than_the_socket_arrive_whole_and_in_order() {
+        let mut config = Config::embedded_default();
+        // More than the kernel's buffers hold on both sides (a loopback send buffer grows
+        // to 4 MiB), all of it within the client's queue.
+        config.limits.client_queue = 1024;
+        let (hub, addr, _server, mut link_rx) = front_serving_one(config).await;
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
+            .await
+            .unwrap();
+        for msg in [
+            ClientMsg::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                token: String::new(),
+                resume: None,
+            }),
+            ClientMsg::Join(Join {
+                channel: "arena".into(),
+                data: Bytes::new(),
+                seat: None,
+            }),
+        ] {
+            ws.send(Message::Binary(encode(&msg).into())).await.unwrap();
+        }
+        let frame = timeout(WAIT, link_rx.recv()).await.unwrap().unwrap();
+        let FrontToBack::Join(join) = decode(&frame, usize::MAX).unwrap() else {
+            panic!("the front sent the back something other than the join");
+        };
+        hub.on_state(
+            "arena",
+            LinkState {
+                channel: 0,
+                tick: Tick(1),
+                sessions: vec![(join.session, Seq(0))],
+                body: Bytes::from_static(b"state"),
+            },
+        );
+        let patches = 200u8;
+        for tick in 0..patches {
+            let split = hub.on_patch(
+                "arena",
+                LinkPatch {
+                    channel: 0,
+                    tick: Tick(u32::from(tick) + 2),
+                    changed: true,
+                    acks: Vec::new(),
+                    body: Bytes::from(vec![tick; 48 << 10]),
+                },
+            );
+            assert!(split.is_none());
+        }
+        assert!(
+            hub.metrics.writes_queued.load(Relaxed) > 0,
+            "the socket took everything at once: the test proves nothing"
+        );
+        let mut bodies = Vec::new();
+        while bodies.len() < usize::from(patches) {
+            let msg = timeout(WAIT, futures_util::StreamExt::next(&mut ws))
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            let Message::Binary(bytes) = msg else {
+                panic!("unexpected {msg:?}");
+            };
+            // The welcome and the state are small; a patch ends with its body.
+            if bytes.len() > 48 << 10 {
+                bodies.push(bytes[bytes.len() - (48 << 10)..].to_vec());
+            }
+        }
+        for (tick, body) in (0..patches).zip(&bodies) {
+            assert!(
+                body.iter().all(|b| *b == tick),
+                "patch {tick} garbled or out of order"
+            );
+        }
+        assert_eq!(hub.metrics.slow_client_resyncs.load(Relaxed), 0);
     }
 }

@@ -4,67 +4,36 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc::{self, error::TrySendError};
+
 use tokio::sync::oneshot;
 
 use centrum_config::{Config, SlowClientPolicy};
 use centrum_net::Shutdown;
 use centrum_protocol::{
-    ChannelIndex, ErrorMsg, FrontMsg, FrontToBack, Left, LinkAway, LinkCall, LinkInput, LinkJoin,
-    LinkLeave, LinkMessage, LinkPatch, LinkReply, LinkResume, LinkResync, LinkSession, LinkState,
-    Rejected, Seq, SessionKey, SharedKind, SharedPrefix, Unavailable, encode,
+    ChannelIndex, ErrorMsg, FrontMsg, FrontToBack, IdMap, Left, LinkAway, LinkCall, LinkInput,
+    LinkJoin, LinkLeave, LinkMessage, LinkPatch, LinkReply, LinkResume, LinkResync, LinkSession,
+    LinkState, Rejected, Seq, SessionKey, SharedKind, Tick, Unavailable, encode,
 };
 
 use crate::access::Access;
 use crate::auth::{Grant, Verifier};
 use crate::metrics::FrontMetrics;
-
-/// What a client connection's writer sends: whole messages, or a shared body behind
-/// this client's prefix.
-#[derive(Debug)]
-pub(crate) enum Outbound {
-    Message(Bytes),
-    Shared {
-        kind: SharedKind,
-        ack: Seq,
-        body: Bytes,
-        /// When the front received it from the back: the write measures the front's delay.
-        since: Instant,
-    },
-}
-
-impl Outbound {
-    /// The per-client prefix, if any, and the bytes that follow it.
-    pub(crate) fn parts(&self) -> (Option<SharedPrefix>, &Bytes) {
-        match self {
-            Outbound::Message(m) => (None, m),
-            Outbound::Shared {
-                kind, ack, body, ..
-            } => (Some(SharedPrefix::new(*kind, *ack)), body),
-        }
-    }
-
-    /// The bytes after the prefix.
-    pub(crate) fn body(&self) -> &Bytes {
-        match self {
-            Outbound::Message(body) | Outbound::Shared { body, .. } => body,
-        }
-    }
-}
+pub(crate) use crate::outbox::Outbound;
+use crate::outbox::{Kill, Outbox, Refused};
 
 /// How the rest of the front reaches one client connection.
 #[derive(Clone, Debug)]
 pub(crate) struct ClientHandle {
-    /// Bounded by `limits.client_queue`; when full, the slow-client policy applies
-    /// (never a wait, so one slow client cannot stall a fan-out).
-    pub(crate) tx: mpsc::Sender<Outbound>,
-    /// Cancelled to close the connection from outside (slow client, policy).
-    pub(crate) kill: Shutdown,
+    /// Written into directly, or queued up to `limits.client_queue`; when full, the
+    /// slow-client policy applies (never a wait, so one slow client cannot stall a
+    /// fan-out). Also how the connection is closed from outside.
+    pub(crate) outbox: Arc<Outbox>,
     /// The session's resume secret, told to every back it joins.
     pub(crate) secret: u64,
     /// What its hello's token allows, and the identity every join carries.
@@ -85,7 +54,9 @@ enum Status {
 #[derive(Debug)]
 struct Member {
     client: ClientHandle,
-    ack: Seq,
+    /// The last of its inputs the back applied; an atomic so that a fan-out can update
+    /// it under the route's read lock.
+    ack: AtomicU32,
     status: Status,
     /// The join data, replayed if the back must join this client again.
     data: Bytes,
@@ -105,7 +76,7 @@ struct ChannelRoute {
     anonymous: bool,
     /// The link's outbound queue and this channel's index on it; None while unlinked.
     link: Option<(mpsc::Sender<Bytes>, ChannelIndex, Shutdown)>,
-    members: HashMap<SessionKey, Member>,
+    members: IdMap<SessionKey, Member>,
 }
 
 /// Shared by every task of a front.
@@ -124,7 +95,12 @@ pub(crate) struct Hub {
     /// TLS for the links to backs that serve it (`backs[].tls`), checked against
     /// `cluster.ca`; set once at start.
     pub(crate) link_tls: Option<centrum_net::LinkTls>,
-    clients: RwLock<HashMap<SessionKey, ClientHandle>>,
+    clients: RwLock<IdMap<SessionKey, ClientHandle>>,
+    /// Set (under `clients`' lock) when the front shuts down: a client that finishes
+    /// its handshake afterwards is closed at once.
+    closing: std::sync::atomic::AtomicBool,
+    /// The cores a fan-out may use (`SplitPatch`).
+    cores: usize,
     /// The channels of the config (from the start) and the rooms this front's clients
     /// are in; one lock per channel, taken after (never while holding) another.
     routes: RwLock<Routes>,
@@ -142,7 +118,7 @@ type BackLink = (mpsc::Sender<Bytes>, Shutdown);
 
 #[derive(Debug, Default)]
 struct Routes {
-    channels: HashMap<String, Arc<Mutex<ChannelRoute>>>,
+    channels: HashMap<String, Arc<RwLock<ChannelRoute>>>,
     /// Every room the linked backs have announced (`LinkOpened`), with its back and
     /// number, whether or not a client of this front is in it.
     rooms: HashMap<String, (usize, ChannelIndex)>,
@@ -195,12 +171,12 @@ impl Hub {
             for ch in &back.channels {
                 channels.insert(
                     ch.name.clone(),
-                    Arc::new(Mutex::new(ChannelRoute {
+                    Arc::new(RwLock::new(ChannelRoute {
                         back: b,
                         room: false,
                         anonymous: ch.anonymous,
                         link: None,
-                        members: HashMap::new(),
+                        members: IdMap::default(),
                     })),
                 );
             }
@@ -214,7 +190,9 @@ impl Hub {
             config,
             auth,
             metrics: FrontMetrics::default(),
-            clients: RwLock::new(HashMap::new()),
+            clients: RwLock::new(IdMap::default()),
+            closing: std::sync::atomic::AtomicBool::new(false),
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
             routes: RwLock::new(Routes {
                 channels,
                 rooms: HashMap::new(),
@@ -226,12 +204,12 @@ impl Hub {
     }
 
     /// The route of `channel`, if there is one.
-    fn route(&self, channel: &str) -> Option<Arc<Mutex<ChannelRoute>>> {
+    fn route(&self, channel: &str) -> Option<Arc<RwLock<ChannelRoute>>> {
         self.routes.read().channels.get(channel).cloned()
     }
 
     /// Every route, to go through one at a time.
-    fn all_routes(&self) -> Vec<(String, Arc<Mutex<ChannelRoute>>)> {
+    fn all_routes(&self) -> Vec<(String, Arc<RwLock<ChannelRoute>>)> {
         let routes = self.routes.read();
         routes
             .channels
@@ -243,7 +221,7 @@ impl Hub {
     /// The route of a room a client joins: made if this front has none yet. The back
     /// comes from the room's id (`<type>.<random>.<back id>`), which must name a back
     /// that offers the type; the room's number on the link, if the back announced it.
-    fn room_route(&self, room: &str) -> Option<Arc<Mutex<ChannelRoute>>> {
+    fn room_route(&self, room: &str) -> Option<Arc<RwLock<ChannelRoute>>> {
         let (back, _, kind) = self.config.room_owner(room)?;
         let anonymous = kind.anonymous;
         let mut routes = self.routes.write();
@@ -256,12 +234,12 @@ impl Hub {
             }
             _ => None,
         };
-        let route = Arc::new(Mutex::new(ChannelRoute {
+        let route = Arc::new(RwLock::new(ChannelRoute {
             back,
             room: true,
             anonymous,
             link,
-            members: HashMap::new(),
+            members: IdMap::default(),
         }));
         routes.channels.insert(room.to_owned(), route.clone());
         Some(route)
@@ -272,7 +250,7 @@ impl Hub {
         let mut routes = self.routes.write();
         routes.rooms.insert(name.to_owned(), (back, index));
         if let Some(route) = routes.channels.get(name) {
-            let mut route = route.lock();
+            let mut route = route.write();
             if route.back == back
                 && let Some((tx, close)) = &self.links.lock()[back]
             {
@@ -289,7 +267,7 @@ impl Hub {
                 routes.rooms.remove(name);
             }
             match routes.channels.get(name) {
-                Some(route) if route.lock().back == back => routes.channels.remove(name),
+                Some(route) if route.write().back == back => routes.channels.remove(name),
                 _ => None,
             }
         };
@@ -300,8 +278,11 @@ impl Hub {
             channel: name.to_owned(),
             reason: reason.to_owned(),
         })));
-        for (_, m) in route.lock().members.drain() {
-            let _ = m.client.tx.try_send(Outbound::Message(left.clone()));
+        for (_, m) in route.write().members.drain() {
+            let _ = m
+                .client
+                .outbox
+                .push(Outbound::Message(left.clone()), &self.metrics);
         }
     }
 
@@ -310,7 +291,21 @@ impl Hub {
     }
 
     pub(crate) fn add_client(&self, key: SessionKey, handle: ClientHandle) {
-        self.clients.write().insert(key, handle);
+        let mut clients = self.clients.write();
+        if self.closing.load(Relaxed) {
+            handle.outbox.kill(Kill::Shutdown);
+        }
+        clients.insert(key, handle);
+    }
+
+    /// The front is shutting down: every client connection is closed (1001), and so
+    /// is any that finishes its handshake from now on.
+    pub(crate) fn close_all(&self) {
+        let clients = self.clients.write();
+        self.closing.store(true, Relaxed);
+        for client in clients.values() {
+            client.outbox.kill(Kill::Shutdown);
+        }
     }
 
     /// Removes a closed connection from every channel. With `leave` (the client
@@ -319,7 +314,7 @@ impl Hub {
     pub(crate) fn remove_client(&self, key: SessionKey, leave: bool) {
         self.clients.write().remove(&key);
         for (_, route) in self.all_routes() {
-            let mut route = route.lock();
+            let mut route = route.write();
             if route.members.remove(&key).is_some()
                 && let Some((tx, channel, close)) = &route.link
             {
@@ -339,7 +334,7 @@ impl Hub {
     pub(crate) fn in_any_channel(&self, key: SessionKey) -> bool {
         self.all_routes()
             .iter()
-            .any(|(_, route)| route.lock().members.contains_key(&key))
+            .any(|(_, route)| route.write().members.contains_key(&key))
     }
 
     /// Starts a join; the back's State or rejection arrives later through the link.
@@ -368,7 +363,7 @@ impl Hub {
     #[allow(clippy::too_many_arguments)]
     fn join_route(
         &self,
-        route: &Mutex<ChannelRoute>,
+        route: &RwLock<ChannelRoute>,
         key: SessionKey,
         client: &ClientHandle,
         channel: &str,
@@ -376,7 +371,7 @@ impl Hub {
         resume: Option<&LinkResume>,
         seat: Option<String>,
     ) -> Result<(), Refusal> {
-        let mut route = route.lock();
+        let mut route = route.write();
         if let Some(refused) = client.grant.refusal(channel, route.anonymous) {
             self.metrics.joins_refused[refused as usize].fetch_add(1, Relaxed);
             return Err(Refusal::Reject(refused.reason(channel)));
@@ -423,7 +418,7 @@ impl Hub {
             key,
             Member {
                 client: client.clone(),
-                ack: Seq(0),
+                ack: AtomicU32::new(0),
                 status: Status::Joining,
                 data,
                 dropped_messages: 0,
@@ -435,7 +430,7 @@ impl Hub {
     pub(crate) fn leave(&self, key: SessionKey, channel: &str) -> Result<(), Refusal> {
         let not_joined = || Refusal::Error("not_joined", format!("not in channel {channel:?}"));
         let route = self.route(channel).ok_or_else(not_joined)?;
-        let mut route = route.lock();
+        let mut route = route.write();
         route.members.remove(&key).ok_or_else(not_joined)?;
         if let Some((tx, index, close)) = &route.link {
             send_or_close(
@@ -465,25 +460,22 @@ impl Hub {
             )
         };
         let route = self.route(channel).ok_or_else(not_joined)?;
-        let (tx, index) = {
-            let route = route.lock();
-            match route.members.get(&key).map(|m| m.status) {
-                None | Some(Status::Joining) => return Err(not_joined()),
-                Some(_) => {}
-            }
-            match &route.link {
-                Some((tx, index, _)) => (tx.clone(), *index),
-                None => {
-                    return Err(Refusal::Error(
-                        "unavailable",
-                        format!("channel {channel:?} is unavailable; input {seq} dropped"),
-                    ));
-                }
-            }
+        // A read lock: the inputs of a channel's clients go side by side, and beside
+        // its fan-out.
+        let route = route.read();
+        match route.members.get(&key).map(|m| m.status) {
+            None | Some(Status::Joining) => return Err(not_joined()),
+            Some(_) => {}
+        }
+        let Some((tx, index, _)) = &route.link else {
+            return Err(Refusal::Error(
+                "unavailable",
+                format!("channel {channel:?} is unavailable; input {seq} dropped"),
+            ));
         };
         let frame = encode(&FrontToBack::Input(LinkInput {
             session: key,
-            channel: index,
+            channel: *index,
             seq,
             data,
         }));
@@ -502,7 +494,7 @@ impl Hub {
     pub(crate) fn sessions_of_back(&self, back: usize) -> Vec<LinkSession> {
         let mut out = Vec::new();
         for (name, route) in self.all_routes() {
-            let route = route.lock();
+            let route = route.write();
             if route.back != back {
                 continue;
             }
@@ -532,7 +524,7 @@ impl Hub {
         self.links.lock()[back] = Some((tx.clone(), close.clone()));
         for (i, name) in channels.iter().enumerate() {
             if let (Some(route), Ok(index)) = (self.route(name), ChannelIndex::try_from(i)) {
-                let mut route = route.lock();
+                let mut route = route.write();
                 if route.back == back && !route.room {
                     route.link = Some((tx.clone(), index, close.clone()));
                 }
@@ -549,7 +541,7 @@ impl Hub {
         // The back announces its rooms again when the link is back.
         self.routes.write().rooms.retain(|_, (b, _)| *b != back);
         for (name, route) in self.all_routes() {
-            let mut route = route.lock();
+            let mut route = route.write();
             let joining = route.members.values().any(|m| m.status == Status::Joining);
             if route.back != back || (route.link.is_none() && !(route.room && joining)) {
                 continue;
@@ -566,11 +558,17 @@ impl Hub {
                         channel: name.clone(),
                         reason,
                     }));
-                    let _ = m.client.tx.try_send(Outbound::Message(Bytes::from(msg)));
+                    let _ = m
+                        .client
+                        .outbox
+                        .push(Outbound::Message(Bytes::from(msg)), &self.metrics);
                     return false;
                 }
                 m.status = Status::Waiting;
-                let _ = m.client.tx.try_send(Outbound::Message(unavailable.clone()));
+                let _ = m
+                    .client
+                    .outbox
+                    .push(Outbound::Message(unavailable.clone()), &self.metrics);
                 true
             });
         }
@@ -582,92 +580,139 @@ impl Hub {
             return;
         };
         let since = Instant::now();
-        let mut route = route.lock();
+        let mut route = route.write();
         for (key, ack) in msg.sessions {
             let Some(m) = route.members.get_mut(&key) else {
                 continue;
             };
-            m.ack = ack;
+            m.ack.store(ack.0, Relaxed);
             let item = Outbound::Shared {
                 kind: SharedKind::State,
                 ack,
                 body: msg.body.clone(),
                 since,
             };
-            match m.client.tx.try_send(item) {
+            match m.client.outbox.push(item, &self.metrics) {
                 Ok(()) => {
                     m.status = Status::Active;
                     // The state first: it is what the client cannot do without.
                     self.tell_dropped_messages(channel, m);
                 }
                 // Not even a full state fits: this client cannot keep up at all.
-                Err(TrySendError::Full(_)) => self.drop_slow(&m.client),
-                Err(TrySendError::Closed(_)) => {}
+                Err(Refused::Full) => self.drop_slow(&m.client.outbox),
+                Err(Refused::Closed) => {}
             }
         }
     }
 
-    /// Fans one patch out: the same body to every active member, each behind its own ack.
-    pub(crate) fn on_patch(&self, channel: &str, msg: LinkPatch) {
-        let Some(route) = self.route(channel) else {
-            return;
-        };
+    /// Fans one patch out: the same body to every active member, each behind its own
+    /// ack, written straight into its socket where it can take it (`outbox`). Under the
+    /// route's read lock, so that the channel's inputs are never held behind a fan-out.
+    /// A channel with many members on this front is returned as a [`SplitPatch`] for
+    /// the caller to write on every core, before it handles anything else.
+    pub(crate) fn on_patch(&self, channel: &str, msg: LinkPatch) -> Option<SplitPatch> {
+        let route = self.route(channel)?;
         let since = Instant::now();
-        let mut guard = route.lock();
-        let route = &mut *guard;
-        for (key, ack) in &msg.acks {
-            if let Some(m) = route.members.get_mut(key) {
-                m.ack = *ack;
-            }
-        }
         let mut behind = Vec::new();
-        let mut send = |key: SessionKey, m: &mut Member| {
-            if m.status != Status::Active {
-                return;
+        {
+            let route = route.read();
+            for (key, ack) in &msg.acks {
+                if let Some(m) = route.members.get(key) {
+                    m.ack.store(ack.0, Relaxed);
+                }
             }
-            match m.client.tx.try_send(Outbound::Shared {
-                kind: SharedKind::Patch,
-                ack: m.ack,
-                body: msg.body.clone(),
-                since,
-            }) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => match self.config.limits.slow_client {
-                    SlowClientPolicy::Resync => {
-                        m.status = Status::Waiting;
-                        behind.push(key);
+            let rotated = || in_turn(&route.members, msg.tick);
+            if msg.changed && self.cores > 1 && route.members.len() >= SPLIT_FANOUT_AT {
+                let targets = rotated()
+                    .filter(|(_, m)| m.status == Status::Active)
+                    .map(|(key, m)| Target {
+                        key: *key,
+                        outbox: m.client.outbox.clone(),
+                        ack: Seq(m.ack.load(Relaxed)),
+                    })
+                    .collect();
+                return Some(SplitPatch {
+                    channel: channel.to_owned(),
+                    targets,
+                    body: msg.body,
+                    since,
+                });
+            }
+            let mut send = |key: SessionKey, m: &Member| {
+                if m.status == Status::Active {
+                    let ack = Seq(m.ack.load(Relaxed));
+                    self.send_patch(key, &m.client.outbox, ack, &msg.body, since, &mut behind);
+                }
+            };
+            if msg.changed {
+                rotated().for_each(|(key, m)| send(*key, m));
+            } else {
+                for (key, _) in &msg.acks {
+                    if let Some(m) = route.members.get(key) {
+                        send(*key, m);
                     }
-                    SlowClientPolicy::Disconnect => self.drop_slow(&m.client),
-                },
-                Err(TrySendError::Closed(_)) => {}
-            }
-        };
-        if msg.changed {
-            for (key, m) in route.members.iter_mut() {
-                send(*key, m);
-            }
-        } else {
-            for (key, _) in &msg.acks {
-                if let Some(m) = route.members.get_mut(key) {
-                    send(*key, m);
                 }
             }
         }
+        self.patch_sent(&route, behind);
+        None
+    }
+
+    /// Sends one member its patch; a member whose queue is full is noted in `behind`
+    /// (the resync policy) or disconnected.
+    fn send_patch(
+        &self,
+        key: SessionKey,
+        outbox: &Outbox,
+        ack: Seq,
+        body: &Bytes,
+        since: Instant,
+        behind: &mut Vec<SessionKey>,
+    ) {
+        let patch = Outbound::Shared {
+            kind: SharedKind::Patch,
+            ack,
+            body: body.clone(),
+            since,
+        };
+        match outbox.push(patch, &self.metrics) {
+            Ok(()) | Err(Refused::Closed) => {}
+            Err(Refused::Full) => match self.config.limits.slow_client {
+                SlowClientPolicy::Resync => behind.push(key),
+                SlowClientPolicy::Disconnect => self.drop_slow(outbox),
+            },
+        }
+    }
+
+    /// A patch is out: the members that fell behind skip patches until a fresh state,
+    /// which one resync asks the back for.
+    fn patch_sent(&self, route: &RwLock<ChannelRoute>, mut behind: Vec<SessionKey>) {
         self.metrics.patches.fetch_add(1, Relaxed);
-        if !behind.is_empty() {
-            self.metrics
-                .slow_client_resyncs
-                .fetch_add(behind.len() as u64, Relaxed);
-            if let Some((tx, index, close)) = &route.link {
-                send_or_close(
-                    tx,
-                    close,
-                    encode(&FrontToBack::Resync(LinkResync {
-                        channel: *index,
-                        sessions: behind,
-                    })),
-                );
+        if behind.is_empty() {
+            return;
+        }
+        let mut route = route.write();
+        behind.retain(|key| match route.members.get_mut(key) {
+            Some(m) if m.status == Status::Active => {
+                m.status = Status::Waiting;
+                true
             }
+            _ => false,
+        });
+        self.metrics
+            .slow_client_resyncs
+            .fetch_add(behind.len() as u64, Relaxed);
+        if let Some((tx, index, close)) = &route.link
+            && !behind.is_empty()
+        {
+            send_or_close(
+                tx,
+                close,
+                encode(&FrontToBack::Resync(LinkResync {
+                    channel: *index,
+                    sessions: behind,
+                })),
+            );
         }
     }
 
@@ -680,7 +725,7 @@ impl Hub {
         let Some(route) = self.route(channel) else {
             return;
         };
-        let mut route = route.lock();
+        let mut route = route.write();
         let mut deliver = |m: &mut Member| {
             match m.status {
                 // A joiner hears the game only from its first state on.
@@ -691,15 +736,19 @@ impl Hub {
                 Status::Active => {}
             }
             self.tell_dropped_messages(channel, m);
-            match m.client.tx.try_send(Outbound::Message(msg.body.clone())) {
+            match m
+                .client
+                .outbox
+                .push(Outbound::Message(msg.body.clone()), &self.metrics)
+            {
                 Ok(()) => {
                     self.metrics.game_messages.fetch_add(1, Relaxed);
                 }
-                Err(TrySendError::Full(_)) => match self.config.limits.slow_client {
+                Err(Refused::Full) => match self.config.limits.slow_client {
                     SlowClientPolicy::Resync => self.missed_message(m),
-                    SlowClientPolicy::Disconnect => self.drop_slow(&m.client),
+                    SlowClientPolicy::Disconnect => self.drop_slow(&m.client.outbox),
                 },
-                Err(TrySendError::Closed(_)) => {}
+                Err(Refused::Closed) => {}
             }
         };
         match &msg.to {
@@ -731,8 +780,11 @@ impl Hub {
             m.dropped_messages
         );
         if m.client
-            .tx
-            .try_send(Hub::error("messages_dropped".into(), message))
+            .outbox
+            .push(
+                Hub::error("messages_dropped".into(), message),
+                &self.metrics,
+            )
             .is_ok()
         {
             m.dropped_messages = 0;
@@ -751,7 +803,7 @@ impl Hub {
     ) -> Result<(CallTicket<'_>, oneshot::Receiver<LinkReply>), CallRefusal> {
         let (tx, index, back) = {
             let route = self.route(channel).ok_or(CallRefusal::UnknownChannel)?;
-            let route = route.lock();
+            let route = route.write();
             let Some((tx, index, _)) = &route.link else {
                 return Err(CallRefusal::Unavailable);
             };
@@ -794,7 +846,7 @@ impl Hub {
         let Some(route) = self.route(channel) else {
             return;
         };
-        let mut route = route.lock();
+        let mut route = route.write();
         if let Some(m) = route.members.remove(&key) {
             // A member that was in already (a relinked front's session in a room
             // disposed of meanwhile) has left; one that was joining is rejected.
@@ -811,8 +863,8 @@ impl Hub {
             };
             let _ = m
                 .client
-                .tx
-                .try_send(Outbound::Message(Bytes::from(encode(&msg))));
+                .outbox
+                .push(Outbound::Message(Bytes::from(encode(&msg))), &self.metrics);
         }
         let unused = route.room && route.link.is_none() && route.members.is_empty();
         drop(route);
@@ -827,7 +879,7 @@ impl Hub {
     fn forget_room_route(&self, channel: &str) {
         let mut routes = self.routes.write();
         let unused = routes.channels.get(channel).is_some_and(|r| {
-            let r = r.lock();
+            let r = r.read();
             r.room && r.link.is_none() && r.members.is_empty()
         });
         if unused {
@@ -846,18 +898,21 @@ impl Hub {
         let Some(route) = self.route(channel) else {
             return;
         };
-        if let Some(m) = route.lock().members.remove(&key) {
+        if let Some(m) = route.write().members.remove(&key) {
             let msg = encode(&FrontMsg::Left(Left {
                 channel: channel.to_owned(),
                 reason,
             }));
-            let _ = m.client.tx.try_send(Outbound::Message(Bytes::from(msg)));
+            let _ = m
+                .client
+                .outbox
+                .push(Outbound::Message(Bytes::from(msg)), &self.metrics);
         }
     }
 
     pub(crate) fn on_notice(&self, key: SessionKey, code: String, message: String) {
         if let Some(client) = self.clients.read().get(&key) {
-            let _ = client.tx.try_send(Hub::error(code, message));
+            let _ = client.outbox.push(Hub::error(code, message), &self.metrics);
         }
     }
 
@@ -877,11 +932,85 @@ impl Hub {
         }))))
     }
 
-    fn drop_slow(&self, client: &ClientHandle) {
-        if !client.kill.is_cancelled() {
+    fn drop_slow(&self, outbox: &Outbox) {
+        if outbox.kill(Kill::Slow) {
             self.metrics.slow_client_disconnects.fetch_add(1, Relaxed);
-            client.kill.cancel();
         }
+    }
+}
+
+/// A channel's members in the order of this tick's fan-out: each tick starts at
+/// another member, so that no client is always written last (the map's order is
+/// stable while its members are).
+fn in_turn<V>(
+    members: &IdMap<SessionKey, V>,
+    tick: Tick,
+) -> impl Iterator<Item = (&SessionKey, &V)> {
+    let start = tick.0 as usize % members.len().max(1);
+    members.iter().skip(start).chain(members.iter().take(start))
+}
+
+/// Active members of one channel from which a patch is written by one task per core,
+/// each taking its share of the sockets; below it, the link's task writes them all.
+const SPLIT_FANOUT_AT: usize = 256;
+
+/// One member's share of a split patch.
+#[derive(Debug)]
+struct Target {
+    key: SessionKey,
+    outbox: Arc<Outbox>,
+    ack: Seq,
+}
+
+/// A patch for a channel with many members, written on every core (`Hub::on_patch`).
+#[derive(Debug)]
+pub(crate) struct SplitPatch {
+    channel: String,
+    targets: Vec<Target>,
+    body: Bytes,
+    since: Instant,
+}
+
+impl SplitPatch {
+    /// Writes the patch: one share on this task, the others on tasks of their own.
+    /// Returns once every member has it, so nothing the link brings next can overtake
+    /// it.
+    pub(crate) async fn write(self, hub: &Arc<Hub>) {
+        let Self {
+            channel,
+            mut targets,
+            body,
+            since,
+        } = self;
+        let share = targets.len().div_ceil(hub.cores);
+        let mut others = Vec::with_capacity(hub.cores);
+        while targets.len() > share {
+            let theirs = targets.split_off(targets.len() - share);
+            let (hub, body) = (hub.clone(), body.clone());
+            others.push(tokio::spawn(async move {
+                hub.send_patches(&theirs, &body, since)
+            }));
+        }
+        let mut behind = hub.send_patches(&targets, &body, since);
+        for other in others {
+            // A share's task cannot fail: it only writes; a panic would show here.
+            if let Ok(theirs) = other.await {
+                behind.extend(theirs);
+            }
+        }
+        if let Some(route) = hub.route(&channel) {
+            hub.patch_sent(&route, behind);
+        }
+    }
+}
+
+impl Hub {
+    fn send_patches(&self, targets: &[Target], body: &Bytes, since: Instant) -> Vec<SessionKey> {
+        let mut behind = Vec::new();
+        for t in targets {
+            self.send_patch(t.key, &t.outbox, t.ack, body, since, &mut behind);
+        }
+        behind
     }
 }
 
@@ -905,16 +1034,24 @@ mod tests {
         Hub::new("front-1", Arc::new(config), None)
     }
 
-    fn client(capacity: usize) -> (ClientHandle, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    /// A client's queue as a test reads it (there is no socket: everything queues).
+    struct Rx(Arc<Outbox>);
+
+    impl Rx {
+        fn try_recv(&mut self) -> Result<Outbound, ()> {
+            self.0.try_pop().ok_or(())
+        }
+    }
+
+    fn client(capacity: usize) -> (ClientHandle, Rx) {
+        let outbox = Arc::new(Outbox::new(capacity));
         (
             ClientHandle {
-                tx,
-                kill: Shutdown::new(),
+                outbox: outbox.clone(),
                 secret: 1,
                 grant: Arc::new(Grant::Open),
             },
-            rx,
+            Rx(outbox),
         )
     }
 
@@ -929,15 +1066,7 @@ mod tests {
     }
 
     /// Sets up a linked channel with a slow client (queue of 1) and a fast one.
-    fn linked(
-        policy: SlowClientPolicy,
-    ) -> (
-        Hub,
-        mpsc::Receiver<Bytes>,
-        ClientHandle,
-        mpsc::Receiver<Outbound>,
-        mpsc::Receiver<Outbound>,
-    ) {
+    fn linked(policy: SlowClientPolicy) -> (Hub, mpsc::Receiver<Bytes>, ClientHandle, Rx, Rx) {
         let hub = hub(policy);
         let (link_tx, mut link_rx) = mpsc::channel(16);
         hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
@@ -1027,9 +1156,9 @@ mod tests {
     #[test]
     fn the_disconnect_policy_closes_a_slow_client() {
         let (hub, _link_rx, slow, _slow_rx, _fast_rx) = linked(SlowClientPolicy::Disconnect);
-        assert!(!slow.kill.is_cancelled());
+        assert!(!slow.outbox.is_killed());
         hub.on_patch("arena", patch(2));
-        assert!(slow.kill.is_cancelled());
+        assert!(slow.outbox.is_killed());
         assert_eq!(hub.metrics.slow_client_disconnects.load(Relaxed), 1);
     }
 
@@ -1233,5 +1362,68 @@ mod tests {
         );
         drop(first);
         assert!(hub.call("arena", Bytes::new()).is_ok(), "room again");
+    }
+
+    #[test]
+    fn no_member_is_always_written_last() {
+        let members: IdMap<SessionKey, ()> = (1..=5).map(|k| (k, ())).collect();
+        let mut last = std::collections::HashSet::new();
+        for tick in 100..105 {
+            let order: Vec<SessionKey> = in_turn(&members, Tick(tick)).map(|(k, _)| *k).collect();
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(
+                sorted,
+                vec![1, 2, 3, 4, 5],
+                "every member once, at tick {tick}"
+            );
+            last.insert(*order.last().unwrap());
+        }
+        assert_eq!(last.len(), 5, "each member is last once in five ticks");
+    }
+
+    /// A patch for a channel with many members is written by several tasks, and is
+    /// done before the link's next frame: a message of the same tick follows it for
+    /// every member.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_patch_split_over_cores_reaches_everyone_before_what_follows() {
+        let mut hub = hub(SlowClientPolicy::Resync);
+        hub.cores = 2;
+        let hub = Arc::new(hub);
+        let (link_tx, _link_rx) = mpsc::channel(1024);
+        hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
+        let members = SPLIT_FANOUT_AT as u64 + 44;
+        let mut queues = Vec::new();
+        for key in 1..=members {
+            let (handle, rx) = client(8);
+            hub.join(key, &handle, "arena", Bytes::new(), None, None)
+                .unwrap();
+            queues.push(rx);
+        }
+        hub.on_state(
+            "arena",
+            LinkState {
+                channel: 0,
+                tick: Tick(1),
+                sessions: (1..=members).map(|k| (k, Seq(0))).collect(),
+                body: Bytes::from_static(b"s"),
+            },
+        );
+        let split = hub
+            .on_patch("arena", patch(2))
+            .expect("a channel this large is split");
+        split.write(&hub).await;
+        hub.on_message("arena", message(None));
+        for (i, rx) in queues.iter_mut().enumerate() {
+            let kinds: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
+                .map(|o| match o {
+                    Outbound::Shared { kind, .. } => format!("{kind:?}"),
+                    Outbound::Message(_) => "Message".into(),
+                    Outbound::Control(_) => "Control".into(),
+                })
+                .collect();
+            assert_eq!(kinds, ["State", "Patch", "Message"], "member {}", i + 1);
+        }
+        assert_eq!(hub.metrics.patches.load(Relaxed), 1);
     }
 }

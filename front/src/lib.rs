@@ -19,6 +19,7 @@ mod http;
 mod hub;
 mod link;
 mod metrics;
+mod outbox;
 mod rate;
 mod resume;
 mod ws;
@@ -261,7 +262,9 @@ async fn accept_loop(
             }
         };
         let (hub, tls, stop) = (hub.clone(), tls.clone(), shutdown.clone());
-        let span = tracing::info_span!("client", %peer, session = tracing::field::Empty);
+        // At debug level: entered on every wake-up of the connection, it costs only when
+        // debug logging is on, and nothing at info logs from inside it.
+        let span = tracing::debug_span!("client", %peer, session = tracing::field::Empty);
         tasks.spawn(
             async move {
                 connection::serve(stream, peer, slot, hub, tls, stop).await;
@@ -270,6 +273,9 @@ async fn accept_loop(
             .instrument(span),
         );
     }
+    // The connections' tasks do not watch `shutdown` (it would cost a lock on every
+    // wake-up): the hub closes them.
+    hub.close_all();
     while tasks.join_next().await.is_some() {}
 }
 

@@ -202,6 +202,13 @@ where
         };
         while let Some(frame) = frames.next(beat).await {
             let msg: BackToFront = decode(&frame?, usize::MAX)?;
+            if let BackToFront::Patch(patch) = msg {
+                let channel = names.name(patch.channel)?;
+                if let Some(split) = hub.on_patch(channel, patch) {
+                    split.write(hub).await;
+                }
+                continue;
+            }
             route(hub, back, &mut names, msg)?;
         }
         Ok::<_, LinkError>(())
@@ -256,7 +263,8 @@ fn route(
 ) -> Result<(), LinkError> {
     let name = |index| names.name(index);
     match msg {
-        BackToFront::Patch(p) => hub.on_patch(name(p.channel)?, p),
+        // The reader writes patches itself (`Hub::on_patch`).
+        BackToFront::Patch(_) => {}
         BackToFront::State(s) => hub.on_state(name(s.channel)?, s),
         BackToFront::JoinRejected(r) => hub.on_join_rejected(&r.channel, r.session, r.reason),
         BackToFront::Notice(n) => hub.on_notice(n.session, n.code, n.message),

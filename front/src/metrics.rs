@@ -26,6 +26,8 @@ pub(crate) struct FrontMetrics {
     pub(crate) bytes_out: AtomicU64,
     pub(crate) slow_client_resyncs: AtomicU64,
     pub(crate) slow_client_disconnects: AtomicU64,
+    /// Messages that waited in a client's queue: its socket could not take them at once.
+    pub(crate) writes_queued: AtomicU64,
     pub(crate) links: AtomicU64,
     pub(crate) link_failures: AtomicU64,
     /// Links closed because the back sent nothing for `limits.link_timeout_ms`.
@@ -86,7 +88,7 @@ impl FrontMetrics {
     /// Every metric; called once per heartbeat, since it resets the delay maximum.
     pub(crate) fn metrics(&self, clients: usize) -> Vec<Metric> {
         use MetricKind::{Counter, Gauge};
-        let all: [(&str, &str, MetricKind, &AtomicU64); 36] = [
+        let all: [(&str, &str, MetricKind, &AtomicU64); 37] = [
             (
                 "centrum_front_accept_errors_total",
                 "Failed accepts of client connections (out of file descriptors, for example); each is waited out, not retried at once.",
@@ -170,6 +172,12 @@ impl FrontMetrics {
                 "Slow clients disconnected.",
                 Counter,
                 &self.slow_client_disconnects,
+            ),
+            (
+                "centrum_front_writes_queued_total",
+                "Messages that waited in a client's queue because its socket could not take them at once (the rest are written straight into the socket).",
+                Counter,
+                &self.writes_queued,
             ),
             (
                 "centrum_front_links",

@@ -21,11 +21,10 @@ pub(crate) const MAX_HEADER: usize = 10;
 /// (`too_many_fragments`), so that a stream of empty continuations cannot go on forever.
 pub(crate) const MAX_FRAGMENTS: u32 = 64;
 
-/// The read buffer's size while no large frame is being read; one that grew past
-/// [`KEEP_BUFFER`] for a large message is replaced by a fresh one of this size once it
-/// is empty again, so that an idle connection holds little memory.
+/// The read buffer's size for the handshake. Afterwards a buffer exists only while a
+/// message is arriving: once every complete frame is taken from it, it is released
+/// (the socket's reads make a new one), so that an idle connection holds none.
 const INITIAL_BUFFER: usize = 512;
-const KEEP_BUFFER: usize = 4096;
 
 /// One complete message or control frame from the client.
 #[derive(Debug, PartialEq)]
@@ -69,8 +68,6 @@ pub(crate) struct FrameReader {
     /// A fragmented message being reassembled.
     partial: Option<Partial>,
     budget: Budget,
-    /// The buffer was grown for a large frame: replace it once it is empty.
-    grown: bool,
 }
 
 /// A fragmented message so far.
@@ -94,7 +91,6 @@ impl FrameReader {
             max_message,
             partial: None,
             budget,
-            grown: false,
         }
     }
 
@@ -116,9 +112,6 @@ impl FrameReader {
             };
             let total = header_len + len as usize;
             if self.buf.len() < total {
-                if total > KEEP_BUFFER {
-                    self.grown = true;
-                }
                 self.buf.reserve(total - self.buf.len());
                 return Ok(None);
             }
@@ -211,12 +204,11 @@ impl FrameReader {
         }
     }
 
-    /// Replaces a buffer grown for a large frame once it is empty: the frames split
-    /// from it keep the old allocation only as long as they are in use.
+    /// Releases the buffer once it is empty: the frames split from it keep their part
+    /// of the allocation only as long as they are in use.
     fn shrink(&mut self) {
-        if self.buf.is_empty() && (self.grown || self.buf.capacity() > KEEP_BUFFER) {
-            self.buf = BytesMut::with_capacity(INITIAL_BUFFER);
-            self.grown = false;
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
         }
     }
 
@@ -276,8 +268,9 @@ fn complete(opcode: u8, payload: BytesMut) -> WsEvent {
     }
 }
 
-/// Writes the header of an unmasked, final server frame into `out`; returns its length.
-pub(crate) fn header(opcode: u8, payload_len: usize, out: &mut [u8; MAX_HEADER]) -> usize {
+/// Writes the header of an unmasked, final server frame into `out` (at least
+/// [`MAX_HEADER`] bytes); returns its length.
+pub(crate) fn header(opcode: u8, payload_len: usize, out: &mut [u8]) -> usize {
     out[0] = 0x80 | opcode;
     if payload_len < 126 {
         out[1] = payload_len as u8;
@@ -482,7 +475,7 @@ mod tests {
     }
 
     #[test]
-    fn the_buffer_shrinks_back_after_a_large_message() {
+    fn the_buffer_is_released_once_its_frames_are_taken() {
         let mut r = reader(1 << 20);
         let frame = masked(OP_BINARY, true, &[7; 200_000]);
         r.buf.extend_from_slice(&frame[..100]);
@@ -494,7 +487,16 @@ mod tests {
         };
         assert_eq!(message.len(), 200_000);
         assert_eq!(r.next_event(), Ok(None));
-        assert!(r.buf.capacity() <= KEEP_BUFFER, "{}", r.buf.capacity());
+        assert_eq!(
+            r.buf.capacity(),
+            0,
+            "an idle connection holds no read buffer"
+        );
+        // A frame that arrives in part keeps the buffer until it is complete.
+        r.buf
+            .extend_from_slice(&masked(OP_BINARY, true, b"two")[..3]);
+        assert_eq!(r.next_event(), Ok(None));
+        assert!(r.buf.capacity() > 0);
         // The message's bytes are its own: they go when it does.
         drop(message);
     }

@@ -2,7 +2,9 @@
 //! plus the small integer ids that travel on the wire.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +33,48 @@ pub type KindId = u16;
 
 /// The index of a field within its kind; at most [`MAX_FIELDS`](crate::MAX_FIELDS) per kind.
 pub type FieldId = u8;
+
+/// A map keyed by ids this project hands out itself (session keys, channel numbers),
+/// looked up on every input and patch: hashed with one multiplication ([`IdHasher`]).
+pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// The hash of [`IdMap`]: a multiply and a rotate per word, as rustc's own maps use.
+/// The default SipHash guards against keys an attacker picks to collide; these keys
+/// are counters and numbers given by this process or its authenticated peers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdHasher(u64);
+
+impl IdHasher {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // The table takes its bucket from the low bits and its tag from the high ones:
+        // a rotate brings the best-mixed high bits down.
+        self.0.rotate_left(26)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+}
 
 fn serial_cmp(a: u32, b: u32) -> Ordering {
     match a.wrapping_sub(b) {

@@ -20,7 +20,7 @@ pub use client::*;
 pub use codec::{DecodeError, decode, encode, encode_into};
 pub use control::*;
 pub use identity::Identity;
-pub use ids::{EntityId, FieldId, KindId, Seq, Tick};
+pub use ids::{EntityId, FieldId, IdHasher, IdMap, KindId, Seq, Tick};
 pub use kind::{Entity, Field, FieldValue, FixedPoint, Kind};
 pub use link::*;
 pub use mirror::{Mirror, MirrorEntity, MirrorError, WireValue};

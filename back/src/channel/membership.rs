@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use centrum_app::ClientId;
 use centrum_protocol::{
-    BackToFront, ChannelIndex, LinkEvicted, LinkResume, LinkSession, Seq, SessionKey, encode,
+    BackToFront, ChannelIndex, IdMap, LinkEvicted, LinkResume, LinkSession, Seq, SessionKey, encode,
 };
 
 use crate::link::LinkHandle;
@@ -93,7 +93,7 @@ pub(crate) struct FrontSessions {
     /// The front process the sessions belong to (its `LinkHello.instance`).
     instance: u64,
     away_since: Option<Instant>,
-    pub(crate) sessions: HashMap<SessionKey, Session>,
+    pub(crate) sessions: IdMap<SessionKey, Session>,
     /// Sessions that need a full state after this tick (joined, resync, relinked).
     pub(crate) want_state: Vec<SessionKey>,
     /// The link is new: its first frame for this channel is a full state, even when
@@ -146,7 +146,7 @@ impl Membership {
                     link: None,
                     instance: RESTORED,
                     away_since: Some(now),
-                    sessions: HashMap::new(),
+                    sessions: IdMap::default(),
                     want_state: Vec::new(),
                     just_attached: false,
                     moved: Vec::new(),
@@ -264,7 +264,7 @@ impl Membership {
                 link: None,
                 instance,
                 away_since: None,
-                sessions: HashMap::new(),
+                sessions: IdMap::default(),
                 want_state: Vec::new(),
                 just_attached: false,
                 moved: Vec::new(),

@@ -20,13 +20,20 @@ fn options() -> ChannelOptions {
 }
 
 #[test]
-fn every_channel_ticks_on_the_backs_grid() {
+fn every_channel_ticks_on_the_backs_grid_in_its_phase() {
     let o = options();
-    let at = |ms: u64| o.epoch + Duration::from_millis(ms);
-    assert_eq!(o.next_tick(at(0)), at(0));
-    assert_eq!(o.next_tick(at(1)), at(50));
-    assert_eq!(o.next_tick(at(50)), at(50));
-    assert_eq!(o.next_tick(at(1234)), at(1250));
+    let at = |us: u64| o.epoch + Duration::from_micros(us);
+    assert_eq!(o.next_tick(at(0), 0), at(0));
+    assert_eq!(o.next_tick(at(1), 0), at(50_000));
+    assert_eq!(o.next_tick(at(50_000), 0), at(50_000));
+    assert_eq!(o.next_tick(at(1_234_000), 0), at(1_250_000));
+    // Channels 1, 2 and 3 tick a quarter, a half and three quarters of a period later;
+    // channel 4 with channel 0.
+    assert_eq!(o.next_tick(at(1), 1), at(12_500));
+    assert_eq!(o.next_tick(at(1), 2), at(25_000));
+    assert_eq!(o.next_tick(at(26_000), 3), at(37_500));
+    assert_eq!(o.next_tick(at(38_000), 3), at(87_500));
+    assert_eq!(o.next_tick(at(1), 4), at(50_000));
 }
 
 fn channel_with(app: Box<dyn DynApp>) -> Channel {
