@@ -55,7 +55,8 @@ pub async fn wait_tasks<E: Display + Send + 'static>(
 /// Writes every frame queued on `rx` to `sink` until the queue closes. Whatever is
 /// queued at once goes in one flush (one write); with a `linger`, the writer sleeps
 /// that long after the first frame of a write and then takes everything queued
-/// meanwhile, without waking once per frame.
+/// meanwhile, without waking once per frame; without one, it lets the tasks that are
+/// ready to run go first.
 ///
 /// # Errors
 /// The sink's error when the link breaks.
@@ -69,7 +70,11 @@ where
 {
     while let Some(frame) = rx.recv().await {
         sink.feed(frame).await?;
-        if !linger.is_zero() {
+        if linger.is_zero() {
+            // Whatever else is ready to run goes first: the other channels of the
+            // same tick add their frames to this write instead of each making one.
+            tokio::task::yield_now().await;
+        } else {
             tokio::time::sleep(linger).await;
         }
         while let Ok(frame) = rx.try_recv() {
