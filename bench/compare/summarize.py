@@ -352,6 +352,13 @@ def every(v):
     return v is True
 
 
+def held_check(n, target, r):
+    """A rooms run that must be valid: its verdict, least room and inputs delivered."""
+    return (n, target, (r["valid"], f"valid: {yesno(r['valid'])}, least room "
+                                    f"{f(r['room_patches'])} patches/s, inputs {f(r['inputs'])} %"),
+            every)
+
+
 def rooms_checks(rooms):
     """Target rows for the rooms runs, where they were measured."""
     checks = []
@@ -366,10 +373,8 @@ def rooms_checks(rooms):
                        lambda v: v[0] < 5 and v[1] is True))
     mm4000 = rooms.get((4000, "matchmaker"))
     if mm4000:
-        checks.append((4000, "rooms: 4,000 clients in 500 rooms held with the matchmaker",
-                       (mm4000["valid"], f"valid: {yesno(mm4000['valid'])}, least room "
-                                         f"{f(mm4000['room_patches'])} patches/s"),
-                       every))
+        checks.append(held_check(4000, "rooms: 4,000 clients in 500 rooms held with the "
+                                       "matchmaker", mm4000))
     for n in sorted({n for n, _ in rooms}):
         a, b = rooms.get((n, "matchmaker")), rooms.get((n, "declared"))
         q = div(a["cpu"], b["cpu"]) if a and b else None
@@ -422,10 +427,7 @@ def rooms_fanout_checks(data, rooms):
         ]
     r = rooms.get((4000, "declared"))
     if r:
-        checks.append((4000, "fan-out: rooms 500 × 8 held",
-                       (r["valid"], f"valid: {yesno(r['valid'])}, least room "
-                                    f"{f(r['room_patches'])} patches/s, inputs {f(r['inputs'])} %"),
-                       every))
+        checks.append(held_check(4000, "fan-out: rooms 500 × 8 held", r))
     return checks
 
 

@@ -601,10 +601,19 @@ mod tests {
         ws: tokio_tungstenite::WebSocketStream<TcpStream>,
     }
 
-    async fn stalled_client(config: Config) -> Stalled {
+    /// A front serving one client whose socket has a small, fixed receive buffer (no
+    /// autotuning), so that large writes cannot fit in the kernel's buffers on either
+    /// side; the client has said hello and joined `arena`, and the back has its join.
+    async fn small_buffer_client(
+        config: Config,
+    ) -> (
+        Arc<Hub>,
+        tokio::task::JoinHandle<()>,
+        mpsc::Receiver<Bytes>,
+        tokio_tungstenite::WebSocketStream<TcpStream>,
+        SessionKey,
+    ) {
         let (hub, addr, server, mut link_rx) = front_serving_one(config).await;
-        // A small, fixed receive buffer (no autotuning), so the state below cannot fit
-        // in the kernel's buffers on either side.
         let socket = TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         let stream = socket.connect(addr).await.unwrap();
@@ -629,13 +638,18 @@ mod tests {
         let FrontToBack::Join(join) = decode(&frame, usize::MAX).unwrap() else {
             panic!("the front sent the back something other than the join");
         };
+        (hub, server, link_rx, ws, join.session)
+    }
+
+    async fn stalled_client(config: Config) -> Stalled {
+        let (hub, server, link_rx, mut ws, session) = small_buffer_client(config).await;
         // An 8 MiB state: its write starts, and blocks once the buffers are full.
         hub.on_state(
             "arena",
             LinkState {
                 channel: 0,
                 tick: Tick(1),
-                sessions: vec![(join.session, Seq(0))],
+                sessions: vec![(session, Seq(0))],
                 body: Bytes::from(vec![0; 8 << 20]),
             },
         );
@@ -871,37 +885,13 @@ mod tests {
         // More than the kernel's buffers hold on both sides (a loopback send buffer grows
         // to 4 MiB), all of it within the client's queue.
         config.limits.client_queue = 1024;
-        let (hub, addr, _server, mut link_rx) = front_serving_one(config).await;
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        let stream = socket.connect(addr).await.unwrap();
-        let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
-            .await
-            .unwrap();
-        for msg in [
-            ClientMsg::Hello(Hello {
-                version: PROTOCOL_VERSION,
-                token: String::new(),
-                resume: None,
-            }),
-            ClientMsg::Join(Join {
-                channel: "arena".into(),
-                data: Bytes::new(),
-                seat: None,
-            }),
-        ] {
-            ws.send(Message::Binary(encode(&msg).into())).await.unwrap();
-        }
-        let frame = timeout(WAIT, link_rx.recv()).await.unwrap().unwrap();
-        let FrontToBack::Join(join) = decode(&frame, usize::MAX).unwrap() else {
-            panic!("the front sent the back something other than the join");
-        };
+        let (hub, _server, _link_rx, mut ws, session) = small_buffer_client(config).await;
         hub.on_state(
             "arena",
             LinkState {
                 channel: 0,
                 tick: Tick(1),
-                sessions: vec![(join.session, Seq(0))],
+                sessions: vec![(session, Seq(0))],
                 body: Bytes::from_static(b"state"),
             },
         );
