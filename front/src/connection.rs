@@ -138,7 +138,6 @@ pub(crate) async fn serve(
         key,
         resume,
         handle: handle.clone(),
-        batch: Vec::new(),
         flood: Flood::new(&limits),
         active_at: tokio::time::Instant::now(),
     };
@@ -274,8 +273,6 @@ struct Conn {
     /// The session this connection resumes, claimed in each of its joins.
     resume: Option<LinkResume>,
     handle: ClientHandle,
-    /// Messages taken off the queue, being written; empty (and unallocated) in between.
-    batch: Vec<Outbound>,
     /// Frames dropped over the client's budget, and when to tell or close it.
     flood: Flood,
     /// The client's last message other than `Ping`, for `limits.client_idle_ms`.
@@ -290,7 +287,9 @@ impl Conn {
     async fn flush(&mut self, stream: &mut ServerStream) -> Result<(), End> {
         let outbox = self.handle.outbox.clone();
         let timeout = self.hub.config.limits.client_timeout();
-        let mut batch = std::mem::take(&mut self.batch);
+        // Messages taken off the queue while they are written; allocated only here, so
+        // an idle connection holds none.
+        let mut batch = Vec::new();
         loop {
             let sent = outbox.take(&mut batch, BATCH);
             if batch.is_empty() {
@@ -317,37 +316,26 @@ impl Conn {
         }
     }
 
-    /// Writes a batch of messages with vectored writes, retrying partial writes, after
-    /// the first `sent` bytes (which a direct write put on the socket already).
+    /// Writes at most [`BATCH`] messages with vectored writes, retrying partial writes,
+    /// after the first `sent` bytes (which a direct write put on the socket already).
     async fn write(
-        &mut self,
-        stream: &mut ServerStream,
-        batch: &[Outbound],
-        mut sent: usize,
-    ) -> std::io::Result<()> {
-        for chunk in batch.chunks(BATCH) {
-            self.write_chunk(stream, chunk, sent).await?;
-            sent = 0;
-        }
-        trace!(messages = batch.len(), "wrote batch");
-        Ok(())
-    }
-
-    async fn write_chunk(
-        &mut self,
+        &self,
         stream: &mut ServerStream,
         batch: &[Outbound],
         sent: usize,
     ) -> std::io::Result<()> {
+        debug_assert!(batch.len() <= BATCH);
         // Frame headers and per-client prefixes, one after the other.
-        let mut heads = Vec::with_capacity(batch.len() * HEAD_MAX);
+        let mut heads = [0; BATCH * HEAD_MAX];
         // Where each message's head ends in `heads`.
         let mut ends = [0usize; BATCH];
+        let mut len = 0;
         for (item, end) in batch.iter().zip(&mut ends) {
             let mut head = [0; HEAD_MAX];
             let n = item.head(&mut head);
-            heads.extend_from_slice(&head[..n]);
-            *end = heads.len();
+            heads[len..len + n].copy_from_slice(&head[..n]);
+            len += n;
+            *end = len;
         }
         let mut slices = [IoSlice::new(&[]); 2 * BATCH];
         let mut count = 0;
@@ -641,18 +629,23 @@ mod tests {
         (hub, server, link_rx, ws, join.session)
     }
 
-    async fn stalled_client(config: Config) -> Stalled {
-        let (hub, server, link_rx, mut ws, session) = small_buffer_client(config).await;
-        // An 8 MiB state: its write starts, and blocks once the buffers are full.
+    /// The back's first state of `arena` for `session`, at tick 1.
+    fn first_state(hub: &Hub, session: SessionKey, body: Bytes) {
         hub.on_state(
             "arena",
             LinkState {
                 channel: 0,
                 tick: Tick(1),
                 sessions: vec![(session, Seq(0))],
-                body: Bytes::from(vec![0; 8 << 20]),
+                body,
             },
         );
+    }
+
+    async fn stalled_client(config: Config) -> Stalled {
+        let (hub, server, link_rx, mut ws, session) = small_buffer_client(config).await;
+        // An 8 MiB state: its write starts, and blocks once the buffers are full.
+        first_state(&hub, session, Bytes::from(vec![0; 8 << 20]));
         // Bytes of it reaching the client prove the write has begun; then the client
         // reads nothing more.
         let raw = ws.get_mut();
@@ -753,15 +746,7 @@ mod tests {
         let FrontToBack::Join(join) = decode(&frame, usize::MAX).unwrap() else {
             panic!("the front sent the back something other than the join");
         };
-        hub.on_state(
-            "arena",
-            LinkState {
-                channel: 0,
-                tick: Tick(1),
-                sessions: vec![(join.session, Seq(0))],
-                body: Bytes::from_static(b"state"),
-            },
-        );
+        first_state(&hub, join.session, Bytes::from_static(b"state"));
         (hub, link_rx, server, ws)
     }
 
@@ -886,15 +871,7 @@ mod tests {
         // to 4 MiB), all of it within the client's queue.
         config.limits.client_queue = 1024;
         let (hub, _server, _link_rx, mut ws, session) = small_buffer_client(config).await;
-        hub.on_state(
-            "arena",
-            LinkState {
-                channel: 0,
-                tick: Tick(1),
-                sessions: vec![(session, Seq(0))],
-                body: Bytes::from_static(b"state"),
-            },
-        );
+        first_state(&hub, session, Bytes::from_static(b"state"));
         let patches = 200u8;
         for tick in 0..patches {
             let split = hub.on_patch(

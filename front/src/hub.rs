@@ -4,13 +4,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc::{self, error::TrySendError};
-
 use tokio::sync::oneshot;
 
 use centrum_config::{Config, SlowClientPolicy};
@@ -98,7 +97,7 @@ pub(crate) struct Hub {
     clients: RwLock<IdMap<SessionKey, ClientHandle>>,
     /// Set (under `clients`' lock) when the front shuts down: a client that finishes
     /// its handshake afterwards is closed at once.
-    closing: std::sync::atomic::AtomicBool,
+    closing: AtomicBool,
     /// The cores a fan-out may use (`SplitPatch`).
     cores: usize,
     /// The channels of the config (from the start) and the rooms this front's clients
@@ -191,7 +190,7 @@ impl Hub {
             auth,
             metrics: FrontMetrics::default(),
             clients: RwLock::new(IdMap::default()),
-            closing: std::sync::atomic::AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             cores: std::thread::available_parallelism().map_or(1, usize::from),
             routes: RwLock::new(Routes {
                 channels,
@@ -267,7 +266,7 @@ impl Hub {
                 routes.rooms.remove(name);
             }
             match routes.channels.get(name) {
-                Some(route) if route.write().back == back => routes.channels.remove(name),
+                Some(route) if route.read().back == back => routes.channels.remove(name),
                 _ => None,
             }
         };
@@ -334,7 +333,7 @@ impl Hub {
     pub(crate) fn in_any_channel(&self, key: SessionKey) -> bool {
         self.all_routes()
             .iter()
-            .any(|(_, route)| route.write().members.contains_key(&key))
+            .any(|(_, route)| route.read().members.contains_key(&key))
     }
 
     /// Starts a join; the back's State or rejection arrives later through the link.
@@ -494,7 +493,7 @@ impl Hub {
     pub(crate) fn sessions_of_back(&self, back: usize) -> Vec<LinkSession> {
         let mut out = Vec::new();
         for (name, route) in self.all_routes() {
-            let route = route.write();
+            let route = route.read();
             if route.back != back {
                 continue;
             }
@@ -803,7 +802,7 @@ impl Hub {
     ) -> Result<(CallTicket<'_>, oneshot::Receiver<LinkReply>), CallRefusal> {
         let (tx, index, back) = {
             let route = self.route(channel).ok_or(CallRefusal::UnknownChannel)?;
-            let route = route.write();
+            let route = route.read();
             let Some((tx, index, _)) = &route.link else {
                 return Err(CallRefusal::Unavailable);
             };
@@ -950,8 +949,9 @@ fn in_turn<V>(
     members.iter().skip(start).chain(members.iter().take(start))
 }
 
-/// Active members of one channel from which a patch is written by one task per core,
-/// each taking its share of the sockets; below it, the link's task writes them all.
+/// Members of one channel on this front from which a patch is written by one task per
+/// core, each taking its share of the sockets; below it, the link's task writes them
+/// all.
 const SPLIT_FANOUT_AT: usize = 256;
 
 /// One member's share of a split patch.
@@ -993,9 +993,10 @@ impl SplitPatch {
         }
         let mut behind = hub.send_patches(&targets, &body, since);
         for other in others {
-            // A share's task cannot fail: it only writes; a panic would show here.
-            if let Ok(theirs) = other.await {
-                behind.extend(theirs);
+            match other.await {
+                Ok(theirs) => behind.extend(theirs),
+                // Only a bug could: its members may have missed this patch.
+                Err(e) => tracing::error!(%channel, error = %e, "a share of a patch failed"),
             }
         }
         if let Some(route) = hub.route(&channel) {

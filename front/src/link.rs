@@ -22,7 +22,7 @@ use centrum_protocol::{
     BackToFront, ChannelIndex, FrontToBack, HANDSHAKE_FRAME_BYTES, LinkHeartbeat, decode, encode,
 };
 
-use crate::hub::Hub;
+use crate::hub::{Hub, SplitPatch};
 
 /// Keeps the link to back number `back` (its index in the config) up until shutdown.
 pub(crate) async fn maintain(hub: Arc<Hub>, back: usize, key: ClusterKey, shutdown: Shutdown) {
@@ -202,14 +202,11 @@ where
         };
         while let Some(frame) = frames.next(beat).await {
             let msg: BackToFront = decode(&frame?, usize::MAX)?;
-            if let BackToFront::Patch(patch) = msg {
-                let channel = names.name(patch.channel)?;
-                if let Some(split) = hub.on_patch(channel, patch) {
-                    split.write(hub).await;
-                }
-                continue;
+            // A patch for many members is written on every core, and done before the
+            // next frame.
+            if let Some(split) = route(hub, back, &mut names, msg)? {
+                split.write(hub).await;
             }
-            route(hub, back, &mut names, msg)?;
         }
         Ok::<_, LinkError>(())
     };
@@ -254,17 +251,17 @@ impl ChannelNames<'_> {
     }
 }
 
-/// Hands one message from the back to the hub.
+/// Hands one message from the back to the hub; a patch too large for this task alone
+/// comes back for the caller to write (`Hub::on_patch`).
 fn route(
     hub: &Hub,
     back: usize,
     names: &mut ChannelNames<'_>,
     msg: BackToFront,
-) -> Result<(), LinkError> {
+) -> Result<Option<SplitPatch>, LinkError> {
     let name = |index| names.name(index);
     match msg {
-        // The reader writes patches itself (`Hub::on_patch`).
-        BackToFront::Patch(_) => {}
+        BackToFront::Patch(p) => return Ok(hub.on_patch(name(p.channel)?, p)),
         BackToFront::State(s) => hub.on_state(name(s.channel)?, s),
         BackToFront::JoinRejected(r) => hub.on_join_rejected(&r.channel, r.session, r.reason),
         BackToFront::Notice(n) => hub.on_notice(n.session, n.code, n.message),
@@ -288,5 +285,5 @@ fn route(
             }
         }
     }
-    Ok(())
+    Ok(None)
 }

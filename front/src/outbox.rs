@@ -199,26 +199,22 @@ impl Outbox {
                 // The connection's task meets the error on its own write and ends.
                 Err(_) => inner.socket = None,
             }
-            metrics.writes_queued.fetch_add(1, Relaxed);
-            inner.queue.push_back(item);
-            return self.wake(inner);
-        }
-        if inner.queue.len() >= self.capacity {
+        } else if inner.queue.len() >= self.capacity {
             return Err(Refused::Full);
         }
         metrics.writes_queued.fetch_add(1, Relaxed);
         inner.queue.push_back(item);
+        // A task that is writing takes the queue up when its write is done.
         if !inner.writing {
-            return self.wake(inner);
+            self.wake(inner);
         }
         Ok(())
     }
 
-    fn wake(&self, inner: MutexGuard<'_, Inner>) -> Result<(), Refused> {
+    fn wake(&self, inner: MutexGuard<'_, Inner>) {
         self.signalled.store(true, Release);
         drop(inner);
         self.waker.wake();
-        Ok(())
     }
 
     /// Closes the connection from outside; the first reason given stands.
@@ -228,7 +224,7 @@ impl Outbox {
             return false;
         }
         inner.kill = Some(why);
-        let _ = self.wake(inner);
+        self.wake(inner);
         true
     }
 

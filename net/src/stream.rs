@@ -15,6 +15,10 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+/// What `ServerStream::read_some` makes room for when the buffer is full (or has none):
+/// a client's message is usually a few dozen bytes.
+const READ_RESERVE: usize = 512;
+
 /// A server's side of one connection.
 #[derive(Debug)]
 pub enum ServerStream {
@@ -67,9 +71,7 @@ impl ServerStream {
                 .unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into())),
         }
     }
-}
 
-impl ServerStream {
     /// Reads what has arrived, waiting for something if nothing has; `Ok(0)` at the end
     /// of the stream. On plain TCP a read that does not fill the buffer took everything
     /// the socket held, so it also ends the socket's readiness: the next call waits for
@@ -86,7 +88,7 @@ impl ServerStream {
             Self::Tls(tls) => return tls.read_buf(buf).await,
         };
         if buf.capacity() == buf.len() {
-            buf.reserve(512);
+            buf.reserve(READ_RESERVE);
         }
         loop {
             tcp.readable().await?;
