@@ -5,6 +5,7 @@
 use std::fmt;
 
 use bytes::Bytes;
+use centrum_protocol::DecodeError;
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 
@@ -52,19 +53,15 @@ const NIL: &[u8] = &[0xc0];
 impl<T: DeserializeOwned> Payload for T {
     fn decode(bytes: &Bytes) -> Result<Self, PayloadError> {
         let bytes: &[u8] = if bytes.is_empty() { NIL } else { bytes };
-        let mut rest = bytes;
-        let value: T =
-            rmp_serde::decode::from_read(&mut rest).map_err(|e| PayloadError::Invalid {
-                expected: short_type_name::<T>(),
-                reason: e.to_string(),
-            })?;
-        if !rest.is_empty() {
-            return Err(PayloadError::Invalid {
-                expected: short_type_name::<T>(),
-                reason: format!("{} bytes left after the value", rest.len()),
-            });
-        }
-        Ok(value)
+        // No size limit here: the front and the link already bounded the message.
+        centrum_protocol::decode(bytes, usize::MAX).map_err(|e| PayloadError::Invalid {
+            expected: short_type_name::<T>(),
+            reason: match e {
+                DecodeError::Malformed(e) => e.to_string(),
+                DecodeError::Trailing(n) => format!("{n} bytes left after the value"),
+                e @ DecodeError::TooLarge { .. } => e.to_string(),
+            },
+        })
     }
 }
 

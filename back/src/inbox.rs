@@ -2,12 +2,10 @@
 //! Link readers push; the channel takes the whole batch at its tick, so there is no
 //! wake-up per message. Bounded: see [`Inbox::push`].
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use centrum_protocol::{Identity, LinkResume, LinkSession, Seq, SessionKey};
+use centrum_protocol::{IdMap, Identity, LinkResume, LinkSession, Seq, SessionKey};
 
 use crate::link::LinkHandle;
 
@@ -86,7 +84,7 @@ struct Queue {
     joins: usize,
     /// Inputs queued per session (link, session key) since the last tick. Cleared, not
     /// freed, at each tick; it holds at most as many entries as inputs fit the queue.
-    per_session: HashMap<(u64, SessionKey), usize>,
+    per_session: IdMap<(u64, SessionKey), usize>,
 }
 
 impl Inbox {
