@@ -1,17 +1,22 @@
 //! Durable storage for a back's channels: per channel, snapshots and a journal of
-//! records, each record the work of one tick. [`Store`] is the seam other stores fit
-//! behind; [`DiskStore`] keeps files under a directory, [`MemoryStore`] keeps bytes
-//! in memory (for tests of a restart inside one process). No async: a back calls a
-//! store from blocking threads.
+//! records, each record the work of one tick. [`Store`] is the seam stores fit behind:
+//! [`DiskStore`] keeps files under a directory, [`RedisStore`] keys on a Redis server
+//! (held by one process at a time), [`MemoryStore`] bytes in memory (for tests of a
+//! restart inside one process). No async: a back calls a store from blocking threads.
 
 mod disk;
 mod file;
 mod memory;
+mod redis;
 
 use std::fmt;
 
 pub use disk::DiskStore;
 pub use memory::MemoryStore;
+pub use redis::{RedisOptions, RedisStore};
+
+#[cfg(any(test, feature = "test-server"))]
+pub use redis::server::RedisServer;
 
 /// The format of journal and snapshot files this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -44,6 +49,22 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`StoreError::Io`] when it cannot be removed.
     fn remove(&self, channel: &str) -> Result<(), StoreError>;
+
+    /// Whether this process may still write the store. A store held with a lease (see
+    /// [`RedisStore`]) answers [`StoreError::Fenced`] once the lease is lost: nothing
+    /// more it writes is kept, and the back stops. Local stores are always writable.
+    ///
+    /// # Errors
+    /// [`StoreError::Fenced`] when the lease is lost.
+    fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Round trips to a networked store that failed because it could not be reached
+    /// (writes, reads and lease renewals) since it was opened; zero for local stores.
+    fn failures(&self) -> u64 {
+        0
+    }
 }
 
 /// A channel's log, just opened.
@@ -178,6 +199,65 @@ pub enum StoreError {
         path: String,
         /// The holder, as it wrote itself in the lock file.
         pid: String,
+    },
+    /// Another process holds the lease on this back id in a networked store.
+    #[error(
+        "{store}: back {back} is running elsewhere (it holds the store's lease, token {token}, for {ends_in_ms} ms more); a back runs at most once: stop the other one, or wait for its lease to end (the lease of a killed back ends by itself)"
+    )]
+    Leased {
+        /// The store.
+        store: String,
+        /// The back id.
+        back: String,
+        /// The holder's fencing token.
+        token: String,
+        /// When its lease ends unless it renews it.
+        ends_in_ms: i64,
+    },
+    /// This process lost its lease on the back id: another process took the back over,
+    /// or the lease ended before it could be renewed. Nothing more is written.
+    #[error(
+        "{store}: {why}; this process writes nothing more for back {back} (a back runs at most once)"
+    )]
+    Fenced {
+        /// The store.
+        store: String,
+        /// The back id.
+        back: String,
+        /// What happened to the lease.
+        why: String,
+    },
+    /// A networked store did not answer (refused, closed or timed out).
+    #[error(
+        "{store}: the store is unreachable ({detail}); nothing is acknowledged until it answers"
+    )]
+    Unreachable {
+        /// The store, without credentials.
+        store: String,
+        /// Why, as the connection said.
+        detail: String,
+    },
+    /// A networked store answered with an error.
+    #[error("{store}: the server refused: {detail}")]
+    Server {
+        /// The store, without credentials.
+        store: String,
+        /// Its answer.
+        detail: String,
+    },
+    /// The networked store's URL cannot be used.
+    #[error("store.url: {why}")]
+    Url {
+        /// What is wrong with it (never the URL itself: it may hold a password).
+        why: String,
+    },
+    /// The server does not keep writes as `store.fsync` promises.
+    #[error("{store}: {what}")]
+    Durability {
+        /// The store, without credentials.
+        store: String,
+        /// What it does, and which setting to change.
+        what: String,
     },
     /// A record or snapshot over the largest a file may hold.
     #[error("{path}: a record of {len} bytes is over the limit of 1 GiB")]
