@@ -90,7 +90,9 @@ rooms = [{ type = "match", app = "arena", max_clients = 8, max_rooms = 100 }]
 # Every channel is durable: its back keeps a snapshot and a journal of every tick, and
 # a restarted back carries on from its last durable tick. The values shown are the defaults.
 # [store]
-# kind = "disk"                  # "disk", or "memory": keep nothing across a restart (tests, demos)
+# kind = "disk"                  # "disk"; "redis": on a Redis server, so that a back can come back on
+#                                #   another host (docs/STORAGE.md); or "memory": keep nothing across a
+#                                #   restart (tests, demos)
 # dir = "centrum-data"           # a back's data_dir defaults to <dir>/<back id>; relative paths are relative
 #                                #   to this file's folder (the working directory for a built-in config)
 # fsync = "tick"                 # when the journal reaches the disk; "tick": before a tick's inputs are
@@ -98,6 +100,16 @@ rooms = [{ type = "match", app = "arena", max_clients = 8, max_rooms = 100 }]
 #                                #   "interval": at most every fsync_interval_ms (a power cut may lose that much);
 #                                #   "never": left to the OS (a crash of the back loses nothing, a power cut may)
 # fsync_interval_ms = 100        # (1-60000)
+# With kind = "redis" (what each fsync value then guarantees: docs/STORAGE.md). The server's URL,
+# redis://[[user]:password@]host[:port][/db] or redis+unix:///path, may hold a password: it is read from
+# the environment variable named by url_env, else from url_file, else from url, and never printed.
+# url_env = "CENTRUM_STORE_URL"  # the default
+# url_file = "store.url"         # its first line; relative to this file's folder
+# url = "redis://127.0.0.1:6379/0"   # inline
+# prefix = "centrum"             # every key starts with it: <prefix>:{<back id>}:... (1-64 of A-Z a-z 0-9 _ - . :)
+# lease_ms = 10000               # a back holds its id in the store with a lease this long, renewed every
+#                                #   third of it; a back that cannot renew it stops, and a replacement
+#                                #   takes over once it ends (1000-600000)
 # snapshot_every_ms = 60000      # a snapshot of each channel this often (1000-86400000) ...
 # snapshot_journal_bytes = 67108864  # ... or once its journal grows this much (65536-17179869184)
 
@@ -600,6 +612,47 @@ pub struct StoreConfig {
     pub snapshot_every_ms: u64,
     /// ...or once this many journal bytes were written since its last snapshot.
     pub snapshot_journal_bytes: u64,
+    /// With `kind = "redis"`: the environment variable holding the server's URL;
+    /// [`DEFAULT_STORE_URL_ENV`] if unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_env: Option<String>,
+    /// A file whose first line is the URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<PathBuf>,
+    /// The URL itself (it may hold a password).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    /// The first part of every key.
+    pub prefix: String,
+    /// How long a back's lease on its id in the store lasts without a renewal.
+    pub lease_ms: u32,
+}
+
+/// The environment variable read for the store's URL when `store.url_env` is unset.
+pub const DEFAULT_STORE_URL_ENV: &str = "CENTRUM_STORE_URL";
+
+/// The schemes of a store URL this build connects to.
+pub const STORE_URL_SCHEMES: [&str; 2] = ["redis://", "redis+unix://"];
+
+/// Why the store's URL could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreUrlError {
+    #[error(
+        "no store URL: store.kind = \"redis\" needs one: set the environment variable {env}, or store.url_file or store.url in the config"
+    )]
+    Missing { env: String },
+    #[error("cannot read the store URL from {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the store URL from {0} is not UTF-8")]
+    NotUtf8(String),
+    #[error(
+        "the store URL from {from} must start with redis:// or redis+unix:// (rediss:// is not supported: reach the server over a private network)"
+    )]
+    Scheme { from: String },
 }
 
 /// Where channels are kept.
@@ -608,6 +661,8 @@ pub struct StoreConfig {
 pub enum StoreKind {
     /// Snapshots and journals in files under each back's data directory.
     Disk,
+    /// Snapshots and journals on a Redis server, each back's under a lease.
+    Redis,
     /// Nowhere: a restarted back starts its channels empty.
     Memory,
 }
@@ -633,6 +688,11 @@ impl Default for StoreConfig {
             fsync_interval_ms: 100,
             snapshot_every_ms: 60_000,
             snapshot_journal_bytes: 64 << 20,
+            url_env: None,
+            url_file: None,
+            url: None,
+            prefix: "centrum".into(),
+            lease_ms: 10_000,
         }
     }
 }
@@ -719,6 +779,49 @@ impl StoreConfig {
     /// `snapshot_every_ms` as a duration.
     pub fn snapshot_every(&self) -> Duration {
         Duration::from_millis(self.snapshot_every_ms)
+    }
+
+    /// `lease_ms` as a duration.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms.into())
+    }
+
+    /// The environment variable the URL is read from.
+    pub fn url_env(&self) -> &str {
+        self.url_env.as_deref().unwrap_or(DEFAULT_STORE_URL_ENV)
+    }
+
+    /// The store's URL: from the environment variable [`StoreConfig::url_env`] when it
+    /// is set and not empty, else the first line of `url_file`, else `url`.
+    ///
+    /// # Errors
+    /// [`StoreUrlError`] when none of them gives one, the file cannot be read, or the
+    /// URL's scheme is not one of [`STORE_URL_SCHEMES`]. No error shows the URL.
+    pub fn url(&self) -> Result<Secret, StoreUrlError> {
+        let env = self.url_env();
+        let (url, from) = if let Some(value) = std::env::var_os(env).filter(|v| !v.is_empty()) {
+            let value = value
+                .into_string()
+                .map_err(|_| StoreUrlError::NotUtf8(format!("environment variable {env}")))?;
+            (value, format!("environment variable {env}"))
+        } else if let Some(path) = &self.url_file {
+            let text = std::fs::read_to_string(path).map_err(|source| StoreUrlError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let line = text.lines().next().unwrap_or("").trim().to_owned();
+            (line, format!("{} (store.url_file)", path.display()))
+        } else if let Some(url) = &self.url {
+            (url.expose().to_owned(), "store.url".to_owned())
+        } else {
+            return Err(StoreUrlError::Missing {
+                env: env.to_owned(),
+            });
+        };
+        if !STORE_URL_SCHEMES.iter().any(|s| url.starts_with(s)) {
+            return Err(StoreUrlError::Scheme { from });
+        }
+        Ok(Secret::new(url))
     }
 }
 
@@ -931,9 +1034,13 @@ impl Config {
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_default();
         config.store.dir = folder.join(&config.store.dir);
-        for file in [&mut config.cluster.secret_file, &mut config.cluster.ca]
-            .into_iter()
-            .flatten()
+        for file in [
+            &mut config.cluster.secret_file,
+            &mut config.cluster.ca,
+            &mut config.store.url_file,
+        ]
+        .into_iter()
+        .flatten()
         {
             *file = folder.join(&*file);
         }
@@ -1001,11 +1108,11 @@ impl Config {
     }
 
     /// Where back `id` keeps its channels: its `data_dir`, else `<store.dir>/<id>`;
-    /// `None` for an unknown back or with `store.kind = "memory"`.
+    /// `None` for an unknown back or with `store.kind = "memory"` or `"redis"`.
     pub fn data_dir(&self, id: &str) -> Option<PathBuf> {
         let back = self.back(id)?;
         match self.store.kind {
-            StoreKind::Memory => None,
+            StoreKind::Memory | StoreKind::Redis => None,
             StoreKind::Disk => Some(
                 back.data_dir
                     .clone()

@@ -103,10 +103,7 @@ impl<'a> Checker<'a> {
             }
         }
         if let Some(env) = &cluster.secret_env {
-            let portable = !env.is_empty()
-                && !env.starts_with(|c: char| c.is_ascii_digit())
-                && env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !portable {
+            if !is_env_name(env) {
                 self.push(
                     "cluster.secret_env",
                     "must be an environment variable name: A-Z, a-z, 0-9 and '_', not starting with a digit",
@@ -204,6 +201,7 @@ impl<'a> Checker<'a> {
                 65_536,
                 16 << 30,
             ),
+            ("lease_ms", u64::from(store.lease_ms), 1_000, 600_000),
         ];
         for (name, value, min, max) in ranges {
             if !(min..=max).contains(&value) {
@@ -215,6 +213,44 @@ impl<'a> Checker<'a> {
         }
         if store.dir.as_os_str().is_empty() {
             self.push("store.dir", "must not be empty");
+        }
+        // The URL from the environment or its file is checked where it is read (a
+        // back's start, `centrum check`); the inline one here, without printing it.
+        if let Some(url) = &store.url
+            && !crate::STORE_URL_SCHEMES
+                .iter()
+                .any(|s| url.expose().starts_with(s))
+        {
+            self.push(
+                "store.url",
+                "must start with redis:// or redis+unix:// (rediss:// is not supported: reach the server over a private network)",
+            );
+        }
+        if let Some(env) = &store.url_env
+            && !is_env_name(env)
+        {
+            self.push(
+                "store.url_env",
+                "must be an environment variable name: A-Z, a-z, 0-9 and '_', not starting with a digit",
+            );
+        }
+        if store
+            .url_file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            self.push("store.url_file", "must not be empty");
+        }
+        let prefix_ok = (1..=64).contains(&store.prefix.len())
+            && store
+                .prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+        if !prefix_ok {
+            self.push(
+                "store.prefix",
+                "must be 1-64 characters of A-Z, a-z, 0-9, '_', '-', '.' and ':'",
+            );
         }
     }
 
@@ -650,6 +686,13 @@ pub fn is_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whether `name` is a portable environment variable name.
+fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Whether two addresses with the same port would clash when bound on one machine.
@@ -1136,6 +1179,72 @@ mod tests {
                 "backs[1].data_dir: is also the data_dir of backs[0]: two backs cannot share one",
             ]
         );
+    }
+
+    #[test]
+    fn redis_store_settings_that_cannot_work_are_named_without_the_url() {
+        let problems = problems_after(|c| {
+            c.store.kind = crate::StoreKind::Redis;
+            c.store.url = Some(crate::Secret::new("rediss://:hunter2@cache:6380"));
+            c.store.url_env = Some("1URL".into());
+            c.store.url_file = Some("".into());
+            c.store.prefix = "centrum {x}".into();
+            c.store.lease_ms = 999;
+        });
+        assert_eq!(
+            problems,
+            vec![
+                "store.lease_ms: must be between 1000 and 600000",
+                "store.url: must start with redis:// or redis+unix:// (rediss:// is not supported: reach the server over a private network)",
+                "store.url_env: must be an environment variable name: A-Z, a-z, 0-9 and '_', not starting with a digit",
+                "store.url_file: must not be empty",
+                "store.prefix: must be 1-64 characters of A-Z, a-z, 0-9, '_', '-', '.' and ':'",
+            ]
+        );
+        let parsed: Config = toml::from_str(&crate::DEFAULT_TOML.replace(
+            "# [store]\n# kind = \"disk\"",
+            "[store]\nkind = \"redis\"\nurl = \"redis://:hunter2@127.0.0.1:6379/0\"\nlease_ms = 600001",
+        ))
+        .unwrap();
+        assert_eq!(parsed.store.kind, crate::StoreKind::Redis);
+        assert_eq!(parsed.store.prefix, "centrum");
+        assert_eq!(parsed.data_dir("back-1"), None);
+        let found = parsed.validate().unwrap_err().to_string();
+        assert!(
+            found.contains("store.lease_ms") && !found.contains("hunter2"),
+            "{found}"
+        );
+        assert!(!format!("{parsed:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_store_url_comes_from_the_environment_its_file_or_inline() {
+        let dir = std::env::temp_dir().join(format!("centrum-config-url-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("store.url"), "redis://:pw@db:6379/2\nignored\n").unwrap();
+        let mut store = crate::StoreConfig {
+            kind: crate::StoreKind::Redis,
+            url_env: Some("CENTRUM_CONFIG_TEST_URL_NEVER_SET".into()),
+            ..crate::StoreConfig::default()
+        };
+        let missing = store.url().unwrap_err().to_string();
+        assert!(
+            missing.contains("CENTRUM_CONFIG_TEST_URL_NEVER_SET"),
+            "{missing}"
+        );
+        store.url = Some(crate::Secret::new("redis://127.0.0.1/"));
+        assert_eq!(store.url().unwrap().expose(), "redis://127.0.0.1/");
+        store.url_file = Some(dir.join("store.url"));
+        assert_eq!(store.url().unwrap().expose(), "redis://:pw@db:6379/2");
+        std::fs::write(dir.join("store.url"), "http://:pw@db\n").unwrap();
+        let scheme = store.url().unwrap_err().to_string();
+        assert!(
+            scheme.contains("store.url_file")
+                && scheme.contains("redis://")
+                && !scheme.contains("pw"),
+            "{scheme}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
