@@ -10,7 +10,7 @@
 //! `fanout`: patches, states, messages, replies; `journal` and `persist`: the
 //! channel's records and snapshots in a [`Store`], and its recovery from them).
 
-pub use centrum_store::{DiskStore, MemoryStore, Store, StoreError};
+pub use centrum_store::{DiskStore, MemoryStore, RedisStore, Store, StoreError};
 
 mod channel;
 mod directory;
@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 use tracing::info;
 
 use centrum_app::Registry;
-use centrum_config::{Config, FieldError, Fsync};
+use centrum_config::{Config, FieldError, Fsync, StoreKind};
 use centrum_net::auth::ClusterKey;
 use centrum_net::{Control, Registration, ServerTls, Shutdown};
 use centrum_protocol::{
@@ -81,6 +81,9 @@ pub enum BackError {
     /// The cluster secret is missing or unreadable.
     #[error(transparent)]
     Secret(#[from] centrum_config::SecretError),
+    /// The store's URL is missing or unreadable.
+    #[error(transparent)]
+    StoreUrl(#[from] centrum_config::StoreUrlError),
     /// The link port's certificate or key (`field`) cannot be used.
     #[error("{field}: {source}")]
     Tls {
@@ -104,6 +107,8 @@ pub(crate) struct Shared {
     /// The rooms this back makes; None when it offers no room type.
     pub(crate) rooms: Option<Arc<Rooms>>,
     pub(crate) metrics: Arc<BackMetrics>,
+    /// Where channels are kept, if anywhere: for its counters.
+    pub(crate) store: Option<Arc<dyn Store>>,
     /// Signs this back's proofs and checks the fronts'.
     pub(crate) key: ClusterKey,
 }
@@ -250,9 +255,13 @@ impl Back {
             directory,
             rooms,
             metrics,
+            store: store.clone(),
             key,
         });
         let mut tasks = JoinSet::new();
+        if let Some(store) = &store {
+            tasks.spawn(watch_store(store.clone(), shutdown.clone()));
+        }
         for runner in runners {
             let stop = shutdown.clone();
             tasks.spawn(runner.run(stop));
@@ -335,20 +344,46 @@ impl Back {
 }
 
 /// The store back `id` keeps its channels in, as the config says: files under its
-/// data directory (made if missing), or none with `store.kind = "memory"`.
+/// data directory (made if missing), keys on a Redis server (taking the back's lease
+/// there), or none with `store.kind = "memory"`.
 ///
 /// # Errors
-/// [`BackError::Store`] naming the directory when it cannot be made or written.
+/// [`BackError::Store`] naming the directory when it cannot be made or written, or
+/// the server when it does not answer, does not keep writes as `store.fsync` needs, or
+/// another process holds the back's lease; [`BackError::StoreUrl`] without a URL.
 pub fn open_store(config: &Config, id: &str) -> Result<Option<Arc<dyn Store>>, BackError> {
-    let Some(dir) = config.data_dir(id) else {
-        return Ok(None);
-    };
     let sync = match config.store.fsync {
         Fsync::Tick => centrum_store::SyncPolicy::EveryRecord,
         Fsync::Interval => centrum_store::SyncPolicy::Interval(config.store.fsync_interval()),
         Fsync::Never => centrum_store::SyncPolicy::Never,
     };
+    if config.store.kind == StoreKind::Redis {
+        let store = RedisStore::new(centrum_store::RedisOptions {
+            url: config.store.url()?.expose().to_owned(),
+            prefix: config.store.prefix.clone(),
+            back: id.to_owned(),
+            lease: config.store.lease(),
+            sync,
+        })?;
+        return Ok(Some(Arc::new(store)));
+    }
+    let Some(dir) = config.data_dir(id) else {
+        return Ok(None);
+    };
     Ok(Some(Arc::new(DiskStore::new(dir, sync)?)))
+}
+
+/// Stops the back once its store may no longer be written by this process (its lease
+/// was lost: taken over, or not renewed in time): its links close, so clients see
+/// their channels unavailable, and its supervisor starts it again.
+async fn watch_store(store: Arc<dyn Store>, shutdown: Shutdown) -> Result<(), BackError> {
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = every.tick() => store.health()?,
+        }
+    }
 }
 
 /// Runs back `id` until `shutdown`.
@@ -472,6 +507,15 @@ impl Control for BackControl {
         }
         if let Some(rooms) = &s.rooms {
             rooms.metrics(&mut metrics);
+        }
+        if let Some(store) = &s.store {
+            metrics.push(centrum_protocol::Metric {
+                name: "centrum_back_store_failures_total".into(),
+                help: "Round trips to a networked store (store.kind = \"redis\") that failed because it could not be reached: writes (each retried, nothing acknowledged meanwhile), reads and lease renewals.".into(),
+                kind: centrum_protocol::MetricKind::Counter,
+                labels: Vec::new(),
+                value: store.failures() as f64,
+            });
         }
         metrics.push(centrum_protocol::Metric {
             name: "centrum_back_busy_ratio".into(),

@@ -349,6 +349,20 @@ impl Cli {
         if let Err(problem) = centrum_front::check_auth(&config) {
             return Err(ConfigError::Invalid(vec![problem]).into());
         }
+        // So is the store's URL, as a back reads it (never shown).
+        if config.store.kind == centrum_config::StoreKind::Redis {
+            if let Err(e) = config.store.url() {
+                let problem = FieldError {
+                    field: "store.url".into(),
+                    reason: e.to_string(),
+                };
+                return Err(ConfigError::Invalid(vec![problem]).into());
+            }
+            say(format_args!(
+                "  store   redis (keys {}:{{<back id>}}:..., lease {} ms, fsync {:?})",
+                config.store.prefix, config.store.lease_ms, config.store.fsync
+            ))?;
+        }
         let auth = match &config.auth {
             Some(auth) => {
                 let anonymous: Vec<&str> = config

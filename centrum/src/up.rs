@@ -89,6 +89,9 @@ pub(crate) async fn up(
                 "kept in {}",
                 std::path::absolute(&dir).unwrap_or(dir).display()
             ),
+            None if config.store.kind == centrum_config::StoreKind::Redis => {
+                format!("kept in Redis under {}:{{{}}}", config.store.prefix, b.id)
+            }
             None => "kept nowhere (store.kind = \"memory\")".into(),
         };
         lines.push(format!(

@@ -1,7 +1,9 @@
 //! Faults with real processes under `centrum up`, under load from real clients: a back
-//! killed with SIGKILL comes back from its store with every acknowledged input, and
-//! its clients are served again as the same players (in its rooms too); a front killed
-//! with SIGKILL loses none of its players, who resume on it when it is back.
+//! killed with SIGKILL comes back from its store with every acknowledged input (from
+//! its files, or from Redis with its files gone), and its clients are served again as
+//! the same players (in its rooms too); a front killed with SIGKILL loses none of its
+//! players, who resume on it when it is back; a Redis server that stops makes the
+//! back's channels unavailable, acknowledging nothing, until it is back.
 
 #[path = "support/ports.rs"]
 mod ports;
@@ -15,6 +17,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use centrum_client::{Client, ClientError, ClientOptions, Event, Seq, Value};
+use centrum_store::RedisServer;
 
 use ports::{CLUSTER_SECRET_TOML, free_port};
 
@@ -43,6 +46,11 @@ struct Scratch {
 
 impl Scratch {
     fn new(name: &str, app: &str) -> Scratch {
+        Scratch::with_store(name, app, "")
+    }
+
+    /// As [`Scratch::new`], with `store` (a `[store]` table, or nothing) in the config.
+    fn with_store(name: &str, app: &str, store: &str) -> Scratch {
         let dir =
             std::env::temp_dir().join(format!("centrum-faults-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -56,7 +64,7 @@ impl Scratch {
                  [[backs]]\nid = \"back-1\"\nlisten = \"127.0.0.1:{back}\"\ntick_hz = 20\n\
                  channels = [{{ name = \"arena\", app = \"{app}\" }}]\n\
                  rooms = [{{ type = \"duel\", app = \"{app}\", max_clients = 4 }}]\n\
-                 [limits]\nheartbeat_ms = 200\n{CLUSTER_SECRET_TOML}"
+                 [limits]\nheartbeat_ms = 200\n{store}{CLUSTER_SECRET_TOML}"
             ),
         )
         .expect("write config");
@@ -70,7 +78,12 @@ impl Scratch {
 
 impl Up {
     fn start(name: &str) -> Up {
-        let Scratch { dir, http, front } = Scratch::new(name, "bench-arena");
+        Up::start_with_store(name, "")
+    }
+
+    /// As [`Up::start`], with `store` (a `[store]` table) in the config.
+    fn start_with_store(name: &str, store: &str) -> Up {
+        let Scratch { dir, http, front } = Scratch::with_store(name, "bench-arena", store);
         let log = std::fs::File::create(dir.join("up.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_centrum"))
             .arg("up")
@@ -330,7 +343,11 @@ struct Load {
 
 impl Load {
     async fn start(name: &str) -> Load {
-        let up = Up::start(name);
+        Load::start_with_store(name, "").await
+    }
+
+    async fn start_with_store(name: &str, store: &str) -> Load {
+        let up = Up::start_with_store(name, store);
         let back = up.pid("back-1", None).await;
         let front = up.pid("front-1", None).await;
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -387,6 +404,31 @@ async fn kill_until_served(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_back_killed_under_load_loses_no_acknowledged_input() {
+    back_killed_under_load(Load::start("back").await, "its files").await;
+}
+
+/// `[store]` for a back on `server`, with a short lease: a killed back's replacement
+/// waits for it to end.
+fn redis_store(server: &RedisServer) -> String {
+    format!(
+        "[store]\nkind = \"redis\"\nurl = \"{}\"\nlease_ms = 2000\n",
+        server.url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_back_on_redis_killed_under_load_comes_back_without_its_files() {
+    let Some(server) = RedisServer::start("faults-kill") else {
+        return;
+    };
+    let load = Load::start_with_store("redis-kill", &redis_store(&server)).await;
+    back_killed_under_load(load, "Redis").await;
+    drop(server);
+}
+
+/// Kills the back of `load` and checks that its clients come back to it with every
+/// acknowledged input, from the back's store (`kept`: where, for the report).
+async fn back_killed_under_load(load: Load, kept: &str) {
     let Load {
         up,
         back,
@@ -394,10 +436,15 @@ async fn a_back_killed_under_load_loses_no_acknowledged_input() {
         stop,
         seen,
         players,
-    } = Load::start("back").await;
+    } = load;
     // Before the kill every input was forwarded and applied in order, each moving its
     // player by 1: what was acknowledged is what must come back.
     let acked: Vec<Seq> = seen.iter().map(|s| s.lock().ack).collect();
+    let data = up.dir.join("centrum-data");
+    if kept == "Redis" {
+        // Nothing of the back's is on this host: a replacement on another would do.
+        assert!(!data.exists(), "a data directory beside a Redis store");
+    }
     // Every client is told the back is away, then gets a full state again.
     let (killed, after) = kill_until_served(&up, back, &seen).await;
     let restarted = up.pid("back-1", Some(back)).await;
@@ -435,10 +482,83 @@ async fn a_back_killed_under_load_loses_no_acknowledged_input() {
         );
     }
     eprintln!(
-        "back killed under load: {CLIENTS} clients served again within {:.0} ms, {lost} acknowledged inputs lost",
+        "back killed under load (kept in {kept}): {CLIENTS} clients served again within {:.0} ms, {lost} acknowledged inputs lost",
         slowest.as_secs_f64() * 1e3
     );
     assert_eq!(lost, 0.0, "acknowledged inputs lost");
+    up.stop(&[restarted, front]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_redis_makes_the_channel_unavailable_until_it_is_back() {
+    let Some(mut server) = RedisServer::start("faults-outage") else {
+        return;
+    };
+    let Load {
+        up,
+        back,
+        front,
+        stop,
+        seen,
+        players,
+    } = Load::start_with_store("redis-outage", &redis_store(&server)).await;
+    let stopped = Instant::now();
+    server.kill();
+    // The back cannot renew its lease: when it ends, the back stops, and its clients
+    // are told the channel is unavailable.
+    until(
+        &up,
+        "clients told the channel is unavailable",
+        stopped + TIMEOUT,
+        || seen.iter().all(|s| s.lock().unavailable >= 1),
+    )
+    .await;
+    let unavailable = stopped.elapsed();
+    let acked: Vec<Seq> = seen.iter().map(|s| s.lock().ack).collect();
+    // Restarted, the back cannot open its store (its first call reads the server's
+    // settings), and says why.
+    until(&up, "the back stopped", stopped + TIMEOUT, || !alive(back)).await;
+    until(
+        &up,
+        "a restarted back saying the store is unreachable",
+        stopped + TIMEOUT,
+        || up.log().contains("the store is unreachable (CONFIG GET"),
+    )
+    .await;
+    assert_eq!(
+        seen.iter().map(|s| s.lock().ack).collect::<Vec<_>>(),
+        acked,
+        "nothing acknowledged while the store is away"
+    );
+    let started = Instant::now();
+    server.restart();
+    let since = |s: &Seen| s.states.iter().find(|(at, ..)| *at > started).copied();
+    until(&up, "clients served again", started + TIMEOUT, || {
+        seen.iter().all(|s| since(&s.lock()).is_some())
+    })
+    .await;
+    let served = started.elapsed();
+    until(&up, "inputs acknowledged again", started + TIMEOUT, || {
+        seen.iter()
+            .zip(&acked)
+            .all(|(s, a)| s.lock().ack.0 >= a.0 + 5)
+    })
+    .await;
+    stop.send(true).expect("stop");
+    let mut lost = 0.0;
+    for (i, handle) in players.into_iter().enumerate() {
+        let client = handle.await.expect("player task");
+        player(&client, &format!("p{i}"));
+        let (_, _, x) = since(&seen[i].lock()).expect("served");
+        lost += (f64::from(acked[i].0) - x).max(0.0);
+    }
+    eprintln!(
+        "redis stopped under load: {CLIENTS} clients told unavailable within {:.0} ms, served again {:.0} ms after it was back, {lost} acknowledged inputs lost",
+        unavailable.as_secs_f64() * 1e3,
+        served.as_secs_f64() * 1e3
+    );
+    assert_eq!(lost, 0.0, "acknowledged inputs lost");
+    let restarted = up.pid("back-1", Some(back)).await;
     up.stop(&[restarted, front]);
 }
 

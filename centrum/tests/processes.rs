@@ -134,6 +134,53 @@ fn check_reads_the_auth_key_as_a_front_will() {
     assert!(stderr.contains("auth.public_key_file: "), "{stderr}");
 }
 
+/// `centrum check` reads the Redis store's URL as a back will, and never shows it.
+#[test]
+fn check_reads_the_store_url_as_a_back_will() {
+    let dir = scratch("check-store");
+    let file = dir.join("redis.toml");
+    let config = centrum_config::DEFAULT_TOML.replace(
+        "# [store]\n# kind = \"disk\"",
+        "[store]\nkind = \"redis\"\nurl_env = \"CENTRUM_TEST_STORE_URL\"",
+    );
+    std::fs::write(&file, config).expect("write");
+    let check = |url: Option<&str>| {
+        let mut command = centrum();
+        command.arg("check").arg(&file);
+        match url {
+            Some(url) => command.env("CENTRUM_TEST_STORE_URL", url),
+            None => command.env_remove("CENTRUM_TEST_STORE_URL"),
+        };
+        command.output().expect("runs")
+    };
+    let out = check(None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("store.url: no store URL") && stderr.contains("CENTRUM_TEST_STORE_URL"),
+        "{stderr}"
+    );
+    let out = check(Some("memcached://:hunter2@cache:11211"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("must start with redis://") && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
+    let out = check(Some("redis://:hunter2@cache:6379/0"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("store   redis (keys centrum:{<back id>}:..., lease 10000 ms")
+            && !stdout.contains("hunter2"),
+        "{stdout}"
+    );
+}
+
 /// `centrum check FILE | head -2`: the reader goes away; the command ends quietly.
 #[test]
 fn a_closed_stdout_ends_a_command_quietly() {

@@ -564,7 +564,8 @@ impl Drop for Inner {
     fn drop(&mut self) {
         *self.renewer.stop.lock() = true;
         self.renewer.wake.notify_all();
-        if self.state.get_mut().lost.is_none() {
+        // Not taken (a failed open), or lost: nothing to give up.
+        if !self.token.is_empty() && self.state.get_mut().lost.is_none() {
             let released = self.call("release the lease", |c| {
                 RELEASE
                     .key(&self.lease_key)
@@ -629,13 +630,17 @@ fn renew(weak: &Weak<Inner>, renewer: &Renewer) {
                 return;
             }
             Err(e) => {
-                failing = true;
                 let left = inner
                     .state
                     .lock()
                     .ends
                     .saturating_duration_since(Instant::now());
-                warn!(store = %inner.shown, error = %e, left_ms = left.as_millis() as u64, "cannot renew the store's lease; the back stops when it ends unless the store answers first");
+                // Said once; the end of the lease, if it comes, is an error of its own.
+                if !std::mem::replace(&mut failing, true) {
+                    warn!(store = %inner.shown, error = %e, left_ms = left.as_millis() as u64, "cannot renew the store's lease; the back stops when it ends unless the store answers first");
+                } else {
+                    debug!(store = %inner.shown, error = %e, left_ms = left.as_millis() as u64, "cannot renew the store's lease");
+                }
             }
         }
     }
