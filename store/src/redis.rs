@@ -350,6 +350,20 @@ impl Inner {
                 return Ok(());
             }
         };
+        // Evicted keys would be a channel's journal gone without a word.
+        let policy = self.call("CONFIG GET maxmemory-policy", |c| {
+            redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("maxmemory-policy")
+                .query::<HashMap<String, String>>(c)
+        });
+        if let Some(policy) = policy
+            .ok()
+            .and_then(|mut p| p.remove("maxmemory-policy"))
+            .filter(|p| p != "noeviction")
+        {
+            warn!(store = %self.shown, "the server runs with maxmemory-policy {policy}: when full, it may evict a channel's journal or snapshots; set maxmemory-policy noeviction (then a full server refuses writes, and the channels wait)");
+        }
         let setting = |name: &str| settings.get(name).map_or("(unset)", String::as_str);
         let (only, fsync) = (setting("appendonly"), setting("appendfsync"));
         match sync {
