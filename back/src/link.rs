@@ -549,6 +549,7 @@ mod tests {
             directory: Arc::default(),
             rooms: None,
             metrics: Arc::default(),
+            store: None,
             key: key(),
         })
     }

@@ -102,13 +102,13 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        if let Some(env) = &cluster.secret_env {
-            if !is_env_name(env) {
-                self.push(
-                    "cluster.secret_env",
-                    "must be an environment variable name: A-Z, a-z, 0-9 and '_', not starting with a digit",
-                );
-            }
+        if let Some(env) = &cluster.secret_env
+            && !is_env_name(env)
+        {
+            self.push(
+                "cluster.secret_env",
+                "must be an environment variable name: A-Z, a-z, 0-9 and '_', not starting with a digit",
+            );
         }
         if cluster
             .secret_file
@@ -1222,10 +1222,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("centrum-config-url-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("store.url"), "redis://:pw@db:6379/2\nignored\n").unwrap();
-        let mut store = crate::StoreConfig {
+        let mut store = StoreConfig {
             kind: crate::StoreKind::Redis,
             url_env: Some("CENTRUM_CONFIG_TEST_URL_NEVER_SET".into()),
-            ..crate::StoreConfig::default()
+            ..StoreConfig::default()
         };
         let missing = store.url().unwrap_err().to_string();
         assert!(
