@@ -458,7 +458,7 @@ async fn register(
 ) -> Result<(), BackError> {
     let limits = &shared.config.limits;
     let reg = Registration {
-        master: shared.config.master.nodes,
+        master: shared.config.master.nodes_address(),
         register: Register {
             version: CLUSTER_VERSION,
             role: Role::Back,

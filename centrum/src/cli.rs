@@ -235,9 +235,11 @@ impl Cli {
             Command::Master(args) => {
                 let config = self.load(args.config.as_deref())?;
                 let listeners = centrum_master::MasterListeners {
-                    http: bind(config.master.http, "master http").await?,
-                    nodes: bind(config.master.nodes, "master nodes").await?,
+                    http: bind(config.master.http, "master.http").await?,
+                    nodes: bind(config.master.nodes, "master.nodes").await?,
                 };
+                let nodes = config.master.nodes_address();
+                check_dialable("the master", "master.advertise", &nodes).await?;
                 let options = self.master_options();
                 centrum_master::run_with(config, listeners, options, on_signal()).await?;
                 Ok(())
@@ -247,7 +249,7 @@ impl Cli {
                 let me = config
                     .front(&args.id)
                     .with_context(|| format!("no front {:?} in the config", args.id))?;
-                let listener = bind(me.listen, &args.id).await?;
+                let listener = bind(me.listen, &config.field_of(&args.id, "listen")).await?;
                 centrum_front::run(config.clone(), &args.id, listener, on_signal()).await?;
                 Ok(())
             }
@@ -256,7 +258,10 @@ impl Cli {
                 let me = config
                     .back(&args.id)
                     .with_context(|| format!("no back {:?} in the config", args.id))?;
-                let listener = bind(me.listen, &args.id).await?;
+                let field = config.field_of(&args.id, "listen");
+                let listener = bind(me.listen, &field).await?;
+                let field = config.field_of(&args.id, "advertise");
+                check_dialable(&args.id, &field, &me.link_address()).await?;
                 centrum_back::run(config.clone(), &self.apps, &args.id, listener, on_signal())
                     .await?;
                 Ok(())
@@ -450,10 +455,45 @@ fn stdout_closed(e: &anyhow::Error) -> bool {
     })
 }
 
-pub(crate) async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for {what}"))
+/// Binds the socket the config sets in `field` (`backs[0].listen`), saying what to do
+/// when it cannot be bound.
+pub(crate) async fn bind(addr: SocketAddr, field: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrNotAvailable => format!(
+                ": {} is not an address of this machine; is this the host the config places it \
+                 on (`centrum up --host H` starts only the processes of host H)? Bind an address \
+                 of this machine, or 0.0.0.0 with `advertise` (or `public_url`) for the address \
+                 others dial",
+                addr.ip()
+            ),
+            std::io::ErrorKind::AddrInUse => {
+                ": another process holds it (another `centrum up` of this cluster?)".into()
+            }
+            std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
+                ": ports below 1024 need privileges; choose a higher port".into()
+            }
+            _ => String::new(),
+        };
+        anyhow::anyhow!("{field}: cannot listen on {addr}: {e}{hint}")
+    })
+}
+
+/// Other nodes dial `address` to reach the socket node `id` just bound (set by `field`,
+/// or made from its host and port): it must at least be reachable from the node's own
+/// machine, or they would retry forever against the wrong place.
+pub(crate) async fn check_dialable(id: &str, field: &str, address: &str) -> Result<()> {
+    const WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+    let why = match tokio::time::timeout(WITHIN, tokio::net::TcpStream::connect(address)).await {
+        // Closed at once: the node's accept loop sees a connection that never says hello.
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {} s", WITHIN.as_secs()),
+    };
+    anyhow::bail!(
+        "{field}: other nodes dial {id} at {address}, which cannot be reached from {id}'s own \
+         machine ({why}); set {field} to an address of this machine that the others reach"
+    )
 }
 
 /// A shutdown signal cancelled by Ctrl-C or SIGTERM.

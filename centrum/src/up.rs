@@ -30,10 +30,13 @@ pub(crate) async fn up(
         // Bound first: while another `up` of this cluster lives, its master holds these
         // ports and this one stops here, before it looks at any node.
         let listeners = centrum_master::MasterListeners {
-            http: bind(config.master.http, "master http").await?,
-            nodes: bind(config.master.nodes, "master nodes").await?,
+            http: bind(config.master.http, "master.http").await?,
+            nodes: bind(config.master.nodes, "master.nodes").await?,
         };
-        let http = config.master.http;
+        let nodes = config.master.nodes_address();
+        crate::cli::check_dialable("the master", "master.advertise", &nodes).await?;
+        // Where this machine's browser reaches it (the host for a wildcard IP).
+        let http = config.master.http_address();
         let web = if config.master.tls.is_some() {
             "https"
         } else {
@@ -94,10 +97,13 @@ pub(crate) async fn up(
             }
             None => "kept nowhere (store.kind = \"memory\")".into(),
         };
+        let bound = match b.link_address() {
+            dialed if dialed == b.listen.to_string() => dialed,
+            dialed => format!("{dialed} (bound on {})", b.listen),
+        };
         lines.push(format!(
-            "  {:<8} {}   {} Hz   channels: {}   {kept}",
+            "  {:<8} {bound}   {} Hz   channels: {}   {kept}",
             b.id,
-            b.listen,
             b.tick_hz,
             channel_list(b)
         ));
@@ -108,10 +114,16 @@ pub(crate) async fn up(
                 .into(),
         );
     }
-    if lines.is_empty() {
+    if master.is_none() && fronts.is_empty() && backs.is_empty() {
+        let mut hosts: Vec<&str> = std::iter::once(config.master.host.as_str())
+            .chain(config.fronts.iter().map(|f| f.host.as_str()))
+            .chain(config.backs.iter().map(|b| b.host.as_str()))
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
         bail!(
-            "nothing in the config runs on host {host:?} (hosts named: master {:?})",
-            config.master.host
+            "--host {host:?}: the config places nothing on that host (it names: {})",
+            hosts.join(", ")
         );
     }
 
@@ -130,7 +142,9 @@ pub(crate) async fn up(
     }
     if in_process {
         for b in &backs {
-            let listener = bind(b.listen, &b.id).await?;
+            let listener = bind(b.listen, &config.field_of(&b.id, "listen")).await?;
+            let field = config.field_of(&b.id, "advertise");
+            crate::cli::check_dialable(&b.id, &field, &b.link_address()).await?;
             let back = centrum_back::Back::start(
                 config.clone(),
                 cli.apps(),
@@ -141,7 +155,7 @@ pub(crate) async fn up(
             tasks.spawn(async move { back.wait().await.map_err(anyhow::Error::from) });
         }
         for f in &fronts {
-            let listener = bind(f.listen, &f.id).await?;
+            let listener = bind(f.listen, &config.field_of(&f.id, "listen")).await?;
             let front =
                 centrum_front::Front::start(config.clone(), &f.id, listener, shutdown.clone())?;
             tasks.spawn(async move { front.wait().await.map_err(anyhow::Error::from) });

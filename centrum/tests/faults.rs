@@ -5,6 +5,8 @@
 //! players, who resume on it when it is back; a Redis server that stops makes the
 //! back's channels unavailable, acknowledging nothing, until it is back.
 
+#[path = "support/players.rs"]
+mod players;
 #[path = "support/ports.rs"]
 mod ports;
 
@@ -14,14 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use serde::Serialize;
 
-use centrum_client::{Client, ClientError, ClientOptions, Event, Seq, Value};
+use centrum_client::{Client, ClientError, ClientOptions, Event, Seq};
 use centrum_store::RedisServer;
 
+use players::{Join, Move, Seen, TIMEOUT, alive, kill9, node_pid, play, player, player_in};
 use ports::{CLUSTER_SECRET_TOML, free_port};
-
-const TIMEOUT: Duration = Duration::from_secs(20);
 /// Clients of a test: few, so that the suite stays fast on two cores.
 const CLIENTS: usize = 6;
 
@@ -160,177 +160,6 @@ impl Drop for Up {
     }
 }
 
-/// GET /status and the pid of node `id` in it.
-async fn node_pid(http: &str, id: &str) -> Option<u32> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(http).await.ok()?;
-    let request = format!("GET /status HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = Vec::new();
-    tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut response))
-        .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8_lossy(&response);
-    let body = text.split_once("\r\n\r\n")?.1;
-    let status: serde_json::Value = serde_json::from_str(body).ok()?;
-    status["nodes"].as_array()?.iter().find(|n| n["id"] == id)?["pid"]
-        .as_u64()
-        .map(|p| p as u32)
-}
-
-fn kill9(pid: u32) {
-    let status = Command::new("kill")
-        .arg("-KILL")
-        .arg(pid.to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill -9 {pid}");
-}
-
-/// Whether `pid` runs (a zombie, dead but not yet reaped, does not).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(") ")
-                .map(|(_, rest)| !rest.starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
-#[derive(Serialize)]
-struct Join {
-    name: String,
-}
-
-#[derive(Serialize)]
-struct Move {
-    dx: f64,
-    dy: f64,
-}
-
-/// What one playing client saw.
-#[derive(Debug, Default)]
-struct Seen {
-    /// The last ack the server gave, and when.
-    ack: Seq,
-    /// Full states received: when, their ack, and the player's `x` in them (each
-    /// applied input moves it by 1).
-    states: Vec<(Instant, Seq, f64)>,
-    unavailable: u32,
-    /// Connections that closed under the client (each followed by a resume).
-    closed: u32,
-    /// The last ack the client had when it last resumed: its resumed membership must
-    /// not be behind it.
-    acked_before_resume: Option<Seq>,
-}
-
-/// Connects to the front on `port` (retrying while it is down, as a game would), with
-/// the resume token of an earlier connection if any, and joins as `name`.
-async fn connect_and_join(port: u16, name: &str, resume: Option<String>) -> Client {
-    let deadline = Instant::now() + TIMEOUT;
-    let url = format!("ws://127.0.0.1:{port}");
-    loop {
-        assert!(Instant::now() < deadline, "{name} could not join");
-        let options = ClientOptions {
-            resume: resume.clone(),
-            ..ClientOptions::default()
-        };
-        let Ok(mut client) = Client::connect(&url, options).await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let join = Join { name: name.into() };
-        loop {
-            assert!(Instant::now() < deadline, "{name} could not join");
-            match client.join_value("arena", &join).await {
-                Ok(()) => return client,
-                // The front is still linking to the back.
-                Err(ClientError::Rejected { .. }) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
-                }
-                Err(e) => panic!("{name}: join: {e}"),
-            }
-        }
-    }
-}
-
-/// A client that joins as `name` and sends a move every 50 ms until `stop`, noting
-/// what it sees; when its connection closes, it connects again and resumes. Returns
-/// the client when stopped.
-async fn play(
-    port: u16,
-    name: String,
-    seen: Arc<Mutex<Seen>>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Client {
-    let mut client = connect_and_join(port, &name, None).await;
-    let mut every = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return client,
-            _ = every.tick() => {
-                // Refused while the back is away ("unavailable"): not sent, not acked.
-                let _ = client.send_value("arena", &Move { dx: 1.0, dy: 0.0 }).await;
-            }
-            event = client.next_event() => match event.unwrap_or_else(|e| Event::Closed { reason: e.to_string() }) {
-                Event::State { ack, .. } => {
-                    let (_, x) = player(&client, &name);
-                    let mut s = seen.lock();
-                    s.ack = later(s.ack, ack);
-                    s.states.push((Instant::now(), ack, x));
-                }
-                Event::Patch { ack, .. } => {
-                    let mut s = seen.lock();
-                    s.ack = later(s.ack, ack);
-                }
-                Event::Unavailable { .. } => seen.lock().unavailable += 1,
-                Event::Closed { .. } => {
-                    seen.lock().closed += 1;
-                    let token = client.resume_token().to_owned();
-                    client = connect_and_join(port, &name, Some(token)).await;
-                    // The join's own full state: the membership it resumed.
-                    let (_, x) = player(&client, &name);
-                    let ack = client.ack("arena");
-                    let mut s = seen.lock();
-                    s.acked_before_resume = Some(s.ack);
-                    s.ack = later(s.ack, ack);
-                    s.states.push((Instant::now(), ack, x));
-                }
-                Event::Left { reason, .. } | Event::Rejected { reason, .. } => {
-                    panic!("{name}: out of the channel: {reason}")
-                }
-                _ => {}
-            },
-        }
-    }
-}
-
-/// The later of two acks.
-fn later(a: Seq, b: Seq) -> Seq {
-    if b.is_after(a) { b } else { a }
-}
-
-/// The player called `name` in `client`'s mirror: its entity id and its `x`, which
-/// each input applied to it moved by 1. Fails when there is not exactly one.
-fn player(client: &Client, name: &str) -> (u32, f64) {
-    player_in(client, "arena", name)
-}
-
-/// As [`player`], in channel (or room) `channel`.
-fn player_in(client: &Client, channel: &str, name: &str) -> (u32, f64) {
-    let mirror = client.mirror(channel).expect("a mirror");
-    let mine: Vec<_> = mirror
-        .entities()
-        .keys()
-        .filter(|&&id| matches!(mirror.field(id, "name"), Some((_, Value::Str(n))) if n == name))
-        .collect();
-    assert_eq!(mine.len(), 1, "one player called {name}");
-    let id = *mine[0];
-    (id.0, mirror.number(id, "x").expect("x"))
-}
-
 /// `up` with [`CLIENTS`] players, each with a second of inputs acknowledged.
 struct Load {
     up: Up,
@@ -355,7 +184,8 @@ impl Load {
         let players = (0..CLIENTS)
             .map(|i| {
                 let (name, seen, stopped) = (format!("p{i}"), seen[i].clone(), stopped.clone());
-                tokio::spawn(play(up.front, name, seen, stopped))
+                let url = format!("ws://127.0.0.1:{}", up.front);
+                tokio::spawn(play(url, "arena".into(), name, seen, stopped))
             })
             .collect();
         until(&up, "inputs acknowledged", Instant::now() + TIMEOUT, || {

@@ -505,7 +505,10 @@ async fn a_crash_loop_shows_as_failed_until_an_operator_restarts_the_node() {
     assert_eq!(failed["last_exit"], "exit code 1");
     assert_eq!(failed["pid"], Value::Null);
     let tail = failed["stderr_tail"].as_str().unwrap_or_default();
-    let cause = format!("cannot listen on 127.0.0.1:{} for back-1", cluster.back);
+    let cause = format!(
+        "backs[0].listen: cannot listen on 127.0.0.1:{}",
+        cluster.back
+    );
     assert!(tail.contains(&cause), "{tail}");
     assert!(tail.len() <= 4096);
     assert!(failed["retry_in_ms"].as_u64().is_some_and(|ms| ms > 0));

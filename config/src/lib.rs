@@ -21,13 +21,17 @@ use serde::{Deserialize, Serialize};
 /// It must parse and validate: [`Config::embedded_default`] relies on it and a test proves it.
 pub const DEFAULT_TOML: &str = r#"# centrum cluster config: one file for every process in the cluster.
 # Each process is started with this file and the id of its role. `host` names the machine
-# a process runs on (default "127.0.0.1"); it is only used to spot two processes on one
-# port. Port 0 asks the OS for a free port.
+# a process runs on (default "127.0.0.1"): `centrum up --host H` starts the processes
+# placed on H, two processes on one host cannot bind one port, and a process listening
+# on a wildcard IP (0.0.0.0) is dialed at `host` unless it sets its address (`advertise`,
+# `public_url`). Port 0 asks the OS for a free port.
 
 [master]
 # host = "127.0.0.1"
 http = "127.0.0.1:7300"    # the master's HTTP endpoint
 nodes = "127.0.0.1:7301"   # fronts and backs connect and heartbeat here
+# advertise = "10.0.0.1:7301"  # where fronts and backs on other machines dial `nodes` (an IP or a DNS
+#                              #   name, and a port); default `nodes`, with `host` for a wildcard IP
 # admin_token = "change-me-to-a-long-secret"   # protects /admin, /status and /metrics
 # tls = { cert = "master.crt", key = "master.key" }  # serve https:// (PEM files; relative paths are
 #                                                    #   relative to this file's folder). Default: plain http://
@@ -61,6 +65,8 @@ id = "front-1"             # 1-64 characters of a-z, A-Z, 0-9, '-' or '_'; uniqu
 # host = "127.0.0.1"
 listen = "127.0.0.1:7310"
 # public_url = "wss://play.example.com/front-1"   # the URL clients dial; default ws://<listen>, wss://<listen> with tls
+#                                                 #   (with `host` for a wildcard IP); fronts behind one load
+#                                                 #   balancer may share one
 # tls = { cert = "front-1.crt", key = "front-1.key" }  # serve wss:// (PEM certificate chain and private key;
 #                                                      #   reloaded on SIGHUP or when a file changes). Default: plain ws://
 
@@ -69,6 +75,8 @@ listen = "127.0.0.1:7310"
 id = "back-1"
 # host = "127.0.0.1"
 listen = "127.0.0.1:7320"
+# advertise = "10.0.0.2:7320"  # where fronts on other machines dial this back (an IP or a DNS name, and a
+#                              #   port); default `listen`, with `host` for a wildcard IP
 tick_hz = 20               # ticks per second, 1-240
 # Each channel is owned by exactly one back; `app` names the game logic it runs.
 # `anonymous = true` lets clients without a token join it when [auth] is set (default false).
@@ -238,6 +246,11 @@ pub struct MasterConfig {
     pub http: SocketAddr,
     /// Where fronts and backs connect and heartbeat.
     pub nodes: SocketAddr,
+    /// The address fronts and backs dial to reach `nodes` (`host:port`, the host an IP
+    /// or a DNS name), when it is not `nodes` itself: behind a NAT, a DNS name, or
+    /// `nodes` on a wildcard IP. Default: `nodes`, with `host` for a wildcard IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
     /// When set, `/admin`, `/status` and `/metrics` require it (a cookie from the
     /// dashboard's login form, or `Authorization: Bearer <token>`). `/gate` and the
     /// demo stay public: game clients use them.
@@ -338,6 +351,10 @@ pub struct BackConfig {
     #[serde(default = "default_host")]
     pub host: String,
     pub listen: SocketAddr,
+    /// The address fronts dial for their links (`host:port`), when it is not `listen`
+    /// itself. Default: `listen`, with `host` for a wildcard IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
     pub tick_hz: u32,
     #[serde(default)]
     pub channels: Vec<ChannelConfig>,
@@ -1000,6 +1017,18 @@ pub struct FieldError {
 }
 
 impl Config {
+    /// The path of key `key` of front or back `id` in the config, for messages:
+    /// `backs[1].listen` (`id.key` for an id the config does not have).
+    pub fn field_of(&self, id: &str, key: &str) -> String {
+        if let Some(i) = self.fronts.iter().position(|f| f.id == id) {
+            format!("fronts[{i}].{key}")
+        } else if let Some(i) = self.backs.iter().position(|b| b.id == id) {
+            format!("backs[{i}].{key}")
+        } else {
+            format!("{id}.{key}")
+        }
+    }
+
     /// Parses a TOML cluster config and validates it.
     ///
     /// # Errors
@@ -1161,7 +1190,11 @@ impl FrontConfig {
     pub fn client_url(&self) -> String {
         match &self.public_url {
             Some(url) => url.clone(),
-            None => format!("{}://{}", self.scheme(), self.listen),
+            None => format!(
+                "{}://{}",
+                self.scheme(),
+                dial_address(&self.host, self.listen)
+            ),
         }
     }
 
@@ -1171,7 +1204,27 @@ impl FrontConfig {
     }
 }
 
+impl MasterConfig {
+    /// The address nodes dial to reach the master: `advertise`, else `nodes` (with
+    /// `host` for a wildcard IP).
+    pub fn nodes_address(&self) -> String {
+        (self.advertise.clone()).unwrap_or_else(|| dial_address(&self.host, self.nodes))
+    }
+
+    /// The address the `centrum` command dials for the master's HTTP endpoint from
+    /// the master's own host: `http`, with `host` for a wildcard IP.
+    pub fn http_address(&self) -> String {
+        dial_address(&self.host, self.http)
+    }
+}
+
 impl BackConfig {
+    /// The address fronts dial for their links: `advertise`, else `listen` (with `host`
+    /// for a wildcard IP).
+    pub fn link_address(&self) -> String {
+        (self.advertise.clone()).unwrap_or_else(|| dial_address(&self.host, self.listen))
+    }
+
     /// Time between two ticks.
     pub fn tick_period(&self) -> Duration {
         // Validation rejects 0; the `max` only keeps an unvalidated config from panicking.
@@ -1265,6 +1318,75 @@ impl Default for Limits {
             connections_per_ip_burst: 64,
         }
     }
+}
+
+/// Where another machine dials a socket bound at `bind` on machine `host`: `bind`
+/// itself, unless its IP is a wildcard (0.0.0.0, ::), which names no machine; then
+/// `host`, with `bind`'s port.
+pub fn dial_address(host: &str, bind: SocketAddr) -> String {
+    if !bind.ip().is_unspecified() {
+        return bind.to_string();
+    }
+    match host.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => format!("[{v6}]:{}", bind.port()),
+        Err(_) => format!("{host}:{}", bind.port()),
+    }
+}
+
+/// Splits a dialable `host:port` (`10.0.0.2:7320`, `[fd00::2]:7320`,
+/// `back-1.example:7320`) into its host and port, or says what is wrong with it.
+pub fn split_dial_address(address: &str) -> Result<(&str, u16), String> {
+    let (host, port) = if let Some(rest) = address.strip_prefix('[') {
+        let (ip, port) = rest
+            .split_once("]:")
+            .ok_or("an IPv6 address must be written [address]:port")?;
+        ip.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("{ip:?} is not an IPv6 address"))?;
+        (ip, port)
+    } else {
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or("must be host:port (an IP address or a DNS name, and a port)")?;
+        if host.contains(':') {
+            return Err("an IPv6 address must be written [address]:port".into());
+        }
+        if host.parse::<std::net::Ipv4Addr>().is_err() && !is_dns_name(host) {
+            return Err(format!("{host:?} is neither an IP address nor a DNS name"));
+        }
+        (host, port)
+    };
+    let port = match port.parse::<u16>() {
+        Ok(0) => {
+            return Err("port 0 cannot be dialed: give the port the socket is bound to".into());
+        }
+        Ok(port) => port,
+        Err(_) => return Err(format!("{port:?} is not a port (1-65535)")),
+    };
+    if host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+    {
+        return Err(format!(
+            "{host} is a wildcard, not an address another machine can dial"
+        ));
+    }
+    Ok((host, port))
+}
+
+/// A DNS name: dot-separated labels of 1-63 letters, digits, '-' or '_', at most 253
+/// characters in all, no label starting or ending with '-'.
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 fn default_host() -> String {
@@ -1767,7 +1889,46 @@ slow_client = "disconnect"
             config.fronts[0].client_url(),
             "wss://play.example.com/front-1"
         );
-        assert_eq!(config.fronts[1].client_url(), "ws://0.0.0.0:7310");
+        // A wildcard listen address names no machine: clients are sent to the host.
+        assert_eq!(config.fronts[1].client_url(), "ws://10.0.0.3:7310");
+    }
+
+    #[test]
+    fn nodes_are_dialed_at_their_advertised_address_else_their_bound_one() {
+        let mut config = Config::parse(FULL_TOML).expect("full example");
+        assert_eq!(config.master.nodes_address(), "10.0.0.1:7301");
+        assert_eq!(config.backs[0].link_address(), "10.0.0.4:7320");
+        config.backs[0].listen = "0.0.0.0:7320".parse().unwrap();
+        assert_eq!(config.backs[0].link_address(), "10.0.0.4:7320");
+        config.backs[0].host = "fd00::4".into();
+        assert_eq!(config.backs[0].link_address(), "[fd00::4]:7320");
+        config.backs[0].advertise = Some("back-1.centrum.svc:7320".into());
+        assert_eq!(config.backs[0].link_address(), "back-1.centrum.svc:7320");
+    }
+
+    #[test]
+    fn a_dial_address_is_a_host_and_a_port() {
+        assert_eq!(split_dial_address("10.0.0.2:7320"), Ok(("10.0.0.2", 7320)));
+        assert_eq!(split_dial_address("[fd00::2]:80"), Ok(("fd00::2", 80)));
+        assert_eq!(
+            split_dial_address("back-1.example:1"),
+            Ok(("back-1.example", 1))
+        );
+        for (bad, reason) in [
+            ("10.0.0.2", "must be host:port"),
+            ("fd00::2:80", "[address]:port"),
+            ("[fd00::zz]:80", "not an IPv6 address"),
+            ("10.0.0.2:0", "port 0 cannot be dialed"),
+            ("10.0.0.2:65536", "is not a port"),
+            ("0.0.0.0:7320", "wildcard"),
+            ("[::]:7320", "wildcard"),
+            ("my box:7320", "neither an IP address nor a DNS name"),
+            ("-bad.example:7320", "neither an IP address nor a DNS name"),
+            (":7320", "neither an IP address nor a DNS name"),
+        ] {
+            let err = split_dial_address(bad).expect_err(bad);
+            assert!(err.contains(reason), "{bad}: {err}");
+        }
     }
 
     #[test]

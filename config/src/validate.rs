@@ -24,6 +24,8 @@ struct Checker<'a> {
     room_types: HashMap<&'a str, (String, &'a str, u32)>,
     /// Every address that binds a socket, with its field and the host it is bound on.
     addresses: Vec<(String, &'a str, SocketAddr)>,
+    /// Every address other nodes dial (the master's and the backs'), with its field.
+    advertised: Vec<(String, String)>,
 }
 
 /// What a link frame carrying a call holds besides the call's body.
@@ -48,6 +50,7 @@ impl<'a> Checker<'a> {
             .push(("master.http".into(), &master.host, master.http));
         self.addresses
             .push(("master.nodes".into(), &master.host, master.nodes));
+        self.advertise("master", &master.host, &master.advertise, master.nodes);
         if let Some(token) = &master.admin_token {
             self.token("master.admin_token", token.expose());
         }
@@ -260,13 +263,26 @@ impl<'a> Checker<'a> {
         self.host(&format!("{at}.host"), &front.host);
         self.addresses
             .push((format!("{at}.listen"), &front.host, front.listen));
-        if let Some(url) = &front.public_url
-            && !(url.starts_with("ws://") || url.starts_with("wss://"))
-        {
-            self.push(
-                format!("{at}.public_url"),
-                "must start with ws:// or wss://",
-            );
+        match &front.public_url {
+            Some(url) if !(url.starts_with("ws://") || url.starts_with("wss://")) => {
+                self.push(
+                    format!("{at}.public_url"),
+                    "must start with ws:// or wss://",
+                );
+            }
+            Some(_) => {}
+            None => {
+                // Clients are sent to `host` when the front listens on a wildcard IP.
+                let url = crate::dial_address(&front.host, front.listen);
+                if front.listen.ip().is_unspecified()
+                    && let Err(why) = crate::split_dial_address(&url)
+                {
+                    self.push(
+                        format!("{at}.public_url"),
+                        format!("must be set: listen is on a wildcard IP, and clients cannot be sent to host {:?} ({why})", front.host),
+                    );
+                }
+            }
         }
         if let Some(tls) = &front.tls {
             self.tls(&format!("{at}.tls"), tls);
@@ -279,6 +295,7 @@ impl<'a> Checker<'a> {
         self.host(&format!("{at}.host"), &back.host);
         self.addresses
             .push((format!("{at}.listen"), &back.host, back.listen));
+        self.advertise(&at, &back.host, &back.advertise, back.listen);
         if !(1..=240).contains(&back.tick_hz) {
             self.push(format!("{at}.tick_hz"), "must be between 1 and 240");
         }
@@ -393,6 +410,43 @@ impl<'a> Checker<'a> {
     fn host(&mut self, field: &str, host: &str) {
         if host.is_empty() {
             self.push(field, "must not be empty");
+        }
+    }
+
+    /// The address node `at` is dialed at: `advertise` if set, else its bound address,
+    /// with its host for a wildcard IP. It must be dialable, and no other node's.
+    fn advertise(&mut self, at: &str, host: &str, advertise: &Option<String>, bind: SocketAddr) {
+        let (field, address) = match advertise {
+            Some(address) => (format!("{at}.advertise"), address.clone()),
+            None if bind.port() == 0 => return, // The OS picks the port: nothing to compare.
+            None => (format!("{at}.advertise"), crate::dial_address(host, bind)),
+        };
+        if let Err(why) = crate::split_dial_address(&address) {
+            let reason = match advertise {
+                Some(_) => why,
+                None => format!(
+                    "must be set: {at} listens on a wildcard IP, and host {host:?} cannot stand for it ({why})"
+                ),
+            };
+            self.push(field, reason);
+            return;
+        }
+        self.advertised.push((field, address.to_ascii_lowercase()));
+    }
+
+    /// Two nodes dialed at one address would each get the other's connections.
+    fn advertised_clashes(&mut self) {
+        let mut clashes = Vec::new();
+        for (later, (field, address)) in self.advertised.iter().enumerate() {
+            if let Some((other, _)) = self.advertised[..later].iter().find(|(_, a)| a == address) {
+                clashes.push((
+                    field.clone(),
+                    format!("{address} is also where {other} is dialed; each node needs an address of its own"),
+                ));
+            }
+        }
+        for (field, reason) in clashes {
+            self.push(field, reason);
         }
     }
 
@@ -648,6 +702,7 @@ pub(crate) fn problems(config: &Config) -> Vec<FieldError> {
         checker.back(i, back);
     }
     checker.address_clashes();
+    checker.advertised_clashes();
     checker.limits(&config.limits);
     checker.calls(&config.calls, &config.limits);
     checker.access(&config.access);
@@ -1499,10 +1554,65 @@ mod tests {
         let found = problems_after(|c| {
             c.fronts[0].host = "game-1".into();
             c.fronts[0].listen = c.master.http;
+            c.backs[0].listen = addr("0.0.0.0:7320");
             add_back(c).host = "game-2".into();
             c.backs[1].listen = c.backs[0].listen;
         });
         assert_eq!(found, Vec::<String>::new());
+    }
+
+    #[test]
+    fn two_nodes_dialed_at_one_address_are_refused() {
+        // Bound on two hosts, but both dialed at 127.0.0.1:7320: each front would reach
+        // whichever back runs beside it.
+        let found = problems_after(|c| {
+            add_back(c).host = "game-2".into();
+            c.backs[1].listen = c.backs[0].listen;
+        });
+        assert_eq!(
+            found,
+            [
+                "backs[1].advertise: 127.0.0.1:7320 is also where backs[0].advertise is dialed; each node needs an address of its own"
+            ]
+        );
+        let found = problems_after(|c| {
+            c.master.advertise = Some("Back-1.example:7320".into());
+            c.backs[0].advertise = Some("back-1.example:7320".into());
+        });
+        assert_eq!(
+            found,
+            [
+                "backs[0].advertise: back-1.example:7320 is also where master.advertise is dialed; each node needs an address of its own"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_wildcard_listen_needs_a_dialable_host_or_address() {
+        let found = problems_after(|c| {
+            c.backs[0].listen = addr("0.0.0.0:7320");
+            c.backs[0].host = "rack 4".into();
+            c.fronts[0].listen = addr("0.0.0.0:7310");
+            c.fronts[0].host = "rack 4".into();
+        });
+        assert_eq!(
+            found,
+            [
+                r#"fronts[0].public_url: must be set: listen is on a wildcard IP, and clients cannot be sent to host "rack 4" ("rack 4" is neither an IP address nor a DNS name)"#,
+                r#"backs[0].advertise: must be set: backs[0] listens on a wildcard IP, and host "rack 4" cannot stand for it ("rack 4" is neither an IP address nor a DNS name)"#,
+            ]
+        );
+        let found = problems_after(|c| {
+            c.backs[0].advertise = Some("0.0.0.0:7320".into());
+            c.master.advertise = Some("master:0".into());
+        });
+        assert_eq!(
+            found,
+            [
+                "master.advertise: port 0 cannot be dialed: give the port the socket is bound to",
+                "backs[0].advertise: 0.0.0.0 is a wildcard, not an address another machine can dial",
+            ]
+        );
     }
 
     #[test]

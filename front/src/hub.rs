@@ -48,6 +48,11 @@ enum Status {
     Active,
     /// Fell behind or the back was away; waiting for a fresh State, patches skipped.
     Waiting,
+    /// The client's connection closed while the channel's link was down, so the back
+    /// could not be told it is away. Kept until the relink: the link's session list
+    /// names it, then the back hears it is away and holds it for a resume, as it would
+    /// have. Without this, a client dropped during a partition could not resume.
+    Gone,
 }
 
 #[derive(Debug)]
@@ -254,6 +259,7 @@ impl Hub {
                 && let Some((tx, close)) = &self.links.lock()[back]
             {
                 route.link = Some((tx.clone(), index, close.clone()));
+                self.hand_over_gone(&mut route);
             }
         }
     }
@@ -313,19 +319,49 @@ impl Hub {
     pub(crate) fn remove_client(&self, key: SessionKey, leave: bool) {
         self.clients.write().remove(&key);
         for (_, route) in self.all_routes() {
-            let mut route = route.write();
-            if route.members.remove(&key).is_some()
-                && let Some((tx, channel, close)) = &route.link
-            {
-                let (session, channel) = (key, *channel);
-                let msg = if leave {
-                    FrontToBack::Leave(LinkLeave { session, channel })
+            let mut guard = route.write();
+            let route = &mut *guard;
+            let Some(member) = route.members.get_mut(&key) else {
+                continue;
+            };
+            let Some((tx, channel, close)) = &route.link else {
+                // The back hears of it at the relink; one that left is simply not
+                // named then, which ends its membership.
+                if leave || member.status == Status::Joining {
+                    route.members.remove(&key);
                 } else {
-                    FrontToBack::Away(LinkAway { session, channel })
-                };
-                send_or_close(tx, close, encode(&msg));
-            }
+                    member.status = Status::Gone;
+                }
+                continue;
+            };
+            let (session, channel) = (key, *channel);
+            let msg = if leave {
+                FrontToBack::Leave(LinkLeave { session, channel })
+            } else {
+                FrontToBack::Away(LinkAway { session, channel })
+            };
+            send_or_close(tx, close, encode(&msg));
+            route.members.remove(&key);
         }
+    }
+
+    /// The link of `route` is up again (its session list sent): members whose
+    /// connection closed meanwhile are handed to the back as away.
+    fn hand_over_gone(&self, route: &mut ChannelRoute) {
+        let Some((tx, channel, close)) = &route.link else {
+            return;
+        };
+        route.members.retain(|&session, m| {
+            if m.status != Status::Gone {
+                return true;
+            }
+            let away = FrontToBack::Away(LinkAway {
+                session,
+                channel: *channel,
+            });
+            send_or_close(tx, close, encode(&away));
+            false
+        });
     }
 
     /// Whether the client is a member of a channel (joining, joined or waiting for a
@@ -526,6 +562,7 @@ impl Hub {
                 let mut route = route.write();
                 if route.back == back && !route.room {
                     route.link = Some((tx.clone(), index, close.clone()));
+                    self.hand_over_gone(&mut route);
                 }
             }
         }
@@ -563,6 +600,9 @@ impl Hub {
                         .push(Outbound::Message(Bytes::from(msg)), &self.metrics);
                     return false;
                 }
+                if m.status == Status::Gone {
+                    return true;
+                }
                 m.status = Status::Waiting;
                 let _ = m
                     .client
@@ -581,7 +621,11 @@ impl Hub {
         let since = Instant::now();
         let mut route = route.write();
         for (key, ack) in msg.sessions {
-            let Some(m) = route.members.get_mut(&key) else {
+            let Some(m) = route
+                .members
+                .get_mut(&key)
+                .filter(|m| m.status != Status::Gone)
+            else {
                 continue;
             };
             m.ack.store(ack.0, Relaxed);
@@ -732,6 +776,7 @@ impl Hub {
                 // It missed the state this message follows; it hears how many it
                 // missed with its fresh state.
                 Status::Waiting => return self.missed_message(m),
+                Status::Gone => return,
                 Status::Active => {}
             }
             self.tell_dropped_messages(channel, m);
@@ -1324,6 +1369,35 @@ mod tests {
             hub.call("arena", Bytes::new()).unwrap_err(),
             CallRefusal::Unavailable
         );
+    }
+
+    #[test]
+    fn a_client_gone_while_the_link_is_down_is_handed_over_as_away_at_the_relink() {
+        let (hub, mut link_rx, ..) = linked(SlowClientPolicy::Resync);
+        hub.link_down(0);
+        // Client 1's connection drops (to be resumed), client 2 leaves for good.
+        hub.remove_client(1, false);
+        hub.remove_client(2, true);
+        let (link_tx, mut relink_rx) = mpsc::channel(16);
+        // The relink's session list still names the one that may resume...
+        let listed: Vec<SessionKey> = hub.sessions_of_back(0).iter().map(|s| s.session).collect();
+        assert_eq!(listed, [1]);
+        hub.link_up(0, &["arena".to_owned()], &link_tx, &Shutdown::new());
+        // ...then the back hears it is away, and holds it for a resume.
+        let frame = relink_rx.try_recv().expect("an away on the new link");
+        assert!(matches!(
+            decode::<FrontToBack>(&frame, usize::MAX).unwrap(),
+            FrontToBack::Away(LinkAway {
+                session: 1,
+                channel: 0
+            })
+        ));
+        assert!(
+            relink_rx.try_recv().is_err(),
+            "nothing for the one that left"
+        );
+        assert!(hub.sessions_of_back(0).is_empty(), "handed over once");
+        assert!(link_rx.try_recv().is_err(), "nothing went to the dead link");
     }
 
     #[test]

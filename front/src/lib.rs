@@ -287,7 +287,7 @@ async fn register(
 ) -> Result<(), FrontError> {
     let limits = hub.config.limits;
     let reg = Registration {
-        master: hub.config.master.nodes,
+        master: hub.config.master.nodes_address(),
         register: Register {
             version: CLUSTER_VERSION,
             role: Role::Front,

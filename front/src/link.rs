@@ -27,7 +27,7 @@ use crate::hub::{Hub, SplitPatch};
 /// Keeps the link to back number `back` (its index in the config) up until shutdown.
 pub(crate) async fn maintain(hub: Arc<Hub>, back: usize, key: ClusterKey, shutdown: Shutdown) {
     let config = &hub.config.backs[back];
-    let span = info_span!("link", back = %config.id, addr = %config.listen);
+    let span = info_span!("link", back = %config.id, addr = %config.link_address());
     async {
         // Capped low: a back that restarts is relinked within half a second of being up.
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
@@ -99,9 +99,10 @@ async fn session(
     shutdown: &Shutdown,
 ) -> Result<(), LinkError> {
     let limits = hub.config.limits;
-    let addr = hub.config.backs[back].listen;
+    let addr = hub.config.backs[back].link_address();
     let deadline = tokio::time::Instant::now() + limits.handshake_timeout();
-    let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
+    // A DNS name is looked up at each connection: a back that moved is found again.
+    let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr.as_str()))
         .await
         .map_err(|_| LinkError::HandshakeTimeout("connection"))?
         .map_err(FrameError::from)?;
@@ -116,8 +117,9 @@ async fn session(
     let Some(tls) = tls else {
         return run(hub, back, stream, key, backoff, shutdown).await;
     };
-    // The back's certificate must name the address dialled and chain to `cluster.ca`.
-    let stream = tokio::time::timeout_at(deadline, tls.connect(addr.ip(), stream))
+    // The back's certificate must name the host dialled and chain to `cluster.ca`.
+    let host = centrum_config::split_dial_address(&addr).map_or(addr.as_str(), |(host, _)| host);
+    let stream = tokio::time::timeout_at(deadline, tls.connect(host, stream))
         .await
         .map_err(|_| LinkError::HandshakeTimeout("TLS handshake"))?
         .map_err(FrameError::from)?;

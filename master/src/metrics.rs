@@ -409,6 +409,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 http: addr,
                 nodes: addr,
+                advertise: None,
                 admin_token: None,
                 limits: Default::default(),
                 tls: None,
@@ -424,6 +425,7 @@ mod tests {
                 id: "back-1".into(),
                 host: "127.0.0.1".into(),
                 listen: addr,
+                advertise: None,
                 tick_hz: 20,
                 channels: vec![ChannelConfig {
                     name: "arena".into(),

@@ -109,6 +109,7 @@ impl TestMaster {
                 host: "127.0.0.1".into(),
                 http: http_addr,
                 nodes: nodes_addr,
+                advertise: None,
                 admin_token: admin_token.map(centrum_config::Secret::new),
                 limits: http_limits,
                 tls: None,
@@ -133,6 +134,7 @@ impl TestMaster {
                     id: "back-1".into(),
                     host: "127.0.0.1".into(),
                     listen: listen(7320),
+                    advertise: None,
                     tick_hz: 20,
                     channels: vec![
                         ChannelConfig {
@@ -154,6 +156,7 @@ impl TestMaster {
                     id: "back-2".into(),
                     host: "127.0.0.1".into(),
                     listen: listen(7321),
+                    advertise: None,
                     tick_hz: 30,
                     channels: vec![ChannelConfig {
                         name: "race".into(),
@@ -207,7 +210,7 @@ impl TestMaster {
         let stats = Arc::new(Mutex::new(stats));
         let shutdown = Shutdown::new();
         let reg = Registration {
-            master: self.nodes,
+            master: self.nodes.to_string(),
             register,
             heartbeat: self.config.limits.heartbeat(),
             max_frame_bytes: self.config.limits.max_frame_bytes,

@@ -3,7 +3,6 @@
 //! in the data path, so while it is away or refuses for a cause that can pass, the node
 //! keeps serving and keeps retrying; only a final refusal stops the node.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -27,7 +26,9 @@ pub struct RegisterError(pub String);
 /// connection.
 #[derive(Debug, Clone)]
 pub struct Registration {
-    pub master: SocketAddr,
+    /// The master's `nodes` address as nodes dial it (`host:port`; a DNS name is looked
+    /// up at each connection, so a master that moves is found again).
+    pub master: String,
     pub register: Register,
     pub heartbeat: Duration,
     pub max_frame_bytes: u32,
@@ -204,7 +205,7 @@ async fn session<C: Control>(
     control: &C,
     backoff: &mut Backoff,
 ) -> Unregistered {
-    let stream = match TcpStream::connect(reg.master).await {
+    let stream = match TcpStream::connect(reg.master.as_str()).await {
         Ok(stream) => stream,
         Err(e) => return FrameError::from(e).into(),
     };

@@ -399,17 +399,23 @@ pub fn link_connector(ca: &Path) -> Result<LinkTls, TlsError> {
 pub struct LinkTls(TlsConnector);
 
 impl LinkTls {
-    /// The TLS handshake over `tcp` with the back at `ip`, whose certificate must name it.
+    /// The TLS handshake over `tcp` with the back dialed at `host` (an IP address or a
+    /// DNS name), whose certificate must name it.
     ///
     /// # Errors
-    /// The handshake's: an untrusted certificate, one for another address, a broken
-    /// connection.
+    /// The handshake's: an untrusted certificate, one for another host, a broken
+    /// connection; `InvalidInput` for a host that is neither an IP nor a DNS name.
     pub async fn connect(
         &self,
-        ip: std::net::IpAddr,
+        host: &str,
         tcp: TcpStream,
     ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-        let name = rustls_pki_types::ServerName::IpAddress(ip.into());
+        let name = rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{host:?} cannot be checked against a certificate: {e}"),
+            )
+        })?;
         self.0.connect(name, tcp).await
     }
 }

@@ -174,6 +174,7 @@ impl TestCluster {
                 host: "127.0.0.1".into(),
                 http: http.local_addr().expect("addr"),
                 nodes: nodes.local_addr().expect("addr"),
+                advertise: None,
                 admin_token: spec.admin_token.clone().map(centrum_config::Secret::new),
                 limits: Default::default(),
                 tls: spec.tls.clone(),
@@ -202,6 +203,7 @@ impl TestCluster {
                     id: format!("back-{}", i + 1),
                     host: "127.0.0.1".into(),
                     listen: back_addrs[i],
+                    advertise: None,
                     tick_hz: spec.tick_hz,
                     channels: vec![ChannelConfig {
                         name: channel.clone(),

@@ -2,6 +2,7 @@
 
 /// A port free right now. The child binds it a moment later; another process taking
 /// it in between would fail the test loudly, not wrongly.
+#[allow(dead_code)] // The test over several hosts uses fixed ports in its own namespaces.
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
