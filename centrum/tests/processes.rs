@@ -1,6 +1,8 @@
 //! The real binary: `centrum check` on good and bad files, and `centrum up` running a
 //! two-front cluster as separate supervised processes that clients play through.
 
+#[path = "support/players.rs"]
+mod players;
 #[path = "support/ports.rs"]
 mod ports;
 
@@ -10,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use centrum_client::{Client, ClientError, ClientOptions, Event};
 
-use ports::free_port;
+use players::live_node;
+use ports::{CLUSTER_SECRET_TOML, free_port};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -331,4 +334,77 @@ async fn up_runs_a_cluster_of_processes_that_clients_play_through() {
     .await
     .expect("b sees a's move");
     drop(up);
+}
+
+/// A front pool: `up` runs one instance, and any number more join under ids of their
+/// own (as Kubernetes pods of one Deployment would); the master lists and gates each,
+/// and the back links each. An id that is no instance is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_pool_takes_any_number_of_instances() {
+    let dir = scratch("pool");
+    let (http, nodes, back) = (free_port(), free_port(), free_port());
+    let config = dir.join("cluster.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[master]\nhttp = \"127.0.0.1:{http}\"\nnodes = \"127.0.0.1:{nodes}\"\n\
+             [[fronts]]\nid = \"front\"\npool = true\nlisten = \"127.0.0.1:0\"\n\
+             [[backs]]\nid = \"back-1\"\nlisten = \"127.0.0.1:{back}\"\ntick_hz = 30\n\
+             channels = [{{ name = \"arena\", app = \"bench-arena\" }}]\n{CLUSTER_SECRET_TOML}"
+        ),
+    )
+    .expect("write config");
+    let _up = Up(centrum()
+        .arg("up")
+        .arg(&config)
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn up"));
+    let _extra = Up(centrum()
+        .args(["front", "--id", "front-7f9c-x2x9q", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn a second instance"));
+    let http = format!("127.0.0.1:{http}");
+    for id in ["front-1", "front-7f9c-x2x9q"] {
+        let deadline = Instant::now() + TIMEOUT;
+        let url = loop {
+            let url = live_node(&http, id)
+                .await
+                .and_then(|n| n["client_url"].as_str().map(str::to_owned));
+            if let Some(url) = url.filter(|u| !u.is_empty()) {
+                break url;
+            }
+            assert!(Instant::now() < deadline, "{id} registered with the master");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut client = Client::connect(&url, ClientOptions::default())
+            .await
+            .expect("connect");
+        loop {
+            match client.join("arena", &[]).await {
+                Ok(()) => break,
+                // Still linking to the back.
+                Err(ClientError::Rejected { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("join through {id}: {e}"),
+            }
+        }
+        assert!(client.mirror("arena").is_some(), "{id} serves the channel");
+    }
+    let out = centrum()
+        .args(["front", "--id", "frontier", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("no front \"frontier\""),
+        "{said}"
+    );
 }
