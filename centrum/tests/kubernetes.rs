@@ -230,9 +230,10 @@ impl<'v> Pod<'v> {
         }
     }
 
-    /// Liveness on /healthz, readiness on /readyz, both at `port`.
-    fn probes_at(&self, port: i64) {
-        for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+    /// Liveness on /healthz and `ready` (readiness, or a front's start) on /readyz,
+    /// both at `port`.
+    fn probes_at(&self, port: i64, ready: &str) {
+        for (probe, path) in [("livenessProbe", "/healthz"), (ready, "/readyz")] {
             let get = at(self.container, &format!("/{probe}/httpGet"));
             assert_eq!(
                 str_at(get, "/path"),
@@ -428,7 +429,7 @@ async fn check(kustomization: &str) -> Option<toml::Value> {
     );
     // The master dials its own advertise before it serves (so before it is ready).
     assert_eq!(at(service, "/spec/publishNotReadyAddresses"), true);
-    pod.probes_at(http);
+    pod.probes_at(http, "readinessProbe");
     pod.is_a_well_kept_pod(http, config_map);
 
     // The backs: back-N is pod centrum-back-N, dialed through the headless Service.
@@ -481,7 +482,7 @@ async fn check(kustomization: &str) -> Option<toml::Value> {
     assert_eq!(at(service, "/spec/publishNotReadyAddresses"), true);
     assert_eq!(service_ports(service, &pod).get("links"), Some(&listen));
     assert_eq!(pod.ports.get("ops"), Some(&ops));
-    pod.probes_at(ops);
+    pod.probes_at(ops, "readinessProbe");
     pod.is_a_well_kept_pod(ops, config_map);
     let store = &config["store"];
     match config_str(store, "kind") {
@@ -541,7 +542,13 @@ async fn check(kustomization: &str) -> Option<toml::Value> {
     let service = object(&objects, "Service", "centrum-front");
     assert_eq!(service_ports(service, &pod).get("clients"), Some(&listen));
     assert_eq!(pod.ports.get("ops"), Some(&ops));
-    pod.probes_at(ops);
+    // A front takes players once linked to every back; one back away later must not
+    // take every front out of the Service.
+    pod.probes_at(ops, "startupProbe");
+    assert!(
+        pod.container.get("readinessProbe").is_none(),
+        "a front's readiness would follow every back"
+    );
     pod.is_a_well_kept_pod(ops, config_map);
 
     let workloads = objects.iter().filter(|o| {
