@@ -408,3 +408,67 @@ async fn a_front_pool_takes_any_number_of_instances() {
         "{said}"
     );
 }
+
+/// Addresses that cannot work are named before anything runs: a `--host` the config
+/// does not place anything on, a bind address of another machine, and an advertised
+/// address that does not reach the node.
+#[test]
+fn a_node_names_the_address_it_cannot_use() {
+    let dir = scratch("addresses");
+    let (http, nodes, front, back, nobody) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let write = |back_table: &str| {
+        let config = dir.join("cluster.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[master]\nhttp = \"127.0.0.1:{http}\"\nnodes = \"127.0.0.1:{nodes}\"\n\
+                 [[fronts]]\nid = \"front-1\"\nlisten = \"127.0.0.1:{front}\"\n\
+                 [[backs]]\nid = \"back-1\"\n{back_table}tick_hz = 20\n\
+                 channels = [{{ name = \"arena\", app = \"arena\" }}]\n{CLUSTER_SECRET_TOML}"
+            ),
+        )
+        .expect("write config");
+        config
+    };
+    let fails = |args: &[&str], config: &Path, needle: &str| {
+        let out = centrum()
+            .args(args)
+            .arg(config)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} failed");
+        assert!(said.contains(needle), "{args:?}: {said}");
+    };
+    let config = write(&format!("listen = \"127.0.0.1:{back}\"\n"));
+    fails(
+        &["up", "--host", "elsewhere"],
+        &config,
+        r#"--host "elsewhere": the config places nothing on that host (it names: 127.0.0.1)"#,
+    );
+    // 192.0.2.0/24 is for documentation: no machine has it.
+    let config = write("listen = \"192.0.2.7:7320\"\nadvertise = \"192.0.2.7:7320\"\n");
+    fails(
+        &["back", "--id", "back-1", "--config"],
+        &config,
+        "backs[0].listen: cannot listen on 192.0.2.7:7320",
+    );
+    let config = write(&format!(
+        "listen = \"127.0.0.1:{back}\"\nadvertise = \"127.0.0.1:{nobody}\"\n"
+    ));
+    fails(
+        &["back", "--id", "back-1", "--config"],
+        &config,
+        &format!(
+            "backs[0].advertise: other nodes dial back-1 at 127.0.0.1:{nobody}, which cannot be reached"
+        ),
+    );
+}
