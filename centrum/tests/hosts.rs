@@ -166,8 +166,8 @@ impl Net {
 
     /// Redis in host `h`'s namespace, on its address, keeping its append-only file in
     /// `dir`; answering when this returns.
-    fn redis(&self, h: usize, dir: &std::path::Path) {
-        Command::new("ip")
+    fn redis(&self, h: usize, dir: &std::path::Path) -> Child {
+        let server = Command::new("ip")
             .args(["netns", "exec", &self.hosts[h - 1], "redis-server"])
             .args([
                 "--bind",
@@ -198,6 +198,7 @@ impl Net {
             assert!(Instant::now() < deadline, "redis-server answers at {at}");
             std::thread::sleep(Duration::from_millis(20));
         }
+        server
     }
 
     /// `centrum up --host <host as>` in host `h`'s namespace, in `dir`: host `h` runs
@@ -359,7 +360,7 @@ async fn a_cluster_over_three_hosts_survives_a_host_cut_off_killed_and_replaced(
         std::fs::create_dir_all(dir).expect("host dir");
         std::fs::write(dir.join("cluster.toml"), config(&net)).expect("config");
     }
-    net.redis(1, &dirs[0]);
+    let redis = net.redis(1, &dirs[0]);
     let mut ups: Vec<Child> = (1..=HOSTS).map(|h| net.up(h, &dirs[h - 1])).collect();
 
     // Every node registers with the master on host 1, each from its own host.
@@ -518,7 +519,7 @@ async fn a_cluster_over_three_hosts_survives_a_host_cut_off_killed_and_replaced(
         lost_to_move, 0.0,
         "acknowledged inputs lost to the replaced host"
     );
-    for mut up in ups {
+    for mut up in ups.into_iter().chain([redis]) {
         let _ = up.kill();
         let _ = up.wait();
     }
