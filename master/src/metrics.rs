@@ -269,6 +269,7 @@ mod tests {
                 listen: addr,
                 public_url: None,
                 tls: None,
+                ops: None,
             }],
             backs: vec![BackConfig {
                 id: "back-1".into(),
@@ -284,6 +285,7 @@ mod tests {
                 rooms: Vec::new(),
                 data_dir: None,
                 tls: None,
+                ops: None,
             }],
             limits: Limits::default(),
             calls: Default::default(),

@@ -127,6 +127,7 @@ impl TestMaster {
                     listen: listen(7310 + i as u16),
                     public_url: None,
                     tls: None,
+                    ops: None,
                 })
                 .collect(),
             backs: vec![
@@ -151,6 +152,7 @@ impl TestMaster {
                     rooms: Vec::new(),
                     data_dir: None,
                     tls: None,
+                    ops: None,
                 },
                 BackConfig {
                     id: "back-2".into(),
@@ -166,6 +168,7 @@ impl TestMaster {
                     rooms: Vec::new(),
                     data_dir: None,
                     tls: None,
+                    ops: None,
                 },
             ],
             limits,
