@@ -39,7 +39,7 @@ use centrum_protocol::{
 use tokio_util::task::TaskTracker;
 
 pub use channel::RecoverError;
-use channel::{Channel, ChannelOptions, ChannelShared, SnapshotPolicy};
+use channel::{Channel, ChannelOptions, ChannelShared, StorePolicy};
 use directory::Directory;
 use inbox::{Event, Inbox};
 use metrics::{BackMetrics, ChannelMetrics};
@@ -71,6 +71,18 @@ pub enum BackError {
         "channel {channel:?}: the journal writer failed; restart the back to recover the channel"
     )]
     JournalFailed { channel: String },
+    /// A channel's store failed for longer than `limits.link_timeout_ms`: the back
+    /// stops, so that its clients are told their channels are unavailable, and its
+    /// supervisor starts it again (from what is durable) once the store answers.
+    #[error(
+        "channel {channel:?}: the store failed for over {} ms ({error}); the back stops so that its clients are told the channel is unavailable",
+        limit.as_millis()
+    )]
+    StoreOutage {
+        channel: String,
+        limit: std::time::Duration,
+        error: String,
+    },
     /// A channel's store holds something it cannot come back from.
     #[error("channel {channel:?} cannot recover: {source}")]
     Recover {
@@ -219,9 +231,10 @@ impl Back {
             max_frame_bytes: limits.max_frame_bytes as usize,
             epoch: std::time::Instant::now(),
         };
-        let policy = SnapshotPolicy {
+        let policy = StorePolicy {
             every: config.store.snapshot_every(),
             journal_bytes: config.store.snapshot_journal_bytes,
+            outage: limits.link_timeout(),
         };
         let now = std::time::Instant::now();
         let directory = Arc::new(Directory::default());
@@ -386,7 +399,11 @@ impl Back {
         self.room_tasks.close();
         let _ =
             tokio::time::timeout(std::time::Duration::from_secs(1), self.room_tasks.wait()).await;
-        result
+        // A room's channel that stopped the back is its reason, as a channel's would be.
+        match (self.shared.rooms.as_ref()).and_then(|rooms| rooms.take_failure()) {
+            Some(e) if result.is_ok() => Err(e),
+            _ => result,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use centrum_config::{Config, Secret, SecretError};
+use centrum_config::{Config, FrontConfig, Secret, SecretError};
 
 use crate::cli::{Cli, bind, channel_list, check_tls, on_signal, say};
 
@@ -67,11 +67,19 @@ pub(crate) async fn up(
         master = Some(listeners);
     }
     // Owned: `config` gains the secret this run makes, further down.
+    // A pool runs one instance here, `<id>-1`: its other instances are for hosts
+    // (Kubernetes pods, say) where nothing else binds its port.
     let fronts: Vec<_> = config
         .fronts
         .iter()
         .filter(|f| f.host == host)
-        .cloned()
+        .map(|f| match f.pool {
+            true => FrontConfig {
+                id: format!("{}-1", f.id),
+                ..f.clone()
+            },
+            false => f.clone(),
+        })
         .collect();
     let backs: Vec<_> = config
         .backs

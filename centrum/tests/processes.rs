@@ -1,6 +1,8 @@
 //! The real binary: `centrum check` on good and bad files, and `centrum up` running a
 //! two-front cluster as separate supervised processes that clients play through.
 
+#[path = "support/players.rs"]
+mod players;
 #[path = "support/ports.rs"]
 mod ports;
 
@@ -10,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use centrum_client::{Client, ClientError, ClientOptions, Event};
 
-use ports::free_port;
+use players::live_node;
+use ports::{CLUSTER_SECRET_TOML, free_port};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -401,4 +404,141 @@ async fn http_get(addr: &str, path: &str) -> String {
     })
     .await
     .expect("an answer in time")
+}
+
+/// A front pool: `up` runs one instance, and any number more join under ids of their
+/// own (as Kubernetes pods of one Deployment would); the master lists and gates each,
+/// and the back links each. An id that is no instance is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_pool_takes_any_number_of_instances() {
+    let dir = scratch("pool");
+    let (http, nodes, back) = (free_port(), free_port(), free_port());
+    let config = dir.join("cluster.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[master]\nhttp = \"127.0.0.1:{http}\"\nnodes = \"127.0.0.1:{nodes}\"\n\
+             [[fronts]]\nid = \"front\"\npool = true\nlisten = \"127.0.0.1:0\"\n\
+             [[backs]]\nid = \"back-1\"\nlisten = \"127.0.0.1:{back}\"\ntick_hz = 30\n\
+             channels = [{{ name = \"arena\", app = \"bench-arena\" }}]\n{CLUSTER_SECRET_TOML}"
+        ),
+    )
+    .expect("write config");
+    let _up = Up(centrum()
+        .arg("up")
+        .arg(&config)
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn up"));
+    let _extra = Up(centrum()
+        .args(["front", "--id", "front-7f9c-x2x9q", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn a second instance"));
+    let http = format!("127.0.0.1:{http}");
+    for id in ["front-1", "front-7f9c-x2x9q"] {
+        let deadline = Instant::now() + TIMEOUT;
+        let url = loop {
+            let url = live_node(&http, id)
+                .await
+                .and_then(|n| n["client_url"].as_str().map(str::to_owned));
+            if let Some(url) = url.filter(|u| !u.is_empty()) {
+                break url;
+            }
+            assert!(Instant::now() < deadline, "{id} registered with the master");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut client = Client::connect(&url, ClientOptions::default())
+            .await
+            .expect("connect");
+        loop {
+            match client.join("arena", &[]).await {
+                Ok(()) => break,
+                // Still linking to the back.
+                Err(ClientError::Rejected { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("join through {id}: {e}"),
+            }
+        }
+        assert!(client.mirror("arena").is_some(), "{id} serves the channel");
+    }
+    let out = centrum()
+        .args(["front", "--id", "frontier", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("no front \"frontier\""),
+        "{said}"
+    );
+}
+
+/// Addresses that cannot work are named before anything runs: a `--host` the config
+/// does not place anything on, a bind address of another machine, and an advertised
+/// address that does not reach the node.
+#[test]
+fn a_node_names_the_address_it_cannot_use() {
+    let dir = scratch("addresses");
+    let (http, nodes, front, back, nobody) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let write = |back_table: &str| {
+        let config = dir.join("cluster.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[master]\nhttp = \"127.0.0.1:{http}\"\nnodes = \"127.0.0.1:{nodes}\"\n\
+                 [[fronts]]\nid = \"front-1\"\nlisten = \"127.0.0.1:{front}\"\n\
+                 [[backs]]\nid = \"back-1\"\n{back_table}tick_hz = 20\n\
+                 channels = [{{ name = \"arena\", app = \"arena\" }}]\n{CLUSTER_SECRET_TOML}"
+            ),
+        )
+        .expect("write config");
+        config
+    };
+    let fails = |args: &[&str], config: &Path, needle: &str| {
+        let out = centrum()
+            .args(args)
+            .arg(config)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} failed");
+        assert!(said.contains(needle), "{args:?}: {said}");
+    };
+    let config = write(&format!("listen = \"127.0.0.1:{back}\"\n"));
+    fails(
+        &["up", "--host", "elsewhere"],
+        &config,
+        r#"--host "elsewhere": the config places nothing on that host (it names: 127.0.0.1)"#,
+    );
+    // 192.0.2.0/24 is for documentation: no machine has it.
+    let config = write("listen = \"192.0.2.7:7320\"\nadvertise = \"192.0.2.7:7320\"\n");
+    fails(
+        &["back", "--id", "back-1", "--config"],
+        &config,
+        "backs[0].listen: cannot listen on 192.0.2.7:7320",
+    );
+    let config = write(&format!(
+        "listen = \"127.0.0.1:{back}\"\nadvertise = \"127.0.0.1:{nobody}\"\n"
+    ));
+    fails(
+        &["back", "--id", "back-1", "--config"],
+        &config,
+        &format!(
+            "backs[0].advertise: other nodes dial back-1 at 127.0.0.1:{nobody}, which cannot be reached"
+        ),
+    );
 }

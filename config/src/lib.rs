@@ -62,6 +62,9 @@ nodes = "127.0.0.1:7301"   # fronts and backs connect and heartbeat here
 # One [[fronts]] table per front. Clients connect to a front over WebSocket.
 [[fronts]]
 id = "front-1"             # 1-64 characters of a-z, A-Z, 0-9, '-' or '_'; unique over fronts and backs
+# pool = true              # a pool of fronts sharing this table: each is started as
+#                          #   `centrum front --id <id>-<suffix>` (any suffix, the whole id 1-64
+#                          #   characters as above), as many as you like; `up` starts one, <id>-1
 # host = "127.0.0.1"
 listen = "127.0.0.1:7310"
 # public_url = "wss://play.example.com/front-1"   # the URL clients dial; default ws://<listen>, wss://<listen> with tls
@@ -324,6 +327,10 @@ impl Default for MasterLimits {
 #[serde(deny_unknown_fields)]
 pub struct FrontConfig {
     pub id: String,
+    /// A pool: any number of fronts share this entry, each started as
+    /// `centrum front --id <id>-<suffix>` (Kubernetes pods of one Deployment, say).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pool: bool,
     #[serde(default = "default_host")]
     pub host: String,
     pub listen: SocketAddr,
@@ -1032,7 +1039,7 @@ impl Config {
     /// The path of key `key` of front or back `id` in the config, for messages:
     /// `backs[1].listen` (`id.key` for an id the config does not have).
     pub fn field_of(&self, id: &str, key: &str) -> String {
-        if let Some(i) = self.fronts.iter().position(|f| f.id == id) {
+        if let Some(i) = self.front_index(id) {
             format!("fronts[{i}].{key}")
         } else if let Some(i) = self.backs.iter().position(|b| b.id == id) {
             format!("backs[{i}].{key}")
@@ -1140,8 +1147,22 @@ impl Config {
         toml::to_string(self).expect("a Config is always representable as TOML")
     }
 
+    /// Front `id`: the entry of that id, or the pool it is an instance of
+    /// (`front-7f9c` of the pool `front`).
     pub fn front(&self, id: &str) -> Option<&FrontConfig> {
-        self.fronts.iter().find(|front| front.id == id)
+        self.front_index(id).map(|i| &self.fronts[i])
+    }
+
+    /// The index in `fronts` of [`Config::front`]'s entry.
+    pub fn front_index(&self, id: &str) -> Option<usize> {
+        // A pool's own id names none of its instances.
+        (self
+            .fronts
+            .iter()
+            .position(|front| front.id == id && !front.pool))
+        .or_else(|| {
+            (self.fronts.iter()).position(|front| front.pool && is_pool_instance(id, &front.id))
+        })
     }
 
     pub fn back(&self, id: &str) -> Option<&BackConfig> {
@@ -1330,6 +1351,14 @@ impl Default for Limits {
             connections_per_ip_burst: 64,
         }
     }
+}
+
+/// Whether `id` names an instance of the front pool `pool`: `pool-<suffix>`, a valid
+/// id as a whole.
+pub fn is_pool_instance(id: &str, pool: &str) -> bool {
+    id.strip_prefix(pool)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|suffix| !suffix.is_empty() && is_name(id))
 }
 
 /// Where another machine dials a socket bound at `bind` on machine `host`: `bind`

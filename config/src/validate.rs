@@ -26,6 +26,8 @@ struct Checker<'a> {
     addresses: Vec<(String, &'a str, SocketAddr)>,
     /// Every address other nodes dial (the master's and the backs'), with its field.
     advertised: Vec<(String, String)>,
+    /// Front pools: the field of each, and its id.
+    pools: Vec<(String, &'a str)>,
 }
 
 /// What a link frame carrying a call holds besides the call's body.
@@ -260,6 +262,9 @@ impl<'a> Checker<'a> {
     fn front(&mut self, i: usize, front: &'a FrontConfig) {
         let at = format!("fronts[{i}]");
         self.id(&at, &front.id);
+        if front.pool {
+            self.pools.push((at.clone(), &front.id));
+        }
         self.host(&format!("{at}.host"), &front.host);
         self.addresses
             .push((format!("{at}.listen"), &front.host, front.listen));
@@ -438,6 +443,36 @@ impl<'a> Checker<'a> {
             return;
         }
         self.advertised.push((field, address.to_ascii_lowercase()));
+    }
+
+    /// An id that is also an instance of a front pool would name two nodes.
+    fn pool_clashes(&mut self, config: &Config) {
+        let fronts = config
+            .fronts
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (format!("fronts[{i}]"), &f.id));
+        let backs = config
+            .backs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (format!("backs[{i}]"), &b.id));
+        let mut clashes = Vec::new();
+        for (at, id) in fronts.chain(backs) {
+            let pool = self
+                .pools
+                .iter()
+                .find(|(_, pool)| crate::is_pool_instance(id, pool));
+            if let Some((pool_at, pool)) = pool {
+                clashes.push((
+                    format!("{at}.id"),
+                    format!("{id:?} is also the id of an instance of the front pool {pool:?} ({pool_at}); choose another id"),
+                ));
+            }
+        }
+        for (field, reason) in clashes {
+            self.push(field, reason);
+        }
     }
 
     /// Two nodes dialed at one address would each get the other's connections.
@@ -709,6 +744,7 @@ pub(crate) fn problems(config: &Config) -> Vec<FieldError> {
     }
     checker.address_clashes();
     checker.advertised_clashes();
+    checker.pool_clashes(config);
     checker.limits(&config.limits);
     checker.calls(&config.calls, &config.limits);
     checker.access(&config.access);
@@ -1618,6 +1654,46 @@ mod tests {
             found,
             [
                 "backs[0].advertise: back-1.example:7320 is also where master.advertise is dialed; each node needs an address of its own"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pool_instance_is_a_front_and_its_ids_are_nobody_elses() {
+        let mut config = Config::embedded_default();
+        config.fronts[0].id = "front".into();
+        config.fronts[0].pool = true;
+        assert_eq!(
+            config.front("front-7f9c-x2x9q").map(|f| &f.id[..]),
+            Some("front")
+        );
+        assert_eq!(config.front_index("front-7f9c"), Some(0));
+        assert_eq!(config.field_of("front-7f9c", "listen"), "fronts[0].listen");
+        assert!(config.front("front-").is_none());
+        assert!(
+            config.front("front").is_none(),
+            "the pool itself is no instance"
+        );
+        assert!(config.front("frontline").is_none());
+        assert!(
+            config.front(&format!("front-{}", "x".repeat(60))).is_none(),
+            "over 64"
+        );
+        config.fronts[0].pool = false;
+        assert!(
+            config.front("front-7f9c").is_none(),
+            "only a pool has instances"
+        );
+
+        let found = problems_after(|c| {
+            c.fronts[0].id = "front".into();
+            c.fronts[0].pool = true;
+            c.backs[0].id = "front-back".into();
+        });
+        assert_eq!(
+            found,
+            [
+                r#"backs[0].id: "front-back" is also the id of an instance of the front pool "front" (fronts[0]); choose another id"#
             ]
         );
     }

@@ -101,11 +101,7 @@ impl Front {
         listener: TcpListener,
         shutdown: Shutdown,
     ) -> Result<Front, FrontError> {
-        let index = config
-            .fronts
-            .iter()
-            .position(|front| front.id == id)
-            .ok_or_else(|| FrontError::UnknownId(id.to_owned()))?;
+        let index = (config.front_index(id)).ok_or_else(|| FrontError::UnknownId(id.to_owned()))?;
         let me = config.fronts[index].clone();
         let key = ClusterKey::new(config.cluster.secret()?.expose().as_bytes());
         let local_addr = listener.local_addr()?;

@@ -392,10 +392,12 @@ async fn status(State(state): State<HttpState>) -> Json<Status> {
             rates: rates(node, |_| true),
         })
         .collect();
+    // A pool has no fixed members to miss.
     let down = state
         .config
         .fronts
         .iter()
+        .filter(|f| !f.pool)
         .map(|f| &f.id)
         .chain(state.config.backs.iter().map(|b| &b.id))
         .filter(|id| !live.iter().any(|node| &node.id == *id))
@@ -460,7 +462,12 @@ async fn status(State(state): State<HttpState>) -> Json<Status> {
         channels,
         clients,
         configured: Configured {
-            fronts: state.config.fronts.iter().map(|f| f.id.clone()).collect(),
+            fronts: (state.config.fronts.iter())
+                .map(|f| match f.pool {
+                    true => format!("{}-*", f.id),
+                    false => f.id.clone(),
+                })
+                .collect(),
             backs: state.config.backs.iter().map(|b| b.id.clone()).collect(),
         },
         supervised: supervised(&state)

@@ -265,6 +265,7 @@ mod tests {
             },
             fronts: vec![FrontConfig {
                 id: "front-1".into(),
+                pool: false,
                 host: "127.0.0.1".into(),
                 listen: addr,
                 public_url: None,

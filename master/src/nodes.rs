@@ -341,13 +341,22 @@ fn check(config: &Config, reg: &Register) -> Result<(), (String, bool)> {
         );
         return Err((reason, false));
     }
-    let configured: Vec<&str> = match reg.role {
-        Role::Front => config.fronts.iter().map(|f| f.id.as_str()).collect(),
-        Role::Back => config.backs.iter().map(|b| b.id.as_str()).collect(),
+    let known = match reg.role {
+        Role::Front => config.front(&reg.id).is_some(),
+        Role::Back => config.back(&reg.id).is_some(),
     };
-    if configured.contains(&reg.id.as_str()) {
+    if known {
         return Ok(());
     }
+    let configured: Vec<String> = match reg.role {
+        Role::Front => (config.fronts.iter())
+            .map(|f| match f.pool {
+                true => format!("{}-* (a pool)", f.id),
+                false => f.id.clone(),
+            })
+            .collect(),
+        Role::Back => config.backs.iter().map(|b| b.id.clone()).collect(),
+    };
     let role = role_name(reg.role);
     let reason = format!(
         "unknown {role} id {:?}; the config declares {role}s: {}",

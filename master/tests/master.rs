@@ -123,6 +123,7 @@ impl TestMaster {
                 .enumerate()
                 .map(|(i, id)| FrontConfig {
                     id: (*id).into(),
+                    pool: false,
                     host: "127.0.0.1".into(),
                     listen: listen(7310 + i as u16),
                     public_url: None,

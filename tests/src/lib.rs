@@ -193,6 +193,7 @@ impl TestCluster {
                 .enumerate()
                 .map(|(i, l)| FrontConfig {
                     id: format!("front-{}", i + 1),
+                    pool: false,
                     host: "127.0.0.1".into(),
                     listen: l.local_addr().expect("addr"),
                     public_url: None,

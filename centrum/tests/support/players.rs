@@ -16,8 +16,8 @@ use centrum_client::{Client, ClientError, ClientOptions, Event, Seq, Value};
 /// The longest a step of a test may take.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// GET /status and the pid of node `id` in it.
-pub(crate) async fn node_pid(http: &str, id: &str) -> Option<u32> {
+/// The master's `GET /status` (at `http`, `host:port`), or None while it does not answer.
+pub(crate) async fn status(http: &str) -> Option<serde_json::Value> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(http).await.ok()?;
     let request = format!("GET /status HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
@@ -29,10 +29,22 @@ pub(crate) async fn node_pid(http: &str, id: &str) -> Option<u32> {
         .ok()?;
     let text = String::from_utf8_lossy(&response);
     let body = text.split_once("\r\n\r\n")?.1;
-    let status: serde_json::Value = serde_json::from_str(body).ok()?;
-    status["nodes"].as_array()?.iter().find(|n| n["id"] == id)?["pid"]
-        .as_u64()
-        .map(|p| p as u32)
+    serde_json::from_str(body).ok()
+}
+
+/// Live node `id` as the master's /status lists it.
+pub(crate) async fn live_node(http: &str, id: &str) -> Option<serde_json::Value> {
+    let status = status(http).await?;
+    status["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["id"] == id)
+        .cloned()
+}
+
+/// The pid of live node `id` as the master lists it.
+pub(crate) async fn node_pid(http: &str, id: &str) -> Option<u32> {
+    live_node(http, id).await?["pid"].as_u64().map(|p| p as u32)
 }
 
 pub(crate) fn kill9(pid: u32) {
