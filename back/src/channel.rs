@@ -39,7 +39,7 @@ use membership::{Effect, JoinStart, Membership};
 use persist::{Persist, Stopped};
 
 pub use journal::RecoverError;
-pub(crate) use persist::SnapshotPolicy;
+pub(crate) use persist::StorePolicy;
 
 /// What the rest of the back shares with a channel's task.
 #[derive(Debug)]
@@ -309,7 +309,7 @@ impl Channel {
         app: Box<dyn DynApp>,
         options: ChannelOptions,
         store: &dyn Store,
-        policy: SnapshotPolicy,
+        policy: StorePolicy,
         now: Instant,
     ) -> Result<Self, crate::BackError> {
         Self::new(shared, app, options).restore(store, policy, now)
@@ -319,7 +319,7 @@ impl Channel {
     fn restore(
         self,
         store: &dyn Store,
-        policy: SnapshotPolicy,
+        policy: StorePolicy,
         now: Instant,
     ) -> Result<Self, crate::BackError> {
         let mut channel = self;
@@ -431,6 +431,13 @@ impl Channel {
                 Err(Stopped::Failed) => {
                     return Err(crate::BackError::JournalFailed {
                         channel: self.shared.name.clone(),
+                    });
+                }
+                Err(Stopped::Outage { limit, error }) => {
+                    return Err(crate::BackError::StoreOutage {
+                        channel: self.shared.name.clone(),
+                        limit,
+                        error,
                     });
                 }
             }

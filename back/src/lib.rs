@@ -21,6 +21,7 @@ mod rooms;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
 use tokio::net::TcpListener;
@@ -30,6 +31,7 @@ use tracing::info;
 use centrum_app::Registry;
 use centrum_config::{Config, FieldError, Fsync, StoreKind};
 use centrum_net::auth::ClusterKey;
+use centrum_net::ops::{Ops, OpsNode};
 use centrum_net::{Control, Registration, ServerTls, Shutdown};
 use centrum_protocol::{
     CLUSTER_VERSION, MasterToNode, NodeStats, NodeToMaster, Register, Role, Tick,
@@ -37,7 +39,7 @@ use centrum_protocol::{
 use tokio_util::task::TaskTracker;
 
 pub use channel::RecoverError;
-use channel::{Channel, ChannelOptions, ChannelShared, SnapshotPolicy};
+use channel::{Channel, ChannelOptions, ChannelShared, StorePolicy};
 use directory::Directory;
 use inbox::{Event, Inbox};
 use metrics::{BackMetrics, ChannelMetrics};
@@ -69,6 +71,18 @@ pub enum BackError {
         "channel {channel:?}: the journal writer failed; restart the back to recover the channel"
     )]
     JournalFailed { channel: String },
+    /// A channel's store failed for longer than `limits.link_timeout_ms`: the back
+    /// stops, so that its clients are told their channels are unavailable, and its
+    /// supervisor starts it again (from what is durable) once the store answers.
+    #[error(
+        "channel {channel:?}: the store failed for over {} ms ({error}); the back stops so that its clients are told the channel is unavailable",
+        limit.as_millis()
+    )]
+    StoreOutage {
+        channel: String,
+        limit: std::time::Duration,
+        error: String,
+    },
     /// A channel's store holds something it cannot come back from.
     #[error("channel {channel:?} cannot recover: {source}")]
     Recover {
@@ -84,6 +98,14 @@ pub enum BackError {
     /// The store's URL is missing or unreadable.
     #[error(transparent)]
     StoreUrl(#[from] centrum_config::StoreUrlError),
+    /// The ops port (`field`) cannot be bound.
+    #[error("{field}: cannot listen on {addr}: {source}")]
+    Ops {
+        field: String,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     /// The link port's certificate or key (`field`) cannot be used.
     #[error("{field}: {source}")]
     Tls {
@@ -111,6 +133,8 @@ pub(crate) struct Shared {
     pub(crate) store: Option<Arc<dyn Store>>,
     /// Signs this back's proofs and checks the fronts'.
     pub(crate) key: ClusterKey,
+    /// The link port's accept loop runs (for readiness).
+    pub(crate) accepting: AtomicBool,
 }
 
 /// A running back.
@@ -118,6 +142,8 @@ pub(crate) struct Shared {
 pub struct Back {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
+    /// Where the ops port is bound, when `ops` is set.
+    ops_addr: Option<SocketAddr>,
     tasks: JoinSet<Result<(), BackError>>,
     /// The rooms' channel tasks, waited for with the others.
     room_tasks: TaskTracker,
@@ -130,7 +156,8 @@ impl Back {
     /// the master (retrying while it is away).
     ///
     /// # Errors
-    /// [`BackError`] when the id, an application or a schema is unknown or invalid.
+    /// [`BackError`] when the id, an application or a schema is unknown or invalid,
+    /// [`BackError::Ops`] when its `ops` address cannot be bound.
     pub fn start(
         config: Arc<Config>,
         apps: &Registry,
@@ -138,8 +165,9 @@ impl Back {
         listener: TcpListener,
         shutdown: Shutdown,
     ) -> Result<Back, BackError> {
+        let early = Early::start(&config, id, &shutdown)?;
         let store = open_store(&config, id)?;
-        Self::start_with_store(config, apps, id, store, listener, shutdown)
+        Self::start_early(config, apps, id, store, listener, shutdown, early)
     }
 
     /// As [`Back::start`], keeping channels in `store` (None: nowhere) whatever the
@@ -155,12 +183,30 @@ impl Back {
         listener: TcpListener,
         shutdown: Shutdown,
     ) -> Result<Back, BackError> {
+        let early = Early::start(&config, id, &shutdown)?;
+        Self::start_early(config, apps, id, store, listener, shutdown, early)
+    }
+
+    /// As [`Back::start_with_store`], with the ops port already serving.
+    fn start_early(
+        config: Arc<Config>,
+        apps: &Registry,
+        id: &str,
+        store: Option<Arc<dyn Store>>,
+        listener: TcpListener,
+        shutdown: Shutdown,
+        early: Early,
+    ) -> Result<Back, BackError> {
         let me = config
             .back(id)
             .ok_or_else(|| BackError::UnknownId(id.to_owned()))?
             .clone();
         let key = ClusterKey::new(config.cluster.secret()?.expose().as_bytes());
-        let metrics = Arc::new(BackMetrics::default());
+        let Early {
+            metrics,
+            mut tasks,
+            ops,
+        } = early;
         let tls = match &me.tls {
             None => None,
             Some(files) => {
@@ -185,9 +231,10 @@ impl Back {
             max_frame_bytes: limits.max_frame_bytes as usize,
             epoch: std::time::Instant::now(),
         };
-        let policy = SnapshotPolicy {
+        let policy = StorePolicy {
             every: config.store.snapshot_every(),
             journal_bytes: config.store.snapshot_journal_bytes,
+            outage: limits.link_timeout(),
         };
         let now = std::time::Instant::now();
         let directory = Arc::new(Directory::default());
@@ -257,8 +304,15 @@ impl Back {
             metrics,
             store: store.clone(),
             key,
+            accepting: AtomicBool::new(false),
         });
-        let mut tasks = JoinSet::new();
+        // Recovered: readiness is the node's to tell from now on.
+        if let Some((ops, _)) = &ops {
+            ops.set_node(Arc::new(BackControl {
+                shared: shared.clone(),
+                tick_hz: me.tick_hz,
+            }));
+        }
         if let Some(store) = &store {
             tasks.spawn(watch_store(store.clone(), shutdown.clone()));
         }
@@ -295,6 +349,7 @@ impl Back {
         Ok(Back {
             shared,
             local_addr,
+            ops_addr: ops.map(|(_, addr)| addr),
             tasks,
             room_tasks,
             shutdown,
@@ -304,6 +359,11 @@ impl Back {
     /// The address links are accepted on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the ops port (`/healthz`, `/readyz`, `/metrics`) is bound, when `ops` is set.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops_addr
     }
 
     /// The full state of `channel` right after its next tick, as the shared body of a
@@ -339,7 +399,11 @@ impl Back {
         self.room_tasks.close();
         let _ =
             tokio::time::timeout(std::time::Duration::from_secs(1), self.room_tasks.wait()).await;
-        result
+        // A room's channel that stopped the back is its reason, as a channel's would be.
+        match (self.shared.rooms.as_ref()).and_then(|rooms| rooms.take_failure()) {
+            Some(e) if result.is_ok() => Err(e),
+            _ => result,
+        }
     }
 }
 
@@ -483,8 +547,10 @@ struct BackControl {
     tick_hz: u32,
 }
 
-impl Control for BackControl {
-    fn stats(&self) -> NodeStats {
+impl BackControl {
+    /// The back's stats. Per-heartbeat windows (tick times) are reset when `reset` (a
+    /// heartbeat) and only read otherwise (a scrape of the ops port).
+    fn report(&self, reset: bool) -> NodeStats {
         let s = &self.shared;
         let mut metrics = Vec::new();
         s.metrics.metrics(&mut metrics);
@@ -495,12 +561,12 @@ impl Control for BackControl {
         let mut channels = Vec::new();
         for c in s.directory.channels() {
             if c.room.is_some() {
-                busy_us += c.metrics.take_tick_us_avg() * u64::from(self.tick_hz);
+                busy_us += c.metrics.tick_us_avg(reset) * u64::from(self.tick_hz);
                 clients += c.metrics.clients.load(std::sync::atomic::Ordering::Relaxed) as u32;
                 continue;
             }
             c.metrics.metrics(&c.name, &mut metrics);
-            let stats = c.metrics.stats(&c.name, &c.app_name, self.tick_hz);
+            let stats = c.metrics.stats(&c.name, &c.app_name, self.tick_hz, reset);
             busy_us += stats.tick_us_avg * u64::from(self.tick_hz);
             clients += stats.clients;
             channels.push(stats);
@@ -531,6 +597,12 @@ impl Control for BackControl {
             channels,
             metrics,
         }
+    }
+}
+
+impl Control for BackControl {
+    fn stats(&self) -> NodeStats {
+        self.report(true)
     }
 
     fn reports(&self, all: bool) -> Vec<NodeToMaster> {
@@ -565,5 +637,65 @@ impl Control for BackControl {
                 None
             }
         }
+    }
+}
+
+impl OpsNode for BackControl {
+    fn metrics(&self) -> Vec<centrum_protocol::Metric> {
+        self.report(false).metrics
+    }
+
+    /// Ready once its channels are recovered (the ops port asks only from then on), its
+    /// link port accepts, and its store, if any, may still be written.
+    fn ready(&self) -> Result<(), String> {
+        let s = &self.shared;
+        if !s.accepting.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("not accepting links".into());
+        }
+        if let Some(store) = &s.store {
+            store.health().map_err(|e| format!("store: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// What a back starts before it opens its store and recovers its channels, which may
+/// take a while: its counters and its ops port, live but not ready meanwhile.
+struct Early {
+    metrics: Arc<BackMetrics>,
+    tasks: JoinSet<Result<(), BackError>>,
+    /// The ops port's state and bound address, when `ops` is set.
+    ops: Option<(Arc<Ops>, SocketAddr)>,
+}
+
+impl Early {
+    fn start(config: &Config, id: &str, shutdown: &Shutdown) -> Result<Early, BackError> {
+        let index = (config.backs.iter().position(|b| b.id == id))
+            .ok_or_else(|| BackError::UnknownId(id.to_owned()))?;
+        let metrics = Arc::new(BackMetrics::default());
+        let mut tasks = JoinSet::new();
+        let ops = match config.backs[index].ops {
+            None => None,
+            Some(addr) => {
+                let listener = centrum_net::ops::bind(addr).map_err(|source| BackError::Ops {
+                    field: format!("backs[{index}].ops"),
+                    addr,
+                    source,
+                })?;
+                let bound = listener.local_addr()?;
+                let ops = Ops::new(metrics.ops.clone(), config.master.admin_token.clone());
+                let (served, stop) = (ops.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    centrum_net::ops::serve(listener, served, stop).await;
+                    Ok(())
+                });
+                Some((ops, bound))
+            }
+        };
+        Ok(Early {
+            metrics,
+            tasks,
+            ops,
+        })
     }
 }

@@ -121,6 +121,7 @@ pub(crate) async fn accept_loop(
     let mut listener = Acceptor::new(listener);
     let pending = Pending::new(PENDING_LINKS);
     let mut tasks = JoinSet::new();
+    shared.accepting.store(true, Relaxed);
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -153,6 +154,7 @@ pub(crate) async fn accept_loop(
         };
         tasks.spawn(served.instrument(span));
     }
+    shared.accepting.store(false, Relaxed);
     while tasks.join_next().await.is_some() {}
 }
 
@@ -551,6 +553,7 @@ mod tests {
             metrics: Arc::default(),
             store: None,
             key: key(),
+            accepting: Default::default(),
         })
     }
 

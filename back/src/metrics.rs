@@ -82,6 +82,8 @@ pub(crate) struct BackMetrics {
     /// Certificate reloads and failed TLS handshakes of the link port (zero without
     /// `tls`).
     pub(crate) tls: std::sync::Arc<centrum_net::TlsCounters>,
+    /// What the ops port counts (all zero without `ops`).
+    pub(crate) ops: std::sync::Arc<centrum_net::ops::OpsCounters>,
     pub(crate) link_overflows: AtomicU64,
     pub(crate) link_errors: AtomicU64,
     /// Links closed because the front sent nothing for `limits.link_timeout_ms`.
@@ -103,19 +105,41 @@ impl ChannelMetrics {
         self.commit_us_max.fetch_max(us, Relaxed);
     }
 
-    /// The mean tick time since the last call (µs), and resets it: a room's share of
-    /// its back's load, without the allocations of [`ChannelMetrics::stats`].
-    pub(crate) fn take_tick_us_avg(&self) -> u64 {
-        let sum = self.tick_us_sum.swap(0, Relaxed);
-        let count = self.tick_count.swap(0, Relaxed);
-        self.tick_us_max.store(0, Relaxed);
+    /// The mean tick time since the last heartbeat (µs), which resets it (`reset`; a
+    /// scrape only reads it): a room's share of its back's load, without the
+    /// allocations of [`ChannelMetrics::stats`].
+    pub(crate) fn tick_us_avg(&self, reset: bool) -> u64 {
+        let (sum, count) = self.tick_window(reset);
+        if reset {
+            self.tick_us_max.store(0, Relaxed);
+        }
         sum.checked_div(count).unwrap_or(0)
     }
 
-    /// The channel's stats; resets the per-heartbeat tick timing.
-    pub(crate) fn stats(&self, name: &str, app: &str, tick_hz: u32) -> ChannelStats {
-        let sum = self.tick_us_sum.swap(0, Relaxed);
-        let count = self.tick_count.swap(0, Relaxed);
+    /// The sum and count of tick durations since the last heartbeat; reset with `reset`.
+    fn tick_window(&self, reset: bool) -> (u64, u64) {
+        if reset {
+            (
+                self.tick_us_sum.swap(0, Relaxed),
+                self.tick_count.swap(0, Relaxed),
+            )
+        } else {
+            (
+                self.tick_us_sum.load(Relaxed),
+                self.tick_count.load(Relaxed),
+            )
+        }
+    }
+
+    /// The channel's stats; a heartbeat resets the per-heartbeat tick timing (`reset`),
+    /// a scrape only reads it.
+    pub(crate) fn stats(&self, name: &str, app: &str, tick_hz: u32, reset: bool) -> ChannelStats {
+        let (sum, count) = self.tick_window(reset);
+        let max = if reset {
+            self.tick_us_max.swap(0, Relaxed)
+        } else {
+            self.tick_us_max.load(Relaxed)
+        };
         ChannelStats {
             name: name.to_owned(),
             app: app.to_owned(),
@@ -124,7 +148,7 @@ impl ChannelMetrics {
             tick: self.tick.load(Relaxed) as u32,
             tick_hz,
             tick_us_avg: sum.checked_div(count).unwrap_or(0),
-            tick_us_max: self.tick_us_max.swap(0, Relaxed),
+            tick_us_max: max,
             overruns: self.overruns.load(Relaxed),
         }
     }
@@ -451,5 +475,6 @@ impl BackMetrics {
             MetricKind::Counter,
             &self.link_timeouts,
         );
+        self.ops.metrics("back", out);
     }
 }

@@ -19,7 +19,7 @@ use centrum_net::Shutdown;
 use centrum_net::auth::ClusterKey;
 use centrum_protocol::{CreateRoom, Metric, MetricKind, RoomCreated, RoomReport, RoomsReport};
 
-use crate::channel::{Channel, ChannelOptions, ChannelShared, RoomError, SnapshotPolicy};
+use crate::channel::{Channel, ChannelOptions, ChannelShared, RoomError, StorePolicy};
 use crate::directory::Directory;
 use crate::inbox::{Event, Inbox};
 use crate::metrics::ChannelMetrics;
@@ -106,12 +106,15 @@ pub(crate) struct Rooms {
     /// this long for its first client before it counts as empty.
     pub(crate) seat_ttl: Duration,
     /// Where rooms are kept, like every channel; None: nowhere.
-    store: Option<(Arc<dyn Store>, SnapshotPolicy)>,
+    store: Option<(Arc<dyn Store>, StorePolicy)>,
     book: Mutex<Book>,
     pub(crate) metrics: RoomMetrics,
     /// The counters of rooms disposed of, per type and name, so that the per-type sums
     /// on /metrics never go down.
     retired: Mutex<HashMap<String, Counters>>,
+    /// The first error a room's channel stopped with (its store failed): the back
+    /// stops with it, as it does for a channel of the config.
+    failure: Mutex<Option<crate::BackError>>,
 }
 
 #[derive(Debug, Default)]
@@ -151,7 +154,7 @@ impl Rooms {
         tasks: TaskTracker,
         shutdown: Shutdown,
         seat_ttl: Duration,
-        store: Option<(Arc<dyn Store>, SnapshotPolicy)>,
+        store: Option<(Arc<dyn Store>, StorePolicy)>,
     ) -> Self {
         Self {
             back: back.to_owned(),
@@ -168,11 +171,12 @@ impl Rooms {
             book: Mutex::new(Book::default()),
             metrics: RoomMetrics::default(),
             retired: Mutex::default(),
+            failure: Mutex::default(),
         }
     }
 
     /// The store rooms are kept in, if any.
-    pub(crate) fn store(&self) -> Option<(&dyn Store, SnapshotPolicy)> {
+    pub(crate) fn store(&self) -> Option<(&dyn Store, StorePolicy)> {
         self.store.as_ref().map(|(s, p)| (&**s, *p))
     }
 
@@ -368,7 +372,14 @@ impl Rooms {
             inserted.map_err(|e| RoomError::Refused(centrum_app::AppError::new(e.to_string())))?;
         match built {
             Some(Ok(channel)) => {
-                self.tasks.spawn(channel.run(self.shutdown.clone()));
+                let (rooms, shutdown) = (self.clone(), self.shutdown.clone());
+                self.tasks.spawn(async move {
+                    if let Err(e) = channel.run(shutdown.clone()).await {
+                        tracing::error!(error = %e, "stopping");
+                        rooms.failure.lock().get_or_insert(e);
+                        shutdown.cancel();
+                    }
+                });
                 Ok(())
             }
             Some(Err(e)) => {
@@ -454,6 +465,11 @@ impl Rooms {
     /// Rooms per type now, for /metrics: how many, their clients, and the counters of
     /// their channels (inputs, patches, ticks, ...) summed per type, labelled
     /// `room_type` where a channel of the config has `channel`.
+    /// The error a room's channel stopped the back with, if one did.
+    pub(crate) fn take_failure(&self) -> Option<crate::BackError> {
+        self.failure.lock().take()
+    }
+
     pub(crate) fn metrics(&self, out: &mut Vec<Metric>) {
         let mut sums = self.retired.lock().clone();
         let live: Vec<Arc<RoomShared>> = self.book.lock().live.values().cloned().collect();

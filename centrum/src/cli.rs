@@ -309,20 +309,22 @@ impl Cli {
         ))?;
         for f in &config.fronts {
             say(format_args!(
-                "  front   {:<12} {}  (host {})",
+                "  front   {:<12} {}  (host {}){}",
                 f.id,
                 f.client_url(),
-                f.host
+                f.host,
+                ops_suffix(&f.host, f.ops)
             ))?;
         }
         for b in &config.backs {
             say(format_args!(
-                "  back    {:<12} {}  {} Hz  channels: {}  (host {})",
+                "  back    {:<12} {}  {} Hz  channels: {}  (host {}){}",
                 b.id,
                 b.listen,
                 b.tick_hz,
                 channel_list(b),
-                b.host
+                b.host,
+                ops_suffix(&b.host, b.ops)
             ))?;
             for r in &b.rooms {
                 say(format_args!(
@@ -426,6 +428,18 @@ pub(crate) fn check_tls(config: &Config, host: Option<&str>) -> Result<(), Confi
     } else {
         Err(ConfigError::Invalid(problems))
     }
+}
+
+/// Where a node's ops port is reached from its host: `http://` and the address, with
+/// `host` for a wildcard IP.
+pub(crate) fn ops_url(host: &str, ops: SocketAddr) -> String {
+    format!("http://{}", centrum_config::dial_address(host, ops))
+}
+
+/// `  ops http://...` after a node's line in `check`, when it has an ops port.
+fn ops_suffix(host: &str, ops: Option<SocketAddr>) -> String {
+    ops.map(|ops| format!("  ops {}", ops_url(host, ops)))
+        .unwrap_or_default()
 }
 
 /// `arena (arena), bench (bench-arena)`.

@@ -1,7 +1,6 @@
 //! `restart`: asks the master of a running `up` to restart one node now
 //! (`POST /nodes/{id}/restart` with the config's admin token), a failed one included.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -25,7 +24,8 @@ pub(crate) async fn restart(config: &Config, node: &str) -> Result<()> {
             ids.join(", ")
         );
     }
-    let master = reachable(config.master.http);
+    // From any machine: a wildcard `http` is dialed at the master's host.
+    let master = config.master.http_address();
     let mut request = format!(
         "POST /nodes/{node}/restart HTTP/1.1\r\nHost: {master}\r\nContent-Length: 0\r\n\
          Connection: close\r\n"
@@ -38,7 +38,7 @@ pub(crate) async fn restart(config: &Config, node: &str) -> Result<()> {
     // (SIGTERM, then SIGKILL) for a node that was running.
     let limit = config.supervision.stop_grace() * 2 + Duration::from_secs(10);
     let answer = tokio::time::timeout(limit, async {
-        let mut stream = TcpStream::connect(master)
+        let mut stream = TcpStream::connect(master.as_str())
             .await
             .with_context(|| format!("cannot reach the master at {master}; is `up` running?"))?;
         stream.write_all(request.as_bytes()).await?;
@@ -69,19 +69,6 @@ pub(crate) async fn restart(config: &Config, node: &str) -> Result<()> {
     bail!("the master did not restart {node} (HTTP {status}): {reason}")
 }
 
-/// A wildcard listen address is dialled on loopback.
-fn reachable(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V4(v4) if v4.ip().is_unspecified() => {
-            SocketAddr::from((Ipv4Addr::LOCALHOST, v4.port()))
-        }
-        SocketAddr::V6(v6) if v6.ip().is_unspecified() => {
-            SocketAddr::from((Ipv6Addr::LOCALHOST, v6.port()))
-        }
-        other => other,
-    }
-}
-
 /// The status code and body of an HTTP/1.1 answer read to its end.
 fn parse(answer: &[u8]) -> Option<(u16, &str)> {
     let text = std::str::from_utf8(answer).ok()?;
@@ -101,9 +88,5 @@ mod tests {
         assert_eq!(parse(b"HTTP/1.1 401 Unauthorized\r\n\r\n"), Some((401, "")));
         assert_eq!(parse(b"garbage"), None);
         assert_eq!(parse(b"HTTP/1.1 abc\r\n\r\n"), None);
-        assert_eq!(
-            reachable("0.0.0.0:7300".parse().unwrap()),
-            "127.0.0.1:7300".parse().unwrap()
-        );
     }
 }

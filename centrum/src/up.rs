@@ -93,6 +93,9 @@ pub(crate) async fn up(
             f.id,
             f.client_url()
         ));
+        if let Some(ops) = f.ops {
+            lines.push(ops_line(&f.host, ops));
+        }
     }
     for b in &backs {
         let kept = match config.data_dir(&b.id) {
@@ -115,6 +118,9 @@ pub(crate) async fn up(
             b.tick_hz,
             channel_list(b)
         ));
+        if let Some(ops) = b.ops {
+            lines.push(ops_line(&b.host, ops));
+        }
     }
     if config.calls.server_key.is_some() {
         lines.push(
@@ -319,4 +325,13 @@ fn run_secret(dir: &Path) -> Result<(Secret, PathBuf)> {
         .with_context(|| format!("cannot create {}", path.display()))?;
     writeln!(file, "{secret}").with_context(|| format!("cannot write {}", path.display()))?;
     Ok((Secret::new(secret), path))
+}
+
+/// The banner's line for a node's ops port: where this machine reaches it.
+fn ops_line(host: &str, ops: std::net::SocketAddr) -> String {
+    format!(
+        "  {:<8} {}   (ops: /healthz /readyz /metrics)",
+        "",
+        crate::cli::ops_url(host, ops)
+    )
 }

@@ -1,12 +1,15 @@
 //! One cluster over three hosts, each a network namespace with an address of its own,
 //! joined by a bridge: `centrum up --host H` on each runs the nodes the one config
-//! places there, and they find each other by their advertised addresses. Then, while
-//! clients play across hosts, one host is cut off the network and healed, and has all
-//! its processes killed and started again: clients are told Unavailable, are served
-//! again, and lose no acknowledged input.
+//! places there, they find each other by their advertised addresses, and the backs
+//! keep their channels in a Redis server on host 1. Then, while clients play across
+//! hosts, one host is cut off the network and healed; has all its processes killed and
+//! started again; and dies for good, another host taking over its address and its
+//! nodes, whose channels come back from Redis. Each time clients are told Unavailable,
+//! are served again, and lose no acknowledged input.
 //!
-//! Needs root and iproute2. Where namespaces cannot be made the test says so and
-//! passes, unless `CENTRUM_REQUIRE_NETNS=1` (set by `.ci/run` as root) makes it fail.
+//! Needs root, iproute2 and redis-server. Where namespaces cannot be made the test
+//! says so and passes, unless `CENTRUM_REQUIRE_NETNS=1` (set by `.ci/run` as root)
+//! makes it fail.
 
 #[path = "support/players.rs"]
 mod players;
@@ -135,6 +138,72 @@ impl Net {
 
     /// `centrum up --host <host h>` in host `h`'s namespace, in its own directory.
     fn up(&self, h: usize, dir: &std::path::Path) -> Child {
+        self.up_as(h, h, dir)
+    }
+
+    /// Host `h` takes over host `from`'s address, as a floating IP moves: the others
+    /// forget where it was (what a gratuitous ARP tells them).
+    fn take_over(&self, h: usize, from: usize) {
+        let address = format!("{}/24", self.addr(from));
+        ip(&[
+            "-n",
+            &self.hosts[h - 1],
+            "addr",
+            "add",
+            &address,
+            "dev",
+            "eth0",
+        ])
+        .expect("address");
+        let moved = self.addr(from);
+        for (i, ns) in self.hosts.iter().enumerate() {
+            if i + 1 != h {
+                let _ = ip(&["-n", ns, "neigh", "flush", "to", &moved]);
+            }
+        }
+        let _ = ip(&["neigh", "flush", "to", &moved, "dev", &self.way_in()]);
+    }
+
+    /// Redis in host `h`'s namespace, on its address, keeping its append-only file in
+    /// `dir`; answering when this returns.
+    fn redis(&self, h: usize, dir: &std::path::Path) -> Child {
+        let server = Command::new("ip")
+            .args(["netns", "exec", &self.hosts[h - 1], "redis-server"])
+            .args([
+                "--bind",
+                &self.addr(h),
+                "--port",
+                "6390",
+                "--protected-mode",
+                "no",
+            ])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let at = format!("{}:6390", self.addr(h));
+        let deadline = Instant::now() + TIMEOUT;
+        while std::net::TcpStream::connect(&at).is_err() {
+            assert!(Instant::now() < deadline, "redis-server answers at {at}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// `centrum up --host <host as>` in host `h`'s namespace, in `dir`: host `h` runs
+    /// what the config places on host `as`.
+    fn up_as(&self, h: usize, r#as: usize, dir: &std::path::Path) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -143,7 +212,7 @@ impl Net {
         Command::new("ip")
             .args(["netns", "exec", &self.hosts[h - 1]])
             .arg(env!("CARGO_BIN_EXE_centrum"))
-            .args(["up", "cluster.toml", "--host", &self.addr(h)])
+            .args(["up", "cluster.toml", "--host", &self.addr(r#as)])
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -210,6 +279,11 @@ client_timeout_ms = 1000
 
 [supervision]
 restart_min_ms = 50
+
+[store]
+kind = "redis"
+url = "redis://{h1}:6390/"
+lease_ms = 1000
 {CLUSTER_SECRET_TOML}"#
     )
 }
@@ -258,8 +332,17 @@ fn lost(applied: &[f64], served: &[(Seq, f64)]) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_over_three_hosts_survives_a_host_cut_off_and_a_host_killed() {
+async fn a_cluster_over_three_hosts_survives_a_host_cut_off_killed_and_replaced() {
     let required = std::env::var("CENTRUM_REQUIRE_NETNS").is_ok_and(|v| v == "1");
+    let redis = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status();
+    match redis {
+        Ok(_) => {}
+        Err(e) if !required => return eprintln!("skipped: no redis-server here ({e})"),
+        Err(e) => panic!("redis-server is needed (.ci/run installs it): {e}"),
+    }
     let net = match Net::make() {
         Ok(net) => net,
         Err(why) if !required => {
@@ -277,6 +360,7 @@ async fn a_cluster_over_three_hosts_survives_a_host_cut_off_and_a_host_killed() 
         std::fs::create_dir_all(dir).expect("host dir");
         std::fs::write(dir.join("cluster.toml"), config(&net)).expect("config");
     }
+    let redis = net.redis(1, &dirs[0]);
     let mut ups: Vec<Child> = (1..=HOSTS).map(|h| net.up(h, &dirs[h - 1])).collect();
 
     // Every node registers with the master on host 1, each from its own host.
@@ -369,6 +453,39 @@ async fn a_cluster_over_three_hosts_survives_a_host_cut_off_and_a_host_killed() 
     let again = acks_past(5);
     until(&dirs, "playing after the restart", || again(&players)).await;
 
+    // Host 3 dies for good. Host 1 takes over its address and runs its nodes, with
+    // nothing of host 3's on its disk: back-2's channels come back from Redis.
+    let applied: Vec<f64> = players.iter().map(|p| p.seen.lock().x).collect();
+    let back_2 = node_pid(&http, "back-2").await.expect("back-2 listed");
+    let replaced = Instant::now();
+    net.kill_all(3);
+    let _ = ups[2].wait();
+    net.set_link(3, false);
+    net.take_over(1, 3);
+    let stand_in = root.join("h1-as-h3");
+    std::fs::create_dir_all(&stand_in).expect("dir");
+    std::fs::write(stand_in.join("cluster.toml"), config(&net)).expect("config");
+    ups.push(net.up_as(1, 3, &stand_in));
+    let mut logs = dirs.clone();
+    logs.push(stand_in);
+    until(&logs, "served after host 3 was replaced", || {
+        served_since(&players, replaced).is_some()
+    })
+    .await;
+    let served = served_since(&players, replaced).expect("served");
+    let moved = node_pid(&http, "back-2").await;
+    assert!(
+        moved.is_some_and(|pid| pid != back_2),
+        "back-2 runs on host 1"
+    );
+    let after_move = Instant::now().duration_since(replaced);
+    let lost_to_move = lost(&applied, &served);
+    let again = acks_past(5);
+    until(&logs, "playing after host 3 was replaced", || {
+        again(&players)
+    })
+    .await;
+
     stop.send(true).expect("stop");
     for (task, p) in tasks.into_iter().zip(&players) {
         let client = task.await.expect("player task");
@@ -386,17 +503,23 @@ async fn a_cluster_over_three_hosts_survives_a_host_cut_off_and_a_host_killed() 
     }
     eprintln!(
         "three hosts: cut off for {:.0} ms, all served {:.0} ms after the heal, {lost_to_cut} acknowledged inputs lost; \
-         host killed: all served {:.0} ms after the kill, {lost_to_kill} lost",
+         host killed: all served {:.0} ms after the kill, {lost_to_kill} lost; \
+         host replaced: all served {:.0} ms after it died, {lost_to_move} lost",
         healed.duration_since(cut).as_secs_f64() * 1e3,
         after_cut.as_secs_f64() * 1e3,
         after_kill.as_secs_f64() * 1e3,
+        after_move.as_secs_f64() * 1e3,
     );
     assert_eq!(lost_to_cut, 0.0, "acknowledged inputs lost to the cut");
     assert_eq!(
         lost_to_kill, 0.0,
         "acknowledged inputs lost to the killed host"
     );
-    for mut up in ups {
+    assert_eq!(
+        lost_to_move, 0.0,
+        "acknowledged inputs lost to the replaced host"
+    );
+    for mut up in ups.into_iter().chain([redis]) {
         let _ = up.kill();
         let _ = up.wait();
     }

@@ -103,6 +103,48 @@ channels = [{ name = "arena", app = "arena" }]
     );
 }
 
+/// `centrum check` shows each node's ops port, and refuses one on another socket's
+/// address, naming both fields.
+#[test]
+fn check_shows_ops_ports_and_refuses_a_clash() {
+    let dir = scratch("check-ops");
+    let good = dir.join("ops.toml");
+    let text = centrum_config::DEFAULT_TOML
+        .replace(
+            "listen = \"127.0.0.1:7310\"",
+            "listen = \"127.0.0.1:7310\"\nops = \"0.0.0.0:7390\"",
+        )
+        .replace(
+            "listen = \"127.0.0.1:7320\"",
+            "listen = \"127.0.0.1:7320\"\nops = \"127.0.0.1:7391\"",
+        );
+    std::fs::write(&good, &text).expect("write");
+    let out = centrum().arg("check").arg(&good).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A wildcard bind is shown at the node's host.
+    assert!(
+        stdout.contains("(host 127.0.0.1)  ops http://127.0.0.1:7390\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ops http://127.0.0.1:7391\n"), "{stdout}");
+
+    let bad = dir.join("ops-clash.toml");
+    std::fs::write(&bad, text.replace("0.0.0.0:7390", "127.0.0.1:7310")).expect("write");
+    let out = centrum().arg("check").arg(&bad).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr
+            .contains("fronts[0].ops: address 127.0.0.1:7310 is already used by fronts[0].listen"),
+        "{stderr}"
+    );
+}
+
 /// `centrum check` reads the `[auth]` key as a front will: a good one is shown, one that
 /// cannot be read is named by its field.
 #[test]
@@ -228,7 +270,8 @@ impl Drop for Up {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_a_cluster_of_processes_that_clients_play_through() {
     let dir = scratch("up");
-    let (http, nodes, f1, f2, b1) = (
+    let (http, nodes, f1, f2, b1, ops) = (
+        free_port(),
         free_port(),
         free_port(),
         free_port(),
@@ -243,6 +286,7 @@ async fn up_runs_a_cluster_of_processes_that_clients_play_through() {
              [[fronts]]\nid = \"front-1\"\nlisten = \"127.0.0.1:{f1}\"\n\
              [[fronts]]\nid = \"front-2\"\nlisten = \"127.0.0.1:{f2}\"\n\
              [[backs]]\nid = \"back-1\"\nlisten = \"127.0.0.1:{b1}\"\ntick_hz = 30\n\
+             ops = \"127.0.0.1:{ops}\"\n\
              channels = [{{ name = \"arena\", app = \"bench-arena\" }}]\n"
         ),
     )
@@ -333,7 +377,33 @@ async fn up_runs_a_cluster_of_processes_that_clients_play_through() {
     })
     .await
     .expect("b sees a's move");
+
+    // The back process serves its ops port: ready, and its own metrics.
+    let ops = format!("127.0.0.1:{ops}");
+    let ready = http_get(&ops, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200 OK\r\n"), "{ready}");
+    assert!(ready.ends_with("\r\n\r\nready\n"), "{ready}");
+    let metrics = http_get(&ops, "/metrics").await;
+    assert!(
+        metrics.contains("\ncentrum_back_ticks_total{channel=\"arena\"} "),
+        "{metrics}"
+    );
     drop(up);
+}
+
+/// The whole answer to `GET path` (the server closes the connection after it).
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio::time::timeout(TIMEOUT, async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).await.expect("read");
+        String::from_utf8(out).expect("utf-8")
+    })
+    .await
+    .expect("an answer in time")
 }
 
 /// A front pool: `up` runs one instance, and any number more join under ids of their
@@ -406,5 +476,69 @@ async fn a_front_pool_takes_any_number_of_instances() {
     assert!(
         !out.status.success() && said.contains("no front \"frontier\""),
         "{said}"
+    );
+}
+
+/// Addresses that cannot work are named before anything runs: a `--host` the config
+/// does not place anything on, a bind address of another machine, and an advertised
+/// address that does not reach the node.
+#[test]
+fn a_node_names_the_address_it_cannot_use() {
+    let dir = scratch("addresses");
+    let (http, nodes, front, back, nobody) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let write = |back_table: &str| {
+        let config = dir.join("cluster.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[master]\nhttp = \"127.0.0.1:{http}\"\nnodes = \"127.0.0.1:{nodes}\"\n\
+                 [[fronts]]\nid = \"front-1\"\nlisten = \"127.0.0.1:{front}\"\n\
+                 [[backs]]\nid = \"back-1\"\n{back_table}tick_hz = 20\n\
+                 channels = [{{ name = \"arena\", app = \"arena\" }}]\n{CLUSTER_SECRET_TOML}"
+            ),
+        )
+        .expect("write config");
+        config
+    };
+    let fails = |args: &[&str], config: &Path, needle: &str| {
+        let out = centrum()
+            .args(args)
+            .arg(config)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} failed");
+        assert!(said.contains(needle), "{args:?}: {said}");
+    };
+    let config = write(&format!("listen = \"127.0.0.1:{back}\"\n"));
+    fails(
+        &["up", "--host", "elsewhere"],
+        &config,
+        r#"--host "elsewhere": the config places nothing on that host (it names: 127.0.0.1)"#,
+    );
+    // 192.0.2.0/24 is for documentation: no machine has it.
+    let config = write("listen = \"192.0.2.7:7320\"\nadvertise = \"192.0.2.7:7320\"\n");
+    fails(
+        &["back", "--id", "back-1", "--config"],
+        &config,
+        "backs[0].listen: cannot listen on 192.0.2.7:7320",
+    );
+    let config = write(&format!(
+        "listen = \"127.0.0.1:{back}\"\nadvertise = \"127.0.0.1:{nobody}\"\n"
+    ));
+    fails(
+        &["back", "--id", "back-1", "--config"],
+        &config,
+        &format!(
+            "backs[0].advertise: other nodes dial back-1 at 127.0.0.1:{nobody}, which cannot be reached"
+        ),
     );
 }

@@ -72,6 +72,9 @@ listen = "127.0.0.1:7310"
 #                                                 #   balancer may share one
 # tls = { cert = "front-1.crt", key = "front-1.key" }  # serve wss:// (PEM certificate chain and private key;
 #                                                      #   reloaded on SIGHUP or when a file changes). Default: plain ws://
+# ops = "127.0.0.1:7390"   # /healthz, /readyz, /metrics of this node (plain HTTP; /metrics needs
+#                          #   master.admin_token when it is set); any address of the host, a port of
+#                          #   its own. Default: none
 
 # One [[backs]] table per back. A back runs the simulation of the channels it owns.
 [[backs]]
@@ -80,6 +83,7 @@ id = "back-1"
 listen = "127.0.0.1:7320"
 # advertise = "10.0.0.2:7320"  # where fronts on other machines dial this back (an IP or a DNS name, and a
 #                              #   port); default `listen`, with `host` for a wildcard IP
+# ops = "127.0.0.1:7391"   # /healthz, /readyz, /metrics of this node, as for a front. Default: none
 tick_hz = 20               # ticks per second, 1-240
 # Each channel is owned by exactly one back; `app` names the game logic it runs.
 # `anonymous = true` lets clients without a token join it when [auth] is set (default false).
@@ -337,6 +341,10 @@ pub struct FrontConfig {
     /// When set, clients connect with TLS (`wss://`) using this certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// When set, the front serves `/healthz`, `/readyz` and `/metrics` there (plain
+    /// HTTP), for probes and scrapers that reach it directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops: Option<SocketAddr>,
 }
 
 /// A server certificate: PEM files read at start and again on SIGHUP or when either
@@ -376,6 +384,10 @@ pub struct BackConfig {
     /// check it against `cluster.ca`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// When set, the back serves `/healthz`, `/readyz` and `/metrics` there (plain HTTP),
+    /// for probes and scrapers that reach it directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -1536,6 +1548,15 @@ slow_client = "disconnect"
             config.fronts[0].public_url.as_deref(),
             Some("wss://play.example.com/front-1")
         );
+        assert_eq!(
+            config.fronts[0].ops,
+            Some("127.0.0.1:7390".parse().expect("addr"))
+        );
+        assert_eq!(
+            config.backs[0].ops,
+            Some("127.0.0.1:7391".parse().expect("addr"))
+        );
+        assert_eq!(Config::embedded_default().fronts[0].ops, None);
         assert_eq!(config.access.trusted_proxies.len(), 2);
         assert_eq!(
             config.access.allowed_origins,

@@ -268,6 +268,9 @@ impl<'a> Checker<'a> {
         self.host(&format!("{at}.host"), &front.host);
         self.addresses
             .push((format!("{at}.listen"), &front.host, front.listen));
+        if let Some(ops) = front.ops {
+            self.addresses.push((format!("{at}.ops"), &front.host, ops));
+        }
         match &front.public_url {
             Some(url) if !(url.starts_with("ws://") || url.starts_with("wss://")) => {
                 self.push(
@@ -300,6 +303,9 @@ impl<'a> Checker<'a> {
         self.host(&format!("{at}.host"), &back.host);
         self.addresses
             .push((format!("{at}.listen"), &back.host, back.listen));
+        if let Some(ops) = back.ops {
+            self.addresses.push((format!("{at}.ops"), &back.host, ops));
+        }
         self.advertise(&at, &back.host, &back.advertise, back.listen);
         if !(1..=240).contains(&back.tick_hz) {
             self.push(format!("{at}.tick_hz"), "must be between 1 and 240");
@@ -1569,6 +1575,35 @@ mod tests {
                 r#"backs[0].listen: address 127.0.0.1:7320 is already used by fronts[0].listen on host "127.0.0.1""#,
             ]
         );
+    }
+
+    #[test]
+    fn an_ops_port_is_an_address_of_its_own() {
+        let found = problems_after(|c| {
+            c.fronts[0].ops = Some(c.fronts[0].listen);
+            c.backs[0].ops = Some(addr("0.0.0.0:7300"));
+        });
+        assert_eq!(
+            found,
+            [
+                r#"fronts[0].ops: address 127.0.0.1:7310 is already used by fronts[0].listen on host "127.0.0.1""#,
+                r#"backs[0].ops: address 0.0.0.0:7300 overlaps master.http (127.0.0.1:7300) on host "127.0.0.1""#,
+            ]
+        );
+        let found = problems_after(|c| {
+            c.fronts[0].ops = Some(addr("127.0.0.1:7390"));
+            c.backs[0].ops = Some(addr("0.0.0.0:7391"));
+        });
+        assert_eq!(found, Vec::<String>::new());
+        // Not an address at all: the parser names the key.
+        let text = crate::DEFAULT_TOML.replace(
+            "listen = \"127.0.0.1:7310\"",
+            "listen = \"127.0.0.1:7310\"\nops = \"localhost\"",
+        );
+        let e = Config::parse(&text)
+            .expect_err("a bad ops address")
+            .to_string();
+        assert!(e.contains("ops"), "{e}");
     }
 
     #[test]

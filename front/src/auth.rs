@@ -601,7 +601,7 @@ mod tests {
             1
         );
         let names: Vec<String> = m
-            .metrics(0)
+            .metrics(0, true)
             .iter()
             .filter(|x| x.name.starts_with("centrum_front_auth"))
             .map(|x| format!("{}{:?}={}", x.name, x.labels, x.value))

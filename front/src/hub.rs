@@ -548,6 +548,12 @@ impl Hub {
         out
     }
 
+    /// The backs (their indices in the config) this front has no link to now.
+    pub(crate) fn unlinked(&self) -> Vec<usize> {
+        let links = self.links.lock();
+        (0..links.len()).filter(|&i| links[i].is_none()).collect()
+    }
+
     /// A link to back `back` is up: its channels become available at their indices.
     pub(crate) fn link_up(
         &self,

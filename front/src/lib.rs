@@ -34,6 +34,7 @@ use tracing::{Instrument, info};
 
 use centrum_config::Config;
 use centrum_net::auth::ClusterKey;
+use centrum_net::ops::{Ops, OpsNode};
 use centrum_net::{Acceptor, Registration, ServerStream, ServerTls, Shutdown};
 use centrum_protocol::{CLUSTER_VERSION, NodeStats, Register, Role};
 
@@ -54,6 +55,14 @@ pub enum FrontError {
     /// The cluster secret is missing or unreadable.
     #[error(transparent)]
     Secret(#[from] centrum_config::SecretError),
+    /// The ops port (`field`) cannot be bound.
+    #[error("{field}: cannot listen on {addr}: {source}")]
+    Ops {
+        field: String,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     /// The certificate or key named by `field` cannot be used.
     #[error("{field}: {source}")]
     Tls {
@@ -70,6 +79,8 @@ pub enum FrontError {
 pub struct Front {
     hub: Arc<Hub>,
     local_addr: SocketAddr,
+    /// Where the ops port is bound, when `ops` is set.
+    ops_addr: Option<SocketAddr>,
     client_url: String,
     tasks: JoinSet<Result<(), FrontError>>,
     shutdown: Shutdown,
@@ -82,7 +93,8 @@ impl Front {
     /// # Errors
     /// [`FrontError::UnknownId`] when `id` is not a front of the config,
     /// [`FrontError::Tls`] when its certificate or key cannot be used.
-    /// [`FrontError::Auth`] when the key of its `[auth]` cannot be read or used.
+    /// [`FrontError::Auth`] when the key of its `[auth]` cannot be read or used,
+    /// [`FrontError::Ops`] when its `ops` address cannot be bound.
     pub fn start(
         config: Arc<Config>,
         id: &str,
@@ -123,6 +135,25 @@ impl Front {
             ),
         };
         let mut tasks = JoinSet::new();
+        let ops_addr = match me.ops {
+            None => None,
+            Some(addr) => {
+                let listener = centrum_net::ops::bind(addr).map_err(|source| FrontError::Ops {
+                    field: format!("fronts[{index}].ops"),
+                    addr,
+                    source,
+                })?;
+                let bound = listener.local_addr()?;
+                let ops = Ops::new(hub.metrics.ops.clone(), config.master.admin_token.clone());
+                ops.set_node(Arc::new(FrontOps(hub.clone())));
+                let stop = shutdown.clone();
+                tasks.spawn(async move {
+                    centrum_net::ops::serve(listener, ops, stop).await;
+                    Ok(())
+                });
+                Some(bound)
+            }
+        };
         if let Some(tls) = &tls {
             let watch = tls.clone().watch(shutdown.clone());
             tasks.spawn(async move {
@@ -145,10 +176,12 @@ impl Front {
             }
         });
         tasks.spawn(register(hub.clone(), local_addr, key, shutdown.clone()));
-        info!(front = id, listen = %local_addr, url = %client_url, "front started");
+        let ops = ops_addr.map(|a| a.to_string()).unwrap_or_default();
+        info!(front = id, listen = %local_addr, url = %client_url, ops, "front started");
         Ok(Front {
             hub,
             local_addr,
+            ops_addr,
             client_url,
             tasks,
             shutdown,
@@ -157,6 +190,11 @@ impl Front {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the ops port (`/healthz`, `/readyz`, `/metrics`) is bound, when `ops` is set.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops_addr
     }
 
     /// The URL clients use to reach this front.
@@ -303,9 +341,32 @@ async fn register(
             clients: clients as u32,
             links: hub.metrics.links.load(std::sync::atomic::Ordering::Relaxed) as u32,
             channels: Vec::new(),
-            metrics: hub.metrics.metrics(clients),
+            metrics: hub.metrics.metrics(clients, true),
         }
     };
     centrum_net::register_and_heartbeat(reg, stats, shutdown).await?;
     Ok(())
+}
+
+/// What the ops port asks of a front.
+struct FrontOps(Arc<Hub>);
+
+impl OpsNode for FrontOps {
+    fn metrics(&self) -> Vec<centrum_protocol::Metric> {
+        self.0.metrics.metrics(self.0.client_count(), false)
+    }
+
+    /// Ready once linked to every back: before, some channels would refuse joins.
+    fn ready(&self) -> Result<(), String> {
+        let unlinked = self.0.unlinked();
+        if unlinked.is_empty() {
+            return Ok(());
+        }
+        let backs = &self.0.config.backs;
+        let ids: Vec<&str> = unlinked
+            .iter()
+            .filter_map(|&i| backs.get(i).map(|b| b.id.as_str()))
+            .collect();
+        Err(format!("no link to back {}", ids.join(", ")))
+    }
 }

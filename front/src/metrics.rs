@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use centrum_net::TlsCounters;
+use centrum_net::ops::OpsCounters;
 
 use centrum_protocol::{Metric, MetricKind};
 
@@ -75,6 +76,8 @@ pub(crate) struct FrontMetrics {
     patch_delay_us_max: AtomicU64,
     /// Certificate reloads and failed TLS handshakes (all zero without `tls`).
     pub(crate) tls: Arc<TlsCounters>,
+    /// What the ops port counts (all zero without `ops`).
+    pub(crate) ops: Arc<OpsCounters>,
 }
 
 impl FrontMetrics {
@@ -85,8 +88,9 @@ impl FrontMetrics {
         self.patch_delay_us_max.fetch_max(us, Relaxed);
     }
 
-    /// Every metric; called once per heartbeat, since it resets the delay maximum.
-    pub(crate) fn metrics(&self, clients: usize) -> Vec<Metric> {
+    /// Every metric. The delay maximum is since the last heartbeat: a heartbeat resets
+    /// it (`reset`), a scrape of the ops port only reads it.
+    pub(crate) fn metrics(&self, clients: usize, reset: bool) -> Vec<Metric> {
         use MetricKind::{Counter, Gauge};
         let all: [(&str, &str, MetricKind, &AtomicU64); 37] = [
             (
@@ -325,7 +329,11 @@ impl FrontMetrics {
                 "centrum_front_patch_delay_max_seconds",
                 "The longest fan-out delay of a patch write since the previous heartbeat.",
                 Gauge,
-                seconds(self.patch_delay_us_max.swap(0, Relaxed)),
+                seconds(if reset {
+                    self.patch_delay_us_max.swap(0, Relaxed)
+                } else {
+                    self.patch_delay_us_max.load(Relaxed)
+                }),
             ),
             (
                 "centrum_front_clients",
@@ -379,6 +387,7 @@ impl FrontMetrics {
             labels: Vec::new(),
             value: self.auth_verified.load(Relaxed) as f64,
         });
+        self.ops.metrics("front", &mut out);
         out
     }
 }

@@ -1,6 +1,6 @@
 //! The master's HTTP API (axum): `/gate` sends a client to the least-loaded live front,
-//! `/status` describes the cluster as JSON, `/metrics` serves Prometheus text, `/v1/rooms`
-//! is the matchmaker; the web pages are in [`crate::web`]. Every route is in [`router`];
+//! `/status` describes the cluster as JSON, `/metrics` serves Prometheus text, `/healthz`
+//! and `/readyz` answer probes, `/v1/rooms` is the matchmaker; the web pages are in [`crate::web`]. Every route is in [`router`];
 //! errors are JSON `{"error": "..."}` (the matchmaker's add a `message`).
 
 use std::collections::BTreeMap;
@@ -183,6 +183,8 @@ pub(crate) fn router(state: HttpState) -> Router {
         ));
     Router::new()
         .route("/", get(web::play))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/gate", get(gate))
         .route("/v1/rooms", get(rooms))
         .route("/v1/rooms/{name}/{action}", post(matchmake))
@@ -195,6 +197,17 @@ pub(crate) fn router(state: HttpState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// `GET /healthz`: the master runs and answers (liveness); open, like `/readyz`.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: the master is ready once it serves this: its registry is up before its
+/// HTTP port is served, and nodes register with it from then on.
+async fn readyz() -> &'static str {
+    "ready\n"
 }
 
 /// `GET /gate?channel=C`: the live front with the fewest clients. Every front serves
@@ -594,8 +607,8 @@ pub(crate) async fn not_found(method: Method, uri: Uri) -> Response {
     error(
         StatusCode::NOT_FOUND,
         format!(
-            "no route for {method} {}; the master serves /, /admin, /gate?channel=NAME, /status, /metrics \
-             and POST /nodes/ID/restart",
+            "no route for {method} {}; the master serves /, /admin, /gate?channel=NAME, /status, /metrics, \
+             /healthz, /readyz and POST /nodes/ID/restart",
             uri.path()
         ),
     )

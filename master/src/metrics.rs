@@ -1,38 +1,19 @@
 //! The Prometheus text exposition (format 0.0.4) of /metrics: the master's own gauges,
 //! per-channel numbers from the backs' heartbeats, and every metric the live nodes
-//! report, labelled with the node's id. Pure rendering: no I/O, no locks.
+//! report, labelled with the node's id (rendered by [`centrum_net::prometheus`]). Pure
+//! rendering: no I/O, no locks.
 
-use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use centrum_config::Config;
 use centrum_net::TlsCounters;
+use centrum_net::prometheus::Exposition;
 use centrum_protocol::{Metric, MetricKind, Role};
 
 use crate::registry::Node;
 use crate::{ChildState, ChildStatus};
 
-/// The content type of the text exposition format.
-pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// The samples of one metric name, with its one HELP and TYPE.
-#[derive(Debug)]
-struct Family {
-    help: String,
-    kind: MetricKind,
-    /// Families the master writes itself; nodes cannot add samples to them.
-    master_owned: bool,
-    /// `{labels} value` of each sample, the name left out.
-    samples: Vec<String>,
-}
-
-/// Families by name, so each name gets one HELP and one TYPE and its samples together.
-#[derive(Debug, Default)]
-struct Exposition {
-    families: BTreeMap<String, Family>,
-}
+pub(crate) use centrum_net::prometheus::CONTENT_TYPE;
 
 /// What the master's own HTTP endpoint counts: each of its limits as it acts.
 #[derive(Debug, Default)]
@@ -62,12 +43,12 @@ pub(crate) fn render(
     http: &HttpCounters,
     own: &[Metric],
 ) -> String {
-    let mut exp = Exposition::default();
+    let mut exp = Exposition::new();
     http_samples(&mut exp, http);
     for metric in own {
-        exp.master_sample(&metric.name, &metric.help, metric.kind, &[], metric.value);
+        exp.own(&metric.name, &metric.help, metric.kind, &[], metric.value);
     }
-    exp.master_sample(
+    exp.own(
         "centrum_master_up",
         "Whether the master is up.",
         MetricKind::Gauge,
@@ -76,7 +57,7 @@ pub(crate) fn render(
     );
     for role in [Role::Front, Role::Back] {
         let live = nodes.iter().filter(|node| node.role == role).count();
-        exp.master_sample(
+        exp.own(
             "centrum_master_nodes",
             "Live nodes registered with the master, by role.",
             MetricKind::Gauge,
@@ -88,7 +69,7 @@ pub(crate) fn render(
         // One sample per state, 1 for the current one: `== 1` selects, `max by (state)`
         // counts, and a state change never leaves a stale series behind.
         for state in ChildState::ALL {
-            exp.master_sample(
+            exp.own(
                 "centrum_master_node_state",
                 "What `centrum up` is doing with each node it supervises: running, restarting, \
                  failed (it keeps exiting) or stopped; 1 for the current state.",
@@ -97,14 +78,14 @@ pub(crate) fn render(
                 if child.state == state { 1.0 } else { 0.0 },
             );
         }
-        exp.master_sample(
+        exp.own(
             "centrum_master_node_restarts_total",
             "Processes `centrum up` started for a node after its first, whatever the reason.",
             MetricKind::Counter,
             &[("node", &child.name)],
             child.restarts as f64,
         );
-        exp.master_sample(
+        exp.own(
             "centrum_master_node_failures",
             "Quick exits of a supervised node in a row; at supervision.max_failures it is failed.",
             MetricKind::Gauge,
@@ -127,21 +108,21 @@ pub(crate) fn render(
                 ("channel", channel.name.as_str()),
                 ("back", back.id.as_str()),
             ];
-            exp.master_sample(
+            exp.own(
                 "centrum_channel_clients",
                 "Clients joined to the channel, from its back's latest heartbeat.",
                 MetricKind::Gauge,
                 &labels,
                 f64::from(stats.clients),
             );
-            exp.master_sample(
+            exp.own(
                 "centrum_channel_tick_us_avg",
                 "Mean tick duration in microseconds between the back's last two heartbeats.",
                 MetricKind::Gauge,
                 &labels,
                 stats.tick_us_avg as f64,
             );
-            exp.master_sample(
+            exp.own(
                 "centrum_channel_overruns_total",
                 "Ticks of the channel that took longer than the tick period.",
                 MetricKind::Counter,
@@ -152,7 +133,7 @@ pub(crate) fn render(
     }
     for node in nodes {
         for metric in &node.stats.metrics {
-            exp.node_sample(&node.id, metric);
+            exp.reported(metric, &[("node", &node.id)]);
         }
     }
     exp.render()
@@ -161,14 +142,14 @@ pub(crate) fn render(
 /// The master's HTTP limits: every sample always present, 0 until the limit acts.
 fn http_samples(exp: &mut Exposition, http: &HttpCounters) {
     let value = |counter: &AtomicU64| counter.load(Relaxed) as f64;
-    exp.master_sample(
+    exp.own(
         "centrum_master_http_connections",
         "HTTP connections open on the master.",
         MetricKind::Gauge,
         &[],
         value(&http.connections),
     );
-    exp.master_sample(
+    exp.own(
         "centrum_master_http_accept_errors_total",
         "Failed accepts on the master's HTTP port (for want of file descriptors or memory).",
         MetricKind::Counter,
@@ -180,7 +161,7 @@ fn http_samples(exp: &mut Exposition, http: &HttpCounters) {
         ("body", &http.body_timeouts),
         ("idle", &http.idle_timeouts),
     ] {
-        exp.master_sample(
+        exp.own(
             "centrum_master_http_timeouts_total",
             "HTTP connections or requests the master ended for time: a head or a body not \
              sent within master.limits.header_timeout_ms, or a connection idle for \
@@ -190,173 +171,41 @@ fn http_samples(exp: &mut Exposition, http: &HttpCounters) {
             value(counter),
         );
     }
-    exp.master_sample(
+    exp.own(
         "centrum_master_http_evicted_total",
         "HTTP connections closed at master.limits.max_connections to make room for a new one.",
         MetricKind::Counter,
         &[],
         value(&http.evicted),
     );
-    exp.master_sample(
+    exp.own(
         "centrum_master_login_throttled_total",
         "Dashboard logins refused with 429: over master.limits.login_attempts_per_minute.",
         MetricKind::Counter,
         &[],
         value(&http.login_throttled),
     );
-    exp.master_sample(
+    exp.own(
         "centrum_master_login_failures_total",
         "Dashboard logins with a wrong admin token.",
         MetricKind::Counter,
         &[],
         value(&http.login_failures),
     );
-    exp.master_sample(
+    exp.own(
         "centrum_master_admin_sessions",
         "Dashboard logins in force.",
         MetricKind::Gauge,
         &[],
         value(&http.sessions),
     );
-    exp.master_sample(
+    exp.own(
         "centrum_master_admin_sessions_evicted_total",
         "Dashboard logins ended early to make room at master.limits.max_sessions.",
         MetricKind::Counter,
         &[],
         value(&http.sessions_evicted),
     );
-}
-
-impl Exposition {
-    fn master_sample(
-        &mut self,
-        name: &str,
-        help: &str,
-        kind: MetricKind,
-        labels: &[(&str, &str)],
-        value: f64,
-    ) {
-        let family = self
-            .families
-            .entry(name.to_owned())
-            .or_insert_with(|| Family {
-                help: help.to_owned(),
-                kind,
-                master_owned: true,
-                samples: Vec::new(),
-            });
-        family.samples.push(sample(labels, value));
-    }
-
-    /// Adds a node's metric with `node="<id>"` first among its labels. A metric that
-    /// would make the exposition invalid (a bad name or label, a kind that contradicts
-    /// an earlier sample, a name the master owns) is left out.
-    fn node_sample(&mut self, node: &str, metric: &Metric) {
-        if !valid_metric_name(&metric.name) {
-            return;
-        }
-        let mut labels = vec![("node", node)];
-        for (key, value) in &metric.labels {
-            if !valid_label_name(key) || labels.iter().any(|(seen, _)| seen == key) {
-                return;
-            }
-            labels.push((key.as_str(), value.as_str()));
-        }
-        let family = match self.families.entry(metric.name.clone()) {
-            Entry::Occupied(entry) => {
-                let family = entry.into_mut();
-                if family.master_owned || family.kind != metric.kind {
-                    return;
-                }
-                family
-            }
-            Entry::Vacant(entry) => entry.insert(Family {
-                help: metric.help.clone(),
-                kind: metric.kind,
-                master_owned: false,
-                samples: Vec::new(),
-            }),
-        };
-        family.samples.push(sample(&labels, metric.value));
-    }
-
-    fn render(&self) -> String {
-        let mut out = String::new();
-        for (name, family) in &self.families {
-            let kind = match family.kind {
-                MetricKind::Counter => "counter",
-                MetricKind::Gauge => "gauge",
-            };
-            // Writing to a String cannot fail.
-            let _ = writeln!(out, "# HELP {name} {}", escape_help(&family.help));
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for s in &family.samples {
-                let _ = writeln!(out, "{name}{s}");
-            }
-        }
-        out
-    }
-}
-
-/// `{k="v",...} value`, or ` value` without labels.
-fn sample(labels: &[(&str, &str)], value: f64) -> String {
-    let mut out = String::new();
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (key, val)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{key}=\"{}\"", escape_label_value(val));
-        }
-        out.push('}');
-    }
-    let _ = write!(out, " {}", format_value(value));
-    out
-}
-
-fn format_value(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".to_owned()
-    } else if value == f64::INFINITY {
-        "+Inf".to_owned()
-    } else if value == f64::NEG_INFINITY {
-        "-Inf".to_owned()
-    } else {
-        // Rust's Display never uses an exponent and prints integers without ".0".
-        value.to_string()
-    }
-}
-
-/// HELP text escapes backslash and newline.
-fn escape_help(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-/// Label values escape backslash, double quote and newline.
-fn escape_label_value(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// `[a-zA-Z_:][a-zA-Z0-9_:]*`
-fn valid_metric_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-/// `[a-zA-Z_][a-zA-Z0-9_]*`, and not `__`-prefixed (reserved for Prometheus itself).
-fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    !name.starts_with("__")
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// One of the master's own counters, unlabelled, as a metric for [`render`].
@@ -421,6 +270,7 @@ mod tests {
                 listen: addr,
                 public_url: None,
                 tls: None,
+                ops: None,
             }],
             backs: vec![BackConfig {
                 id: "back-1".into(),
@@ -436,6 +286,7 @@ mod tests {
                 rooms: Vec::new(),
                 data_dir: None,
                 tls: None,
+                ops: None,
             }],
             limits: Limits::default(),
             calls: Default::default(),
@@ -655,7 +506,6 @@ mod tests {
 
     #[test]
     fn help_text_is_escaped() {
-        assert_eq!(escape_help("a\\b\nc\"d"), "a\\\\b\\nc\"d");
         let stats = NodeStats {
             metrics: vec![Metric {
                 help: "line one\nline two".into(),

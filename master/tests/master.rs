@@ -128,6 +128,7 @@ impl TestMaster {
                     listen: listen(7310 + i as u16),
                     public_url: None,
                     tls: None,
+                    ops: None,
                 })
                 .collect(),
             backs: vec![
@@ -152,6 +153,7 @@ impl TestMaster {
                     rooms: Vec::new(),
                     data_dir: None,
                     tls: None,
+                    ops: None,
                 },
                 BackConfig {
                     id: "back-2".into(),
@@ -167,6 +169,7 @@ impl TestMaster {
                     rooms: Vec::new(),
                     data_dir: None,
                     tls: None,
+                    ops: None,
                 },
             ],
             limits,
@@ -979,7 +982,8 @@ async fn status_reports_each_counter_and_its_rate_per_second_and_the_nodes_that_
 }
 
 #[tokio::test]
-async fn an_admin_token_guards_the_dashboard_status_and_metrics_but_not_the_gate_or_the_demo() {
+async fn an_admin_token_guards_the_dashboard_status_and_metrics_but_not_the_gate_the_demo_or_probes()
+ {
     const TOKEN: &str = "a-good-token-1234";
     let master = TestMaster::start_with(Limits::default(), Some(TOKEN)).await;
     let get = |path: &'static str, headers: &'static [(&'static str, &'static str)]| {
@@ -998,6 +1002,11 @@ async fn an_admin_token_guards_the_dashboard_status_and_metrics_but_not_the_gate
         assert_eq!(wrong.status, 401, "{path}");
         let right = get(path, &[("Authorization", "Bearer a-good-token-1234")]).await;
         assert_eq!(right.status, 200, "{path}: {}", right.body);
+    }
+    // Probes carry no token: health and readiness stay open.
+    for (path, body) in [("/healthz", "ok\n"), ("/readyz", "ready\n")] {
+        let reply = get(path, &[]).await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, body), "{path}");
     }
     // Game clients need the gate and the demo without any token.
     assert_eq!(get("/gate?channel=arena", &[]).await.status, 503);

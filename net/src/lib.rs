@@ -1,7 +1,8 @@
 //! What every centrum process shares on the network: accepting under resource
 //! exhaustion, cluster authentication, length-prefixed framed links, reconnect back-off,
 //! liveness timers and TCP keepalive, the shutdown signal, a node's registration with the
-//! master, and server TLS (reloadable certificates, one stream type for plain and TLS).
+//! master, server TLS (reloadable certificates, one stream type for plain and TLS), the
+//! Prometheus text format and a node's operations port (health, readiness, metrics).
 
 mod accept;
 pub mod auth;
@@ -10,7 +11,9 @@ mod frame;
 mod keepalive;
 mod liveness;
 mod open_link;
+pub mod ops;
 mod pending;
+pub mod prometheus;
 mod register;
 pub mod seat;
 mod stream;

@@ -84,6 +84,9 @@ pub struct ClusterSpec {
     pub rooms: Vec<RoomTypeConfig>,
     /// The `[matchmaker]` table.
     pub matchmaker: MatchmakerConfig,
+    /// Every front and back serves its ops port (`ops`) on a port of 127.0.0.1 the OS
+    /// picks (`Front::ops_addr`, `Back::ops_addr`).
+    pub ops: bool,
 }
 
 impl Default for ClusterSpec {
@@ -104,6 +107,7 @@ impl Default for ClusterSpec {
             anonymous: Vec::new(),
             rooms: Vec::new(),
             matchmaker: MatchmakerConfig::default(),
+            ops: false,
         }
     }
 }
@@ -194,6 +198,7 @@ impl TestCluster {
                     listen: l.local_addr().expect("addr"),
                     public_url: None,
                     tls: spec.tls.clone(),
+                    ops: spec.ops.then(|| "127.0.0.1:0".parse().expect("addr")),
                 })
                 .collect(),
             backs: spec
@@ -214,6 +219,7 @@ impl TestCluster {
                     rooms: spec.rooms.clone(),
                     data_dir: None,
                     tls: spec.link_tls.as_ref().map(|(tls, _)| tls.clone()),
+                    ops: spec.ops.then(|| "127.0.0.1:0".parse().expect("addr")),
                 })
                 .collect(),
             limits: spec.limits,

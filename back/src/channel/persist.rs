@@ -1,7 +1,9 @@
 //! The channel's side of its store: each tick's record is appended (and synced, by
 //! policy) on a blocking thread before the tick's frames leave, and snapshots are
-//! written in the background, never stalling a tick. A failing disk stalls only
-//! this channel, retried with back-off: nothing is acknowledged that is not written.
+//! written in the background, never stalling a tick. A failing store stalls only
+//! this channel, retried with back-off: nothing is acknowledged that is not written;
+//! past `StorePolicy::outage` the channel stops, and its back with it, so that its
+//! clients are told it is unavailable rather than wait on a game that does not move.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,11 +19,14 @@ use centrum_store::{Journal, Snapshots, StoreError};
 use super::journal::SnapshotBody;
 use crate::metrics::ChannelMetrics;
 
-/// When to snapshot.
+/// When to snapshot, and how long a journal may fail before the channel stops.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct SnapshotPolicy {
+pub(crate) struct StorePolicy {
     pub(crate) every: Duration,
     pub(crate) journal_bytes: u64,
+    /// The config's `limits.link_timeout_ms`: a channel stalled on its store this long
+    /// is reported unavailable, as a back silent this long is.
+    pub(crate) outage: Duration,
 }
 
 /// The store of one channel, as its tick loop uses it.
@@ -35,7 +40,7 @@ pub(crate) struct Persist {
     writing: Option<JoinHandle<Written>>,
     /// The journal is cut at this step before the next append (a snapshot's step).
     cut_at: Option<u64>,
-    policy: SnapshotPolicy,
+    policy: StorePolicy,
     last_snapshot: Instant,
     bytes_since_snapshot: u64,
     metrics: Arc<ChannelMetrics>,
@@ -52,6 +57,8 @@ pub(crate) enum Stopped {
     /// The writer itself failed (a bug: it panicked): nothing more can be written, so
     /// the back stops and its supervisor starts it again, from what is durable.
     Failed,
+    /// The store failed for longer than `limit` (`StorePolicy::outage`); its last error.
+    Outage { limit: Duration, error: String },
 }
 
 impl Persist {
@@ -60,7 +67,7 @@ impl Persist {
         channel: &str,
         journal: Box<dyn Journal>,
         snapshots: Box<dyn Snapshots>,
-        policy: SnapshotPolicy,
+        policy: StorePolicy,
         metrics: Arc<ChannelMetrics>,
         now: Instant,
         replayed: u64,
@@ -99,6 +106,8 @@ impl Persist {
         let record = Arc::new(record);
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         let mut failures = 0u32;
+        // On tokio's clock, which tests may pause.
+        let mut failing_since = None;
         loop {
             let Some(mut journal) = self.journal.take() else {
                 return Err(Stopped::Failed); // a task that panicked took it
@@ -142,6 +151,15 @@ impl Persist {
                 }
                 Err(e) => {
                     self.metrics.store_errors.fetch_add(1, Relaxed);
+                    let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= self.policy.outage {
+                        let limit = self.policy.outage;
+                        error!(channel = %self.channel, step, error = %e, "the store failed for too long; the channel stops");
+                        return Err(Stopped::Outage {
+                            limit,
+                            error: e.to_string(),
+                        });
+                    }
                     if failures.is_multiple_of(20) {
                         error!(channel = %self.channel, step, error = %e, "cannot write the journal; the channel waits (nothing is acknowledged until it is written)");
                     }

@@ -8,14 +8,15 @@ use centrum_store::{MemoryStore, Store};
 
 use super::*;
 
-fn policy(snapshots: bool) -> SnapshotPolicy {
-    SnapshotPolicy {
+fn policy(snapshots: bool) -> StorePolicy {
+    StorePolicy {
         every: if snapshots {
             Duration::ZERO
         } else {
             Duration::from_secs(3600)
         },
         journal_bytes: u64::MAX,
+        outage: Duration::from_secs(10),
     }
 }
 
@@ -433,6 +434,37 @@ async fn a_journal_that_cannot_be_written_holds_the_ack_back_until_it_can() {
     drop(ch);
     let again = recovered(&store, false);
     assert_eq!(again.game.tick(), Tick(2), "both ticks are in the journal");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_journal_that_fails_past_the_outage_limit_stops_the_channel() {
+    let store = MemoryStore::new();
+    let mut ch = recovered(&store, false);
+    let failures = Arc::new(std::sync::atomic::AtomicU32::new(u32::MAX));
+    let persist = ch.persist.as_mut().expect("durable");
+    persist.wrap_journal(|inner| {
+        Box::new(Flaky {
+            inner,
+            failures: failures.clone(),
+        })
+    });
+    let (link, mut rx) = LinkHandle::for_test("front-1", 64);
+    ch.shared.inbox.push(attach(&link)).unwrap();
+    ch.shared.inbox.push(join(link.clone(), 1)).unwrap();
+    ch.step(Instant::now());
+    let started = tokio::time::Instant::now();
+    let stopped = ch.commit(&centrum_net::Shutdown::new()).await;
+    assert!(
+        matches!(&stopped, Err(Stopped::Outage { limit, error }) if *limit == Duration::from_secs(10) && error.contains("journal")),
+        "{stopped:?}"
+    );
+    // Retried with back-off for the whole limit, and not much longer.
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(10) && waited < Duration::from_secs(16),
+        "{waited:?}"
+    );
+    assert!(acks(&mut rx).is_empty(), "nothing acknowledged");
 }
 
 #[tokio::test]
