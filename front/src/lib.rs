@@ -26,6 +26,7 @@ mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -145,7 +146,10 @@ impl Front {
                 })?;
                 let bound = listener.local_addr()?;
                 let ops = Ops::new(hub.metrics.ops.clone(), config.master.admin_token.clone());
-                ops.set_node(Arc::new(FrontOps(hub.clone())));
+                ops.set_node(Arc::new(FrontOps {
+                    hub: hub.clone(),
+                    linked_once: AtomicBool::new(false),
+                }));
                 let stop = shutdown.clone();
                 tasks.spawn(async move {
                     centrum_net::ops::serve(listener, ops, stop).await;
@@ -260,9 +264,7 @@ async fn accept_loop(
         if let Err(e) = centrum_net::keepalive(&stream) {
             tracing::debug!(error = %e, %peer, "no tcp keepalive on a client connection");
         }
-        hub.metrics
-            .connections_total
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        hub.metrics.connections_total.fetch_add(1, Relaxed);
         // A trusted proxy's connections are admitted once their request names the client.
         let direct = peer.ip().to_canonical();
         let slot = if hub.access.is_trusted(direct) {
@@ -274,9 +276,7 @@ async fn accept_loop(
                     drop(permit);
                     let Ok(answer) = answering.clone().try_acquire_owned() else {
                         http::count_refusal(&hub, &refused);
-                        hub.metrics
-                            .refusals_unanswered
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        hub.metrics.refusals_unanswered.fetch_add(1, Relaxed);
                         continue;
                     };
                     let hub = hub.clone();
@@ -339,7 +339,7 @@ async fn register(
         let clients = hub.client_count();
         NodeStats {
             clients: clients as u32,
-            links: hub.metrics.links.load(std::sync::atomic::Ordering::Relaxed) as u32,
+            links: hub.metrics.links.load(Relaxed) as u32,
             channels: Vec::new(),
             metrics: hub.metrics.metrics(clients, true),
         }
@@ -349,24 +349,60 @@ async fn register(
 }
 
 /// What the ops port asks of a front.
-struct FrontOps(Arc<Hub>);
+struct FrontOps {
+    hub: Arc<Hub>,
+    /// Every back was linked at some moment since the front started.
+    linked_once: AtomicBool,
+}
 
 impl OpsNode for FrontOps {
     fn metrics(&self) -> Vec<centrum_protocol::Metric> {
-        self.0.metrics.metrics(self.0.client_count(), false)
+        self.hub.metrics.metrics(self.hub.client_count(), false)
     }
 
-    /// Ready once linked to every back: before, some channels would refuse joins.
+    /// Ready once it has been linked to every back: before, some channels would refuse
+    /// joins. A back away later leaves it ready: that back's clients are told its
+    /// channels are unavailable, and everyone else plays on. Taking every front out of
+    /// its load balancer for one back would cut them all off.
     fn ready(&self) -> Result<(), String> {
-        let unlinked = self.0.unlinked();
-        if unlinked.is_empty() {
+        if self.linked_once.load(Relaxed) {
             return Ok(());
         }
-        let backs = &self.0.config.backs;
+        let unlinked = self.hub.unlinked();
+        if unlinked.is_empty() {
+            self.linked_once.store(true, Relaxed);
+            return Ok(());
+        }
+        let backs = &self.hub.config.backs;
         let ids: Vec<&str> = unlinked
             .iter()
             .filter_map(|&i| backs.get(i).map(|b| b.id.as_str()))
             .collect();
         Err(format!("no link to back {}", ids.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_front_is_ready_once_it_has_linked_every_back_and_stays_so() {
+        let hub = Arc::new(Hub::new(
+            "front-1",
+            Arc::new(Config::embedded_default()),
+            None,
+        ));
+        let ops = FrontOps {
+            hub: hub.clone(),
+            linked_once: AtomicBool::new(false),
+        };
+        assert_eq!(ops.ready(), Err("no link to back back-1".into()));
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        hub.link_up(0, &["arena".to_owned()], &tx, &Shutdown::new());
+        assert_eq!(ops.ready(), Ok(()));
+        // A back away later: its clients are told, the front stays in its load balancer.
+        hub.link_down(0);
+        assert_eq!(ops.ready(), Ok(()));
     }
 }
