@@ -677,19 +677,14 @@ impl Early {
         let ops = match config.backs[index].ops {
             None => None,
             Some(addr) => {
-                let listener = centrum_net::ops::bind(addr).map_err(|source| BackError::Ops {
+                let token = config.master.admin_token.clone();
+                let started =
+                    centrum_net::ops::start(addr, metrics.ops.clone(), token, &mut tasks, shutdown);
+                Some(started.map_err(|source| BackError::Ops {
                     field: format!("backs[{index}].ops"),
                     addr,
                     source,
-                })?;
-                let bound = listener.local_addr()?;
-                let ops = Ops::new(metrics.ops.clone(), config.master.admin_token.clone());
-                let (served, stop) = (ops.clone(), shutdown.clone());
-                tasks.spawn(async move {
-                    centrum_net::ops::serve(listener, served, stop).await;
-                    Ok(())
-                });
-                Some((ops, bound))
+                })?)
             }
         };
         Ok(Early {

@@ -250,6 +250,20 @@ fn a_closed_stdout_ends_a_command_quietly() {
 /// Kills the `up` process (and so its children) when the test ends, pass or fail.
 struct Up(std::process::Child);
 
+impl Up {
+    /// `centrum up CONFIG` in `dir`, quiet.
+    fn start(config: &Path, dir: &Path) -> Up {
+        Up(centrum()
+            .arg("up")
+            .arg(config)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn up"))
+    }
+}
+
 impl Drop for Up {
     fn drop(&mut self) {
         let _ = Command::new("kill")
@@ -291,14 +305,7 @@ async fn up_runs_a_cluster_of_processes_that_clients_play_through() {
         ),
     )
     .expect("write config");
-    let up = Up(centrum()
-        .arg("up")
-        .arg(&config)
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn up"));
+    let up = Up::start(&config, &dir);
 
     let gate = format!("127.0.0.1:{http}");
     let deadline = Instant::now() + TIMEOUT;
@@ -424,14 +431,7 @@ async fn a_front_pool_takes_any_number_of_instances() {
         ),
     )
     .expect("write config");
-    let _up = Up(centrum()
-        .arg("up")
-        .arg(&config)
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn up"));
+    let _up = Up::start(&config, &dir);
     let _extra = Up(centrum()
         .args(["front", "--id", "front-7f9c-x2x9q", "--config"])
         .arg(&config)

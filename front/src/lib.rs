@@ -35,7 +35,7 @@ use tracing::{Instrument, info};
 
 use centrum_config::Config;
 use centrum_net::auth::ClusterKey;
-use centrum_net::ops::{Ops, OpsNode};
+use centrum_net::ops::OpsNode;
 use centrum_net::{Acceptor, Registration, ServerStream, ServerTls, Shutdown};
 use centrum_protocol::{CLUSTER_VERSION, NodeStats, Register, Role};
 
@@ -139,22 +139,20 @@ impl Front {
         let ops_addr = match me.ops {
             None => None,
             Some(addr) => {
-                let listener = centrum_net::ops::bind(addr).map_err(|source| FrontError::Ops {
+                let token = config.master.admin_token.clone();
+                let counters = hub.metrics.ops.clone();
+                let (ops, bound) = centrum_net::ops::start(
+                    addr, counters, token, &mut tasks, &shutdown,
+                )
+                .map_err(|source| FrontError::Ops {
                     field: format!("fronts[{index}].ops"),
                     addr,
                     source,
                 })?;
-                let bound = listener.local_addr()?;
-                let ops = Ops::new(hub.metrics.ops.clone(), config.master.admin_token.clone());
                 ops.set_node(Arc::new(FrontOps {
                     hub: hub.clone(),
                     linked_once: AtomicBool::new(false),
                 }));
-                let stop = shutdown.clone();
-                tasks.spawn(async move {
-                    centrum_net::ops::serve(listener, ops, stop).await;
-                    Ok(())
-                });
                 Some(bound)
             }
         };

@@ -167,6 +167,29 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(listener)
 }
 
+/// Binds the operations port at `addr` and serves it in a task of `tasks` until
+/// `shutdown`: the port's [`Ops`] (for the node to [`Ops::set_node`]) and bound address.
+///
+/// # Errors
+/// As [`bind`].
+pub fn start<E: Send + 'static>(
+    addr: SocketAddr,
+    counters: Arc<OpsCounters>,
+    token: Option<Secret>,
+    tasks: &mut JoinSet<Result<(), E>>,
+    shutdown: &Shutdown,
+) -> io::Result<(Arc<Ops>, SocketAddr)> {
+    let listener = bind(addr)?;
+    let bound = listener.local_addr()?;
+    let ops = Ops::new(counters, token);
+    let (served, stop) = (ops.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        serve(listener, served, stop).await;
+        Ok(())
+    });
+    Ok((ops, bound))
+}
+
 /// Serves the operations port on `listener` until `shutdown`, then gives connections in
 /// progress [`DRAIN_TIMEOUT`] to finish.
 pub async fn serve(listener: TcpListener, ops: Arc<Ops>, shutdown: Shutdown) {
