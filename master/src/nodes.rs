@@ -166,6 +166,13 @@ pub(crate) async fn serve_link<S>(
             warn!(%reason, "registration refused");
             return refuse(&mut link, reason, retry).await;
         }
+        // Closed without a word: a port probe (a node checking its advertised address,
+        // a load balancer's health check), not a node lost.
+        Ok(Err(Admission::Failed(FrameError::Io(e))))
+            if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            return debug!("a connection closed before it registered");
+        }
         Ok(Err(Admission::Failed(e))) => return log_link_error(&e, "handshake"),
         Err(_) => {
             return warn!(
