@@ -98,14 +98,8 @@ pub enum BackError {
     /// The store's URL is missing or unreadable.
     #[error(transparent)]
     StoreUrl(#[from] centrum_config::StoreUrlError),
-    /// The ops port (`field`) cannot be bound.
-    #[error("{field}: cannot listen on {addr}: {source}")]
-    Ops {
-        field: String,
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Ops(#[from] centrum_net::ops::BindError),
     /// The link port's certificate or key (`field`) cannot be used.
     #[error("{field}: {source}")]
     Tls {
@@ -678,13 +672,11 @@ impl Early {
             None => None,
             Some(addr) => {
                 let token = config.master.admin_token.clone();
-                let started =
-                    centrum_net::ops::start(addr, metrics.ops.clone(), token, &mut tasks, shutdown);
-                Some(started.map_err(|source| BackError::Ops {
-                    field: format!("backs[{index}].ops"),
-                    addr,
-                    source,
-                })?)
+                let at = (format!("backs[{index}].ops"), addr);
+                let counters = metrics.ops.clone();
+                Some(centrum_net::ops::start(
+                    at, counters, token, &mut tasks, shutdown,
+                )?)
             }
         };
         Ok(Early {

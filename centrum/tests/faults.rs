@@ -211,6 +211,16 @@ async fn until(up: &Up, what: &str, deadline: Instant, done: impl Fn() -> bool) 
     }
 }
 
+/// Waits until every client has 5 inputs acknowledged past `acks`, by `deadline`.
+async fn acked_past(up: &Up, seen: &[Arc<Mutex<Seen>>], acks: &[Seq], deadline: Instant) {
+    until(up, "inputs acknowledged again", deadline, || {
+        seen.iter()
+            .zip(acks)
+            .all(|(s, a)| s.lock().ack.0 >= a.0 + 5)
+    })
+    .await;
+}
+
 /// Kills `pid` with SIGKILL and waits until every client has had a full state since:
 /// when it was killed, and that state of each client.
 async fn kill_until_served(
@@ -286,17 +296,7 @@ async fn back_killed_under_load(load: Load, kept: &str) {
         .expect("clients");
     // Go on playing a little: inputs flow again.
     let again: Vec<Seq> = seen.iter().map(|s| s.lock().ack).collect();
-    until(
-        &up,
-        "inputs acknowledged after the restart",
-        killed + TIMEOUT,
-        || {
-            seen.iter()
-                .zip(&again)
-                .all(|(s, a)| s.lock().ack.0 >= a.0 + 5)
-        },
-    )
-    .await;
+    acked_past(&up, &seen, &again, killed + TIMEOUT).await;
     stop.send(true).expect("stop");
     let mut lost = 0.0;
     for (i, handle) in players.into_iter().enumerate() {
@@ -368,12 +368,7 @@ async fn a_stopped_redis_makes_the_channel_unavailable_until_it_is_back() {
     })
     .await;
     let served = started.elapsed();
-    until(&up, "inputs acknowledged again", started + TIMEOUT, || {
-        seen.iter()
-            .zip(&acked)
-            .all(|(s, a)| s.lock().ack.0 >= a.0 + 5)
-    })
-    .await;
+    acked_past(&up, &seen, &acked, started + TIMEOUT).await;
     stop.send(true).expect("stop");
     let mut lost = 0.0;
     for (i, handle) in players.into_iter().enumerate() {

@@ -321,6 +321,42 @@ fn served_since(players: &[Player], since: Instant) -> Option<Vec<(Seq, f64)>> {
         .collect()
 }
 
+/// What each player's state holds now: the inputs the server said it applied.
+fn applied(players: &[Player]) -> Vec<f64> {
+    players.iter().map(|p| p.seen.lock().x).collect()
+}
+
+/// Waits until every player has `n` more inputs acknowledged than now.
+async fn acks_past(logs: &[PathBuf], players: &[Player], n: u32, what: &str) {
+    let now: Vec<Seq> = players.iter().map(|p| p.seen.lock().ack).collect();
+    until(logs, what, || {
+        players
+            .iter()
+            .zip(&now)
+            .all(|(p, a)| p.seen.lock().ack.0 >= a.0 + n)
+    })
+    .await;
+}
+
+/// After a fault at `since`: waits until every player was served again and plays on;
+/// how long the serving took, and the inputs of `applied` (before the fault) missing.
+async fn recovery(
+    logs: &[PathBuf],
+    players: &[Player],
+    since: Instant,
+    applied: &[f64],
+    what: &str,
+) -> (Duration, f64) {
+    until(logs, &format!("served after {what}"), || {
+        served_since(players, since).is_some()
+    })
+    .await;
+    let took = Instant::now().duration_since(since);
+    let served = served_since(players, since).expect("served");
+    acks_past(logs, players, 5, &format!("playing after {what}")).await;
+    (took, lost(applied, &served))
+}
+
 /// Inputs the server said it applied before a fault (each moves a player by 1: its
 /// `x` then) that the player's state after the fault does not hold.
 fn lost(applied: &[f64], served: &[(Seq, f64)]) -> f64 {
@@ -393,21 +429,11 @@ async fn a_cluster_over_three_hosts_survives_a_host_cut_off_killed_and_replaced(
             players.push(Player { name, seen });
         }
     }
-    let acks_past = |n: u32| {
-        let now: Vec<Seq> = players.iter().map(|p| p.seen.lock().ack).collect();
-        move |players: &[Player]| {
-            players
-                .iter()
-                .zip(&now)
-                .all(|(p, a)| p.seen.lock().ack.0 >= a.0 + n)
-        }
-    };
-    let playing = acks_past(20);
-    until(&dirs, "playing across hosts", || playing(&players)).await;
+    acks_past(&dirs, &players, 20, "playing across hosts").await;
 
     // Host 3 is cut off: front-1 loses back-2 (its players are told Unavailable), and
     // the players on front-2 lose their front.
-    let applied: Vec<f64> = players.iter().map(|p| p.seen.lock().x).collect();
+    let before = applied(&players);
     let cut = Instant::now();
     net.set_link(3, false);
     until(&dirs, "told of the cut", || {
@@ -417,18 +443,10 @@ async fn a_cluster_over_three_hosts_survives_a_host_cut_off_killed_and_replaced(
     .await;
     let healed = Instant::now();
     net.set_link(3, true);
-    until(&dirs, "served after the heal", || {
-        served_since(&players, healed).is_some()
-    })
-    .await;
-    let served = served_since(&players, healed).expect("served");
-    let after_cut = Instant::now().duration_since(healed);
-    let lost_to_cut = lost(&applied, &served);
-    let again = acks_past(5);
-    until(&dirs, "playing after the heal", || again(&players)).await;
+    let (after_cut, lost_to_cut) = recovery(&dirs, &players, healed, &before, "the heal").await;
 
     // Host 3 dies: every process on it is killed; then it starts again, disk and all.
-    let applied: Vec<f64> = players.iter().map(|p| p.seen.lock().x).collect();
+    let before = applied(&players);
     let back_2 = node_pid(&http, "back-2").await.expect("back-2 listed");
     let killed = Instant::now();
     assert!(net.kill_all(3) >= 3, "up, front-2 and back-2 ran on host 3");
@@ -438,24 +456,17 @@ async fn a_cluster_over_three_hosts_survives_a_host_cut_off_killed_and_replaced(
     })
     .await;
     ups[2] = net.up(3, &dirs[2]);
-    until(&dirs, "served after the restart", || {
-        served_since(&players, killed).is_some()
-    })
-    .await;
-    let served = served_since(&players, killed).expect("served");
+    let (after_kill, lost_to_kill) =
+        recovery(&dirs, &players, killed, &before, "the restart").await;
     let restarted = node_pid(&http, "back-2").await;
     assert!(
         restarted.is_some_and(|pid| pid != back_2),
         "back-2 is a new process"
     );
-    let after_kill = Instant::now().duration_since(killed);
-    let lost_to_kill = lost(&applied, &served);
-    let again = acks_past(5);
-    until(&dirs, "playing after the restart", || again(&players)).await;
 
     // Host 3 dies for good. Host 1 takes over its address and runs its nodes, with
     // nothing of host 3's on its disk: back-2's channels come back from Redis.
-    let applied: Vec<f64> = players.iter().map(|p| p.seen.lock().x).collect();
+    let before = applied(&players);
     let back_2 = node_pid(&http, "back-2").await.expect("back-2 listed");
     let replaced = Instant::now();
     net.kill_all(3);
@@ -468,23 +479,13 @@ async fn a_cluster_over_three_hosts_survives_a_host_cut_off_killed_and_replaced(
     ups.push(net.up_as(1, 3, &stand_in));
     let mut logs = dirs.clone();
     logs.push(stand_in);
-    until(&logs, "served after host 3 was replaced", || {
-        served_since(&players, replaced).is_some()
-    })
-    .await;
-    let served = served_since(&players, replaced).expect("served");
+    let (after_move, lost_to_move) =
+        recovery(&logs, &players, replaced, &before, "host 3 was replaced").await;
     let moved = node_pid(&http, "back-2").await;
     assert!(
         moved.is_some_and(|pid| pid != back_2),
         "back-2 runs on host 1"
     );
-    let after_move = Instant::now().duration_since(replaced);
-    let lost_to_move = lost(&applied, &served);
-    let again = acks_past(5);
-    until(&logs, "playing after host 3 was replaced", || {
-        again(&players)
-    })
-    .await;
 
     stop.send(true).expect("stop");
     for (task, p) in tasks.into_iter().zip(&players) {

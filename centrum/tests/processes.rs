@@ -21,6 +21,14 @@ fn centrum() -> Command {
     Command::new(env!("CARGO_BIN_EXE_centrum"))
 }
 
+/// `centrum check FILE`, which must pass: what it printed.
+fn check_ok(file: &Path) -> String {
+    let out = centrum().arg("check").arg(file).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("centrum-test-{}-{name}", std::process::id()));
     // Fresh: a back would recover channels a former run left in its data directory.
@@ -119,13 +127,7 @@ fn check_shows_ops_ports_and_refuses_a_clash() {
             "listen = \"127.0.0.1:7320\"\nops = \"127.0.0.1:7391\"",
         );
     std::fs::write(&good, &text).expect("write");
-    let out = centrum().arg("check").arg(&good).output().expect("runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = check_ok(&good);
     // A wildcard bind is shown at the node's host.
     assert!(
         stdout.contains("(host 127.0.0.1)  ops http://127.0.0.1:7390\n"),
@@ -158,13 +160,7 @@ fn check_reads_the_auth_key_as_a_front_will() {
         key.display().to_string()
     );
     std::fs::write(&good, format!("{}{auth}", centrum_config::DEFAULT_TOML)).expect("write");
-    let out = centrum().arg("check").arg(&good).output().expect("runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = check_ok(&good);
     assert!(
         stdout.contains("auth    JWT EdDSA; without a token: refused"),
         "{stdout}"

@@ -835,21 +835,17 @@ impl StoreConfig {
     /// URL's scheme is not one of [`STORE_URL_SCHEMES`]. No error shows the URL.
     pub fn url(&self) -> Result<Secret, StoreUrlError> {
         let env = self.url_env();
-        let (url, from) = if let Some(value) = std::env::var_os(env).filter(|v| !v.is_empty()) {
-            let value = value
-                .into_string()
-                .map_err(|_| StoreUrlError::NotUtf8(format!("environment variable {env}")))?;
-            (value, format!("environment variable {env}"))
-        } else if let Some(path) = &self.url_file {
-            let text = std::fs::read_to_string(path).map_err(|source| StoreUrlError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let line = text.lines().next().unwrap_or("").trim().to_owned();
-            (line, format!("{} (store.url_file)", path.display()))
-        } else if let Some(url) = &self.url {
-            (url.expose().to_owned(), "store.url".to_owned())
-        } else {
+        let found = read_secret(
+            env,
+            self.url_file.as_deref(),
+            self.url.as_ref(),
+            "store.url",
+        )
+        .map_err(|e| match e {
+            Unread::NotUtf8(from) => StoreUrlError::NotUtf8(from),
+            Unread::Read { path, source } => StoreUrlError::Read { path, source },
+        })?;
+        let Some((url, from)) = found else {
             return Err(StoreUrlError::Missing {
                 env: env.to_owned(),
             });
@@ -899,21 +895,17 @@ impl ClusterConfig {
     /// 16 or longer than 1024 bytes. No error shows the secret.
     pub fn secret(&self) -> Result<Secret, SecretError> {
         let env = self.secret_env();
-        let (secret, from) = if let Some(value) = std::env::var_os(env).filter(|v| !v.is_empty()) {
-            let value = value
-                .into_string()
-                .map_err(|_| SecretError::NotUtf8(format!("environment variable {env}")))?;
-            (value, format!("environment variable {env}"))
-        } else if let Some(path) = &self.secret_file {
-            let text = std::fs::read_to_string(path).map_err(|source| SecretError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let line = text.lines().next().unwrap_or("").trim().to_owned();
-            (line, format!("{} (cluster.secret_file)", path.display()))
-        } else if let Some(secret) = &self.secret {
-            (secret.expose().to_owned(), "cluster.secret".to_owned())
-        } else {
+        let found = read_secret(
+            env,
+            self.secret_file.as_deref(),
+            self.secret.as_ref(),
+            "cluster.secret",
+        )
+        .map_err(|e| match e {
+            Unread::NotUtf8(from) => SecretError::NotUtf8(from),
+            Unread::Read { path, source } => SecretError::Read { path, source },
+        })?;
+        let Some((secret, from)) = found else {
             return Err(SecretError::Missing {
                 env: env.to_owned(),
             });
@@ -926,6 +918,43 @@ impl ClusterConfig {
         }
         Ok(Secret::new(secret))
     }
+}
+
+/// A secret given three ways, for [`ClusterConfig::secret`] and [`StoreConfig::url`]:
+/// the environment variable `env` when it is set and not empty, else the first line of
+/// `file`, else `inline` (the config key `field`, whose `_file` sibling names `file`).
+/// With where it came from, for messages; None when no way gives one.
+fn read_secret(
+    env: &str,
+    file: Option<&Path>,
+    inline: Option<&Secret>,
+    field: &str,
+) -> Result<Option<(String, String)>, Unread> {
+    if let Some(value) = std::env::var_os(env).filter(|v| !v.is_empty()) {
+        let from = format!("environment variable {env}");
+        let value = value
+            .into_string()
+            .map_err(|_| Unread::NotUtf8(from.clone()))?;
+        return Ok(Some((value, from)));
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|source| Unread::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let line = text.lines().next().unwrap_or("").trim().to_owned();
+        return Ok(Some((line, format!("{} ({field}_file)", path.display()))));
+    }
+    Ok(inline.map(|secret| (secret.expose().to_owned(), field.to_owned())))
+}
+
+/// Why [`read_secret`] could not read what it was pointed at.
+enum Unread {
+    NotUtf8(String),
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Why the cluster secret could not be had.

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use crate::{
     AccessConfig, BackConfig, CallsConfig, Config, FieldError, FrontConfig, Limits, MasterLimits,
@@ -107,20 +108,21 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        if let Some(env) = &cluster.secret_env
+        self.secret_source("cluster.secret", &cluster.secret_env, &cluster.secret_file);
+    }
+
+    /// The `_env` and `_file` siblings of the secret `field`: a variable name and a path.
+    fn secret_source(&mut self, field: &str, env: &Option<String>, file: &Option<PathBuf>) {
+        if let Some(env) = env
             && !is_env_name(env)
         {
             self.push(
-                "cluster.secret_env",
+                format!("{field}_env"),
                 "must be an environment variable name: A-Z, a-z, 0-9 and '_', not starting with a digit",
             );
         }
-        if cluster
-            .secret_file
-            .as_ref()
-            .is_some_and(|f| f.as_os_str().is_empty())
-        {
-            self.push("cluster.secret_file", "must not be empty");
+        if file.as_ref().is_some_and(|f| f.as_os_str().is_empty()) {
+            self.push(format!("{field}_file"), "must not be empty");
         }
     }
 
@@ -231,21 +233,7 @@ impl<'a> Checker<'a> {
                 "must start with redis:// or redis+unix:// (rediss:// is not supported: reach the server over a private network)",
             );
         }
-        if let Some(env) = &store.url_env
-            && !is_env_name(env)
-        {
-            self.push(
-                "store.url_env",
-                "must be an environment variable name: A-Z, a-z, 0-9 and '_', not starting with a digit",
-            );
-        }
-        if store
-            .url_file
-            .as_ref()
-            .is_some_and(|f| f.as_os_str().is_empty())
-        {
-            self.push("store.url_file", "must not be empty");
-        }
+        self.secret_source("store.url", &store.url_env, &store.url_file);
         let prefix_ok = (1..=64).contains(&store.prefix.len())
             && store
                 .prefix

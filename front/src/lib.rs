@@ -56,14 +56,8 @@ pub enum FrontError {
     /// The cluster secret is missing or unreadable.
     #[error(transparent)]
     Secret(#[from] centrum_config::SecretError),
-    /// The ops port (`field`) cannot be bound.
-    #[error("{field}: cannot listen on {addr}: {source}")]
-    Ops {
-        field: String,
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Ops(#[from] centrum_net::ops::BindError),
     /// The certificate or key named by `field` cannot be used.
     #[error("{field}: {source}")]
     Tls {
@@ -141,14 +135,9 @@ impl Front {
             Some(addr) => {
                 let token = config.master.admin_token.clone();
                 let counters = hub.metrics.ops.clone();
-                let (ops, bound) = centrum_net::ops::start(
-                    addr, counters, token, &mut tasks, &shutdown,
-                )
-                .map_err(|source| FrontError::Ops {
-                    field: format!("fronts[{index}].ops"),
-                    addr,
-                    source,
-                })?;
+                let at = (format!("fronts[{index}].ops"), addr);
+                let (ops, bound) =
+                    centrum_net::ops::start(at, counters, token, &mut tasks, &shutdown)?;
                 ops.set_node(Arc::new(FrontOps {
                     hub: hub.clone(),
                     linked_once: AtomicBool::new(false),

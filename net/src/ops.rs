@@ -167,20 +167,35 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(listener)
 }
 
-/// Binds the operations port at `addr` and serves it in a task of `tasks` until
-/// `shutdown`: the port's [`Ops`] (for the node to [`Ops::set_node`]) and bound address.
+/// The ops port the config sets in `field` could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: cannot listen on {addr}: {source}")]
+pub struct BindError {
+    pub field: String,
+    pub addr: SocketAddr,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Binds the operations port at `addr` (set by the config's `field`) and serves it in a
+/// task of `tasks` until `shutdown`: the port's [`Ops`] (for the node to
+/// [`Ops::set_node`]) and bound address.
 ///
 /// # Errors
-/// As [`bind`].
+/// [`BindError`] as [`bind`].
 pub fn start<E: Send + 'static>(
-    addr: SocketAddr,
+    (field, addr): (String, SocketAddr),
     counters: Arc<OpsCounters>,
     token: Option<Secret>,
     tasks: &mut JoinSet<Result<(), E>>,
     shutdown: &Shutdown,
-) -> io::Result<(Arc<Ops>, SocketAddr)> {
-    let listener = bind(addr)?;
-    let bound = listener.local_addr()?;
+) -> Result<(Arc<Ops>, SocketAddr), BindError> {
+    let bound = bind(addr).and_then(|l| Ok((l.local_addr()?, l)));
+    let (bound, listener) = bound.map_err(|source| BindError {
+        field,
+        addr,
+        source,
+    })?;
     let ops = Ops::new(counters, token);
     let (served, stop) = (ops.clone(), shutdown.clone());
     tasks.spawn(async move {

@@ -8,6 +8,8 @@ mod disk;
 mod file;
 mod memory;
 mod redis;
+#[cfg(test)]
+mod test_log;
 
 use std::fmt;
 

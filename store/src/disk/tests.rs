@@ -154,19 +154,7 @@ fn damage_before_the_last_segment_refuses_to_recover() {
 fn a_damaged_snapshot_falls_back_to_the_one_before_it() {
     let dir = temp_dir("fallback");
     let s = store(&dir);
-    let mut opened = s.open("arena").unwrap();
-    for step in 1..=4 {
-        opened.journal.append(step, b"r", true).unwrap();
-        if step % 2 == 0 {
-            opened.journal.cut(step).unwrap();
-            opened
-                .snapshots
-                .write(step, format!("s{step}").as_bytes())
-                .unwrap();
-        }
-    }
-    opened.journal.append(5, b"r", true).unwrap();
-    drop(opened);
+    crate::test_log::snapshots_at_2_and_4_then_step_5(&s);
     let newest = dir.join("arena").join(file_name("snapshot-", 4, ".snap"));
     let mut bytes = fs::read(&newest).unwrap();
     let mid = bytes.len() - 2;

@@ -166,19 +166,7 @@ fn a_damaged_snapshot_is_set_aside_for_the_one_before_it() {
         return;
     };
     let s = store(&server);
-    let mut opened = s.open("arena").unwrap();
-    for step in 1..=4 {
-        opened.journal.append(step, b"r", true).unwrap();
-        if step % 2 == 0 {
-            opened.journal.cut(step).unwrap();
-            opened
-                .snapshots
-                .write(step, format!("s{step}").as_bytes())
-                .unwrap();
-        }
-    }
-    opened.journal.append(5, b"r", true).unwrap();
-    drop(opened);
+    crate::test_log::snapshots_at_2_and_4_then_step_5(&s);
     let key = "test:{back-1}:arena:snaps";
     let mut con = raw(&server);
     let mut newest: Vec<u8> = redis::cmd("HGET").arg(key).arg(4).query(&mut con).unwrap();

@@ -388,11 +388,19 @@ impl centrum_store::Journal for Flaky {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_journal_that_cannot_be_written_holds_the_ack_back_until_it_can() {
-    let store = MemoryStore::new();
-    let mut ch = recovered(&store, false);
-    let failures = Arc::new(std::sync::atomic::AtomicU32::new(0));
+/// A channel of `store` whose journal fails its next `failures` appends (the returned
+/// count, to set more), with one member joined through the returned link.
+fn flaky_channel(
+    store: &MemoryStore,
+    failures: u32,
+) -> (
+    Channel,
+    Arc<std::sync::atomic::AtomicU32>,
+    LinkHandle,
+    mpsc::Receiver<Bytes>,
+) {
+    let mut ch = recovered(store, false);
+    let failures = Arc::new(std::sync::atomic::AtomicU32::new(failures));
     let persist = ch.persist.as_mut().expect("durable");
     persist.wrap_journal(|inner| {
         Box::new(Flaky {
@@ -400,9 +408,16 @@ async fn a_journal_that_cannot_be_written_holds_the_ack_back_until_it_can() {
             failures: failures.clone(),
         })
     });
-    let (link, mut rx) = LinkHandle::for_test("front-1", 64);
+    let (link, rx) = LinkHandle::for_test("front-1", 64);
     ch.shared.inbox.push(attach(&link)).unwrap();
     ch.shared.inbox.push(join(link.clone(), 1)).unwrap();
+    (ch, failures, link, rx)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_journal_that_cannot_be_written_holds_the_ack_back_until_it_can() {
+    let store = MemoryStore::new();
+    let (mut ch, failures, link, mut rx) = flaky_channel(&store, 0);
     durable_tick(&mut ch).await;
     frames(&mut rx);
 
@@ -439,18 +454,7 @@ async fn a_journal_that_cannot_be_written_holds_the_ack_back_until_it_can() {
 #[tokio::test(start_paused = true)]
 async fn a_journal_that_fails_past_the_outage_limit_stops_the_channel() {
     let store = MemoryStore::new();
-    let mut ch = recovered(&store, false);
-    let failures = Arc::new(std::sync::atomic::AtomicU32::new(u32::MAX));
-    let persist = ch.persist.as_mut().expect("durable");
-    persist.wrap_journal(|inner| {
-        Box::new(Flaky {
-            inner,
-            failures: failures.clone(),
-        })
-    });
-    let (link, mut rx) = LinkHandle::for_test("front-1", 64);
-    ch.shared.inbox.push(attach(&link)).unwrap();
-    ch.shared.inbox.push(join(link.clone(), 1)).unwrap();
+    let (mut ch, _failures, _link, mut rx) = flaky_channel(&store, u32::MAX);
     ch.step(Instant::now());
     let started = tokio::time::Instant::now();
     let stopped = ch.commit(&centrum_net::Shutdown::new()).await;
