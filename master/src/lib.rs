@@ -126,7 +126,10 @@ pub async fn run_with(
             })?,
         ),
     };
-    let registry = Registry::new(config.limits.heartbeat() * MISSED_HEARTBEATS);
+    let registry = Registry::new(
+        config.limits.heartbeat() * MISSED_HEARTBEATS,
+        config.matchmaker.seat_ttl(),
+    );
     let matchmaker = matchmaker::Matchmaker::new(config.clone(), key.clone(), registry.clone());
     // A failing task stops the master's own tasks, not whatever else the caller's
     // signal governs (e.g. the nodes of `centrum up --in-process`).

@@ -312,7 +312,10 @@ mod tests {
     }
 
     fn nodes(reports: Vec<(Role, &str, NodeStats)>) -> Vec<Node> {
-        let registry = Registry::new(std::time::Duration::from_secs(3));
+        let registry = Registry::new(
+            std::time::Duration::from_secs(3),
+            std::time::Duration::from_secs(10),
+        );
         let now = Instant::now();
         for (role, id, stats) in reports {
             let reg = Register {

@@ -25,6 +25,9 @@ struct Inner {
     next_link: AtomicU64,
     /// A node not heard from for this long is no longer live.
     stale_after: Duration,
+    /// Clients sent to a front that have not shown up this long after the first of
+    /// them are taken for gone (the matchmaker's seat lifetime).
+    handout_ttl: Duration,
 }
 
 /// One registration, that is one control link: the link that ends removes its own entry
@@ -48,9 +51,14 @@ pub(crate) struct Node {
     /// The heartbeat before `stats` and when it arrived: counters' rates are the change
     /// between the two, so every reader sees the same rates whenever it asks.
     pub(crate) previous: Option<(Instant, Arc<NodeStats>)>,
-    /// Clients sent to this front (gate, seats) since its last heartbeat: they count as
-    /// its load until the heartbeat does, so a burst of clients is spread over fronts.
+    /// Clients sent to this front (gate, seats) that its heartbeats have not yet shown
+    /// connected: they count as its load, so a burst of clients is spread over fronts.
+    /// A heartbeat takes off as many as the front's clients grew by, not all of them:
+    /// one sent a moment before the heartbeat has not connected yet.
     pub(crate) handouts: u32,
+    /// When the oldest of `handouts` was sent: all of them are dropped once it is older
+    /// than the handout lifetime (clients that never came).
+    pub(crate) handouts_since: Option<Instant>,
 }
 
 /// A live node already holds the id; the newcomer is refused with this as the reason.
@@ -69,12 +77,13 @@ pub(crate) struct AlreadyLiveError {
 
 impl Registry {
     /// An empty registry in which a node silent for `stale_after` stops counting as live.
-    pub(crate) fn new(stale_after: Duration) -> Self {
+    pub(crate) fn new(stale_after: Duration, handout_ttl: Duration) -> Self {
         Registry {
             inner: Arc::new(Inner {
                 nodes: Mutex::new(BTreeMap::new()),
                 next_link: AtomicU64::new(1),
                 stale_after,
+                handout_ttl,
             }),
         }
     }
@@ -115,6 +124,7 @@ impl Registry {
                 stats: Arc::default(),
                 previous: None,
                 handouts: 0,
+                handouts_since: None,
             },
         );
         Ok(link)
@@ -128,9 +138,17 @@ impl Registry {
             let mut nodes = self.inner.nodes.lock();
             match nodes.get_mut(id) {
                 Some(node) if node.link == link => {
+                    let arrived = stats.clients.saturating_sub(node.stats.clients);
+                    node.handouts = node.handouts.saturating_sub(arrived);
+                    let expired = node
+                        .handouts_since
+                        .is_some_and(|t| now.saturating_duration_since(t) > self.inner.handout_ttl);
+                    if node.handouts == 0 || expired {
+                        node.handouts = 0;
+                        node.handouts_since = None;
+                    }
                     let last = std::mem::replace(&mut node.stats, stats);
                     let seen = std::mem::replace(&mut node.last_seen, now);
-                    node.handouts = 0;
                     Some(node.previous.replace((seen, last)))
                 }
                 _ => None,
@@ -183,6 +201,7 @@ impl Registry {
             // The map iterates in id order and `min_by_key` keeps the first minimum.
             .min_by_key(|node| node.stats.clients + node.handouts)?;
         node.handouts += 1;
+        node.handouts_since.get_or_insert(now);
         Some(node.clone())
     }
 
@@ -224,7 +243,7 @@ mod tests {
 
     #[test]
     fn a_live_id_is_refused_until_it_goes_stale() {
-        let registry = Registry::new(Duration::from_secs(3));
+        let registry = Registry::new(Duration::from_secs(3), Duration::from_secs(10));
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let first = registry
@@ -260,7 +279,7 @@ mod tests {
 
     #[test]
     fn the_least_loaded_live_front_wins_ties_by_id() {
-        let registry = Registry::new(Duration::from_secs(3));
+        let registry = Registry::new(Duration::from_secs(3), Duration::from_secs(10));
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         assert!(registry.least_loaded_front(t0).is_none());
@@ -286,14 +305,34 @@ mod tests {
             "a tie goes to the smaller id"
         );
 
-        // Clients sent to a front count until its next heartbeat.
+        // Clients sent to a front count until its heartbeats show them connected.
         assert_eq!(pick(500).as_deref(), Some("front-2"));
         assert_eq!(pick(500).as_deref(), Some("front-1"));
         assert_eq!(pick(500).as_deref(), Some("front-2"));
+        // front-2 has 2 on their way. A heartbeat showing one of them connected leaves
+        // the other counted (4 + 1 against front-1's 3 + 1): a heartbeat sent while a
+        // burst is on its way must not make the front look empty.
+        assert!(registry.heartbeat("front-2", f2, stats(4), at(600)));
+        assert_eq!(pick(700).as_deref(), Some("front-1"));
 
         // front-1 stays silent; front-2 keeps heartbeating and is the only live front.
         assert!(registry.heartbeat("front-2", f2, stats(50), at(3000)));
         assert_eq!(pick(3200).as_deref(), Some("front-2"));
         assert!(registry.least_loaded_front(at(6100)).is_none());
+
+        // Clients that never come are dropped after the handout lifetime (10 s), though
+        // no heartbeat shows anyone new.
+        let handouts = |id: &str| registry.inner.nodes.lock()[id].handouts;
+        assert_eq!((handouts("front-1"), handouts("front-2")), (3, 1));
+        assert!(registry.heartbeat("front-1", f1, stats(3), at(9_000)));
+        assert!(registry.heartbeat("front-2", f2, stats(50), at(9_000)));
+        assert_eq!(
+            (handouts("front-1"), handouts("front-2")),
+            (3, 1),
+            "not yet"
+        );
+        assert!(registry.heartbeat("front-1", f1, stats(3), at(20_000)));
+        assert!(registry.heartbeat("front-2", f2, stats(50), at(20_000)));
+        assert_eq!((handouts("front-1"), handouts("front-2")), (0, 0));
     }
 }
