@@ -17,6 +17,8 @@
 #   IDLE_ROOMS=5000   rooms made by the matchmaker and never joined: what they cost the back
 #                     (0 skips)
 #   MICRO=1           run the patch micro benchmarks (criterion, short); 0 skips them
+#   PROFILE_N=1000    profile centrum (arena, and rooms of as many clients) and the floor at
+#                     this N with perf (bench/profile.sh; needs root); "" skips
 #   NO_WRITE=1        print the tables only, leave BENCHMARKS.md alone
 #   CENTRUM_BIN=path  use this binary and skip `cargo build` (for testing the script)
 #
@@ -43,6 +45,7 @@ ROOM_CLIENTS="${ROOM_CLIENTS:-8}"
 IDLE_ROOMS="${IDLE_ROOMS:-5000}"
 MEMORY_NS="${MEMORY_NS:-1000}"
 MICRO="${MICRO:-1}"
+PROFILE_N="${PROFILE_N-1000}"
 read -r -a NLIST <<<"$NS"
 
 log() { echo "[compare] $*" >&2; }
@@ -62,7 +65,7 @@ rm -rf "$RES"
 mkdir -p "$RES"
 : >"$RES/centrum.jsonl"; : >"$RES/centrum_memory.jsonl"; : >"$RES/limit.jsonl"; : >"$RES/colyseus.jsonl"
 : >"$RES/idle.jsonl"; : >"$RES/micro.jsonl"
-: >"$RES/rooms.jsonl"; : >"$RES/rooms_idle.jsonl"
+: >"$RES/rooms.jsonl"; : >"$RES/rooms_idle.jsonl"; : >"$RES/limit_rooms.jsonl"; : >"$RES/profile.jsonl"
 STDOUT="$RES/.stdout"   # one sub-run's stdout, sorted into JSON lines and the rest
 FAILED=()
 
@@ -208,15 +211,11 @@ EOF
 fi
 
 # ---- 2. the floor (limit), B = centrum's bytes per player per patch --------------
-stage "$SHARED/limit" "$SCRATCH/limit"
-# The copy sits inside this repository's workspace; an empty [workspace] table keeps
-# cargo from treating it as an undeclared member.
-printf '\n[workspace]\n' >>"$SCRATCH/limit/Cargo.toml"
-log "floor: building limit-server and limit-loadgen"
-if (cd "$SCRATCH/limit" && timeout 1800 env -u CARGO_TARGET_DIR cargo build --release --quiet); then
-  for n in "${NLIST[@]}"; do
-    # median of centrum's lines at this N, rounded up; 12 (the target) if centrum has none
-    b="$(python3 - "$RES/centrum.jsonl" "$n" <<'EOF'
+# floor_b N: the median of centrum's bytes per player per patch at N, rounded up; 12
+# (the target) if centrum has no line there.
+floor_b() {
+  local b
+  b="$(python3 - "$RES/centrum.jsonl" "$1" <<'EOF'
 import json, math, statistics, sys
 vals = []
 for line in open(sys.argv[1]):
@@ -230,12 +229,52 @@ for line in open(sys.argv[1]):
 print(max(1, math.ceil(statistics.median(vals))) if vals else "")
 EOF
 )"
-    if [ -z "$b" ]; then b=12; log "floor N=$n: no centrum bytes per player, using B=12"; fi
+  if [ -z "$b" ]; then b=12; log "floor N=$1: no centrum bytes per player, using B=12"; fi
+  echo "$b"
+}
+# run_floor STEM N B: one floor run, its line in STEM.jsonl.
+run_floor() {
+  run_one "$1" "$2" "$SCRATCH/limit" $((QUIET_WAIT_S + 240 + WARMUP + WINDOW)) \
+    env -u CARGO_TARGET_DIR WARMUP="$WARMUP" WINDOW="$WINDOW" QUIET_MAX="$QUIET_MAX" \
+    QUIET_WAIT_S="$QUIET_WAIT_S" RESULTS=results/results.jsonl ./run.sh "$2:$3"
+}
+stage "$SHARED/limit" "$SCRATCH/limit"
+# The copy sits inside this repository's workspace; an empty [workspace] table keeps
+# cargo from treating it as an undeclared member.
+printf '\n[workspace]\n' >>"$SCRATCH/limit/Cargo.toml"
+log "floor: building limit-server and limit-loadgen"
+if (cd "$SCRATCH/limit" && timeout 1800 env -u CARGO_TARGET_DIR cargo build --release --quiet); then
+  for n in "${NLIST[@]}"; do
+    b="$(floor_b "$n")"
     log "floor N=$n B=$b (waits up to ${QUIET_WAIT_S}s for an idle machine)"
-    run_one limit "$n" "$SCRATCH/limit" $((QUIET_WAIT_S + 240 + WARMUP + WINDOW)) \
-      env -u CARGO_TARGET_DIR WARMUP="$WARMUP" WINDOW="$WINDOW" QUIET_MAX="$QUIET_MAX" \
-      QUIET_WAIT_S="$QUIET_WAIT_S" RESULTS=results/results.jsonl ./run.sh "$n:$b"
+    run_floor limit "$n" "$b"
   done
+  # As many clients as each rooms run, where no arena N had them: the same client writes
+  # and inputs a second as the rooms. B=8 is the least the floor's server writes per
+  # player (an id and a value), so its frames are far larger than a room's patch.
+  for r in "${ROOM_LIST[@]}"; do
+    n=$((r * ROOM_CLIENTS))
+    [[ " ${NLIST[*]} " == *" $n "* ]] && continue
+    log "floor N=$n B=8, as many clients as $r rooms of $ROOM_CLIENTS"
+    run_floor limit_rooms "$n" 8
+  done
+  # Where the CPU goes: centrum's processes and the floor's server under perf, at one N
+  # of the arena and in rooms of as many clients.
+  if [ -n "$PROFILE_N" ]; then
+    if ! command -v perf >/dev/null; then
+      log "profile: perf is not installed, skipping it (Debian: apt-get install linux-perf)"
+    else
+      wait_quiet profile "$PROFILE_N"
+      log "profile: arena and $((PROFILE_N / ROOM_CLIENTS)) rooms of $ROOM_CLIENTS at N=$PROFILE_N, and the floor"
+      if ! timeout --kill-after=15 600 env CENTRUM_BIN="$CENTRUM" LIMIT_DIR="$SCRATCH/limit" \
+          B="$(floor_b "$PROFILE_N")" ROOMS=$((PROFILE_N / ROOM_CLIENTS)) \
+          ROOM_CLIENTS="$ROOM_CLIENTS" OUT="$RES/profile.jsonl" \
+          bash "$REPO/bench/profile.sh" "$PROFILE_N"; then
+        log "profile failed, see above"
+        FAILED+=("profile")
+      fi
+    fi
+  fi
 else
   log "floor: build failed, skipping it"
   for n in "${NLIST[@]}"; do echo "{\"n\":$n,\"error\":\"limit build failed\"}" >>"$RES/limit.jsonl"; done

@@ -16,6 +16,8 @@ import statistics
 import subprocess
 from pathlib import Path
 
+import explain
+
 REPO = Path(__file__).resolve().parents[2]
 DASH = "—"
 # (file stem, label); the order of the rows in every table
@@ -62,6 +64,7 @@ def hub_row(r):
         "front_delay": num(r, "front_patch_delay_ms"),  # centrum only
         "tick": num(r, "server_tick_ms"),  # centrum only
         "commit": num(r, "journal_commit_ms"),  # centrum with a store on disk only
+        "loadgen": num(r, "loadgen_cpu_per_wall_s"),
     }
     valid = r.get("valid")
     if not isinstance(valid, bool):
@@ -97,6 +100,7 @@ def floor_row(r):
         "mismatches": None,  # the floor has no game state to check
         "valid": r.get("valid") if isinstance(r.get("valid"), bool) else None,
         "disturbed": r.get("undisturbed") is False,
+        "loadgen": num(r, "loadgen_cpu_per_wall_s"),
     }
 
 
@@ -117,11 +121,12 @@ def load(results, stem):
             continue
         if r.get("valid") is False and r.get("invalid_reasons"):  # centrum says why
             errors.append((r["n"], "not valid: " + "; ".join(map(str, r["invalid_reasons"]))))
-        if stem == "limit" and r.get("valid") is False:  # the floor's failed checks
+        floor = stem.startswith("limit")
+        if floor and r.get("valid") is False:  # the floor's failed checks
             failed = [k for k in FLOOR_CHECKS if r.get(k) is False]
             errors.append((r["n"], "not valid: " + (", ".join(f"{k} = false" for k in failed)
                                                      or "see its JSON line")))
-        runs.setdefault(r["n"], []).append(floor_row(r) if stem == "limit" else hub_row(r))
+        runs.setdefault(r["n"], []).append(floor_row(r) if floor else hub_row(r))
         extra.setdefault("versions", r.get("versions"))
         extra.setdefault("cluster", r.get("cluster"))
     return {n: median_row(rows) for n, rows in runs.items()}, errors, extra
@@ -636,8 +641,9 @@ other for every N (each sub-run about 30–40 s with the default phases, bounded
 `timeout`); the default N list takes about 8–10 minutes, plus the first builds (centrum,
 the floor's cargo workspace, Colyseus's `npm install`). It needs `../shared/bench` beside
 the repository, cargo, node/npm and python3; all traffic stays on 127.0.0.1. Raw JSON
-lines are kept in `target/compare/results/{centrum,limit,colyseus,idle,micro,rooms,rooms_idle}.jsonl`, and
-`python3 bench/compare/summarize.py` rebuilds this file from them.
+lines are kept in
+`target/compare/results/{centrum,limit,colyseus,idle,micro,rooms,rooms_idle,limit_rooms,profile}.jsonl`,
+and `python3 bench/compare/summarize.py` rebuilds this file from them.
 
 Environment: `NS="100 500 1000 2000"`, `DECODE=probe:20` (`all` makes every client
 decode), `WARMUP=5`, `WINDOW=20`, `TAIL=2` (seconds), `QUIET_MAX=0.15` /
@@ -645,8 +651,12 @@ decode), `WARMUP=5`, `WINDOW=20`, `TAIL=2` (seconds), `QUIET_MAX=0.15` /
 (idle connections on one front; 0 skips), `ROOMS="125 500"` / `ROOM_CLIENTS=8` (the
 workload in rooms of 8, declared and made by the matchmaker; "" skips),
 `IDLE_ROOMS=5000` (rooms nobody joins; 0 skips), `MICRO=1` (the patch micro benchmarks,
-shortened; 0 skips), `NO_WRITE=1` (print the tables, leave this file alone),
-`CENTRUM_BIN=path` (use that binary, no build).
+shortened; 0 skips), `PROFILE_N=1000` (the profile of "Where the CPU goes", taken with
+perf at this N, which needs root and the `linux-perf` package; "" skips), `NO_WRITE=1`
+(print the tables, leave this file alone), `CENTRUM_BIN=path` (use that binary, no build).
+The profile alone, after one compare run has built the floor: `bash bench/profile.sh 1000`
+(its header lists its settings); each process's raw samples stay in `target/compare/profile/`
+for `perf report -i`.
 A quick check: `NS=100 WARMUP=2 WINDOW=5 MICRO=0 NO_WRITE=1 bash bench/compare.sh`.
 
 The load generator alone: `centrum bench arena --help` (prints one JSON line per N).
@@ -694,6 +704,10 @@ def main():
     problems += [f"- floor N={n}: another process used the machine during the window "
                  "(`undisturbed: false`)" for n, r in data["limit"].items() if r.get("disturbed")]
     problems += [f"- centrum {label}: {e}" for label, e in room_problems]
+    floor_rooms, floor_room_errors, _ = load(args.results, "limit_rooms")
+    problems += [f"- floor N={n} (as many clients as the rooms): {e}" for n, e in floor_room_errors]
+    profiled = explain.parts(load_lines(args.results, "profile"))
+    why = explain.why_text(profiled, data, rooms, floor_rooms, os.cpu_count())
     tables = "\n\n".join(filter(None, [
         "## Results\n\n" + results_table(data, ns),
         NOTES.rstrip(),
@@ -715,7 +729,10 @@ def main():
           "entities: `patch` is the application's changes to encoded patch bytes, "
           "`commit_patch` the commit alone, `mirror_apply` a client applying the patch. "
           "Producing a patch costs what changed, not the size of the state." if micro else "",
+        "## Where the CPU goes (profiled, same run)\n\n" + explain.profile_table(profiled)
+        + "\n\n" + explain.PROFILE_NOTES if profiled else "",
         "## Targets\n\n" + targets_table(data, idle, micro, rooms),
+        "### Why the missed fan-out targets are missed\n\n" + why if why else "",
         latency_floor_text(data),
     ]))
     print(tables)

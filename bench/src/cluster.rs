@@ -277,7 +277,27 @@ fn args(role: &str, id: &str, config: &str) -> Vec<String> {
 fn spawn(program: &Path, args: &[String], log: &Path) -> Result<Child, BenchError> {
     let log_file = std::fs::File::create(log)
         .map_err(BenchError::io(format!("cannot create {}", log.display())))?;
-    Command::new(program)
+    let mut command = Command::new(program);
+    // A bench stopped by a signal (Ctrl-C, `timeout` in bench/compare.sh) runs no
+    // destructor, so `kill_on_drop` cannot stop its cluster: the kernel does instead.
+    // The signal follows the spawning thread, a runtime worker that lives as long as
+    // the bench.
+    let bench = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and only makes two
+    // async-signal-safe calls.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() as u32 != bench {
+                // the bench died between fork and prctl
+                return Err(std::io::Error::other("the bench has exited"));
+            }
+            Ok(())
+        });
+    }
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -280,3 +280,170 @@ fn bench_rooms_refuses_bad_arguments_clearly() {
     assert!(!ok);
     assert!(stderr.contains("cannot be used with"), "{stderr}");
 }
+
+/// The process ids of `pid`'s children, from procfs.
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                .flat_map(|c| {
+                    c.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect::<Vec<u32>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_bench_stopped_by_a_signal_takes_its_cluster_with_it() {
+    // bench/compare.sh stops an overrunning run with `timeout`, which sends SIGTERM: no
+    // destructor runs, and the cluster must not stay behind to skew the next run.
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_centrum"))
+        .args(["bench", "arena", "4", "--warmup", "1", "--window", "60"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("centrum starts");
+    // The cluster is up once the clients have joined.
+    let mut stderr = std::io::BufReader::new(bench.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = std::io::BufRead::read_line(&mut stderr, &mut line).expect("read stderr");
+        assert!(read > 0, "the bench ended before its clients joined");
+        if line.contains("joined in") {
+            break;
+        }
+    }
+    let cluster = children_of(bench.id());
+    assert_eq!(cluster.len(), 3, "master, back and front: {cluster:?}");
+    // SAFETY: a signal to the child this test started
+    unsafe { libc::kill(bench.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(!bench.wait().expect("wait").success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster
+        .iter()
+        .any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "cluster processes {cluster:?} outlived their bench"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs a script of bench/compare with python3; returns its stdout.
+fn python(script: &str, args: &[&str]) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/compare/");
+    let out = Command::new("python3")
+        .arg(format!("{path}{script}"))
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[test]
+fn the_profile_files_samples_by_syscall_and_the_summary_shows_cost_per_client_write() {
+    let dir = scratch("profile");
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    // `perf script -F pid,ip,sym`: a header with the pid (right-aligned), then frames.
+    let script = "\
+ 4321 \n\tffffffff8200e18f tcp_sendmsg\n\tffffffff816b826c do_writev\n\tffffffff821ed511 do_syscall_64\n\t           fde9d __GI___writev\n\n\
+ 4321 \n\tffffffff8200e18f tcp_sendmsg\n\tffffffff821ed511 do_syscall_64\n\n\
+ 4321 \n\tffffffff8143b42d do_futex\n\tffffffff821ed511 do_syscall_64\n\n\
+ 4321 \n\t          5a1b2c centrum_front::hub::Hub::input\n\n\
+ 4321 \n\t          5a1b2c malloc\n\n\
+ 98765 \n\tffffffff817302b8 do_epoll_wait\n\tffffffff821ed511 do_syscall_64\n\n\
+ 98765 \n\tffffffff81000000 asm_sysvec_apic_timer_interrupt\n\n\
+ 98765 \n\t          1234 tokio::runtime::task::raw::poll\n";
+    std::fs::write(dir.join("perf.script"), script).expect("write script");
+    // `perf stat -x,`: value,unit,event,...
+    std::fs::write(
+        dir.join("front.stat"),
+        "# started\n\n4000.0,msec,task-clock,4000,100.00\n800,,context-switches,4000,100.00\n\
+         16000,,raw_syscalls:sys_enter,4000,100.00\n8000,,syscalls:sys_enter_writev,4000,100.00\n\
+         <not counted>,,syscalls:sys_enter_read,0,0.00\n",
+    )
+    .expect("write stat");
+    std::fs::write(dir.join("back.stat"), "").expect("write stat");
+    let front = format!("front-1:4321:{}", dir.join("front.stat").display());
+    let back = format!("back-1:98765:{}", dir.join("back.stat").display());
+    let script_path = dir.join("perf.script").display().to_string();
+    let out = python(
+        "profile.py",
+        &[
+            "--system",
+            "centrum",
+            "--n",
+            "100",
+            "--hz",
+            "100",
+            "--seconds",
+            "1",
+            "--stat-seconds",
+            "2",
+            "--script",
+            &script_path,
+            &front,
+            &back,
+        ],
+    );
+    let procs = lines(&out);
+    assert_eq!(procs.len(), 2, "{out}");
+    let front = &procs[0];
+    assert_eq!(front["process"], "front-1");
+    assert_eq!(front["samples"]["kernel: socket writes"], 2, "{front}");
+    assert_eq!(front["samples"]["kernel: futex"], 1, "{front}");
+    assert_eq!(front["samples"]["user: own code"], 1, "{front}");
+    assert_eq!(front["samples"]["user: allocator"], 1, "{front}");
+    assert_eq!(front["counters"]["syscalls"], 16000.0, "{front}");
+    assert_eq!(front["counters"]["writev"], 8000.0, "{front}");
+    assert!(front["counters"].get("read").is_none(), "{front}");
+    let back = &procs[1];
+    assert_eq!(back["samples"]["kernel: epoll_wait"], 1, "{back}");
+    assert_eq!(
+        back["samples"]["kernel: interrupts and scheduling"], 1,
+        "{back}"
+    );
+    assert_eq!(back["samples"]["user: tokio"], 1, "{back}");
+
+    // The summary: 2 write samples at 100 Hz over 1 s, for 100 clients at 20 Hz, are
+    // 10 ms / 2,000 client ticks = 10 µs per client per tick; 16,000 syscalls in 2 s
+    // are 4 per client per tick.
+    let results = dir.join("results");
+    std::fs::create_dir_all(&results).expect("results dir");
+    std::fs::write(results.join("profile.jsonl"), out).expect("write profile lines");
+    let summary = python(
+        "summarize.py",
+        &["--no-write", "--results", &results.display().to_string()],
+    );
+    let row = |name: &str| {
+        summary
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap_or_else(|| panic!("no row {name:?} in:\n{summary}"))
+            .to_string()
+    };
+    assert!(summary.contains("## Where the CPU goes"), "{summary}");
+    assert!(
+        row("kernel: socket writes").contains("| 10.00 |"),
+        "{summary}"
+    );
+    assert!(
+        row("syscalls per client per tick").contains("| 4.00 |"),
+        "{summary}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
