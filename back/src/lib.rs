@@ -576,6 +576,13 @@ impl BackControl {
                 labels: Vec::new(),
                 value: store.failures() as f64,
             });
+            metrics.push(centrum_protocol::Metric {
+                name: "centrum_back_store_syncs_total".into(),
+                help: "Syncs of the store to the disk: one fdatasync for a journal that asked alone, one syncfs for all the journals that asked together (every channel's record of one tick, with store.fsync = \"tick\").".into(),
+                kind: centrum_protocol::MetricKind::Counter,
+                labels: Vec::new(),
+                value: store.syncs() as f64,
+            });
         }
         metrics.push(centrum_protocol::Metric {
             name: "centrum_back_busy_ratio".into(),

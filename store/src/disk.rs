@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+mod group;
+
+use group::SyncGroup;
+
 use crate::file::{HEADER_LEN, MAX_RECORD, Magic, check_header, header, read_records, record};
 use crate::{
     Journal, Opened, Record, Recovered, Snapshot, Snapshots, Store, StoreError, SyncPolicy,
@@ -20,6 +24,8 @@ use crate::{
 pub struct DiskStore {
     root: PathBuf,
     sync: SyncPolicy,
+    /// The journals' syncs, shared (group commit).
+    group: Arc<SyncGroup>,
     /// `LOCK`, with an exclusive `flock`: two processes appending to one journal would
     /// interleave their records. The kernel drops it however the process ends.
     _lock: Arc<File>,
@@ -67,9 +73,11 @@ impl DiskStore {
                 fs::remove_dir_all(entry.path()).map_err(|e| io(&entry.path(), e))?;
             }
         }
+        let group = SyncGroup::new(&root).map_err(|e| io(&root, e))?;
         Ok(Self {
             root,
             sync,
+            group: Arc::new(group),
             _lock: Arc::new(lock),
         })
     }
@@ -88,6 +96,10 @@ const REMOVED: &str = ".removed-";
 impl Store for DiskStore {
     fn describe(&self) -> String {
         self.root.display().to_string()
+    }
+
+    fn syncs(&self) -> u64 {
+        self.group.syncs()
     }
 
     fn channels(&self) -> Result<Vec<String>, StoreError> {
@@ -129,7 +141,13 @@ impl Store for DiskStore {
         let after = recovered.snapshot.as_ref().map_or(0, |s| s.step);
         recovered.records = journal_records(&files.journals, after, &mut recovered.repairs)?;
         let last = recovered.records.last().map_or(after, |r| r.step);
-        let journal = DiskJournal::open(&dir, last, self.sync, self._lock.clone())?;
+        let journal = DiskJournal::open(
+            &dir,
+            last,
+            self.sync,
+            self.group.clone(),
+            self._lock.clone(),
+        )?;
         Ok(Opened {
             recovered,
             journal: Box::new(journal),
@@ -379,6 +397,7 @@ struct DiskJournal {
     len: u64,
     next_step: u64,
     sync: SyncPolicy,
+    group: Arc<SyncGroup>,
     last_sync: Instant,
     /// A record asked to be durable was written but not synced yet (`Interval`).
     unsynced: bool,
@@ -390,7 +409,13 @@ impl DiskJournal {
     /// Appends after step `last`: to the segment that starts at `last + 1` if there
     /// is one (it holds no record), else to a new one. A segment shorter than its
     /// header (a cut that failed half-way, on a full disk) is written afresh.
-    fn open(dir: &Path, last: u64, sync: SyncPolicy, lock: Arc<File>) -> Result<Self, StoreError> {
+    fn open(
+        dir: &Path,
+        last: u64,
+        sync: SyncPolicy,
+        group: Arc<SyncGroup>,
+        lock: Arc<File>,
+    ) -> Result<Self, StoreError> {
         let path = dir.join(file_name("journal-", last + 1, ".log"));
         let whole = fs::metadata(&path).is_ok_and(|m| m.len() >= HEADER_LEN as u64);
         if !whole {
@@ -410,6 +435,7 @@ impl DiskJournal {
             len,
             next_step: last + 1,
             sync,
+            group,
             last_sync: Instant::now(),
             unsynced: false,
             buf: Vec::new(),
@@ -444,7 +470,7 @@ impl Journal for DiskJournal {
             SyncPolicy::Never => false,
         };
         if sync_now {
-            if let Err(e) = self.file.sync_data() {
+            if let Err(e) = self.group.sync(&self.file) {
                 let _ = self.file.set_len(self.len);
                 return Err(io(&self.path, e));
             }
@@ -472,7 +498,13 @@ impl Journal for DiskJournal {
             return Ok(()); // The segment is empty: it already starts after `step`.
         }
         self.file.sync_data().map_err(|e| io(&self.path, e))?;
-        *self = Self::open(&self.dir, step, self.sync, self._lock.clone())?;
+        *self = Self::open(
+            &self.dir,
+            step,
+            self.sync,
+            self.group.clone(),
+            self._lock.clone(),
+        )?;
         Ok(())
     }
 }

@@ -62,6 +62,12 @@ pub trait Store: Send + Sync + fmt::Debug {
         Ok(())
     }
 
+    /// Syncs to the disk made since it was opened (`fdatasync`, or one `syncfs` for
+    /// the journals that asked together); zero for stores that make none.
+    fn syncs(&self) -> u64 {
+        0
+    }
+
     /// Round trips to a networked store that failed because it could not be reached
     /// (writes, reads and lease renewals) since it was opened; zero for local stores.
     fn failures(&self) -> u64 {

@@ -324,3 +324,44 @@ fn a_removed_channel_is_gone_whole_and_a_half_removed_one_is_cleared_at_open() {
     );
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn journals_that_append_together_share_syncs_and_keep_every_record() {
+    // A back's rooms append at the same moment each tick, each on its own thread.
+    let dir = temp_dir("group-commit");
+    let s = store(&dir);
+    let (rooms, ticks) = (12, 10);
+    let barrier = Arc::new(std::sync::Barrier::new(rooms));
+    let workers: Vec<_> = (0..rooms)
+        .map(|i| {
+            let mut journal = s.open(&format!("room-{i}")).unwrap().journal;
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                for step in 1..=ticks {
+                    barrier.wait();
+                    journal
+                        .append(step, format!("{i}:{step}").as_bytes(), true)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let appends = (rooms as u64) * ticks;
+    assert!(
+        s.syncs() <= appends / 2,
+        "{} syncs for {appends} durable appends",
+        s.syncs()
+    );
+    drop(s);
+    let s = store(&dir);
+    for i in 0..rooms {
+        let records = s.open(&format!("room-{i}")).unwrap().recovered.records;
+        assert_eq!(steps(&records), (1..=ticks).collect::<Vec<_>>());
+        let last = records.last().unwrap();
+        assert_eq!(last.bytes, format!("{i}:{ticks}").into_bytes());
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
