@@ -147,7 +147,9 @@ def why_text(cols, data, rooms, floor_rooms, cpus):
             f"({100 * need / floor.total():.0f} % of the floor). So at 1.0× the front would "
             f"have to cost {f(floor.total() - need)} µs, {100 * need / floor.total():.0f} % "
             f"less than the floor's server, whose own user work is {f(floor.us('user'))} µs "
-            f"and whose kernel work is the writes and reads both must make.")
+            f"and whose kernel work is the writes and reads both must make. The profiled "
+            f"runs ran back to back; the unprofiled ones of the results table, minutes "
+            f"apart, put centrum at {f(arena_row['cpu'] / floor_row['cpu'])}× the floor.")
     if floor and room and missed_rooms:
         out.append(
             f"- **Rooms 125 × 8 against the floor's arena.** The same 20,000 client writes "
