@@ -10,11 +10,13 @@
 #
 # Environment: CENTRUM_BIN (default target/release/centrum), LIMIT_DIR (the floor's
 # staged copy with its release build, default target/compare/limit, which
-# bench/compare.sh makes), B (the floor's bytes per player, default 11), PROFILE_WARMUP=5,
-# PROFILE_WINDOW=14 (the runs' phases), PROFILE_S=6, STAT_S=4, HZ=499, OUT (default target/compare/results/profile.jsonl,
-# appended to), ROOMS=R (also profile centrum's `bench rooms R --clients ROOM_CLIENTS`,
-# default 8 clients a room). perf adds a few percent; the CPU of the result tables
-# comes from runs without it.
+# bench/compare.sh makes), B (the floor's bytes per player, default 11),
+# PROFILE_WARMUP=5 and PROFILE_WINDOW=14 (the runs' phases), PROFILE_S=6, STAT_S=4,
+# HZ=499, OUT (default target/compare/results/profile.jsonl, replaced), ROOMS=R (also
+# profile centrum's `bench rooms R --clients ROOM_CLIENTS`, default 8 clients a room).
+# Sampling adds to the CPU it measures, by different amounts for different programs:
+# compare the columns with each other, and take CPU totals from the result tables,
+# which run without perf.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,10 +52,11 @@ perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1 \
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 rm -rf "$WORK"
 mkdir -p "$WORK" "$(dirname "$OUT")"
+LINES="$WORK/lines.jsonl"   # moved to OUT once every profile is done
 
 # Syscalls counted per process: the socket work, waiting, waking, and the journal's sync.
 EVENTS="task-clock,context-switches,raw_syscalls:sys_enter"
-for s in writev sendto write recvfrom read epoll_wait futex fdatasync; do
+for s in writev sendto write recvfrom read epoll_wait futex fdatasync syncfs; do
   EVENTS="$EVENTS,syscalls:sys_enter_$s"
 done
 
@@ -68,7 +71,9 @@ stop_all() {
   done
   PIDS=()
 }
-trap stop_all EXIT INT TERM
+trap stop_all EXIT
+trap 'stop_all; exit 130' INT
+trap 'stop_all; exit 143' TERM
 trap 'log "failed at line $LINENO"' ERR
 
 # wait_for FILE TEXT SECONDS PID: until FILE has TEXT, bounded, and while PID lives.
@@ -82,12 +87,12 @@ wait_for() {
   return 1
 }
 
-# profile SYSTEM CLIENTS NAME:PID...: one perf record over the processes for PROFILE_S
+# profile SYSTEM CLIENTS WORKLOAD NAME:PID...: one perf record over the processes for PROFILE_S
 # seconds, then perf stat on each for STAT_S seconds (after, not beside: counting syscalls
 # through tracepoints slows every syscall, which the samples must not see), then one JSON
 # line per process.
 profile() {
-  local system="$1" n="$2"; shift 2
+  local system="$1" n="$2" workload="$3"; shift 3
   local names=() pids=() stats=() waits=() item i
   for item in "$@"; do
     names+=("${item%%:*}"); pids+=("${item##*:}")
@@ -99,6 +104,7 @@ profile() {
     stats+=("$WORK/$system-${names[$i]}.stat")
     perf stat -x, -e "$EVENTS" -p "${pids[$i]}" -o "${stats[$i]}" -- sleep "$STAT_S" >/dev/null 2>&1 &
     waits+=("$!")
+    PIDS+=("$!")
   done
   for i in "${waits[@]}"; do wait "$i" || true; done
   perf script -i "$WORK/$system.data" -F pid,ip,sym 2>/dev/null >"$WORK/$system.script" \
@@ -106,8 +112,8 @@ profile() {
   local args=()
   for i in "${!pids[@]}"; do args+=("${names[$i]}:${pids[$i]}:${stats[$i]}"); done
   python3 "$REPO/bench/compare/profile.py" --system "$system" --n "$n" --hz "$HZ" \
-    --seconds "$PROFILE_S" --stat-seconds "$STAT_S" --script "$WORK/$system.script" \
-    "${args[@]}" >>"$OUT"
+    --seconds "$PROFILE_S" --stat-seconds "$STAT_S" --workload "$workload" \
+    --script "$WORK/$system.script" "${args[@]}" >>"$LINES"
 }
 
 # ---- centrum: its own load generator starts the cluster ---------------------------
@@ -124,12 +130,13 @@ profile_centrum() {
   for pid in $(pgrep -P "$bench_pid"); do
     # argv: centrum ROLE [--id ID] ...; the id names fronts and backs, the role the master
     IFS=' ' read -r -a argv < <(tr '\0' ' ' <"/proc/$pid/cmdline"; echo) || continue
-    name="${argv[1]}"
+    name="${argv[1]:-}"
+    [ -n "$name" ] || continue
     [ "${argv[2]:-}" = "--id" ] && name="${argv[3]}"
     procs+=("$name:$pid")
   done
   [ ${#procs[@]} -gt 0 ] || die "no cluster process found under the bench (pid $bench_pid)"
-  profile "$system" "$n" "${procs[@]}"
+  profile "$system" "$n" "bench $*" "${procs[@]}"
   wait "$bench_pid" || die "centrum's bench failed, see $WORK/$system.log"
   PIDS=()
 }
@@ -156,7 +163,8 @@ loadgen_pid=$!
 PIDS+=("$loadgen_pid")
 wait_for "$WORK/floor-loadgen.log" "window open" 150 "$loadgen_pid" \
   || die "the floor's load generator never opened its window, see $WORK/floor-loadgen.log"
-profile floor "$N" "server:$server_pid"
+profile floor "$N" "limit-server --n $N --b $B" "server:$server_pid"
 wait "$loadgen_pid" || die "the floor's load generator failed, see $WORK/floor-loadgen.log"
 stop_all
+mv "$LINES" "$OUT"
 log "done: $(wc -l <"$OUT") lines in $OUT"

@@ -7,7 +7,7 @@ crate, since release builds keep no frame pointers for user-space chains. Adds t
 process's `perf stat -x,` counters: CPU time, context switches, syscalls by kind.
 
     profile.py --system centrum --n 1000 --hz 499 --seconds 6 --stat-seconds 4 \
-        --script S NAME:PID:STATFILE...
+        --workload "bench arena 1000" --script S NAME:PID:STATFILE...
 """
 import argparse
 import json
@@ -21,7 +21,8 @@ KERNEL = [
     ("socket reads", ("tcp_recvmsg", "__sys_recvfrom", "sock_read_iter")),
     ("epoll_wait", ("do_epoll_wait",)),
     ("futex", ("do_futex",)),
-    ("journal sync", ("vfs_fsync_range", "do_fsync", "__x64_sys_fdatasync")),
+    ("journal sync", ("vfs_fsync_range", "do_fsync", "__x64_sys_fdatasync", "sync_filesystem",
+                      "__x64_sys_sync_file_range")),
     ("other syscalls", ("do_syscall_64",)),
 ]
 # User samples: by the function the sample hit.
@@ -102,6 +103,7 @@ def main():
     ap.add_argument("--hz", type=float, required=True)
     ap.add_argument("--seconds", type=float, required=True, help="of samples")
     ap.add_argument("--stat-seconds", type=float, required=True, help="of perf stat")
+    ap.add_argument("--workload", required=True, help="what ran, for the record")
     ap.add_argument("--script", required=True)
     ap.add_argument("procs", nargs="+", help="NAME:PID:STATFILE")
     args = ap.parse_args()
@@ -110,7 +112,8 @@ def main():
         name, pid, stat = item.split(":", 2)
         samples = by_pid.get(int(pid), Counter())
         print(json.dumps({
-            "system": args.system, "process": name, "n": args.n, "hz": args.hz,
+            "system": args.system, "process": name, "n": args.n, "workload": args.workload,
+            "hz": args.hz,
             "seconds": args.seconds, "stat_seconds": args.stat_seconds,
             "client_writes_per_s": args.n * 20,
             "samples": dict(samples), "counters": counters(stat),

@@ -638,7 +638,7 @@ bash bench/compare.sh          # from any directory; rewrites this file
 
 It builds centrum in release, then runs centrum, the floor and Colyseus one after the
 other for every N (each sub-run about 30–40 s with the default phases, bounded by
-`timeout`); the default N list takes about 8–10 minutes, plus the first builds (centrum,
+`timeout`); the defaults take about 15–20 minutes, plus the first builds (centrum,
 the floor's cargo workspace, Colyseus's `npm install`). It needs `../shared/bench` beside
 the repository, cargo, node/npm and python3; all traffic stays on 127.0.0.1. Raw JSON
 lines are kept in

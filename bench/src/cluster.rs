@@ -280,8 +280,9 @@ fn spawn(program: &Path, args: &[String], log: &Path) -> Result<Child, BenchErro
     let mut command = Command::new(program);
     // A bench stopped by a signal (Ctrl-C, `timeout` in bench/compare.sh) runs no
     // destructor, so `kill_on_drop` cannot stop its cluster: the kernel does instead.
-    // The signal follows the spawning thread, a runtime worker that lives as long as
-    // the bench.
+    // The signal follows the thread that spawned the child, not the process: this runs
+    // in the future `block_on` drives on the main thread, which lives as long as the
+    // bench. (From `spawn_blocking` it would not: an idle blocking thread exits.)
     let bench = std::process::id();
     // SAFETY: the closure runs in the forked child before exec and only makes two
     // async-signal-safe calls.

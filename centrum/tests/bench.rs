@@ -325,11 +325,15 @@ fn a_bench_stopped_by_a_signal_takes_its_cluster_with_it() {
     // SAFETY: a signal to the child this test started
     unsafe { libc::kill(bench.id() as libc::pid_t, libc::SIGTERM) };
     assert!(!bench.wait().expect("wait").success());
+    // Gone, or a zombie waiting for an init that does not reap (a bare container's).
+    let alive = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+            state != Some(Some('Z'))
+        })
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while cluster
-        .iter()
-        .any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
-    {
+    while cluster.iter().any(alive) {
         assert!(
             Instant::now() < deadline,
             "cluster processes {cluster:?} outlived their bench"
@@ -394,6 +398,8 @@ fn the_profile_files_samples_by_syscall_and_the_summary_shows_cost_per_client_wr
             "1",
             "--stat-seconds",
             "2",
+            "--workload",
+            "bench arena 100",
             "--script",
             &script_path,
             &front,
