@@ -33,6 +33,8 @@ nodes = "127.0.0.1:7301"   # fronts and backs connect and heartbeat here
 # advertise = "10.0.0.1:7301"  # where fronts and backs on other machines dial `nodes` (an IP or a DNS
 #                              #   name, and a port); default `nodes`, with `host` for a wildcard IP
 # admin_token = "change-me-to-a-long-secret"   # protects /admin, /status and /metrics
+# admin_token_env = "CENTRUM_ADMIN_TOKEN"       # or read it from this environment variable,
+# admin_token_file = "admin.token"              #   or this file's first line (either wins over admin_token)
 # tls = { cert = "master.crt", key = "master.key" }  # serve https:// (PEM files; relative paths are
 #                                                    #   relative to this file's folder). Default: plain http://
 
@@ -169,6 +171,8 @@ rooms = [{ type = "match", app = "arena", max_clients = 8, max_rooms = 100 }]
 # "Authorization: Bearer <server_key>". Without a server_key, calls are off.
 # [calls]
 # server_key = "change-me-to-a-long-secret"
+# server_key_env = "CENTRUM_SERVER_KEY"   # or from this environment variable,
+# server_key_file = "server.key"          #   or this file's first line (either wins over server_key)
 # timeout_ms = 5000              # a call not answered in time gets 504 (100-120000)
 # max_body_bytes = 65536         # largest call body (64-16777216, <= limits.max_frame_bytes - 64)
 # max_in_flight = 1024           # calls waiting for their answer on one front (1-65536)
@@ -263,6 +267,13 @@ pub struct MasterConfig {
     /// demo stay public: game clients use them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<Secret>,
+    /// An environment variable holding the admin token, read when the config is; it
+    /// takes precedence over `admin_token_file` and `admin_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token_env: Option<String>,
+    /// A file whose first line is the admin token (relative to the config's folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
     /// Timeouts, the connection cap, the login rate and admin sessions of the HTTP
     /// endpoint (`[master.limits]`).
     #[serde(default)]
@@ -624,6 +635,13 @@ pub struct CallsConfig {
     /// (HTTP 403). Never logged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_key: Option<Secret>,
+    /// An environment variable holding the server key, read when the config is; it
+    /// takes precedence over `server_key_file` and `server_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_key_env: Option<String>,
+    /// A file whose first line is the server key (relative to the config's folder).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_key_file: Option<PathBuf>,
     /// A call not answered within this long gets HTTP 504.
     pub timeout_ms: u32,
     /// The largest call body; a larger one gets HTTP 413 unread.
@@ -938,12 +956,21 @@ fn read_secret(
         return Ok(Some((value, from)));
     }
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|source| Unread::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        // A secret is a line; reading at most 64 KiB keeps a wrong path (a device, a
+        // huge file) from taking the process's memory.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| {
+                std::io::Read::read_to_end(&mut std::io::Read::take(f, 65_536), &mut bytes)
+            })
+            .map_err(|source| Unread::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let from = format!("{} ({field}_file)", path.display());
+        let text = String::from_utf8(bytes).map_err(|_| Unread::NotUtf8(from.clone()))?;
         let line = text.lines().next().unwrap_or("").trim().to_owned();
-        return Ok(Some((line, format!("{} ({field}_file)", path.display()))));
+        return Ok(Some((line, from)));
     }
     Ok(inline.map(|secret| (secret.expose().to_owned(), field.to_owned())))
 }
@@ -1022,6 +1049,8 @@ impl Default for CallsConfig {
     fn default() -> Self {
         CallsConfig {
             server_key: None,
+            server_key_env: None,
+            server_key_file: None,
             timeout_ms: 5_000,
             max_body_bytes: 65_536,
             max_in_flight: 1_024,
@@ -1083,9 +1112,71 @@ impl Config {
     /// [`ConfigError::Parse`] if the text is not TOML of the right shape (including unknown
     /// fields), [`ConfigError::Invalid`] listing every rule it breaks.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let mut config = Self::from_toml(text)?;
+        config.validate()?;
+        config.resolve_secrets()?;
+        // Again, for the tokens just read.
         config.validate()?;
         Ok(config)
+    }
+
+    /// The config `text` holds, neither validated nor with its secrets read.
+    fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// Reads the admin token and the calls' server key from the environment variable
+    /// or file named for them, into `admin_token` and `server_key`, so that every
+    /// process and `centrum check` see the same value. A source named but empty is an
+    /// error: it would leave `/admin` open, or calls off, without a word.
+    fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let secrets = [
+            (
+                "master.admin_token",
+                &self.master.admin_token_env,
+                &self.master.admin_token_file,
+                &mut self.master.admin_token,
+            ),
+            (
+                "calls.server_key",
+                &self.calls.server_key_env,
+                &self.calls.server_key_file,
+                &mut self.calls.server_key,
+            ),
+        ];
+        for (field, env, file, value) in secrets {
+            if env.is_none() && file.is_none() {
+                continue;
+            }
+            let env_name = env.as_deref().unwrap_or("");
+            match read_secret(env_name, file.as_deref(), value.as_ref(), field) {
+                Ok(Some((secret, _))) if !secret.is_empty() => *value = Some(Secret::new(secret)),
+                Ok(Some((_, from))) => problems.push(FieldError {
+                    field: field.into(),
+                    reason: format!("{from} is empty"),
+                }),
+                Ok(None) => problems.push(FieldError {
+                    field: format!("{field}_env"),
+                    reason: format!(
+                        "the environment variable {env_name} is not set, and no {field}_file or {field} stands in"
+                    ),
+                }),
+                Err(Unread::NotUtf8(from)) => problems.push(FieldError {
+                    field: field.into(),
+                    reason: format!("{from} is not UTF-8"),
+                }),
+                Err(Unread::Read { path, source }) => problems.push(FieldError {
+                    field: format!("{field}_file"),
+                    reason: format!("cannot read {}: {source}", path.display()),
+                }),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
     }
 
     /// Reads and parses the config file at `path`.
@@ -1098,12 +1189,13 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config = Config::parse(&text).map_err(|e| match e {
+        let mut config = Config::from_toml(&text).map_err(|e| match e {
             ConfigError::Parse(message) => {
                 ConfigError::Parse(format!("{}: {message}", path.display()))
             }
             other => other,
         })?;
+        config.validate()?;
         // Data directories are the file's, wherever a process reading it was started:
         // a back restarted from another working directory must find its channels.
         let folder = std::path::absolute(path)
@@ -1115,6 +1207,8 @@ impl Config {
             &mut config.cluster.secret_file,
             &mut config.cluster.ca,
             &mut config.store.url_file,
+            &mut config.master.admin_token_file,
+            &mut config.calls.server_key_file,
         ]
         .into_iter()
         .flatten()
@@ -1146,6 +1240,9 @@ impl Config {
                 *file = folder.join(&*file);
             }
         }
+        config.resolve_secrets()?;
+        // Again, for the tokens just read.
+        config.validate()?;
         Ok(config)
     }
 
@@ -1562,7 +1659,11 @@ slow_client = "disconnect"
             .map(|line| format!("{line}\n"))
             .collect();
         assert!(uncommented.contains("\n[limits]\n"), "{uncommented}");
-        let config = Config::parse(&uncommented).expect("uncommented DEFAULT_TOML");
+        // Valid as written; the example token files do not exist here, so they are not read.
+        let config = Config::from_toml(&uncommented).expect("uncommented DEFAULT_TOML");
+        config
+            .validate()
+            .expect("uncommented DEFAULT_TOML is valid");
         assert_eq!(config.limits, Limits::default());
         assert!(uncommented.contains("\n[master.limits]\n"), "{uncommented}");
         assert_eq!(config.master.limits, MasterLimits::default());
@@ -2008,6 +2109,75 @@ slow_client = "disconnect"
             let err = split_dial_address(bad).expect_err(bad);
             assert!(err.contains(reason), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn the_admin_token_and_the_server_key_come_from_their_variable_or_file() {
+        let dir =
+            std::env::temp_dir().join(format!("centrum-config-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("admin.token"), "file-token-0123\nignored\n").expect("write");
+        std::fs::write(dir.join("empty.token"), "\n").expect("write");
+        let with = |master: &str, calls: &str| {
+            let toml = DEFAULT_TOML.replacen("[master]\n", &format!("[master]\n{master}\n"), 1);
+            std::fs::write(
+                dir.join("cluster.toml"),
+                format!("{toml}\n[calls]\n{calls}\n"),
+            )
+            .expect("write");
+            Config::load(&dir.join("cluster.toml"))
+        };
+        // A variable every test process has stands in for one a deployment sets.
+        let path = std::env::var("PATH").expect("PATH is set");
+        let config = with(
+            "admin_token_file = \"admin.token\"",
+            "server_key_env = \"PATH\"",
+        )
+        .expect("valid");
+        assert_eq!(
+            config.master.admin_token.as_ref().map(Secret::expose),
+            Some("file-token-0123"),
+            "the file's first line, relative to the config's folder"
+        );
+        assert_eq!(
+            config.calls.server_key.as_ref().map(Secret::expose),
+            Some(path.as_str())
+        );
+        // A named source that gives nothing is an error, never an open /admin.
+        for (master, calls, field, says) in [
+            (
+                "",
+                "server_key_env = \"CENTRUM_CONFIG_TEST_NEVER_SET\"",
+                "calls.server_key_env",
+                "CENTRUM_CONFIG_TEST_NEVER_SET is not set",
+            ),
+            (
+                "admin_token_file = \"missing.token\"",
+                "",
+                "master.admin_token_file",
+                "missing.token",
+            ),
+            (
+                "admin_token_file = \"empty.token\"",
+                "",
+                "master.admin_token",
+                "is empty",
+            ),
+        ] {
+            let err = with(master, calls).expect_err(says).to_string();
+            assert!(err.contains(field) && err.contains(says), "{err}");
+        }
+        // An inline value still stands when the variable is unset.
+        let config = with(
+            "admin_token = \"inline-token\"\nadmin_token_env = \"CENTRUM_CONFIG_TEST_NEVER_SET\"",
+            "",
+        )
+        .expect("valid");
+        assert_eq!(
+            config.master.admin_token.as_ref().map(Secret::expose),
+            Some("inline-token")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -57,6 +57,11 @@ impl<'a> Checker<'a> {
         if let Some(token) = &master.admin_token {
             self.token("master.admin_token", token.expose());
         }
+        self.secret_source(
+            "master.admin_token",
+            &master.admin_token_env,
+            &master.admin_token_file,
+        );
         self.master_limits(&master.limits);
         if let Some(tls) = &master.tls {
             self.tls("master.tls", tls);
@@ -158,6 +163,8 @@ impl<'a> Checker<'a> {
     fn calls(&mut self, calls: &CallsConfig, limits: &Limits) {
         let CallsConfig {
             server_key,
+            server_key_env,
+            server_key_file,
             timeout_ms,
             max_body_bytes,
             max_in_flight,
@@ -165,6 +172,7 @@ impl<'a> Checker<'a> {
         if let Some(key) = server_key {
             self.token("calls.server_key", key.expose());
         }
+        self.secret_source("calls.server_key", server_key_env, server_key_file);
         let ranges = [
             ("timeout_ms", *timeout_ms, 100, 120_000),
             ("max_body_bytes", *max_body_bytes, 64, 16_777_216),
@@ -1130,6 +1138,7 @@ mod tests {
                 timeout_ms: 99,
                 max_body_bytes: 2_000_000,
                 max_in_flight: 0,
+                ..CallsConfig::default()
             }
         });
         assert_eq!(

@@ -260,6 +260,8 @@ mod tests {
                 nodes: addr,
                 advertise: None,
                 admin_token: None,
+                admin_token_env: None,
+                admin_token_file: None,
                 limits: Default::default(),
                 tls: None,
             },

@@ -111,6 +111,8 @@ impl TestMaster {
                 nodes: nodes_addr,
                 advertise: None,
                 admin_token: admin_token.map(centrum_config::Secret::new),
+                admin_token_env: None,
+                admin_token_file: None,
                 limits: http_limits,
                 tls: None,
             },

@@ -180,6 +180,8 @@ impl TestCluster {
                 nodes: nodes.local_addr().expect("addr"),
                 advertise: None,
                 admin_token: spec.admin_token.clone().map(centrum_config::Secret::new),
+                admin_token_env: None,
+                admin_token_file: None,
                 limits: Default::default(),
                 tls: spec.tls.clone(),
             },
