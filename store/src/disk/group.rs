@@ -232,6 +232,34 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_sync_fails_only_the_files_it_covered() {
+        let dir = scratch("covered");
+        let group = Arc::new(SyncGroup::new(&dir).unwrap());
+        let threads = 4;
+        // The first file's sync fails while the other three wait behind it; theirs is
+        // the next sync, which succeeds.
+        group.first_waits_for.store(threads - 1, Relaxed);
+        group.fail_next.store(true, Relaxed);
+        let barrier = Arc::new(Barrier::new(threads));
+        let workers: Vec<_> = (0..threads)
+            .map(|i| {
+                let (group, barrier, dir) = (group.clone(), barrier.clone(), dir.clone());
+                std::thread::spawn(move || {
+                    let mut file = File::create(dir.join(format!("f{i}"))).unwrap();
+                    barrier.wait();
+                    file.write_all(b"record").unwrap();
+                    group.sync(&file)
+                })
+            })
+            .collect();
+        let results: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        assert_eq!(failed, 1, "{results:?}");
+        assert_eq!(group.syncs(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_failed_sync_is_told_to_its_callers_and_not_held_against_later_ones() {
         let dir = scratch("failed");
         let group = SyncGroup::new(&dir).unwrap();
