@@ -14,6 +14,7 @@ SYSCALLS = [("writes", ("writev", "sendto", "write")), ("reads", ("recvfrom", "r
 
 
 def num(r, key):
+    """r[key] when it is a number (not a bool), else None; summarize.py uses it too."""
     v = r.get(key)
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 

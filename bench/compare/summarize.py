@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import explain
+from explain import num
 
 REPO = Path(__file__).resolve().parents[2]
 DASH = "—"
@@ -28,11 +29,6 @@ OPTIONAL = {"centrum_memory"}
 
 
 # ---- reading and normalising ------------------------------------------------------
-
-def num(r, key):
-    v = r.get(key)
-    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
 
 def div(a, b):
     return a / b if a is not None and b else None

@@ -196,28 +196,34 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn files_that_sync_while_a_sync_runs_share_the_next_one() {
-        let dir = scratch("shared");
-        let group = Arc::new(SyncGroup::new(&dir).unwrap());
-        let threads = 16;
-        // The first file's sync starts alone and holds until the 15 others wait: they
-        // must then share one sync, whatever the disk's speed.
+    /// `threads` files each write a record at the same moment, then sync, while the
+    /// first sync to start holds until all the others wait behind it; their results.
+    fn sync_together(group: &Arc<SyncGroup>, dir: &Path, threads: usize) -> Vec<io::Result<()>> {
         group.first_waits_for.store(threads - 1, Relaxed);
         let barrier = Arc::new(Barrier::new(threads));
         let workers: Vec<_> = (0..threads)
             .map(|i| {
-                let (group, barrier, dir) = (group.clone(), barrier.clone(), dir.clone());
+                let (group, barrier) = (group.clone(), barrier.clone());
+                let path = dir.join(format!("f{i}"));
                 std::thread::spawn(move || {
-                    let mut file = File::create(dir.join(format!("f{i}"))).unwrap();
+                    let mut file = File::create(path).unwrap();
                     barrier.wait();
                     file.write_all(b"record").unwrap();
                     group.sync(&file)
                 })
             })
             .collect();
-        for w in workers {
-            w.join().unwrap().unwrap();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn files_that_sync_while_a_sync_runs_share_the_next_one() {
+        let dir = scratch("shared");
+        let group = Arc::new(SyncGroup::new(&dir).unwrap());
+        // The first file's sync starts alone; the 15 others must then share one sync,
+        // whatever the disk's speed.
+        for result in sync_together(&group, &dir, 16) {
+            result.unwrap();
         }
         assert_eq!(
             group.syncs(),
@@ -235,24 +241,10 @@ mod tests {
     fn a_failed_sync_fails_only_the_files_it_covered() {
         let dir = scratch("covered");
         let group = Arc::new(SyncGroup::new(&dir).unwrap());
-        let threads = 4;
         // The first file's sync fails while the other three wait behind it; theirs is
         // the next sync, which succeeds.
-        group.first_waits_for.store(threads - 1, Relaxed);
         group.fail_next.store(true, Relaxed);
-        let barrier = Arc::new(Barrier::new(threads));
-        let workers: Vec<_> = (0..threads)
-            .map(|i| {
-                let (group, barrier, dir) = (group.clone(), barrier.clone(), dir.clone());
-                std::thread::spawn(move || {
-                    let mut file = File::create(dir.join(format!("f{i}"))).unwrap();
-                    barrier.wait();
-                    file.write_all(b"record").unwrap();
-                    group.sync(&file)
-                })
-            })
-            .collect();
-        let results: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        let results = sync_together(&group, &dir, 4);
         let failed = results.iter().filter(|r| r.is_err()).count();
         assert_eq!(failed, 1, "{results:?}");
         assert_eq!(group.syncs(), 2);
