@@ -68,6 +68,18 @@ pub(crate) struct Reservation {
 }
 
 /// One room in a listing.
+/// A room entered in the book with a seat taken, which its back has yet to make.
+struct StartedRoom {
+    seat: Seat,
+    made_tx: watch::Sender<Made>,
+    request: u64,
+    answer: oneshot::Receiver<RoomCreated>,
+    back_tx: mpsc::Sender<MasterToNode>,
+    room: String,
+    kind: String,
+    options: Bytes,
+}
+
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct Listing {
     pub(crate) id: String,
@@ -302,14 +314,17 @@ impl Matchmaker {
                     })
                     .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)))
                     .map(|(id, _, _)| id.clone());
-                best.map(|id| self.reserve(&mut book, &id, now))
+                match best {
+                    Some(id) => Ok(self.reserve(&mut book, &id, now)),
+                    None => Err(self.start_room(&mut book, kind, room_type, options, client, now)?),
+                }
             };
             match found {
-                Some((seat, made)) => match self.await_made(made).await {
+                Ok((seat, made)) => match self.await_made(made).await {
                     Ok(()) => return self.hand_out(seat),
                     Err(_) => continue,
                 },
-                None => return self.create(kind, options, client).await,
+                Err(started) => return self.finish_room(started).await,
             }
         }
         Err(refuse(
@@ -327,6 +342,26 @@ impl Matchmaker {
         client: IpAddr,
     ) -> Result<Reservation, MatchError> {
         let room_type = self.room_type(kind)?;
+        let now = Instant::now();
+        let started = {
+            let mut book = self.inner.book.lock();
+            self.start_room(&mut book, kind, room_type, options, client, now)?
+        };
+        self.finish_room(started).await
+    }
+
+    /// Enters a new room of type `kind` in `book` with a seat taken in it, under the
+    /// caller's lock: a join-or-create that found no open room makes one before any
+    /// other can look, so a burst never makes two half-empty rooms.
+    fn start_room(
+        &self,
+        book: &mut Book,
+        kind: &str,
+        room_type: &RoomTypeConfig,
+        options: &Value,
+        client: IpAddr,
+        now: Instant,
+    ) -> Result<StartedRoom, MatchError> {
         if let Some(limit) = &self.inner.creates
             && let Err(wait) = limit.check(client)
         {
@@ -348,52 +383,72 @@ impl Matchmaker {
                 format!("the options do not encode: {e}"),
             )
         })?;
-        let now = Instant::now();
-        let (seat, made_tx, request, answer, back_tx, room) = {
-            let mut book = self.inner.book.lock();
-            let back = self.place(&book, room_type, now)?;
-            if book.creating.len() >= MAX_CREATING {
-                return Err(refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "too many rooms are being made at once; try again",
-                ));
-            }
-            let Some((_, back_tx)) = book.backs.get(&back).cloned() else {
-                return Err(refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no_capacity",
-                    format!("no live back offers room type {kind:?}"),
-                ));
-            };
-            let room = format!("{kind}.{}.{back}", room_suffix());
-            let (made_tx, made_rx) = watch::channel(Made::Pending);
-            book.rooms.insert(
-                room.clone(),
-                RoomView {
-                    kind: kind.to_owned(),
-                    back,
-                    clients: 0,
-                    max: room_type.max_clients,
-                    metadata: Value::Null,
-                    locked: false,
-                    seats: Vec::new(),
-                    made: made_rx,
-                    created: now,
-                },
-            );
-            let (seat, _) = self.reserve(&mut book, &room, now);
-            book.next_request += 1;
-            let request = book.next_request;
-            let (answer_tx, answer) = oneshot::channel();
-            book.creating.insert(request, answer_tx);
-            (seat, made_tx, request, answer, back_tx, room)
+        let back = self.place(book, room_type, now)?;
+        if book.creating.len() >= MAX_CREATING {
+            return Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "too many rooms are being made at once; try again",
+            ));
+        }
+        let Some((_, back_tx)) = book.backs.get(&back).cloned() else {
+            return Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_capacity",
+                format!("no live back offers room type {kind:?}"),
+            ));
         };
+        let room = format!("{kind}.{}.{back}", room_suffix());
+        let (made_tx, made_rx) = watch::channel(Made::Pending);
+        book.rooms.insert(
+            room.clone(),
+            RoomView {
+                kind: kind.to_owned(),
+                back,
+                clients: 0,
+                max: room_type.max_clients,
+                metadata: Value::Null,
+                locked: false,
+                seats: Vec::new(),
+                made: made_rx,
+                created: now,
+            },
+        );
+        let (seat, _) = self.reserve(book, &room, now);
+        book.next_request += 1;
+        let request = book.next_request;
+        let (answer_tx, answer) = oneshot::channel();
+        book.creating.insert(request, answer_tx);
+        Ok(StartedRoom {
+            seat,
+            made_tx,
+            request,
+            answer,
+            back_tx,
+            room,
+            kind: kind.to_owned(),
+            options: Bytes::from(options),
+        })
+    }
+
+    /// Asks the back to make a room `start_room` entered, and hands out its seat once
+    /// it is made; a room not made leaves the book.
+    async fn finish_room(&self, started: StartedRoom) -> Result<Reservation, MatchError> {
+        let StartedRoom {
+            seat,
+            made_tx,
+            request,
+            answer,
+            back_tx,
+            room,
+            kind,
+            options,
+        } = started;
         let ask = MasterToNode::CreateRoom(CreateRoom {
             request,
             room: room.clone(),
-            kind: kind.to_owned(),
-            options: Bytes::from(options),
+            kind,
+            options,
         });
         let outcome = match back_tx.try_send(ask) {
             Err(_) => Err(refuse(
